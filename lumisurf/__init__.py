@@ -1,0 +1,3 @@
+"""lumisurf: posed photos -> watertight mesh, materials and relightable renders (CPU first)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from lumisurf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""The one command line: ``lumisurf train | extract | render | eval | data check``. Parsing only."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lumisurf.errors import LumisurfError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a run (Stage I) on a dataset or the built-in scene")
+    p.add_argument("--data", help="dataset folder (Blender, NeuS, LLFF, instant-ngp, COLMAP); default: built-in scene")
+    p.add_argument("--preset", help="method preset (see lumisurf.presets)")
+    p.add_argument("--out", help="run folder (default runs/<data>-<preset>)")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop by wall clock, then save")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
+
+
+def _add_run_commands(sub) -> None:
+    p = sub.add_parser("extract", help="marching cubes -> RUN/mesh.ply (dataset world frame)")
+    p.add_argument("run")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png")
+    p.add_argument("run")
+    p.add_argument("--split", default="test")
+    p.add_argument("--downscale", type=int, default=1)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("eval", help="metrics on the test split -> RUN/metrics.json")
+    p.add_argument("run")
+    p.add_argument("--data", help="evaluate on this dataset (default: the training dataset)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p = sub.add_parser("data", help="dataset tools")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    c = dsub.add_parser("check", help="summary of a dataset + a PNG of cameras and the unit sphere")
+    c.add_argument("path", nargs="?", help="dataset folder (omit for the built-in scene)")
+    c.add_argument("--out", help="PNG path (default ./data_check_<name>.png)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lumisurf", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_train(sub)
+    _add_run_commands(sub)
+    return parser
+
+
+def _cmd_train(a) -> None:
+    from lumisurf.train.entry import build_train_config, train_job
+
+    cfg = build_train_config(a.data, a.preset, a.max_steps, a.max_minutes, a.device, a.seed, a.overrides)
+    summary = train_job(cfg, a.out, resume=a.resume, force=a.force, progress=not a.no_progress)
+    print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}))
+
+
+def _cmd_run(a) -> None:
+    from lumisurf.train.restore import load_run
+
+    loaded = load_run(Path(a.run), a.device)
+    if a.cmd == "extract":
+        from lumisurf.mesh.extract_run import extract_run
+
+        print(f"wrote {extract_run(loaded, a.resolution)}")
+    elif a.cmd == "render":
+        from lumisurf.data.load import load_scene_normalized_as
+        from lumisurf.renderers.render_run import render_split
+
+        scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
+        for _ in render_split(loaded, scene, a.split, a.downscale):
+            pass
+        print(f"wrote {loaded.run.renders(a.split)}")
+    else:
+        from lumisurf.eval.evaluate import evaluate_run, format_table
+
+        print(format_table(evaluate_run(loaded, a.data)))
+        print(f"wrote {loaded.run.metrics_path}")
+
+
+def _cmd_data(a) -> None:
+    from lumisurf.data.check import check_dataset
+
+    name = Path(a.path).resolve().name if a.path else "synthetic"
+    out = Path(a.out) if a.out else Path(f"data_check_{name}.png")
+    print(check_dataset(Path(a.path) if a.path else None, out))
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _cmd_train, "extract": _cmd_run, "render": _cmd_run, "eval": _cmd_run, "data": _cmd_data}
+    try:
+        handlers[args.cmd](args)
+    except LumisurfError as exc:
+        if args.debug:
+            raise
+        print(f"lumisurf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lumisurf: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: cameras (one convention), format readers, normalisation, the built-in scene, pixel samplers."""

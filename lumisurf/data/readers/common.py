@@ -1,0 +1,160 @@
+"""Helpers shared by the dataset readers: the READERS registry, pose checks, view selection
+(holdout split, evenly spaced subset) and building a :class:`Split` from files + poses."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from lumisurf.data.cameras import Cameras
+from lumisurf.data.images import IMAGE_EXTS, load_image, load_mask
+from lumisurf.data.scene import SceneData, Split
+from lumisurf.errors import DataError
+from lumisurf.registry import Registry
+
+# name -> reader(root: Path, holdout_every: int, max_views: int | None) -> SceneData
+READERS: Registry[Callable[..., SceneData]] = Registry("dataset format")
+
+RIGID_TOL = 1e-3
+
+
+def check_poses(c2w: np.ndarray, labels: Sequence[str], source: Path | str) -> None:
+    """Raise DataError unless every pose [n, >=3, 4] is finite with a proper rotation.
+
+    A rotation is accepted when max |R^T R - I| <= 1e-3 and det(R) > 0.
+    """
+    c2w = np.asarray(c2w, dtype=np.float64)
+    for i, label in enumerate(labels):
+        m = c2w[i]
+        if not np.isfinite(m).all():
+            raise DataError(f"{source}: pose of {label} is not finite")
+        rot = m[:3, :3]
+        err = np.abs(rot.T @ rot - np.eye(3)).max()
+        det = np.linalg.det(rot)
+        if err > RIGID_TOL or det < 0:
+            raise DataError(f"{source}: pose of {label} is not a rigid rotation "
+                            f"(max |R^T R - I| = {err:.3g}, det = {det:.3g})")
+
+
+def holdout_split(n: int, holdout_every: int) -> tuple[list[int], list[int]]:
+    """(train, test) indices: test = every ``holdout_every``-th view from 0, train = the rest.
+
+    ``holdout_every <= 0`` keeps no test views; train is never empty (tiny scenes train on all).
+    """
+    if holdout_every <= 0:
+        return list(range(n)), []
+    test = [i for i in range(n) if i % holdout_every == 0]
+    train = [i for i in range(n) if i % holdout_every != 0]
+    return (train or list(range(n))), test
+
+
+def even_subset(idx: Sequence[int], max_views: Optional[int]) -> list[int]:
+    """At most ``max_views`` evenly spaced entries of ``idx`` (all of them when None)."""
+    idx = list(idx)
+    if max_views is None or max_views >= len(idx):
+        return idx
+    if max_views < 1:
+        raise DataError(f"max_views must be >= 1, got {max_views}")
+    pos = np.unique(np.round(np.linspace(0, len(idx) - 1, max_views)).astype(int))
+    return [idx[p] for p in pos]
+
+
+def select_views(n: int, holdout_every: int, max_views: Optional[int]) -> dict[str, list[int]]:
+    """Split indices for formats without their own test split: {'train': [...], 'test': [...]}."""
+    train, test = holdout_split(n, holdout_every)
+    out = {"train": even_subset(train, max_views)}
+    if test:
+        out["test"] = test
+    return out
+
+
+def find_image(path: Path) -> Path:
+    """``path`` itself, or ``path`` + a known image extension when the file name has none."""
+    if path.is_file():
+        return path
+    for ext in IMAGE_EXTS:
+        cand = path.with_name(path.name + ext)
+        if cand.is_file():
+            return cand
+    raise DataError(f"image file not found: {path}")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Sorted image files (png/jpg) directly inside ``folder``."""
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+
+
+def _check_size(path: Path, got: tuple[int, int], want: tuple[int, int], what: str) -> None:
+    if got != want:
+        raise DataError(f"{path}: size {got[0]}x{got[1]} disagrees with {what} {want[0]}x{want[1]}")
+
+
+def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = None,
+               size: Optional[tuple[int, int]] = None, size_what: str = "the first image",
+               mask_threshold: int = 127) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[int, int]]:
+    """Load images [n, H, W, 3] and masks [n, H, W] (mask files, else alpha when every image has it).
+
+    ``size`` (width, height) is the expected size (from intrinsics fields); by default the
+    first image's. Returns images, masks or None, (width, height).
+    """
+    images = masks = None
+    alphas_ok = True
+    for i, f in enumerate(files):
+        rgb, alpha = load_image(f)
+        got = (rgb.shape[1], rgb.shape[0])
+        if size is None:
+            size = got
+        _check_size(f, got, size, size_what)
+        if images is None:
+            images = np.empty((len(files), got[1], got[0], 3), np.float32)
+            masks = np.empty((len(files), got[1], got[0]), np.float32)
+        images[i] = rgb
+        if mask_files is not None:
+            m = load_mask(mask_files[i], mask_threshold)
+            _check_size(mask_files[i], (m.shape[1], m.shape[0]), got, f"its image {f.name}")
+            masks[i] = m
+        elif alpha is None:
+            alphas_ok = False
+        elif alphas_ok:
+            if not (alpha > 0).any():
+                raise DataError(f"mask (alpha channel) of {f} is empty")
+            masks[i] = alpha
+    if images is None:
+        raise DataError("no views to load")
+    keep_masks = mask_files is not None or alphas_ok
+    return (torch.from_numpy(images), torch.from_numpy(masks) if keep_masks else None, size)
+
+
+def make_cameras(c2w: np.ndarray, fx, fy, cx, cy, width: int, height: int,
+                 distortion: Optional[np.ndarray] = None) -> Cameras:
+    """Cameras (float32) from OpenCV c2w [n, 4, 4] and per-view (or scalar) intrinsics."""
+    n = len(c2w)
+
+    def vec(v) -> torch.Tensor:
+        return torch.as_tensor(np.broadcast_to(np.asarray(v, np.float64), (n,)).copy(), dtype=torch.float32)
+
+    dist = None
+    if distortion is not None:
+        distortion = np.broadcast_to(np.asarray(distortion, np.float64), (n, 4))
+        if np.any(distortion != 0):
+            dist = torch.as_tensor(distortion.copy(), dtype=torch.float32)
+    return Cameras(c2w=torch.as_tensor(np.asarray(c2w), dtype=torch.float32), fx=vec(fx), fy=vec(fy),
+                   cx=vec(cx), cy=vec(cy), width=int(width), height=int(height), distortion=dist)
+
+
+def build_split(idx: Sequence[int], files: Sequence[Path], c2w: np.ndarray, intr: np.ndarray,
+                distortion: Optional[np.ndarray] = None, mask_files: Optional[Sequence[Path]] = None,
+                size: Optional[tuple[int, int]] = None, size_what: str = "the first image") -> Split:
+    """A Split of views ``idx``: c2w [N, 4, 4] OpenCV, intr [N, 4] = fx, fy, cx, cy in pixels."""
+    idx = list(idx)
+    sel_files = [files[i] for i in idx]
+    sel_masks = None if mask_files is None else [mask_files[i] for i in idx]
+    images, masks, (w, h) = load_views(sel_files, sel_masks, size, size_what)
+    intr = np.asarray(intr, np.float64)[idx]
+    dist = None if distortion is None else np.asarray(distortion, np.float64)[idx]
+    cams = make_cameras(np.asarray(c2w)[idx], intr[:, 0], intr[:, 1], intr[:, 2], intr[:, 3], w, h, dist)
+    return Split(cameras=cams, images=images, masks=masks, files=sel_files)

@@ -1,0 +1,164 @@
+"""Plain-torch multi-resolution hash encoding (Instant-NGP): the reference twin of the Warp kernels.
+
+Conventions (shared with `hash_grid_warp.py`):
+- Points x in [-bound, bound]^3 (normalised world units) are clamped to the cube, then mapped to
+  grid coordinates p = (x + bound) / (2 bound) * res, so level l has vertices 0..res per axis.
+- The cell origin is i0 = min(floor(p), res - 1) and the local coordinate frac = p - i0 in [0, 1].
+- Level rows: dense index ix + (res+1) * (iy + (res+1) * iz) when (res+1)^3 <= 2^T, otherwise the
+  spatial hash (ix * 1) ^ (iy * 2654435761) ^ (iz * 805459861) mod 2^T (uint32 arithmetic).
+- Corner c in 0..7 uses offsets (c & 1, (c >> 1) & 1, (c >> 2) & 1).
+- Output features are level-major: column l * F + f.  dfeat_dx[n, l*F+f, d] = d feat / d x_d in
+  1 / world units; it is zero along axes where the point lies outside the cube (clamp).
+Everything here is plain autograd, so first and second derivatives (w.r.t. table and x) work.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+PRIMES = (1, 2654435761, 805459861)
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Static per-level layout of the table: resolutions, row offsets, hashed flags and row counts."""
+
+    resolutions: tuple[int, ...]
+    offsets: tuple[int, ...]  # first row of each level in the shared table
+    sizes: tuple[int, ...]  # rows of each level
+    hashed: tuple[bool, ...]
+    log2_table_size: int
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.resolutions)
+
+    @property
+    def total_entries(self) -> int:
+        return self.offsets[-1] + self.sizes[-1]
+
+
+def level_resolutions(n_levels: int, base_resolution: int, growth_factor: float) -> list[int]:
+    """N_l = floor(N_min * b^l) (Instant-NGP eq. 2/3); a tiny epsilon guards round-off at the top."""
+    return [int(math.floor(base_resolution * growth_factor**l + 1e-6)) for l in range(n_levels)]
+
+
+def growth_from_max(n_levels: int, base_resolution: int, max_resolution: int) -> float:
+    """b = exp((ln N_max - ln N_min) / (L - 1)); 1 for a single level."""
+    if n_levels <= 1:
+        return 1.0
+    return math.exp((math.log(max_resolution) - math.log(base_resolution)) / (n_levels - 1))
+
+
+def make_layout(resolutions: list[int], log2_table_size: int) -> GridLayout:
+    """Dense levels while (res+1)^3 fits in 2^T rows, hashed (2^T rows) beyond."""
+    cap = 2**log2_table_size
+    offsets, sizes, hashed, start = [], [], [], 0
+    for res in resolutions:
+        dense_rows = (res + 1) ** 3
+        is_hashed = dense_rows > cap
+        size = cap if is_hashed else dense_rows
+        offsets.append(start)
+        sizes.append(size)
+        hashed.append(is_hashed)
+        start += size
+    return GridLayout(tuple(resolutions), tuple(offsets), tuple(sizes), tuple(hashed), log2_table_size)
+
+
+def _level_tensors(layout: GridLayout, n: int, device: torch.device):
+    """Per-level constants as [n] tensors for the first n levels."""
+    res = torch.tensor(layout.resolutions[:n], device=device, dtype=torch.int64)
+    off = torch.tensor(layout.offsets[:n], device=device, dtype=torch.int64)
+    hashed = torch.tensor(layout.hashed[:n], device=device, dtype=torch.bool)
+    return res, off, hashed
+
+
+def grid_coords(x: torch.Tensor, res: torch.Tensor, bound: float):
+    """x [N,3] -> cell origin i0 [N,L,3] (int64), frac [N,L,3], dp/dx [N,L,3] (0 where x was clamped)."""
+    inside = (x.abs() <= bound).to(x.dtype)  # [N, 3]; matches torch.clamp's gradient mask
+    u = (x.clamp(-bound, bound) + bound) / (2.0 * bound)  # [N, 3] in [0, 1]
+    resf = res.to(x.dtype)[None, :, None]  # [1, L, 1]
+    p = u[:, None, :] * resf  # [N, L, 3]
+    i0 = torch.minimum(torch.floor(p.detach()), resf - 1).to(torch.int64)
+    frac = p - i0.to(x.dtype)
+    dp_dx = inside[:, None, :] * (resf / (2.0 * bound))  # [N, L, 3]
+    return i0, frac, dp_dx
+
+
+def _corner_bits(device: torch.device) -> torch.Tensor:
+    c = torch.arange(8, device=device)
+    return torch.stack([c & 1, (c >> 1) & 1, (c >> 2) & 1], dim=-1)  # [8, 3]
+
+
+def corner_rows(i0: torch.Tensor, res: torch.Tensor, off: torch.Tensor, hashed: torch.Tensor,
+                log2_table_size: int) -> torch.Tensor:
+    """i0 [N,L,3] -> global table rows of the 8 cell corners [N,L,8] (int64)."""
+    v = i0[:, :, None, :] + _corner_bits(i0.device)  # [N, L, 8, 3]
+    ix, iy, iz = v.unbind(-1)
+    s = (res + 1)[None, :, None]  # [1, L, 1]
+    dense = ix + s * (iy + s * iz)
+    hashv = (ix * PRIMES[0]) ^ (iy * PRIMES[1]) ^ (iz * PRIMES[2])
+    hashv = hashv & (2**log2_table_size - 1)  # low bits equal uint32 wrap-around arithmetic
+    local = torch.where(hashed[None, :, None], hashv, dense)
+    return local + off[None, :, None]
+
+
+def trilinear_weights(frac: torch.Tensor):
+    """frac [N,L,3] -> weights [N,L,8] and their derivative w.r.t. frac [N,L,8,3]."""
+    bits = _corner_bits(frac.device).to(frac.dtype)  # [8, 3]
+    f = frac[:, :, None, :]  # [N, L, 1, 3]
+    w1d = bits * f + (1 - bits) * (1 - f)  # [N, L, 8, 3] per-axis weights
+    sign = 2 * bits - 1  # [8, 3] d w1d / d frac
+    wx, wy, wz = w1d.unbind(-1)
+    weights = wx * wy * wz
+    dw = torch.stack([sign[:, 0] * wy * wz, wx * sign[:, 1] * wz, wx * wy * sign[:, 2]], dim=-1)
+    return weights, dw
+
+
+def _gather(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """rows [N,L,8] -> corner features [N,L,8,F]."""
+    return torch.nn.functional.embedding(rows, table)
+
+
+def _pad_levels(t: torch.Tensor, n_levels: int) -> torch.Tensor:
+    """Zero-fill inactive levels: t [N, k, ...] -> [N, n_levels, ...]."""
+    k = t.shape[1]
+    if k == n_levels:
+        return t
+    pad = t.new_zeros((t.shape[0], n_levels - k) + tuple(t.shape[2:]))
+    return torch.cat([t, pad], dim=1)
+
+
+def hash_encode_torch(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0,
+                      active_levels: int | None = None) -> torch.Tensor:
+    """Encode x [N,3] with table [total_entries, F] -> [N, L*F]; levels >= active_levels give 0."""
+    feat, _ = _encode(x, table, layout, bound, active_levels, with_grad=False)
+    return feat
+
+
+def hash_encode_with_grad_torch(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0,
+                                active_levels: int | None = None):
+    """Features [N, L*F] and the analytic spatial Jacobian dfeat_dx [N, L*F, 3] (differentiable)."""
+    return _encode(x, table, layout, bound, active_levels, with_grad=True)
+
+
+def _encode(x, table, layout, bound, active_levels, with_grad: bool):
+    n_levels, n_feat, n_pts = layout.n_levels, table.shape[1], x.shape[0]
+    k = n_levels if active_levels is None else max(0, min(int(active_levels), n_levels))
+    if k == 0:
+        feat = table.new_zeros(n_pts, n_levels * n_feat)
+        return feat, (feat.new_zeros(n_pts, n_levels * n_feat, 3) if with_grad else None)
+    res, off, hashed = _level_tensors(layout, k, x.device)
+    i0, frac, dp_dx = grid_coords(x.to(table.dtype), res, bound)
+    rows = corner_rows(i0, res, off, hashed, layout.log2_table_size)
+    weights, dw = trilinear_weights(frac)
+    corners = _gather(table, rows)  # [N, k, 8, F]
+    feat = (weights[..., None] * corners).sum(dim=2)  # [N, k, F]
+    feat = _pad_levels(feat, n_levels).reshape(n_pts, n_levels * n_feat)
+    if not with_grad:
+        return feat, None
+    jac = torch.einsum("nlcf,nlcd->nlfd", corners, dw) * dp_dx[:, :, None, :]  # [N, k, F, 3]
+    jac = _pad_levels(jac, n_levels).reshape(n_pts, n_levels * n_feat, 3)
+    return feat, jac

@@ -1,0 +1,96 @@
+"""``lumisurf eval RUN``: image, mask, normal and mesh metrics of a run on a dataset's test split."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from lumisurf.data.load import load_scene_normalized_as
+from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
+from lumisurf.eval.image_metrics import lpips_available, lpips_score, mask_iou, normal_mae_deg, psnr, ssim
+from lumisurf.train.visualize import gt_image
+
+METRIC_KEYS = ("psnr", "ssim", "lpips", "chamfer", "normal_mae_deg", "mask_iou", "train_seconds", "steps")
+
+
+def _mean(values: list[float]) -> Optional[float]:
+    vals = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def _downsample(t: torch.Tensor, f: int) -> torch.Tensor:
+    if f <= 1:
+        return t
+    return torch.nn.functional.avg_pool2d(t.permute(2, 0, 1)[None], f)[0].permute(1, 2, 0)
+
+
+def image_metrics(loaded, scene, split_name: str, progress: bool) -> dict:
+    """Render the split and compare with its images, masks and GT normals (means over views)."""
+    from lumisurf.renderers.render_run import render_split
+
+    ds, split = loaded.cfg.eval.render_downscale, scene.split(split_name)
+    use_lpips, _ = lpips_available()
+    acc: dict[str, list] = {"psnr": [], "ssim": [], "lpips": [], "mask_iou": [], "normal_mae_deg": []}
+    for i, out in render_split(loaded, scene, split_name, ds, loaded.cfg.eval.max_views, progress):
+        pred = out["rgb"].cpu().clamp(0, 1)
+        gt = gt_image(split, i, loaded.cfg, ds)[: pred.shape[0], : pred.shape[1]]
+        acc["psnr"].append(psnr(pred, gt))
+        acc["ssim"].append(ssim(pred, gt))
+        acc["lpips"].append(lpips_score(pred, gt) if use_lpips else None)
+        if split.masks is not None:
+            gt_mask = _downsample(split.masks[i][..., None], ds)[..., 0]
+            acc["mask_iou"].append(mask_iou(out["opacity"].cpu()[..., 0], gt_mask))
+        if split.normals is not None:
+            gt_n = split.normals[i]
+            pred_n = out["normal"].cpu()
+            if ds > 1:
+                gt_n = gt_n[ds // 2::ds, ds // 2::ds]
+            weight = (split.masks[i][ds // 2::ds, ds // 2::ds] if split.masks is not None
+                      else (gt_n.norm(dim=-1) > 0).float())
+            acc["normal_mae_deg"].append(normal_mae_deg(pred_n, gt_n, weight))
+    return {k: _mean(v) for k, v in acc.items()}
+
+
+def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:
+    if scene.gt_mesh is None:
+        return {"chamfer": None}
+    from lumisurf.mesh.extract_run import extract_run
+
+    if not loaded.run.mesh_path.exists():
+        extract_run(loaded, progress=progress)
+    pred = load_mesh(loaded.run.mesh_path)
+    gt = scene.gt_mesh if not isinstance(scene.gt_mesh, (str, Path)) else load_mesh(scene.gt_mesh)
+    res = chamfer_distance(pred, gt, n_samples=n_samples)
+    return {"chamfer": res["chamfer"], "chamfer_accuracy": res["accuracy"],
+            "chamfer_completeness": res["completeness"]}
+
+
+def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", progress: bool = True) -> dict:
+    """All metrics of a run; ``None`` where not computable (never a fake 0). Writes RUN/metrics.json."""
+    data_cfg = loaded.cfg.data if data_path is None else replace(loaded.cfg.data, path=str(Path(data_path).resolve()))
+    scene = load_scene_normalized_as(data_cfg, loaded.normalization)
+    if split not in scene.splits:
+        split = "train"
+    metrics: dict = {"split": split, "dataset": data_cfg.path or "<builtin synthetic>"}
+    metrics.update(image_metrics(loaded, scene, split, progress))
+    metrics.update(mesh_metrics(loaded, scene, loaded.cfg.eval.chamfer_samples, progress))
+    metrics.update(train_seconds=loaded.elapsed, steps=loaded.step)
+    if not lpips_available()[0]:
+        metrics["lpips_note"] = lpips_available()[1]
+    loaded.run.metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def format_table(metrics: dict) -> str:
+    lines = [f"{'metric':<24}{'value':>14}", "-" * 38]
+    for k in METRIC_KEYS + ("chamfer_accuracy", "chamfer_completeness"):
+        if k not in metrics:
+            continue
+        v = metrics[k]
+        s = "n/a" if v is None else (f"{v:.5f}" if isinstance(v, float) else str(v))
+        lines.append(f"{k:<24}{s:>14}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Neural fields: SDF backends (registry ``SDF_BACKENDS``), variance, background NeRF."""

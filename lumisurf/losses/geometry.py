@@ -1,0 +1,36 @@
+"""Geometry regularisers on the SDF: eikonal, mask (silhouette) and curvature."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def eikonal_loss(gradients: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+    """Mean of ``(|grad sdf| - 1)^2`` over points.
+
+    ``gradients`` ``[..., 3]``; ``weight`` (mask or soft weight) broadcastable to ``[...]`` or with a
+    trailing 1, giving ``sum(w * e) / sum(w)`` (0 if all w = 0).
+    """
+    err = (torch.linalg.norm(gradients, dim=-1) - 1.0) ** 2  # [...]
+    if weight is None:
+        return err.mean()
+    w = weight.to(err.dtype)
+    if w.dim() == err.dim() + 1 and w.shape[-1] == 1:
+        w = w.squeeze(-1)
+    w = torch.broadcast_to(w, err.shape)
+    return (w * err).sum() / w.sum().clamp_min(1e-8)
+
+
+def mask_loss(opacity: Tensor, mask: Tensor) -> Tensor:
+    """Binary cross entropy between ray opacity ``[n_rays, 1]`` (clamped to [1e-3, 1 - 1e-3]) and the
+    object mask ``[n_rays]`` or ``[n_rays, 1]`` in [0, 1]."""
+    op = opacity.reshape(-1).clamp(1e-3, 1.0 - 1e-3)
+    return F.binary_cross_entropy(op, mask.reshape(-1).to(op.dtype))
+
+
+def curvature_loss(laplacian_or_hessian_trace: Tensor) -> Tensor:
+    """Mean absolute mean curvature proxy: ``mean |trace(Hessian sdf)|`` (Neuralangelo)."""
+    return laplacian_or_hessian_trace.abs().mean()

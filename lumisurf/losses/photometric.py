@@ -1,0 +1,57 @@
+"""Photometric losses between rendered and observed colours (sRGB in [0, 1] unless stated)."""
+from __future__ import annotations
+
+from typing import Callable, Literal, Optional
+
+import torch
+from torch import Tensor
+
+from lumisurf.registry import Registry
+
+# Element-wise residual penalties: fn(pred, target, delta, eps) -> tensor of pred's shape.
+PHOTOMETRIC: Registry[Callable[..., Tensor]] = Registry("photometric loss")
+
+
+@PHOTOMETRIC.register("l1")
+def l1(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
+    """``|pred - target|``."""
+    return (pred - target).abs()
+
+
+@PHOTOMETRIC.register("l2")
+def l2(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
+    """``(pred - target)^2``."""
+    return (pred - target) ** 2
+
+
+@PHOTOMETRIC.register("charbonnier")
+def charbonnier(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
+    """``sqrt((pred - target)^2 + eps^2)`` (smooth L1, as in mip-NeRF 360)."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps)
+
+
+@PHOTOMETRIC.register("huber")
+def huber(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
+    """``0.5 d^2`` for ``|d| <= delta``, else ``delta * (|d| - 0.5 delta)`` (torch's huber)."""
+    d = (pred - target).abs()
+    return torch.where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+
+
+def rgb_loss(pred: Tensor, target: Tensor, kind: Literal["l1", "l2", "charbonnier", "huber"],
+             weight: Optional[Tensor] = None, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
+    """Mean photometric loss over rays and channels.
+
+    ``pred``, ``target`` ``[n_rays, C]``. ``weight`` ``[n_rays]`` or ``[n_rays, 1]`` (e.g. a mask)
+    gives the weighted mean ``sum(w * l) / sum(w)`` of the per-ray channel means (0 if all w = 0).
+    """
+    per_elem = PHOTOMETRIC.get(kind)(pred, target, delta=delta, eps=eps)
+    if weight is None:
+        return per_elem.mean()
+    per_ray = per_elem.reshape(per_elem.shape[0], -1).mean(dim=-1)  # [n_rays]
+    w = weight.reshape(-1).to(per_ray.dtype)
+    return (w * per_ray).sum() / w.sum().clamp_min(1e-8)
+
+
+def psnr_from_mse(mse: Tensor) -> Tensor:
+    """PSNR in dB for signals in [0, 1]: ``-10 log10(mse)`` (mse floored at 1e-10)."""
+    return -10.0 * torch.log10(mse.clamp_min(1e-10))

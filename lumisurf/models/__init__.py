@@ -1,0 +1,1 @@
+"""Models: fields + shading + samplers assembled into a ray -> colour function."""

@@ -1,0 +1,101 @@
+"""SDF surface model (NeuS): rays -> rgb, opacity, depth, normal and the terms the losses need.
+
+Holds only networks (SDF, variance, colour, background); data, poses and schedules live in the trainer.
+Everything runs in the normalised frame (object inside the unit sphere).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lumisurf.fields.background import BackgroundNeRF
+from lumisurf.fields.base import build_sdf
+from lumisurf.fields.variance import Variance
+from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
+from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
+                                            merge_samples, near_far_sphere, neus_upsample, stratified_samples)
+from lumisurf.shading.neus_color import NeuSColor
+
+
+@dataclass
+class RenderState:
+    """Per-step inputs that schedules change: cos-anneal ratio and whether samples are jittered."""
+
+    cos_anneal_ratio: float = 1.0
+    perturb: bool = False
+    generator: Optional[torch.Generator] = None
+
+
+class SurfaceModel(nn.Module):
+    def __init__(self, model_cfg, sampler_cfg, background_kind: str):
+        super().__init__()
+        self.sampler_cfg = sampler_cfg
+        self.sdf = build_sdf(model_cfg.sdf)
+        self.variance = Variance(model_cfg.init_variance)
+        self.color = NeuSColor(model_cfg.color, self.sdf.feature_dim)
+        self.background_kind = background_kind
+        self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
+        self.n_bg_samples = model_cfg.background.n_samples
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def _sample_t(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState) -> Tensor:
+        """Stratified samples then NeuS hierarchical up-sampling; returns sorted t [n_rays, S]."""
+        cfg = self.sampler_cfg
+        t = stratified_samples(near, far, cfg.n_samples, state.perturb, state.generator)
+        if cfg.n_importance <= 0 or cfg.up_sample_steps <= 0:
+            return t
+        sdf = self.sdf.sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape)
+        per_step = cfg.n_importance // cfg.up_sample_steps
+        for i in range(cfg.up_sample_steps):
+            new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2 ** i)
+            new_sdf = self.sdf.sdf((o[:, None] + d[:, None] * new_t[..., None]).reshape(-1, 3)).reshape(new_t.shape)
+            t, order = merge_samples(t, new_t)
+            sdf = torch.gather(torch.cat([sdf, new_sdf], -1), 1, order)
+        return t
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, origins: Tensor, dirs: Tensor, bg_color: Tensor, state: RenderState,
+                need_grad_graph: bool = True) -> dict[str, Tensor]:
+        """origins, dirs [n_rays, 3] (unit dirs), bg_color [n_rays, 3] used by a constant background.
+
+        Returns rgb [n_rays,3], opacity [n_rays,1], depth [n_rays,1], normal [n_rays,3] (world, unit-ish),
+        gradients [n_rays,S,3] and inside [n_rays,S] (for the eikonal loss), inv_s [].
+        """
+        near, far, _ = near_far_sphere(origins, dirs, 1.0)
+        t = self._sample_t(origins, dirs, near, far, state)
+        dists, t_mid = interval_dists(t, far)
+        pts = origins[:, None] + dirs[:, None] * t_mid[..., None]  # [n_rays, S, 3]
+        n_rays, n_s = t_mid.shape
+        sdf, feat, grad = self.sdf.sdf_and_gradient(pts.reshape(-1, 3), create_graph=need_grad_graph)
+        view = dirs[:, None].expand(n_rays, n_s, 3).reshape(-1, 3)
+        rgb_s = self.color(pts.reshape(-1, 3), grad, view, feat).reshape(n_rays, n_s, 3)
+        grad = grad.reshape(n_rays, n_s, 3)
+        inv_s = self.variance.inv_s()
+        true_cos = (dirs[:, None] * grad).sum(-1)  # [n_rays, S]
+        alpha = neus_alpha(sdf.reshape(n_rays, n_s), true_cos, dists, inv_s, state.cos_anneal_ratio)
+        radius = pts.norm(dim=-1)
+        alpha = alpha * (radius < 1.0).to(alpha)
+        weights = render_weights(alpha)  # [n_rays, S]
+        opacity = accumulate(weights)  # [n_rays, 1]
+        rgb = accumulate(weights, rgb_s)
+        rgb = rgb + (1.0 - opacity) * self._background(origins, dirs, far, bg_color, state)
+        normal = accumulate(weights, F.normalize(grad, dim=-1))
+        depth = accumulate(weights, t_mid[..., None])
+        return {"rgb": rgb, "opacity": opacity, "depth": depth, "normal": normal, "gradients": grad,
+                "inside": (radius < 1.2), "inv_s": inv_s, "weights": weights}
+
+    def _background(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState) -> Tensor:
+        if self.background is None:
+            return bg_color
+        t = background_samples(far, self.n_bg_samples, state.perturb, state.generator)  # [n_rays, B]
+        dists, t_mid = interval_dists(t, t[:, -1:], last=1e10)
+        x = o[:, None] + d[:, None] * t_mid[..., None]
+        sigma, rgb = self.background(contract_inverted_sphere(x).reshape(-1, 4),
+                                     d[:, None].expand_as(x).reshape(-1, 3))
+        alpha = 1.0 - torch.exp(-sigma.reshape(t.shape) * dists)
+        return accumulate(render_weights(alpha), rgb.reshape(*t.shape, 3))

@@ -1,0 +1,26 @@
+"""``lumisurf render RUN``: rgb, normal and depth PNGs of a split's cameras."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from lumisurf.train.visualize import depth_image, normal_image, render_views_for, to_uint8
+
+
+def render_split(loaded, scene, split_name: str, downscale: int = 1, max_views: int | None = None,
+                 progress: bool = True, save: bool = True):
+    """Render every view of ``split_name``; yields (index, outputs dict) and writes PNGs to RUN/renders/<split>."""
+    split = scene.split(split_name)
+    out_dir: Path = loaded.run.renders(split_name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = len(split) if max_views is None else min(max_views, len(split))
+    for i in tqdm(range(n), desc=f"render {split_name}", disable=not progress):
+        out = render_views_for(loaded.model, split, i, loaded.cfg, loaded.device, downscale)
+        if save:
+            stem = Path(split.files[i]).stem if split.files else f"{i:03d}"
+            Image.fromarray(to_uint8(out["rgb"])).save(out_dir / f"{stem}_rgb.png")
+            Image.fromarray(to_uint8(normal_image(out["normal"], out["opacity"]))).save(out_dir / f"{stem}_normal.png")
+            Image.fromarray(to_uint8(depth_image(out["depth"], out["opacity"]))).save(out_dir / f"{stem}_depth.png")
+        yield i, out

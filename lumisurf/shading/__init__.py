@@ -1,0 +1,1 @@
+"""Shading: colour networks and (later) BRDFs / material heads."""

@@ -1,0 +1,1 @@
+"""Training: trainer loop, schedules, checkpoints, run folders, logging."""

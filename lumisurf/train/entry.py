@@ -1,0 +1,75 @@
+"""The ``lumisurf train`` job: build the config, train, then (optionally) extract, render and evaluate."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from lumisurf.config import Config, apply_overrides
+from lumisurf.presets import DEFAULT_PRESET, preset_config
+from lumisurf.train.run_dir import RunDir
+
+DEFAULT_SYNTHETIC_MINUTES = 3.0  # the built-in scene trains for this long unless told otherwise
+
+
+def build_train_config(data: Optional[str], preset: Optional[str], max_steps: Optional[int],
+                       max_minutes: Optional[float], device: Optional[str], seed: Optional[int],
+                       overrides: list[str]) -> Config:
+    cfg = preset_config(preset or DEFAULT_PRESET)
+    cli = []
+    if data is not None:
+        cli.append(f"data.path={Path(data).resolve()}")
+    if max_steps is not None:
+        cli.append(f"train.max_steps={max_steps}")
+    if max_minutes is not None:
+        cli.append(f"train.max_minutes={max_minutes}")
+    elif data is None and max_steps is None:
+        cli.append(f"train.max_minutes={DEFAULT_SYNTHETIC_MINUTES}")
+    if device is not None:
+        cli.append(f"train.device={device}")
+    if seed is not None:
+        cli.append(f"train.seed={seed}")
+    return apply_overrides(cfg, cli + list(overrides))
+
+
+def default_out(cfg: Config) -> Path:
+    name = Path(cfg.data.path).name if cfg.data.path else "synthetic"
+    return Path("runs") / f"{name}-{cfg.preset}"
+
+
+def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool = True) -> dict:
+    """Train a run folder; with ``train.finalize`` also write mesh, renders and metrics. Returns a summary."""
+    from lumisurf.train.trainer import train
+
+    run = RunDir(Path(out) if out else default_out(cfg))
+    if resume:
+        cfg = _resume_config(run, cfg)
+    run.prepare_new(cfg, force=force, resume=resume)
+    result = train(cfg, run, resume=resume, progress=progress)
+    summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
+               "last_batch_psnr": result.final_psnr}
+    if cfg.train.finalize:
+        summary["metrics"] = finalize_run(run.root, progress=progress)
+    return summary
+
+
+def _resume_config(run: RunDir, cli_cfg: Config) -> Config:
+    """Resume keeps the saved config, except a new step / time budget given on the command line."""
+    saved = run.load_config()
+    saved.train.max_steps = cli_cfg.train.max_steps if cli_cfg.train.max_steps != saved.train.max_steps else saved.train.max_steps
+    saved.train.max_minutes = cli_cfg.train.max_minutes
+    return saved
+
+
+def finalize_run(root: Path, progress: bool = True) -> dict:
+    """Extract the mesh, render the test split and evaluate (the end of the main job)."""
+    from lumisurf.eval.evaluate import evaluate_run, format_table
+    from lumisurf.mesh.extract_run import extract_run
+    from lumisurf.train.restore import load_run
+
+    loaded = load_run(root)
+    extract_run(loaded, progress=progress)
+    metrics = evaluate_run(loaded, progress=progress)
+    print(format_table(metrics))
+    print(f"run folder: {root}  (mesh.ply, renders/test, metrics.json, val/, scalars.csv)")
+    return json.loads(json.dumps(metrics))

@@ -1,0 +1,38 @@
+"""Rebuild a trained model from a run folder alone (config + normalisation + checkpoint)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lumisurf.config import Config
+from lumisurf.data.scene import Normalization
+from lumisurf.train.checkpoint import load_checkpoint
+from lumisurf.train.run_dir import RunDir
+
+
+@dataclass
+class LoadedRun:
+    run: RunDir
+    cfg: Config
+    model: torch.nn.Module
+    normalization: Normalization
+    device: torch.device
+    step: int
+    elapsed: float
+
+
+def load_run(root: Path, device: str | None = None) -> LoadedRun:
+    from lumisurf.models.surface import SurfaceModel
+    from lumisurf.train.trainer import resolve_device
+
+    run = RunDir(root)
+    cfg = run.load_config()
+    dev = resolve_device(device or cfg.train.device)
+    state = torch.load(run.require_checkpoint(), map_location=dev, weights_only=True)
+    kind = "nerf++" if any(k.startswith("background.") for k in state["model"]) else "constant"
+    model = SurfaceModel(cfg.model, cfg.sampler, kind).to(dev)
+    step, elapsed = load_checkpoint(run.ckpt_path, model, None, dev)
+    model.eval()
+    return LoadedRun(run, cfg, model, run.load_normalization(), dev, step, elapsed)

@@ -1,0 +1,36 @@
+"""Small schedule objects with ``update(step)``: annealing ratios and learning-rate factors."""
+from __future__ import annotations
+
+import math
+
+
+class CosAnnealSchedule:
+    """NeuS cos-anneal ratio: linear 0 -> 1 over ``anneal_end`` steps (1 at once if anneal_end <= 0)."""
+
+    def __init__(self, anneal_end: int):
+        self.anneal_end = anneal_end
+        self.value = 1.0 if anneal_end <= 0 else 0.0
+
+    def update(self, step: int) -> float:
+        self.value = 1.0 if self.anneal_end <= 0 else min(1.0, step / self.anneal_end)
+        return self.value
+
+
+class WarmupCosineLR:
+    """Learning-rate factor: linear warm-up, then cosine decay to ``min_factor`` at ``total`` steps (NeuS)."""
+
+    def __init__(self, optimizer, warmup: int, total: int, min_factor: float):
+        self.optimizer, self.warmup, self.total, self.min_factor = optimizer, warmup, max(total, 1), min_factor
+        self.base = [g["lr"] for g in optimizer.param_groups]
+        self.factor = 1.0
+
+    def update(self, step: int) -> float:
+        if step < self.warmup:
+            f = step / max(self.warmup, 1)
+        else:
+            progress = min(1.0, (step - self.warmup) / max(self.total - self.warmup, 1))
+            f = (math.cos(math.pi * progress) + 1.0) * 0.5 * (1 - self.min_factor) + self.min_factor
+        self.factor = f
+        for g, base in zip(self.optimizer.param_groups, self.base):
+            g["lr"] = base * f
+        return f

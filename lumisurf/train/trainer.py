@@ -1,0 +1,172 @@
+"""Stage I trainer: ray batches -> model -> losses -> Adam, with schedules, checkpoints and logging."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from lumisurf.config import Config
+from lumisurf.data.load import background_color, composite, load_config_scene
+from lumisurf.data.pixel_sampler import UniformPixelSampler
+from lumisurf.data.scene import SceneData
+from lumisurf.losses.geometry import eikonal_loss, mask_loss
+from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
+from lumisurf.models.surface import RenderState, SurfaceModel
+from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
+from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.run_dir import RunDir
+from lumisurf.train.schedules import CosAnnealSchedule, WarmupCosineLR
+from lumisurf.train.visualize import save_validation_image
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    from lumisurf.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (use --device auto or cpu)")
+    return torch.device(name)
+
+
+def background_kind(cfg: Config, scene: SceneData) -> str:
+    kind = cfg.model.background.kind
+    if kind == "auto":
+        return "constant" if scene.split("train").masks is not None else "nerf++"
+    return kind
+
+
+def build_model(cfg: Config, scene: SceneData) -> SurfaceModel:
+    return SurfaceModel(cfg.model, cfg.sampler, background_kind(cfg, scene))
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_seconds: float
+    final_psnr: float
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run: RunDir, scene: SceneData | None = None, progress: bool = True):
+        self.cfg, self.run, self.progress = cfg, run, progress
+        self.device = resolve_device(cfg.train.device)
+        torch.manual_seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)
+        self.scene = scene if scene is not None else load_config_scene(cfg.data)
+        self.scene.normalization.save(run.norm_path)
+        self.train_split = self.scene.split("train")
+        self.cameras = self.train_split.cameras.to(self.device)
+        self.sampler = UniformPixelSampler(self.train_split, self.device)
+        self.model = build_model(cfg, self.scene).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr,
+                                          weight_decay=cfg.optim.weight_decay)
+        self.lr_schedule = WarmupCosineLR(self.optimizer, cfg.optim.warmup_steps, cfg.train.max_steps,
+                                          cfg.optim.lr_min_factor)
+        self.anneal = CosAnnealSchedule(cfg.train.anneal_end)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.step, self.elapsed = 0, 0.0
+        self.has_masks = self.train_split.masks is not None
+
+    # ------------------------------------------------------------------ schedules
+    def _rescale_schedules(self, total_steps: int) -> None:
+        """Fit warm-up, cos-anneal and lr decay into the steps a wall-clock budget allows."""
+        frac = min(1.0, total_steps / self.cfg.train.max_steps)
+        self.lr_schedule.total = max(1, total_steps)
+        self.lr_schedule.warmup = int(self.cfg.optim.warmup_steps * frac)
+        self.anneal.anneal_end = int(self.cfg.train.anneal_end * frac)
+
+    def _update_schedules(self) -> None:
+        self.lr_schedule.update(self.step)
+        self.anneal.update(self.step)
+        self.model.sdf.step_update(self.step)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        batch = self.sampler.sample(cfg.train.batch_rays, self.generator)
+        o, d = self.cameras.rays(batch.cam_idx, batch.px, batch.py)
+        bg = background_color(cfg.data.background, o.shape[0], self.generator, self.device)
+        target = composite(batch.rgb, batch.mask, bg)
+        state = RenderState(self.anneal.value, cfg.sampler.perturb, self.generator)
+        out = self.model(o, d, bg, state)
+        loss_rgb = rgb_loss(out["rgb"], target, cfg.loss.rgb, delta=cfg.loss.huber_delta)
+        inside = out["inside"].to(out["gradients"].dtype)
+        loss_eik = eikonal_loss(out["gradients"], inside)
+        loss = cfg.loss.rgb_weight * loss_rgb + cfg.loss.eikonal_weight * loss_eik
+        scalars = {"loss_rgb": loss_rgb.item(), "loss_eikonal": loss_eik.item()}
+        if self.has_masks and cfg.loss.mask_weight > 0:
+            loss_m = mask_loss(out["opacity"], batch.mask)
+            loss = loss + cfg.loss.mask_weight * loss_m
+            scalars["loss_mask"] = loss_m.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            mse = torch.mean((out["rgb"].clamp(0, 1) - target) ** 2)
+        scalars.update(loss=loss.item(), psnr=psnr_from_mse(mse).item(), inv_s=out["inv_s"].item(),
+                       lr=self.optimizer.param_groups[0]["lr"])
+        return scalars
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg = self.cfg
+        if resume:
+            self.step, self.elapsed = load_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.device)
+        logger = ScalarLogger(self.run.scalars_path, self.run.root / "tb", append=resume)
+        budget = None if cfg.train.max_minutes is None else cfg.train.max_minutes * 60.0
+        total = cfg.train.max_steps
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True,
+                   desc="train", unit="it")
+        start = time.perf_counter() - self.elapsed
+        scalars: dict[str, float] = {"psnr": float("nan")}
+        rescaled = budget is None
+        if budget is None:
+            self._rescale_schedules(total)
+        while self.step < total:
+            self._update_schedules()
+            scalars = self.train_step()
+            self.step += 1
+            self.elapsed = time.perf_counter() - start
+            if not rescaled and self.step >= 10:
+                rate = self.step / max(self.elapsed, 1e-6)
+                self._rescale_schedules(min(total, int(rate * budget)))
+                bar.total = min(total, int(rate * budget))
+                rescaled = True
+            self._after_step(scalars, logger, bar)
+            if budget is not None and self.elapsed >= budget:
+                break
+        bar.close()
+        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed)
+        logger.close()
+        return TrainResult(self.step, self.elapsed, scalars.get("psnr", float("nan")))
+
+    def _after_step(self, scalars: dict, logger: ScalarLogger, bar) -> None:
+        cfg = self.cfg.train
+        bar.update(1)
+        if self.step % cfg.log_every == 0 or self.step == 1:
+            logger.log(self.step, {**scalars, "seconds": self.elapsed})
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}",
+                            inv_s=f"{scalars['inv_s']:.0f}")
+        if cfg.val_every > 0 and self.step % cfg.val_every == 0:
+            self.validate()
+        if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
+            save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed)
+
+    def validate(self) -> None:
+        """Render one held-out view at ``val_downscale`` and save a PNG strip (gt | rgb | normal | depth)."""
+        split = self.scene.splits.get("test") or self.train_split
+        cam = (self.step // max(self.cfg.train.val_every, 1)) % len(split)
+        save_validation_image(self.model, split, cam, self.cfg, self.device,
+                              self.run.root / "val" / f"step_{self.step:06d}.png")
+
+
+def train(cfg: Config, run: RunDir, resume: bool = False, progress: bool = True,
+          scene: SceneData | None = None) -> TrainResult:
+    trainer = Trainer(cfg, run, scene=scene, progress=progress)
+    return trainer.fit(resume=resume)
+
