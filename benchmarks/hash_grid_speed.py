@@ -1,7 +1,8 @@
 """Time hash grid encoding + a 2x64 MLP, forward+backward, torch reference vs Warp kernels.
 
 Usage: python benchmarks/hash_grid_speed.py [--points 65536] [--repeats 5] [--device cpu]
-Prints ms per iteration (median) for: plain forward+backward, and forward_with_grad with a loss
+Prints wall ms per iteration (median; process CPU ms beside it, which is
+less sensitive to other load on a shared machine) for: plain forward+backward, and forward_with_grad with a loss
 on both features and dfeat_dx (eikonal-style), for each implementation.
 """
 from __future__ import annotations
@@ -49,24 +50,26 @@ def grid_dir(d: int, device: torch.device) -> torch.Tensor:
     return _DIRS[key]
 
 
-def _time(step, grid, mlp, x, repeats: int) -> float:
+def _time(step, grid, mlp, x, repeats: int) -> tuple[float, float]:
+    """Median wall ms and median process CPU ms (all threads) per step."""
     step(grid, mlp, x)  # warm-up (Warp compile/load happens here)
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
         grid.zero_grad(set_to_none=True)
         mlp.zero_grad(set_to_none=True)
         _sync(x.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step(grid, mlp, x)
         _sync(x.device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        walls.append((time.perf_counter() - t0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=65536)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--log2-table-size", type=int, default=19)
     args = ap.parse_args()
@@ -80,7 +83,8 @@ def main() -> None:
         mlp = _mlp(grid.output_dim, device)
         plain = _time(_step_plain, grid, mlp, x, args.repeats)
         withg = _time(_step_with_grad, grid, mlp, x, args.repeats)
-        print(f"{impl:>5}: forward+backward {plain:8.1f} ms | forward_with_grad+backward {withg:8.1f} ms")
+        print(f"{impl:>5}: forward+backward {plain[0]:7.1f} ms (cpu {plain[1]:7.1f}) | "
+              f"forward_with_grad+backward {withg[0]:7.1f} ms (cpu {withg[1]:7.1f})")
 
 
 if __name__ == "__main__":

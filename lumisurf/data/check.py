@@ -186,6 +186,6 @@ def draw_check_figure(scene: SceneData, out_png: Path) -> None:
     ax.set_title(title, fontsize=9)
     ax.set_axis_off()
     fig.suptitle(f"lumisurf data check: {scene.name} [{scene.format}]")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.04, top=0.88, wspace=0.12)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png)

@@ -85,7 +85,7 @@ def optical_axes(cams: Cameras) -> tuple[Tensor, Tensor]:
     return o, d / d.norm(dim=-1, keepdim=True)
 
 
-def closest_point_to_axes(cams: Cameras, ridge: float = 1e-4) -> Tensor:
+def closest_point_to_axes(cams: Cameras, ridge: float = 1e-6) -> Tensor:
     """Least-squares point closest to every optical axis, [3] float64 (world units).
 
     Minimises ``sum_i |(I - d_i d_i^T)(p - o_i)|^2``; a tiny ridge towards the mean camera

@@ -87,39 +87,42 @@ def grid_coords(x: torch.Tensor, res: torch.Tensor, bound: float):
     return i0, frac, dp_dx
 
 
-def _corner_bits(device: torch.device) -> torch.Tensor:
-    c = torch.arange(8, device=device)
-    return torch.stack([c & 1, (c >> 1) & 1, (c >> 2) & 1], dim=-1)  # [8, 3]
+def _outer3(ax: torch.Tensor, ay: torch.Tensor, az: torch.Tensor, op) -> torch.Tensor:
+    """Per-axis corner terms [N,L,2] -> [N,L,8], corner c = bx + 2 by + 4 bz (x fastest)."""
+    return op(op(az[..., :, None, None], ay[..., None, :, None]), ax[..., None, None, :]).flatten(-3)
 
 
 def corner_rows(i0: torch.Tensor, res: torch.Tensor, off: torch.Tensor, hashed: torch.Tensor,
                 log2_table_size: int) -> torch.Tensor:
     """i0 [N,L,3] -> global table rows of the 8 cell corners [N,L,8] (int64)."""
-    v = i0[:, :, None, :] + _corner_bits(i0.device)  # [N, L, 8, 3]
-    ix, iy, iz = v.unbind(-1)
-    s = (res + 1)[None, :, None]  # [1, L, 1]
-    dense = ix + s * (iy + s * iz)
-    hashv = (ix * PRIMES[0]) ^ (iy * PRIMES[1]) ^ (iz * PRIMES[2])
-    hashv = hashv & (2**log2_table_size - 1)  # low bits equal uint32 wrap-around arithmetic
-    local = torch.where(hashed[None, :, None], hashv, dense)
+    v = i0[..., None] + torch.arange(2, device=i0.device)  # [N, L, 3, 2] vertex coords per axis
+    n_dense = int((~hashed).sum())  # levels are sorted by resolution, so dense ones come first
+    parts = []
+    if n_dense > 0:
+        vd, s = v[:, :n_dense], (res[:n_dense] + 1)[None, :, None]  # [1, Ld, 1]
+        parts.append(_outer3(vd[:, :, 0], vd[:, :, 1] * s, vd[:, :, 2] * (s * s), torch.add))
+    if n_dense < v.shape[1]:
+        vh = v[:, n_dense:]
+        h = _outer3(vh[:, :, 0] * PRIMES[0], vh[:, :, 1] * PRIMES[1], vh[:, :, 2] * PRIMES[2], torch.bitwise_xor)
+        parts.append(h & (2**log2_table_size - 1))  # low bits equal uint32 wrap-around arithmetic
+    local = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
     return local + off[None, :, None]
 
 
 def trilinear_weights(frac: torch.Tensor):
     """frac [N,L,3] -> weights [N,L,8] and their derivative w.r.t. frac [N,L,8,3]."""
-    bits = _corner_bits(frac.device).to(frac.dtype)  # [8, 3]
-    f = frac[:, :, None, :]  # [N, L, 1, 3]
-    w1d = bits * f + (1 - bits) * (1 - f)  # [N, L, 8, 3] per-axis weights
-    sign = 2 * bits - 1  # [8, 3] d w1d / d frac
-    wx, wy, wz = w1d.unbind(-1)
-    weights = wx * wy * wz
-    dw = torch.stack([sign[:, 0] * wy * wz, wx * sign[:, 1] * wz, wx * wy * sign[:, 2]], dim=-1)
+    w1 = torch.stack([1 - frac, frac], dim=-1)  # [N, L, 3, 2] per-axis weights of the two vertices
+    sign = torch.tensor([-1.0, 1.0], dtype=frac.dtype, device=frac.device).expand_as(w1[:, :, 0])
+    wx, wy, wz = w1.unbind(2)
+    weights = _outer3(wx, wy, wz, torch.mul)
+    dw = torch.stack([_outer3(sign, wy, wz, torch.mul), _outer3(wx, sign, wz, torch.mul),
+                      _outer3(wx, wy, sign, torch.mul)], dim=-1)
     return weights, dw
 
 
 def _gather(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """rows [N,L,8] -> corner features [N,L,8,F]."""
-    return torch.nn.functional.embedding(rows, table)
+    """rows [N,L,8] -> corner features [N,L,8,F] (index_select: its backward is a fast index_add)."""
+    return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
 
 
 def _pad_levels(t: torch.Tensor, n_levels: int) -> torch.Tensor:
@@ -159,6 +162,7 @@ def _encode(x, table, layout, bound, active_levels, with_grad: bool):
     feat = _pad_levels(feat, n_levels).reshape(n_pts, n_levels * n_feat)
     if not with_grad:
         return feat, None
-    jac = torch.einsum("nlcf,nlcd->nlfd", corners, dw) * dp_dx[:, :, None, :]  # [N, k, F, 3]
+    jac = torch.stack([(dw[..., d, None] * corners).sum(dim=2) for d in range(3)], dim=-1)  # [N, k, F, 3]
+    jac = jac * dp_dx[:, :, None, :]
     jac = _pad_levels(jac, n_levels).reshape(n_pts, n_levels * n_feat, 3)
     return feat, jac

@@ -10,6 +10,7 @@ last two with a single `warnings.warn` naming the reason).
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -28,8 +29,8 @@ except Exception as exc:  # pragma: no cover - depends on the environment
     wp = None
     _IMPORT_ERROR = f"warp import failed: {exc!r}"
 
-_FAILURE: str | None = _IMPORT_ERROR  # set once Warp has failed; later calls go straight to torch
-_WARNED = False
+_FAILURES: dict[str, str] = {}  # device type -> why Warp failed there; later calls go straight to torch
+_WARNED: set[str] = set()  # device types already warned about
 
 if wp is not None:
     wp.set_module_options({"enable_backward": False})  # hand-written backward; skip Warp's adjoints
@@ -65,15 +66,37 @@ if wp is not None:
             return f
         return 1.0 - f
 
+    @wp.func
+    def _corner(c: int, ix: int, iy: int, iz: int, fx: float, fy: float, fz: float,
+                res: int, hashed: int, mask: int, offset: int):
+        """Row, weight and d weight / d p (grid units) of corner c of the cell."""
+        bx = c & 1
+        by = (c >> 1) & 1
+        bz = (c >> 2) & 1
+        wx = _w1(bx, fx)
+        wy = _w1(by, fy)
+        wz = _w1(bz, fz)
+        row = _row(ix + bx, iy + by, iz + bz, res, hashed, mask, offset)
+        gx = float(2 * bx - 1)
+        gy = float(2 * by - 1)
+        gz = float(2 * bz - 1)
+        dw = wp.vec3(gx * wy * wz, wx * gy * wz, wx * wy * gz)
+        d2w = wp.vec3(gx * gy * wz, gx * wy * gz, wx * gy * gz)  # (xy, xz, yz) mixed derivatives
+        return row, wx * wy * wz, dw, d2w
+
     @wp.kernel
     def _forward_kernel(
-        x: wp.array2d(dtype=float), table: wp.array2d(dtype=float),
+        level_ids: wp.array(dtype=int), x: wp.array2d(dtype=float), table: wp.array2d(dtype=float),
         res_a: wp.array(dtype=int), off_a: wp.array(dtype=int), hashed_a: wp.array(dtype=int),
         mask: int, bound: float, want_jac: int,
-        feat: wp.array2d(dtype=float), jac: wp.array3d(dtype=float),
+        feat: wp.array3d(dtype=float), jac: wp.array4d(dtype=float),
     ):
-        l, n = wp.tid()  # level-major: one level's table stays cache-resident
+        # level-major threads and [L, N, F] outputs: one level's table stays cache-resident
+        i, n = wp.tid()
+        l = level_ids[i]
         res = res_a[l]
+        hashed = hashed_a[l]
+        offset = off_a[l]
         ix, fx, sx = _axis(x[n, 0], bound, res)
         iy, fy, sy = _axis(x[n, 1], bound, res)
         iz, fz, sz = _axis(x[n, 2], bound, res)
@@ -83,119 +106,175 @@ if wp is not None:
         dy = vec8()
         dz = vec8()
         for c in range(8):
-            bx = c & 1
-            by = (c >> 1) & 1
-            bz = (c >> 2) & 1
-            wx = _w1(bx, fx)
-            wy = _w1(by, fy)
-            wz = _w1(bz, fz)
-            rows[c] = _row(ix + bx, iy + by, iz + bz, res, hashed_a[l], mask, off_a[l])
-            w[c] = wx * wy * wz
-            dx[c] = float(2 * bx - 1) * wy * wz * sx
-            dy[c] = wx * float(2 * by - 1) * wz * sy
-            dz[c] = wx * wy * float(2 * bz - 1) * sz
+            row, wc, dw, d2w = _corner(c, ix, iy, iz, fx, fy, fz, res, hashed, mask, offset)
+            rows[c] = row
+            w[c] = wc
+            dx[c] = dw[0] * sx
+            dy[c] = dw[1] * sy
+            dz[c] = dw[2] * sz
         n_feat = table.shape[1]
-        for f in range(n_feat):
-            acc = float(0.0)
-            ax = float(0.0)
-            ay = float(0.0)
-            az = float(0.0)
-            for c in range(8):
-                v = table[rows[c], f]
-                acc += w[c] * v
-                ax += dx[c] * v
-                ay += dy[c] * v
-                az += dz[c] * v
-            col = l * n_feat + f
-            feat[n, col] = acc
-            if want_jac != 0:
-                jac[n, col, 0] = ax
-                jac[n, col, 1] = ay
-                jac[n, col, 2] = az
+        if want_jac == 0:
+            for f in range(n_feat):
+                acc = float(0.0)
+                for c in range(8):
+                    acc += w[c] * table[rows[c], f]
+                feat[l, n, f] = acc
+        else:
+            for f in range(n_feat):
+                acc = float(0.0)
+                ax = float(0.0)
+                ay = float(0.0)
+                az = float(0.0)
+                for c in range(8):
+                    v = table[rows[c], f]
+                    acc += w[c] * v
+                    ax += dx[c] * v
+                    ay += dy[c] * v
+                    az += dz[c] * v
+                feat[l, n, f] = acc
+                jac[l, n, f, 0] = ax
+                jac[l, n, f, 1] = ay
+                jac[l, n, f, 2] = az
 
     @wp.kernel
     def _backward_kernel(
-        x: wp.array2d(dtype=float), table: wp.array2d(dtype=float),
+        level_ids: wp.array(dtype=int), x: wp.array2d(dtype=float), table: wp.array2d(dtype=float),
         res_a: wp.array(dtype=int), off_a: wp.array(dtype=int), hashed_a: wp.array(dtype=int),
         mask: int, bound: float,
-        g_feat: wp.array2d(dtype=float), g_jac: wp.array3d(dtype=float), has_gjac: int,
+        g_feat: wp.array3d(dtype=float), g_jac: wp.array4d(dtype=float), has_gjac: int,
         need_table: int, need_x: int,
         g_table: wp.array2d(dtype=float), g_x: wp.array2d(dtype=float),
     ):
-        l, n = wp.tid()  # level-major: one level's table stays cache-resident
+        i, n = wp.tid()  # upstream grads are level-major [L, N, F(, 3)] like the forward outputs
+        l = level_ids[i]
         res = res_a[l]
+        hashed = hashed_a[l]
+        offset = off_a[l]
         ix, fx, sx = _axis(x[n, 0], bound, res)
         iy, fy, sy = _axis(x[n, 1], bound, res)
         iz, fz, sz = _axis(x[n, 2], bound, res)
         rows = ivec8()
         w = vec8()
-        dx = vec8()  # d w / d p (grid units); the dp/dx scales are applied below
+        dx = vec8()  # d w / d p (grid units); dp/dx (sx, sy, sz) is applied to q and at the end
         dy = vec8()
         dz = vec8()
-        dxy = vec8()  # d2 w / dp_x dp_y (trilinear weights have no pure second derivatives)
+        dxy = vec8()  # mixed second derivatives; trilinear weights have no pure ones
         dxz = vec8()
         dyz = vec8()
         for c in range(8):
-            bx = c & 1
-            by = (c >> 1) & 1
-            bz = (c >> 2) & 1
-            wx = _w1(bx, fx)
-            wy = _w1(by, fy)
-            wz = _w1(bz, fz)
-            gx = float(2 * bx - 1)
-            gy = float(2 * by - 1)
-            gz = float(2 * bz - 1)
-            rows[c] = _row(ix + bx, iy + by, iz + bz, res, hashed_a[l], mask, off_a[l])
-            w[c] = wx * wy * wz
-            dx[c] = gx * wy * wz
-            dy[c] = wx * gy * wz
-            dz[c] = wx * wy * gz
-            dxy[c] = gx * gy * wz
-            dxz[c] = gx * wy * gz
-            dyz[c] = wx * gy * gz
+            row, wc, dw, d2w = _corner(c, ix, iy, iz, fx, fy, fz, res, hashed, mask, offset)
+            rows[c] = row
+            w[c] = wc
+            dx[c] = dw[0]
+            dy[c] = dw[1]
+            dz[c] = dw[2]
+            dxy[c] = d2w[0]
+            dxz[c] = d2w[1]
+            dyz[c] = d2w[2]
         n_feat = table.shape[1]
-        px = float(0.0)
-        py = float(0.0)
-        pz = float(0.0)
-        for f in range(n_feat):
-            col = l * n_feat + f
-            gf = g_feat[n, col]
-            qx = float(0.0)
-            qy = float(0.0)
-            qz = float(0.0)
-            if has_gjac != 0:
-                qx = g_jac[n, col, 0] * sx
-                qy = g_jac[n, col, 1] * sy
-                qz = g_jac[n, col, 2] * sz
-            for c in range(8):
-                if need_table != 0:
-                    wp.atomic_add(g_table, rows[c], f, w[c] * gf + dx[c] * qx + dy[c] * qy + dz[c] * qz)
-                if need_x != 0:
+        if need_table != 0:
+            for f in range(n_feat):
+                gf = g_feat[l, n, f]
+                coef = w * gf
+                if has_gjac != 0:
+                    qx = g_jac[l, n, f, 0] * sx
+                    qy = g_jac[l, n, f, 1] * sy
+                    qz = g_jac[l, n, f, 2] * sz
+                    coef += dx * qx + dy * qy + dz * qz
+                for c in range(8):
+                    wp.atomic_add(g_table, rows[c], f, coef[c])
+        if need_x != 0:
+            px = float(0.0)
+            py = float(0.0)
+            pz = float(0.0)
+            for f in range(n_feat):
+                gf = g_feat[l, n, f]
+                qx = float(0.0)  # upstream grad on d feat / d p (grid units)
+                qy = float(0.0)
+                qz = float(0.0)
+                if has_gjac != 0:
+                    qx = g_jac[l, n, f, 0] * sx
+                    qy = g_jac[l, n, f, 1] * sy
+                    qz = g_jac[l, n, f, 2] * sz
+                for c in range(8):
                     v = table[rows[c], f]
                     px += v * (gf * dx[c] + qy * dxy[c] + qz * dxz[c])
                     py += v * (gf * dy[c] + qx * dxy[c] + qz * dyz[c])
                     pz += v * (gf * dz[c] + qx * dxz[c] + qy * dyz[c])
-        if need_x != 0:
             wp.atomic_add(g_x, n, 0, px * sx)
             wp.atomic_add(g_x, n, 1, py * sy)
             wp.atomic_add(g_x, n, 2, pz * sz)
 
 
-def _launch_ctx(device: torch.device):
-    """Warp device and stream matching a torch device (torch's current stream on CUDA)."""
-    wdev = wp.device_from_torch(device)
-    stream = wp.stream_from_torch(device) if wdev.is_cuda else None
-    return wdev, stream
+_CACHE: dict = {}  # (what, layout/k, device) -> small int32 tensors
+_LOADED: set = set()  # warp devices the kernel module is loaded on
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _cached(key, make):
+    if key not in _CACHE:
+        _CACHE[key] = make()
+    return _CACHE[key]
 
 
 def _layout_arrays(layout: GridLayout, device: torch.device):
     """Per-level int32 tensors (res, offset, hashed) on `device`."""
-    return tuple(torch.tensor(v, dtype=torch.int32, device=device)
-                 for v in (layout.resolutions, layout.offsets, [int(h) for h in layout.hashed]))
+    return _cached(("layout", layout, str(device)), lambda: tuple(
+        torch.tensor(v, dtype=torch.int32, device=device)
+        for v in (layout.resolutions, layout.offsets, [int(h) for h in layout.hashed])))
+
+
+def _level_groups(k: int, device: torch.device) -> list[torch.Tensor]:
+    """Active levels 0..k-1 split round-robin over CPU threads (one group on CUDA)."""
+    workers = 1 if device.type != "cpu" else max(1, min(torch.get_num_threads(), 8, k))
+    return _cached(("groups", k, workers, str(device)), lambda: [
+        torch.arange(j, k, workers, dtype=torch.int32, device=device) for j in range(workers)])
 
 
 def _wp(t: torch.Tensor):
     return wp.from_torch(t, requires_grad=False)
+
+
+def _launch(kernel, groups: list[torch.Tensor], n_pts: int, device: torch.device, args: list, per_group=None):
+    """Launch `kernel` over (levels of each group, points).  Groups touch disjoint table rows and
+    output levels, so on CPU they run concurrently in threads (Warp releases the GIL)."""
+    global _POOL
+    wdev = wp.device_from_torch(device)
+    stream = wp.stream_from_torch(device) if wdev.is_cuda else None
+    if wdev.alias not in _LOADED:  # compile/load once, before any threads race for it
+        wp.load_module(__name__, device=wdev)
+        _LOADED.add(wdev.alias)
+
+    def one(j: int) -> None:
+        extra = per_group[j] if per_group is not None else []
+        wp.launch(kernel, dim=(len(groups[j]), n_pts), device=wdev, stream=stream,
+                  inputs=[_wp(groups[j]), *args, *extra])
+
+    if len(groups) == 1:
+        one(0)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=7, thread_name_prefix="lumisurf-hashgrid")
+    futures = [_POOL.submit(one, j) for j in range(1, len(groups))]
+    one(0)
+    for fut in futures:
+        fut.result()
+
+
+def _to_point_major(t_lm: torch.Tensor, n_levels: int) -> torch.Tensor:
+    """[k, N, F(, 3)] level-major kernel output -> [N, L*F(, 3)], zero for levels >= k."""
+    k, n_pts, n_feat = t_lm.shape[:3]
+    tail = tuple(t_lm.shape[3:])
+    out = t_lm.new_zeros((n_pts, n_levels, n_feat) + tail)
+    out[:, :k] = t_lm.transpose(0, 1)
+    return out.reshape((n_pts, n_levels * n_feat) + tail)
+
+
+def _to_level_major(g: torch.Tensor, k: int, n_feat: int) -> torch.Tensor:
+    """[N, L*F(, 3)] upstream gradient -> contiguous [k, N, F(, 3)] for the first k levels."""
+    n_pts = g.shape[0]
+    g = g.reshape((n_pts, -1, n_feat) + tuple(g.shape[2:]))[:, :k]
+    return g.transpose(0, 1).contiguous()
 
 
 class _HashEncodeWarp(torch.autograd.Function):
@@ -203,75 +282,78 @@ class _HashEncodeWarp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, table, layout: GridLayout, bound: float, k: int, want_jac: bool):
-        n_pts, n_feat, n_levels = x.shape[0], table.shape[1], layout.n_levels
+        n_pts, n_feat = x.shape[0], table.shape[1]
         x, table = x.detach().contiguous(), table.detach().contiguous()
-        feat = table.new_zeros(n_pts, n_levels * n_feat)
-        jac = table.new_zeros(n_pts, n_levels * n_feat, 3) if want_jac else table.new_zeros(1, 1, 3)
-        levels = _layout_arrays(layout, x.device)
+        feat = table.new_empty(k, n_pts, n_feat)
+        jac = table.new_empty(k, n_pts, n_feat, 3) if want_jac else table.new_zeros(1, 1, 1, 3)
         if n_pts > 0 and k > 0:
-            wdev, stream = _launch_ctx(x.device)
-            wp.launch(_forward_kernel, dim=(k, n_pts), device=wdev, stream=stream, inputs=[
-                _wp(x), _wp(table), *(_wp(a) for a in levels), 2**layout.log2_table_size - 1,
-                float(bound), int(want_jac), _wp(feat), _wp(jac)])
-        ctx.save_for_backward(x, table, *levels)
+            args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
+                    2**layout.log2_table_size - 1, float(bound), int(want_jac), _wp(feat), _wp(jac)]
+            _launch(_forward_kernel, _level_groups(k, x.device), n_pts, x.device, args)
+        ctx.save_for_backward(x, table)
         ctx.meta = (layout, float(bound), k, want_jac)
+        feat = _to_point_major(feat, layout.n_levels)
         if want_jac:
-            return feat, jac
+            return feat, _to_point_major(jac, layout.n_levels)
         return feat
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_feat, g_jac=None):
-        x, table, *levels = ctx.saved_tensors
+        x, table = ctx.saved_tensors
         layout, bound, k, want_jac = ctx.meta
+        n_pts, n_feat = x.shape[0], table.shape[1]
         need_x, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        g_x = torch.zeros_like(x) if need_x else x.new_zeros(1, 3)
-        g_table = torch.zeros_like(table) if need_table else table.new_zeros(1, table.shape[1])
-        g_feat = torch.zeros(x.shape[0], layout.n_levels * table.shape[1], dtype=table.dtype,
-                             device=x.device) if g_feat is None else g_feat.contiguous()
+        g_table = torch.zeros_like(table) if need_table else table.new_zeros(1, n_feat)
+        if g_feat is None:
+            g_feat = table.new_zeros(n_pts, layout.n_levels * n_feat)
         has_gjac = want_jac and g_jac is not None
-        g_jac = g_jac.contiguous() if has_gjac else table.new_zeros(1, 1, 3)
-        if x.shape[0] > 0 and k > 0 and (need_x or need_table):
-            wdev, stream = _launch_ctx(x.device)
-            wp.launch(_backward_kernel, dim=(k, x.shape[0]), device=wdev, stream=stream, inputs=[
-                _wp(x), _wp(table), *(_wp(a) for a in levels), 2**layout.log2_table_size - 1, bound,
-                _wp(g_feat), _wp(g_jac), int(has_gjac), int(need_table), int(need_x),
-                _wp(g_table), _wp(g_x)])
+        g_feat = _to_level_major(g_feat, k, n_feat)
+        g_jac = _to_level_major(g_jac, k, n_feat) if has_gjac else table.new_zeros(1, 1, 1, 3)
+        groups = _level_groups(k, x.device) if n_pts > 0 else []
+        # one input-gradient buffer per group: groups share points, so they would race on one
+        g_xs = [torch.zeros_like(x) if need_x else x.new_zeros(1, 3) for _ in range(max(1, len(groups)))]
+        if groups and (need_x or need_table):
+            args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
+                    2**layout.log2_table_size - 1, bound, _wp(g_feat), _wp(g_jac), int(has_gjac),
+                    int(need_table), int(need_x), _wp(g_table)]
+            _launch(_backward_kernel, groups, n_pts, x.device, args, [[_wp(g)] for g in g_xs])
+        g_x = torch.stack(g_xs).sum(0) if len(g_xs) > 1 else g_xs[0]
         return (g_x if need_x else None), (g_table if need_table else None), None, None, None, None
 
 
 def _fallback_reason(x: torch.Tensor, table: torch.Tensor) -> str | None:
     """Why this call cannot use Warp (None if it can); dtype mismatches fall back silently."""
-    if _FAILURE is not None:
-        return _FAILURE
+    if _IMPORT_ERROR is not None:
+        return _IMPORT_ERROR
+    if x.device.type in _FAILURES:
+        return _FAILURES[x.device.type]
     if x.dtype != torch.float32 or table.dtype != torch.float32:
         return "dtype"
     return None
 
 
-def _warn_once(reason: str) -> None:
-    global _WARNED
-    if not _WARNED:
-        _WARNED = True
-        warnings.warn(f"lumisurf hash grid: Warp path unavailable, using the torch reference ({reason})",
-                      RuntimeWarning, stacklevel=3)
+def _warn_once(device_type: str, reason: str) -> None:
+    if device_type not in _WARNED:
+        _WARNED.add(device_type)
+        warnings.warn(f"lumisurf hash grid: Warp path unavailable on {device_type}, using the torch "
+                      f"reference ({reason})", RuntimeWarning, stacklevel=4)
 
 
 def _run(x, table, layout, bound, active_levels, want_jac: bool):
-    global _FAILURE
     torch_fn = hash_encode_with_grad_torch if want_jac else hash_encode_torch
     reason = _fallback_reason(x, table)
     if reason is not None:
         if reason != "dtype":
-            _warn_once(reason)
+            _warn_once(x.device.type, reason)
         return torch_fn(x, table, layout, bound, active_levels)
     k = layout.n_levels if active_levels is None else max(0, min(int(active_levels), layout.n_levels))
     try:
-        wp.init()  # no-op after the first call
+        wp.init()  # no-op after the first call; compile/load happens on the first launch
         return _HashEncodeWarp.apply(x, table, layout, bound, k, want_jac)
-    except Exception as exc:  # compile or launch failure: remember it and stay on torch
-        _FAILURE = f"warp kernel failed: {type(exc).__name__}: {exc}"
-        _warn_once(_FAILURE)
+    except Exception as exc:  # compile or launch failure: remember it and stay on torch for this device type
+        _FAILURES[x.device.type] = f"warp kernel failed: {type(exc).__name__}: {exc}"
+        _warn_once(x.device.type, _FAILURES[x.device.type])
         return torch_fn(x, table, layout, bound, active_levels)
 
 
@@ -287,6 +369,6 @@ def hash_encode_with_grad_warp(x: torch.Tensor, table: torch.Tensor, layout: Gri
     return _run(x, table, layout, bound, active_levels, want_jac=True)
 
 
-def warp_status() -> str | None:
-    """None when the Warp path is usable so far, else the reason it is not."""
-    return _FAILURE
+def warp_status(device_type: str = "cpu") -> str | None:
+    """None when the Warp path is usable so far on `device_type`, else the reason it is not."""
+    return _IMPORT_ERROR or _FAILURES.get(device_type)
