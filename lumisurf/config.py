@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import ConfigError
 
 
@@ -41,6 +42,11 @@ class SDFConfig:
     weight_norm: bool = True
     softplus_beta: float = 100.0
     inside_out: bool = False  # scenes seen from inside (not used for objects)
+    # spatial gradient of the SDF: autograd (double backward), central finite differences (6 extra
+    # evaluations, step annealed), or analytic (hash backends: kernel Jacobian of the grid + the decoder's)
+    normals: Literal["autograd", "finite_difference", "analytic"] = "autograd"
+    grid: HashGridConfig = field(default_factory=HashGridConfig)  # hash / hybrid backends
+    hybrid_residual_scale: float = 0.1  # hybrid: sdf = mlp + scale * tanh(hash residual)
 
 
 @dataclass
@@ -48,6 +54,8 @@ class ColorConfig:
     hidden: int = 256
     layers: int = 4
     multires_view: int = 4
+    view_encoding: Literal["frequency", "sh"] = "frequency"
+    sh_degree: int = 4
     weight_norm: bool = True
 
 
@@ -68,7 +76,6 @@ class ModelConfig:
     color: ColorConfig = field(default_factory=ColorConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     init_variance: float = 0.3  # inv_s = exp(10 * variance)
-    normals: Literal["autograd"] = "autograd"
 
 
 @dataclass
@@ -77,6 +84,12 @@ class SamplerConfig:
     n_importance: int = 64  # NeuS up-sampled samples (split over up_sample_steps)
     up_sample_steps: int = 4
     perturb: bool = True
+    # nerfacc-style occupancy grid: rays march only occupied cells (near/far tightened to them, rays
+    # through empty space skip the field); refreshed from the SDF every `occupancy_every` steps
+    occupancy: bool = False
+    occupancy_resolution: int = 64
+    occupancy_every: int = 32
+    occupancy_march_steps: int = 128
 
 
 @dataclass
@@ -86,6 +99,19 @@ class LossConfig:
     eikonal_weight: float = 0.1
     mask_weight: float = 0.1  # used only when the dataset has masks
     huber_delta: float = 0.1
+    curvature_weight: float = 0.0  # Neuralangelo: mean |laplacian| (finite-difference normals only)
+    grid_tv_weight: float = 0.0  # total variation of the hash-grid features (dense levels)
+
+
+@dataclass
+class ScheduleConfig:
+    """Step schedules (lengths in steps of ``train.max_steps``; shrunk with a --max-minutes budget)."""
+
+    grid_start_levels: int = 16  # coarse-to-fine: levels active at step 0 (>= n_levels: all)
+    grid_steps_per_level: int = 0  # one more level every k steps (0: all levels from the start)
+    fd_eps_mode: Literal["exp", "grid"] = "exp"  # exp: start -> end over max_steps; grid: finest active cell
+    fd_eps_start: float = 5e-3
+    fd_eps_end: float = 5e-4
 
 
 @dataclass
@@ -109,7 +135,9 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     chunk_rays: int = 1024  # rays per forward when rendering full images
-    finalize: bool = True  # after training: extract the mesh, render the test views, evaluate
+    # after training: extract the mesh, render the test views, evaluate. None (auto): only for the
+    # built-in scene; dataset runs are finished with `lumisurf extract` / `lumisurf eval`.
+    finalize: Optional[bool] = None
 
 
 @dataclass
@@ -129,6 +157,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 

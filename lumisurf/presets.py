@@ -29,7 +29,52 @@ NEUS = {
     "train": {"max_steps": 30_000, "batch_rays": 512, "anneal_end": 5_000},
 }
 
-PRESETS: dict[str, dict] = {"neus": NEUS, "neus-paper": NEUS_PAPER}
+# Instant-NSR (Zhao et al. 2022; instant-nsr-pl defaults): hash SDF (16 levels x 2 features, 2^19, res
+# 16..2048) -> 2x64 softplus(100) decoder, finite-difference normals with step 5e-3 -> 5e-4, colour MLP
+# 3x64 with SH degree-4 view encoding, Huber rgb + 0.1 eikonal, Adam 1e-2 decaying to 1.6e-3 (cosine here).
+INSTANT_NSR = {
+    "preset": "instant-nsr",
+    "model": {"sdf": {"backend": "hash", "hidden": 64, "layers": 3, "skip_in": [], "multires": 0,
+                      "feature_dim": 15, "weight_norm": False, "normals": "finite_difference",
+                      "grid": {"n_levels": 16, "n_features": 2, "log2_table_size": 19, "base_resolution": 16,
+                               "max_resolution": 2048}},
+              "color": {"hidden": 64, "layers": 3, "view_encoding": "sh", "sh_degree": 4, "weight_norm": False},
+              "background": {"hidden": 64, "layers": 2, "multires": 6, "n_samples": 16}},
+    "sampler": {"n_samples": 32, "n_importance": 32, "up_sample_steps": 2, "occupancy": True},
+    "loss": {"rgb": "huber", "eikonal_weight": 0.1, "mask_weight": 0.1},
+    "schedule": {"fd_eps_mode": "exp", "fd_eps_start": 5e-3, "fd_eps_end": 5e-4},
+    "optim": {"lr": 1e-2, "warmup_steps": 500, "lr_min_factor": 0.16},
+    "train": {"max_steps": 20_000, "batch_rays": 1024, "anneal_end": 2_000},
+}
+
+# Neuralangelo (Li et al. 2023): numerical (finite-difference) gradients whose step follows the finest
+# active grid cell, coarse-to-fine level activation, curvature (Laplacian) loss; hash SDF with an MLP
+# decoder. Grid kept at 2 features per level for CPU budgets (the paper uses 8).
+NEURALANGELO = {
+    **INSTANT_NSR,
+    "preset": "neuralangelo",
+    "model": {**INSTANT_NSR["model"],
+              "sdf": {**INSTANT_NSR["model"]["sdf"], "multires": 6}},
+    "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1, "curvature_weight": 5e-4},
+    "schedule": {"fd_eps_mode": "grid", "fd_eps_end": 5e-4, "grid_start_levels": 4, "grid_steps_per_level": 1000},
+}
+
+# lumisurf: our CPU default. Hash SDF with ANALYTIC normals (the grid kernel's Jacobian: no double
+# backward through the grid, no six extra evaluations), occupancy-grid skipping, coarse-to-fine levels,
+# a small hash table (2^17) that fits caches, SH colour network.
+LUMISURF = {
+    **INSTANT_NSR,
+    "preset": "lumisurf",
+    "model": {**INSTANT_NSR["model"],
+              "sdf": {**INSTANT_NSR["model"]["sdf"], "normals": "analytic", "multires": 0,
+                      "grid": {"n_levels": 16, "n_features": 2, "log2_table_size": 17, "base_resolution": 16,
+                               "max_resolution": 1024}}},
+    "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
+    "schedule": {"grid_start_levels": 8, "grid_steps_per_level": 250},
+}
+
+PRESETS: dict[str, dict] = {"neus": NEUS, "neus-paper": NEUS_PAPER, "instant-nsr": INSTANT_NSR,
+                            "neuralangelo": NEURALANGELO, "lumisurf": LUMISURF}
 DEFAULT_PRESET = "neus"
 
 

@@ -156,7 +156,10 @@ def test_reference_double_backward_equals_analytic_jacobian_path():
 
 # ---------------------------------------------------------------- warp / torch parity
 @pytest.mark.parametrize("device", DEVICES)
-def test_warp_forward_backward_parity(device):
+@pytest.mark.parametrize("threads", [1, 3])  # CPU kernels may split levels over concurrent launches
+def test_warp_forward_backward_parity(device, threads, monkeypatch):
+    monkeypatch.setattr(fast, "_CPU_THREADS", 1)
+    fast.set_cpu_threads(threads)
     g_torch, g_warp = _twins(device)
     x = _points(3000, device)
     outs, grads = [], []
@@ -167,6 +170,7 @@ def test_warp_forward_backward_parity(device):
         assert out.device == x.device and out.shape == (3000, 10)
         outs.append(out)
         grads.append(_grads([out], [xr, grid.params], [up]))
+    assert len(fast._level_groups(5, x.device)) == (threads if device == "cpu" else 1)
     assert fast.warp_status(device) is None, fast.warp_status(device)
     assert torch.allclose(outs[0], outs[1], atol=1e-5)
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-3, rtol=1e-4)  # d/dx ~ res * table

@@ -1,7 +1,7 @@
 """SDF surface model (NeuS): rays -> rgb, opacity, depth, normal and the terms the losses need.
 
-Holds only networks (SDF, variance, colour, background); data, poses and schedules live in the trainer.
-Everything runs in the normalised frame (object inside the unit sphere).
+Holds only networks (SDF, variance, colour, background) and the occupancy grid; data, poses and
+schedules live in the trainer. Everything runs in the normalised frame (object inside the unit sphere).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
+from lumisurf.samplers.occupancy import OccupancyGrid
 from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
                                             merge_samples, near_far_sphere, neus_upsample, stratified_samples)
 from lumisurf.shading.neus_color import NeuSColor
@@ -30,6 +31,12 @@ class RenderState:
     generator: Optional[torch.Generator] = None
 
 
+def _scatter(n: int, idx: Tensor, values: Tensor, fill: float = 0.0) -> Tensor:
+    """Rows ``values`` [k, C] placed at ``idx`` [k] of an [n, C] tensor (differentiable)."""
+    out = torch.full((n, values.shape[-1]), fill, dtype=values.dtype, device=values.device)
+    return out.index_put((idx,), values)
+
+
 class SurfaceModel(nn.Module):
     def __init__(self, model_cfg, sampler_cfg, background_kind: str):
         super().__init__()
@@ -40,6 +47,7 @@ class SurfaceModel(nn.Module):
         self.background_kind = background_kind
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
+        self.occupancy = OccupancyGrid(sampler_cfg.occupancy_resolution) if sampler_cfg.occupancy else None
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -63,35 +71,55 @@ class SurfaceModel(nn.Module):
                 need_grad_graph: bool = True) -> dict[str, Tensor]:
         """origins, dirs [n_rays, 3] (unit dirs), bg_color [n_rays, 3] used by a constant background.
 
-        Returns rgb [n_rays,3], opacity [n_rays,1], depth [n_rays,1], normal [n_rays,3] (world, unit-ish),
-        gradients [n_rays,S,3] and inside [n_rays,S] (for the eikonal loss), inv_s [].
+        Returns rgb [n_rays,3], opacity [n_rays,1], depth [n_rays,1], normal [n_rays,3] (world, unit-ish);
+        for the losses gradients [k,S,3] and inside [k,S] of the k rays that reached the surface band,
+        inv_s [], samples_per_ray [] (field evaluations per ray, all rays counted) and, with finite-
+        difference normals, laplacian [k*S].
         """
-        near, far, _ = near_far_sphere(origins, dirs, 1.0)
-        t = self._sample_t(origins, dirs, near, far, state)
+        n = origins.shape[0]
+        near, far, hit = near_far_sphere(origins, dirs, 1.0)
+        if self.occupancy is not None:
+            near, far, hit = self.occupancy.ray_bounds(origins, dirs, near, far,
+                                                       self.sampler_cfg.occupancy_march_steps)
+        idx = hit.nonzero()[:, 0]
+        fg = self._foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
+        opacity = _scatter(n, idx, fg["opacity"])
+        rgb = _scatter(n, idx, fg["rgb"])
+        rgb = rgb + (1.0 - opacity) * self._background(origins, dirs, far, bg_color, state)
+        out = {"rgb": rgb, "opacity": opacity, "depth": _scatter(n, idx, fg["depth"]),
+               "normal": _scatter(n, idx, fg["normal"]), "gradients": fg["gradients"], "inside": fg["inside"],
+               "inv_s": fg["inv_s"], "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1))}
+        if self.sdf.last_laplacian is not None:
+            out["laplacian"], self.sdf.last_laplacian = self.sdf.last_laplacian, None
+        return out
+
+    def _foreground(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
+                    need_grad_graph: bool) -> dict[str, Tensor]:
+        """Volume-render the SDF along the k rays given (all tensors [k, ...])."""
+        t = self._sample_t(o, d, near, far, state)
         dists, t_mid = interval_dists(t, far)
-        pts = origins[:, None] + dirs[:, None] * t_mid[..., None]  # [n_rays, S, 3]
-        n_rays, n_s = t_mid.shape
+        pts = o[:, None] + d[:, None] * t_mid[..., None]  # [k, S, 3]
+        k, n_s = t_mid.shape
         sdf, feat, grad = self.sdf.sdf_and_gradient(pts.reshape(-1, 3), create_graph=need_grad_graph)
-        view = dirs[:, None].expand(n_rays, n_s, 3).reshape(-1, 3)
-        rgb_s = self.color(pts.reshape(-1, 3), grad, view, feat).reshape(n_rays, n_s, 3)
-        grad = grad.reshape(n_rays, n_s, 3)
+        view = d[:, None].expand(k, n_s, 3).reshape(-1, 3)
+        rgb_s = self.color(pts.reshape(-1, 3), grad, view, feat).reshape(k, n_s, 3)
+        grad = grad.reshape(k, n_s, 3)
         inv_s = self.variance.inv_s()
-        true_cos = (dirs[:, None] * grad).sum(-1)  # [n_rays, S]
-        alpha = neus_alpha(sdf.reshape(n_rays, n_s), true_cos, dists, inv_s, state.cos_anneal_ratio)
+        true_cos = (d[:, None] * grad).sum(-1)  # [k, S]
+        alpha = neus_alpha(sdf.reshape(k, n_s), true_cos, dists, inv_s, state.cos_anneal_ratio)
         radius = pts.norm(dim=-1)
         alpha = alpha * (radius < 1.0).to(alpha)
-        weights = render_weights(alpha)  # [n_rays, S]
-        opacity = accumulate(weights)  # [n_rays, 1]
-        rgb = accumulate(weights, rgb_s)
-        rgb = rgb + (1.0 - opacity) * self._background(origins, dirs, far, bg_color, state)
-        normal = accumulate(weights, F.normalize(grad, dim=-1))
-        depth = accumulate(weights, t_mid[..., None])
-        return {"rgb": rgb, "opacity": opacity, "depth": depth, "normal": normal, "gradients": grad,
-                "inside": (radius < 1.2), "inv_s": inv_s, "weights": weights}
+        weights = render_weights(alpha)  # [k, S]
+        n_evals = n_s + (self.sampler_cfg.n_samples + self.sampler_cfg.n_importance
+                         if self.sampler_cfg.up_sample_steps > 0 and self.sampler_cfg.n_importance > 0 else 0)
+        return {"rgb": accumulate(weights, rgb_s), "opacity": accumulate(weights),
+                "depth": accumulate(weights, t_mid[..., None]), "normal": accumulate(weights, F.normalize(grad, dim=-1)),
+                "gradients": grad, "inside": radius < 1.2, "inv_s": inv_s, "n_samples": n_evals}
 
     def _background(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState) -> Tensor:
         if self.background is None:
             return bg_color
+        _, far, _ = near_far_sphere(o, d, 1.0)  # the NeRF++ background starts at the unit sphere
         t = background_samples(far, self.n_bg_samples, state.perturb, state.generator)  # [n_rays, B]
         dists, t_mid = interval_dists(t, t[:, -1:], last=1e10)
         x = o[:, None] + d[:, None] * t_mid[..., None]

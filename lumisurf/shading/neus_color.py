@@ -5,14 +5,19 @@ import torch
 from torch import Tensor, nn
 
 from lumisurf.encodings.frequency import FrequencyEncoding
+from lumisurf.encodings.spherical_harmonics import SHEncoding
 
 
 class NeuSColor(nn.Module):
-    """``rgb = sigmoid(MLP([x, n, PE(v), feature]))`` (IDR 'idr' mode); output sRGB in [0, 1]."""
+    """``rgb = sigmoid(MLP([x, n, enc(v), feature]))`` (IDR 'idr' mode); output sRGB in [0, 1].
+
+    enc(v): frequency encoding (NeuS, ``multires_view``) or spherical harmonics (Instant-NSR, ``sh_degree``).
+    """
 
     def __init__(self, cfg, feature_dim: int):
         super().__init__()
-        self.dir_enc = FrequencyEncoding(3, cfg.multires_view)
+        self.dir_enc = (SHEncoding(cfg.sh_degree) if cfg.view_encoding == "sh"
+                        else FrequencyEncoding(3, cfg.multires_view))
         d = 3 + 3 + self.dir_enc.output_dim + feature_dim
         mods = []
         for _ in range(cfg.layers - 1):

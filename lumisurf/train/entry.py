@@ -48,7 +48,8 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
     result = train(cfg, run, resume=resume, progress=progress)
     summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
                "last_batch_psnr": result.final_psnr}
-    if cfg.train.finalize:
+    finalize = cfg.train.finalize if cfg.train.finalize is not None else cfg.data.path is None
+    if finalize:
         summary["metrics"] = finalize_run(run.root, progress=progress)
     return summary
 

@@ -34,3 +34,38 @@ class WarmupCosineLR:
         for g, base in zip(self.optimizer.param_groups, self.base):
             g["lr"] = base * f
         return f
+
+
+class LevelSchedule:
+    """Coarse-to-fine hash levels: ``start`` active at step 0, one more every ``every`` steps."""
+
+    def __init__(self, start: int, every: int, n_levels: int):
+        self.start, self.every, self.n_levels = start, every, n_levels
+        self.value = n_levels if every <= 0 else min(start, n_levels)
+
+    def update(self, step: int) -> int:
+        self.value = self.n_levels if self.every <= 0 else min(self.n_levels, self.start + step // self.every)
+        return self.value
+
+
+class FDStepSchedule:
+    """Finite-difference step (world units).
+
+    ``exp``: geometric from ``start`` to ``end`` over ``total`` steps (Instant-NSR);
+    ``grid``: the cell size of the finest active hash level, never below ``end`` (Neuralangelo).
+    """
+
+    def __init__(self, mode: str, start: float, end: float, total: int, resolutions: list[int] | None,
+                 bound: float = 1.0):
+        self.mode, self.start, self.end, self.total = mode, start, end, max(total, 1)
+        self.resolutions, self.bound = resolutions, bound
+        self.value = start
+
+    def update(self, step: int, active_levels: int | None = None) -> float:
+        if self.mode == "grid" and self.resolutions:
+            level = max(1, active_levels or len(self.resolutions)) - 1
+            self.value = max(self.end, 2.0 * self.bound / self.resolutions[level])
+        else:
+            frac = min(1.0, step / self.total)
+            self.value = self.start * (self.end / self.start) ** frac
+        return self.value

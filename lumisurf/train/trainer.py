@@ -12,13 +12,14 @@ from lumisurf.config import Config
 from lumisurf.data.load import background_color, composite, load_config_scene
 from lumisurf.data.pixel_sampler import UniformPixelSampler
 from lumisurf.data.scene import SceneData
-from lumisurf.losses.geometry import eikonal_loss, mask_loss
+from lumisurf.losses.geometry import curvature_loss, eikonal_loss, mask_loss
 from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
+from lumisurf.losses.regularizers import grid_tv_loss
 from lumisurf.models.surface import RenderState, SurfaceModel
 from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.schedules import CosAnnealSchedule, WarmupCosineLR
+from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 from lumisurf.train.visualize import save_validation_image
 
 
@@ -68,8 +69,15 @@ class Trainer:
         self.lr_schedule = WarmupCosineLR(self.optimizer, cfg.optim.warmup_steps, cfg.train.max_steps,
                                           cfg.optim.lr_min_factor)
         self.anneal = CosAnnealSchedule(cfg.train.anneal_end)
+        grid = getattr(self.model.sdf, "grid", None)
+        sc = cfg.schedule
+        self.levels = LevelSchedule(sc.grid_start_levels, sc.grid_steps_per_level,
+                                    grid.n_levels if grid is not None else 0)
+        self.fd_step = FDStepSchedule(sc.fd_eps_mode, sc.fd_eps_start, sc.fd_eps_end, cfg.train.max_steps,
+                                      grid.resolutions if grid is not None else None)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.step, self.elapsed = 0, 0.0
+        self.occupied_fraction = 1.0
         self.has_masks = self.train_split.masks is not None
 
     # ------------------------------------------------------------------ schedules
@@ -79,11 +87,19 @@ class Trainer:
         self.lr_schedule.total = max(1, total_steps)
         self.lr_schedule.warmup = int(self.cfg.optim.warmup_steps * frac)
         self.anneal.anneal_end = int(self.cfg.train.anneal_end * frac)
+        self.levels.every = int(self.cfg.schedule.grid_steps_per_level * frac) if self.levels.every > 0 else 0
+        self.levels.every = max(self.levels.every, 1) if self.cfg.schedule.grid_steps_per_level > 0 else 0
+        self.fd_step.total = max(1, total_steps)
 
     def _update_schedules(self) -> None:
         self.lr_schedule.update(self.step)
         self.anneal.update(self.step)
-        self.model.sdf.step_update(self.step)
+        levels = self.levels.update(self.step)
+        self.model.sdf.set_progress(self.step, active_levels=levels or None,
+                                    fd_eps=self.fd_step.update(self.step, levels or None))
+        occ = self.model.occupancy
+        if occ is not None and self.step % self.cfg.sampler.occupancy_every == 0:
+            self.occupied_fraction = occ.update(self.model.sdf.sdf, self.model.variance.inv_s().item())
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -98,7 +114,16 @@ class Trainer:
         inside = out["inside"].to(out["gradients"].dtype)
         loss_eik = eikonal_loss(out["gradients"], inside)
         loss = cfg.loss.rgb_weight * loss_rgb + cfg.loss.eikonal_weight * loss_eik
-        scalars = {"loss_rgb": loss_rgb.item(), "loss_eikonal": loss_eik.item()}
+        scalars = {"loss_rgb": loss_rgb.item(), "loss_eikonal": loss_eik.item(),
+                   "samples_per_ray": float(out["samples_per_ray"])}
+        if cfg.loss.curvature_weight > 0 and out.get("laplacian") is not None:
+            loss_c = curvature_loss(out["laplacian"])
+            loss = loss + cfg.loss.curvature_weight * loss_c
+            scalars["loss_curvature"] = loss_c.item()
+        if cfg.loss.grid_tv_weight > 0 and hasattr(self.model.sdf, "grid"):
+            loss_tv = grid_tv_loss(self.model.sdf.grid)
+            loss = loss + cfg.loss.grid_tv_weight * loss_tv
+            scalars["loss_grid_tv"] = loss_tv.item()
         if self.has_masks and cfg.loss.mask_weight > 0:
             loss_m = mask_loss(out["opacity"], batch.mask)
             loss = loss + cfg.loss.mask_weight * loss_m
@@ -109,7 +134,7 @@ class Trainer:
         with torch.no_grad():
             mse = torch.mean((out["rgb"].clamp(0, 1) - target) ** 2)
         scalars.update(loss=loss.item(), psnr=psnr_from_mse(mse).item(), inv_s=out["inv_s"].item(),
-                       lr=self.optimizer.param_groups[0]["lr"])
+                       lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction)
         return scalars
 
     # ------------------------------------------------------------------ loop

@@ -1,0 +1,63 @@
+"""Real spherical harmonics of unit directions (degree 1..5 -> 1, 4, 9, 16, 25 coefficients).
+
+Convention: the orthonormal real SH basis Y_lm (Condon-Shortley phase folded in as in
+instant-ngp / Ref-NeRF), ordered by degree l then m = -l..l. Directions are unit vectors [..., 3].
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+_C0 = 0.28209479177387814  # 1 / (2 sqrt(pi))
+_C1 = 0.4886025119029199  # sqrt(3 / (4 pi))
+_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
+       1.445305721320277, -0.5900435899266435)
+_C4 = (2.5033429417967046, -1.7701307697799304, 0.9461746957575601, -0.6690465435572892, 0.10578554691520431,
+       -0.6690465435572892, 0.47308734787878004, -1.7701307697799304, 0.6258357354491761)
+
+
+def sh_basis(d: Tensor, degree: int) -> Tensor:
+    """Real SH basis of unit directions d [..., 3] up to ``degree`` (1..5 bands) -> [..., degree**2]."""
+    if not 1 <= degree <= 5:
+        raise ValueError(f"SH degree must be in 1..5, got {degree}")
+    x, y, z = d.unbind(-1)
+    out = [torch.full_like(x, _C0)]
+    if degree > 1:
+        out += [-_C1 * y, _C1 * z, -_C1 * x]
+    if degree > 2:
+        xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
+        out += [_C2[0] * xy, _C2[1] * yz, _C2[2] * (2 * zz - xx - yy), _C2[3] * xz, _C2[4] * (xx - yy)]
+    if degree > 3:
+        out += [_C3[0] * y * (3 * xx - yy), _C3[1] * xy * z, _C3[2] * y * (4 * zz - xx - yy),
+                _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy),
+                _C3[5] * z * (xx - yy), _C3[6] * x * (xx - 3 * yy)]
+    if degree > 4:
+        out += [_C4[0] * xy * (xx - yy), _C4[1] * yz * (3 * xx - yy), _C4[2] * xy * (7 * zz - 1),
+                _C4[3] * yz * (7 * zz - 3), _C4[4] * (zz * (35 * zz - 30) + 3),
+                _C4[5] * xz * (7 * zz - 3), _C4[6] * (xx - yy) * (7 * zz - 1),
+                _C4[7] * xz * (xx - 3 * yy), _C4[8] * (xx * (xx - 3 * yy) - yy * (3 * xx - yy))]
+    return torch.stack(out, -1)
+
+
+class SHEncoding(nn.Module):
+    """Module wrapper: directions [..., 3] -> SH coefficients [..., degree**2] (``output_dim``)."""
+
+    def __init__(self, degree: int = 4):
+        super().__init__()
+        self.degree = degree
+        self.output_dim = degree * degree
+
+    def forward(self, d: Tensor) -> Tensor:
+        return sh_basis(d, self.degree)
+
+
+def sh_orthonormality_error(degree: int, n: int = 200_000, seed: int = 0) -> float:
+    """Monte-Carlo check used by the tests: max |E[Y_i Y_j] 4 pi - I|."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g, dtype=torch.float64), dim=-1)
+    y = sh_basis(d, degree)
+    gram = (y.T @ y) * (4 * math.pi / n)
+    return float((gram - torch.eye(degree * degree, dtype=torch.float64)).abs().max())

@@ -1,0 +1,118 @@
+"""Hash-grid SDF backends: ``hash`` (grid -> small decoder) and ``hybrid`` (MLP SDF + bounded hash residual).
+
+Both support ``normals: analytic``: the grid kernel returns d features / d x and only the small decoder
+is differentiated twice, so an eikonal loss needs neither a double backward through the grid nor six
+extra evaluations.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from torch import Tensor, nn
+
+from lumisurf.encodings.frequency import FrequencyEncoding
+from lumisurf.encodings.hash_grid import HashGrid
+from lumisurf.errors import ConfigError
+from lumisurf.fields.base import SDF_BACKENDS, SDFField
+from lumisurf.fields.sdf_mlp import MLPSDF, _geometric_init
+
+
+def _decoder(d_in: int, hidden: int, n_linear: int, d_out: int, cfg, geometric: bool) -> nn.ModuleList:
+    """Linear stack ``d_in -> hidden x (n_linear - 1) -> d_out``; geometric init sees only the xyz inputs."""
+    dims = [d_in] + [hidden] * (n_linear - 1) + [d_out]
+    init_cfg = SimpleNamespace(multires=1, skip_in=(), inside_out=cfg.inside_out, init_radius=cfg.init_radius)
+    layers = nn.ModuleList()
+    for i in range(len(dims) - 1):
+        lin = nn.Linear(dims[i], dims[i + 1])
+        if geometric:
+            _geometric_init(lin, i, len(dims) - 2, d_in, init_cfg)
+        layers.append(lin)
+    return layers
+
+
+def _check_normals(cfg) -> None:
+    if cfg.normals == "autograd" and cfg.grid.implementation != "torch":
+        raise ConfigError("model.sdf.normals=autograd needs a twice-differentiable grid: set "
+                          "model.sdf.grid.implementation=torch, or use normals=analytic|finite_difference")
+
+
+@SDF_BACKENDS.register("hash")
+class HashSDF(SDFField):
+    """sdf, feature = decoder([x, PE(x), hashgrid(x)]) with softplus(beta) hidden activations."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        _check_normals(cfg)
+        self.grid = HashGrid(cfg.grid)
+        self.pe = FrequencyEncoding(3, cfg.multires)
+        self.feature_dim = cfg.feature_dim
+        d_in = self.pe.output_dim + self.grid.output_dim
+        self.layers = _decoder(d_in, cfg.hidden, cfg.layers, 1 + cfg.feature_dim, cfg, cfg.geometric_init)
+        self.act = nn.Softplus(beta=cfg.softplus_beta)
+
+    def _decode(self, h: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = self.act(h)
+        return h
+
+    def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        out = self._decode(torch.cat([self.pe(points), self.grid(points)], -1))
+        return out[:, 0], out[:, 1:]
+
+    def _analytic_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
+        with torch.enable_grad():
+            x = points.detach().requires_grad_(True)
+            enc, jac = self.grid.forward_with_grad(points.detach())  # [N, LF], [N, LF, 3]
+            out = self._decode(torch.cat([self.pe(x), enc], -1))
+            sdf = out[:, 0]
+            g_x, g_enc = torch.autograd.grad(sdf, [x, enc], torch.ones_like(sdf), create_graph=create_graph)
+        grad = g_x + torch.einsum("nf,nfk->nk", g_enc, jac)
+        return sdf, out[:, 1:], grad
+
+    def set_progress(self, step: int, active_levels: int | None = None, fd_eps: float | None = None) -> None:
+        super().set_progress(step, active_levels, fd_eps)
+        if active_levels is not None:
+            self.grid.set_active_levels(active_levels)
+
+
+@SDF_BACKENDS.register("hybrid")
+class HybridSDF(SDFField):
+    """sdf = mlp_sdf(x) + s * tanh(r(hashgrid(x))): the MLP holds low frequencies, the grid bounded detail.
+
+    feature = [mlp feature, grid features] (dim ``feature_dim + L*F``).
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        _check_normals(cfg)
+        self.base = MLPSDF(cfg)
+        self.grid = HashGrid(cfg.grid)
+        self.residual = nn.Sequential(nn.Linear(self.grid.output_dim, 32), nn.Softplus(beta=cfg.softplus_beta),
+                                      nn.Linear(32, 1))
+        nn.init.zeros_(self.residual[-1].weight)
+        nn.init.zeros_(self.residual[-1].bias)
+        self.scale = cfg.hybrid_residual_scale
+        self.feature_dim = cfg.feature_dim + self.grid.output_dim
+
+    def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        sdf_b, feat_b = self.base(points)
+        enc = self.grid(points)
+        sdf = sdf_b + self.scale * torch.tanh(self.residual(enc)[:, 0])
+        return sdf, torch.cat([feat_b, enc], -1)
+
+    def _analytic_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
+        sdf_b, feat_b, g_b = self.base._autograd_gradient(points, create_graph)
+        with torch.enable_grad():
+            enc, jac = self.grid.forward_with_grad(points.detach())
+            r = self.scale * torch.tanh(self.residual(enc)[:, 0])
+            (g_enc,) = torch.autograd.grad(r, enc, torch.ones_like(r), create_graph=create_graph)
+        grad = g_b + torch.einsum("nf,nfk->nk", g_enc, jac)
+        return sdf_b + r, torch.cat([feat_b, enc], -1), grad
+
+    def set_progress(self, step: int, active_levels: int | None = None, fd_eps: float | None = None) -> None:
+        super().set_progress(step, active_levels, fd_eps)
+        if active_levels is not None:
+            self.grid.set_active_levels(active_levels)
