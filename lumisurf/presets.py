@@ -75,7 +75,7 @@ LUMISURF = {
 
 PRESETS: dict[str, dict] = {"neus": NEUS, "neus-paper": NEUS_PAPER, "instant-nsr": INSTANT_NSR,
                             "neuralangelo": NEURALANGELO, "lumisurf": LUMISURF}
-DEFAULT_PRESET = "neus"
+DEFAULT_PRESET = "lumisurf"
 
 
 def preset_config(name: str) -> Config:

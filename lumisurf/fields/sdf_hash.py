@@ -37,6 +37,12 @@ def _check_normals(cfg) -> None:
                           "model.sdf.grid.implementation=torch, or use normals=analytic|finite_difference")
 
 
+def _differentiable(enc: Tensor) -> Tensor:
+    """Grid features without a graph (frozen table, or 0 active levels in the torch grid) become a leaf
+    that requires grad, so d sdf / d features still exists for the analytic gradient."""
+    return enc if enc.requires_grad else enc.detach().requires_grad_(True)
+
+
 @SDF_BACKENDS.register("hash")
 class HashSDF(SDFField):
     """sdf, feature = decoder([x, PE(x), hashgrid(x)]) with softplus(beta) hidden activations."""
@@ -66,6 +72,7 @@ class HashSDF(SDFField):
         with torch.enable_grad():
             x = points.detach().requires_grad_(True)
             enc, jac = self.grid.forward_with_grad(points.detach())  # [N, LF], [N, LF, 3]
+            enc = _differentiable(enc)
             out = self._decode(torch.cat([self.pe(x), enc], -1))
             sdf = out[:, 0]
             g_x, g_enc = torch.autograd.grad(sdf, [x, enc], torch.ones_like(sdf), create_graph=create_graph)
@@ -107,6 +114,7 @@ class HybridSDF(SDFField):
         sdf_b, feat_b, g_b = self.base._autograd_gradient(points, create_graph)
         with torch.enable_grad():
             enc, jac = self.grid.forward_with_grad(points.detach())
+            enc = _differentiable(enc)
             r = self.scale * torch.tanh(self.residual(enc)[:, 0])
             (g_enc,) = torch.autograd.grad(r, enc, torch.ones_like(r), create_graph=create_graph)
         grad = g_b + torch.einsum("nf,nfk->nk", g_enc, jac)

@@ -36,7 +36,8 @@ class OccupancyGrid(nn.Module):
         sdf = torch.cat([sdf_fn(centers[i:i + chunk]) for i in range(0, centers.shape[0], chunk)])
         threshold = 0.5 * 3 ** 0.5 * self.cell_size + self.band / max(inv_s, 1e-6)
         occ = (sdf.abs() <= threshold).reshape(self.occupied.shape)
-        occ &= (centers.norm(dim=-1) <= self.bound * 3 ** 0.5).reshape(occ.shape)
+        # rays are only sampled inside the unit sphere: cells wholly outside it never matter
+        occ &= (centers.norm(dim=-1) <= self.bound + 0.5 * 3 ** 0.5 * self.cell_size).reshape(occ.shape)
         self.occupied.copy_(occ)
         self.initialized.fill_(True)
         return float(occ.float().mean())

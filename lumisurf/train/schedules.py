@@ -63,7 +63,7 @@ class FDStepSchedule:
 
     def update(self, step: int, active_levels: int | None = None) -> float:
         if self.mode == "grid" and self.resolutions:
-            level = max(1, active_levels or len(self.resolutions)) - 1
+            level = max(1, len(self.resolutions) if active_levels is None else active_levels) - 1
             self.value = max(self.end, 2.0 * self.bound / self.resolutions[level])
         else:
             frac = min(1.0, step / self.total)

@@ -91,12 +91,19 @@ class Trainer:
         self.levels.every = max(self.levels.every, 1) if self.cfg.schedule.grid_steps_per_level > 0 else 0
         self.fd_step.total = max(1, total_steps)
 
+    def rescale_to_budget(self, budget_seconds: float) -> int:
+        """Fit the schedules into the steps a training-time budget allows, at the rate measured so far
+        (``self.step`` steps in ``self.elapsed`` s; call after ~10 steps). Returns that total (<= max_steps)."""
+        rate = self.step / max(self.elapsed, 1e-6)
+        total = min(self.cfg.train.max_steps, int(rate * budget_seconds))
+        self._rescale_schedules(total)
+        return total
+
     def _update_schedules(self) -> None:
         self.lr_schedule.update(self.step)
         self.anneal.update(self.step)
-        levels = self.levels.update(self.step)
-        self.model.sdf.set_progress(self.step, active_levels=levels or None,
-                                    fd_eps=self.fd_step.update(self.step, levels or None))
+        levels = self.levels.update(self.step) if self.levels.n_levels > 0 else None
+        self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(self.step, levels))
         occ = self.model.occupancy
         if occ is not None and self.step % self.cfg.sampler.occupancy_every == 0:
             self.occupied_fraction = occ.update(self.model.sdf.sdf, self.model.variance.inv_s().item())
@@ -158,9 +165,7 @@ class Trainer:
             self.step += 1
             self.elapsed = time.perf_counter() - start
             if not rescaled and self.step >= 10:
-                rate = self.step / max(self.elapsed, 1e-6)
-                self._rescale_schedules(min(total, int(rate * budget)))
-                bar.total = min(total, int(rate * budget))
+                bar.total = self.rescale_to_budget(budget)
                 rescaled = True
             self._after_step(scalars, logger, bar)
             if budget is not None and self.elapsed >= budget:

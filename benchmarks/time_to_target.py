@@ -1,0 +1,324 @@
+"""Time to target: presets x datasets under the same wall-clock TRAINING budget, evaluated along the way.
+
+Every run trains with :class:`lumisurf.train.trainer.Trainer` for ``--minutes`` of training time (the
+schedules are fitted to the steps that budget allows, measured over the first 10 steps, as
+``lumisurf train --max-minutes`` does). Every ``--eval-every`` seconds of training time the clock is
+paused and the model is evaluated:
+
+* PSNR: mean over ``--eval-views`` evenly spaced test views rendered at downscale 2, ground truth
+  composited on the same background colour as training (``data.background``);
+* Chamfer (datasets with a GT mesh): marching cubes at ``--mesh-resolution`` (128) in the normalised
+  frame, mapped to the dataset's world frame with the scene normalisation, 20k samples each way.
+
+Outputs in ``--out``: ``time_to_target.csv`` (one row per evaluation), ``time_to_target.md`` (the summary
+table also printed), ``time_to_target.png`` (metric vs training seconds, one panel per dataset x metric)
+and ``runs/<dataset>-<preset>/`` (normalisation + the last extracted mesh, world frame).
+Time-to-target is the training time of the first evaluation reaching the target, so it is resolved
+to ``--eval-every`` seconds.
+
+Usage: python benchmarks/time_to_target.py [--presets neus instant-nsr lumisurf]
+       [--datasets glossy_bunny dtu_scan24] [--minutes 5] [--eval-every 30] [--out benchmarks/results] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lumisurf.config import apply_overrides
+from lumisurf.data.load import load_config_scene
+from lumisurf.errors import LumisurfError
+from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
+from lumisurf.eval.image_metrics import psnr
+from lumisurf.mesh.export import mesh_to_world
+from lumisurf.mesh.marching_cubes import extract_mesh
+from lumisurf.presets import preset_config
+from lumisurf.train.run_dir import RunDir
+from lumisurf.train.trainer import Trainer
+from lumisurf.train.visualize import gt_image, render_views_for
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+CSV_FIELDS = ("preset", "dataset", "train_seconds", "steps", "psnr", "chamfer", "eval_seconds")
+BASELINE = "neus"
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def eval_views(n_total: int, n: int) -> list[int]:
+    """``n`` evenly spaced view indices out of ``n_total`` (all when n >= n_total)."""
+    return sorted({int(round(v)) for v in np.linspace(0, n_total - 1, min(n, n_total))})
+
+
+def mean_psnr(model, scene, cfg, device, n_views: int, downscale: int = 2) -> float:
+    """Mean PSNR (dB) of ``n_views`` test views (train views when there is no test split)."""
+    split = scene.splits.get("test") or scene.split("train")
+    values = []
+    for i in eval_views(len(split), n_views):
+        out = render_views_for(model, split, i, cfg, device, downscale)
+        pred = out["rgb"].cpu().clamp(0, 1)  # [h, w, 3]
+        gt = gt_image(split, i, cfg, downscale)
+        h, w = min(pred.shape[0], gt.shape[0]), min(pred.shape[1], gt.shape[1])
+        values.append(psnr(pred[:h, :w], gt[:h, :w]))
+    return float(np.mean(values))
+
+
+def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
+    """Chamfer (world units) of the marching-cubes mesh vs the GT mesh, and the world-frame mesh.
+
+    Returns (nan, None) when there is no surface to extract yet.
+    """
+    sdf = model.sdf
+    try:
+        mesh = extract_mesh(lambda x: sdf.sdf(x), resolution=resolution, bound=1.0, device=device)
+    except LumisurfError:
+        return math.nan, None
+    mesh = mesh_to_world(mesh, scene.normalization)
+    return chamfer_distance(mesh, gt_mesh, n_samples=samples)["chamfer"], mesh
+
+
+# ----------------------------------------------------------------------------- training
+
+def make_trainer(preset: str, data_path: Path, scene, run_root: Path, args) -> Trainer:
+    cfg = apply_overrides(preset_config(preset), [f"data.path={data_path}", f"train.device={args.device}",
+                                                  f"train.max_minutes={args.minutes}"] + list(args.set))
+    run_root.mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, RunDir(run_root), scene=scene, progress=False)
+
+
+def run_one(trainer: Trainer, preset: str, dataset: str, gt_mesh, args, on_row) -> list[dict]:
+    """Train for ``args.minutes`` of training time, evaluating every ``args.eval_every`` s (clock paused)."""
+    budget, every = args.minutes * 60.0, args.eval_every
+    next_eval, rescaled, rows, last_mesh = every, False, [], None
+    while trainer.step < trainer.cfg.train.max_steps:
+        t0 = time.perf_counter()
+        trainer._update_schedules()
+        trainer.train_step()
+        trainer.step += 1
+        trainer.elapsed += time.perf_counter() - t0
+        if not rescaled and trainer.step >= 10:
+            trainer.rescale_to_budget(budget)
+            rescaled = True
+        done = trainer.elapsed >= budget or trainer.step >= trainer.cfg.train.max_steps
+        if trainer.elapsed >= next_eval or done:
+            row, mesh = evaluate(trainer, preset, dataset, gt_mesh, args)
+            last_mesh = mesh if mesh is not None else last_mesh
+            rows.append(row)
+            on_row(row)
+            next_eval = (math.floor(trainer.elapsed / every) + 1) * every
+        if done:
+            break
+    if last_mesh is not None:
+        last_mesh.export(trainer.run.root / "mesh.ply")
+    return rows
+
+
+def evaluate(trainer: Trainer, preset: str, dataset: str, gt_mesh, args) -> tuple[dict, object]:
+    t0 = time.perf_counter()
+    model, scene, cfg, device = trainer.model, trainer.scene, trainer.cfg, trainer.device
+    value_psnr = mean_psnr(model, scene, cfg, device, args.eval_views)
+    chamfer, mesh = (math.nan, None) if gt_mesh is None else chamfer_to_gt(
+        model, scene, gt_mesh, device, args.mesh_resolution, args.chamfer_samples)
+    row = {"preset": preset, "dataset": dataset, "train_seconds": round(trainer.elapsed, 2),
+           "steps": trainer.step, "psnr": round(value_psnr, 4),
+           "chamfer": None if gt_mesh is None else (round(chamfer, 6) if np.isfinite(chamfer) else math.nan),
+           "eval_seconds": round(time.perf_counter() - t0, 1)}
+    return row, mesh
+
+
+# ----------------------------------------------------------------------------- summary
+
+def first_time(rows: list[dict], key: str, ok) -> float | None:
+    """Training seconds of the first row whose ``key`` satisfies ``ok`` (None if never)."""
+    for r in rows:
+        v = r.get(key)
+        if v is not None and np.isfinite(v) and ok(v):
+            return r["train_seconds"]
+    return None
+
+
+def speedup(t_base: float | None, t: float | None, budget: float) -> str:
+    """'x.y' = t_base / t; a lower bound when the baseline never got there; 'not reached'."""
+    if t is None:
+        return "not reached"
+    if t_base is None:
+        return f"> {budget / t:.1f} ({BASELINE} not reached)"
+    return f"{t_base / t:.1f}"
+
+
+def summary_rows(results: dict, args) -> list[dict]:
+    """One summary row per (dataset, preset): final values, time-to-target, speed-up vs the baseline."""
+    budget, out = args.minutes * 60.0, []
+    for (dataset, preset), rows in results.items():
+        if not rows:
+            continue
+        final = rows[-1]
+        has_gt = final["chamfer"] is not None
+        t_c = first_time(rows, "chamfer", lambda v: v <= args.target_chamfer) if has_gt else None
+        s = {"dataset": dataset, "preset": preset, "steps": final["steps"], "train_s": final["train_seconds"],
+             "psnr": final["psnr"], "chamfer": final["chamfer"],
+             "t_psnr": first_time(rows, "psnr", lambda v: v >= args.target_psnr), "t_chamfer": t_c}
+        base = results.get((dataset, BASELINE))
+        if not has_gt:
+            s["speedup"] = s["speedup_base_final"] = "n/a (no GT mesh)"
+        elif not base:
+            s["speedup"] = s["speedup_base_final"] = f"n/a ({BASELINE} not run)"
+        else:
+            s["speedup"] = speedup(first_time(base, "chamfer", lambda v: v <= args.target_chamfer), t_c, budget)
+            # the Chamfer the baseline ended with: how much sooner does this preset get there?
+            c_base = base[-1]["chamfer"]
+            if c_base is None or not np.isfinite(c_base):
+                s["speedup_base_final"] = f"n/a ({BASELINE} has no surface)"
+            else:
+                t_b = first_time(base, "chamfer", lambda v: v <= c_base)
+                s["speedup_base_final"] = speedup(t_b, first_time(rows, "chamfer", lambda v: v <= c_base), budget)
+        out.append(s)
+    return out
+
+
+def _fmt(v, spec: str, none: str = "-") -> str:
+    if v is None:
+        return none
+    if isinstance(v, float) and not np.isfinite(v):
+        return "no surface"
+    return format(v, spec)
+
+
+def markdown_summary(summary: list[dict], args) -> str:
+    tc, tp = args.target_chamfer, args.target_psnr
+    lines = [f"| dataset | preset | steps | train s | final PSNR | final Chamfer | s to PSNR {tp:g} | "
+             f"s to Chamfer {tc:g} | speed-up vs {BASELINE} @ Chamfer {tc:g} | "
+             f"speed-up vs {BASELINE} @ its final Chamfer |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['dataset']} | {s['preset']} | {s['steps']} | {s['train_s']:.0f} | "
+                     f"{_fmt(s['psnr'], '.2f')} | {_fmt(s['chamfer'], '.4f', 'n/a')} | "
+                     f"{_fmt(s['t_psnr'], '.0f', 'not reached')} | "
+                     f"{_fmt(s['t_chamfer'], '.0f', 'not reached' if s['chamfer'] is not None else 'n/a')} | "
+                     f"{s['speedup']} | {s['speedup_base_final']} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, datasets: list[str], args, path: Path) -> None:
+    """Metric vs training seconds, one line per preset; rows = datasets, columns = PSNR | Chamfer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
+    for i, dataset in enumerate(datasets):
+        for j, (key, label, target) in enumerate((("psnr", "PSNR (dB)", args.target_psnr),
+                                                   ("chamfer", "Chamfer (world units)", args.target_chamfer))):
+            ax = axes[i, j]
+            drawn = False
+            for (ds, preset), rows in results.items():
+                pts = [(r["train_seconds"], r[key]) for r in rows
+                       if ds == dataset and r[key] is not None and np.isfinite(r[key])]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", ms=3, label=preset)
+                    drawn = True
+            ax.set_title(f"{dataset}: {key}")
+            ax.set_xlim(0, args.minutes * 60 * 1.05)
+            ax.set_xlabel("training seconds")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if not drawn:
+                ax.text(0.5, 0.5, "no GT mesh" if key == "chamfer" else "no data", ha="center", va="center",
+                        transform=ax.transAxes)
+                continue
+            ax.axhline(target, ls="--", c="grey", lw=1, label=f"target {target:g}")
+            if key == "chamfer":
+                ax.set_yscale("log")
+            ax.legend(fontsize=8)
+    fig.suptitle(f"time to target: {args.minutes * 60:.0f} s training budget per run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- main
+
+def resolve_dataset(name: str, data_root: Path) -> Path:
+    """A dataset folder: ``name`` itself if it exists, else ``data_root / name``."""
+    p = Path(name)
+    path = p if p.is_dir() else data_root / name
+    if not path.is_dir():
+        raise SystemExit(f"dataset '{name}' not found (looked at {p} and {data_root / name})")
+    return path.resolve()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["neus", "instant-nsr", "lumisurf"],
+                    help="presets to compare (default: neus instant-nsr lumisurf; speed-ups are vs neus)")
+    ap.add_argument("--datasets", nargs="+", default=["glossy_bunny", "dtu_scan24"],
+                    help="names under --data-root, or dataset folders (default: glossy_bunny dtu_scan24)")
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+                    help="where dataset names are looked up (default: ../shared/data beside the repo root)")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="training budget per run, minutes (default 5; 1/3 with --quick)")
+    ap.add_argument("--eval-every", type=float, default=None,
+                    help="evaluate every this many seconds of training time (default 30; 10 with --quick)")
+    ap.add_argument("--eval-views", type=int, default=4, help="test views for PSNR, at downscale 2 (default 4)")
+    ap.add_argument("--mesh-resolution", type=int, default=128, help="marching-cubes grid (default 128)")
+    ap.add_argument("--chamfer-samples", type=int, default=20_000,
+                    help="surface samples on each mesh (default 20000)")
+    ap.add_argument("--target-chamfer", type=float, default=0.01, help="default 0.01 (world units)")
+    ap.add_argument("--target-psnr", type=float, default=25.0, help="default 25 dB")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides applied to every preset, e.g. train.batch_rays=256")
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results",
+                    help="output folder (default: benchmarks/results/ in the repo)")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 20 s budget, evaluation every 10 s")
+    args = ap.parse_args(argv)
+    if args.minutes is None:
+        args.minutes = 20 / 60 if args.quick else 5.0
+    if args.eval_every is None:
+        args.eval_every = 10.0 if args.quick else 30.0
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path = args.out / "time_to_target.csv"
+    results: dict[tuple[str, str], list[dict]] = {}
+    names = []
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+
+        def on_row(row: dict) -> None:
+            writer.writerow(row)
+            f.flush()
+            print(f"  {row['dataset']:>14} {row['preset']:>12}  t={row['train_seconds']:7.1f}s "
+                  f"steps={row['steps']:6d}  psnr={row['psnr']:6.2f}  chamfer={_fmt(row['chamfer'], '.5f', 'n/a')}"
+                  f"  (eval {row['eval_seconds']:.0f}s)", flush=True)
+
+        for dataset in args.datasets:
+            path = resolve_dataset(dataset, args.data_root)
+            names.append(path.name)
+            data_cfg = apply_overrides(preset_config(args.presets[0]), [f"data.path={path}"] + args.set).data
+            scene = load_config_scene(data_cfg)
+            gt_mesh = scene.gt_mesh if scene.gt_mesh is None or not isinstance(scene.gt_mesh, (str, Path)) \
+                else load_mesh(scene.gt_mesh)
+            for preset in args.presets:
+                print(f"{path.name} / {preset}: training {args.minutes * 60:.0f} s", flush=True)
+                trainer = make_trainer(preset, path, scene, args.out / "runs" / f"{path.name}-{preset}", args)
+                results[(path.name, preset)] = run_one(trainer, preset, path.name, gt_mesh, args, on_row)
+                del trainer
+    summary = markdown_summary(summary_rows(results, args), args)
+    (args.out / "time_to_target.md").write_text(summary + "\n")
+    plot(results, names, args, args.out / "time_to_target.png")
+    print(f"\n{summary}\n\nwrote {csv_path}, {args.out / 'time_to_target.md'}, {args.out / 'time_to_target.png'}")
+
+
+if __name__ == "__main__":
+    main()
