@@ -142,18 +142,18 @@ def first_time(rows: list[dict], key: str, ok) -> float | None:
     return None
 
 
-def speedup(t_base: float | None, t: float | None, budget: float) -> str:
-    """'x.y' = t_base / t; a lower bound when the baseline never got there; 'not reached'."""
+def speedup(t_base: float | None, t: float | None, base_end: float) -> str:
+    """'x.y' = t_base / t; a lower bound (base_end / t) when the baseline never got there; 'not reached'."""
     if t is None:
         return "not reached"
     if t_base is None:
-        return f"> {budget / t:.1f} ({BASELINE} not reached)"
+        return f"> {base_end / t:.1f} ({BASELINE} not reached)"
     return f"{t_base / t:.1f}"
 
 
 def summary_rows(results: dict, args) -> list[dict]:
     """One summary row per (dataset, preset): final values, time-to-target, speed-up vs the baseline."""
-    budget, out = args.minutes * 60.0, []
+    out = []
     for (dataset, preset), rows in results.items():
         if not rows:
             continue
@@ -169,14 +169,15 @@ def summary_rows(results: dict, args) -> list[dict]:
         elif not base:
             s["speedup"] = s["speedup_base_final"] = f"n/a ({BASELINE} not run)"
         else:
-            s["speedup"] = speedup(first_time(base, "chamfer", lambda v: v <= args.target_chamfer), t_c, budget)
+            base_end = base[-1]["train_seconds"]
+            s["speedup"] = speedup(first_time(base, "chamfer", lambda v: v <= args.target_chamfer), t_c, base_end)
             # the Chamfer the baseline ended with: how much sooner does this preset get there?
             c_base = base[-1]["chamfer"]
             if c_base is None or not np.isfinite(c_base):
                 s["speedup_base_final"] = f"n/a ({BASELINE} has no surface)"
             else:
                 t_b = first_time(base, "chamfer", lambda v: v <= c_base)
-                s["speedup_base_final"] = speedup(t_b, first_time(rows, "chamfer", lambda v: v <= c_base), budget)
+                s["speedup_base_final"] = speedup(t_b, first_time(rows, "chamfer", lambda v: v <= c_base), base_end)
         out.append(s)
     return out
 
@@ -211,6 +212,7 @@ def plot(results: dict, datasets: list[str], args, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = {p: f"C{k}" for k, p in enumerate(dict.fromkeys(p for _, p in results))}  # same colour per preset
     fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
     for i, dataset in enumerate(datasets):
         for j, (key, label, target) in enumerate((("psnr", "PSNR (dB)", args.target_psnr),
@@ -221,7 +223,7 @@ def plot(results: dict, datasets: list[str], args, path: Path) -> None:
                 pts = [(r["train_seconds"], r[key]) for r in rows
                        if ds == dataset and r[key] is not None and np.isfinite(r[key])]
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=3, label=preset)
+                    ax.plot(*zip(*pts), marker="o", ms=3, label=preset, color=colors[preset])
                     drawn = True
             ax.set_title(f"{dataset}: {key}")
             ax.set_xlim(0, args.minutes * 60 * 1.05)

@@ -15,6 +15,13 @@ from lumisurf.errors import ConfigError
 # 3 dense levels (res 4, 6, 9 -> 125, 343, 1000 rows <= 2^10) and 2 hashed ones (res 13, 20)
 SMALL = dict(n_levels=5, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=20)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+try:
+    import warp  # noqa: F401
+
+    HAVE_WARP = True
+except ImportError:
+    HAVE_WARP = False
+needs_warp = pytest.mark.skipif(not HAVE_WARP, reason="warp-lang is not installed (the torch fallback is tested)")
 
 
 def _grid(impl: str, device="cpu", seed: int = 0, **kw) -> HashGrid:
@@ -155,6 +162,7 @@ def test_reference_double_backward_equals_analytic_jacobian_path():
 
 
 # ---------------------------------------------------------------- warp / torch parity
+@needs_warp
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("threads", [1, 3])  # CPU kernels may split levels over concurrent launches
 def test_warp_forward_backward_parity(device, threads, monkeypatch):
@@ -177,6 +185,7 @@ def test_warp_forward_backward_parity(device, threads, monkeypatch):
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
 
 
+@needs_warp
 @pytest.mark.parametrize("device", DEVICES)
 def test_warp_forward_with_grad_parity(device):
     g_torch, g_warp = _twins(device)
@@ -224,6 +233,7 @@ def test_batch_shape_and_float64_inputs():
     assert torch.allclose(g_warp.double()(x.double()), g_torch.double()(x.double()))
 
 
+@needs_warp
 def test_warp_failure_falls_back_with_one_warning(monkeypatch):
     g_torch, g_warp = _twins()
     x = _points(100)
