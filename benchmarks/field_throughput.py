@@ -124,7 +124,7 @@ def markdown(rows: list[Row]) -> str:
              "|---|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         ms = "-" if r.ms is None else f"{r.ms:.1f}"
-        sps = "-" if r.msps is None else f"{r.msps:.3f}"
+        sps = "-" if r.msps is None else f"{r.msps:.4f}"
         lines.append(f"| {r.backend} | {r.preset} | {r.impl} | {r.normals} | {ms} | {sps} | {r.n or '-'} | {r.note} |")
     return "\n".join(lines)
 

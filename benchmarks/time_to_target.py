@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene

@@ -167,6 +167,8 @@ class Trainer:
             if not rescaled and self.step >= 10:
                 bar.total = self.rescale_to_budget(budget)
                 rescaled = True
+            elif budget is not None and self.step % 100 == 0:  # progress bar only: keep the ETA honest
+                bar.total = min(total, int(self.step * budget / max(self.elapsed, 1e-6)))
             self._after_step(scalars, logger, bar)
             if budget is not None and self.elapsed >= budget:
                 break
