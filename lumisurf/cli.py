@@ -29,15 +29,18 @@ def _add_run_commands(sub) -> None:
     p.add_argument("run")
     p.add_argument("--resolution", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--force", action="store_true", help="replace an existing RUN/mesh.ply")
     p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png")
     p.add_argument("run")
     p.add_argument("--split", default="test")
     p.add_argument("--downscale", type=int, default=1)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--force", action="store_true", help="replace existing renders")
     p = sub.add_parser("eval", help="metrics on the test split -> RUN/metrics.json")
     p.add_argument("run")
     p.add_argument("--data", help="evaluate on this dataset (default: the training dataset)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--force", action="store_true", help="replace an existing RUN/metrics.json (and renders)")
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("check", help="summary of a dataset + a PNG of cameras and the unit sphere")
@@ -69,19 +72,19 @@ def _cmd_run(a) -> None:
     if a.cmd == "extract":
         from lumisurf.mesh.extract_run import extract_run
 
-        print(f"wrote {extract_run(loaded, a.resolution)}")
+        print(f"wrote {extract_run(loaded, a.resolution, force=a.force)}")
     elif a.cmd == "render":
         from lumisurf.data.load import load_scene_normalized_as
         from lumisurf.renderers.render_run import render_split
 
         scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
-        for _ in render_split(loaded, scene, a.split, a.downscale):
+        for _ in render_split(loaded, scene, a.split, a.downscale, force=a.force):
             pass
         print(f"wrote {loaded.run.renders(a.split)}")
     else:
         from lumisurf.eval.evaluate import evaluate_run, format_table
 
-        print(format_table(evaluate_run(loaded, a.data)))
+        print(format_table(evaluate_run(loaded, a.data, force=a.force)))
         print(f"wrote {loaded.run.metrics_path}")
 
 

@@ -65,6 +65,11 @@ def test_cli_end_to_end(tmp_path, capsys):
     for key in ("psnr", "ssim", "chamfer", "normal_mae_deg", "mask_iou", "train_seconds", "steps"):
         assert key in metrics
     assert metrics["steps"] == 3 and metrics["psnr"] > 5 and metrics["chamfer"] > 0
+    # outputs already written are only replaced with --force
+    for cmd in (["extract", str(out), "--resolution", "32"], ["render", str(out)], ["eval", str(out)]):
+        assert main(cmd) == 2
+        assert "--force" in capsys.readouterr().err
+    assert main(["extract", str(out), "--resolution", "32", "--force"]) == 0
     # an existing run is never overwritten without --force
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err

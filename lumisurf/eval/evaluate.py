@@ -28,14 +28,18 @@ def _downsample(t: torch.Tensor, f: int) -> torch.Tensor:
     return torch.nn.functional.avg_pool2d(t.permute(2, 0, 1)[None], f)[0].permute(1, 2, 0)
 
 
-def image_metrics(loaded, scene, split_name: str, progress: bool) -> dict:
-    """Render the split and compare with its images, masks and GT normals (means over views)."""
-    from lumisurf.renderers.render_run import render_split
+def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = False) -> dict:
+    """Render the split and compare with its images, masks and GT normals (means over views).
+
+    The renders are saved to RUN/renders/<split> unless renders are already there (then ``force``).
+    """
+    from lumisurf.renderers.render_run import render_split, renders_exist
 
     ds, split = loaded.cfg.eval.render_downscale, scene.split(split_name)
     use_lpips, _ = lpips_available()
     acc: dict[str, list] = {"psnr": [], "ssim": [], "lpips": [], "mask_iou": [], "normal_mae_deg": []}
-    for i, out in render_split(loaded, scene, split_name, ds, loaded.cfg.eval.max_views, progress):
+    save = force or not renders_exist(loaded, split_name)
+    for i, out in render_split(loaded, scene, split_name, ds, loaded.cfg.eval.max_views, progress, save, force):
         pred = out["rgb"].cpu().clamp(0, 1)
         gt = gt_image(split, i, loaded.cfg, ds)[: pred.shape[0], : pred.shape[1]]
         acc["psnr"].append(psnr(pred, gt))
@@ -69,14 +73,22 @@ def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:
             "chamfer_completeness": res["completeness"]}
 
 
-def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", progress: bool = True) -> dict:
-    """All metrics of a run; ``None`` where not computable (never a fake 0). Writes RUN/metrics.json."""
+def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", progress: bool = True,
+                 force: bool = False) -> dict:
+    """All metrics of a run; ``None`` where not computable (never a fake 0). Writes RUN/metrics.json.
+
+    An existing metrics.json is only replaced with ``force``.
+    """
+    from lumisurf.errors import LumisurfError
+
+    if loaded.run.metrics_path.exists() and not force:
+        raise LumisurfError(f"{loaded.run.metrics_path} exists; pass --force to replace it")
     data_cfg = loaded.cfg.data if data_path is None else replace(loaded.cfg.data, path=str(Path(data_path).resolve()))
     scene = load_scene_normalized_as(data_cfg, loaded.normalization)
     if split not in scene.splits:
         split = "train"
     metrics: dict = {"split": split, "dataset": data_cfg.path or "<builtin synthetic>"}
-    metrics.update(image_metrics(loaded, scene, split, progress))
+    metrics.update(image_metrics(loaded, scene, split, progress, force))
     metrics.update(mesh_metrics(loaded, scene, loaded.cfg.eval.chamfer_samples, progress))
     metrics.update(train_seconds=loaded.elapsed, steps=loaded.step)
     if not lpips_available()[0]:

@@ -69,8 +69,8 @@ def finalize_run(root: Path, progress: bool = True) -> dict:
     from lumisurf.train.restore import load_run
 
     loaded = load_run(root)
-    extract_run(loaded, progress=progress)
-    metrics = evaluate_run(loaded, progress=progress)
+    extract_run(loaded, progress=progress, force=True)  # the run just (re)trained: outputs are refreshed
+    metrics = evaluate_run(loaded, progress=progress, force=True)
     print(format_table(metrics))
     print(f"run folder: {root}  (mesh.ply, renders/test, metrics.json, val/, scalars.csv)")
     return json.loads(json.dumps(metrics))
