@@ -61,7 +61,8 @@ def _cmd_train(a) -> None:
     from lumisurf.train.entry import build_train_config, train_job
 
     cfg = build_train_config(a.data, a.preset, a.max_steps, a.max_minutes, a.device, a.seed, a.overrides)
-    summary = train_job(cfg, a.out, resume=a.resume, force=a.force, progress=not a.no_progress)
+    summary = train_job(cfg, a.out, resume=a.resume, force=a.force, progress=not a.no_progress,
+                        max_steps=a.max_steps, max_minutes=a.max_minutes)
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}))
 
 

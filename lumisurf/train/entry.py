@@ -37,13 +37,21 @@ def default_out(cfg: Config) -> Path:
     return Path("runs") / f"{name}-{cfg.preset}"
 
 
-def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool = True) -> dict:
-    """Train a run folder; with ``train.finalize`` also write mesh, renders and metrics. Returns a summary."""
+def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool = True,
+              max_steps: Optional[int] = None, max_minutes: Optional[float] = None) -> dict:
+    """Train a run folder; with ``train.finalize`` also write mesh, renders and metrics. Returns a summary.
+
+    ``--resume`` keeps the saved config; only a step / time budget given on the command line
+    (``max_steps``, ``max_minutes``) replaces the saved one.
+    """
     from lumisurf.train.trainer import train
 
     run = RunDir(Path(out) if out else default_out(cfg))
     if resume:
-        cfg = _resume_config(run, cfg)
+        cfg = run.load_config()
+        if max_steps is not None:
+            cfg.train.max_steps = max_steps
+        cfg.train.max_minutes = max_minutes
     run.prepare_new(cfg, force=force, resume=resume)
     result = train(cfg, run, resume=resume, progress=progress)
     summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
@@ -52,14 +60,6 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
     if finalize:
         summary["metrics"] = finalize_run(run.root, progress=progress)
     return summary
-
-
-def _resume_config(run: RunDir, cli_cfg: Config) -> Config:
-    """Resume keeps the saved config, except a new step / time budget given on the command line."""
-    saved = run.load_config()
-    saved.train.max_steps = cli_cfg.train.max_steps if cli_cfg.train.max_steps != saved.train.max_steps else saved.train.max_steps
-    saved.train.max_minutes = cli_cfg.train.max_minutes
-    return saved
 
 
 def finalize_run(root: Path, progress: bool = True) -> dict:
