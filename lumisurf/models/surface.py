@@ -78,6 +78,7 @@ class SurfaceModel(nn.Module):
         """
         n = origins.shape[0]
         near, far, hit = near_far_sphere(origins, dirs, 1.0)
+        sphere_far = far  # the NeRF++ background starts where the ray leaves the unit sphere
         if self.occupancy is not None:
             near, far, hit = self.occupancy.ray_bounds(origins, dirs, near, far,
                                                        self.sampler_cfg.occupancy_march_steps)
@@ -85,7 +86,7 @@ class SurfaceModel(nn.Module):
         fg = self._foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
         opacity = _scatter(n, idx, fg["opacity"])
         rgb = _scatter(n, idx, fg["rgb"])
-        rgb = rgb + (1.0 - opacity) * self._background(origins, dirs, far, bg_color, state)
+        rgb = rgb + (1.0 - opacity) * self._background(origins, dirs, sphere_far, bg_color, state)
         out = {"rgb": rgb, "opacity": opacity, "depth": _scatter(n, idx, fg["depth"]),
                "normal": _scatter(n, idx, fg["normal"]), "gradients": fg["gradients"], "inside": fg["inside"],
                "inv_s": fg["inv_s"], "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1))}
@@ -119,7 +120,6 @@ class SurfaceModel(nn.Module):
     def _background(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState) -> Tensor:
         if self.background is None:
             return bg_color
-        _, far, _ = near_far_sphere(o, d, 1.0)  # the NeRF++ background starts at the unit sphere
         t = background_samples(far, self.n_bg_samples, state.perturb, state.generator)  # [n_rays, B]
         dists, t_mid = interval_dists(t, t[:, -1:], last=1e10)
         x = o[:, None] + d[:, None] * t_mid[..., None]

@@ -87,8 +87,8 @@ class Trainer:
         self.lr_schedule.total = max(1, total_steps)
         self.lr_schedule.warmup = int(self.cfg.optim.warmup_steps * frac)
         self.anneal.anneal_end = int(self.cfg.train.anneal_end * frac)
-        self.levels.every = int(self.cfg.schedule.grid_steps_per_level * frac) if self.levels.every > 0 else 0
-        self.levels.every = max(self.levels.every, 1) if self.cfg.schedule.grid_steps_per_level > 0 else 0
+        per_level = self.cfg.schedule.grid_steps_per_level
+        self.levels.every = max(1, int(per_level * frac)) if per_level > 0 else 0
         self.fd_step.total = max(1, total_steps)
 
     def rescale_to_budget(self, budget_seconds: float) -> int:
