@@ -23,62 +23,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import time
 from pathlib import Path
 
 import numpy as np
 
 from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene
-from lumisurf.errors import LumisurfError
-from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
-from lumisurf.eval.image_metrics import psnr
-from lumisurf.mesh.export import mesh_to_world
-from lumisurf.mesh.marching_cubes import extract_mesh
+from lumisurf.eval.time_to_target import (CheckpointEvaluator, EvalSettings, MetricPanel, first_time,
+                                          fmt_value, load_gt_mesh, plot_metric_grid, train_with_evals)
 from lumisurf.presets import preset_config
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
-from lumisurf.train.visualize import gt_image, render_views_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 CSV_FIELDS = ("preset", "dataset", "train_seconds", "steps", "psnr", "chamfer", "eval_seconds")
 BASELINE = "neus"
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def eval_views(n_total: int, n: int) -> list[int]:
-    """``n`` evenly spaced view indices out of ``n_total`` (all when n >= n_total)."""
-    return sorted({int(round(v)) for v in np.linspace(0, n_total - 1, min(n, n_total))})
-
-
-def mean_psnr(model, scene, cfg, device, n_views: int, downscale: int = 2) -> float:
-    """Mean PSNR (dB) of ``n_views`` test views (train views when there is no test split)."""
-    split = scene.splits.get("test") or scene.split("train")
-    values = []
-    for i in eval_views(len(split), n_views):
-        out = render_views_for(model, split, i, cfg, device, downscale)
-        pred = out["rgb"].cpu().clamp(0, 1)  # [h, w, 3]
-        gt = gt_image(split, i, cfg, downscale)
-        h, w = min(pred.shape[0], gt.shape[0]), min(pred.shape[1], gt.shape[1])
-        values.append(psnr(pred[:h, :w], gt[:h, :w]))
-    return float(np.mean(values))
-
-
-def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
-    """Chamfer (world units) of the marching-cubes mesh vs the GT mesh, and the world-frame mesh.
-
-    Returns (nan, None) when there is no surface to extract yet.
-    """
-    sdf = model.sdf
-    try:
-        mesh = extract_mesh(lambda x: sdf.sdf(x), resolution=resolution, bound=1.0, device=device)
-    except LumisurfError:
-        return math.nan, None
-    mesh = mesh_to_world(mesh, scene.normalization)
-    return chamfer_distance(mesh, gt_mesh, n_samples=samples)["chamfer"], mesh
 
 
 # ----------------------------------------------------------------------------- training
@@ -92,54 +52,20 @@ def make_trainer(preset: str, data_path: Path, scene, run_root: Path, args) -> T
 
 def run_one(trainer: Trainer, preset: str, dataset: str, gt_mesh, args, on_row) -> list[dict]:
     """Train for ``args.minutes`` of training time, evaluating every ``args.eval_every`` s (clock paused)."""
-    budget, every = args.minutes * 60.0, args.eval_every
-    next_eval, rescaled, rows, last_mesh = every, False, [], None
-    while trainer.step < trainer.cfg.train.max_steps:
-        t0 = time.perf_counter()
-        trainer._update_schedules()
-        trainer.train_step()
-        trainer.step += 1
-        trainer.elapsed += time.perf_counter() - t0
-        if not rescaled and trainer.step >= 10:
-            trainer.rescale_to_budget(budget)
-            rescaled = True
-        done = trainer.elapsed >= budget or trainer.step >= trainer.cfg.train.max_steps
-        if trainer.elapsed >= next_eval or done:
-            row, mesh = evaluate(trainer, preset, dataset, gt_mesh, args)
-            last_mesh = mesh if mesh is not None else last_mesh
-            rows.append(row)
-            on_row(row)
-            next_eval = (math.floor(trainer.elapsed / every) + 1) * every
-        if done:
-            break
-    if last_mesh is not None:
-        last_mesh.export(trainer.run.root / "mesh.ply")
+    settings = EvalSettings(n_views=args.eval_views, downscale=2, mesh_resolution=args.mesh_resolution,
+                            chamfer_samples=args.chamfer_samples, extra_image_metrics=False)
+    evaluator = CheckpointEvaluator(trainer.scene, settings, gt_mesh=gt_mesh)
+
+    def evaluate(t: Trainer) -> dict:
+        return {"preset": preset, "dataset": dataset, **evaluator(t)}
+
+    rows = train_with_evals(trainer, args.minutes * 60.0, args.eval_every, evaluate, on_row)
+    if evaluator.last_mesh is not None:
+        evaluator.last_mesh.export(trainer.run.root / "mesh.ply")
     return rows
 
 
-def evaluate(trainer: Trainer, preset: str, dataset: str, gt_mesh, args) -> tuple[dict, object]:
-    t0 = time.perf_counter()
-    model, scene, cfg, device = trainer.model, trainer.scene, trainer.cfg, trainer.device
-    value_psnr = mean_psnr(model, scene, cfg, device, args.eval_views)
-    chamfer, mesh = (math.nan, None) if gt_mesh is None else chamfer_to_gt(
-        model, scene, gt_mesh, device, args.mesh_resolution, args.chamfer_samples)
-    row = {"preset": preset, "dataset": dataset, "train_seconds": round(trainer.elapsed, 2),
-           "steps": trainer.step, "psnr": round(value_psnr, 4),
-           "chamfer": None if gt_mesh is None else (round(chamfer, 6) if np.isfinite(chamfer) else math.nan),
-           "eval_seconds": round(time.perf_counter() - t0, 1)}
-    return row, mesh
-
-
 # ----------------------------------------------------------------------------- summary
-
-def first_time(rows: list[dict], key: str, ok) -> float | None:
-    """Training seconds of the first row whose ``key`` satisfies ``ok`` (None if never)."""
-    for r in rows:
-        v = r.get(key)
-        if v is not None and np.isfinite(v) and ok(v):
-            return r["train_seconds"]
-    return None
-
 
 def speedup(t_base: float | None, t: float | None, base_end: float) -> str:
     """'x.y' = t_base / t; a lower bound (base_end / t) when the baseline never got there; 'not reached'."""
@@ -181,14 +107,6 @@ def summary_rows(results: dict, args) -> list[dict]:
     return out
 
 
-def _fmt(v, spec: str, none: str = "-") -> str:
-    if v is None:
-        return none
-    if isinstance(v, float) and not np.isfinite(v):
-        return "no surface"
-    return format(v, spec)
-
-
 def markdown_summary(summary: list[dict], args) -> str:
     tc, tp = args.target_chamfer, args.target_psnr
     lines = [f"| dataset | preset | steps | train s | final PSNR | final Chamfer | s to PSNR {tp:g} | "
@@ -197,50 +115,20 @@ def markdown_summary(summary: list[dict], args) -> str:
              "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for s in summary:
         lines.append(f"| {s['dataset']} | {s['preset']} | {s['steps']} | {s['train_s']:.0f} | "
-                     f"{_fmt(s['psnr'], '.2f')} | {_fmt(s['chamfer'], '.4f', 'n/a')} | "
-                     f"{_fmt(s['t_psnr'], '.0f', 'not reached')} | "
-                     f"{_fmt(s['t_chamfer'], '.0f', 'not reached' if s['chamfer'] is not None else 'n/a')} | "
+                     f"{fmt_value(s['psnr'], '.2f')} | {fmt_value(s['chamfer'], '.4f', 'n/a')} | "
+                     f"{fmt_value(s['t_psnr'], '.0f', 'not reached')} | "
+                     f"{fmt_value(s['t_chamfer'], '.0f', 'not reached' if s['chamfer'] is not None else 'n/a')} | "
                      f"{s['speedup']} | {s['speedup_base_final']} |")
     return "\n".join(lines)
 
 
 def plot(results: dict, datasets: list[str], args, path: Path) -> None:
     """Metric vs training seconds, one line per preset; rows = datasets, columns = PSNR | Chamfer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {p: f"C{k}" for k, p in enumerate(dict.fromkeys(p for _, p in results))}  # same colour per preset
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
-    for i, dataset in enumerate(datasets):
-        for j, (key, label, target) in enumerate((("psnr", "PSNR (dB)", args.target_psnr),
-                                                   ("chamfer", "Chamfer (world units)", args.target_chamfer))):
-            ax = axes[i, j]
-            drawn = False
-            for (ds, preset), rows in results.items():
-                pts = [(r["train_seconds"], r[key]) for r in rows
-                       if ds == dataset and r[key] is not None and np.isfinite(r[key])]
-                if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=3, label=preset, color=colors[preset])
-                    drawn = True
-            ax.set_title(f"{dataset}: {key}")
-            ax.set_xlim(0, args.minutes * 60 * 1.05)
-            ax.set_xlabel("training seconds")
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-            if not drawn:
-                ax.text(0.5, 0.5, "no GT mesh" if key == "chamfer" else "no data", ha="center", va="center",
-                        transform=ax.transAxes)
-                continue
-            ax.axhline(target, ls="--", c="grey", lw=1, label=f"target {target:g}")
-            if key == "chamfer":
-                ax.set_yscale("log")
-            ax.legend(fontsize=8)
-    fig.suptitle(f"time to target: {args.minutes * 60:.0f} s training budget per run")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    groups = {d: {p: rows for (ds, p), rows in results.items() if ds == d} for d in datasets}
+    panels = [MetricPanel("psnr", "PSNR (dB)", args.target_psnr),
+              MetricPanel("chamfer", "Chamfer (world units)", args.target_chamfer, log=True, empty_text="no GT mesh")]
+    plot_metric_grid(groups, panels, path, f"time to target: {args.minutes * 60:.0f} s training budget per run",
+                     args.minutes * 60)
 
 
 # ----------------------------------------------------------------------------- main
@@ -300,7 +188,7 @@ def main(argv=None) -> None:
             writer.writerow(row)
             f.flush()
             print(f"  {row['dataset']:>14} {row['preset']:>12}  t={row['train_seconds']:7.1f}s "
-                  f"steps={row['steps']:6d}  psnr={row['psnr']:6.2f}  chamfer={_fmt(row['chamfer'], '.5f', 'n/a')}"
+                  f"steps={row['steps']:6d}  psnr={row['psnr']:6.2f}  chamfer={fmt_value(row['chamfer'], '.5f', 'n/a')}"
                   f"  (eval {row['eval_seconds']:.0f}s)", flush=True)
 
         for dataset in args.datasets:
@@ -308,8 +196,7 @@ def main(argv=None) -> None:
             names.append(path.name)
             data_cfg = apply_overrides(preset_config(args.presets[0]), [f"data.path={path}"] + args.set).data
             scene = load_config_scene(data_cfg)
-            gt_mesh = scene.gt_mesh if scene.gt_mesh is None or not isinstance(scene.gt_mesh, (str, Path)) \
-                else load_mesh(scene.gt_mesh)
+            gt_mesh = load_gt_mesh(scene)
             for preset in args.presets:
                 print(f"{path.name} / {preset}: training {args.minutes * 60:.0f} s", flush=True)
                 trainer = make_trainer(preset, path, scene, args.out / "runs" / f"{path.name}-{preset}", args)

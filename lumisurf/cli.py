@@ -48,12 +48,47 @@ def _add_run_commands(sub) -> None:
     c.add_argument("--out", help="PNG path (default ./data_check_<name>.png)")
 
 
+def _add_stage2(sub) -> None:
+    p = sub.add_parser("material", help="Stage II: fit albedo / metallic / roughness + lighting on RUN/mesh.ply, export")
+    p.add_argument("run")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop by wall clock")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-export", action="store_true", help="skip the OBJ/GLB/PLY/Mitsuba export")
+    p.add_argument("--force", action="store_true", help="refit and replace RUN/material")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="material.key=value overrides (the 'material.' prefix is optional)")
+    p = sub.add_parser("relight", help="render a split of a Stage II run under a new HDR environment map")
+    p.add_argument("run")
+    p.add_argument("--env", required=True, help="Radiance .hdr lat-long map (top row = world +z)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--spp", type=int, help="rays per pixel (default material.render_spp)")
+    p.add_argument("--samples", type=int, help="light directions per hit (default material.render_light_samples)")
+    p.add_argument("--out", help="output folder (default RUN/material/relight/<env name>)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--force", action="store_true", help="replace existing renders")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks: A/B ablations of presets and config overrides")
+    bsub = p.add_subparsers(dest="bench_cmd", required=True)
+    a = bsub.add_parser("ablate", help="train each variant of SPEC.yaml under the same budget; csv/md/png")
+    a.add_argument("spec", help="ablation spec (YAML; see lumisurf.bench.spec)")
+    a.add_argument("--out", help="output folder (default benchmarks/results/ablate_<spec name>/)")
+    a.add_argument("--minutes", type=float, help="training budget per variant (replaces the spec's)")
+    a.add_argument("--only", nargs="+", metavar="NAME", help="run only these variants")
+    a.add_argument("--force", action="store_true", help="overwrite earlier results in --out")
+    a.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lumisurf", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _add_train(sub)
     _add_run_commands(sub)
+    _add_stage2(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -89,6 +124,27 @@ def _cmd_run(a) -> None:
         print(f"wrote {loaded.run.metrics_path}")
 
 
+def _cmd_material(a) -> None:
+    from lumisurf.train.material_run import material_job
+
+    summary = material_job(Path(a.run), a.overrides, a.steps, a.max_minutes, a.device, a.force,
+                           progress=not a.no_progress, export=not a.no_export)
+    print(json.dumps(summary, default=str))
+
+
+def _cmd_relight(a) -> None:
+    from lumisurf.renderers.relight_run import relight_job
+
+    print(f"wrote {relight_job(Path(a.run), Path(a.env), a.split, a.spp, a.samples, a.out, a.device, a.force)}")
+
+
+def _cmd_bench(a) -> None:
+    from lumisurf.bench.ablate import run_ablation
+
+    run_ablation(Path(a.spec), Path(a.out) if a.out else None, a.minutes, a.only, a.force,
+                 progress=not a.no_progress)
+
+
 def _cmd_data(a) -> None:
     from lumisurf.data.check import check_dataset
 
@@ -99,8 +155,15 @@ def _cmd_data(a) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "extract": _cmd_run, "render": _cmd_run, "eval": _cmd_run, "data": _cmd_data}
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides may come after options (argparse only takes them before)
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides or []) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    handlers = {"train": _cmd_train, "extract": _cmd_run, "render": _cmd_run, "eval": _cmd_run, "data": _cmd_data,
+                "material": _cmd_material, "relight": _cmd_relight, "bench": _cmd_bench}
     try:
         handlers[args.cmd](args)
     except LumisurfError as exc:

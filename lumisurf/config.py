@@ -70,12 +70,66 @@ class BackgroundConfig:
     n_samples: int = 32
 
 
+def _assignment_grid() -> HashGridConfig:
+    return HashGridConfig(n_levels=8, n_features=2, log2_table_size=15, base_resolution=4, max_resolution=128,
+                          implementation="torch")
+
+
+@dataclass
+class AssignmentConfig:
+    """Soft material segmentation (Stage I phase C): A(p) -> K logits -> softmax(logits / temperature).
+
+    One shading head per component (``heads``, length K) and the rendered colour C = sum_k m_k R_k.
+    ``init``: optional 2D warm start (k-means on colour, or a folder of per-view id masks).
+    """
+
+    enabled: bool = False
+    K: int = 2
+    heads: tuple[Literal["lambert", "specular", "transmission", "subsurface"], ...] = ("specular", "lambert")
+    backend: Literal["hash", "mlp"] = "hash"
+    grid: HashGridConfig = field(default_factory=_assignment_grid)  # hash backend
+    multires: int = 4  # mlp backend: frequency octaves of the position
+    hidden: int = 32
+    layers: int = 2
+    temperature: float = 1.0  # softmax temperature at the start
+    learn_temperature: bool = True
+    head_hidden: int = 64
+    head_layers: int = 2
+    init: Literal["none", "kmeans", "masks"] = "none"
+    mask_path: Optional[str] = None  # init=masks: folder of <image stem>.png integer-id maps
+
+
+@dataclass
+class NeroConfig:
+    """NeRO Stage I reflective shading (``model.shading: nero``); defaults are NeRO's published sizes."""
+
+    hidden: int = 256
+    layers: int = 4  # linear layers per MLP (material heads, lights, occlusion)
+    weight_norm: bool = True
+    ide_degree: int = 5  # SH bands of the integrated directional encoding (<= 5)
+    pos_freqs: int = 8  # frequency octaves of the position (indirect light, occlusion MLP)
+    dir_freqs: int = 6  # frequency octaves of the reflected direction (occlusion MLP)
+    light_exp_max: float = 0.0  # lights = exp(min(x, light_exp_max)); NeRO Stage I: 0 (lights <= 1)
+    inner_init: float = -0.95  # occlusion MLP output bias: occ = 0.5 * out + 0.5 starts near 0
+    metallic_init: float = 0.0  # output biases (before the sigmoid)
+    roughness_init: float = 0.0
+    occ_points: int = 2048  # surface points per training step that get the occlusion march (0: off)
+    occ_steps: int = 64  # SDF samples along each marched ray
+    occ_t_start: float = 0.0  # marching starts this far from the surface point
+    human_light: bool = False  # light reflected from the capturer, on a plane through the camera
+    human_up: tuple[float, ...] = (0.0, 0.0, 1.0)  # world up of the normalised frame (human-light plane)
+    human_fixed_camera: bool = False  # False: the plane passes through the camera's foot (height 0)
+
+
 @dataclass
 class ModelConfig:
     sdf: SDFConfig = field(default_factory=SDFConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     init_variance: float = 0.3  # inv_s = exp(10 * variance)
+    shading: Literal["neus", "nero"] = "neus"  # neus: NeuSColor; nero: NeRO Stage I reflective shading
+    nero: NeroConfig = field(default_factory=NeroConfig)
+    assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
 
 
 @dataclass
@@ -90,6 +144,45 @@ class SamplerConfig:
     occupancy_resolution: int = 64
     occupancy_every: int = 32
     occupancy_march_steps: int = 128
+    # training-pixel sampler (lumisurf.data.pixel_samplers): uniform; soft_mining (Kheradmand et al.
+    # CVPR 2024); context = 3x3 colour-std prior, quadtree = error-driven leaves (Zhang et al. 2023)
+    pixels: Literal["uniform", "soft_mining", "context", "quadtree"] = "uniform"
+    error_map_downscale: int = 8  # soft_mining: per-view L1 error map at 1/k resolution
+    error_map_momentum: float = 0.2  # EMA rate of the error maps (first visit of a cell: assigned)
+    pixel_weights: bool = False  # context/quadtree: unbiased 1/(N p) loss weights (papers: off)
+    soft_mining_alpha: float = 0.6  # loss correction 1/Q^alpha (official code: 0.6 synthetic, 0.8 LLFF)
+    soft_mining_warmup: int = 1000  # alpha ramps 0 -> alpha over these steps
+    soft_mining_step: float = 2e-4  # Langevin drift a on grad log Q (image coords in [0, 1]); = b^2/2
+    soft_mining_noise: float = 0.02  # Langevin noise std b (image coords in [0, 1], official code)
+    soft_mining_floor: float = 0.1  # Q ~ error + floor * mean error
+    soft_mining_reinit: float = 0.1  # lowest-error fraction re-drawn uniformly each step (official)
+    soft_mining_uniform: float = 0.1  # random fraction re-drawn uniformly each step (official)
+    context_fraction: float = 0.5  # rays drawn from the colour-std prior; the rest uniform (paper)
+    context_floor: float = 0.01  # prior clamped below at floor * mean std (paper)
+    quadtree_max_depth: int = 5  # leaves down to 1/2^depth of the image side (paper: 5)
+    quadtree_init_depth: int = 2  # uniform subdivision every rebuild starts from (paper: 2)
+    quadtree_threshold: float = 0.025  # split leaves whose mean L1 error exceeds this (~paper MSE 1e-3)
+    quadtree_max_leaves: int = 1024  # per view (4^max_depth: no cap)
+    quadtree_every: int = 500  # rebuild the trees from the error maps every k steps
+    quadtree_floor: float = 0.1  # leaf probability ~ (error + floor * mean error) * area
+
+
+@dataclass
+class SegmentationConfig:
+    """Weights of the material-segmentation terms (``lumisurf.losses.segmentation``); used in phases C/D."""
+
+    entropy_weight: float = 1e-3  # per-point entropy of the assignment probabilities
+    sparsity_weight: float = 0.0  # 1 - max prob
+    consistency_weight: float = 0.1  # variance of reprojected probabilities across views
+    consistency_views: int = 4
+    boundary_weight: float = 1e-2  # |A(p) - A(p + eps)|^2, down-weighted across creases
+    boundary_eps: float = 1e-2
+    boundary_sharpness: float = 4.0
+    energy_weight: float = 0.1  # relu(mixture reflectance - 1)^2
+    material_range_weight: float = 0.0
+    smoothness_weight: float = 0.0  # head parameters at p and p + eps
+    em_weight: float = 1.0  # phase D: cross-entropy of A to the E-step posterior
+    em_temperature: float = 0.05
 
 
 @dataclass
@@ -101,6 +194,14 @@ class LossConfig:
     huber_delta: float = 0.1
     curvature_weight: float = 0.0  # Neuralangelo: mean |laplacian| (finite-difference normals only)
     grid_tv_weight: float = 0.0  # total variation of the hash-grid features (dense levels)
+    # S3IM (Xie et al. ICCV 2023): 1 - SSIM of virtual patches built from the ray batch (paper values)
+    s3im_weight: float = 0.0
+    s3im_kernel: int = 4
+    s3im_stride: int = 4
+    s3im_repeats: int = 10
+    s3im_patch_height: int = 64
+    occlusion_weight: float = 0.0  # NeRO: L1 of the occlusion MLP vs the SDF-marched hit probability
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
 
 
 @dataclass
@@ -112,6 +213,10 @@ class ScheduleConfig:
     fd_eps_mode: Literal["exp", "grid"] = "exp"  # exp: start -> end over max_steps; grid: finest active cell
     fd_eps_start: float = 5e-3
     fd_eps_end: float = 5e-4
+    # Stage I phases (lumisurf.train.phases): none, or A geometry / B grid / C materials / D EM / E end
+    phases: Literal["none", "abcde"] = "none"
+    phase_ends: tuple[float, ...] = (0.1, 0.3, 0.7, 1.0)  # ends of A, B, C, D as fractions of max_steps
+    em_every: int = 0  # phase D: alternate heads/geometry and assignment every k steps (0: no EM)
 
 
 @dataclass
@@ -148,6 +253,41 @@ class EvalConfig:
     max_views: Optional[int] = None
 
 
+def _material_grid() -> HashGridConfig:
+    return HashGridConfig(n_levels=8, n_features=2, log2_table_size=16, base_resolution=8, max_resolution=256)
+
+
+@dataclass
+class MaterialStageConfig:
+    """Stage II (``lumisurf material RUN``): BRDF fitting on the Stage I mesh by Monte-Carlo shading.
+
+    Materials are a field over the normalised frame (hash grid + MLP -> albedo, metallic, roughness);
+    the lighting is a learnable lat-long environment map (``learned``) or the HDR map the dataset names
+    (``known``: synthetic scenes that record their lighting). Occluded light directions see a learned
+    indirect-light MLP (``indirect: learned``) or nothing (``none``).
+    """
+
+    grid: HashGridConfig = field(default_factory=_material_grid)
+    hidden: int = 64
+    lighting: Literal["learned", "known"] = "learned"
+    env_height: int = 64  # learned lat-long map is env_height x 2*env_height texels
+    indirect: Literal["none", "learned"] = "learned"
+    steps: int = 3000
+    max_minutes: Optional[float] = None
+    batch_rays: int = 1024
+    light_samples: int = 32  # Monte-Carlo directions per pixel per step
+    specular_fraction: float = 0.5  # share of directions drawn from the GGX lobe (rest: cosine)
+    lr: float = 1e-2
+    env_lr: float = 2e-2
+    roughness_min: float = 0.02
+    smooth_weight: float = 0.02  # |m(x) - m(x + eps)| on albedo / roughness / metallic
+    smooth_eps: float = 0.02
+    loss: Literal["l1", "charbonnier"] = "l1"
+    texture_size: int = 1024
+    render_spp: int = 4  # relight / eval renders: rays per pixel (jittered inside the pixel)
+    render_light_samples: int = 128
+
+
 @dataclass
 class Config:
     preset: str = "neus"
@@ -159,6 +299,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    material: MaterialStageConfig = field(default_factory=MaterialStageConfig)
 
 
 # ----------------------------------------------------------------------------- (de)serialisation

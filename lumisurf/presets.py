@@ -73,8 +73,33 @@ LUMISURF = {
     "schedule": {"grid_start_levels": 8, "grid_steps_per_level": 250},
 }
 
+# NeRO Stage I (Liu et al. 2023) as published: NeuS geometry (8x256 SDF MLP, NeRF++ background, 64 + 64
+# samples, 512 rays, lr 5e-4 warm-up 5k + cosine over 300k, cos-anneal to 50k) with NeRO's reflective
+# shading: split-sum GGX with direct/indirect light MLPs (4 layers x 256) blended by an occlusion MLP that an
+# L1 loss (weight 1) ties to hit probabilities marched through the SDF at 2048 surface points a step
+# (64 steps); Charbonnier rgb, eikonal 0.1, mask 0.1. A GPU preset. (NeRO marches 64 + 16 importance samples,
+# starts the occlusion loss at 20k steps and sums its Charbonnier over channels before the square root.)
+NERO_PAPER = {
+    **NEUS_PAPER,
+    "preset": "nero-paper",
+    "model": {"shading": "nero"},
+    "loss": {"rgb": "charbonnier", "eikonal_weight": 0.1, "mask_weight": 0.1, "occlusion_weight": 1.0},
+}
+
+# NeRO Stage I shading on lumisurf's CPU geometry backbone (the LUMISURF preset's hash SDF with analytic
+# normals, occupancy grid, sampler, coarse-to-fine schedule and optimiser); the NeRO networks are 3 layers
+# x 64 without weight norm, and 256 surface points a step get a 32-step occlusion march.
+NERO = {
+    **LUMISURF,
+    "preset": "nero",
+    "model": {**LUMISURF["model"], "shading": "nero",
+              "nero": {"hidden": 64, "layers": 3, "weight_norm": False, "occ_points": 256, "occ_steps": 32}},
+    "loss": {"rgb": "charbonnier", "eikonal_weight": 0.1, "mask_weight": 0.1, "occlusion_weight": 1.0},
+}
+
 PRESETS: dict[str, dict] = {"neus": NEUS, "neus-paper": NEUS_PAPER, "instant-nsr": INSTANT_NSR,
-                            "neuralangelo": NEURALANGELO, "lumisurf": LUMISURF}
+                            "neuralangelo": NEURALANGELO, "lumisurf": LUMISURF, "nero": NERO,
+                            "nero-paper": NERO_PAPER}
 DEFAULT_PRESET = "lumisurf"
 
 

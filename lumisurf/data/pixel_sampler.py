@@ -1,4 +1,9 @@
-"""Pixel samplers: which training pixels become this step's rays."""
+"""Pixel samplers: which training pixels become this step's rays (base class and the uniform one).
+
+The adaptive samplers (soft mining, context prior, quadtree) and the ``PIXEL_SAMPLERS`` registry
+live in :mod:`lumisurf.data.pixel_samplers`. All random draws use the caller's (CPU) generator and
+are moved to the sampler's device afterwards, so runs are reproducible on any device.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,23 +22,49 @@ class PixelBatch:
     py: Tensor  # [n_rays] continuous pixel y (row + 0.5)
     rgb: Tensor  # [n_rays, 3] straight sRGB colour
     mask: Optional[Tensor]  # [n_rays, 1] coverage or None
+    weight: Optional[Tensor] = None  # [n_rays, 1] per-ray loss correction (mean 1) or None
 
 
-class UniformPixelSampler:
-    """Uniform over all pixels of all training views (on the training device)."""
+class PixelSampler:
+    """Common state: the training pixels flattened on the device, and the batch gathering."""
 
     def __init__(self, split: Split, device: torch.device):
         n, h, w, _ = split.images.shape
         self.n, self.h, self.w = n, h, w
-        self.rgb = split.images.reshape(-1, 3).to(device)
+        self.rgb = split.images.reshape(-1, 3).to(device)  # [n*h*w, 3]
         self.mask = None if split.masks is None else split.masks.reshape(-1, 1).to(device)
-        self.device = device
+        self.device = torch.device(device)
 
-    def sample(self, n_rays: int, generator: torch.Generator) -> PixelBatch:
-        flat = torch.randint(0, self.n * self.h * self.w, (n_rays,), generator=generator, device="cpu").to(self.device)
+    @property
+    def n_pixels(self) -> int:
+        return self.n * self.h * self.w
+
+    def batch(self, cam: Tensor, row: Tensor, col: Tensor, weight: Optional[Tensor] = None) -> PixelBatch:
+        """Batch at integer pixels (cam, row, col) [n_rays] long; rays through the pixel centres."""
+        flat = (cam * self.h + row) * self.w + col
+        mask = None if self.mask is None else self.mask[flat]
+        w = None if weight is None else weight.reshape(-1, 1).to(self.rgb.dtype)
+        return PixelBatch(cam, col.float() + 0.5, row.float() + 0.5, self.rgb[flat], mask, w)
+
+    def batch_flat(self, flat: Tensor, weight: Optional[Tensor] = None) -> PixelBatch:
+        """Batch at flat pixel indices ``(cam * h + row) * w + col`` [n_rays] long."""
         cam = flat // (self.h * self.w)
         rem = flat % (self.h * self.w)
-        py = (rem // self.w).float() + 0.5
-        px = (rem % self.w).float() + 0.5
-        mask = None if self.mask is None else self.mask[flat]
-        return PixelBatch(cam, px, py, self.rgb[flat], mask)
+        return self.batch(cam, rem // self.w, rem % self.w, weight)
+
+    def sample(self, n_rays: int, generator: torch.Generator) -> PixelBatch:
+        raise NotImplementedError
+
+    def update(self, batch: PixelBatch, per_ray_error: Tensor, step: int) -> None:
+        """Feed back this step's detached per-ray L1 error [n_rays]; adaptive samplers override."""
+
+
+class UniformPixelSampler(PixelSampler):
+    """Uniform over all pixels of all training views (on the training device)."""
+
+    def __init__(self, split: Split, device: torch.device, cfg=None):
+        super().__init__(split, device)
+
+    def sample(self, n_rays: int, generator: torch.Generator) -> PixelBatch:
+        flat = torch.randint(0, self.n_pixels, (n_rays,), generator=generator, device="cpu").to(self.device)
+        return self.batch_flat(flat)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lumisurf.shading.color_space import linear_to_srgb  # noqa: F401  (re-exported)
+
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.scene import SceneData, Split
 
@@ -131,12 +133,6 @@ def shade(p: Tensor, n: Tensor, v: Tensor) -> Tensor:
         spec = spec + 0.6 * ndh.pow(120.0) * (ndl > 0) * c
     r = 2 * ndv * n - v
     return (1 - fres) * (1 - 0.7 * metal) * base * diffuse + fres * sky(r) + spec
-
-
-def linear_to_srgb(x: Tensor) -> Tensor:
-    """sRGB encoding of linear values, clamped to [0, 1]."""
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-8).pow(1 / 2.4) - 0.055)
 
 
 # ----------------------------------------------------------------------------- cameras, render

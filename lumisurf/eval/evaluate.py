@@ -14,7 +14,9 @@ from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
 from lumisurf.eval.image_metrics import lpips_available, lpips_score, mask_iou, normal_mae_deg, psnr, ssim
 from lumisurf.train.visualize import gt_image
 
-METRIC_KEYS = ("psnr", "ssim", "lpips", "chamfer", "normal_mae_deg", "mask_iou", "train_seconds", "steps")
+METRIC_KEYS = ("psnr", "ssim", "lpips", "chamfer", "normal_mae_deg", "mask_iou", "train_seconds", "steps",
+               "albedo_psnr", "albedo_psnr_aligned", "albedo_mae", "roughness_mae", "metallic_mae",
+               "relight_psnr", "relight_psnr_scaled", "relight_ssim")
 
 
 def _mean(values: list[float]) -> Optional[float]:
@@ -91,6 +93,9 @@ def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", p
     metrics.update(image_metrics(loaded, scene, split, progress, force))
     metrics.update(mesh_metrics(loaded, scene, loaded.cfg.eval.chamfer_samples, progress))
     metrics.update(train_seconds=loaded.elapsed, steps=loaded.step)
+    from lumisurf.eval.material_eval import stage2_metrics
+
+    metrics.update(stage2_metrics(loaded.run.root, scene, progress))
     if not lpips_available()[0]:
         metrics["lpips_note"] = lpips_available()[1]
     loaded.run.metrics_path.write_text(json.dumps(metrics, indent=2))

@@ -15,10 +15,12 @@ from torch import Tensor, nn
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
+from lumisurf.renderers.occlusion import march_occlusion
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
 from lumisurf.samplers.occupancy import OccupancyGrid
 from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
                                             merge_samples, near_far_sphere, neus_upsample, stratified_samples)
+from lumisurf.shading.nero import NeroShading
 from lumisurf.shading.neus_color import NeuSColor
 
 
@@ -43,7 +45,10 @@ class SurfaceModel(nn.Module):
         self.sampler_cfg = sampler_cfg
         self.sdf = build_sdf(model_cfg.sdf)
         self.variance = Variance(model_cfg.init_variance)
-        self.color = NeuSColor(model_cfg.color, self.sdf.feature_dim)
+        # shading: NeuS colour MLP, or NeRO's reflective shading (then self.nero holds its config)
+        self.nero = model_cfg.nero if model_cfg.shading == "nero" else None
+        self.color = (NeroShading(model_cfg.nero, self.sdf.feature_dim) if self.nero is not None
+                      else NeuSColor(model_cfg.color, self.sdf.feature_dim))
         self.background_kind = background_kind
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
@@ -90,6 +95,9 @@ class SurfaceModel(nn.Module):
         out = {"rgb": rgb, "opacity": opacity, "depth": _scatter(n, idx, fg["depth"]),
                "normal": _scatter(n, idx, fg["normal"]), "gradients": fg["gradients"], "inside": fg["inside"],
                "inv_s": fg["inv_s"], "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1))}
+        # NeRO shading: per-ray materials; in training, occlusion prediction/target at surface points [M, 1]
+        out.update({key: _scatter(n, idx, fg[key]) for key in ("albedo", "metallic", "roughness") if key in fg})
+        out.update({key: fg[key] for key in ("occ_pred", "occ_target") if key in fg})
         if self.sdf.last_laplacian is not None:
             out["laplacian"], self.sdf.last_laplacian = self.sdf.last_laplacian, None
         return out
@@ -103,7 +111,8 @@ class SurfaceModel(nn.Module):
         k, n_s = t_mid.shape
         sdf, feat, grad = self.sdf.sdf_and_gradient(pts.reshape(-1, 3), create_graph=need_grad_graph)
         view = d[:, None].expand(k, n_s, 3).reshape(-1, 3)
-        rgb_s = self.color(pts.reshape(-1, 3), grad, view, feat).reshape(k, n_s, 3)
+        shade = self._shade(pts.reshape(-1, 3), grad, view, feat, o[:, None].expand(k, n_s, 3).reshape(-1, 3))
+        rgb_s = shade["rgb"].reshape(k, n_s, 3)
         grad = grad.reshape(k, n_s, 3)
         inv_s = self.variance.inv_s()
         true_cos = (d[:, None] * grad).sum(-1)  # [k, S]
@@ -113,9 +122,51 @@ class SurfaceModel(nn.Module):
         weights = render_weights(alpha)  # [k, S]
         n_evals = n_s + (self.sampler_cfg.n_samples + self.sampler_cfg.n_importance
                          if self.sampler_cfg.up_sample_steps > 0 and self.sampler_cfg.n_importance > 0 else 0)
-        return {"rgb": accumulate(weights, rgb_s), "opacity": accumulate(weights),
-                "depth": accumulate(weights, t_mid[..., None]), "normal": accumulate(weights, F.normalize(grad, dim=-1)),
-                "gradients": grad, "inside": radius < 1.2, "inv_s": inv_s, "n_samples": n_evals}
+        fg = {"rgb": accumulate(weights, rgb_s), "opacity": accumulate(weights),
+              "depth": accumulate(weights, t_mid[..., None]), "normal": accumulate(weights, F.normalize(grad, dim=-1)),
+              "gradients": grad, "inside": radius < 1.2, "inv_s": inv_s, "n_samples": n_evals}
+        if self.nero is not None:
+            fg.update(self._nero_terms(shade, weights, pts, grad, d, inv_s, need_grad_graph, state))
+        return fg
+
+    def _shade(self, pts: Tensor, grad: Tensor, view: Tensor, feat: Tensor, cam: Tensor) -> dict[str, Tensor]:
+        """Shading of flat samples [P, ...] -> dict with rgb [P, 3] (NeRO adds its material/light terms)."""
+        if self.nero is None:
+            return {"rgb": self.color(pts, grad, view, feat)}
+        return self.color(pts, grad, view, feat, cam_origins=cam)
+
+    def _nero_terms(self, shade: dict, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor, inv_s: Tensor,
+                    training: bool, state: RenderState) -> dict[str, Tensor]:
+        """Per-ray albedo/metallic/roughness and, when training, NeRO's occlusion pairs at surface points:
+        occ_pred (the occlusion MLP, unclamped) and occ_target (SDF-marched hit probability), both [M, 1]."""
+        k, n_s = weights.shape
+        res = {key: accumulate(weights, shade[key].reshape(k, n_s, -1)) for key in ("albedo", "metallic", "roughness")}
+        if not training or self.nero.occ_points <= 0 or k == 0:
+            return res
+        sel = self._occlusion_samples(weights, pts, grad, d, state.generator)
+        if sel.numel() == 0:
+            return res
+        res["occ_pred"] = shade["occ_raw"][sel]
+        res["occ_target"] = march_occlusion(self.sdf.sdf, pts.reshape(-1, 3)[sel].detach(),
+                                            shade["reflected"][sel].detach(), float(inv_s.detach()),
+                                            self.nero.occ_steps, self.nero.occ_t_start)
+        return res
+
+    @torch.no_grad()
+    def _occlusion_samples(self, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor,
+                           generator: Optional[torch.Generator]) -> Tensor:
+        """Flat sample indices [M <= occ_points]: the highest-weight sample of random rays that reach the
+        surface (opacity > 0.5), inside the unit sphere and facing the camera."""
+        k, n_s = weights.shape
+        rows = torch.arange(k, device=weights.device)
+        best = weights.argmax(-1)  # [k]
+        p, g = pts[rows, best], grad[rows, best]
+        ok = (weights.sum(-1) > 0.5) & (p.norm(dim=-1) < 0.999) & ((g * d).sum(-1) < 0)
+        cand = (rows * n_s + best)[ok]
+        if cand.numel() > self.nero.occ_points:
+            perm = torch.randperm(cand.numel(), generator=generator)[: self.nero.occ_points]
+            cand = cand[perm.to(cand.device)]
+        return cand
 
     def _background(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState) -> Tensor:
         if self.background is None:

@@ -10,11 +10,13 @@ from tqdm import tqdm
 
 from lumisurf.config import Config
 from lumisurf.data.load import background_color, composite, load_config_scene
-from lumisurf.data.pixel_sampler import UniformPixelSampler
+from lumisurf.data.pixel_samplers import build_pixel_sampler
 from lumisurf.data.scene import SceneData
 from lumisurf.losses.geometry import curvature_loss, eikonal_loss, mask_loss
+from lumisurf.losses.occlusion import occlusion_loss
 from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
 from lumisurf.losses.regularizers import grid_tv_loss
+from lumisurf.losses.s3im import s3im_loss
 from lumisurf.models.surface import RenderState, SurfaceModel
 from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
 from lumisurf.train.logging import ScalarLogger
@@ -62,7 +64,7 @@ class Trainer:
         self.scene.normalization.save(run.norm_path)
         self.train_split = self.scene.split("train")
         self.cameras = self.train_split.cameras.to(self.device)
-        self.sampler = UniformPixelSampler(self.train_split, self.device)
+        self.sampler = build_pixel_sampler(cfg.sampler, self.train_split, self.device)
         self.model = build_model(cfg, self.scene).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr,
                                           weight_decay=cfg.optim.weight_decay)
@@ -117,12 +119,18 @@ class Trainer:
         target = composite(batch.rgb, batch.mask, bg)
         state = RenderState(self.anneal.value, cfg.sampler.perturb, self.generator)
         out = self.model(o, d, bg, state)
-        loss_rgb = rgb_loss(out["rgb"], target, cfg.loss.rgb, delta=cfg.loss.huber_delta)
+        loss_rgb = rgb_loss(out["rgb"], target, cfg.loss.rgb, weight=batch.weight, delta=cfg.loss.huber_delta)
         inside = out["inside"].to(out["gradients"].dtype)
         loss_eik = eikonal_loss(out["gradients"], inside)
         loss = cfg.loss.rgb_weight * loss_rgb + cfg.loss.eikonal_weight * loss_eik
         scalars = {"loss_rgb": loss_rgb.item(), "loss_eikonal": loss_eik.item(),
                    "samples_per_ray": float(out["samples_per_ray"])}
+        if cfg.loss.s3im_weight > 0:
+            lc = cfg.loss
+            loss_s = s3im_loss(out["rgb"], target, lc.s3im_kernel, lc.s3im_stride, lc.s3im_repeats,
+                               lc.s3im_patch_height, generator=self.generator)
+            loss = loss + lc.s3im_weight * loss_s
+            scalars["loss_s3im"] = loss_s.item()
         if cfg.loss.curvature_weight > 0 and out.get("laplacian") is not None:
             loss_c = curvature_loss(out["laplacian"])
             loss = loss + cfg.loss.curvature_weight * loss_c
@@ -135,11 +143,17 @@ class Trainer:
             loss_m = mask_loss(out["opacity"], batch.mask)
             loss = loss + cfg.loss.mask_weight * loss_m
             scalars["loss_mask"] = loss_m.item()
+        if cfg.loss.occlusion_weight > 0 and "occ_pred" in out:  # NeRO shading
+            loss_o = occlusion_loss(out["occ_pred"], out["occ_target"])
+            loss = loss + cfg.loss.occlusion_weight * loss_o
+            scalars["loss_occ"] = loss_o.item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         with torch.no_grad():
             mse = torch.mean((out["rgb"].clamp(0, 1) - target) ** 2)
+            per_ray_l1 = (out["rgb"].detach() - target).abs().mean(dim=-1)  # [n_rays]
+        self.sampler.update(batch, per_ray_l1, self.step)
         scalars.update(loss=loss.item(), psnr=psnr_from_mse(mse).item(), inv_s=out["inv_s"].item(),
                        lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction)
         return scalars

@@ -1,0 +1,1 @@
+"""Benchmarks run from the command line: ``lumisurf bench ablate SPEC.yaml`` (A/B variants)."""

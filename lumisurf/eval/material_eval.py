@@ -1,0 +1,164 @@
+"""Stage II evaluation and relighting: material-map errors against GT maps, relit renders and their PSNR/SSIM.
+
+GT maps (synthetic glossy scenes) sit beside each image: ``r_i_albedo.png`` (sRGB-encoded base colour),
+``r_i_roughness.png``, ``r_i_metallic.png`` (value / 255) and ``r_i_depth.npy`` (0 = background). Errors
+are over pixels where both the GT and our mesh are hit. Albedo is compared in linear units, raw and after
+the per-channel least-squares scale that the lighting/albedo ambiguity leaves free (reported separately).
+Relit images are compared in sRGB after compositing both on the training background colour.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from lumisurf.data.scene import Split
+from lumisurf.eval.image_metrics import psnr, ssim
+from lumisurf.renderers.mesh_render import material_maps, render_mesh_view
+from lumisurf.shading.color_space import linear_to_srgb, srgb_to_linear
+from lumisurf.shading.envmap import EnvImportanceSampler
+from lumisurf.shading.lighting import Lighting, load_env
+
+
+def _to_u8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def gt_material_maps(image_file: Path) -> Optional[dict[str, torch.Tensor]]:
+    """GT albedo (linear) [H, W, 3], roughness, metallic [H, W] and hit mask [H, W] beside an image, or None."""
+    stem, parent = Path(image_file).stem, Path(image_file).parent
+    files = {k: parent / f"{stem}_{k}.png" for k in ("albedo", "roughness", "metallic")}
+    depth = parent / f"{stem}_depth.npy"
+    if not all(f.exists() for f in files.values()) or not depth.exists():
+        return None
+    load = lambda f: torch.from_numpy(np.asarray(Image.open(f), dtype=np.float32) / 255.0)  # noqa: E731
+    albedo = load(files["albedo"])[..., :3]
+    grey = lambda t: t if t.ndim == 2 else t[..., 0]  # noqa: E731
+    return {"albedo": srgb_to_linear(albedo), "roughness": grey(load(files["roughness"])),
+            "metallic": grey(load(files["metallic"])),
+            "mask": torch.from_numpy(np.load(depth).astype(np.float32) > 0)}
+
+
+def _albedo_scale(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Per-channel least-squares scale s minimising |s * pred - gt|^2 (pred, gt [M, 3])."""
+    return (pred * gt).sum(0) / (pred * pred).sum(0).clamp_min(1e-8)
+
+
+def material_errors(mrun, split: Split, max_views: Optional[int] = None, progress: bool = True) -> dict:
+    """Albedo PSNR (raw and scale-aligned, linear), albedo / roughness / metallic MAE over the split."""
+    n = len(split) if max_views is None else min(max_views, len(split))
+    preds, gts = [], []
+    cams = split.cameras.to(mrun.device)
+    for i in tqdm(range(n), desc="material maps", disable=not progress):
+        gt = gt_material_maps(split.files[i]) if split.files else None
+        if gt is None:
+            return {}
+        pred = material_maps(mrun.tracer, mrun.field, cams, i)
+        both = pred["mask"] & gt["mask"]
+        preds.append({k: pred[k][both] for k in ("albedo", "roughness", "metallic")})
+        gts.append({k: gt[k][both] for k in ("albedo", "roughness", "metallic")})
+    cat = lambda xs, k: torch.cat([x[k] for x in xs])  # noqa: E731
+    pa, ga = cat(preds, "albedo"), cat(gts, "albedo")
+    scale = _albedo_scale(pa, ga)
+    mse = lambda a, b: float(((a - b) ** 2).mean().clamp_min(1e-10))  # noqa: E731
+    return {"albedo_psnr": -10 * np.log10(mse(pa.clamp(0, 1), ga)),
+            "albedo_psnr_aligned": -10 * np.log10(mse((pa * scale).clamp(0, 1), ga)),
+            "albedo_mae": float((pa - ga).abs().mean()),
+            "roughness_mae": float((cat(preds, "roughness") - cat(gts, "roughness")).abs().mean()),
+            "metallic_mae": float((cat(preds, "metallic") - cat(gts, "metallic")).abs().mean()),
+            "roughness_mean": float(cat(preds, "roughness").mean()),
+            "metallic_mean": float(cat(preds, "metallic").mean())}
+
+
+def relight_lighting(mrun, env_file: Path) -> tuple[Lighting, EnvImportanceSampler]:
+    """The run's lighting model with its environment replaced by ``env_file`` (no learned indirect light:
+    it belongs to the capture lighting)."""
+    env = load_env(env_file, height=4 * mrun.cfg.material.env_height).to(mrun.device)
+    with torch.no_grad():
+        sampler = EnvImportanceSampler(env.image().float().cpu())
+    return Lighting(env, None), sampler
+
+
+def relight_views(mrun, split: Split, env_file: Path, out_dir: Optional[Path], spp: int, light_samples: int,
+                  max_views: Optional[int] = None, progress: bool = True):
+    """Render ``split``'s cameras under ``env_file``; yields (index, linear rgb [H,W,3], alpha [H,W]) and
+    writes ``out_dir/<stem>.png`` (RGBA, sRGB) when out_dir is given."""
+    lighting, sampler = relight_lighting(mrun, env_file)
+    cams = split.cameras.to(mrun.device)
+    n = len(split) if max_views is None else min(max_views, len(split))
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    for i in tqdm(range(n), desc=f"relight {Path(env_file).stem}", disable=not progress):
+        rgb, alpha = render_mesh_view(mrun.tracer, mrun.field, lighting, cams, i, spp, light_samples,
+                                      env_sampler=sampler, generator=torch.Generator().manual_seed(1000 + i))
+        if out_dir is not None:
+            stem = Path(split.files[i]).stem if split.files else f"{i:03d}"
+            srgb = linear_to_srgb(rgb)
+            Image.fromarray(np.dstack([_to_u8(srgb), _to_u8(alpha)])).save(out_dir / f"{stem}.png")
+        yield i, rgb, alpha
+
+
+def relight_metrics(mrun, split: Split, env_file: Path, bg: float, out_dir: Optional[Path],
+                    max_views: Optional[int] = None, progress: bool = True) -> dict:
+    """Relit-image PSNR / SSIM against the split's images (both composited over grey level ``bg``).
+
+    ``relight_psnr_scaled``: after a per-channel least-squares scale of our linear render to the GT (the
+    part of the error the albedo / lighting scale ambiguity explains), reported beside the raw figure.
+    """
+    m = mrun.cfg.material
+    acc: dict[str, list[float]] = {"relight_psnr": [], "relight_ssim": [], "relight_psnr_scaled": []}
+    for i, rgb, alpha in relight_views(mrun, split, env_file, out_dir, m.render_spp, m.render_light_samples,
+                                       max_views, progress):
+        gt = split.images[i].float()
+        gt_a = split.masks[i].float()[..., None] if split.masks is not None else torch.ones_like(gt[..., :1])
+        gt_c = gt * gt_a + bg * (1 - gt_a)
+        a = alpha[..., None]
+        pred_c = linear_to_srgb(rgb) * a + bg * (1 - a)
+        acc["relight_psnr"].append(psnr(pred_c, gt_c))
+        acc["relight_ssim"].append(ssim(pred_c, gt_c))
+        sel = (gt_a[..., 0] > 0.99) & (alpha > 0.99)
+        scale = _albedo_scale(rgb[sel], srgb_to_linear(gt)[sel]) if bool(sel.any()) else torch.ones(3)
+        pred_s = linear_to_srgb(rgb * scale) * a + bg * (1 - a)
+        acc["relight_psnr_scaled"].append(psnr(pred_s, gt_c))
+    return {k: float(np.mean(v)) for k, v in acc.items() if v}
+
+
+def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
+    """One PNG: GT | render under the fitted lighting | albedo (sRGB) | roughness | metallic."""
+    cams = split.cameras.to(mrun.device)
+    rgb, alpha = render_mesh_view(mrun.tracer, mrun.field, mrun.lighting, cams, cam, spp=1, light_samples=64)
+    maps = material_maps(mrun.tracer, mrun.field, cams, cam)
+    a = alpha[..., None]
+    gt = split.images[cam].float()
+    if split.masks is not None:
+        gt = gt * split.masks[cam][..., None] + (1 - split.masks[cam][..., None])
+    tiles = [gt, linear_to_srgb(rgb) * a + (1 - a), linear_to_srgb(maps["albedo"]),
+             maps["roughness"][..., None].expand(-1, -1, 3), maps["metallic"][..., None].expand(-1, -1, 3)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_to_u8(torch.cat(tiles, 1))).save(path)
+
+
+def stage2_metrics(run_root: Path, scene, progress: bool = True) -> dict:
+    """Material errors on the test split and relight metrics on the relight split, when the run has a
+    Stage II fit (else {}). Relit renders go to RUN/material/relight/<env stem>/."""
+    from lumisurf.shading.lighting import find_env_file
+    from lumisurf.train.material_run import load_material_run, material_dir
+
+    if not (Path(run_root) / "material" / "material.pt").exists():
+        return {}
+    mrun = load_material_run(Path(run_root))
+    test = scene.splits.get("test")
+    metrics = {} if test is None else material_errors(mrun, test, mrun.cfg.eval.max_views, progress)
+    name = scene.meta.get("relight_env_map")
+    if "relight" in scene.splits and name is not None:
+        env = find_env_file(mrun.cfg.data.path, name)
+        bg = 1.0 if mrun.cfg.data.background == "white" else 0.0
+        out = material_dir(mrun.run) / "relight" / Path(name).stem
+        metrics.update(relight_metrics(mrun, scene.split("relight"), env, bg, out, mrun.cfg.eval.max_views,
+                                       progress))
+        metrics["relight_env_map"] = name
+    return metrics

@@ -1,0 +1,187 @@
+"""Run-folder side of Stage II: ``lumisurf material RUN`` and loading a fitted material stage.
+
+Stage II reads ``RUN/mesh.ply`` (extracted first when missing), the run's dataset and normalisation;
+it writes ``RUN/material/`` (see ``train/material_stage.py``) and, through ``mesh/material_export.py``,
+``RUN/material/export/`` (per-vertex PLY, OBJ + MTL + textures, GLB, Mitsuba 3 scene).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from lumisurf.config import Config, apply_overrides, load_config, save_config
+from lumisurf.data.load import load_scene_normalized_as
+from lumisurf.data.scene import Normalization, SceneData
+from lumisurf.errors import LumisurfError
+from lumisurf.fields.material import IndirectLight, MaterialField
+from lumisurf.renderers.mesh_tracer import MeshTracer
+from lumisurf.shading.envmap import EnvironmentMap
+from lumisurf.shading.lighting import Lighting, find_env_file, load_env
+from lumisurf.train.run_dir import RunDir
+
+
+@dataclass
+class MaterialRun:
+    run: RunDir
+    cfg: Config  # the run's config with the Stage II section used
+    normalization: Normalization
+    tracer: MeshTracer  # over the mesh in the normalised frame
+    vertices_world: np.ndarray
+    faces: np.ndarray
+    field: MaterialField
+    lighting: Lighting
+    device: torch.device
+    summary: dict
+
+    @property
+    def root(self) -> Path:
+        return self.run.root / "material"
+
+
+def material_dir(run: RunDir) -> Path:
+    return run.root / "material"
+
+
+def load_normalized_mesh(run: RunDir, normalization: Normalization, device) -> tuple[MeshTracer, np.ndarray, np.ndarray]:
+    import trimesh
+
+    if not run.mesh_path.exists():
+        raise LumisurfError(f"{run.mesh_path} is missing; run `lumisurf extract {run.root}` first")
+    mesh = trimesh.load(run.mesh_path, process=False, force="mesh")
+    v_world, faces = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+    v_norm = np.asarray(normalization.to_normalized(v_world), np.float32)
+    return MeshTracer(v_norm, faces), v_world, faces
+
+
+def build_lighting(cfg: Config, scene: SceneData, init_level: float) -> Lighting:
+    m = cfg.material
+    if m.lighting == "known":
+        name = scene.meta.get("env_map")
+        if name is None:
+            raise LumisurfError("material.lighting=known: the dataset names no environment map (env_map)")
+        env = load_env(find_env_file(cfg.data.path, name), height=4 * m.env_height)
+    else:
+        env = EnvironmentMap(m.env_height, 2 * m.env_height, init=init_level)
+    return Lighting(env, IndirectLight() if m.indirect == "learned" else None)
+
+
+def material_config(run: RunDir, overrides: list[str], steps: Optional[int], max_minutes: Optional[float]) -> Config:
+    cfg = run.load_config()
+    extra = [o if o.startswith("material.") else f"material.{o}" for o in overrides]
+    if steps is not None:
+        extra.append(f"material.steps={steps}")
+    if max_minutes is not None:
+        extra.append(f"material.max_minutes={max_minutes}")
+    return apply_overrides(cfg, extra)
+
+
+def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, max_minutes: Optional[float] = None,
+                 device: Optional[str] = None, force: bool = False, progress: bool = True,
+                 export: bool = True) -> dict:
+    """Fit Stage II for run ``root``; returns a summary dict (also in RUN/material/summary.json)."""
+    from lumisurf.train.logging import ScalarLogger
+    from lumisurf.train.material_stage import (MaterialTrainer, initial_env_level, save_material_state,
+                                               trace_split)
+    from lumisurf.train.trainer import resolve_device
+
+    run = RunDir(root)
+    out = material_dir(run)
+    if (out / "material.pt").exists() and not force:
+        raise LumisurfError(f"{out / 'material.pt'} exists; pass --force to refit the materials")
+    cfg = material_config(run, overrides, steps, max_minutes)
+    dev = resolve_device(device or cfg.train.device)
+    if not run.mesh_path.exists():
+        from lumisurf.mesh.extract_run import extract_run
+        from lumisurf.train.restore import load_run
+
+        extract_run(load_run(root, str(dev)), progress=progress)
+    normalization = run.load_normalization()
+    scene = load_scene_normalized_as(cfg.data, normalization)
+    tracer, v_world, faces = load_normalized_mesh(run, normalization, dev)
+    split = scene.split("train")
+    split = type(split)(split.cameras.to(dev), split.images, split.masks, split.files, split.normals)
+    hits = trace_split(tracer, split)
+    if len(hits) == 0:
+        raise LumisurfError("no training pixel hits the mesh: is RUN/mesh.ply empty or misplaced?")
+    torch.manual_seed(cfg.train.seed)
+    field = MaterialField(cfg.material).to(dev)
+    field.init_constant(torch.tensor([0.5, 0.5, 0.5]), metallic=0.5, roughness=0.5)
+    lighting = build_lighting(cfg, scene, initial_env_level(hits)).to(dev)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    logger = ScalarLogger(out / "scalars.csv", None)
+    trainer = MaterialTrainer(field, lighting, tracer, hits, cfg.material, cfg.train.seed)
+    result = trainer.fit(logger, progress)
+    logger.close()
+    summary = {**result, "surface_pixels": len(hits), "tracer": tracer.backend}
+    save_material_state(out / "material.pt", field, lighting, summary)
+    _write_env(lighting, out / "env_map.hdr")
+    loaded = MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, summary)
+    _preview(loaded, scene, out / "preview.png")
+    if export:
+        summary["export"] = {k: str(v) for k, v in export_run(loaded, progress=progress, force=force).items()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _write_env(lighting: Lighting, path: Path) -> None:
+    from lumisurf.data.hdr import write_hdr
+
+    with torch.no_grad():
+        write_hdr(path, lighting.env.image().float().cpu().numpy())
+
+
+def world_material_fn(mrun: MaterialRun):
+    """Material callable over WORLD points (numpy), for the exporters."""
+    def fn(points: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.as_tensor(np.asarray(mrun.normalization.to_normalized(points), np.float32), device=mrun.device)
+        with torch.no_grad():
+            m = mrun.field(x)
+        return {"albedo": m["albedo"].cpu().numpy(), "roughness": m["roughness"][:, 0].cpu().numpy(),
+                "metallic": m["metallic"][:, 0].cpu().numpy()}
+    return fn
+
+
+def export_run(mrun: MaterialRun, progress: bool = True, force: bool = False) -> dict:
+    from lumisurf.mesh.material_export import export_materials
+
+    env = mrun.root / "env_map.hdr"
+    return export_materials(mrun.root / "export", mrun.vertices_world.astype(np.float32), mrun.faces,
+                            world_material_fn(mrun), texture_size=mrun.cfg.material.texture_size,
+                            env_map=env if env.exists() else None, progress=progress, force=force)
+
+
+def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
+    from lumisurf.train.trainer import resolve_device
+
+    run = RunDir(root)
+    out = material_dir(run)
+    if not (out / "material.pt").exists():
+        raise LumisurfError(f"{root}: no Stage II materials ({out / 'material.pt'}); run `lumisurf material {root}`")
+    cfg = load_config(out / "config.yaml")
+    dev = resolve_device(device or cfg.train.device)
+    normalization = run.load_normalization()
+    tracer, v_world, faces = load_normalized_mesh(run, normalization, dev)
+    state = torch.load(out / "material.pt", map_location=dev, weights_only=True)
+    field = MaterialField(cfg.material).to(dev)
+    field.load_state_dict(state["field"])
+    m = cfg.material
+    env = EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2]) if "env.log_radiance" in state["lighting"] \
+        else EnvironmentMap(m.env_height, 2 * m.env_height)
+    lighting = Lighting(env, IndirectLight() if m.indirect == "learned" else None).to(dev)
+    lighting.load_state_dict(state["lighting"])
+    field.eval()
+    return MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, state.get("summary", {}))
+
+
+def _preview(mrun: MaterialRun, scene: SceneData, path: Path) -> None:
+    """GT | render | albedo | roughness | metallic of the first test view (half resolution for speed)."""
+    from lumisurf.eval.material_eval import preview_strip
+
+    split = scene.splits.get("test") or scene.split("train")
+    preview_strip(mrun, split, 0, path)

@@ -1,0 +1,138 @@
+"""Stage II (``lumisurf material RUN``): fit materials and lighting on the frozen Stage I mesh.
+
+Every training pixel whose camera ray hits the mesh (ray traced once, up front) becomes a shading
+sample; a step shades a random batch of them by Monte Carlo (``shading/monte_carlo.py``) with
+visibility traced against the mesh, and fits the material field and the lighting to the sRGB pixels.
+Outputs go to ``RUN/material/``: ``material.pt`` (field + lighting), ``config.yaml`` (the Stage II
+config used), ``scalars.csv``, ``env_map.hdr`` (the lighting), ``preview.png`` and ``export/``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from lumisurf.config import MaterialStageConfig
+from lumisurf.data.scene import Split
+from lumisurf.losses.photometric import rgb_loss
+from lumisurf.renderers.mesh_tracer import MeshTracer
+from lumisurf.shading.color_space import linear_to_srgb, srgb_to_linear
+from lumisurf.shading.lighting import Lighting
+from lumisurf.shading.monte_carlo import Strategy, shade
+from lumisurf.train.logging import ScalarLogger
+
+
+@dataclass
+class SurfaceHits:
+    """Training pixels whose centre ray hits the mesh (normalised frame)."""
+
+    points: Tensor  # [M, 3]
+    normals: Tensor  # [M, 3] unit, facing the camera
+    wo: Tensor  # [M, 3] unit, surface -> camera
+    rgb: Tensor  # [M, 3] target sRGB (straight colour)
+
+    def __len__(self) -> int:
+        return self.points.shape[0]
+
+
+def trace_split(tracer: MeshTracer, split: Split, mask_threshold: float = 0.5, min_cos: float = 0.05) -> SurfaceHits:
+    """Trace every pixel centre of every view of ``split``; keep hits inside the mask (when there is one)
+    whose shading normal faces the camera (cosine > ``min_cos``)."""
+    keep: dict[str, list[Tensor]] = {"points": [], "normals": [], "wo": [], "rgb": []}
+    for cam in range(len(split)):
+        o, d, h, w = split.cameras.pixel_rays(cam)
+        hits = tracer.intersect(o, d)
+        ok = hits.hit & ((hits.normals * -d).sum(-1) > min_cos)  # grazing silhouette hits are unreliable
+        if split.masks is not None:
+            ok = ok & (split.masks[cam].reshape(-1).to(ok.device) > mask_threshold)
+        keep["points"].append(hits.points[ok])
+        keep["normals"].append(hits.normals[ok])
+        keep["wo"].append(-d[ok])
+        keep["rgb"].append(split.images[cam].reshape(-1, 3)[ok.cpu()].to(o.device))
+    return SurfaceHits(**{k: torch.cat(v) for k, v in keep.items()})
+
+
+def material_smoothness(field, x: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+    """Mean |m(x) - m(x + eps * noise)| over albedo, metallic and roughness."""
+    jitter = torch.randn(x.shape, generator=generator, device="cpu").to(x) * eps
+    a, b = field(x), field(x + jitter)
+    return sum((a[k] - b[k]).abs().mean() for k in ("albedo", "metallic", "roughness")) / 3.0
+
+
+class MaterialTrainer:
+    """Adam on the material field (lr) and the lighting (env_lr); one step = one batch of surface pixels."""
+
+    def __init__(self, field, lighting: Lighting, tracer: MeshTracer, hits: SurfaceHits,
+                 cfg: MaterialStageConfig, seed: int = 0):
+        self.field, self.lighting, self.tracer, self.hits, self.cfg = field, lighting, tracer, hits, cfg
+        groups = [{"params": list(field.parameters()), "lr": cfg.lr}]
+        light_params = [p for p in lighting.parameters() if p.requires_grad]
+        if light_params:
+            groups.append({"params": light_params, "lr": cfg.env_lr})
+        self.optimizer = torch.optim.Adam(groups)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.strategy = Strategy(ggx=cfg.specular_fraction, cosine=1.0 - cfg.specular_fraction)
+        self.step = 0
+
+    def occluded(self, origins: Tensor, dirs: Tensor) -> Tensor:
+        return self.tracer.occluded(origins, dirs)
+
+    def train_step(self) -> dict[str, float]:
+        cfg, hits = self.cfg, self.hits
+        idx = torch.randint(0, len(hits), (cfg.batch_rays,), generator=self.generator).to(hits.points.device)
+        x, n, wo, target = hits.points[idx], hits.normals[idx], hits.wo[idx], hits.rgb[idx]
+        mat = self.field(x)
+        lin = shade(x, n, wo, mat["albedo"], mat["metallic"], mat["roughness"], self.lighting.radiance,
+                    self.occluded, cfg.light_samples, self.strategy, self.generator)
+        pred = linear_to_srgb(lin)
+        loss_rgb = rgb_loss(pred, target, cfg.loss)
+        loss = loss_rgb
+        scalars = {"loss_rgb": loss_rgb.item()}
+        if cfg.smooth_weight > 0:
+            loss_s = material_smoothness(self.field, x, cfg.smooth_eps, self.generator)
+            loss = loss + cfg.smooth_weight * loss_s
+            scalars["loss_smooth"] = loss_s.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        mse = torch.mean((pred.detach() - target) ** 2).clamp_min(1e-10)
+        scalars.update(loss=loss.item(), psnr=float(-10 * torch.log10(mse)),
+                       roughness=mat["roughness"].mean().item(), metallic=mat["metallic"].mean().item())
+        return scalars
+
+    def fit(self, logger: ScalarLogger | None = None, progress: bool = True) -> dict[str, float]:
+        cfg = self.cfg
+        budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+        bar = tqdm(total=cfg.steps, disable=not progress, dynamic_ncols=True, desc="material", unit="it")
+        start = time.perf_counter()
+        scalars: dict[str, float] = {}
+        while self.step < cfg.steps:
+            scalars = self.train_step()
+            self.step += 1
+            bar.update(1)
+            if self.step % 10 == 0 or self.step == 1:
+                elapsed = time.perf_counter() - start
+                if logger is not None:
+                    logger.log(self.step, {**scalars, "seconds": elapsed})
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}",
+                                rough=f"{scalars['roughness']:.2f}", metal=f"{scalars['metallic']:.2f}")
+            if budget is not None and time.perf_counter() - start >= budget:
+                break
+        bar.close()
+        return {**scalars, "steps": self.step, "seconds": time.perf_counter() - start}
+
+
+def initial_env_level(hits: SurfaceHits) -> float:
+    """A learned environment starts grey at twice the mean linear intensity of the object's pixels."""
+    return float(2.0 * srgb_to_linear(hits.rgb).mean().clamp_min(0.05))
+
+
+def save_material_state(path: Path, field, lighting: Lighting, summary: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"field": field.state_dict(), "lighting": lighting.state_dict(),
+                "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}, path)
