@@ -276,7 +276,9 @@ class MaterialStageConfig:
     max_minutes: Optional[float] = None
     batch_rays: int = 1024
     light_samples: int = 32  # Monte-Carlo directions per pixel per step
-    specular_fraction: float = 0.5  # share of directions drawn from the GGX lobe (rest: cosine)
+    specular_fraction: float = 0.5  # share of directions drawn from the GGX lobe (rest: cosine) ...
+    env_sample_fraction: float = 0.5  # ... plus this share drawn from the environment map's luminance
+    env_sampler_every: int = 50  # steps between rebuilds of the environment sampler (learned lighting)
     lr: float = 1e-2
     env_lr: float = 2e-2
     roughness_min: float = 0.02

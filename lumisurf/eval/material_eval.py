@@ -130,7 +130,10 @@ def relight_metrics(mrun, split: Split, env_file: Path, bg: float, out_dir: Opti
 def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
     """One PNG: GT | render under the fitted lighting | albedo (sRGB) | roughness | metallic."""
     cams = split.cameras.to(mrun.device)
-    rgb, alpha = render_mesh_view(mrun.tracer, mrun.field, mrun.lighting, cams, cam, spp=1, light_samples=64)
+    with torch.no_grad():
+        sampler = EnvImportanceSampler(mrun.lighting.env.image().float().cpu())
+    rgb, alpha = render_mesh_view(mrun.tracer, mrun.field, mrun.lighting, cams, cam, spp=1, light_samples=128,
+                                  env_sampler=sampler)
     maps = material_maps(mrun.tracer, mrun.field, cams, cam)
     a = alpha[..., None]
     gt = split.images[cam].float()

@@ -22,6 +22,7 @@ from lumisurf.data.scene import Split
 from lumisurf.losses.photometric import rgb_loss
 from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.shading.color_space import linear_to_srgb, srgb_to_linear
+from lumisurf.shading.envmap import EnvImportanceSampler
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.monte_carlo import Strategy, shade
 from lumisurf.train.logging import ScalarLogger
@@ -76,8 +77,19 @@ class MaterialTrainer:
             groups.append({"params": light_params, "lr": cfg.env_lr})
         self.optimizer = torch.optim.Adam(groups)
         self.generator = torch.Generator().manual_seed(seed)
-        self.strategy = Strategy(ggx=cfg.specular_fraction, cosine=1.0 - cfg.specular_fraction)
+        # one-sample mixture: GGX lobe, cosine lobe and the environment's own luminance (its sampler is
+        # rebuilt from the current map every env_sampler_every steps; a known map never changes)
+        self.strategy = Strategy(ggx=cfg.specular_fraction, cosine=1.0 - cfg.specular_fraction,
+                                 env=cfg.env_sample_fraction)
+        self.env_sampler = None
         self.step = 0
+
+    def _refresh_env_sampler(self) -> None:
+        every = self.cfg.env_sampler_every
+        if self.cfg.env_sample_fraction <= 0 or (self.env_sampler is not None and self.step % every):
+            return
+        with torch.no_grad():
+            self.env_sampler = EnvImportanceSampler(self.lighting.env.image().float().cpu())
 
     def occluded(self, origins: Tensor, dirs: Tensor) -> Tensor:
         return self.tracer.occluded(origins, dirs)
@@ -86,9 +98,10 @@ class MaterialTrainer:
         cfg, hits = self.cfg, self.hits
         idx = torch.randint(0, len(hits), (cfg.batch_rays,), generator=self.generator).to(hits.points.device)
         x, n, wo, target = hits.points[idx], hits.normals[idx], hits.wo[idx], hits.rgb[idx]
+        self._refresh_env_sampler()
         mat = self.field(x)
         lin = shade(x, n, wo, mat["albedo"], mat["metallic"], mat["roughness"], self.lighting.radiance,
-                    self.occluded, cfg.light_samples, self.strategy, self.generator)
+                    self.occluded, cfg.light_samples, self.strategy, self.generator, self.env_sampler)
         pred = linear_to_srgb(lin)
         loss_rgb = rgb_loss(pred, target, cfg.loss)
         loss = loss_rgb
