@@ -97,9 +97,20 @@ NERO = {
     "loss": {"rgb": "charbonnier", "eikonal_weight": 0.1, "mask_weight": 0.1, "occlusion_weight": 1.0},
 }
 
+# Soft material segmentation (objects that mix materials): the nero preset's geometry and lights with K = 2
+# heads (GGX specular, Lambert) mixed by a hash-grid assignment field, under the A-E phase schedule
+# (A/B geometry + shading, C adds the assignment with entropy / energy / boundary / reprojection
+# consistency at a 0.1x learning rate, D continues it; E = Stage II, `lumisurf material`).
+LUMISURF_SEG = {
+    **NERO,
+    "preset": "lumisurf-seg",
+    "model": {**NERO["model"], "assignment": {"enabled": True, "K": 2, "heads": ["specular", "lambert"]}},
+    "schedule": {**NERO.get("schedule", {}), "phases": "abcde"},
+}
+
 PRESETS: dict[str, dict] = {"neus": NEUS, "neus-paper": NEUS_PAPER, "instant-nsr": INSTANT_NSR,
                             "neuralangelo": NEURALANGELO, "lumisurf": LUMISURF, "nero": NERO,
-                            "nero-paper": NERO_PAPER}
+                            "nero-paper": NERO_PAPER, "lumisurf-seg": LUMISURF_SEG}
 DEFAULT_PRESET = "lumisurf"
 
 

@@ -21,7 +21,9 @@ from lumisurf.samplers.occupancy import OccupancyGrid
 from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
                                             merge_samples, near_far_sphere, neus_upsample, stratified_samples)
 from lumisurf.shading.nero import NeroShading
+from lumisurf.shading.nero_light import linear_to_srgb
 from lumisurf.shading.neus_color import NeuSColor
+from lumisurf.shading.segmented import SegmentedShading
 
 
 @dataclass
@@ -46,9 +48,15 @@ class SurfaceModel(nn.Module):
         self.sdf = build_sdf(model_cfg.sdf)
         self.variance = Variance(model_cfg.init_variance)
         # shading: NeuS colour MLP, or NeRO's reflective shading (then self.nero holds its config)
-        self.nero = model_cfg.nero if model_cfg.shading == "nero" else None
-        self.color = (NeroShading(model_cfg.nero, self.sdf.feature_dim) if self.nero is not None
-                      else NeuSColor(model_cfg.color, self.sdf.feature_dim))
+        # (soft material segmentation: K heads mixed by an assignment field, on NeRO's light model)
+        segmented = model_cfg.assignment.enabled
+        self.nero = model_cfg.nero if (model_cfg.shading == "nero" or segmented) else None
+        if segmented:
+            self.color = SegmentedShading(model_cfg, self.sdf.feature_dim)
+        else:
+            self.color = (NeroShading(model_cfg.nero, self.sdf.feature_dim) if self.nero is not None
+                          else NeuSColor(model_cfg.color, self.sdf.feature_dim))
+        self.segmented = segmented
         self.background_kind = background_kind
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
@@ -97,7 +105,11 @@ class SurfaceModel(nn.Module):
                "inv_s": fg["inv_s"], "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1))}
         # NeRO shading: per-ray materials; in training, occlusion prediction/target at surface points [M, 1]
         out.update({key: _scatter(n, idx, fg[key]) for key in ("albedo", "metallic", "roughness") if key in fg})
-        out.update({key: fg[key] for key in ("occ_pred", "occ_target") if key in fg})
+        out.update({key: fg[key] for key in ("occ_pred", "occ_target", "reflectance") if key in fg})
+        if "material_probs" in fg:  # segmentation: per-ray assignment [n, K] and per-head sRGB [n, K, 3]
+            K = fg["material_probs"].shape[-1]
+            out["material_probs"] = _scatter(n, idx, fg["material_probs"])
+            out["head_rgb"] = _scatter(n, idx, fg["head_rgb"].reshape(-1, K * 3)).reshape(n, K, 3)
         if self.sdf.last_laplacian is not None:
             out["laplacian"], self.sdf.last_laplacian = self.sdf.last_laplacian, None
         return out
@@ -127,6 +139,12 @@ class SurfaceModel(nn.Module):
               "gradients": grad, "inside": radius < 1.2, "inv_s": inv_s, "n_samples": n_evals}
         if self.nero is not None:
             fg.update(self._nero_terms(shade, weights, pts, grad, d, inv_s, need_grad_graph, state))
+        if self.segmented:
+            K = shade["probs"].shape[-1]
+            fg["material_probs"] = accumulate(weights, shade["probs"].reshape(k, n_s, K))
+            head = accumulate(weights, shade["head_rgb"].reshape(k, n_s, K * 3)).reshape(k, K, 3)
+            fg["head_rgb"] = linear_to_srgb(head).clamp(0.0, 1.0)
+            fg["reflectance"] = shade["reflectance"]  # [k * S] per sample
         return fg
 
     def _shade(self, pts: Tensor, grad: Tensor, view: Tensor, feat: Tensor, cam: Tensor) -> dict[str, Tensor]:

@@ -37,8 +37,10 @@ def default_phases(ends: tuple[float, ...] = (0.1, 0.3, 0.7, 1.0), em_every: int
     """The A-E phases; ``ends`` = fractions where A, B, C, D end (E is the zero-length end marker)."""
     if len(ends) != 4 or any(b < a for a, b in zip(ends, ends[1:])):
         raise ValueError(f"phase ends must be 4 non-decreasing fractions, got {ends}")
-    geo = ("sdf", "variance", "color", "background")
-    everything = geo + ("shading", "assignment", "heads")
+    # the shading model (NeuS colour, or the heads and their shared lights) trains from the start: the rgb
+    # loss that shapes the geometry goes through it; phase C switches the assignment on
+    geo = ("sdf", "variance", "color", "shading", "heads", "background")
+    everything = geo + ("assignment",)
     seg = GEOMETRY_LOSSES + ("grid_tv",) + SEGMENTATION_LOSSES
     small = {"assignment": assignment_lr_scale}
     return [
@@ -137,3 +139,19 @@ class WeightSchedule:
             t = min(1.0, max(0.0, (step - self.on_step) / self.ramp_steps))
             self.value = self.start + (self.end - self.start) * t
         return self.value
+
+
+def named_param_groups(model, lr: float) -> list[dict]:
+    """Optimizer groups of a SurfaceModel, named as ``GROUPS`` (each with ``base_lr``): sdf, variance,
+    background, color (NeuS colour MLP or NeRO shading), and with segmentation assignment / heads /
+    shading (the shared light model)."""
+    color = model.color
+    named: dict[str, list] = {"sdf": list(model.sdf.parameters()), "variance": list(model.variance.parameters()),
+                              "background": [] if model.background is None else list(model.background.parameters())}
+    if getattr(model, "segmented", False):
+        named["assignment"] = list(color.assignment.parameters())
+        named["heads"] = list(color.heads.parameters())
+        named["shading"] = list(color.lights.parameters())
+    else:
+        named["color"] = list(color.parameters())
+    return [{"name": k, "params": v, "lr": lr, "base_lr": lr} for k, v in named.items() if v]

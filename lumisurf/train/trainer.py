@@ -21,6 +21,8 @@ from lumisurf.models.surface import RenderState, SurfaceModel
 from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
+from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
+from lumisurf.train.segmentation_step import segmentation_losses
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 from lumisurf.train.visualize import save_validation_image
 
@@ -66,8 +68,10 @@ class Trainer:
         self.cameras = self.train_split.cameras.to(self.device)
         self.sampler = build_pixel_sampler(cfg.sampler, self.train_split, self.device)
         self.model = build_model(cfg, self.scene).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optim.lr,
+        self.optimizer = torch.optim.Adam(named_param_groups(self.model, cfg.optim.lr),
                                           weight_decay=cfg.optim.weight_decay)
+        phases = phases_from_config(cfg.schedule)
+        self.phases = None if phases is None else PhaseSchedule(phases, cfg.train.max_steps)
         self.lr_schedule = WarmupCosineLR(self.optimizer, cfg.optim.warmup_steps, cfg.train.max_steps,
                                           cfg.optim.lr_min_factor)
         self.anneal = CosAnnealSchedule(cfg.train.anneal_end)
@@ -92,6 +96,8 @@ class Trainer:
         per_level = self.cfg.schedule.grid_steps_per_level
         self.levels.every = max(1, int(per_level * frac)) if per_level > 0 else 0
         self.fd_step.total = max(1, total_steps)
+        if self.phases is not None:
+            self.phases.total_steps = max(1, total_steps)
 
     def rescale_to_budget(self, budget_seconds: float) -> int:
         """Fit the schedules into the steps a training-time budget allows, at the rate measured so far
@@ -101,8 +107,14 @@ class Trainer:
         self._rescale_schedules(total)
         return total
 
+    def _active(self, loss: str) -> bool:
+        """Whether a loss term is on at this step (always, without a phase schedule)."""
+        return self.phases is None or self.phases.current.is_active(loss)
+
     def _update_schedules(self) -> None:
-        self.lr_schedule.update(self.step)
+        factor = self.lr_schedule.update(self.step)
+        if self.phases is not None:
+            self.phases.apply(self.optimizer.param_groups, self.step, factor)
         self.anneal.update(self.step)
         levels = self.levels.update(self.step) if self.levels.n_levels > 0 else None
         self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(self.step, levels))
@@ -135,7 +147,7 @@ class Trainer:
             loss_c = curvature_loss(out["laplacian"])
             loss = loss + cfg.loss.curvature_weight * loss_c
             scalars["loss_curvature"] = loss_c.item()
-        if cfg.loss.grid_tv_weight > 0 and hasattr(self.model.sdf, "grid"):
+        if cfg.loss.grid_tv_weight > 0 and hasattr(self.model.sdf, "grid") and self._active("grid_tv"):
             loss_tv = grid_tv_loss(self.model.sdf.grid)
             loss = loss + cfg.loss.grid_tv_weight * loss_tv
             scalars["loss_grid_tv"] = loss_tv.item()
@@ -147,6 +159,8 @@ class Trainer:
             loss_o = occlusion_loss(out["occ_pred"], out["occ_target"])
             loss = loss + cfg.loss.occlusion_weight * loss_o
             scalars["loss_occ"] = loss_o.item()
+        if self.model.segmented:
+            loss = loss + self._segmentation_terms(out, o, d, target, bg, state, scalars)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -157,6 +171,17 @@ class Trainer:
         scalars.update(loss=loss.item(), psnr=psnr_from_mse(mse).item(), inv_s=out["inv_s"].item(),
                        lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction)
         return scalars
+
+    def _segmentation_terms(self, out, o, d, target, bg, state, scalars: dict) -> torch.Tensor:
+        seg = self.cfg.loss.segmentation
+        render = lambda o2, d2: self.model(o2, d2, bg[: o2.shape[0]], state, need_grad_graph=False)  # noqa: E731
+        terms = segmentation_losses(self.model, out, o, d, target, self.cameras, seg, self._active, render,
+                                    self.generator)
+        total = torch.zeros((), device=o.device)
+        for name, value in terms.items():
+            total = total + getattr(seg, f"{name}_weight") * value
+            scalars[f"loss_{name}"] = value.item()
+        return total
 
     # ------------------------------------------------------------------ loop
     def fit(self, resume: bool = False) -> TrainResult:

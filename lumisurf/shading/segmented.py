@@ -1,0 +1,71 @@
+"""Soft material segmentation for Stage I: K material heads mixed by a learned 3D assignment field.
+
+``C(x) = srgb( sum_k m_k(x) R_k(x) )`` with m = softmax(A(x) / T) (``fields/assignment.py``) and R_k the
+linear radiance of head k (``shading/heads.py``: lambert, specular (GGX split-sum, NeRO's shading),
+transmission, subsurface). All heads share NeRO's light model (``shading/nero_light.py``): the diffuse
+light along the normal and the pre-filtered specular light along the reflected direction (direct / indirect
+blended by the occlusion MLP), so the occlusion loss of the ``nero`` preset applies unchanged.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lumisurf.errors import ConfigError
+from lumisurf.fields.assignment import AssignmentField
+from lumisurf.shading.heads import ShadingContext, build_heads, mix_heads, mixture_reflectance
+from lumisurf.shading.nero_light import NeroLights, linear_to_srgb, reflect
+from lumisurf.shading.split_sum import load_lut
+
+
+class SegmentedShading(nn.Module):
+    """``model_cfg``: a :class:`lumisurf.config.ModelConfig` with ``assignment.enabled``."""
+
+    def __init__(self, model_cfg, feature_dim: int):
+        super().__init__()
+        a = model_cfg.assignment
+        if len(a.heads) != a.K:
+            raise ConfigError(f"model.assignment: {len(a.heads)} heads {list(a.heads)} for K={a.K} materials; "
+                              f"give one head per material")
+        self.assignment = AssignmentField(a)
+        self.lights = NeroLights(model_cfg.nero)
+        self.register_buffer("lut", torch.from_numpy(load_lut()).to(torch.float32), persistent=False)
+        self.heads = build_heads(a.heads, feature_dim, a.head_hidden, a.head_layers, self.lut)
+
+    def forward(self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor,
+                cam_origins: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """Inputs as :class:`lumisurf.shading.nero.NeroShading`. Returns its keys (rgb sRGB [N, 3]; albedo,
+        metallic, roughness as probability-weighted means; occ_raw, occ_prob, reflected) plus probs [N, K],
+        head_rgb [N, K, 3] (linear radiance of each head) and reflectance [N] (mixture, for the energy term)."""
+        n = F.normalize(normals, dim=-1)
+        d = F.normalize(view_dirs, dim=-1)
+        refl = reflect(d, n)
+        spec_out: dict[str, Tensor] = {}
+
+        def specular_light(roughness: Tensor) -> Tensor:
+            spec_out.update(self.lights.specular(points, refl, roughness, cam_origins))
+            return spec_out["light"]
+
+        ctx = ShadingContext(points, n, d, features, self.lights.diffuse(n), specular_light)
+        outs = [head(ctx) for head in self.heads]
+        if not spec_out:  # no specular head: still run the light model for the occlusion terms
+            specular_light(torch.ones_like(points[:, :1]))
+        probs = self.assignment.probs(points)  # [N, K]
+        rgbs = torch.stack([o["rgb"] for o in outs])  # [K, N, 3]
+        res = {"rgb": linear_to_srgb(mix_heads(rgbs, probs)).clamp(0.0, 1.0), "probs": probs,
+               "head_rgb": rgbs.transpose(0, 1), "reflectance": mixture_reflectance(outs, probs),
+               "occ_raw": spec_out["occ_raw"], "occ_prob": spec_out["occ"], "reflected": refl}
+        res.update(_mixed_params(outs, probs))
+        return res
+
+
+def _mixed_params(outs: list[dict[str, Tensor]], probs: Tensor) -> dict[str, Tensor]:
+    """Probability-weighted albedo [N, 3], metallic and roughness [N, 1] (heads without them count 0 / 1)."""
+    ones = torch.ones_like(probs[:, :1])
+    albedo = sum(probs[:, k:k + 1] * o["albedo"] for k, o in enumerate(outs))
+    metallic = sum(probs[:, k:k + 1] * o.get("metallic", 0 * ones) for k, o in enumerate(outs))
+    roughness = sum(probs[:, k:k + 1] * o.get("roughness", ones) for k, o in enumerate(outs))
+    return {"albedo": albedo, "metallic": metallic, "roughness": roughness}
