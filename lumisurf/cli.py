@@ -81,6 +81,24 @@ def _add_bench(sub) -> None:
     a.add_argument("--no-progress", action="store_true")
 
 
+def _add_vis(sub) -> None:
+    p = sub.add_parser("vis", help="pictures of a run's internals (PNG)")
+    vsub = p.add_subparsers(dest="vis_cmd", required=True)
+    c = vsub.add_parser("seg-reprojection", help="one surface point's material assignment across views")
+    c.add_argument("run")
+    c.add_argument("--split", default="test")
+    c.add_argument("--view", type=int, default=0, help="view the point is picked in")
+    c.add_argument("--pixel", type=int, nargs=2, metavar=("COL", "ROW"), help="pixel at --downscale (default: centre)")
+    c.add_argument("--downscale", type=int, default=2)
+    c.add_argument("--out", help="PNG path (default RUN/vis/seg_reprojection.png)")
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    c = vsub.add_parser("hash-features", help="per-level hash-grid feature magnitudes on slices")
+    c.add_argument("run")
+    c.add_argument("--resolution", type=int, default=128)
+    c.add_argument("--out", help="PNG path (default RUN/vis/hash_features.png)")
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lumisurf", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -88,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_run_commands(sub)
     _add_stage2(sub)
+    _add_vis(sub)
     _add_bench(sub)
     return parser
 
@@ -145,6 +164,23 @@ def _cmd_bench(a) -> None:
                  progress=not a.no_progress)
 
 
+def _cmd_vis(a) -> None:
+    from lumisurf.eval import vis_tools
+    from lumisurf.train.restore import load_run
+
+    loaded = load_run(Path(a.run), a.device)
+    if a.vis_cmd == "hash-features":
+        out = Path(a.out) if a.out else loaded.run.root / "vis" / "hash_features.png"
+        print(f"wrote {vis_tools.hash_features(loaded, out, a.resolution)}")
+        return
+    from lumisurf.data.load import load_scene_normalized_as
+
+    scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
+    out = Path(a.out) if a.out else loaded.run.root / "vis" / "seg_reprojection.png"
+    pixel = tuple(a.pixel) if a.pixel else None
+    print(f"wrote {vis_tools.seg_reprojection(loaded, scene, out, a.split, a.view, pixel, a.downscale)}")
+
+
 def _cmd_data(a) -> None:
     from lumisurf.data.check import check_dataset
 
@@ -163,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "extract": _cmd_run, "render": _cmd_run, "eval": _cmd_run, "data": _cmd_data,
-                "material": _cmd_material, "relight": _cmd_relight, "bench": _cmd_bench}
+                "material": _cmd_material, "relight": _cmd_relight, "vis": _cmd_vis, "bench": _cmd_bench}
     try:
         handlers[args.cmd](args)
     except LumisurfError as exc:

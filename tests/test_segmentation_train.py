@@ -81,3 +81,33 @@ def test_phase_a_freezes_the_assignment_and_d_runs_em(tmp_path):
     assert "loss_em" in scalars
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
     assert lrs["assignment"] > 0 and lrs["sdf"] == 0.0
+
+
+def test_segmented_run_extract_eval_vis(tmp_path):
+    """A 3-step lumisurf-seg run: per-vertex material probabilities/ids, id maps and consistency in eval,
+    and both vis pictures."""
+    import json
+
+    import trimesh
+
+    from lumisurf.cli import main
+
+    run = tmp_path / "seg"
+    common = ["model.sdf.grid.implementation=torch", "model.assignment.grid.implementation=torch",
+              "data.synthetic_views=4", "data.synthetic_resolution=24", "train.batch_rays=64", "train.val_every=0",
+              "eval.mesh_resolution=32", "eval.chamfer_samples=2000", "train.finalize=false"]
+    assert main(["train", "--preset", "lumisurf-seg", "--max-steps", "3", "--out", str(run), "--no-progress",
+                 *common]) == 0
+    assert main(["extract", str(run)]) == 0
+    ply = trimesh.load(run / "mesh_materials.ply", process=False)
+    names = ply.metadata["_ply_raw"]["vertex"]["data"].dtype.names
+    assert {"material_prob_0", "material_prob_1", "material_id", "roughness", "albedo_r"} <= set(names)
+    data = ply.metadata["_ply_raw"]["vertex"]["data"]
+    assert abs(float((data["material_prob_0"] + data["material_prob_1"]).mean()) - 1.0) < 1e-5
+    assert main(["eval", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["seg_reprojection_iou"] <= 1.0 and metrics["seg_reprojection_variance"] >= 0
+    assert any(p.name.endswith("_matid.png") for p in (run / "renders" / "test").iterdir())
+    assert main(["vis", "seg-reprojection", str(run)]) == 0 and (run / "vis" / "seg_reprojection.png").exists()
+    assert main(["vis", "hash-features", str(run), "--resolution", "32"]) == 0
+    assert (run / "vis" / "hash_features.png").stat().st_size > 1000

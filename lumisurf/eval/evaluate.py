@@ -16,7 +16,8 @@ from lumisurf.train.visualize import gt_image
 
 METRIC_KEYS = ("psnr", "ssim", "lpips", "chamfer", "normal_mae_deg", "mask_iou", "train_seconds", "steps",
                "albedo_psnr", "albedo_psnr_aligned", "albedo_mae", "roughness_mae", "metallic_mae",
-               "relight_psnr", "relight_psnr_scaled", "relight_ssim")
+               "relight_psnr", "relight_psnr_scaled", "relight_ssim", "matid_iou", "seg_reprojection_iou",
+               "seg_reprojection_variance")
 
 
 def _mean(values: list[float]) -> Optional[float]:
@@ -41,6 +42,7 @@ def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = 
     use_lpips, _ = lpips_available()
     acc: dict[str, list] = {"psnr": [], "ssim": [], "lpips": [], "mask_iou": [], "normal_mae_deg": []}
     save = force or not renders_exist(loaded, split_name)
+    seg_renders: list[dict] = []
     for i, out in render_split(loaded, scene, split_name, ds, loaded.cfg.eval.max_views, progress, save, force):
         pred = out["rgb"].cpu().clamp(0, 1)
         gt = gt_image(split, i, loaded.cfg, ds)[: pred.shape[0], : pred.shape[1]]
@@ -58,7 +60,16 @@ def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = 
             weight = (split.masks[i][ds // 2::ds, ds // 2::ds] if split.masks is not None
                       else (gt_n.norm(dim=-1) > 0).float())
             acc["normal_mae_deg"].append(normal_mae_deg(pred_n, gt_n, weight))
-    return {k: _mean(v) for k, v in acc.items()}
+        if "material_probs" in out:
+            seg_renders.append({k: out[k].cpu() for k in ("material_probs", "opacity", "depth")})
+    metrics = {k: _mean(v) for k, v in acc.items()}
+    if seg_renders:
+        from lumisurf.eval.segmentation_eval import segmentation_metrics
+
+        stems = [Path(f).stem for f in split.files[: len(seg_renders)]] if split.files else None
+        metrics.update(segmentation_metrics(split, seg_renders, ds, out_dir=loaded.run.renders(split_name),
+                                            stems=stems))
+    return metrics
 
 
 def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:

@@ -1,7 +1,16 @@
-"""``lumisurf extract RUN``: marching cubes of the trained SDF, written in the dataset's world frame."""
+"""``lumisurf extract RUN``: marching cubes of the trained SDF, written in the dataset's world frame.
+
+Runs with NeRO or segmented shading also get ``RUN/mesh_materials.ply``: the same mesh with the Stage I
+materials per vertex (albedo, metallic, roughness) and, with a material assignment, ``material_prob_k``
+and ``material_id`` per vertex.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
 
 from lumisurf.mesh.export import mesh_to_world, save_mesh
 from lumisurf.mesh.marching_cubes import extract_mesh
@@ -20,5 +29,32 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
     sdf = loaded.model.sdf
     mesh = extract_mesh(lambda x: sdf.sdf(x), resolution=res, bound=1.0, device=loaded.device,
                         progress=progress)
+    if getattr(loaded.model, "nero", None) is not None and len(mesh.vertices):
+        from lumisurf.mesh.material_export import write_material_ply
+
+        mats = stage1_vertex_materials(loaded.model, np.asarray(mesh.vertices, np.float32), loaded.device)
+        world = mesh_to_world(mesh.copy(), loaded.normalization)
+        write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
     mesh = mesh_to_world(mesh, loaded.normalization)
     return save_mesh(mesh, loaded.run.mesh_path, force=force)
+
+
+def stage1_vertex_materials(model, vertices: np.ndarray, device, chunk: int = 8192) -> dict[str, np.ndarray]:
+    """Stage I shading parameters at mesh vertices [V, 3] (normalised frame), seen along the normal."""
+    keys = ("albedo", "metallic", "roughness", "probs")
+    acc: dict[str, list] = {k: [] for k in keys}
+    for i in range(0, len(vertices), chunk):
+        x = torch.as_tensor(vertices[i:i + chunk], device=device)
+        _, feat, grad = model.sdf.sdf_and_gradient(x, create_graph=False)
+        with torch.no_grad():
+            out = model.color(x, grad.detach(), -F.normalize(grad.detach(), dim=-1), feat.detach())
+        for k in keys:
+            if k in out:
+                acc[k].append(out[k].float().cpu().numpy())
+    res = {"albedo": np.concatenate(acc["albedo"]), "metallic": np.concatenate(acc["metallic"])[:, 0],
+           "roughness": np.concatenate(acc["roughness"])[:, 0]}
+    if acc["probs"]:
+        probs = np.concatenate(acc["probs"])
+        res["material_prob"] = probs
+        res["material_id"] = probs.argmax(-1).astype(np.int32)
+    return res
