@@ -181,6 +181,7 @@ class SegmentationConfig:
     energy_weight: float = 0.1  # relu(mixture reflectance - 1)^2
     material_range_weight: float = 0.0
     smoothness_weight: float = 0.0  # head parameters at p and p + eps
+    warm_start_weight: float = 0.1  # model.assignment.init kmeans|masks: CE of rendered A to the 2D maps
     em_weight: float = 1.0  # phase D: cross-entropy of A to the E-step posterior
     em_temperature: float = 0.05
 

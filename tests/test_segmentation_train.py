@@ -52,14 +52,18 @@ def test_named_groups_cover_every_parameter(tmp_path):
 
 def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path):
     # phases A, B end at step 0, C runs the whole training: every segmentation term is live
-    tr = _trainer(tmp_path, ["schedule.phase_ends=[0.0,0.0,1.0,1.0]", "loss.segmentation.em_weight=1.0"])
+    tr = _trainer(tmp_path, ["schedule.phase_ends=[0.0,0.0,1.0,1.0]", "loss.segmentation.em_weight=1.0",
+                             "model.assignment.init=kmeans", "loss.segmentation.smoothness_weight=0.1",
+                             "loss.segmentation.material_range_weight=0.1", "loss.segmentation.sparsity_weight=0.1"])
+    assert tr.warm_maps is not None and tr.warm_maps.shape[-1] == 2  # k-means soft maps of the train views
     before = [p.detach().clone() for p in tr.model.color.assignment.parameters()]
     seen: dict[str, float] = {}
     for _ in range(3):
         tr._update_schedules()
         seen.update(tr.train_step())
         tr.step += 1
-    for key in ("loss_entropy", "loss_boundary", "loss_consistency", "loss_energy"):
+    for key in ("loss_entropy", "loss_boundary", "loss_consistency", "loss_energy", "loss_warm_start",
+                "loss_smoothness", "loss_material_range", "loss_sparsity"):
         assert key in seen and seen[key] == seen[key]  # present and not NaN
     assert "loss_em" not in seen  # EM is a phase-D term
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}

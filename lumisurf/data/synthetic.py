@@ -17,10 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lumisurf.shading.color_space import linear_to_srgb  # noqa: F401  (re-exported)
-
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.scene import SceneData, Split
+from lumisurf.shading.color_space import linear_to_srgb  # noqa: F401  (re-exported)
 
 SPHERE_CENTER = (0.0, 0.0, 0.12)
 SPHERE_RADIUS = 0.38

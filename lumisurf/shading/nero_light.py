@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.ide import IDEncoding
 from lumisurf.encodings.ipe import integrated_positional_encoding
+from lumisurf.shading.color_space import linear_to_srgb  # noqa: F401  (re-exported)
 
 HUMAN_SCALE = 0.3  # NeRO: plane coordinates and ray lengths are scaled by this before the IPE
 HUMAN_RANGE = 1.5  # scaled plane points farther than this from the camera get no human light
@@ -42,12 +43,6 @@ def set_output_bias(mlp: nn.Sequential, value: float) -> None:
 def exp_light(x: Tensor, exp_max: float) -> Tensor:
     """Positive light from an MLP output: ``exp(min(x, exp_max))``."""
     return torch.exp(x.clamp(max=exp_max))
-
-
-def linear_to_srgb(x: Tensor) -> Tensor:
-    """sRGB transfer function of linear values (negative values map to 0; values > 1 extrapolate)."""
-    x = x.clamp_min(0.0)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-8) ** (1.0 / 2.4) - 0.055)
 
 
 def reflect(dirs: Tensor, normals: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 GROUPS = ("sdf", "variance", "color", "shading", "assignment", "heads", "background")
 GEOMETRY_LOSSES = ("rgb", "eikonal", "mask")
 SEGMENTATION_LOSSES = ("entropy", "sparsity", "consistency", "boundary", "energy", "material_range",
-                       "smoothness")
+                       "smoothness", "warm_start")
 
 
 @dataclass

@@ -1,12 +1,16 @@
 """Stage I segmentation terms of one training step (phases C/D): the losses of ``losses/segmentation.py``
 fed from the model's outputs. Orchestration only; the maths lives in the loss functions.
 
-* entropy: per-ray assignment (normalised by opacity) should be decisive;
+* entropy / sparsity: per-ray assignment (normalised by opacity) should be decisive;
 * energy: the mixture's reflectance must stay <= 1 at every sample;
 * boundary: A(x) and A(x + eps) agree at surface points (x from the rendered depth);
 * consistency: a surface point seen from another training camera gets the same assignment there (a ray
   from that camera's centre through the point is rendered; occluded views are masked by depth);
-* em: cross-entropy of the assignment to the E-step posterior of the heads' per-ray residuals.
+* em: cross-entropy of the assignment to the E-step posterior of the heads' per-ray residuals;
+* smoothness / material_range: head parameters at x and x + eps agree; per-ray albedo stays in the
+  physically plausible [0.02, 0.95] and roughness above 0.02 (the heads' sigmoids already bound [0, 1]);
+* warm_start: cross-entropy of the rendered assignment to 2D soft maps (k-means or user masks) lifted to
+  3D through rendering (``warm_start_maps``).
 """
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, em_assignment_loss,
-                                          em_posterior, energy_conservation_loss, entropy_loss)
+from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, crease_weight,
+                                          em_assignment_loss, em_posterior, energy_conservation_loss,
+                                          entropy_loss, range_loss, smoothness_loss, sparsity_loss)
 
 CONSISTENCY_RAYS = 128
 DEPTH_TOLERANCE = 0.02  # normalised units: the other view's depth must reach the point
@@ -38,13 +43,24 @@ def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, 
     probs = _ray_probs(out, surf)
     if active("entropy") and seg_cfg.entropy_weight > 0:
         losses["entropy"] = entropy_loss(probs)
+    if active("sparsity") and seg_cfg.sparsity_weight > 0:
+        losses["sparsity"] = sparsity_loss(probs)
     if active("energy") and seg_cfg.energy_weight > 0 and "reflectance" in out:
         losses["energy"] = energy_conservation_loss(out["reflectance"])
     x = (o[surf] + d[surf] * out["depth"][surf]).detach()  # [M, 3] surface points
+    jitter = torch.randn(x.shape, generator=generator, device="cpu").to(x) * seg_cfg.boundary_eps
     if active("boundary") and seg_cfg.boundary_weight > 0:
-        jitter = torch.randn(x.shape, generator=generator, device="cpu").to(x) * seg_cfg.boundary_eps
         a = model.color.assignment
-        losses["boundary"] = boundary_smoothness_loss(a.probs(x), a.probs(x + jitter))
+        with torch.no_grad():  # material edges may sit on creases: penalise less across them
+            n_a = model.sdf.sdf_and_gradient(x, create_graph=False)[2]
+            n_b = model.sdf.sdf_and_gradient(x + jitter, create_graph=False)[2]
+            w = crease_weight(F.normalize(n_a, dim=-1), F.normalize(n_b, dim=-1), seg_cfg.boundary_sharpness)
+        losses["boundary"] = boundary_smoothness_loss(a.probs(x), a.probs(x + jitter), w)
+    if active("smoothness") and seg_cfg.smoothness_weight > 0:
+        losses["smoothness"] = _head_smoothness(model, x, jitter)
+    if active("material_range") and seg_cfg.material_range_weight > 0:
+        losses["material_range"] = (range_loss(out["albedo"][surf], 0.02, 0.95)
+                                    + range_loss(out["roughness"][surf], 0.02, 1.0))
     if active("consistency") and seg_cfg.consistency_weight > 0:
         losses["consistency"] = _consistency(x, probs, cameras, render_fn, generator)
     if active("em") and seg_cfg.em_weight > 0:
@@ -68,3 +84,43 @@ def _consistency(x: Tensor, probs: Tensor, cameras, render_fn, generator: torch.
     per_view = torch.stack([probs, p2], 1)  # [m, 2, K]
     valid = torch.stack([torch.ones_like(valid2), valid2], 1)
     return consistency_loss(per_view, valid)
+
+
+def _head_smoothness(model, x: Tensor, jitter: Tensor) -> Tensor:
+    """Mean |params_k(x) - params_k(x + jitter)| over the heads (their pre-shading parameters in (0, 1))."""
+    from lumisurf.shading.heads import ShadingContext
+
+    feats = [model.sdf(p)[1] for p in (x, x + jitter)]
+    total = torch.zeros((), device=x.device)
+    for head in model.color.heads:
+        pa = head.params01(ShadingContext(x, x, x, feats[0], x, x))
+        pb = head.params01(ShadingContext(x + jitter, x, x, feats[1], x, x))
+        total = total + smoothness_loss(pa, pb)
+    return total / len(model.color.heads)
+
+
+def warm_start_maps(cfg, split) -> Tensor | None:
+    """2D soft material maps [n, H, W, K] of the training views for ``model.assignment.init`` (or None)."""
+    a = cfg.model.assignment
+    if not a.enabled or a.init == "none":
+        return None
+    from lumisurf.fields.assignment import kmeans_soft_maps, load_mask_folder
+
+    if a.init == "kmeans":
+        return kmeans_soft_maps(split.images, split.masks, a.K)
+    if a.mask_path is None:
+        from lumisurf.errors import ConfigError
+
+        raise ConfigError("model.assignment.init=masks needs model.assignment.mask_path (a folder of id PNGs)")
+    return load_mask_folder(a.mask_path, split.files, a.K)
+
+
+def warm_start_loss(out: dict, maps: Tensor, cam: Tensor, px: Tensor, py: Tensor) -> Tensor:
+    """Cross-entropy of the rendered assignment to the 2D maps at the batch's pixels (foreground only)."""
+    target = maps[cam.cpu(), py.long().cpu(), px.long().cpu()].to(out["material_probs"])  # [n, K]
+    fg = (target.sum(-1) > 0.5) & (out["opacity"][:, 0] > 0.5)
+    if not bool(fg.any()):
+        return out["material_probs"].sum() * 0.0
+    p = out["material_probs"][fg]
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-6)
+    return -(target[fg] * torch.log(p.clamp_min(1e-6))).sum(-1).mean()

@@ -22,7 +22,7 @@ from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
-from lumisurf.train.segmentation_step import segmentation_losses
+from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 from lumisurf.train.visualize import save_validation_image
 
@@ -85,6 +85,7 @@ class Trainer:
         self.step, self.elapsed = 0, 0.0
         self.occupied_fraction = 1.0
         self.has_masks = self.train_split.masks is not None
+        self.warm_maps = warm_start_maps(cfg, self.train_split)  # 2D material maps [n, H, W, K] or None
 
     # ------------------------------------------------------------------ schedules
     def _rescale_schedules(self, total_steps: int) -> None:
@@ -126,6 +127,7 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         batch = self.sampler.sample(cfg.train.batch_rays, self.generator)
+        self.last_batch = batch
         o, d = self.cameras.rays(batch.cam_idx, batch.px, batch.py)
         bg = background_color(cfg.data.background, o.shape[0], self.generator, self.device)
         target = composite(batch.rgb, batch.mask, bg)
@@ -177,6 +179,9 @@ class Trainer:
         render = lambda o2, d2: self.model(o2, d2, bg[: o2.shape[0]], state, need_grad_graph=False)  # noqa: E731
         terms = segmentation_losses(self.model, out, o, d, target, self.cameras, seg, self._active, render,
                                     self.generator)
+        if self.warm_maps is not None and seg.warm_start_weight > 0 and self._active("warm_start"):
+            b = self.last_batch
+            terms["warm_start"] = warm_start_loss(out, self.warm_maps, b.cam_idx, b.px, b.py)
         total = torch.zeros((), device=o.device)
         for name, value in terms.items():
             total = total + getattr(seg, f"{name}_weight") * value
