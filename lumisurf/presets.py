@@ -70,7 +70,9 @@ LUMISURF = {
                       "grid": {"n_levels": 16, "n_features": 2, "log2_table_size": 17, "base_resolution": 16,
                                "max_resolution": 1024}}},
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
-    "schedule": {"grid_start_levels": 8, "grid_steps_per_level": 250},
+    # the A-E phase schedule drives the optimizer groups; without a material assignment phases C/D only
+    # switch on the segmentation terms, which this preset leaves off (see lumisurf-seg)
+    "schedule": {"grid_start_levels": 8, "grid_steps_per_level": 250, "phases": "abcde"},
 }
 
 # NeRO Stage I (Liu et al. 2023) as published: NeuS geometry (8x256 SDF MLP, NeRF++ background, 64 + 64

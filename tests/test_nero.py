@@ -2,6 +2,7 @@
 import math
 from dataclasses import replace
 
+import pytest
 import torch
 
 from lumisurf.config import Config, NeroConfig
@@ -192,3 +193,20 @@ def test_surface_model_nero_outputs(monkeypatch):
     with torch.no_grad():
         ev = model(o, d, bg, RenderState(1.0, False, None), need_grad_graph=False)
     assert "occ_pred" not in ev and ev["rgb"].shape == (24, 3) and (ev["rgb"] <= 1).all()
+
+
+@pytest.mark.parametrize("preset", ["nero", "lumisurf-seg"])
+def test_nero_model_renders_rays_that_miss_everything(preset):
+    """Chunks whose rays all miss the unit sphere (or the occupancy grid) must render background."""
+    from lumisurf.models.surface import RenderState, SurfaceModel
+    from lumisurf.presets import preset_config
+
+    cfg = preset_config(preset)
+    cfg.model.sdf.grid.implementation = "torch"
+    cfg.model.assignment.grid.implementation = "torch"
+    model = SurfaceModel(cfg.model, cfg.sampler, "constant")
+    o = torch.tensor([[0.0, 0.0, 5.0]]).expand(8, 3).contiguous()
+    d = torch.tensor([[0.0, 1.0, 0.0]]).expand(8, 3).contiguous()  # parallel to the sphere, never enters it
+    out = model(o, d, torch.ones(8, 3), RenderState(), need_grad_graph=False)
+    assert torch.allclose(out["rgb"], torch.ones(8, 3)) and float(out["opacity"].abs().max()) == 0.0
+    assert out["albedo"].shape == (8, 3)

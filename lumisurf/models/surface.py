@@ -158,7 +158,7 @@ class SurfaceModel(nn.Module):
         """Per-ray albedo/metallic/roughness and, when training, NeRO's occlusion pairs at surface points:
         occ_pred (the occlusion MLP, unclamped) and occ_target (SDF-marched hit probability), both [M, 1]."""
         k, n_s = weights.shape
-        res = {key: accumulate(weights, shade[key].reshape(k, n_s, -1)) for key in ("albedo", "metallic", "roughness")}
+        res = {key: accumulate(weights, shade[key].reshape(k, n_s, shade[key].shape[-1])) for key in ("albedo", "metallic", "roughness")}
         if not training or self.nero.occ_points <= 0 or k == 0:
             return res
         sel = self._occlusion_samples(weights, pts, grad, d, state.generator)

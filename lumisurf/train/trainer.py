@@ -114,8 +114,8 @@ class Trainer:
 
     def _update_schedules(self) -> None:
         factor = self.lr_schedule.update(self.step)
-        if self.phases is not None:
-            self.phases.apply(self.optimizer.param_groups, self.step, factor)
+        if self.phases is not None:  # phase E is Stage II: steps past the budget's estimate stay in D
+            self.phases.apply(self.optimizer.param_groups, min(self.step, self.phases.total_steps - 1), factor)
         self.anneal.update(self.step)
         levels = self.levels.update(self.step) if self.levels.n_levels > 0 else None
         self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(self.step, levels))
