@@ -218,6 +218,7 @@ class ScheduleConfig:
     phases: Literal["none", "abcde"] = "none"
     phase_ends: tuple[float, ...] = (0.1, 0.3, 0.7, 1.0)  # ends of A, B, C, D as fractions of max_steps
     em_every: int = 0  # phase D: alternate heads/geometry and assignment every k steps (0: no EM)
+    assignment_lr_scale: float = 0.1  # phases C/D: the assignment field's learning rate factor
 
 
 @dataclass

@@ -101,13 +101,18 @@ NERO = {
 
 # Soft material segmentation (objects that mix materials): the nero preset's geometry and lights with K = 2
 # heads (GGX specular, Lambert) mixed by a hash-grid assignment field, under the A-E phase schedule
-# (A/B geometry + shading, C adds the assignment with entropy / energy / boundary / reprojection
-# consistency at a 0.1x learning rate, D continues it; E = Stage II, `lumisurf material`).
+# (A/B geometry + shading for the first 15 %, C adds the assignment with entropy / energy / boundary /
+# reprojection consistency and a warm start from k-means colour maps of the training views, D continues
+# it; E = Stage II, `lumisurf material`). Phase ends and the assignment's learning rate are set for CPU
+# budgets of a few hundred steps.
 LUMISURF_SEG = {
     **NERO,
     "preset": "lumisurf-seg",
-    "model": {**NERO["model"], "assignment": {"enabled": True, "K": 2, "heads": ["specular", "lambert"]}},
-    "schedule": {**NERO.get("schedule", {}), "phases": "abcde"},
+    "model": {**NERO["model"], "assignment": {"enabled": True, "K": 2, "heads": ["specular", "lambert"],
+                                              "init": "kmeans"}},
+    "loss": {**NERO["loss"], "segmentation": {"warm_start_weight": 0.5, "entropy_weight": 1e-2}},
+    "schedule": {**NERO.get("schedule", {}), "phases": "abcde", "phase_ends": [0.05, 0.15, 0.7, 1.0],
+                 "assignment_lr_scale": 1.0},
 }
 
 PRESETS: dict[str, dict] = {"neus": NEUS, "neus-paper": NEUS_PAPER, "instant-nsr": INSTANT_NSR,

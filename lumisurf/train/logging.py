@@ -30,11 +30,23 @@ class ScalarLogger:
             self._fields = list(row)
             with open(self.path, "w", newline="") as f:
                 csv.DictWriter(f, self._fields).writeheader()
+        elif any(k not in self._fields for k in row):  # a term switched on later (e.g. a phase): widen
+            self._widen([k for k in row if k not in self._fields])
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self._fields, extrasaction="ignore").writerow(row)
         if self._tb is not None:
             for k, v in scalars.items():
                 self._tb.add_scalar(k, float(v), step)
+
+    def _widen(self, new: list[str]) -> None:
+        """Rewrite the CSV with extra columns (earlier rows get empty cells there)."""
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        self._fields = self._fields + new
+        with open(self.path, "w", newline="") as f:
+            w = csv.DictWriter(f, self._fields)
+            w.writeheader()
+            w.writerows(rows)
 
     def close(self) -> None:
         if self._tb is not None:

@@ -56,7 +56,7 @@ def phases_from_config(schedule_cfg) -> list[PhaseConfig] | None:
     """``cfg.schedule`` -> phases (None when ``phases == "none"``)."""
     if schedule_cfg.phases == "none":
         return None
-    return default_phases(tuple(schedule_cfg.phase_ends), schedule_cfg.em_every)
+    return default_phases(tuple(schedule_cfg.phase_ends), schedule_cfg.em_every, schedule_cfg.assignment_lr_scale)
 
 
 class PhaseSchedule:
