@@ -170,7 +170,8 @@ def test_phase_schedule_switches_and_freezes():
     groups = [{"name": g, "lr": 1e-2, "params": []} for g in ("sdf", "assignment", "heads", "shading")]
     groups.append({"lr": 5.0, "params": []})  # unnamed: untouched
     sched.apply(groups, step=5, lr_factor=0.5)
-    assert [g["lr"] for g in groups] == [5e-3, 0.0, 0.0, 0.0, 5.0]
+    # phase A: geometry and the shading model (heads, shared lights) train; the assignment waits for C
+    assert [g["lr"] for g in groups] == [5e-3, 0.0, 5e-3, 5e-3, 5.0]
     sched.apply(groups, step=50)  # phase C: assignment at 0.1x, heads on
     assert groups[0]["lr"] == pytest.approx(1e-2) and groups[1]["lr"] == pytest.approx(1e-3)
     assert groups[2]["lr"] == pytest.approx(1e-2)
@@ -181,7 +182,7 @@ def test_phase_schedule_switches_and_freezes():
 
 def test_phase_schedule_em_alternation_and_weights():
     sched = PhaseSchedule(default_phases((0.1, 0.3, 0.7, 1.0), em_every=5), total_steps=100)
-    assert sched.trainable(70) == ("sdf", "variance", "color", "background", "shading", "heads")
+    assert sched.trainable(70) == ("sdf", "variance", "color", "shading", "heads", "background")
     assert sched.trainable(75) == ("assignment",) and sched.lr_scale("sdf", 75) == 0.0
     assert sched.update(80).is_active("em")
     w = WeightSchedule("entropy", sched, start=0.0, end=1.0, ramp_steps=20)
