@@ -72,7 +72,11 @@ class _Head(nn.Module):
 
     def params01(self, ctx: ShadingContext) -> Tensor:
         """[N, n_params] in (0, 1)."""
-        return torch.sigmoid(self.mlp(torch.cat([ctx.features, ctx.points], -1)))
+        return self.params_at(ctx.points, ctx.features)
+
+    def params_at(self, points: Tensor, features: Tensor) -> Tensor:
+        """The head's parameters [N, n_params] in (0, 1) at points [N, 3] with SDF features [N, F]."""
+        return torch.sigmoid(self.mlp(torch.cat([features, points], -1)))
 
 
 def _light(term: LightTerm, roughness: Tensor) -> Tensor:

@@ -88,14 +88,10 @@ def _consistency(x: Tensor, probs: Tensor, cameras, render_fn, generator: torch.
 
 def _head_smoothness(model, x: Tensor, jitter: Tensor) -> Tensor:
     """Mean |params_k(x) - params_k(x + jitter)| over the heads (their pre-shading parameters in (0, 1))."""
-    from lumisurf.shading.heads import ShadingContext
-
     feats = [model.sdf(p)[1] for p in (x, x + jitter)]
     total = torch.zeros((), device=x.device)
     for head in model.color.heads:
-        pa = head.params01(ShadingContext(x, x, x, feats[0], x, x))
-        pb = head.params01(ShadingContext(x + jitter, x, x, feats[1], x, x))
-        total = total + smoothness_loss(pa, pb)
+        total = total + smoothness_loss(head.params_at(x, feats[0]), head.params_at(x + jitter, feats[1]))
     return total / len(model.color.heads)
 
 

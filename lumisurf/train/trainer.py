@@ -127,7 +127,6 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         batch = self.sampler.sample(cfg.train.batch_rays, self.generator)
-        self.last_batch = batch
         o, d = self.cameras.rays(batch.cam_idx, batch.px, batch.py)
         bg = background_color(cfg.data.background, o.shape[0], self.generator, self.device)
         target = composite(batch.rgb, batch.mask, bg)
@@ -162,7 +161,7 @@ class Trainer:
             loss = loss + cfg.loss.occlusion_weight * loss_o
             scalars["loss_occ"] = loss_o.item()
         if self.model.segmented:
-            loss = loss + self._segmentation_terms(out, o, d, target, bg, state, scalars)
+            loss = loss + self._segmentation_terms(out, batch, o, d, target, bg, state, scalars)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -174,14 +173,13 @@ class Trainer:
                        lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction)
         return scalars
 
-    def _segmentation_terms(self, out, o, d, target, bg, state, scalars: dict) -> torch.Tensor:
+    def _segmentation_terms(self, out, batch, o, d, target, bg, state, scalars: dict) -> torch.Tensor:
         seg = self.cfg.loss.segmentation
         render = lambda o2, d2: self.model(o2, d2, bg[: o2.shape[0]], state, need_grad_graph=False)  # noqa: E731
         terms = segmentation_losses(self.model, out, o, d, target, self.cameras, seg, self._active, render,
                                     self.generator)
         if self.warm_maps is not None and seg.warm_start_weight > 0 and self._active("warm_start"):
-            b = self.last_batch
-            terms["warm_start"] = warm_start_loss(out, self.warm_maps, b.cam_idx, b.px, b.py)
+            terms["warm_start"] = warm_start_loss(out, self.warm_maps, batch.cam_idx, batch.px, batch.py)
         total = torch.zeros((), device=o.device)
         for name, value in terms.items():
             total = total + getattr(seg, f"{name}_weight") * value
