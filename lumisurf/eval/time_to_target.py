@@ -178,7 +178,9 @@ def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callabl
             rescaled = True
         done = trainer.elapsed >= budget_s or trainer.step >= trainer.cfg.train.max_steps
         if trainer.elapsed >= next_eval or done:
+            t_eval = time.perf_counter()
             row = evaluate(trainer)
+            row["eval_seconds"] = round(time.perf_counter() - t_eval, 1)  # the whole time the clock was paused
             rows.append(row)
             value = row.get("psnr")
             bar.set_postfix(steps=trainer.step, psnr="n/a" if value is None else f"{value:.2f}")
