@@ -183,6 +183,9 @@ class SegmentationConfig:
     material_range_weight: float = 0.0
     smoothness_weight: float = 0.0  # head parameters at p and p + eps
     warm_start_weight: float = 0.1  # model.assignment.init kmeans|masks: CE of rendered A to the 2D maps
+    metal_prior_weight: float = 0.0  # BCE: metallic of the specular head -> view-dependent heads
+    metal_prior_threshold: float = 0.5
+    metal_prior_width: float = 0.1
     em_weight: float = 1.0  # phase D: cross-entropy of A to the E-step posterior
     em_temperature: float = 0.05
 

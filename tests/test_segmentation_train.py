@@ -1,6 +1,9 @@
 """Segmentation wired into Stage I: the mixture shading, phase-gated losses, EM, named optimizer groups."""
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from lumisurf.config import apply_overrides
@@ -54,7 +57,8 @@ def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path
     # phases A, B end at step 0, C runs the whole training: every segmentation term is live
     tr = _trainer(tmp_path, ["schedule.phase_ends=[0.0,0.0,1.0,1.0]", "loss.segmentation.em_weight=1.0",
                              "model.assignment.init=kmeans", "loss.segmentation.smoothness_weight=0.1",
-                             "loss.segmentation.material_range_weight=0.1", "loss.segmentation.sparsity_weight=0.1"])
+                             "loss.segmentation.material_range_weight=0.1", "loss.segmentation.sparsity_weight=0.1",
+                             "loss.segmentation.metal_prior_weight=1.0"])
     assert tr.warm_maps is not None and tr.warm_maps.shape[-1] == 2  # k-means soft maps of the train views
     before = [p.detach().clone() for p in tr.model.color.assignment.parameters()]
     seen: dict[str, float] = {}
@@ -63,13 +67,27 @@ def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path
         seen.update(tr.train_step())
         tr.step += 1
     for key in ("loss_entropy", "loss_boundary", "loss_consistency", "loss_energy", "loss_warm_start",
-                "loss_smoothness", "loss_material_range", "loss_sparsity"):
+                "loss_smoothness", "loss_material_range", "loss_sparsity", "loss_metal_prior"):
         assert key in seen and seen[key] == seen[key]  # present and not NaN
     assert "loss_em" not in seen  # EM is a phase-D term
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
     assert lrs["assignment"] > 0
     after = list(tr.model.color.assignment.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
+
+
+def test_metal_prior_hand_values():
+    from lumisurf.train.segmentation_step import metal_prior_loss
+
+    probs = torch.tensor([[0.8, 0.2], [0.3, 0.7]], requires_grad=True)  # heads (specular, lambert)
+    loss = metal_prior_loss(probs, ("specular", "lambert"), torch.tensor([1.0, 0.0]))
+    assert float(loss.detach()) == pytest.approx(-(math.log(0.8) + math.log(0.7)) / 2, rel=1e-6)
+    loss.backward()
+    assert torch.allclose(probs.grad[:, 0], torch.tensor([-1 / 0.8 / 2, 1 / 0.7 / 2]))
+    assert torch.allclose(probs.grad[:, 1], torch.zeros(2))  # only the view-dependent heads' sum counts
+    for heads in (("lambert", "subsurface"), ("specular", "transmission")):  # no split: no signal
+        zero = metal_prior_loss(probs, heads, torch.ones(2))
+        assert float(zero.detach()) == 0.0 and zero.requires_grad
 
 
 def test_phase_a_freezes_the_assignment_and_d_runs_em(tmp_path):

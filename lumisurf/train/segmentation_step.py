@@ -10,7 +10,11 @@ fed from the model's outputs. Orchestration only; the maths lives in the loss fu
 * smoothness / material_range: head parameters at x and x + eps agree; per-ray albedo stays in the
   physically plausible [0.02, 0.95] and roughness above 0.02 (the heads' sigmoids already bound [0, 1]);
 * warm_start: cross-entropy of the rendered assignment to 2D soft maps (k-means or user masks) lifted to
-  3D through rendering (``warm_start_maps``).
+  3D through rendering (``warm_start_maps``);
+* metal_prior: self-training from the specular head's own estimate: surface points where it finds metal
+  (metallic above a threshold) go to the view-dependent heads, the others to Lambert / subsurface
+  (``metal_prior_loss``). Metal against dielectric is the first split of PBR materials, and Stage I
+  recovers metallic well where reflections are visible; glossy dielectrics are not told apart by it.
 """
 from __future__ import annotations
 
@@ -68,6 +72,31 @@ def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, 
         post = em_posterior(residual.detach(), seg_cfg.em_temperature)
         losses["em"] = em_assignment_loss(probs, post)
     return losses
+
+
+VIEW_DEPENDENT_HEADS = ("specular", "transmission")
+
+
+def metal_prior_term(model, out: dict, o: Tensor, d: Tensor, head_names, seg_cfg) -> Tensor | None:
+    """The metal prior at the batch's surface points (None without a specular head or surface rays)."""
+    surf = (out["opacity"][:, 0] > 0.5).nonzero()[:, 0]
+    if surf.numel() == 0 or "specular" not in head_names:
+        return None
+    x = (o[surf] + d[surf] * out["depth"][surf]).detach()
+    with torch.no_grad():
+        params = model.color.heads[list(head_names).index("specular")].params_at(x, model.sdf(x)[1])
+        target = torch.sigmoid((params[:, 3] - seg_cfg.metal_prior_threshold) / seg_cfg.metal_prior_width)
+    return metal_prior_loss(_ray_probs(out, surf), head_names, target)
+
+
+def metal_prior_loss(probs: Tensor, head_names, target: Tensor) -> Tensor:
+    """BCE of the summed probability of the view-dependent heads (probs [M, K]) to ``target`` [M] in
+    (0, 1). Zero (with a graph) when none or all of the heads are view-dependent."""
+    vd = torch.tensor([name in VIEW_DEPENDENT_HEADS for name in head_names], device=probs.device)
+    if bool(vd.all()) or not bool(vd.any()):
+        return probs.sum() * 0.0
+    p = probs[:, vd].sum(-1).clamp(1e-6, 1 - 1e-6)
+    return -(target * p.log() + (1 - target) * (1 - p).log()).mean()
 
 
 def _consistency(x: Tensor, probs: Tensor, cameras, render_fn, generator: torch.Generator) -> Tensor:

@@ -22,7 +22,8 @@ from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
-from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
+from lumisurf.train.segmentation_step import (metal_prior_term, segmentation_losses, warm_start_loss,
+                                             warm_start_maps)
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 from lumisurf.train.visualize import save_validation_image
 
@@ -180,6 +181,10 @@ class Trainer:
                                     self.generator)
         if self.warm_maps is not None and seg.warm_start_weight > 0 and self._active("warm_start"):
             terms["warm_start"] = warm_start_loss(out, self.warm_maps, batch.cam_idx, batch.px, batch.py)
+        if seg.metal_prior_weight > 0 and self._active("metal_prior"):
+            prior = metal_prior_term(self.model, out, o, d, self.cfg.model.assignment.heads, seg)
+            if prior is not None:
+                terms["metal_prior"] = prior
         total = torch.zeros((), device=o.device)
         for name, value in terms.items():
             total = total + getattr(seg, f"{name}_weight") * value
