@@ -73,7 +73,7 @@ class BackgroundConfig:
 
 def _assignment_grid() -> HashGridConfig:
     return HashGridConfig(n_levels=8, n_features=2, log2_table_size=15, base_resolution=4, max_resolution=128,
-                          implementation="torch")
+                          implementation="warp")
 
 
 @dataclass
@@ -97,6 +97,9 @@ class AssignmentConfig:
     head_hidden: int = 64
     head_layers: int = 2
     init: Literal["none", "kmeans", "masks"] = "none"
+    # phases before the assignment trains (A/B) render with this head alone, so its parameters are fitted to
+    # the whole object first (the metal prior reads the specular head's metallic); None: the mixture
+    pretrain_head: Optional[Literal["lambert", "specular", "transmission", "subsurface"]] = None
     mask_path: Optional[str] = None  # init=masks: folder of <image stem>.png integer-id maps
 
 

@@ -90,6 +90,29 @@ def test_metal_prior_hand_values():
         assert float(zero.detach()) == 0.0 and zero.requires_grad
 
 
+def test_pretrain_head_renders_alone_until_the_assignment_trains(tmp_path):
+    tr = _trainer(tmp_path, ["schedule.phase_ends=[0.5,0.5,1.0,1.0]", "model.assignment.pretrain_head=specular"])
+    tr.phases.total_steps = 4
+    tr._update_schedules()  # phase A
+    assert tr.model.color.solo == 0
+    scalars = tr.train_step()
+    assert scalars["loss"] == scalars["loss"]
+    tr.step = 2
+    tr._update_schedules()  # phase C: the mixture
+    assert tr.model.color.solo is None
+    shading = tr.model.color
+    shading.solo = 1
+    n = 16
+    x, nrm = torch.rand(n, 3) - 0.5, torch.randn(n, 3)
+    v = torch.nn.functional.normalize(torch.randn(n, 3), dim=-1)
+    out = shading(x, nrm, v, torch.randn(n, tr.model.sdf.feature_dim))
+    assert torch.equal(out["probs"], torch.tensor([[0.0, 1.0]]).expand(n, 2))
+    from lumisurf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pretrain_head"):
+        _trainer(tmp_path / "bad", ["model.assignment.pretrain_head=transmission"])
+
+
 def test_phase_a_freezes_the_assignment_and_d_runs_em(tmp_path):
     tr = _trainer(tmp_path, ["schedule.phase_ends=[1.0,1.0,1.0,1.0]"])
     tr._update_schedules()

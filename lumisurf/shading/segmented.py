@@ -30,10 +30,13 @@ class SegmentedShading(nn.Module):
         if len(a.heads) != a.K:
             raise ConfigError(f"model.assignment: {len(a.heads)} heads {list(a.heads)} for K={a.K} materials; "
                               f"give one head per material")
+        if a.pretrain_head is not None and a.pretrain_head not in a.heads:
+            raise ConfigError(f"model.assignment.pretrain_head '{a.pretrain_head}' is not one of the heads {list(a.heads)}")
         self.assignment = AssignmentField(a)
         self.lights = NeroLights(model_cfg.nero)
         self.register_buffer("lut", torch.from_numpy(load_lut()).to(torch.float32), persistent=False)
         self.heads = build_heads(a.heads, feature_dim, a.head_hidden, a.head_layers, self.lut)
+        self.solo: Optional[int] = None  # set by the trainer: render with this head alone (one-hot mixture)
 
     def forward(self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor,
                 cam_origins: Optional[Tensor] = None) -> dict[str, Tensor]:
@@ -54,6 +57,8 @@ class SegmentedShading(nn.Module):
         if not spec_out:  # no specular head: still run the light model for the occlusion terms
             specular_light(torch.ones_like(points[:, :1]))
         probs = self.assignment.probs(points)  # [N, K]
+        if self.solo is not None:
+            probs = F.one_hot(torch.full_like(probs[:, 0], self.solo, dtype=torch.long), len(self.heads)).to(probs)
         rgbs = torch.stack([o["rgb"] for o in outs])  # [K, N, 3]
         res = {"rgb": linear_to_srgb(mix_heads(rgbs, probs)).clamp(0.0, 1.0), "probs": probs,
                "head_rgb": rgbs.transpose(0, 1), "reflectance": mixture_reflectance(outs, probs),

@@ -116,7 +116,11 @@ class Trainer:
     def _update_schedules(self) -> None:
         factor = self.lr_schedule.update(self.step)
         if self.phases is not None:  # phase E is Stage II: steps past the budget's estimate stay in D
-            self.phases.apply(self.optimizer.param_groups, min(self.step, self.phases.total_steps - 1), factor)
+            phase = self.phases.apply(self.optimizer.param_groups, min(self.step, self.phases.total_steps - 1), factor)
+            solo = self.cfg.model.assignment.pretrain_head
+            if self.model.segmented and solo is not None:  # one head alone until the assignment trains
+                heads = list(self.cfg.model.assignment.heads)
+                self.model.color.solo = None if "assignment" in phase.trainable else heads.index(solo)
         self.anneal.update(self.step)
         levels = self.levels.update(self.step) if self.levels.n_levels > 0 else None
         self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(self.step, levels))
