@@ -196,3 +196,11 @@ def test_two_variants_end_to_end_through_the_cli(tmp_path, capsys):
     # results are never replaced without --force
     assert main(["bench", "ablate", str(spec_path), "--out", str(out), "--only", "neus"]) == 2
     assert "--force" in capsys.readouterr().err
+    # rerunning one variant replaces its folder and rows; the table keeps the other variant's results
+    before = (out / "variants" / "neus-no-eikonal" / "result.json").read_text()
+    assert main(["bench", "ablate", str(spec_path), "--out", str(out), "--only", "neus", "--force"]) == 0
+    md = (out / "ablation.md").read_text()
+    assert [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| neus")] == ["neus", "neus-no-eikonal"]
+    assert (out / "variants" / "neus-no-eikonal" / "result.json").read_text() == before
+    with open(out / "ablation.csv", newline="") as f:
+        assert {r["variant"] for r in csv.DictReader(f)} == {"neus", "neus-no-eikonal"}

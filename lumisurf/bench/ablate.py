@@ -115,6 +115,11 @@ def read_rows(path: Path) -> list[dict]:
 def run_variant(out: Path, spec: AblationSpec, variant: VariantSpec, cfg: Config, progress: bool) -> Outcome:
     root = out / "variants" / variant.name
     code = run_child(write_job(root, spec, variant, cfg, progress))
+    return load_outcome(root, variant, code)
+
+
+def load_outcome(root: Path, variant: VariantSpec, code: int = 0) -> Outcome:
+    """The outcome a variant's folder holds (``code``: its process's exit code)."""
     result_path = root / "result.json"
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     if code != 0 or result.get("status") != "ok":
@@ -215,12 +220,18 @@ def run_ablation(spec_path: Path, out: Optional[Path] = None, minutes: Optional[
     configs = build_configs(spec)
     out = Path(out) if out is not None else default_out(spec)
     prepare_out(out, list(configs), force)
-    outcomes = []
+    ran = {}
     for k, v in enumerate(spec.variants, 1):
         print(f"[{k}/{len(spec.variants)}] {v.name}: preset {v.preset} {' '.join(v.overrides)} "
               f"({spec.minutes * 60:.0f} s training)", flush=True)
-        outcomes.append(run_variant(out, spec, v, configs[v.name], progress))
-    md = write_outputs(out, spec, outcomes)
+        ran[v.name] = run_variant(out, spec, v, configs[v.name], progress)
+    outcomes = list(ran.values())
+    # the table also keeps the spec's other variants already in --out (a rerun of one variant with --only)
+    full = load_spec(Path(spec_path))
+    kept = {v.name: load_outcome(out / "variants" / v.name, v) for v in full.variants
+            if v.name not in ran and (out / "variants" / v.name / "result.json").exists()}
+    table = [ran.get(v.name) or kept.get(v.name) for v in full.variants]
+    md = write_outputs(out, spec, [o for o in table if o is not None])
     print(f"\n{md}\n\nwrote {out / 'ablation.csv'}, {out / 'ablation.md'}, {out / 'ablation.png'}", flush=True)
     failed = [o for o in outcomes if not o.ok]
     if failed:
