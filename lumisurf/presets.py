@@ -69,10 +69,10 @@ LUMISURF = {
               "sdf": {**INSTANT_NSR["model"]["sdf"], "normals": "analytic", "multires": 0,
                       "grid": {"n_levels": 16, "n_features": 2, "log2_table_size": 17, "base_resolution": 16,
                                "max_resolution": 1024}}},
-    # context pixel sampling (half the rays from the 3x3 colour-std prior): at 2 min per variant it cut
-    # glossy_bunny's Chamfer from 0.0207 to 0.0133 and kept dtu_scan24's PSNR (20.79 vs 20.71); the other
-    # samplers and S3IM did not help (benchmarks/results/ablate_*)
-    "sampler": {**INSTANT_NSR["sampler"], "pixels": "context"},
+    # uniform pixel sampling. Context sampling led at 2 min per variant (glossy_bunny Chamfer 0.0133 vs 0.0207,
+    # dtu_scan24 PSNR 20.79 vs 20.71; benchmarks/results/ablate_*) but lost at the 5-min budget: 916 steps and
+    # Chamfer 0.0176 against 1648 steps and 0.0081 uniform (its rays hit the object, so steps cost more)
+    "sampler": {**INSTANT_NSR["sampler"], "pixels": "uniform"},
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
     # the A-E phase schedule drives the optimizer groups; without a material assignment phases C/D only
     # switch on the segmentation terms, which this preset leaves off (see lumisurf-seg)
@@ -101,7 +101,6 @@ NERO = {
     "model": {**LUMISURF["model"], "shading": "nero",
               "nero": {"hidden": 64, "layers": 3, "weight_norm": False, "occ_points": 256, "occ_steps": 32}},
     "loss": {"rgb": "charbonnier", "eikonal_weight": 0.1, "mask_weight": 0.1, "occlusion_weight": 1.0},
-    "sampler": {**LUMISURF["sampler"], "pixels": "uniform"},  # as measured for issue 4; context untested here
 }
 
 # Soft material segmentation (objects that mix materials): the nero preset's geometry and lights with K = 2
