@@ -31,11 +31,13 @@ class SegmentedShading(nn.Module):
             raise ConfigError(f"model.assignment: {len(a.heads)} heads {list(a.heads)} for K={a.K} materials; "
                               f"give one head per material")
         if a.pretrain_head is not None and a.pretrain_head not in a.heads:
-            raise ConfigError(f"model.assignment.pretrain_head '{a.pretrain_head}' is not one of the heads {list(a.heads)}")
+            raise ConfigError(f"model.assignment.pretrain_head '{a.pretrain_head}' is not one of the heads "
+                              f"{list(a.heads)}")
         self.assignment = AssignmentField(a)
         self.lights = NeroLights(model_cfg.nero)
         self.register_buffer("lut", torch.from_numpy(load_lut()).to(torch.float32), persistent=False)
         self.heads = build_heads(a.heads, feature_dim, a.head_hidden, a.head_layers, self.lut)
+        self.head_names: tuple[str, ...] = tuple(a.heads)
         self.solo: Optional[int] = None  # set by the trainer: render with this head alone (one-hot mixture)
 
     def forward(self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor,

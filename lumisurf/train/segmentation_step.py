@@ -67,6 +67,8 @@ def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, 
                                     + range_loss(out["roughness"][surf], 0.02, 1.0))
     if active("consistency") and seg_cfg.consistency_weight > 0:
         losses["consistency"] = _consistency(x, probs, cameras, render_fn, generator)
+    if active("metal_prior") and seg_cfg.metal_prior_weight > 0 and "specular" in model.color.head_names:
+        losses["metal_prior"] = _metal_prior(model, x, probs, seg_cfg)
     if active("em") and seg_cfg.em_weight > 0:
         residual = (out["head_rgb"][surf] - target[surf, None]).abs().mean(-1)  # [M, K]
         post = em_posterior(residual.detach(), seg_cfg.em_temperature)
@@ -77,16 +79,13 @@ def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, 
 VIEW_DEPENDENT_HEADS = ("specular", "transmission")
 
 
-def metal_prior_term(model, out: dict, o: Tensor, d: Tensor, head_names, seg_cfg) -> Tensor | None:
-    """The metal prior at the batch's surface points (None without a specular head or surface rays)."""
-    surf = (out["opacity"][:, 0] > 0.5).nonzero()[:, 0]
-    if surf.numel() == 0 or "specular" not in head_names:
-        return None
-    x = (o[surf] + d[surf] * out["depth"][surf]).detach()
+def _metal_prior(model, x: Tensor, probs: Tensor, seg_cfg) -> Tensor:
+    """The metal prior at surface points x [M, 3] with per-ray assignments probs [M, K]."""
+    names = model.color.head_names
     with torch.no_grad():
-        params = model.color.heads[list(head_names).index("specular")].params_at(x, model.sdf(x)[1])
+        params = model.color.heads[names.index("specular")].params_at(x, model.sdf(x)[1])
         target = torch.sigmoid((params[:, 3] - seg_cfg.metal_prior_threshold) / seg_cfg.metal_prior_width)
-    return metal_prior_loss(_ray_probs(out, surf), head_names, target)
+    return metal_prior_loss(probs, names, target)
 
 
 def metal_prior_loss(probs: Tensor, head_names, target: Tensor) -> Tensor:

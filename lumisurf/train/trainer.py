@@ -22,8 +22,7 @@ from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
-from lumisurf.train.segmentation_step import (metal_prior_term, segmentation_losses, warm_start_loss,
-                                             warm_start_maps)
+from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 from lumisurf.train.visualize import save_validation_image
 
@@ -119,8 +118,8 @@ class Trainer:
             phase = self.phases.apply(self.optimizer.param_groups, min(self.step, self.phases.total_steps - 1), factor)
             solo = self.cfg.model.assignment.pretrain_head
             if self.model.segmented and solo is not None:  # one head alone until the assignment trains
-                heads = list(self.cfg.model.assignment.heads)
-                self.model.color.solo = None if "assignment" in phase.trainable else heads.index(solo)
+                shading = self.model.color
+                shading.solo = None if "assignment" in phase.trainable else shading.head_names.index(solo)
         self.anneal.update(self.step)
         levels = self.levels.update(self.step) if self.levels.n_levels > 0 else None
         self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(self.step, levels))
@@ -185,10 +184,6 @@ class Trainer:
                                     self.generator)
         if self.warm_maps is not None and seg.warm_start_weight > 0 and self._active("warm_start"):
             terms["warm_start"] = warm_start_loss(out, self.warm_maps, batch.cam_idx, batch.px, batch.py)
-        if seg.metal_prior_weight > 0 and self._active("metal_prior"):
-            prior = metal_prior_term(self.model, out, o, d, self.cfg.model.assignment.heads, seg)
-            if prior is not None:
-                terms["metal_prior"] = prior
         total = torch.zeros((), device=o.device)
         for name, value in terms.items():
             total = total + getattr(seg, f"{name}_weight") * value
