@@ -77,11 +77,25 @@ def _assignment_grid() -> HashGridConfig:
 
 
 @dataclass
+class LiftConfig:
+    """``init: materials`` (``lumisurf.train.material_lift``): how the Stage I materials become the assignment."""
+
+    points: int = 20000  # training pixels rendered to surface points
+    neighbours: int = 16  # kNN graph of the points (two materials: min-cut smoothing)
+    crease_sharpness: float = 8.0  # edge weight ((1 + n_i.n_j) / 2)^s: label changes are cheap across creases
+    smoothness: float = 8.0  # weight of the crease-weighted Potts term against the -log p cluster costs (0: off)
+    unary_floor: float = 0.1  # cluster probabilities clipped below at this (bounds one point's cost)
+    fit_steps: int = 300  # Adam steps fitting the assignment field alone to the labels
+    fit_lr: float = 1e-2
+
+
+@dataclass
 class AssignmentConfig:
     """Soft material segmentation (Stage I phase C): A(p) -> K logits -> softmax(logits / temperature).
 
     One shading head per component (``heads``, length K) and the rendered colour C = sum_k m_k R_k.
-    ``init``: optional 2D warm start (k-means on colour, or a folder of per-view id masks).
+    ``init``: optional warm start (2D: k-means on colour, or a folder of per-view id masks; 3D: the
+    Stage I materials of ``pretrain_head`` clustered when the assignment starts training).
     """
 
     enabled: bool = False
@@ -96,11 +110,14 @@ class AssignmentConfig:
     learn_temperature: bool = True
     head_hidden: int = 64
     head_layers: int = 2
-    init: Literal["none", "kmeans", "masks"] = "none"
+    # none | 2D warm start: kmeans (colour of the training images) or masks (mask_path) | materials: at the
+    # start of phase C, cluster the pretrain head's Stage I parameters (lumisurf.train.material_lift)
+    init: Literal["none", "kmeans", "masks", "materials"] = "none"
     # phases before the assignment trains (A/B) render with this head alone, so its parameters are fitted to
     # the whole object first (the metal prior reads the specular head's metallic); None: the mixture
     pretrain_head: Optional[Literal["lambert", "specular", "transmission", "subsurface"]] = None
     mask_path: Optional[str] = None  # init=masks: folder of <image stem>.png integer-id maps
+    lift: LiftConfig = field(default_factory=LiftConfig)  # init=materials
 
 
 @dataclass
@@ -189,6 +206,8 @@ class SegmentationConfig:
     metal_prior_weight: float = 0.0  # BCE: metallic of the specular head -> view-dependent heads
     metal_prior_threshold: float = 0.5
     metal_prior_width: float = 0.1
+    lift_weight: float = 1.0  # model.assignment.init=materials: CE of A to the lifted Stage I clusters
+    head_fit_weight: float = 1.0  # while the pretrain head renders alone, each other head's own rgb loss
     em_weight: float = 1.0  # phase D: cross-entropy of A to the E-step posterior
     em_temperature: float = 0.05
 

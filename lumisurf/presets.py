@@ -104,18 +104,19 @@ NERO = {
 }
 
 # Soft material segmentation (objects that mix materials): the nero preset's geometry and lights with K = 2
-# heads (GGX specular, Lambert) mixed by a hash-grid assignment field, under the A-E phase schedule
-# (A/B geometry + shading for the first 15 %, C adds the assignment with entropy / energy / boundary /
-# reprojection consistency and a warm start from k-means colour maps of the training views, D continues
-# it; E = Stage II, `lumisurf material`). Phase ends and the assignment's learning rate are set for CPU
-# budgets of a few hundred steps.
+# heads (GGX specular, Lambert) mixed by a hash-grid assignment field, under the A-E phase schedule.
+# A/B (the first 70 %): the specular head renders alone, i.e. NeRO's Stage I, while the Lambert head fits the
+# same pixels on a detached context; C starts with the material lift (``train/material_lift.py``: k-means of
+# the specular head's albedo / metallic / roughness at 20k surface points, a crease-weighted min-cut, the
+# assignment fitted to it), then C/D train the mixture with the lift, entropy, energy, boundary and
+# reprojection-consistency terms; E = Stage II (`lumisurf material`).
 LUMISURF_SEG = {
     **NERO,
     "preset": "lumisurf-seg",
     "model": {**NERO["model"], "assignment": {"enabled": True, "K": 2, "heads": ["specular", "lambert"],
-                                              "init": "kmeans"}},
-    "loss": {**NERO["loss"], "segmentation": {"warm_start_weight": 0.5, "entropy_weight": 1e-2}},
-    "schedule": {**NERO.get("schedule", {}), "phases": "abcde", "phase_ends": [0.05, 0.15, 0.7, 1.0],
+                                              "init": "materials", "pretrain_head": "specular"}},
+    "loss": {**NERO["loss"], "segmentation": {"entropy_weight": 1e-2}},
+    "schedule": {**NERO.get("schedule", {}), "phases": "abcde", "phase_ends": [0.05, 0.7, 0.85, 1.0],
                  "assignment_lr_scale": 1.0},
 }
 

@@ -15,7 +15,8 @@ from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
 TINY = ["model.sdf.grid.implementation=torch", "data.synthetic_views=4", "data.synthetic_resolution=24",
-        "train.batch_rays=128", "train.val_every=0", "train.max_steps=8", "train.log_every=1"]
+        "train.batch_rays=128", "train.val_every=0", "train.max_steps=8", "train.log_every=1",
+        "model.assignment.lift.points=2000", "model.assignment.lift.fit_steps=20"]
 
 
 def _trainer(tmp_path, extra=()):

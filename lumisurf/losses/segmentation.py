@@ -131,3 +131,16 @@ def em_posterior(residuals: Tensor, temperature: float) -> Tensor:
 def em_assignment_loss(probs: Tensor, posterior: Tensor) -> Tensor:
     """M-step for the assignment: mean cross-entropy -sum_k q_k log p_k of probs [N, K] to posterior q."""
     return -(posterior.detach() * probs.clamp_min(_EPS).log()).sum(-1).mean()
+
+
+# ----------------------------------------------------------------------------- head pre-fit
+
+def head_fit_loss(head_rgb: Tensor, opacity: Tensor, target: Tensor, skip: int) -> Tensor:
+    """Mean L1 of each head's own image head_rgb [n, K, 3] to the target [n, 3], over rays with opacity
+    [n, 1] > 0.9 (the heads' images hold no background) and every head but ``skip`` (the one rendering)."""
+    K = head_rgb.shape[1]
+    keep = opacity[:, 0] > 0.9
+    others = [k for k in range(K) if k != skip]
+    if not others or not bool(keep.any()):
+        return head_rgb.sum() * 0.0
+    return (head_rgb[keep][:, others] - target[keep, None]).abs().mean()

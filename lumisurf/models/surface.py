@@ -142,7 +142,9 @@ class SurfaceModel(nn.Module):
         if self.segmented:
             K = shade["probs"].shape[-1]
             fg["material_probs"] = accumulate(weights, shade["probs"].reshape(k, n_s, K))
-            head = accumulate(weights, shade["head_rgb"].reshape(k, n_s, K * 3)).reshape(k, K, 3)
+            # each head's own image, composited with detached weights: fitting it (EM residuals, the
+            # head_fit loss) trains that head only, never the geometry
+            head = accumulate(weights.detach(), shade["head_rgb"].reshape(k, n_s, K * 3)).reshape(k, K, 3)
             fg["head_rgb"] = linear_to_srgb(head).clamp(0.0, 1.0)
             fg["reflectance"] = shade["reflectance"]  # [k * S] per sample
         return fg

@@ -8,6 +8,7 @@ blended by the occlusion MLP), so the occlusion loss of the ``nero`` preset appl
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import torch
@@ -33,12 +34,18 @@ class SegmentedShading(nn.Module):
         if a.pretrain_head is not None and a.pretrain_head not in a.heads:
             raise ConfigError(f"model.assignment.pretrain_head '{a.pretrain_head}' is not one of the heads "
                               f"{list(a.heads)}")
+        if a.init == "materials" and a.pretrain_head != "specular":
+            raise ConfigError("model.assignment.init=materials clusters the Stage I materials of the specular head: "
+                              "set model.assignment.pretrain_head=specular")
         self.assignment = AssignmentField(a)
         self.lights = NeroLights(model_cfg.nero)
         self.register_buffer("lut", torch.from_numpy(load_lut()).to(torch.float32), persistent=False)
         self.heads = build_heads(a.heads, feature_dim, a.head_hidden, a.head_layers, self.lut)
         self.head_names: tuple[str, ...] = tuple(a.heads)
-        self.solo: Optional[int] = None  # set by the trainer: render with this head alone (one-hot mixture)
+        # set by the trainer: render with this head alone (one-hot mixture); the other heads still run, on
+        # a detached context, so their own fit to the images (``head_rgb``, the head_fit loss) cannot move
+        # the geometry or the lights
+        self.solo: Optional[int] = None
 
     def forward(self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor,
                 cam_origins: Optional[Tensor] = None) -> dict[str, Tensor]:
@@ -55,18 +62,28 @@ class SegmentedShading(nn.Module):
             return spec_out["light"]
 
         ctx = ShadingContext(points, n, d, features, self.lights.diffuse(n), specular_light)
-        outs = [head(ctx) for head in self.heads]
+        outs = [head(ctx if self.solo in (None, k) else _detached(ctx)) for k, head in enumerate(self.heads)]
         if not spec_out:  # no specular head: still run the light model for the occlusion terms
             specular_light(torch.ones_like(points[:, :1]))
-        probs = self.assignment.probs(points)  # [N, K]
-        if self.solo is not None:
-            probs = F.one_hot(torch.full_like(probs[:, 0], self.solo, dtype=torch.long), len(self.heads)).to(probs)
+        if self.solo is None:
+            probs = self.assignment.probs(points)  # [N, K]
+        else:  # one head renders; the assignment field is not evaluated
+            probs = F.one_hot(torch.full_like(points[:, 0], self.solo, dtype=torch.long), len(self.heads))
+            probs = probs.to(points)
         rgbs = torch.stack([o["rgb"] for o in outs])  # [K, N, 3]
         res = {"rgb": linear_to_srgb(mix_heads(rgbs, probs)).clamp(0.0, 1.0), "probs": probs,
                "head_rgb": rgbs.transpose(0, 1), "reflectance": mixture_reflectance(outs, probs),
                "occ_raw": spec_out["occ_raw"], "occ_prob": spec_out["occ"], "reflected": refl}
         res.update(_mixed_params(outs, probs))
         return res
+
+
+def _detached(ctx: ShadingContext) -> ShadingContext:
+    """The same inputs cut from the geometry and light graphs (normals, features and light terms)."""
+    light = ctx.specular_light
+    spec = (lambda r: light(r).detach()) if callable(light) else light.detach()
+    return replace(ctx, normals=ctx.normals.detach(), features=ctx.features.detach(),
+                   diffuse_light=ctx.diffuse_light.detach(), specular_light=spec)
 
 
 def _mixed_params(outs: list[dict[str, Tensor]], probs: Tensor) -> dict[str, Tensor]:

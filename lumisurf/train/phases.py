@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 GROUPS = ("sdf", "variance", "color", "shading", "assignment", "heads", "background")
 GEOMETRY_LOSSES = ("rgb", "eikonal", "mask")
 SEGMENTATION_LOSSES = ("entropy", "sparsity", "consistency", "boundary", "energy", "material_range",
-                       "smoothness", "warm_start", "metal_prior")
+                       "smoothness", "warm_start", "metal_prior", "lift")
 
 
 @dataclass

@@ -126,7 +126,7 @@ def _head_smoothness(model, x: Tensor, jitter: Tensor) -> Tensor:
 def warm_start_maps(cfg, split) -> Tensor | None:
     """2D soft material maps [n, H, W, K] of the training views for ``model.assignment.init`` (or None)."""
     a = cfg.model.assignment
-    if not a.enabled or a.init == "none":
+    if not a.enabled or a.init in ("none", "materials"):  # materials: lifted in 3D at phase C (material_lift)
         return None
     from lumisurf.fields.assignment import kmeans_soft_maps, load_mask_folder
 

@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from lumisurf.config import Config
+from lumisurf.errors import ConfigError
 from lumisurf.data.load import background_color, composite, load_config_scene
 from lumisurf.data.pixel_samplers import build_pixel_sampler
 from lumisurf.data.scene import SceneData
@@ -17,10 +18,12 @@ from lumisurf.losses.occlusion import occlusion_loss
 from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
 from lumisurf.losses.regularizers import grid_tv_loss
 from lumisurf.losses.s3im import s3im_loss
+from lumisurf.losses.segmentation import head_fit_loss
 from lumisurf.models.surface import RenderState, SurfaceModel
 from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
+from lumisurf.train.material_lift import LiftTargets, lift_materials
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
 from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
@@ -29,8 +32,6 @@ from lumisurf.train.visualize import save_validation_image
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    from lumisurf.errors import ConfigError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -86,6 +87,10 @@ class Trainer:
         self.occupied_fraction = 1.0
         self.has_masks = self.train_split.masks is not None
         self.warm_maps = warm_start_maps(cfg, self.train_split)  # 2D material maps [n, H, W, K] or None
+        self.lift: LiftTargets | None = None  # init=materials: lifted Stage I clusters (from phase C)
+        if self._lift_pending() and self.phases is None:
+            raise ConfigError("model.assignment.init=materials lifts at the start of phase C: "
+                              "set schedule.phases=abcde")
 
     # ------------------------------------------------------------------ schedules
     def _rescale_schedules(self, total_steps: int) -> None:
@@ -120,12 +125,26 @@ class Trainer:
             if self.model.segmented and solo is not None:  # one head alone until the assignment trains
                 shading = self.model.color
                 shading.solo = None if "assignment" in phase.trainable else shading.head_names.index(solo)
+            if self.model.segmented and "assignment" in phase.trainable and self._lift_pending():
+                self._lift()
         self.anneal.update(self.step)
         levels = self.levels.update(self.step) if self.levels.n_levels > 0 else None
         self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(self.step, levels))
         occ = self.model.occupancy
         if occ is not None and self.step % self.cfg.sampler.occupancy_every == 0:
             self.occupied_fraction = occ.update(self.model.sdf.sdf, self.model.variance.inv_s().item())
+
+    def _lift_pending(self) -> bool:
+        return self.cfg.model.assignment.init == "materials" and self.lift is None
+
+    def _lift(self) -> None:
+        """Cluster the pretrain head's materials and fit the assignment to them (``train/material_lift.py``)."""
+        a = self.cfg.model.assignment
+        self.lift = lift_materials(self.model, self.cameras, self.train_split.masks, a.pretrain_head, a.lift,
+                                   self.generator)
+        tqdm.write(f"step {self.step}: lifted Stage I materials at {self.lift.points.shape[0]} surface points; "
+                   f"cluster centres (albedo rgb, metallic, roughness) per head {list(a.heads)}: "
+                   f"{self.lift.centres.numpy().round(2).tolist()}, separation {self.lift.separation:.2f}")
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
@@ -184,6 +203,10 @@ class Trainer:
                                     self.generator)
         if self.warm_maps is not None and seg.warm_start_weight > 0 and self._active("warm_start"):
             terms["warm_start"] = warm_start_loss(out, self.warm_maps, batch.cam_idx, batch.px, batch.py)
+        if self.lift is not None and seg.lift_weight > 0 and self._active("lift"):
+            terms["lift"] = self.lift.loss(self.model.color.assignment, o.shape[0], self.generator)
+        if self.model.color.solo is not None and seg.head_fit_weight > 0:
+            terms["head_fit"] = head_fit_loss(out["head_rgb"], out["opacity"], target, self.model.color.solo)
         total = torch.zeros((), device=o.device)
         for name, value in terms.items():
             total = total + getattr(seg, f"{name}_weight") * value

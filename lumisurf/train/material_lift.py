@@ -1,0 +1,160 @@
+"""Lift the Stage I materials into the assignment field (``model.assignment.init: materials``).
+
+In phases A/B the pretrain head (the GGX ``specular`` head: albedo, metallic, roughness) renders alone and is
+fitted to the whole object, as in NeRO's Stage I. When the assignment starts training (phase C):
+
+1. surface points: random foreground pixels of the training views (the dataset masks, else every pixel)
+   are rendered; the points at the rendered depth where opacity > 0.5 are kept;
+2. features: the pretrain head's parameters there (albedo rgb, metallic, roughness, all in [0, 1]);
+3. k-means with K clusters on those features; clusters ranked by specularity (mean metallic - mean
+   roughness) go to the heads ranked by view dependence (specular, transmission, subsurface, lambert), so a
+   metal region lands on the specular head and a rough dielectric on Lambert;
+4. soft targets softmax(-|f - c_k|^2 / T) with T a tenth of the squared distance between the two closest
+   centres; with two heads, smoothed over the surface by a crease-weighted min-cut (``surface_graph.py``);
+5. the assignment field alone is fitted to the targets at the 3D points (its own Adam), and the targets
+   keep teaching it through the ``lift`` loss (cross-entropy at a random subset of the points each step).
+
+With more than two heads the cluster probabilities are used as they are (the min-cut is binary).
+
+Metal against dielectric and smooth against rough are the first splits of PBR materials, and Stage I
+recovers them where reflections are visible. Materials that differ only in a parameter the pretrain head
+does not separate (two dielectrics of the same colour and roughness) are not told apart by this lift.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lumisurf.config import LiftConfig
+from lumisurf.fields.assignment import kmeans
+from lumisurf.models.surface import RenderState
+from lumisurf.train.surface_graph import smooth_labels
+
+HEAD_RANK = {"specular": 0, "transmission": 1, "subsurface": 2, "lambert": 3}  # most view-dependent first
+
+
+@dataclass
+class LiftTargets:
+    points: Tensor  # [P, 3] surface points (normalised frame)
+    targets: Tensor  # [P, K] soft head assignment (rows sum to 1), in head order
+    centres: Tensor  # [K, D] cluster centres of the features, in head order
+    separation: float  # distance between the two closest centres (feature units)
+
+    def loss(self, field, n: int, generator: torch.Generator) -> Tensor:
+        """:func:`lift_loss` of the assignment field at ``n`` random lifted points."""
+        pick = torch.randint(self.points.shape[0], (n,), generator=generator).to(self.points.device)
+        return lift_loss(field.probs(self.points[pick]), self.targets[pick])
+
+
+def surface_points(model, cameras, masks: Tensor | None, n_rays: int, generator: torch.Generator,
+                   chunk: int = 4096) -> Tensor:
+    """Points [P, 3] where ``n_rays`` random (foreground) training pixels hit the surface (opacity > 0.5)."""
+    n, h, w = len(cameras), cameras.height, cameras.width
+    if masks is not None:
+        fg = (masks > 0.5).reshape(-1).nonzero()[:, 0]
+        flat = fg[torch.randint(fg.numel(), (n_rays,), generator=generator)]
+    else:
+        flat = torch.randint(n * h * w, (n_rays,), generator=generator)
+    cam, rem = flat // (h * w), flat % (h * w)
+    px, py = (rem % w).float() + 0.5, (rem // w).float() + 0.5
+    o, d = cameras.rays(cam.to(cameras.device), px.to(cameras.device), py.to(cameras.device))
+    state = RenderState(1.0, False, None)
+    bg = torch.zeros(3, device=o.device)
+    pts = []
+    was_training = model.training
+    model.eval()  # no training-only terms (NeRO's occlusion march)
+    with torch.no_grad():
+        for i in range(0, o.shape[0], chunk):
+            oc, dc = o[i:i + chunk], d[i:i + chunk]
+            res = model(oc, dc, bg.expand(oc.shape[0], 3), state, need_grad_graph=False)
+            keep = res["opacity"][:, 0] > 0.5
+            pts.append((oc + dc * res["depth"])[keep])
+    model.train(was_training)
+    return torch.cat(pts)
+
+
+def head_features(model, head_name: str, points: Tensor, chunk: int = 16384) -> Tensor:
+    """The parameters [P, D] in (0, 1) of head ``head_name`` at ``points`` (SDF features from the model)."""
+    shading = model.color
+    head = shading.heads[shading.head_names.index(head_name)]
+    with torch.no_grad():
+        return torch.cat([head.params_at(p, model.sdf(p)[1]) for p in points.split(chunk)])
+
+
+def specularity(centres: Tensor) -> Tensor:
+    """[K] metallic - roughness of specular-head feature centres [K, 5] (albedo rgb, metallic, roughness)."""
+    return centres[:, 3] - centres[:, 4]
+
+
+def cluster_to_heads(features: Tensor, head_names, seed: int = 0) -> tuple[Tensor, Tensor, float]:
+    """k-means of specular-head features [P, 5] into len(head_names) clusters, ordered like the heads.
+
+    Returns soft targets [P, K], centres [K, 5] (in head order) and the separation of the centres."""
+    K = len(head_names)
+    centres = kmeans(features, K, seed=seed)
+    by_spec = torch.argsort(specularity(centres), descending=True)  # cluster indices, most specular first
+    heads_by_rank = sorted(range(K), key=lambda k: HEAD_RANK[head_names[k]])
+    ordered = torch.empty_like(centres)
+    for cluster, head in zip(by_spec.tolist(), heads_by_rank):
+        ordered[head] = centres[cluster]
+    pair = torch.cdist(ordered, ordered) + torch.eye(K, dtype=ordered.dtype) * 1e9
+    sep = float(pair.min()) if K > 1 else 0.0
+    temperature = max(0.1 * sep ** 2, 1e-6)
+    targets = torch.softmax(-torch.cdist(features, ordered) ** 2 / temperature, dim=-1)
+    return targets, ordered, sep
+
+
+def fit_assignment(field, points: Tensor, targets: Tensor, steps: int, lr: float, generator: torch.Generator,
+                   batch: int = 4096) -> float:
+    """Fit the assignment field alone to soft targets [P, K] at points [P, 3]; returns the last loss."""
+    opt = torch.optim.Adam([p for p in field.parameters() if p.requires_grad], lr=lr)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        pick = torch.randint(points.shape[0], (min(batch, points.shape[0]),), generator=generator).to(points.device)
+        loss = lift_loss(field.probs(points[pick]), targets[pick])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def lift_loss(probs: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy -sum_k q_k log p_k of probs [N, K] to soft targets q [N, K], mean over points."""
+    return -(targets * probs.clamp_min(1e-8).log()).sum(-1).mean()
+
+
+def surface_normals(model, points: Tensor, chunk: int = 16384) -> Tensor:
+    """Unit SDF normals [P, 3] at points [P, 3]."""
+    out = []
+    for p in points.split(chunk):
+        with torch.enable_grad():
+            grad = model.sdf.sdf_and_gradient(p, create_graph=False)[2]
+        out.append(torch.nn.functional.normalize(grad.detach(), dim=-1))
+    return torch.cat(out)
+
+
+def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg: LiftConfig,
+                   generator: torch.Generator) -> LiftTargets:
+    """Steps 1-5 of the module docstring on a segmented model; ``cameras`` are the training cameras.
+
+    With two heads and ``cfg.smoothness > 0`` the cluster probabilities are first smoothed over the surface
+    by a crease-weighted min-cut (``surface_graph.smooth_labels``): a region whose appearance misleads the
+    clustering (a mirror reflecting its neighbour, a shadow cast on a plane) joins the material of the
+    smooth surface around it; the targets are then those labels (2 % label smoothing)."""
+    if pretrain_head != "specular":
+        raise ValueError(f"lifting materials needs the specular head as the pretrain head, got '{pretrain_head}'")
+    heads = model.color.head_names
+    pts = surface_points(model, cameras, masks, cfg.points, generator)
+    if pts.shape[0] < 10 * len(heads):
+        raise RuntimeError(f"material lift: only {pts.shape[0]} surface points hit; the geometry is not ready")
+    feats = head_features(model, pretrain_head, pts).cpu()
+    targets, centres, sep = cluster_to_heads(feats, heads)
+    targets = targets.to(pts.device)
+    if len(heads) == 2 and cfg.smoothness > 0:
+        labels = smooth_labels(pts, surface_normals(model, pts), targets, cfg.neighbours, cfg.crease_sharpness,
+                               cfg.smoothness, cfg.unary_floor)
+        targets = torch.nn.functional.one_hot(labels, 2).to(pts) * 0.96 + 0.02
+    fit_assignment(model.color.assignment, pts, targets, cfg.fit_steps, cfg.fit_lr, generator)
+    return LiftTargets(pts, targets, centres, sep)
