@@ -14,7 +14,9 @@ fitted to the whole object, as in NeRO's Stage I. When the assignment starts tra
 5. the assignment field alone is fitted to the targets at the 3D points (its own Adam), and the targets
    keep teaching it through the ``lift`` loss (cross-entropy at a random subset of the points each step).
 
-With more than two heads the cluster probabilities are used as they are (the min-cut is binary).
+With more than two heads the cluster probabilities are used as they are (the min-cut is binary). When the
+closest centres are nearer than ``min_separation`` the object is taken as one material: every point goes to
+the head of the largest cluster.
 
 Metal against dielectric and smooth against rough are the first splits of PBR materials, and Stage I
 recovers them where reflections are visible. Materials that differ only in a parameter the pretrain head
@@ -152,7 +154,11 @@ def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg
     feats = head_features(model, pretrain_head, pts).cpu()
     targets, centres, sep = cluster_to_heads(feats, heads)
     targets = targets.to(pts.device)
-    if len(heads) == 2 and cfg.smoothness > 0:
+    if sep < cfg.min_separation:  # the Stage I materials do not split: one material, the largest cluster's head
+        major = int(targets.argmax(-1).bincount(minlength=len(heads)).argmax())
+        targets = torch.full_like(targets, 0.02 / max(len(heads) - 1, 1))
+        targets[:, major] = 0.98
+    elif len(heads) == 2 and cfg.smoothness > 0:
         labels = smooth_labels(pts, surface_normals(model, pts), targets, cfg.neighbours, cfg.crease_sharpness,
                                cfg.smoothness, cfg.unary_floor)
         targets = torch.nn.functional.one_hot(labels, 2).to(pts) * 0.96 + 0.02
