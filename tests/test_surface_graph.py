@@ -41,11 +41,20 @@ def test_knn_and_crease_weights():
     pts = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [3.0, 0, 0]])
     idx, dist = knn_graph(pts, 1)
     assert idx[:, 0].tolist() == [1, 0, 1] and torch.allclose(dist[:, 0], torch.tensor([1.0, 1.0, 2.0]))
-    normals = torch.tensor([[0.0, 0, 1], [0.0, 0, 1], [1.0, 0, 0]])
-    w = crease_edge_weights(normals, idx, dist, sharpness=2.0)
+    # an inside corner (floor z=0 facing up, wall x=0 facing +x: concave) and an outside one (the top and a
+    # side of a box: convex), both with 90 degree normals and neighbours 1.414 apart
+    floor, wall = ([1.0, 0, 0], [0, 0, 1.0]), ([0.0, 0, 1], [1.0, 0, 0])
+    top, side = ([-1.0, 0, 0], [0, 0, 1.0]), ([0.0, 0, -1], [1.0, 0, 0])
+    for (a, b), concave in (((floor, wall), True), ((top, side), False)):
+        p = torch.tensor([a[0], b[0]])
+        n = torch.tensor([a[1], b[1]])
+        i, d = knn_graph(p, 1)
+        w = crease_edge_weights(p, n, i, d, sharpness=2.0)
+        gauss = math.exp(-1.0)  # the distance is the mean distance
+        assert torch.allclose(w[:, 0], torch.full((2,), (0.25 if concave else 1.0) * gauss)), concave
+    flat = crease_edge_weights(pts, torch.tensor([[0.0, 0, 1]]).expand(3, 3), idx, dist, sharpness=2.0)
     sigma = 4.0 / 3.0
-    assert float(w[0, 0]) == pytest.approx(math.exp(-(1 / sigma) ** 2), rel=1e-5)  # same normal
-    assert float(w[2, 0]) == pytest.approx(0.25 * math.exp(-(2 / sigma) ** 2), rel=1e-5)  # 90 degree crease
+    assert float(flat[2, 0]) == pytest.approx(math.exp(-(2 / sigma) ** 2), rel=1e-5)
 
 
 def test_smooth_labels_moves_a_mislabelled_patch_to_its_smooth_surface():
@@ -55,6 +64,8 @@ def test_smooth_labels_moves_a_mislabelled_patch_to_its_smooth_surface():
     g = torch.Generator().manual_seed(0)
     n_plane, n_ball = 1500, 1500
     xy = torch.rand(n_plane, 2, generator=g) * 2 - 1
+    xy = xy[xy.norm(dim=-1) > 0.3]  # the plane under the ball (inside it) is not surface
+    n_plane = xy.shape[0]
     plane = torch.cat([xy, torch.zeros(n_plane, 1)], -1)
     dirs = torch.nn.functional.normalize(torch.randn(n_ball, 3, generator=g), dim=-1)
     dirs = dirs[dirs[:, 2] > -0.8]  # the part of the ball above the plane
