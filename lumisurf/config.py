@@ -82,8 +82,8 @@ class LiftConfig:
 
     points: int = 20000  # training pixels rendered to surface points
     neighbours: int = 16  # kNN graph of the points (two materials: min-cut smoothing)
-    crease_sharpness: float = 8.0  # edge weight ((1 + n_i.n_j) / 2)^s: label changes are cheap across creases
-    smoothness: float = 8.0  # weight of the crease-weighted Potts term against the -log p cluster costs (0: off)
+    crease_sharpness: float = 8.0  # concave pairs: edge weight ((1 + n_i.n_j) / 2)^s (cheap cuts where parts meet)
+    smoothness: float = 8.0  # weight of the Potts term against the -log p cluster costs (0: no min-cut)
     unary_floor: float = 0.1  # cluster probabilities clipped below at this (bounds one point's cost)
     min_separation: float = 0.15  # closest cluster centres nearer than this (feature units): one material
     fit_steps: int = 300  # Adam steps fitting the assignment field alone to the labels
