@@ -82,7 +82,10 @@ class LiftConfig:
 
     points: int = 20000  # training pixels rendered to surface points
     neighbours: int = 16  # kNN graph of the points (two materials: min-cut smoothing)
-    crease_sharpness: float = 8.0  # concave pairs: edge weight ((1 + n_i.n_j) / 2)^s (cheap cuts where parts meet)
+    crease_sharpness: float = 8.0  # edge weight ((1 + n_i.n_j) / 2)^s: label changes are cheap across creases
+    # which creases lower the weight: all, or concave ones only (where parts meet; the convex edges of one part
+    # stay together). 5-min two_materials runs: all 0.912 / 0.909 / 0.893 matid IoU, concave 0.889 / 0.899 / 0.899
+    creases: Literal["all", "concave"] = "all"
     smoothness: float = 8.0  # weight of the Potts term against the -log p cluster costs (0: no min-cut)
     unary_floor: float = 0.1  # cluster probabilities clipped below at this (bounds one point's cost)
     min_separation: float = 0.15  # closest cluster centres nearer than this (feature units): one material

@@ -107,7 +107,7 @@ NERO = {
 # heads (GGX specular, Lambert) mixed by a hash-grid assignment field, under the A-E phase schedule.
 # A/B (the first 70 %): the specular head renders alone, i.e. NeRO's Stage I, while the Lambert head fits the
 # same pixels on a detached context; C starts with the material lift (``train/material_lift.py``: k-means of
-# the specular head's albedo / metallic / roughness at 20k surface points, a concave-crease-weighted min-cut, the
+# the specular head's albedo / metallic / roughness at 20k surface points, a crease-weighted min-cut, the
 # assignment fitted to it), then C/D train the mixture with the lift, entropy, energy, boundary and
 # reprojection-consistency terms; E = Stage II (`lumisurf material`).
 LUMISURF_SEG = {

@@ -35,6 +35,9 @@ def test_min_cut_is_the_exact_minimiser(seed):
     assert got == pytest.approx(best, abs=1e-3)
     with pytest.raises(ValueError):
         binary_min_cut(-unary, edges, w)
+    with pytest.raises(ValueError, match="creases"):
+        crease_edge_weights(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 1, dtype=torch.long),
+                            torch.ones(2, 1), 2.0, creases="convex")
 
 
 def test_knn_and_crease_weights():
@@ -49,9 +52,11 @@ def test_knn_and_crease_weights():
         p = torch.tensor([a[0], b[0]])
         n = torch.tensor([a[1], b[1]])
         i, d = knn_graph(p, 1)
-        w = crease_edge_weights(p, n, i, d, sharpness=2.0)
         gauss = math.exp(-1.0)  # the distance is the mean distance
+        w = crease_edge_weights(p, n, i, d, sharpness=2.0, creases="concave")
         assert torch.allclose(w[:, 0], torch.full((2,), (0.25 if concave else 1.0) * gauss)), concave
+        w = crease_edge_weights(p, n, i, d, sharpness=2.0)  # all creases
+        assert torch.allclose(w[:, 0], torch.full((2,), 0.25 * gauss))
     flat = crease_edge_weights(pts, torch.tensor([[0.0, 0, 1]]).expand(3, 3), idx, dist, sharpness=2.0)
     sigma = 4.0 / 3.0
     assert float(flat[2, 0]) == pytest.approx(math.exp(-(2 / sigma) ** 2), rel=1e-5)
@@ -81,6 +86,7 @@ def test_smooth_labels_moves_a_mislabelled_patch_to_its_smooth_surface():
     p_ball[reflection] = 0.2
     probs = torch.stack([1 - p_ball, p_ball], -1)
     before = float((probs.argmax(-1) == truth).float().mean())
-    labels = smooth_labels(pts, normals, probs, k=16, sharpness=8.0, smoothness=8.0, floor=0.1)
-    after = float((labels == truth).float().mean())
-    assert before < 0.9 and after > 0.97
+    assert before < 0.9
+    for creases in ("all", "concave"):
+        labels = smooth_labels(pts, normals, probs, k=16, sharpness=8.0, smoothness=8.0, floor=0.1, creases=creases)
+        assert float((labels == truth).float().mean()) > 0.97, creases

@@ -10,7 +10,7 @@ fitted to the whole object, as in NeRO's Stage I. When the assignment starts tra
    roughness) go to the heads ranked by view dependence (specular, transmission, subsurface, lambert), so a
    metal region lands on the specular head and a rough dielectric on Lambert;
 4. soft targets softmax(-|f - c_k|^2 / T) with T a tenth of the squared distance between the two closest
-   centres; with two heads, smoothed over the surface by a concave-crease-weighted min-cut (``surface_graph.py``);
+   centres; with two heads, smoothed over the surface by a crease-weighted min-cut (``surface_graph.py``);
 5. the assignment field alone is fitted to the targets at the 3D points (its own Adam), and the targets
    keep teaching it through the ``lift`` loss (cross-entropy at a random subset of the points each step).
 
@@ -142,7 +142,7 @@ def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg
     """Steps 1-5 of the module docstring on a segmented model; ``cameras`` are the training cameras.
 
     With two heads and ``cfg.smoothness > 0`` the cluster probabilities are first smoothed over the surface
-    by a concave-crease-weighted min-cut (``surface_graph.smooth_labels``): a region whose appearance misleads the
+    by a crease-weighted min-cut (``surface_graph.smooth_labels``): a region whose appearance misleads the
     clustering (a mirror reflecting its neighbour, a shadow cast on a plane) joins the material of the
     smooth surface around it; the targets are then those labels (2 % label smoothing)."""
     if pretrain_head != "specular":
@@ -160,7 +160,7 @@ def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg
         targets[:, major] = 0.98
     elif len(heads) == 2 and cfg.smoothness > 0:
         labels = smooth_labels(pts, surface_normals(model, pts), targets, cfg.neighbours, cfg.crease_sharpness,
-                               cfg.smoothness, cfg.unary_floor)
+                               cfg.smoothness, cfg.unary_floor, cfg.creases)
         targets = torch.nn.functional.one_hot(labels, 2).to(pts) * 0.96 + 0.02
     fit_assignment(model.color.assignment, pts, targets, cfg.fit_steps, cfg.fit_lr, generator)
     return LiftTargets(pts, targets, centres, sep)

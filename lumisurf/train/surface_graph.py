@@ -5,11 +5,11 @@ weight w_ij >= 0 (Potts):  E(l) = sum_i U[i, l_i] + sum_(i,j) w_ij [l_i != l_j].
 It is submodular, so one s-t minimum cut gives the exact minimiser (Boykov & Jolly 2001); we solve it with
 SciPy's Dinic max-flow on integer capacities (costs scaled by ``scale`` and rounded).
 
-Edge weights fall across CONCAVE creases only (the minima rule of part perception; LCCP, Stein et al. 2014):
-w_ij = c_ij exp(-(|x_i - x_j| / sigma)^2) with c_ij = ((1 + n_i.n_j) / 2)^sharpness where the pair is concave,
-(n_j - n_i).(x_j - x_i) < 0, and 1 elsewhere. A label change is cheap where one part meets another (a ball
-resting on a box, a handle joining a body: where material boundaries of real objects tend to sit) and
-expensive on smooth or convex surface, so the convex edges of one part (a box's faces) stay together.
+Edge weights fall across creases: w_ij = c_ij exp(-(|x_i - x_j| / sigma)^2) with c_ij = ((1 + n_i.n_j) / 2)^sharpness,
+so a label change is cheap where the surface folds (where material boundaries of real objects tend to sit: a
+ball resting on a box, a handle joining a body) and expensive on smooth surface. ``creases="concave"`` keeps
+the fall only for concave pairs, (n_j - n_i).(x_j - x_i) < 0 (the minima rule of part perception; LCCP, Stein
+et al. 2014), so the convex edges of one part (a box's faces) stay together.
 """
 from __future__ import annotations
 
@@ -29,12 +29,17 @@ def knn_graph(points: Tensor, k: int, chunk: int = 2048) -> tuple[Tensor, Tensor
     return torch.cat(idx), torch.cat(dist)
 
 
-def crease_edge_weights(points: Tensor, normals: Tensor, idx: Tensor, dist: Tensor, sharpness: float) -> Tensor:
+def crease_edge_weights(points: Tensor, normals: Tensor, idx: Tensor, dist: Tensor, sharpness: float,
+                        creases: str = "all") -> Tensor:
     """w [P, k] of the module docstring; points [P, 3], normals [P, 3] unit, idx / dist from :func:`knn_graph`;
-    sigma = the mean neighbour distance."""
+    sigma = the mean neighbour distance; ``creases``: "all" or "concave"."""
     cos = (normals[:, None] * normals[idx]).sum(-1).clamp(-1.0, 1.0)
-    concave = ((normals[idx] - normals[:, None]) * (points[idx] - points[:, None])).sum(-1) < 0
-    crease = torch.where(concave, (0.5 * (1.0 + cos)) ** sharpness, torch.ones_like(cos))
+    crease = (0.5 * (1.0 + cos)) ** sharpness
+    if creases == "concave":
+        concave = ((normals[idx] - normals[:, None]) * (points[idx] - points[:, None])).sum(-1) < 0
+        crease = torch.where(concave, crease, torch.ones_like(cos))
+    elif creases != "all":
+        raise ValueError(f"crease_edge_weights: creases must be 'all' or 'concave', got '{creases}'")
     sigma = dist.mean().clamp_min(1e-12)
     return crease * torch.exp(-(dist / sigma) ** 2)
 
@@ -72,11 +77,11 @@ def binary_min_cut(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, sc
 
 
 def smooth_labels(points: Tensor, normals: Tensor, probs: Tensor, k: int, sharpness: float, smoothness: float,
-                  floor: float) -> Tensor:
+                  floor: float, creases: str = "all") -> Tensor:
     """Two-material labels [P] (0/1) of surface points from soft cluster probabilities probs [P, 2]:
-    unary -log(max(p, floor)), concave-crease-weighted kNN Potts term times ``smoothness``, by min-cut."""
+    unary -log(max(p, floor)), crease-weighted kNN Potts term times ``smoothness``, solved by min-cut."""
     idx, dist = knn_graph(points, k)
-    w = crease_edge_weights(points, normals, idx, dist, sharpness) * smoothness
+    w = crease_edge_weights(points, normals, idx, dist, sharpness, creases) * smoothness
     edges = torch.stack([torch.arange(points.shape[0])[:, None].expand_as(idx).reshape(-1).to(idx),
                          idx.reshape(-1)], -1)
     unary = -np.log(np.clip(probs.detach().cpu().double().numpy(), floor, 1.0))
