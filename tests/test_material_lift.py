@@ -9,9 +9,9 @@ import torch
 from lumisurf.config import AssignmentConfig, apply_overrides
 from lumisurf.data.load import load_config_scene
 from lumisurf.fields.assignment import AssignmentField
-from lumisurf.losses.segmentation import head_fit_loss
+from lumisurf.losses.segmentation import head_fit_loss, soft_cross_entropy
 from lumisurf.presets import preset_config
-from lumisurf.train.material_lift import cluster_to_heads, fit_assignment, lift_loss
+from lumisurf.train.material_lift import cluster_to_heads, fit_assignment
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
@@ -41,7 +41,7 @@ def test_clusters_go_to_heads_by_specularity(heads):
 def test_lift_loss_and_head_fit_hand_values():
     probs = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    assert float(lift_loss(probs, targets)) == pytest.approx((math.log(2) - math.log(0.1)) / 2, rel=1e-6)
+    assert float(soft_cross_entropy(probs, targets)) == pytest.approx((math.log(2) - math.log(0.1)) / 2, rel=1e-6)
     head_rgb = torch.tensor([[[0.2, 0.2, 0.2], [0.5, 0.5, 0.5]], [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]])
     target = torch.tensor([[0.4, 0.4, 0.4], [0.0, 0.0, 0.0]])
     opacity = torch.tensor([[1.0], [0.5]])  # the second ray is not on the surface: ignored

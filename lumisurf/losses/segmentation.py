@@ -128,9 +128,14 @@ def em_posterior(residuals: Tensor, temperature: float) -> Tensor:
     return torch.softmax(-residuals.detach() / temperature, dim=-1)
 
 
+def soft_cross_entropy(probs: Tensor, targets: Tensor) -> Tensor:
+    """Mean over points of -sum_k q_k log p_k: probs p [N, K] against soft targets q [N, K]."""
+    return -(targets * probs.clamp_min(_EPS).log()).sum(-1).mean()
+
+
 def em_assignment_loss(probs: Tensor, posterior: Tensor) -> Tensor:
-    """M-step for the assignment: mean cross-entropy -sum_k q_k log p_k of probs [N, K] to posterior q."""
-    return -(posterior.detach() * probs.clamp_min(_EPS).log()).sum(-1).mean()
+    """M-step for the assignment: :func:`soft_cross_entropy` of probs [N, K] to the posterior (detached)."""
+    return soft_cross_entropy(probs, posterior.detach())
 
 
 # ----------------------------------------------------------------------------- head pre-fit

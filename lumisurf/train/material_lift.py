@@ -31,6 +31,7 @@ from torch import Tensor
 
 from lumisurf.config import LiftConfig
 from lumisurf.fields.assignment import kmeans
+from lumisurf.losses.segmentation import soft_cross_entropy
 from lumisurf.models.surface import RenderState
 from lumisurf.train.surface_graph import smooth_labels
 
@@ -45,9 +46,9 @@ class LiftTargets:
     separation: float  # distance between the two closest centres (feature units)
 
     def loss(self, field, n: int, generator: torch.Generator) -> Tensor:
-        """:func:`lift_loss` of the assignment field at ``n`` random lifted points."""
+        """Cross-entropy of the assignment field to the targets at ``n`` random lifted points."""
         pick = torch.randint(self.points.shape[0], (n,), generator=generator).to(self.points.device)
-        return lift_loss(field.probs(self.points[pick]), self.targets[pick])
+        return soft_cross_entropy(field.probs(self.points[pick]), self.targets[pick])
 
 
 def surface_points(model, cameras, masks: Tensor | None, n_rays: int, generator: torch.Generator,
@@ -115,26 +116,17 @@ def fit_assignment(field, points: Tensor, targets: Tensor, steps: int, lr: float
     loss = torch.zeros(())
     for _ in range(steps):
         pick = torch.randint(points.shape[0], (min(batch, points.shape[0]),), generator=generator).to(points.device)
-        loss = lift_loss(field.probs(points[pick]), targets[pick])
+        loss = soft_cross_entropy(field.probs(points[pick]), targets[pick])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     return float(loss.detach())
 
 
-def lift_loss(probs: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy -sum_k q_k log p_k of probs [N, K] to soft targets q [N, K], mean over points."""
-    return -(targets * probs.clamp_min(1e-8).log()).sum(-1).mean()
-
-
 def surface_normals(model, points: Tensor, chunk: int = 16384) -> Tensor:
     """Unit SDF normals [P, 3] at points [P, 3]."""
-    out = []
-    for p in points.split(chunk):
-        with torch.enable_grad():
-            grad = model.sdf.sdf_and_gradient(p, create_graph=False)[2]
-        out.append(torch.nn.functional.normalize(grad.detach(), dim=-1))
-    return torch.cat(out)
+    grads = [model.sdf.sdf_and_gradient(p, create_graph=False)[2] for p in points.split(chunk)]
+    return torch.nn.functional.normalize(torch.cat(grads), dim=-1)
 
 
 def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg: LiftConfig,
