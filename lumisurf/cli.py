@@ -111,9 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sigterm_as_interrupt() -> None:
+    """A polite kill (SIGTERM) saves the checkpoint like Ctrl-C does."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
 def _cmd_train(a) -> None:
     from lumisurf.train.entry import build_train_config, train_job
 
+    _sigterm_as_interrupt()
     cfg = build_train_config(a.data, a.preset, a.max_steps, a.max_minutes, a.device, a.seed, a.overrides)
     summary = train_job(cfg, a.out, resume=a.resume, force=a.force, progress=not a.no_progress,
                         max_steps=a.max_steps, max_minutes=a.max_minutes)

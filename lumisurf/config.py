@@ -16,6 +16,7 @@ import yaml
 from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import ConfigError
 from lumisurf.stage2_config import MaterialStageConfig
+from lumisurf.train_config import GuardConfig, OptimConfig, ScheduleConfig, TrainConfig  # noqa: F401
 
 
 @dataclass
@@ -233,48 +234,6 @@ class LossConfig:
     s3im_patch_height: int = 64
     occlusion_weight: float = 0.0  # NeRO: L1 of the occlusion MLP vs the SDF-marched hit probability
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
-
-
-@dataclass
-class ScheduleConfig:
-    """Step schedules (lengths in steps of ``train.max_steps``; shrunk with a --max-minutes budget)."""
-
-    grid_start_levels: int = 16  # coarse-to-fine: levels active at step 0 (>= n_levels: all)
-    grid_steps_per_level: int = 0  # one more level every k steps (0: all levels from the start)
-    fd_eps_mode: Literal["exp", "grid"] = "exp"  # exp: start -> end over max_steps; grid: finest active cell
-    fd_eps_start: float = 5e-3
-    fd_eps_end: float = 5e-4
-    # Stage I phases (lumisurf.train.phases): none, or A geometry / B grid / C materials / D EM / E end
-    phases: Literal["none", "abcde"] = "none"
-    phase_ends: tuple[float, ...] = (0.1, 0.3, 0.7, 1.0)  # ends of A, B, C, D as fractions of max_steps
-    em_every: int = 0  # phase D: alternate heads/geometry and assignment every k steps (0: no EM)
-    assignment_lr_scale: float = 0.1  # phases C/D: the assignment field's learning rate factor
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 5e-4
-    warmup_steps: int = 500
-    lr_min_factor: float = 0.05  # cosine decay to lr * lr_min_factor at max_steps
-    weight_decay: float = 0.0
-
-
-@dataclass
-class TrainConfig:
-    max_steps: int = 300_000
-    max_minutes: Optional[float] = None
-    batch_rays: int = 512
-    anneal_end: int = 50_000  # NeuS cos-anneal ratio reaches 1 here
-    val_every: int = 500
-    val_downscale: int = 2
-    ckpt_every: int = 1000
-    log_every: int = 10
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    chunk_rays: int = 1024  # rays per forward when rendering full images
-    # after training: extract the mesh, render the test views, evaluate. None (auto): only for the
-    # built-in scene; dataset runs are finished with `lumisurf extract` / `lumisurf eval`.
-    finalize: Optional[bool] = None
 
 
 @dataclass

@@ -10,23 +10,23 @@ from lumisurf.errors import ConfigError
 # eikonal 0.1, mask 0.1 (when masks exist). About 10 s a step on 2 CPU cores: a GPU preset.
 NEUS_PAPER = {
     "preset": "neus-paper",
-    "optim": {"lr": 5e-4, "warmup_steps": 5000, "lr_min_factor": 0.05},
-    "train": {"max_steps": 300_000, "batch_rays": 512, "anneal_end": 50_000},
+    "optim": {"lr": 5e-4, "warmup": 5000 / 300_000, "lr_min_factor": 0.05},
+    "train": {"max_steps": 300_000, "batch_rays": 512, "anneal_until": 50_000 / 300_000},
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
 }
 
 # The same method sized for CPU budgets (the measured cost is in the closing note of the foundation
 # issue): every NeuS component is kept (geometric init, weight norm, skip, PE, variance, NeRF++
 # background, hierarchical up-sampling, cos-anneal, eikonal); networks are 128 wide and 32 + 32
-# samples per ray are used. Schedules are fractions of max_steps and shrink to a --max-minutes budget.
+# samples per ray are used. Schedules are fractions of the training progress (steps, or a --max-minutes budget).
 NEUS = {
     **NEUS_PAPER,
     "preset": "neus",
     "model": {"sdf": {"hidden": 128, "feature_dim": 128}, "color": {"hidden": 128},
               "background": {"hidden": 128, "layers": 4, "n_samples": 16}},
     "sampler": {"n_samples": 32, "n_importance": 32, "up_sample_steps": 4},
-    "optim": {"lr": 5e-4, "warmup_steps": 500, "lr_min_factor": 0.05},
-    "train": {"max_steps": 30_000, "batch_rays": 512, "anneal_end": 5_000},
+    "optim": {"lr": 5e-4, "warmup": 500 / 30_000, "lr_min_factor": 0.05},
+    "train": {"max_steps": 30_000, "batch_rays": 512, "anneal_until": 5_000 / 30_000},
 }
 
 # Instant-NSR (Zhao et al. 2022; instant-nsr-pl defaults): hash SDF (16 levels x 2 features, 2^19, res
@@ -43,8 +43,8 @@ INSTANT_NSR = {
     "sampler": {"n_samples": 32, "n_importance": 32, "up_sample_steps": 2, "occupancy": True},
     "loss": {"rgb": "huber", "eikonal_weight": 0.1, "mask_weight": 0.1},
     "schedule": {"fd_eps_mode": "exp", "fd_eps_start": 5e-3, "fd_eps_end": 5e-4},
-    "optim": {"lr": 1e-2, "warmup_steps": 500, "lr_min_factor": 0.16},
-    "train": {"max_steps": 20_000, "batch_rays": 1024, "anneal_end": 2_000},
+    "optim": {"lr": 1e-2, "warmup": 500 / 20_000, "lr_min_factor": 0.16},
+    "train": {"max_steps": 20_000, "batch_rays": 1024, "anneal_until": 2_000 / 20_000},
 }
 
 # Neuralangelo (Li et al. 2023): numerical (finite-difference) gradients whose step follows the finest
@@ -56,7 +56,7 @@ NEURALANGELO = {
     "model": {**INSTANT_NSR["model"],
               "sdf": {**INSTANT_NSR["model"]["sdf"], "multires": 6}},
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1, "curvature_weight": 5e-4},
-    "schedule": {"fd_eps_mode": "grid", "fd_eps_end": 5e-4, "grid_start_levels": 4, "grid_steps_per_level": 1000},
+    "schedule": {"fd_eps_mode": "grid", "fd_eps_end": 5e-4, "grid_start_levels": 4, "grid_levels_until": 12 * 1000 / 20_000},
 }
 
 # lumisurf: our CPU default. Hash SDF with ANALYTIC normals (the grid kernel's Jacobian: no double
@@ -76,7 +76,7 @@ LUMISURF = {
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
     # the A-E phase schedule drives the optimizer groups; without a material assignment phases C/D only
     # switch on the segmentation terms, which this preset leaves off (see lumisurf-seg)
-    "schedule": {"grid_start_levels": 8, "grid_steps_per_level": 250, "phases": "abcde"},
+    "schedule": {"grid_start_levels": 8, "grid_levels_until": 8 * 250 / 20_000, "phases": "abcde"},
 }
 
 # NeRO Stage I (Liu et al. 2023) as published: NeuS geometry (8x256 SDF MLP, NeRF++ background, 64 + 64

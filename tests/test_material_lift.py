@@ -92,7 +92,6 @@ def test_lift_runs_at_phase_c_in_training(tmp_path):
     run = RunDir(tmp_path / "run")
     run.prepare_new(cfg, force=False, resume=False)
     tr = Trainer(cfg, run, scene=load_config_scene(cfg.data), progress=False)
-    tr._rescale_schedules(4)
     seen: dict[str, float] = {}
     for _ in range(4):
         tr._update_schedules()

@@ -165,30 +165,31 @@ def test_gather_probs_per_view_consistent_labels():
 
 def test_phase_schedule_switches_and_freezes():
     phases = default_phases((0.1, 0.3, 0.7, 1.0))
-    sched = PhaseSchedule(phases, total_steps=100)
-    assert [sched.update(s).name for s in (0, 9, 10, 29, 30, 69, 70, 99, 100)] == list("AABBCCDDE")
+    sched = PhaseSchedule(phases)
+    assert [sched.update(p).name for p in (0, 0.09, 0.1, 0.29, 0.3, 0.69, 0.7, 0.99, 1.0)] == list("AABBCCDDE")
     groups = [{"name": g, "lr": 1e-2, "params": []} for g in ("sdf", "assignment", "heads", "shading")]
     groups.append({"lr": 5.0, "params": []})  # unnamed: untouched
-    sched.apply(groups, step=5, lr_factor=0.5)
+    sched.apply(groups, progress=0.05, step=5, lr_factor=0.5)
     # phase A: geometry and the shading model (heads, shared lights) train; the assignment waits for C
     assert [g["lr"] for g in groups] == [5e-3, 0.0, 5e-3, 5e-3, 5.0]
-    sched.apply(groups, step=50)  # phase C: assignment at 0.1x, heads on
+    sched.apply(groups, progress=0.5, step=50)  # phase C: assignment at 0.1x, heads on
     assert groups[0]["lr"] == pytest.approx(1e-2) and groups[1]["lr"] == pytest.approx(1e-3)
     assert groups[2]["lr"] == pytest.approx(1e-2)
     assert sched.current.is_active("consistency") and not phases[0].is_active("consistency")
-    sched.apply(groups, step=100)  # E: everything frozen
+    sched.apply(groups, progress=1.0, step=100)  # E: everything frozen
     assert all(g["lr"] == 0.0 for g in groups[:4])
 
 
 def test_phase_schedule_em_alternation_and_weights():
-    sched = PhaseSchedule(default_phases((0.1, 0.3, 0.7, 1.0), em_every=5), total_steps=100)
+    sched = PhaseSchedule(default_phases((0.1, 0.3, 0.7, 1.0), em_every=5))
+    sched.update(0.75, step=70)  # D entered at step 70: EM blocks count from there
     assert sched.trainable(70) == ("sdf", "variance", "color", "shading", "heads", "background")
     assert sched.trainable(75) == ("assignment",) and sched.lr_scale("sdf", 75) == 0.0
-    assert sched.update(80).is_active("em")
-    w = WeightSchedule("entropy", sched, start=0.0, end=1.0, ramp_steps=20)
-    assert [w.update(s) for s in (10, 30, 40, 50, 99, 100)] == [0.0, 0.0, 0.5, 1.0, 1.0, 0.0]
+    assert sched.update(0.8, step=80).is_active("em") and sched.entered_step == 70
+    w = WeightSchedule("entropy", sched, start=0.0, end=1.0, ramp=0.2)
+    assert [w.update(p) for p in (0.1, 0.3, 0.4, 0.5, 0.99, 1.0)] == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0, 0.0])
     with pytest.raises(ValueError):
-        PhaseSchedule([PhaseConfig("X", 1.0, trainable=("nope",))], 10)
+        PhaseSchedule([PhaseConfig("X", 1.0, trainable=("nope",))])
     with pytest.raises(ValueError):
         default_phases((0.5, 0.3, 0.7, 1.0))
 

@@ -93,12 +93,11 @@ def test_metal_prior_hand_values():
 
 def test_pretrain_head_renders_alone_until_the_assignment_trains(tmp_path):
     tr = _trainer(tmp_path, ["schedule.phase_ends=[0.5,0.5,1.0,1.0]", "model.assignment.pretrain_head=specular"])
-    tr.phases.total_steps = 4
     tr._update_schedules()  # phase A
     assert tr.model.color.solo == 0
     scalars = tr.train_step()
     assert scalars["loss"] == scalars["loss"]
-    tr.step = 2
+    tr.step = 4  # progress 4 / 8 = 0.5
     tr._update_schedules()  # phase C: the mixture
     assert tr.model.color.solo is None
     shading = tr.model.color
@@ -121,6 +120,7 @@ def test_phase_a_freezes_the_assignment_and_d_runs_em(tmp_path):
     assert {g["name"]: g["lr"] for g in tr.optimizer.param_groups}["assignment"] == 0.0
     assert not any(k in scalars for k in ("loss_entropy", "loss_consistency"))
     tr = _trainer(tmp_path / "d", ["schedule.phase_ends=[0.0,0.0,0.0,1.0]", "schedule.em_every=1"])
+    tr._update_schedules()  # D is entered at step 0
     tr.step = 1  # odd EM block: only the assignment trains, against the E-step posterior
     tr._update_schedules()
     scalars = tr.train_step()

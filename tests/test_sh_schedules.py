@@ -65,54 +65,78 @@ def test_sh_degree_out_of_range(degree):
 
 # ---------------------------------------------------------------- schedules
 def test_cos_anneal_schedule():
-    s = CosAnnealSchedule(100)
+    s = CosAnnealSchedule(0.1)
     assert s.value == 0.0
-    assert s.update(0) == 0.0 and s.update(25) == 0.25 and s.update(100) == 1.0 and s.update(500) == 1.0
-    assert s.value == 1.0
+    assert s.update(0) == 0.0 and s.update(0.025) == pytest.approx(0.25) and s.update(0.1) == 1.0
+    assert s.update(0.5) == 1.0 and s.value == 1.0
     assert CosAnnealSchedule(0).value == 1.0 and CosAnnealSchedule(0).update(0) == 1.0
 
 
 def test_warmup_cosine_lr():
     opt = SimpleNamespace(param_groups=[{"lr": 1.0}, {"lr": 0.1}])  # what the schedule touches
-    s = WarmupCosineLR(opt, warmup=10, total=110, min_factor=0.1)
-    cases = {0: 0.0, 5: 0.5, 10: 1.0, 60: 0.55, 110: 0.1, 1000: 0.1,
-             35: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))}
-    for step, factor in cases.items():
-        assert math.isclose(s.update(step), factor, abs_tol=1e-12), step
+    s = WarmupCosineLR(opt, warmup=0.1, min_factor=0.1)  # no step floor: progress alone
+    cases = {0.0: 0.0, 0.05: 0.5, 0.1: 1.0, 0.55: 0.55, 1.0: 0.1, 0.325: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))}
+    for p, factor in cases.items():
+        assert math.isclose(s.update(p, step=10**6), factor, abs_tol=1e-12), p
         assert math.isclose(opt.param_groups[0]["lr"], factor, abs_tol=1e-12)
         assert math.isclose(opt.param_groups[1]["lr"], 0.1 * factor, abs_tol=1e-12)
-    assert s.factor == cases[35]  # the last update
-    no_warmup = WarmupCosineLR(SimpleNamespace(param_groups=[{"lr": 2.0}]), warmup=0, total=10, min_factor=0.0)
-    assert no_warmup.update(0) == 1.0 and math.isclose(no_warmup.update(5), 0.5, abs_tol=1e-12)
+    assert s.factor == cases[0.325]  # the last update
+    no_warmup = WarmupCosineLR(SimpleNamespace(param_groups=[{"lr": 2.0}]), warmup=0, min_factor=0.0)
+    assert no_warmup.update(0, 0) == 1.0 and math.isclose(no_warmup.update(0.5, 0), 0.5, abs_tol=1e-12)
+
+
+def test_warmup_has_a_floor_in_steps_and_the_guard_scale():
+    opt = SimpleNamespace(param_groups=[{"lr": 1.0}])
+    s = WarmupCosineLR(opt, warmup=0.01, min_factor=0.1, min_steps=100)
+    # a slow first stretch (progress 0.2 after 10 steps) must not skip the warm-up
+    assert math.isclose(s.update(0.2, step=10), 0.1, abs_tol=1e-12)
+    assert math.isclose(s.update(0.2, step=100), s.cosine(0.2), abs_tol=1e-12)
+    s.scale = 0.5  # the divergence guard halves the rate
+    assert math.isclose(s.update(0.2, step=100), 0.5 * s.cosine(0.2), abs_tol=1e-12)
+    # the minimum is reached at the end of the budget, not before: > min until p = 1
+    s.scale = 1.0
+    assert s.update(0.95, step=10**4) > 0.1 + 1e-3 and math.isclose(s.update(1.0, step=10**4), 0.1)
 
 
 def test_level_schedule():
-    s = LevelSchedule(start=2, every=10, n_levels=4)
+    s = LevelSchedule(start=2, until=0.5, n_levels=4)
     assert s.value == 2
-    assert [s.update(k) for k in (0, 9, 10, 19, 20, 30, 1000)] == [2, 2, 3, 3, 4, 4, 4]
+    assert [s.update(p) for p in (0, 0.24, 0.25, 0.49, 0.5, 0.75, 1.0)] == [2, 2, 3, 3, 4, 4, 4]
     assert LevelSchedule(2, 0, 4).update(0) == 4 and LevelSchedule(2, 0, 4).value == 4
-    assert LevelSchedule(9, 10, 4).value == 4
+    assert LevelSchedule(9, 0.5, 4).value == 4
 
 
 def test_fd_step_schedule_exp():
-    s = FDStepSchedule("exp", 1e-2, 1e-4, total=100, resolutions=None)
+    s = FDStepSchedule("exp", 1e-2, 1e-4, resolutions=None)
     assert s.value == 1e-2
     assert math.isclose(s.update(0), 1e-2)
-    assert math.isclose(s.update(50), 1e-3, rel_tol=1e-9)  # geometric midpoint
-    assert math.isclose(s.update(25), math.sqrt(1e-2 * 1e-3), rel_tol=1e-9)
-    assert math.isclose(s.update(100), 1e-4, rel_tol=1e-9) and math.isclose(s.update(300), 1e-4, rel_tol=1e-9)
+    assert math.isclose(s.update(0.5), 1e-3, rel_tol=1e-9)  # geometric midpoint
+    assert math.isclose(s.update(0.25), math.sqrt(1e-2 * 1e-3), rel_tol=1e-9)
+    assert math.isclose(s.update(1.0), 1e-4, rel_tol=1e-9)
 
 
 def test_fd_step_schedule_grid():
     res = [4, 10, 25, 64]
-    s = FDStepSchedule("grid", 5e-3, 0.05, total=100, resolutions=res)
+    s = FDStepSchedule("grid", 5e-3, 0.05, resolutions=res)
     got = [s.update(0, active_levels=k) for k in (1, 2, 3, 4)]
     assert np.allclose(got, [0.5, 0.2, 0.08, 0.05])  # 2 / res, the last floored at end = 0.05 > 2 / 64
     assert s.update(0) == 0.05  # None: all levels
-    fine = FDStepSchedule("grid", 5e-3, 1e-4, total=100, resolutions=res, bound=2.0)
-    assert math.isclose(fine.update(7, None), 4.0 / 64) and math.isclose(fine.update(7, 1), 1.0)
+    fine = FDStepSchedule("grid", 5e-3, 1e-4, resolutions=res, bound=2.0)
+    assert math.isclose(fine.update(0.07, None), 4.0 / 64) and math.isclose(fine.update(0.07, 1), 1.0)
     # grid mode without a grid (MLP backend) falls back to the exp schedule
-    assert math.isclose(FDStepSchedule("grid", 1e-2, 1e-4, 100, None).update(50), 1e-3)
+    assert math.isclose(FDStepSchedule("grid", 1e-2, 1e-4, None).update(0.5), 1e-3)
+
+
+def test_training_clock():
+    from lumisurf.train.progress import TrainingClock
+
+    steps = TrainingClock(max_steps=200)
+    assert steps.progress(50, elapsed=1e6) == 0.25 and not steps.done(199, 1e6) and steps.done(200, 0)
+    timed = TrainingClock(max_steps=10**6, budget_seconds=300.0)
+    assert timed.progress(10, elapsed=150.0) == 0.5  # the clock, not the step count
+    assert timed.progress(10, elapsed=400.0) == 1.0 and timed.done(10, 300.0)
+    assert timed.estimated_total_steps(100, 30.0) == 1000
+    assert TrainingClock(max_steps=100, budget_seconds=300.0).progress(80, 30.0) == 0.8  # whichever is further
 
 
 # ---------------------------------------------------------------- grid total variation

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from lumisurf.data.error_maps import ErrorMaps
 from lumisurf.data.scene import Split
 
 
@@ -57,6 +58,49 @@ class PixelSampler:
 
     def update(self, batch: PixelBatch, per_ray_error: Tensor, step: int) -> None:
         """Feed back this step's detached per-ray L1 error [n_rays]; adaptive samplers override."""
+
+    # the training pixels and fixed facts are rebuilt from the data; everything else is adaptive state
+    _REBUILT = frozenset({"rgb", "mask", "device", "n", "h", "w", "prior"})
+
+    def state_dict(self) -> dict:
+        """Adaptive state for checkpoints: tensors, numbers and error maps (not the pixels)."""
+        return _plain_attrs(self, skip=self._REBUILT)
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            current = getattr(self, k, None)
+            if isinstance(v, dict) and current is not None and hasattr(current, "__dict__"):
+                for name, value in v.items():
+                    setattr(current, name, _to(value, self.device))
+            else:
+                setattr(self, k, _to(v, self.device))
+
+
+_SKIP = object()
+
+
+def _plain_state(v):
+    """A checkpointable copy of one sampler attribute (tensors, numbers, None, ErrorMaps-like objects)."""
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, Tensor):
+        return v.detach().cpu().clone()
+    if isinstance(v, ErrorMaps):
+        return _plain_attrs(v)
+    return _SKIP
+
+
+def _plain_attrs(obj, skip=frozenset()) -> dict:
+    out = {}
+    for k, v in vars(obj).items():
+        plain = _SKIP if k in skip else _plain_state(v)
+        if plain is not _SKIP:
+            out[k] = plain
+    return out
+
+
+def _to(v, device):
+    return v.to(device) if isinstance(v, Tensor) else v
 
 
 class UniformPixelSampler(PixelSampler):

@@ -156,26 +156,22 @@ def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callabl
     """Train ``trainer`` for ``budget_s`` seconds of training time, evaluating every ``every_s`` s.
 
     The clock is paused while ``evaluate(trainer)`` runs; a last evaluation follows the end of the
-    budget (or of ``train.max_steps``). The schedules are fitted to the steps the budget allows from
-    the rate of the first 10 steps (``Trainer.rescale_to_budget``). ``progress``: a label for a tqdm
+    budget (or of ``train.max_steps``). The schedules read the progress of the budget's clock (training
+    seconds only: the clock is paused while evaluating). ``progress``: a label for a tqdm
     bar of training seconds (None: no bar). Returns the evaluation rows.
     """
     from tqdm import tqdm
 
     bar = tqdm(total=round(budget_s, 1), desc=progress, unit="s", disable=progress is None,
                dynamic_ncols=True, leave=True)
-    next_eval, rescaled, rows = every_s, False, []
+    next_eval, rows = every_s, []
+    trainer.set_budget(budget_s)
     while trainer.step < trainer.cfg.train.max_steps:
         t0 = time.perf_counter()
-        trainer._update_schedules()
-        trainer.train_step()
-        trainer.step += 1
+        trainer.guarded_step()
         dt = time.perf_counter() - t0
         trainer.elapsed += dt
         bar.update(round(min(trainer.elapsed, budget_s), 1) - bar.n)
-        if not rescaled and trainer.step >= 10:
-            trainer.rescale_to_budget(budget_s)
-            rescaled = True
         done = trainer.elapsed >= budget_s or trainer.step >= trainer.cfg.train.max_steps
         if trainer.elapsed >= next_eval or done:
             t_eval = time.perf_counter()

@@ -60,42 +60,44 @@ def phases_from_config(schedule_cfg) -> list[PhaseConfig] | None:
 
 
 class PhaseSchedule:
-    """``update(step)`` -> the current PhaseConfig; ``apply(param_groups, step, lr_factor)`` sets the lrs.
-
-    A phase covers steps with step / total_steps < until_fraction (the last phase also covers the rest).
+    """``update(progress, step)`` -> the current PhaseConfig; ``apply(param_groups, progress, step, lr_factor)``
+    sets the lrs. A phase covers the training progress p < until_fraction (the last phase also covers the
+    rest); EM blocks count steps from the step the phase was entered.
     """
 
-    def __init__(self, phases: list[PhaseConfig], total_steps: int):
+    def __init__(self, phases: list[PhaseConfig]):
         if not phases:
             raise ValueError("PhaseSchedule needs at least one phase")
         for p in phases:
             unknown = set(p.trainable) - set(GROUPS)
             if unknown:
                 raise ValueError(f"phase {p.name}: unknown parameter groups {sorted(unknown)}; known: {GROUPS}")
-        self.phases, self.total_steps = list(phases), max(int(total_steps), 1)
-        self.current = self.phases[0]
+        self.phases = list(phases)
+        self.current, self.current_index, self.entered_step = self.phases[0], 0, 0
 
-    def index(self, step: int) -> int:
-        frac = step / self.total_steps
+    def index(self, progress: float) -> int:
         for i, p in enumerate(self.phases):
-            if frac < p.until_fraction:
+            if progress < p.until_fraction:
                 return i
         return len(self.phases) - 1
 
-    def start_step(self, i: int) -> int:
-        return 0 if i == 0 else int(round(self.phases[i - 1].until_fraction * self.total_steps))
+    def start_progress(self, i: int) -> float:
+        return 0.0 if i == 0 else float(self.phases[i - 1].until_fraction)
 
-    def update(self, step: int) -> PhaseConfig:
-        self.current = self.phases[self.index(step)]
+    def update(self, progress: float, step: int = 0) -> PhaseConfig:
+        i = self.index(progress)
+        if i != self.current_index:
+            self.current_index, self.entered_step = i, step
+        self.current = self.phases[i]
         return self.current
 
     def trainable(self, step: int) -> tuple[str, ...]:
-        """Groups that train at ``step`` (EM phases alternate heads+geometry / assignment blocks)."""
-        i = self.index(step)
-        p = self.phases[i]
+        """Groups that train at ``step`` in the current phase (EM phases alternate heads+geometry /
+        assignment blocks of ``em_every`` steps)."""
+        p = self.current
         if p.em_every <= 0 or "assignment" not in p.trainable:
             return p.trainable
-        block = (step - self.start_step(i)) // p.em_every
+        block = (step - self.entered_step) // p.em_every
         if block % 2 == 1:
             return ("assignment",)
         return tuple(g for g in p.trainable if g != "assignment")
@@ -103,12 +105,12 @@ class PhaseSchedule:
     def lr_scale(self, group: str, step: int) -> float:
         if group not in self.trainable(step):
             return 0.0
-        return float(self.phases[self.index(step)].lr_scale.get(group, 1.0))
+        return float(self.current.lr_scale.get(group, 1.0))
 
-    def apply(self, param_groups, step: int, lr_factor: float = 1.0) -> PhaseConfig:
+    def apply(self, param_groups, progress: float, step: int, lr_factor: float = 1.0) -> PhaseConfig:
         """Set ``lr = base_lr * lr_factor * scale`` on every named group (base_lr recorded on first
         sight as the group's lr then); pass the lr schedule's factor so both compose. Idempotent."""
-        phase = self.update(step)
+        phase = self.update(progress, step)
         for g in param_groups:
             name = g.get("name")
             if name is None:
@@ -120,23 +122,22 @@ class PhaseSchedule:
 
 class WeightSchedule:
     """Annealed loss weight: 0 outside the phases where ``loss`` is active, else a linear ramp from
-    ``start`` to ``end`` over ``ramp_steps`` steps after the first step where it became active."""
+    ``start`` to ``end`` over ``ramp`` of the progress after the phase where it first became active began."""
 
-    def __init__(self, loss: str, schedule: PhaseSchedule, start: float, end: float, ramp_steps: int = 0):
-        self.loss, self.schedule, self.start, self.end = loss, schedule, start, end
-        self.ramp_steps = ramp_steps
+    def __init__(self, loss: str, schedule: PhaseSchedule, start: float, end: float, ramp: float = 0.0):
+        self.loss, self.schedule, self.start, self.end, self.ramp = loss, schedule, start, end, ramp
         self.value = 0.0
         first = [i for i, p in enumerate(schedule.phases) if p.is_active(loss)]
-        self.on_step = schedule.start_step(first[0]) if first else None
+        self.on_progress = schedule.start_progress(first[0]) if first else None
 
-    def update(self, step: int) -> float:
-        phase = self.schedule.phases[self.schedule.index(step)]
-        if self.on_step is None or not phase.is_active(self.loss):
+    def update(self, progress: float) -> float:
+        phase = self.schedule.phases[self.schedule.index(progress)]
+        if self.on_progress is None or not phase.is_active(self.loss):
             self.value = 0.0
-        elif self.ramp_steps <= 0:
+        elif self.ramp <= 0:
             self.value = self.end
         else:
-            t = min(1.0, max(0.0, (step - self.on_step) / self.ramp_steps))
+            t = min(1.0, max(0.0, (progress - self.on_progress) / self.ramp))
             self.value = self.start + (self.end - self.start) * t
         return self.value
 

@@ -1,6 +1,7 @@
 """Stage I trainer: ray batches -> model -> losses -> Adam, with schedules, checkpoints and logging."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -20,11 +21,13 @@ from lumisurf.losses.regularizers import grid_tv_loss
 from lumisurf.losses.s3im import s3im_loss
 from lumisurf.losses.segmentation import head_fit_loss
 from lumisurf.models.surface import RenderState, SurfaceModel
-from lumisurf.train.checkpoint import load_checkpoint, save_checkpoint
+from lumisurf.train.checkpoint import load_training_state, save_checkpoint
+from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.material_lift import LiftTargets, lift_materials
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
+from lumisurf.train.progress import TrainingClock
 from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 from lumisurf.train.visualize import save_validation_image
@@ -72,16 +75,19 @@ class Trainer:
         self.optimizer = torch.optim.Adam(named_param_groups(self.model, cfg.optim.lr),
                                           weight_decay=cfg.optim.weight_decay)
         phases = phases_from_config(cfg.schedule)
-        self.phases = None if phases is None else PhaseSchedule(phases, cfg.train.max_steps)
-        self.lr_schedule = WarmupCosineLR(self.optimizer, cfg.optim.warmup_steps, cfg.train.max_steps,
-                                          cfg.optim.lr_min_factor)
-        self.anneal = CosAnnealSchedule(cfg.train.anneal_end)
+        self.phases = None if phases is None else PhaseSchedule(phases)
+        self.clock = TrainingClock.from_config(cfg.train)  # the one progress in [0, 1] every schedule reads
+        self.progress_value = 0.0
+        self.lr_schedule = WarmupCosineLR(self.optimizer, cfg.optim.warmup, cfg.optim.lr_min_factor,
+                                          cfg.optim.warmup_min_steps)
+        self.anneal = CosAnnealSchedule(cfg.train.anneal_until)
         grid = getattr(self.model.sdf, "grid", None)
         sc = cfg.schedule
-        self.levels = LevelSchedule(sc.grid_start_levels, sc.grid_steps_per_level,
+        self.levels = LevelSchedule(sc.grid_start_levels, sc.grid_levels_until,
                                     grid.n_levels if grid is not None else 0)
-        self.fd_step = FDStepSchedule(sc.fd_eps_mode, sc.fd_eps_start, sc.fd_eps_end, cfg.train.max_steps,
+        self.fd_step = FDStepSchedule(sc.fd_eps_mode, sc.fd_eps_start, sc.fd_eps_end,
                                       grid.resolutions if grid is not None else None)
+        self.guard = DivergenceGuard(cfg.train.guard)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.step, self.elapsed = 0, 0.0
         self.occupied_fraction = 1.0
@@ -93,43 +99,24 @@ class Trainer:
                               "set schedule.phases=abcde")
 
     # ------------------------------------------------------------------ schedules
-    def _rescale_schedules(self, total_steps: int) -> None:
-        """Fit warm-up, cos-anneal and lr decay into the steps a wall-clock budget allows."""
-        frac = min(1.0, total_steps / self.cfg.train.max_steps)
-        self.lr_schedule.total = max(1, total_steps)
-        self.lr_schedule.warmup = int(self.cfg.optim.warmup_steps * frac)
-        self.anneal.anneal_end = int(self.cfg.train.anneal_end * frac)
-        per_level = self.cfg.schedule.grid_steps_per_level
-        self.levels.every = max(1, int(per_level * frac)) if per_level > 0 else 0
-        self.fd_step.total = max(1, total_steps)
-        if self.phases is not None:
-            self.phases.total_steps = max(1, total_steps)
-
-    def rescale_to_budget(self, budget_seconds: float) -> int:
-        """Fit the schedules into the steps a training-time budget allows, at the rate measured so far
-        (``self.step`` steps in ``self.elapsed`` s; call after ~10 steps). Returns that total (<= max_steps)."""
-        rate = self.step / max(self.elapsed, 1e-6)
-        total = min(self.cfg.train.max_steps, int(rate * budget_seconds))
-        self._rescale_schedules(total)
-        return total
-
     def _active(self, loss: str) -> bool:
         """Whether a loss term is on at this step (always, without a phase schedule)."""
         return self.phases is None or self.phases.current.is_active(loss)
 
     def _update_schedules(self) -> None:
-        factor = self.lr_schedule.update(self.step)
-        if self.phases is not None:  # phase E is Stage II: steps past the budget's estimate stay in D
-            phase = self.phases.apply(self.optimizer.param_groups, min(self.step, self.phases.total_steps - 1), factor)
+        p = self.progress_value = self.clock.progress(self.step, self.elapsed)
+        factor = self.lr_schedule.update(p, self.step)
+        if self.phases is not None:  # phase E is Stage II: the end of the budget stays in D
+            phase = self.phases.apply(self.optimizer.param_groups, min(p, 1.0 - 1e-9), self.step, factor)
             solo = self.cfg.model.assignment.pretrain_head
             if self.model.segmented and solo is not None:  # one head alone until the assignment trains
                 shading = self.model.color
                 shading.solo = None if "assignment" in phase.trainable else shading.head_names.index(solo)
             if self.model.segmented and "assignment" in phase.trainable and self._lift_pending():
                 self._lift()
-        self.anneal.update(self.step)
-        levels = self.levels.update(self.step) if self.levels.n_levels > 0 else None
-        self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(self.step, levels))
+        self.anneal.update(p)
+        levels = self.levels.update(p) if self.levels.n_levels > 0 else None
+        self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(p, levels))
         occ = self.model.occupancy
         if occ is not None and self.step % self.cfg.sampler.occupancy_every == 0:
             self.occupied_fraction = occ.update(self.model.sdf.sdf, self.model.variance.inv_s().item())
@@ -185,6 +172,8 @@ class Trainer:
             scalars["loss_occ"] = loss_o.item()
         if self.model.segmented:
             loss = loss + self._segmentation_terms(out, batch, o, d, target, bg, state, scalars)
+        if not math.isfinite(loss.item()):  # never step the optimiser on a NaN: the guard rolls back
+            raise FloatingPointError(f"loss is {loss.item()} ({ {k: round(v, 4) for k, v in scalars.items()} })")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -193,7 +182,8 @@ class Trainer:
             per_ray_l1 = (out["rgb"].detach() - target).abs().mean(dim=-1)  # [n_rays]
         self.sampler.update(batch, per_ray_l1, self.step)
         scalars.update(loss=loss.item(), psnr=psnr_from_mse(mse).item(), inv_s=out["inv_s"].item(),
-                       lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction)
+                       lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction,
+                       coverage=batch_coverage(out["opacity"], batch.mask), progress=self.progress_value)
         return scalars
 
     def _segmentation_terms(self, out, batch, o, d, target, bg, state, scalars: dict) -> torch.Tensor:
@@ -213,37 +203,129 @@ class Trainer:
             scalars[f"loss_{name}"] = value.item()
         return total
 
-    # ------------------------------------------------------------------ loop
+    # ------------------------------------------------------------------ guarded step and loop
+    def guarded_step(self) -> dict[str, float]:
+        """One training step under the divergence guard (``train/guard.py``): advances ``self.step``; on a
+        divergence rolls back to a healthy snapshot and lowers the lr (raises TrainingDiverged when the
+        recoveries are used up, with the healthy state restored)."""
+        if not self.guard.snapshots:  # the starting state is the first healthy one
+            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
+        self._update_schedules()
+        scalars: dict[str, float] = {"loss": float("nan"), "psnr": float("nan")}
+        reason = None
+        if self.occupied_fraction < self.cfg.train.guard.min_occupied and self.cfg.train.guard.enabled:
+            reason = f"the occupancy grid emptied (occupied fraction {self.occupied_fraction:.2e})"
+        else:
+            try:
+                scalars = self.train_step()
+                reason = self.guard.observe(self.step + 1, scalars)
+            except (RuntimeError, ValueError, FloatingPointError) as exc:
+                if not self.cfg.train.guard.enabled:
+                    raise
+                reason = f"{type(exc).__name__} in the training step: {str(exc).splitlines()[0][:200]}"
+        self.step += 1
+        if reason is None and self.step % self.cfg.train.guard.check_every == 0:
+            reason = self.guard.check_model(self.model, None)
+        if reason is not None:
+            self._recover(reason)
+        elif self.step % self.cfg.train.guard.snapshot_every == 0 and self.guard.healthy:
+            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
+        return scalars
+
+    def set_budget(self, seconds: float | None) -> None:
+        """Train for ``seconds`` of training time (the schedules follow that clock); None: steps only."""
+        self.clock = TrainingClock(self.cfg.train.max_steps, seconds)
+
+    def _snapshot_extra(self) -> dict:
+        return {"sampler": self.sampler.state_dict(), "lift": self._lift_state()}
+
+    def _recover(self, reason: str) -> None:
+        step = self.step
+        _, extra = self.guard.recover(step, reason, self.model, self.optimizer)  # may raise TrainingDiverged
+        self.lr_schedule.scale *= self.cfg.train.guard.lr_factor
+        self.sampler.load_state_dict(extra["sampler"])
+        self._load_lift_state(extra["lift"])
+        occ = self.model.occupancy
+        self.occupied_fraction = 1.0 if occ is None else float(occ.occupied.float().mean())
+        good = self.guard.snapshots[0][0]
+        tqdm.write(f"recovered from divergence at step {step}: {reason}; back to the weights of step {good}, "
+                   f"learning rate x{self.lr_schedule.scale:.3g} "
+                   f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)")
+
+    def _lift_state(self) -> dict | None:
+        if self.lift is None:
+            return None
+        return {"points": self.lift.points.detach().cpu(), "targets": self.lift.targets.detach().cpu(),
+                "centres": self.lift.centres.detach().cpu(), "separation": float(self.lift.separation)}
+
+    def _load_lift_state(self, state: dict | None) -> None:
+        if state is None:
+            self.lift = None
+            return
+        self.lift = LiftTargets(state["points"].to(self.device), state["targets"].to(self.device),
+                                state["centres"], state["separation"])
+
+    def _extra_state(self) -> dict:
+        """Everything besides weights that a resumed run needs to continue where it stopped."""
+        return {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "sampler": self.sampler.state_dict(), "lift": self._lift_state(),
+                "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_schedule.scale},
+                "phase_entered_step": 0 if self.phases is None else self.phases.entered_step,
+                "progress": self.clock.progress(self.step, self.elapsed)}
+
+    def save(self) -> None:
+        """Write the run's checkpoint; if the live weights are not finite, the guard's healthy snapshot."""
+        if not parameters_finite(self.model) and self.guard.snapshots:
+            self.guard.restore(self.model, self.optimizer)
+        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed,
+                        self._extra_state())
+        self._last_save = self.elapsed
+
+    def _resume(self) -> None:
+        self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
+                                                             self.device)
+        if "generator" in extra:
+            self.generator.set_state(extra["generator"])
+            torch.set_rng_state(extra["torch_rng"])
+            self.sampler.load_state_dict(extra["sampler"])
+            self._load_lift_state(extra["lift"])
+            self.guard.recoveries = int(extra["guard"]["recoveries"])
+            self.lr_schedule.scale = float(extra["guard"]["lr_scale"])
+        occ = self.model.occupancy
+        if occ is not None and bool(occ.initialized):
+            self.occupied_fraction = float(occ.occupied.float().mean())
+        if self.phases is not None:
+            self.phases.update(min(self.clock.progress(self.step, self.elapsed), 1.0 - 1e-9), self.step)
+            self.phases.entered_step = int(extra.get("phase_entered_step", 0))
+
     def fit(self, resume: bool = False) -> TrainResult:
-        cfg = self.cfg
         if resume:
-            self.step, self.elapsed = load_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.device)
+            self._resume()
         logger = ScalarLogger(self.run.scalars_path, self.run.root / "tb", append=resume)
-        budget = None if cfg.train.max_minutes is None else cfg.train.max_minutes * 60.0
-        total = cfg.train.max_steps
-        bar = tqdm(total=total, initial=self.step, disable=not self.progress, dynamic_ncols=True,
-                   desc="train", unit="it")
+        bar = tqdm(total=self.clock.estimated_total_steps(self.step, self.elapsed), initial=self.step,
+                   disable=not self.progress, dynamic_ncols=True, desc="train", unit="it")
         start = time.perf_counter() - self.elapsed
+        self._last_save = self.elapsed
         scalars: dict[str, float] = {"psnr": float("nan")}
-        rescaled = budget is None
-        if budget is None:
-            self._rescale_schedules(total)
-        while self.step < total:
-            self._update_schedules()
-            scalars = self.train_step()
-            self.step += 1
-            self.elapsed = time.perf_counter() - start
-            if not rescaled and self.step >= 10:
-                bar.total = self.rescale_to_budget(budget)
-                rescaled = True
-            elif budget is not None and self.step % 100 == 0:  # progress bar only: keep the ETA honest
-                bar.total = min(total, int(self.step * budget / max(self.elapsed, 1e-6)))
-            self._after_step(scalars, logger, bar)
-            if budget is not None and self.elapsed >= budget:
-                break
-        bar.close()
-        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed)
-        logger.close()
+        try:
+            while not self.clock.done(self.step, self.elapsed):
+                scalars = self.guarded_step()
+                self.elapsed = time.perf_counter() - start
+                if self.step % 100 == 0:  # progress bar only: keep the ETA honest
+                    bar.total = self.clock.estimated_total_steps(self.step, self.elapsed)
+                self._after_step(scalars, logger, bar)
+        except KeyboardInterrupt:
+            self.save()
+            tqdm.write(f"interrupted at step {self.step}: checkpoint saved to {self.run.ckpt_path}; "
+                       f"continue with --resume")
+            raise
+        except BaseException:
+            self.save()  # a run never ends without a checkpoint (the healthy state if the weights are NaN)
+            raise
+        finally:
+            bar.close()
+            logger.close()
+        self.save()
         return TrainResult(self.step, self.elapsed, scalars.get("psnr", float("nan")))
 
     def _after_step(self, scalars: dict, logger: ScalarLogger, bar) -> None:
@@ -251,12 +333,14 @@ class Trainer:
         bar.update(1)
         if self.step % cfg.log_every == 0 or self.step == 1:
             logger.log(self.step, {**scalars, "seconds": self.elapsed})
-            bar.set_postfix(loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}",
-                            inv_s=f"{scalars['inv_s']:.0f}")
+            nan = float("nan")
+            bar.set_postfix(loss=f"{scalars.get('loss', nan):.4f}", psnr=f"{scalars.get('psnr', nan):.2f}",
+                            inv_s=f"{scalars.get('inv_s', nan):.0f}")
         if cfg.val_every > 0 and self.step % cfg.val_every == 0:
             self.validate()
-        if cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0:
-            save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed)
+        if (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0) or \
+                self.elapsed - self._last_save >= 60.0 * cfg.ckpt_every_minutes:
+            self.save()
 
     def validate(self) -> None:
         """Render one held-out view at ``val_downscale`` and save a PNG strip (gt | rgb | normal | depth)."""
