@@ -1,7 +1,9 @@
 """``lumisurf data check PATH``: load, normalise and summarise a dataset, and draw its cameras.
 
 Problems (camera inside the unit sphere, sphere centre off-image, empty masks, GT outside the
-sphere) are reported as ``WARN`` lines, never raised: the point is to let a person judge.
+sphere) are reported as ``WARN`` lines, never raised: the point is to let a person judge. (Files that
+cannot be read, too few training views etc. are DataErrors, as in training; training also refuses
+when most training cameras lie inside the unit sphere, see ``normalization.check_cameras_outside``.)
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from torch import Tensor
 
 from lumisurf.data.cameras import Cameras
-from lumisurf.data.normalization import normalize_scene, project_points
+from lumisurf.data.normalization import cameras_inside, cameras_inside_message, normalize_scene, project_points
 from lumisurf.data.scene import SceneData
 
 _SPLIT_COLOURS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:green"}
@@ -81,10 +83,13 @@ def summarize(scene: SceneData) -> tuple[list[str], list[str]]:
     d = all_c[:, :3, 3].norm(dim=-1)
     lines.append(f"camera distance to the origin (normalised): min {float(d.min()):.3f}, "
                  f"median {float(d.median()):.3f}, max {float(d.max()):.3f}")
-    n_in = int((d <= 1.0).sum())
+    n_in = int(torch.cat([cameras_inside(sp.cameras) for sp in cams]).sum())
     lines.append(f"all cameras outside the unit sphere: {'yes' if n_in == 0 else 'no'}")
     if n_in:
-        warns.append(f"{n_in}/{len(d)} cameras lie inside the unit sphere (the object region)")
+        train = splits["train"] if "train" in splits else cams[0]
+        n_train_in = int(cameras_inside(train.cameras).sum())
+        refuse = " (training refuses: most training cameras are inside)" if 2 * n_train_in > len(train) else ""
+        warns.append(cameras_inside_message(n_in, len(d)) + refuse)
     for k, sp in splits.items():
         in_img, in_mask = center_in_image(sp.cameras, sp.masks)
         msg = f"{k}: unit-sphere centre projects inside the image in {int(in_img.sum())}/{len(in_img)} views"

@@ -9,10 +9,15 @@ from lumisurf.data.scene import SceneData
 
 
 def load_config_scene(data_cfg) -> SceneData:
-    """Scene for ``data_cfg`` (a :class:`lumisurf.config.DataConfig`), cameras in the normalised frame."""
-    from lumisurf.data.normalization import normalize_scene
+    """Scene for ``data_cfg`` (a :class:`lumisurf.config.DataConfig`), cameras in the normalised frame.
 
-    return normalize_scene(load_raw_scene(data_cfg), method=data_cfg.normalization)
+    Raises DataError when most training cameras lie inside the unit sphere (nothing to train on).
+    """
+    from lumisurf.data.normalization import check_cameras_outside, normalize_scene
+
+    scene = normalize_scene(load_raw_scene(data_cfg), method=data_cfg.normalization)
+    check_cameras_outside(scene)
+    return scene
 
 
 def load_raw_scene(data_cfg) -> SceneData:

@@ -15,6 +15,11 @@ Methods (``auto`` picks the first that applies):
   unit sphere fills the central part of the views (instant-ngp-style captures frame the object
   there). A heuristic: the object size is not observable without masks.
 * ``identity``    -- keep the world frame.
+
+Sanity rules shared by ``lumisurf data check`` and training: a scene needs at least
+``MIN_TRAIN_VIEWS`` training views (else :class:`DataError`), and the cameras must look at the unit
+sphere from outside: ``data check`` warns when any camera lies inside it, training refuses when most
+training cameras do (:func:`check_cameras_outside`).
 """
 from __future__ import annotations
 
@@ -32,6 +37,9 @@ from lumisurf.errors import DataError
 
 Method = Literal["auto", "scale_mat", "visual_hull", "camera_rig", "identity"]
 METHODS = ("auto", "scale_mat", "visual_hull", "camera_rig", "identity")
+MIN_TRAIN_VIEWS = 2  # one view leaves depth unobserved (and the axes' closest point undefined)
+_INDEX_FILES = {"blender": "transforms_train.json", "ngp": "transforms.json", "neus": "cameras_sphere.npz",
+                "llff": "poses_bounds.npy"}  # the file that lists a format's views, for messages
 
 
 def normalize_scene(scene: SceneData, method: Method = "auto") -> SceneData:
@@ -56,6 +64,7 @@ def estimate_normalization(scene: SceneData, method: Method = "auto",
     if method not in METHODS:
         raise DataError(f"unknown normalisation method '{method}'; choose one of {', '.join(METHODS)}")
     train = scene.split("train") if "train" in scene.splits else next(iter(scene.splits.values()))
+    check_view_count(scene, len(train))
     if method == "auto":
         if scene.normalization is not None:
             return scene.normalization
@@ -75,6 +84,47 @@ def estimate_normalization(scene: SceneData, method: Method = "auto",
         return visual_hull_normalization(train, margin=margin)
     except DataError as e:
         raise DataError(f"{scene.root}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- sanity rules
+def scene_source(scene: SceneData) -> str:
+    """The file listing the scene's views (the format's index file), else its folder, for messages."""
+    if scene.format == "synthetic":
+        return "the built-in scene (data.synthetic_views)"
+    index = _INDEX_FILES.get(scene.format)
+    return str(scene.root / index) if index else str(scene.root)
+
+
+def check_view_count(scene: SceneData, n_train: int) -> None:
+    """DataError unless the training split holds at least ``MIN_TRAIN_VIEWS`` views."""
+    if n_train >= MIN_TRAIN_VIEWS:
+        return
+    hint = ("" if scene.format in ("blender", "synthetic")
+            else "; views held out for testing (data.holdout_every) do not count")
+    raise DataError(f"need at least {MIN_TRAIN_VIEWS} training views (found {n_train}) in {scene_source(scene)}{hint}")
+
+
+def cameras_inside(cams: Cameras, radius: float = 1.0) -> Tensor:
+    """[n] bool: camera centres at distance <= ``radius`` from the origin (normalised frame)."""
+    return cams.c2w[:, :3, 3].norm(dim=-1) <= radius
+
+
+def cameras_inside_message(n_inside: int, n: int, what: str = "cameras") -> str:
+    """One sentence on cameras inside the unit sphere, with the usual causes."""
+    return (f"{n_inside}/{n} {what} lie inside the unit sphere (the object region) after normalisation; "
+            f"the object must be seen from outside it (poses at a wrong scale, or masks/alpha covering "
+            f"the whole image?)")
+
+
+def check_cameras_outside(scene: SceneData) -> None:
+    """Refuse to train (DataError) when most training cameras of a normalised ``scene`` lie inside the
+    unit sphere: rays would start inside the region the SDF models. ``data check`` only warns."""
+    train = scene.split("train") if "train" in scene.splits else next(iter(scene.splits.values()))
+    inside = cameras_inside(train.cameras)
+    n_in, n = int(inside.sum()), len(inside)
+    if 2 * n_in > n:
+        raise DataError(f"{scene_source(scene)}: {cameras_inside_message(n_in, n, 'training cameras')}; "
+                        f"run `lumisurf data check` on it")
 
 
 # ----------------------------------------------------------------------------- camera rig

@@ -150,9 +150,10 @@ def hash_encode_with_grad_torch(x: torch.Tensor, table: torch.Tensor, layout: Gr
 def _encode(x, table, layout, bound, active_levels, with_grad: bool):
     n_levels, n_feat, n_pts = layout.n_levels, table.shape[1], x.shape[0]
     k = n_levels if active_levels is None else max(0, min(int(active_levels), n_levels))
-    if k == 0:
-        feat = table.new_zeros(n_pts, n_levels * n_feat)
-        return feat, (feat.new_zeros(n_pts, n_levels * n_feat, 3) if with_grad else None)
+    if k == 0:  # zeros that still hang on table (and x), like the Warp path: backward gives zero grads
+        tie = table[:0].sum() + x[:0].sum().to(table.dtype)  # 0-d zero, empty slices: no cost
+        feat = table.new_zeros(n_pts, n_levels * n_feat) + tie
+        return feat, (table.new_zeros(n_pts, n_levels * n_feat, 3) + tie if with_grad else None)
     res, off, hashed = _level_tensors(layout, k, x.device)
     i0, frac, dp_dx = grid_coords(x.to(table.dtype), res, bound)
     rows = corner_rows(i0, res, off, hashed, layout.log2_table_size)

@@ -289,9 +289,12 @@ def _to_point_major(t_lm: torch.Tensor, n_levels: int) -> torch.Tensor:
 
 
 def _to_level_major(g: torch.Tensor, k: int, n_feat: int) -> torch.Tensor:
-    """[N, L*F(, 3)] upstream gradient -> contiguous [k, N, F(, 3)] for the first k levels."""
-    n_pts = g.shape[0]
-    g = g.reshape((n_pts, -1, n_feat) + tuple(g.shape[2:]))[:, :k]
+    """[N, L*F(, 3)] upstream gradient -> contiguous [k, N, F(, 3)] for the first k levels.
+
+    L is spelled out (not -1) so that N = 0 reshapes too (no samples reached the field).
+    """
+    n_pts, n_levels = g.shape[0], g.shape[1] // n_feat
+    g = g.reshape((n_pts, n_levels, n_feat) + tuple(g.shape[2:]))[:, :k]
     return g.transpose(0, 1).contiguous()
 
 
@@ -328,7 +331,7 @@ class _HashEncodeWarp(torch.autograd.Function):
         has_gjac = want_jac and g_jac is not None
         g_feat = _to_level_major(g_feat, k, n_feat)
         g_jac = _to_level_major(g_jac, k, n_feat) if has_gjac else table.new_zeros(1, 1, 1, 3)
-        groups = _level_groups(k, x.device) if n_pts > 0 else []
+        groups = _level_groups(k, x.device) if n_pts > 0 and k > 0 else []  # nothing to launch: zero grads
         # one input-gradient buffer per group: groups share points, so they would race on one
         g_xs = [torch.zeros_like(x) if need_x else x.new_zeros(1, 3) for _ in range(max(1, len(groups)))]
         if groups and (need_x or need_table):

@@ -7,16 +7,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lumisurf.losses.reduce import safe_mean
+
 
 def eikonal_loss(gradients: Tensor, weight: Optional[Tensor] = None) -> Tensor:
-    """Mean of ``(|grad sdf| - 1)^2`` over points.
+    """Mean of ``(|grad sdf| - 1)^2`` over points (0 for no points).
 
     ``gradients`` ``[..., 3]``; ``weight`` (mask or soft weight) broadcastable to ``[...]`` or with a
     trailing 1, giving ``sum(w * e) / sum(w)`` (0 if all w = 0).
     """
     err = (torch.linalg.norm(gradients, dim=-1) - 1.0) ** 2  # [...]
     if weight is None:
-        return err.mean()
+        return safe_mean(err)
     w = weight.to(err.dtype)
     if w.dim() == err.dim() + 1 and w.shape[-1] == 1:
         w = w.squeeze(-1)
@@ -26,11 +28,13 @@ def eikonal_loss(gradients: Tensor, weight: Optional[Tensor] = None) -> Tensor:
 
 def mask_loss(opacity: Tensor, mask: Tensor) -> Tensor:
     """Binary cross entropy between ray opacity ``[n_rays, 1]`` (clamped to [1e-3, 1 - 1e-3]) and the
-    object mask ``[n_rays]`` or ``[n_rays, 1]`` in [0, 1]."""
+    object mask ``[n_rays]`` or ``[n_rays, 1]`` in [0, 1]. 0 for no rays."""
     op = opacity.reshape(-1).clamp(1e-3, 1.0 - 1e-3)
+    if op.numel() == 0:
+        return op.sum() * 0.0
     return F.binary_cross_entropy(op, mask.reshape(-1).to(op.dtype))
 
 
 def curvature_loss(laplacian_or_hessian_trace: Tensor) -> Tensor:
-    """Mean absolute mean curvature proxy: ``mean |trace(Hessian sdf)|`` (Neuralangelo)."""
-    return laplacian_or_hessian_trace.abs().mean()
+    """Mean absolute mean curvature proxy: ``mean |trace(Hessian sdf)|`` (Neuralangelo); 0 for no points."""
+    return safe_mean(laplacian_or_hessian_trace.abs())

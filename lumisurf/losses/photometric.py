@@ -1,11 +1,13 @@
 """Photometric losses between rendered and observed colours (sRGB in [0, 1] unless stated)."""
 from __future__ import annotations
 
+import math
 from typing import Callable, Literal, Optional
 
 import torch
 from torch import Tensor
 
+from lumisurf.losses.reduce import safe_mean
 from lumisurf.registry import Registry
 
 # Element-wise residual penalties: fn(pred, target, delta, eps) -> tensor of pred's shape.
@@ -43,11 +45,13 @@ def rgb_loss(pred: Tensor, target: Tensor, kind: Literal["l1", "l2", "charbonnie
 
     ``pred``, ``target`` ``[n_rays, C]``. ``weight`` ``[n_rays]`` or ``[n_rays, 1]`` (e.g. a mask)
     gives the weighted mean ``sum(w * l) / sum(w)`` of the per-ray channel means (0 if all w = 0).
+    No rays give 0 (with a graph).
     """
     per_elem = PHOTOMETRIC.get(kind)(pred, target, delta=delta, eps=eps)
     if weight is None:
-        return per_elem.mean()
-    per_ray = per_elem.reshape(per_elem.shape[0], -1).mean(dim=-1)  # [n_rays]
+        return safe_mean(per_elem)
+    n_rays = per_elem.shape[0]  # channels spelled out: reshape(0, -1) is ambiguous
+    per_ray = per_elem.reshape(n_rays, math.prod(per_elem.shape[1:])).mean(dim=-1)  # [n_rays]
     w = weight.reshape(-1).to(per_ray.dtype)
     return (w * per_ray).sum() / w.sum().clamp_min(1e-8)
 

@@ -30,11 +30,13 @@ def s3im_loss(pred: Tensor, target: Tensor, kernel: int = 4, stride: int = 4, re
 
     The ``repeats * n_rays`` re-ordered colours fill a ``[3, h, W]`` image row by row with
     ``h = min(patch_height, n_rays)`` and ``W = repeats * n_rays // h`` (a remainder is dropped).
-    SSIM windows do not cross the image border (valid convolution).
+    SSIM windows do not cross the image border (valid convolution). No rays give 0 (with a graph).
     """
     if pred.shape != target.shape or pred.dim() != 2:
         raise ValueError(f"s3im_loss expects two [n_rays, C] tensors, got {tuple(pred.shape)}, {tuple(target.shape)}")
     n, c = pred.shape
+    if n == 0:
+        return (pred - target).sum() * 0.0
     h = min(patch_height, n)
     width = repeats * n // h
     if h < kernel or width < kernel:

@@ -3,12 +3,15 @@ build the cross-view probability tensor for the reprojection-consistency term.
 
 Shapes: probs [N, K] sum to 1 over K; probs_per_view [M, V, K] = the probabilities each of V views
 assigns to M surface points (rendered 2D probability maps sampled at the projections); valid [M, V].
+Every term is a finite 0 (keeping the graph) over an empty selection (M = 0 or N = 0).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from lumisurf.losses.reduce import safe_mean
 
 _EPS = 1e-8
 
@@ -77,15 +80,15 @@ def consistency_loss(probs_per_view: Tensor, valid: Tensor) -> Tensor:
 
 def entropy_loss(probs: Tensor) -> Tensor:
     """Mean per-point entropy -sum_k p log p (nats); uniform over K gives log K."""
-    return -(probs * probs.clamp_min(_EPS).log()).sum(-1).mean()
+    return safe_mean(-(probs * probs.clamp_min(_EPS).log()).sum(-1))
 
 
 def sparsity_loss(probs: Tensor, kind: str = "max") -> Tensor:
     """Push towards one material per point. ``max``: mean (1 - max_k p); ``ratio``: mean L1/L2 - 1."""
     if kind == "max":
-        return (1.0 - probs.amax(-1)).mean()
+        return safe_mean(1.0 - probs.amax(-1))
     if kind == "ratio":
-        return (probs.abs().sum(-1) / probs.norm(dim=-1).clamp_min(_EPS) - 1.0).mean()
+        return safe_mean(probs.abs().sum(-1) / probs.norm(dim=-1).clamp_min(_EPS) - 1.0)
     raise ValueError(f"sparsity_loss: unknown kind '{kind}'")
 
 
@@ -100,24 +103,24 @@ def boundary_smoothness_loss(probs_a: Tensor, probs_b: Tensor, curvature_weight:
     :func:`crease_weight`) lowers the penalty across high curvature, where material edges belong."""
     d = ((probs_a - probs_b) ** 2).sum(-1)
     if curvature_weight is None:
-        return d.mean()
-    return (d * curvature_weight).mean()
+        return safe_mean(d)
+    return safe_mean(d * curvature_weight)
 
 
 def energy_conservation_loss(reflectance: Tensor) -> Tensor:
     """mean relu(reflectance - 1)^2 over points (reflectance [N], directional albedo)."""
-    return F.relu(reflectance - 1.0).pow(2).mean()
+    return safe_mean(F.relu(reflectance - 1.0).pow(2))
 
 
 def range_loss(params: Tensor, lo: float, hi: float) -> Tensor:
     """mean (relu(lo - p)^2 + relu(p - hi)^2): zero inside [lo, hi]."""
-    return (F.relu(lo - params).pow(2) + F.relu(params - hi).pow(2)).mean()
+    return safe_mean(F.relu(lo - params).pow(2) + F.relu(params - hi).pow(2))
 
 
 def smoothness_loss(params_a: Tensor, params_b: Tensor, weight: Tensor | None = None) -> Tensor:
     """Mean over points of |params(p) - params(p + eps)|^2 summed over the last dim; optional weight [N]."""
     d = ((params_a - params_b) ** 2).sum(-1)
-    return d.mean() if weight is None else (d * weight).mean()
+    return safe_mean(d if weight is None else d * weight)
 
 
 # ----------------------------------------------------------------------------- EM (phase D)
@@ -130,7 +133,7 @@ def em_posterior(residuals: Tensor, temperature: float) -> Tensor:
 
 def soft_cross_entropy(probs: Tensor, targets: Tensor) -> Tensor:
     """Mean over points of -sum_k q_k log p_k: probs p [N, K] against soft targets q [N, K]."""
-    return -(targets * probs.clamp_min(_EPS).log()).sum(-1).mean()
+    return safe_mean(-(targets * probs.clamp_min(_EPS).log()).sum(-1))
 
 
 def em_assignment_loss(probs: Tensor, posterior: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lumisurf.losses.reduce import safe_mean
 from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, crease_weight,
                                           em_assignment_loss, em_posterior, energy_conservation_loss,
                                           entropy_loss, range_loss, smoothness_loss, sparsity_loss)
@@ -95,7 +96,7 @@ def metal_prior_loss(probs: Tensor, head_names, target: Tensor) -> Tensor:
     if bool(vd.all()) or not bool(vd.any()):
         return probs.sum() * 0.0
     p = probs[:, vd].sum(-1).clamp(1e-6, 1 - 1e-6)
-    return -(target * p.log() + (1 - target) * (1 - p).log()).mean()
+    return safe_mean(-(target * p.log() + (1 - target) * (1 - p).log()))
 
 
 def _consistency(x: Tensor, probs: Tensor, cameras, render_fn, generator: torch.Generator) -> Tensor:
