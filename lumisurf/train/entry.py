@@ -44,6 +44,7 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
     ``--resume`` keeps the saved config; only a step / time budget given on the command line
     (``max_steps``, ``max_minutes``) replaces the saved one.
     """
+    from lumisurf.data.load import load_config_scene
     from lumisurf.train.trainer import train
 
     run = RunDir(Path(out) if out else default_out(cfg))
@@ -52,8 +53,9 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
         if max_steps is not None:
             cfg.train.max_steps = max_steps
         cfg.train.max_minutes = max_minutes
+    scene = load_config_scene(cfg.data)  # before the run folder is made: bad data leaves no half-made run
     run.prepare_new(cfg, force=force, resume=resume)
-    result = train(cfg, run, resume=resume, progress=progress)
+    result = train(cfg, run, resume=resume, progress=progress, scene=scene)
     summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
                "last_batch_psnr": result.final_psnr}
     finalize = cfg.train.finalize if cfg.train.finalize is not None else cfg.data.path is None

@@ -38,6 +38,10 @@ from lumisurf.train.surface_graph import smooth_labels
 HEAD_RANK = {"specular": 0, "transmission": 1, "subsurface": 2, "lambert": 3}  # most view-dependent first
 
 
+class LiftNotReady(RuntimeError):
+    """Too few surface points to lift materials from (the geometry has not formed, or it collapsed)."""
+
+
 @dataclass
 class LiftTargets:
     points: Tensor  # [P, 3] surface points (normalised frame)
@@ -142,7 +146,7 @@ def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg
     heads = model.color.head_names
     pts = surface_points(model, cameras, masks, cfg.points, generator)
     if pts.shape[0] < 10 * len(heads):
-        raise RuntimeError(f"material lift: only {pts.shape[0]} surface points hit; the geometry is not ready")
+        raise LiftNotReady(f"material lift: only {pts.shape[0]} surface points hit; the geometry is not ready")
     feats = head_features(model, pretrain_head, pts).cpu()
     targets, centres, sep = cluster_to_heads(feats, heads)
     targets = targets.to(pts.device)

@@ -25,7 +25,7 @@ from lumisurf.train.checkpoint import load_training_state, save_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.material_lift import LiftTargets, lift_materials
+from lumisurf.train.material_lift import LiftNotReady, LiftTargets, lift_materials
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
@@ -94,6 +94,7 @@ class Trainer:
         self.has_masks = self.train_split.masks is not None
         self.warm_maps = warm_start_maps(cfg, self.train_split)  # 2D material maps [n, H, W, K] or None
         self.lift: LiftTargets | None = None  # init=materials: lifted Stage I clusters (from phase C)
+        self._lift_retry = 0  # step from which a failed lift is tried again
         if self._lift_pending() and self.phases is None:
             raise ConfigError("model.assignment.init=materials lifts at the start of phase C: "
                               "set schedule.phases=abcde")
@@ -112,8 +113,13 @@ class Trainer:
             if self.model.segmented and solo is not None:  # one head alone until the assignment trains
                 shading = self.model.color
                 shading.solo = None if "assignment" in phase.trainable else shading.head_names.index(solo)
-            if self.model.segmented and "assignment" in phase.trainable and self._lift_pending():
-                self._lift()
+            if self.model.segmented and "assignment" in phase.trainable and self._lift_pending() \
+                    and self.step >= self._lift_retry:
+                try:
+                    self._lift()
+                except LiftNotReady as exc:  # no surface yet (or it collapsed): try again later
+                    tqdm.write(f"step {self.step}: {exc}; retrying in 100 steps")
+                    self._lift_retry = self.step + 100
         self.anneal.update(p)
         levels = self.levels.update(p) if self.levels.n_levels > 0 else None
         self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(p, levels))
