@@ -1,8 +1,7 @@
 """Time to target: presets x datasets under the same wall-clock TRAINING budget, evaluated along the way.
 
 Every run trains with :class:`lumisurf.train.trainer.Trainer` for ``--minutes`` of training time (the
-schedules are fitted to the steps that budget allows, measured over the first 10 steps, as
-``lumisurf train --max-minutes`` does). Every ``--eval-every`` seconds of training time the clock is
+schedules read the progress of that budget's clock, as ``lumisurf train --max-minutes`` does). Every ``--eval-every`` seconds of training time the clock is
 paused and the model is evaluated:
 
 * PSNR: mean over ``--eval-views`` evenly spaced test views rendered at downscale 2, ground truth
