@@ -345,7 +345,25 @@ def save_config(cfg: Config, path) -> None:
 
 def load_config(path) -> Config:
     with open(path) as f:
-        return from_dict(Config, yaml.safe_load(f) or {})
+        return from_dict(Config, migrate(yaml.safe_load(f) or {}))
+
+
+def migrate(data: dict) -> dict:
+    """Run folders written before the schedules read the training progress (2026-12-01) held step lengths:
+    ``optim.warmup_steps``, ``train.anneal_end``, ``schedule.grid_steps_per_level``. They become the same
+    fractions of ``train.max_steps`` (new keys)."""
+    train, optim, sched = (data.get(k) if isinstance(data.get(k), dict) else {} for k in ("train", "optim", "schedule"))
+    total = max(int(train.get("max_steps", TrainConfig.max_steps)), 1)
+    if "warmup_steps" in optim:
+        optim["warmup"] = optim.pop("warmup_steps") / total
+    if "anneal_end" in train:
+        train["anneal_until"] = train.pop("anneal_end") / total
+    if "grid_steps_per_level" in sched:
+        per = sched.pop("grid_steps_per_level")
+        grid = (data.get("model", {}).get("sdf", {}) or {}).get("grid", {}) or {}
+        extra = max(int(grid.get("n_levels", 16)) - int(sched.get("grid_start_levels", 16)), 0)
+        sched["grid_levels_until"] = per * extra / total
+    return data
 
 
 def merge(cfg: Config, patch: dict[str, Any]) -> Config:

@@ -158,3 +158,21 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tiny_scene, tmp_path
     assert resumed.step == 6 and resumed.progress_value == straight.progress_value
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_old_run_configs_are_migrated_to_progress_fractions(tmp_path):
+    import yaml
+
+    from lumisurf.config import load_config, to_dict
+
+    old = to_dict(preset_config("lumisurf"))
+    for section, new in (("optim", "warmup"), ("train", "anneal_until"), ("schedule", "grid_levels_until")):
+        del old[section][new]
+    old["optim"]["warmup_steps"], old["train"]["anneal_end"] = 500, 2000
+    old["schedule"]["grid_steps_per_level"] = 250  # 8 -> 16 levels over 2000 of 20000 steps
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    cfg = load_config(path)
+    assert cfg.optim.warmup == pytest.approx(0.025) and cfg.train.anneal_until == pytest.approx(0.1)
+    assert cfg.schedule.grid_levels_until == pytest.approx(0.1)
+    assert cfg.schedule.grid_levels_until == pytest.approx(preset_config("lumisurf").schedule.grid_levels_until)
