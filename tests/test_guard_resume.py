@@ -50,11 +50,11 @@ def test_guard_signals():
         assert g.observe(step, {"loss": 0.1, "coverage": 0.8}) is None
     reasons = [g.observe(30 + k, {"loss": 0.1, "coverage": 0.0}) for k in range(40)]
     assert any(r and "vanishing" in r for r in reasons)
-    assert "emptied" in g.check_model(torch.nn.Linear(2, 2), occupied=0.0)
+    assert "emptied" in g.check_occupancy(0.0) and g.check_occupancy(0.2) is None
     lin = torch.nn.Linear(2, 2)
     with torch.no_grad():
         lin.weight[0, 0] = float("inf")
-    assert g.check_model(lin, None) == "parameters are not finite"
+    assert g.check_parameters(lin) == "parameters are not finite"
     assert DivergenceGuard(GuardConfig(enabled=False)).observe(1, {"loss": float("nan")}) is None
 
 

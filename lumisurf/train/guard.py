@@ -90,12 +90,14 @@ class DivergenceGuard:
             return f"inv_s fell to {inv_s:.1f} from {self.inv_s_max:.1f} (the surface is blurring away)"
         return None
 
-    def check_model(self, model: torch.nn.Module, occupied: Optional[float]) -> Optional[str]:
-        if not self.cfg.enabled:
-            return None
-        if occupied is not None and occupied < self.cfg.min_occupied:
+    def check_occupancy(self, occupied: float) -> Optional[str]:
+        """The occupancy grid's last refresh left (almost) no cell: the surface has vanished."""
+        if self.cfg.enabled and occupied < self.cfg.min_occupied:
             return f"the occupancy grid emptied (occupied fraction {occupied:.2e})"
-        if not parameters_finite(model):
+        return None
+
+    def check_parameters(self, model: torch.nn.Module) -> Optional[str]:
+        if self.cfg.enabled and not parameters_finite(model):
             return "parameters are not finite"
         return None
 

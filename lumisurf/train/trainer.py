@@ -218,10 +218,8 @@ class Trainer:
             self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
         self._update_schedules()
         scalars: dict[str, float] = {"loss": float("nan"), "psnr": float("nan")}
-        reason = None
-        if self.occupied_fraction < self.cfg.train.guard.min_occupied and self.cfg.train.guard.enabled:
-            reason = f"the occupancy grid emptied (occupied fraction {self.occupied_fraction:.2e})"
-        else:
+        reason = self.guard.check_occupancy(self.occupied_fraction)
+        if reason is None:
             try:
                 scalars = self.train_step()
                 reason = self.guard.observe(self.step + 1, scalars)
@@ -231,7 +229,7 @@ class Trainer:
                 reason = f"{type(exc).__name__} in the training step: {str(exc).splitlines()[0][:200]}"
         self.step += 1
         if reason is None and self.step % self.cfg.train.guard.check_every == 0:
-            reason = self.guard.check_model(self.model, None)
+            reason = self.guard.check_parameters(self.model)
         if reason is not None:
             self._recover(reason)
         elif self.step % self.cfg.train.guard.snapshot_every == 0 and self.guard.healthy:
@@ -251,12 +249,16 @@ class Trainer:
         self.lr_schedule.scale *= self.cfg.train.guard.lr_factor
         self.sampler.load_state_dict(extra["sampler"])
         self._load_lift_state(extra["lift"])
-        occ = self.model.occupancy
-        self.occupied_fraction = 1.0 if occ is None else float(occ.occupied.float().mean())
+        self.occupied_fraction = self._grid_occupied()
         good = self.guard.snapshots[0][0]
         tqdm.write(f"recovered from divergence at step {step}: {reason}; back to the weights of step {good}, "
                    f"learning rate x{self.lr_schedule.scale:.3g} "
                    f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)")
+
+    def _grid_occupied(self) -> float:
+        """Occupied fraction of the occupancy grid as it stands (1 without a grid or before its first refresh)."""
+        occ = self.model.occupancy
+        return 1.0 if occ is None or not bool(occ.initialized) else float(occ.occupied.float().mean())
 
     def _lift_state(self) -> dict | None:
         if self.lift is None:
@@ -276,8 +278,7 @@ class Trainer:
         return {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "sampler": self.sampler.state_dict(), "lift": self._lift_state(),
                 "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_schedule.scale},
-                "phase_entered_step": 0 if self.phases is None else self.phases.entered_step,
-                "progress": self.clock.progress(self.step, self.elapsed)}
+                "phase_entered_step": 0 if self.phases is None else self.phases.entered_step}
 
     def save(self) -> None:
         """Write the run's checkpoint; if the live weights are not finite, the guard's healthy snapshot."""
@@ -297,9 +298,7 @@ class Trainer:
             self._load_lift_state(extra["lift"])
             self.guard.recoveries = int(extra["guard"]["recoveries"])
             self.lr_schedule.scale = float(extra["guard"]["lr_scale"])
-        occ = self.model.occupancy
-        if occ is not None and bool(occ.initialized):
-            self.occupied_fraction = float(occ.occupied.float().mean())
+        self.occupied_fraction = self._grid_occupied()
         if self.phases is not None:
             self.phases.update(min(self.clock.progress(self.step, self.elapsed), 1.0 - 1e-9), self.step)
             self.phases.entered_step = int(extra.get("phase_entered_step", 0))
