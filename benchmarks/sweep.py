@@ -53,12 +53,17 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "lumisurf.cli", *args]
 
 
-def run_one(scene: Path, preset: str, seed: int, minutes: float, out: Path, overrides: list[str]) -> dict:
+def budget_args(minutes: float, steps: int | None) -> list[str]:
+    """The training budget: a fixed step count (A/B comparisons that a busy machine cannot skew) or minutes."""
+    return ["--max-steps", str(steps)] if steps else ["--max-minutes", str(minutes)]
+
+
+def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, overrides: list[str]) -> dict:
     """Train, extract, evaluate one run; never raises for a failing run (it becomes the row's status)."""
     row = {"scene": scene.name, "preset": preset, "seed": seed, "load_avg": round(os.getloadavg()[0], 2)}
     t0 = time.perf_counter()
     train = subprocess.run(_cli("train", "--data", str(scene), "--preset", preset, "--seed", str(seed),
-                                "--max-minutes", str(minutes), "--out", str(out), "--force", "--no-progress",
+                                *budget, "--out", str(out), "--force", "--no-progress",
                                 "train.finalize=false", *overrides),
                            cwd=ROOT, capture_output=True, text=True)
     log = train.stdout + train.stderr
@@ -158,7 +163,8 @@ def write_results(rows: list[dict], name: str, args) -> Path:
         w.writeheader()
         w.writerows(rows)
     cmd = " ".join(["python benchmarks/sweep.py", *sys.argv[1:]])
-    md = (f"# Sweep `{name}`\n\n`{cmd}` — {args.minutes} min of training per run, one run at a time on "
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes} min"
+    md = (f"# Sweep `{name}`\n\n`{cmd}` — {budget} of training per run, one run at a time on "
           f"{os.cpu_count()} CPU cores.\n\n## Summary\n\n{summary_table(rows)}\n\n## Every run\n\n"
           f"{rows_table(rows)}\n")
     (out / f"sweep_{name}.md").write_text(md)
@@ -174,6 +180,7 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", nargs="+", default=["lumisurf"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per run")
+    ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of --minutes (A/B tests)")
     ap.add_argument("--res", type=int, default=200, help="generated scenes' resolution")
     ap.add_argument("--spp", type=int, default=64, help="generated scenes' samples per pixel")
     ap.add_argument("--scenes-root", type=Path, default=ROOT / "benchmarks" / "scenes" / "generated")
@@ -193,8 +200,9 @@ def main(argv=None) -> int:
                 if cached.exists():
                     row = json.loads(cached.read_text())
                 else:
-                    print(f"$ {scene.name} {preset} seed {seed} ({args.minutes} min)", flush=True)
-                    row = run_one(scene, preset, seed, args.minutes, out, args.set)
+                    budget = budget_args(args.minutes, args.steps)
+                    print(f"$ {scene.name} {preset} seed {seed} ({' '.join(budget)})", flush=True)
+                    row = run_one(scene, preset, seed, budget, out, args.set)
                     cached.write_text(json.dumps(row))
                 print("  " + ", ".join(f"{k}={fmt(row.get(k), '.4g')}" for k in FIELDS[3:12]), flush=True)
                 rows.append(row)

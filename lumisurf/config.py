@@ -59,6 +59,10 @@ class ColorConfig:
     view_encoding: Literal["frequency", "sh"] = "frequency"
     sh_degree: int = 4
     weight_norm: bool = True
+    # which direction the view encoding sees: the ray direction (NeuS, Instant-NSR) or its mirror
+    # reflection about the SDF normal plus n.v (Ref-NeRF / Ref-NeuS), which lets a glossy highlight stay
+    # put on a flat face instead of bending the surface to follow it
+    view_input: Literal["view", "reflected"] = "view"
 
 
 @dataclass
