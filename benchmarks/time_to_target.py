@@ -28,7 +28,7 @@ import numpy as np
 
 from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene
-from lumisurf.eval.time_to_target import (CheckpointEvaluator, EvalSettings, MetricPanel, first_time,
+from lumisurf.bench.time_to_target import (CheckpointEvaluator, EvalSettings, MetricPanel, first_time,
                                           fmt_value, load_gt_mesh, plot_metric_grid, train_with_evals)
 from lumisurf.presets import preset_config
 from lumisurf.train.run_dir import RunDir

@@ -1,4 +1,8 @@
-"""The one command line: ``lumisurf train | extract | render | eval | data check``. Parsing only."""
+"""The one command line: ``lumisurf train | extract | render | eval | material | relight | data | vis | bench``.
+
+Parsing only: each sub-command calls a job in :mod:`lumisurf.jobs` (or :mod:`lumisurf.bench`), imported when
+the command runs so that ``lumisurf --help`` stays fast.
+"""
 from __future__ import annotations
 
 import argparse
@@ -121,7 +125,7 @@ def _sigterm_as_interrupt() -> None:
 
 
 def _cmd_train(a) -> None:
-    from lumisurf.train.entry import build_train_config, train_job
+    from lumisurf.jobs.train import build_train_config, train_job
 
     _sigterm_as_interrupt()
     cfg = build_train_config(a.data, a.preset, a.max_steps, a.max_minutes, a.device, a.seed, a.overrides)
@@ -131,30 +135,30 @@ def _cmd_train(a) -> None:
 
 
 def _cmd_run(a) -> None:
-    from lumisurf.train.restore import load_run
+    from lumisurf.jobs.restore import load_run
 
     loaded = load_run(Path(a.run), a.device)
     if a.cmd == "extract":
-        from lumisurf.mesh.extract_run import extract_run
+        from lumisurf.jobs.extract import extract_run
 
         print(f"wrote {extract_run(loaded, a.resolution, force=a.force)}")
     elif a.cmd == "render":
         from lumisurf.data.load import load_scene_normalized_as
-        from lumisurf.renderers.render_run import render_split
+        from lumisurf.jobs.render import render_split
 
         scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
         for _ in render_split(loaded, scene, a.split, a.downscale, force=a.force):
             pass
         print(f"wrote {loaded.run.renders(a.split)}")
     else:
-        from lumisurf.eval.evaluate import evaluate_run, format_table
+        from lumisurf.jobs.evaluate import evaluate_run, format_table
 
         print(format_table(evaluate_run(loaded, a.data, force=a.force)))
         print(f"wrote {loaded.run.metrics_path}")
 
 
 def _cmd_material(a) -> None:
-    from lumisurf.train.material_run import material_job
+    from lumisurf.jobs.material import material_job
 
     summary = material_job(Path(a.run), a.overrides, a.steps, a.max_minutes, a.device, a.force,
                            progress=not a.no_progress, export=not a.no_export)
@@ -162,7 +166,7 @@ def _cmd_material(a) -> None:
 
 
 def _cmd_relight(a) -> None:
-    from lumisurf.renderers.relight_run import relight_job
+    from lumisurf.jobs.relight import relight_job
 
     print(f"wrote {relight_job(Path(a.run), Path(a.env), a.split, a.spp, a.samples, a.out, a.device, a.force)}")
 
@@ -175,8 +179,8 @@ def _cmd_bench(a) -> None:
 
 
 def _cmd_vis(a) -> None:
-    from lumisurf.eval import vis_tools
-    from lumisurf.train.restore import load_run
+    from lumisurf.jobs import vis_tools
+    from lumisurf.jobs.restore import load_run
 
     loaded = load_run(Path(a.run), a.device)
     if a.vis_cmd == "hash-features":

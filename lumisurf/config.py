@@ -16,13 +16,20 @@ import yaml
 from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import ConfigError
 from lumisurf.stage2_config import MaterialStageConfig
+from lumisurf.sampler_config import PixelSamplerName, SamplerConfig, migrate_sampler  # noqa: F401
 from lumisurf.train_config import GuardConfig, OptimConfig, ScheduleConfig, TrainConfig  # noqa: F401
 
+
+# choices that name a registry's entries; tests/test_registries.py checks each against its registry
+DatasetFormat = Literal["blender", "neus", "llff", "ngp", "colmap"]  # lumisurf.data.readers.READERS
+SDFBackend = Literal["mlp", "hash", "hybrid"]  # lumisurf.fields.base.SDF_BACKENDS
+HeadName = Literal["lambert", "specular", "transmission", "subsurface"]  # lumisurf.shading.heads.HEADS
+RgbLoss = Literal["l1", "l2", "charbonnier", "huber"]  # lumisurf.losses.photometric.PHOTOMETRIC
 
 @dataclass
 class DataConfig:
     path: Optional[str] = None  # None: the built-in synthetic scene
-    format: Literal["auto", "blender", "neus", "llff", "ngp", "colmap"] = "auto"
+    format: Literal["auto", DatasetFormat] = "auto"
     background: Literal["white", "black", "random"] = "white"  # colour behind masked (RGBA) images
     normalization: Literal["auto", "scale_mat", "visual_hull", "camera_rig", "identity"] = "auto"
     holdout_every: int = 8  # formats without a test split: every k-th view is a test view
@@ -30,10 +37,16 @@ class DataConfig:
     synthetic_resolution: int = 64
     synthetic_views: int = 40
 
+    @property
+    def eval_background(self) -> float:
+        """Grey level (0 or 1) that renders and ground truth share in every evaluation and picture:
+        black for ``background=black``, else white (``random`` trains on random colours, evaluates on white)."""
+        return 0.0 if self.background == "black" else 1.0
+
 
 @dataclass
 class SDFConfig:
-    backend: Literal["mlp", "hash", "hybrid"] = "mlp"
+    backend: SDFBackend = "mlp"
     hidden: int = 256
     layers: int = 8
     skip_in: tuple[int, ...] = (4,)
@@ -109,7 +122,7 @@ class AssignmentConfig:
 
     enabled: bool = False
     K: int = 2
-    heads: tuple[Literal["lambert", "specular", "transmission", "subsurface"], ...] = ("specular", "lambert")
+    heads: tuple[HeadName, ...] = ("specular", "lambert")
     backend: Literal["hash", "mlp"] = "hash"
     grid: HashGridConfig = field(default_factory=_assignment_grid)  # hash backend
     multires: int = 4  # mlp backend: frequency octaves of the position
@@ -124,7 +137,7 @@ class AssignmentConfig:
     init: Literal["none", "kmeans", "masks", "materials"] = "none"
     # phases before the assignment trains (A/B) render with this head alone, so its parameters are fitted to
     # the whole object first (the metal prior reads the specular head's metallic); None: the mixture
-    pretrain_head: Optional[Literal["lambert", "specular", "transmission", "subsurface"]] = None
+    pretrain_head: Optional[HeadName] = None
     mask_path: Optional[str] = None  # init=masks: folder of <image stem>.png integer-id maps
     lift: LiftConfig = field(default_factory=LiftConfig)  # init=materials
 
@@ -163,41 +176,6 @@ class ModelConfig:
 
 
 @dataclass
-class SamplerConfig:
-    n_samples: int = 64  # stratified samples inside the unit sphere
-    n_importance: int = 64  # NeuS up-sampled samples (split over up_sample_steps)
-    up_sample_steps: int = 4
-    perturb: bool = True
-    # nerfacc-style occupancy grid: rays march only occupied cells (near/far tightened to them, rays
-    # through empty space skip the field); refreshed from the SDF every `occupancy_every` steps
-    occupancy: bool = False
-    occupancy_resolution: int = 64
-    occupancy_every: int = 32
-    occupancy_march_steps: int = 128
-    # training-pixel sampler (lumisurf.data.pixel_samplers): uniform; soft_mining (Kheradmand et al.
-    # CVPR 2024); context = 3x3 colour-std prior, quadtree = error-driven leaves (Zhang et al. 2023)
-    pixels: Literal["uniform", "soft_mining", "context", "quadtree"] = "uniform"
-    error_map_downscale: int = 8  # soft_mining: per-view L1 error map at 1/k resolution
-    error_map_momentum: float = 0.2  # EMA rate of the error maps (first visit of a cell: assigned)
-    pixel_weights: bool = False  # context/quadtree: unbiased 1/(N p) loss weights (papers: off)
-    soft_mining_alpha: float = 0.6  # loss correction 1/Q^alpha (official code: 0.6 synthetic, 0.8 LLFF)
-    soft_mining_warmup: int = 1000  # alpha ramps 0 -> alpha over these steps
-    soft_mining_step: float = 2e-4  # Langevin drift a on grad log Q (image coords in [0, 1]); = b^2/2
-    soft_mining_noise: float = 0.02  # Langevin noise std b (image coords in [0, 1], official code)
-    soft_mining_floor: float = 0.1  # Q ~ error + floor * mean error
-    soft_mining_reinit: float = 0.1  # lowest-error fraction re-drawn uniformly each step (official)
-    soft_mining_uniform: float = 0.1  # random fraction re-drawn uniformly each step (official)
-    context_fraction: float = 0.5  # rays drawn from the colour-std prior; the rest uniform (paper)
-    context_floor: float = 0.01  # prior clamped below at floor * mean std (paper)
-    quadtree_max_depth: int = 5  # leaves down to 1/2^depth of the image side (paper: 5)
-    quadtree_init_depth: int = 2  # uniform subdivision every rebuild starts from (paper: 2)
-    quadtree_threshold: float = 0.025  # split leaves whose mean L1 error exceeds this (~paper MSE 1e-3)
-    quadtree_max_leaves: int = 1024  # per view (4^max_depth: no cap)
-    quadtree_every: int = 500  # rebuild the trees from the error maps every k steps
-    quadtree_floor: float = 0.1  # leaf probability ~ (error + floor * mean error) * area
-
-
-@dataclass
 class SegmentationConfig:
     """Weights of the material-segmentation terms (``lumisurf.losses.segmentation``); used in phases C/D."""
 
@@ -223,7 +201,7 @@ class SegmentationConfig:
 
 @dataclass
 class LossConfig:
-    rgb: Literal["l1", "l2", "charbonnier", "huber"] = "l1"
+    rgb: RgbLoss = "l1"
     rgb_weight: float = 1.0
     eikonal_weight: float = 0.1
     mask_weight: float = 0.1  # used only when the dataset has masks
@@ -250,7 +228,7 @@ class EvalConfig:
 
 @dataclass
 class Config:
-    preset: str = "neus"
+    preset: str = "none"  # the preset this config was built from (lumisurf.presets); "none": the plain defaults
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
@@ -353,9 +331,11 @@ def load_config(path) -> Config:
 
 
 def migrate(data: dict) -> dict:
-    """Run folders written before the schedules read the training progress (2026-12-01) held step lengths:
-    ``optim.warmup_steps``, ``train.anneal_end``, ``schedule.grid_steps_per_level``. They become the same
-    fractions of ``train.max_steps`` (new keys)."""
+    """Old run folders' keys in today's layout. Before the schedules read the training progress (2026-12-01)
+    they held step lengths: ``optim.warmup_steps``, ``train.anneal_end``, ``schedule.grid_steps_per_level``;
+    these become the same fractions of ``train.max_steps``. The per-sampler keys move into their sections."""
+    if isinstance(data.get("sampler"), dict):
+        migrate_sampler(data["sampler"])
     train, optim, sched = (data.get(k) if isinstance(data.get(k), dict) else {} for k in ("train", "optim", "schedule"))
     total = max(int(train.get("max_steps", TrainConfig.max_steps)), 1)
     if "warmup_steps" in optim:

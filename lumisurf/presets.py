@@ -15,8 +15,7 @@ NEUS_PAPER = {
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
 }
 
-# The same method sized for CPU budgets (the measured cost is in the closing note of the foundation
-# issue): every NeuS component is kept (geometric init, weight norm, skip, PE, variance, NeRF++
+# The same method sized for CPU budgets (neus-paper costs about 10 s a step on 2 cores): every NeuS component is kept (geometric init, weight norm, skip, PE, variance, NeRF++
 # background, hierarchical up-sampling, cos-anneal, eikonal); networks are 128 wide and 32 + 32
 # samples per ray are used. Schedules are fractions of the training progress (steps, or a --max-minutes budget).
 NEUS = {
@@ -69,9 +68,8 @@ LUMISURF = {
               "sdf": {**INSTANT_NSR["model"]["sdf"], "normals": "analytic", "multires": 0,
                       "grid": {"n_levels": 16, "n_features": 2, "log2_table_size": 17, "base_resolution": 16,
                                "max_resolution": 1024}}},
-    # uniform pixel sampling. Context sampling led at 2 min per variant (glossy_bunny Chamfer 0.0133 vs 0.0207,
-    # dtu_scan24 PSNR 20.79 vs 20.71; benchmarks/results/ablate_*) but lost at the 5-min budget: 916 steps and
-    # Chamfer 0.0176 against 1648 steps and 0.0081 uniform (its rays hit the object, so steps cost more)
+    # uniform pixel sampling: context sampling's rays hit the object, so its steps cost more and it lost at the
+    # 5-min budget (benchmarks/results/ablate_glossy_bunny)
     "sampler": {**INSTANT_NSR["sampler"], "pixels": "uniform"},
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
     # the A-E phase schedule drives the optimizer groups; without a material assignment phases C/D only

@@ -111,7 +111,7 @@ def test_paused_clock_loop_and_evaluator(tiny_scene, tmp_path):
     import time
 
     from lumisurf.config import apply_overrides
-    from lumisurf.eval.time_to_target import CheckpointEvaluator, EvalSettings, train_with_evals
+    from lumisurf.bench.time_to_target import CheckpointEvaluator, EvalSettings, train_with_evals
     from lumisurf.presets import preset_config
     from lumisurf.train.run_dir import RunDir
     from lumisurf.train.trainer import Trainer

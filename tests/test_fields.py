@@ -59,9 +59,25 @@ def test_eikonal_gradient_trains_the_field():
 def test_variance_and_heads():
     v = Variance(0.3)
     assert torch.isclose(v.inv_s(), torch.tensor(math.exp(3.0)))
-    color = NeuSColor(ColorConfig(hidden=16, layers=2), feature_dim=8)
+    color = NeuSColor(ColorConfig(hidden=16, layers=2, weight_norm=False), feature_dim=8)
+    with torch.no_grad():  # a zero output layer leaves sigmoid(bias): hand-computed colours
+        color.mlp[-1].weight.zero_()
+        color.mlp[-1].bias.copy_(torch.tensor([0.0, math.log(3.0), -math.log(3.0)]))
     rgb = color(torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 8))
-    assert rgb.shape == (5, 3) and (rgb >= 0).all() and (rgb <= 1).all()
+    assert torch.allclose(rgb, torch.tensor([0.5, 0.75, 0.25]).expand(5, 3), atol=1e-6)
     bg = BackgroundNeRF(BackgroundConfig(hidden=16, layers=2, multires=2, multires_view=1))
     sigma, rgb = bg(torch.rand(7, 4), torch.rand(7, 3))
     assert sigma.shape == (7,) and (sigma >= 0).all() and rgb.shape == (7, 3)
+
+
+def test_colour_net_reflected_view_input():
+    """view_input=reflected encodes the ray mirrored about the unit normal and appends n.d."""
+    color = NeuSColor(ColorConfig(hidden=8, layers=2, view_input="reflected"), feature_dim=4)
+    seen = []
+    enc = color.dir_enc
+    enc.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    d = torch.tensor([[1.0, 0.0, -1.0]]) / math.sqrt(2.0)  # 45 degrees down onto the plane z = 0
+    rgb = color(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 2.0]]), d, torch.zeros(1, 4))  # unnormalised n
+    assert torch.allclose(seen[0], torch.tensor([[1.0, 0.0, 1.0]]) / math.sqrt(2.0), atol=1e-6)
+    assert color.mlp[0].in_features == 3 + 3 + enc.output_dim + 1 + 4 and rgb.shape == (1, 3)
+

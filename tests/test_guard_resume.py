@@ -176,3 +176,20 @@ def test_old_run_configs_are_migrated_to_progress_fractions(tmp_path):
     assert cfg.optim.warmup == pytest.approx(0.025) and cfg.train.anneal_until == pytest.approx(0.1)
     assert cfg.schedule.grid_levels_until == pytest.approx(0.1)
     assert cfg.schedule.grid_levels_until == pytest.approx(preset_config("lumisurf").schedule.grid_levels_until)
+
+
+def test_old_run_configs_get_per_sampler_sections(tmp_path):
+    import yaml
+
+    from lumisurf.config import load_config, to_dict
+
+    old = to_dict(preset_config("lumisurf"))
+    for section in ("soft_mining", "context", "quadtree"):
+        del old["sampler"][section]
+    old["sampler"].update(soft_mining_alpha=0.8, soft_mining_warmup=7, context_fraction=0.3, quadtree_every=9)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    cfg = load_config(path)
+    assert (cfg.sampler.soft_mining.alpha, cfg.sampler.soft_mining.warmup) == (0.8, 7)
+    assert cfg.sampler.context.fraction == 0.3 and cfg.sampler.quadtree.every == 9
+    assert cfg.sampler.quadtree.max_depth == 5  # keys the old file did not have keep their defaults

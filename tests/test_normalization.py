@@ -11,25 +11,15 @@ from PIL import Image
 
 from lumisurf.data import normalization as N
 from lumisurf.data.cameras import Cameras
+from conftest import shared_dataset
 from lumisurf.data.normalization import estimate_normalization, normalize_scene
+from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import Normalization, SceneData, Split
 from lumisurf.data.synthetic import look_at_cameras, make_synthetic_scene
 from lumisurf.errors import DataError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def _need(name: str) -> Path:
-    if not (DATA / name).is_dir():
-        pytest.skip(f"shared dataset {name} not found at {DATA}")
-    pytest.importorskip("lumisurf.data.readers", reason="format readers not available")
-    return DATA / name
-
-
 def _load(name: str) -> SceneData:
-    from lumisurf.data.readers import load_scene
-
-    return load_scene(_need(name))
+    return load_scene(shared_dataset(name))
 
 
 def _gt_radius(scene: SceneData) -> np.ndarray:
@@ -192,7 +182,7 @@ def test_check_dataset_synthetic(tmp_path):
 def test_check_dataset_glossy_bunny(tmp_path):
     from lumisurf.data.check import check_dataset
 
-    path = _need("glossy_bunny")
+    path = shared_dataset("glossy_bunny")
     text = check_dataset(path, tmp_path / "bunny.png")
     _assert_png(tmp_path / "bunny.png")
     assert "format: blender" in text and "train 64 views" in text and "relight 16 views" in text

@@ -4,10 +4,11 @@ import math
 import pytest
 import torch
 
-from lumisurf.config import SamplerConfig, apply_overrides
-from lumisurf.data.error_maps import Categorical, ErrorMaps, bilinear_lookup
-from lumisurf.data.pixel_sampler import PixelBatch, UniformPixelSampler
-from lumisurf.data.pixel_samplers import (PIXEL_SAMPLERS, build_pixel_sampler, color_std_map,
+from lumisurf.config import apply_overrides
+from lumisurf.sampler_config import QuadtreeConfig, SamplerConfig, SoftMiningConfig
+from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
+from lumisurf.data.pixel_sampling.base import PixelBatch, UniformPixelSampler
+from lumisurf.data.pixel_sampling.adaptive import (PIXEL_SAMPLERS, build_pixel_sampler, color_std_map,
                                           soft_mining_weights, subdivide_levels)
 from lumisurf.data.scene import Split
 from lumisurf.losses.s3im import s3im_loss
@@ -36,8 +37,10 @@ def coded_split(masks: bool = True) -> Split:
     return Split(None, images, m)
 
 
-def cfg_for(name: str, **kw) -> SamplerConfig:
-    base = dict(pixels=name, error_map_downscale=4, quadtree_every=3, pixel_weights=True)
+def cfg_for(name: str, soft_mining=None, quadtree=None, **kw) -> SamplerConfig:
+    base = dict(pixels=name, error_map_downscale=4, pixel_weights=True,
+                soft_mining=SoftMiningConfig(**(soft_mining or {})),
+                quadtree=QuadtreeConfig(**{"every": 3, **(quadtree or {})}))
     base.update(kw)
     return SamplerConfig(**base)
 
@@ -123,7 +126,7 @@ def test_soft_mining_weights_hand_computed():
 
 
 def test_soft_mining_concentrates_on_high_error():
-    sampler = build_pixel_sampler(cfg_for("soft_mining", soft_mining_warmup=10), coded_split(), "cpu")
+    sampler = build_pixel_sampler(cfg_for("soft_mining", soft_mining=dict(warmup=10)), coded_split(), "cpu")
     gen = torch.Generator().manual_seed(0)
     first = sampler.sample(256, gen)
     assert torch.allclose(first.weight, torch.ones(256, 1))  # alpha = 0 before any step
@@ -162,8 +165,7 @@ def test_context_prefers_edges():
 
 
 def test_quadtree_subdivides_where_error_is_high():
-    sampler = build_pixel_sampler(cfg_for("quadtree", quadtree_every=0, quadtree_max_depth=3,
-                                          quadtree_init_depth=1), coded_split(), "cpu")
+    sampler = build_pixel_sampler(cfg_for("quadtree", quadtree=dict(every=0, max_depth=3, init_depth=1)), coded_split(), "cpu")
     assert sampler.area.sum() == N * H * W  # leaves tile every view
     gen = torch.Generator().manual_seed(0)
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import SHARED_DATA, shared_dataset
 from lumisurf.data.cameras import Cameras, distort_points
 from lumisurf.data.images import load_normal_png16, read_png16
 from lumisurf.data.readers import READERS, detect_format, load_scene
@@ -20,16 +21,14 @@ from lumisurf.data.readers.common import even_subset, holdout_split
 from lumisurf.data.readers.neus import decompose_projection
 from lumisurf.errors import DataError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA
 BLENDER = {"lego": (80, 20, 0), "glossy_bunny": (64, 16, 16), "glossy_spot": (64, 16, 16),
            "two_materials": (64, 16, 16)}
 
 
 @functools.lru_cache(maxsize=None)
 def _scene(name: str):
-    if not (DATA / name).is_dir():
-        pytest.skip(f"shared dataset {DATA / name} is absent")
-    return load_scene(DATA / name)
+    return load_scene(shared_dataset(name))
 
 
 def _all_views(scene, splits=("train", "test")):

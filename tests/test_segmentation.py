@@ -18,7 +18,7 @@ from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_
                                           em_assignment_loss, em_posterior, energy_conservation_loss,
                                           entropy_loss, gather_probs_per_view, project_points, range_loss,
                                           sample_view_maps, smoothness_loss, sparsity_loss)
-from lumisurf.train.phases import PhaseConfig, PhaseSchedule, WeightSchedule, default_phases, phases_from_config
+from lumisurf.train.phases import PhaseConfig, PhaseSchedule, default_phases, phases_from_config
 
 from conftest import shared_dataset
 
@@ -180,14 +180,12 @@ def test_phase_schedule_switches_and_freezes():
     assert all(g["lr"] == 0.0 for g in groups[:4])
 
 
-def test_phase_schedule_em_alternation_and_weights():
+def test_phase_schedule_em_alternation():
     sched = PhaseSchedule(default_phases((0.1, 0.3, 0.7, 1.0), em_every=5))
     sched.update(0.75, step=70)  # D entered at step 70: EM blocks count from there
     assert sched.trainable(70) == ("sdf", "variance", "color", "shading", "heads", "background")
     assert sched.trainable(75) == ("assignment",) and sched.lr_scale("sdf", 75) == 0.0
     assert sched.update(0.8, step=80).is_active("em") and sched.entered_step == 70
-    w = WeightSchedule("entropy", sched, start=0.0, end=1.0, ramp=0.2)
-    assert [w.update(p) for p in (0.1, 0.3, 0.4, 0.5, 0.99, 1.0)] == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0, 0.0])
     with pytest.raises(ValueError):
         PhaseSchedule([PhaseConfig("X", 1.0, trainable=("nope",))])
     with pytest.raises(ValueError):

@@ -38,7 +38,7 @@ def test_segmented_shading_mixture_and_ranges():
     assert float(out["rgb"].min()) >= 0 and float(out["rgb"].max()) <= 1
     # the mixture is the probability-weighted sum of the heads (in linear light)
     mixed = (out["probs"][..., None] * out["head_rgb"]).sum(1)
-    from lumisurf.shading.color_space import linear_to_srgb
+    from lumisurf.data.color_space import linear_to_srgb
 
     assert torch.allclose(linear_to_srgb(mixed), out["rgb"], atol=1e-5)
     for key in ("albedo", "metallic", "roughness"):
@@ -69,7 +69,7 @@ def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path
         tr.step += 1
     for key in ("loss_entropy", "loss_boundary", "loss_consistency", "loss_energy", "loss_warm_start",
                 "loss_smoothness", "loss_material_range", "loss_sparsity", "loss_metal_prior"):
-        assert key in seen and seen[key] == seen[key]  # present and not NaN
+        assert key in seen and math.isfinite(seen[key]) and seen[key] >= 0, (key, seen.get(key))
     assert "loss_em" not in seen  # EM is a phase-D term
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
     assert lrs["assignment"] > 0

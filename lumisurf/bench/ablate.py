@@ -4,7 +4,7 @@ Every variant (a preset plus ``dotted.key=value`` overrides, see :mod:`lumisurf.
 validated first — every variant's config is built before anything trains — then trained in its own
 process (``python -m lumisurf.bench.variant``) so its peak memory is its own, for the same budget of
 training time, with the clock paused every ``eval_every`` seconds for an evaluation
-(:mod:`lumisurf.eval.time_to_target`). Written to ``--out``:
+(:mod:`lumisurf.bench.time_to_target`). Written to ``--out``:
 
 * ``ablation.csv`` — every evaluation row of every variant;
 * ``ablation.md`` — the summary table (also printed): final PSNR / SSIM / Chamfer / normal MAE,
@@ -29,7 +29,7 @@ from lumisurf.bench.spec import REPO_ROOT, AblationSpec, VariantSpec, build_conf
 from lumisurf.bench.variant import ROW_FIELDS
 from lumisurf.config import Config, to_dict
 from lumisurf.errors import LumisurfError
-from lumisurf.eval.time_to_target import (EvalSettings, MetricPanel, first_time, fmt_value,
+from lumisurf.bench.time_to_target import (EvalSettings, MetricPanel, first_time, fmt_value,
                                           plot_metric_grid)
 
 OUTPUTS = ("ablation.csv", "ablation.md", "ablation.png")

@@ -15,6 +15,12 @@ import resource
 import sys
 import traceback
 from pathlib import Path
+from lumisurf.bench.time_to_target import CheckpointEvaluator, EvalSettings, fmt_value, train_with_evals
+from lumisurf.config import from_dict, Config, save_config
+from lumisurf.data.load import load_config_scene
+from lumisurf.errors import LumisurfError
+from lumisurf.train.run_dir import RunDir
+from lumisurf.train.trainer import Trainer
 
 ROW_FIELDS = ("variant", "preset", "dataset", "train_seconds", "steps", "psnr", "ssim", "normal_mae_deg",
               "chamfer", "eval_seconds", "peak_rss_mib", "peak_cuda_mib")
@@ -43,11 +49,6 @@ def _cell(v):
 
 def run_job(job_path: Path) -> dict:
     """Train and evaluate the variant of ``job_path``; returns (and writes) the result record."""
-    from lumisurf.config import from_dict, Config, save_config
-    from lumisurf.data.load import load_config_scene
-    from lumisurf.eval.time_to_target import CheckpointEvaluator, EvalSettings, fmt_value, train_with_evals
-    from lumisurf.train.run_dir import RunDir
-    from lumisurf.train.trainer import Trainer
     from tqdm import tqdm
 
     job = json.loads(Path(job_path).read_text())
@@ -92,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m lumisurf.bench.variant JOB.json", file=sys.stderr)
         return 2
     job_path = Path(argv[0])
-    from lumisurf.errors import LumisurfError
 
     try:
         result = run_job(job_path)

@@ -16,7 +16,9 @@ from torch import Tensor
 
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.normalization import cameras_inside, cameras_inside_message, normalize_scene, project_points
+from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import SceneData
+from lumisurf.data.synthetic import make_synthetic_scene
 
 _SPLIT_COLOURS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:green"}
 
@@ -24,12 +26,8 @@ _SPLIT_COLOURS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:gre
 def check_dataset(path: Path | None, out_png: Path) -> str:
     """Summary lines of the scene at ``path`` (None = built-in synthetic scene); writes ``out_png``."""
     if path is None:
-        from lumisurf.data.synthetic import make_synthetic_scene
-
         scene = make_synthetic_scene()
     else:
-        from lumisurf.data.readers import load_scene
-
         scene = load_scene(Path(path))
     scene = normalize_scene(scene)
     lines, warns = summarize(scene)

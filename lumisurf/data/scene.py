@@ -4,13 +4,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from lumisurf.data.cameras import Cameras
+from lumisurf.errors import DataError
+
+if TYPE_CHECKING:
+    import trimesh
 
 
 @dataclass
@@ -98,8 +102,6 @@ class SceneData:
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
-            from lumisurf.errors import DataError
-
             raise DataError(f"{self.root}: no '{name}' split (has: {', '.join(self.splits)})")
         return self.splits[name]
 

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.scene import SceneData, Split
-from lumisurf.shading.color_space import linear_to_srgb  # noqa: F401  (re-exported)
+from lumisurf.data.color_space import linear_to_srgb  # noqa: F401  (re-exported)
 
 SPHERE_CENTER = (0.0, 0.0, 0.12)
 SPHERE_RADIUS = 0.38

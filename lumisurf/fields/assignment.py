@@ -18,7 +18,7 @@ from lumisurf.config import AssignmentConfig
 from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.hash_grid import HashGrid
 from lumisurf.errors import DataError
-from lumisurf.shading.heads import head_mlp
+from lumisurf.fields.mlp import mlp
 
 
 class AssignmentField(nn.Module):
@@ -36,7 +36,7 @@ class AssignmentField(nn.Module):
         self.cfg = cfg
         self.encoder = HashGrid(cfg.grid) if cfg.backend == "hash" else FrequencyEncoding(3, cfg.multires)
         extra = 3 if cfg.backend == "hash" else 0  # the frequency encoding already includes x
-        self.mlp = head_mlp(self.encoder.output_dim + extra, cfg.hidden, cfg.layers, cfg.K)
+        self.mlp = mlp([self.encoder.output_dim + extra] + [cfg.hidden] * cfg.layers + [cfg.K])
         log_t = torch.tensor(math.log(cfg.temperature), dtype=torch.float32)
         self.log_temperature = nn.Parameter(log_t, requires_grad=cfg.learn_temperature)
 

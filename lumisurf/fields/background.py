@@ -5,6 +5,7 @@ import torch
 from torch import Tensor, nn
 
 from lumisurf.encodings.frequency import FrequencyEncoding
+from lumisurf.fields.mlp import mlp
 
 
 class BackgroundNeRF(nn.Module):
@@ -15,15 +16,10 @@ class BackgroundNeRF(nn.Module):
         self.pos_enc = FrequencyEncoding(4, cfg.multires)
         self.dir_enc = FrequencyEncoding(3, cfg.multires_view)
         w = cfg.hidden
-        layers, d = [], self.pos_enc.output_dim
-        for _ in range(cfg.layers):
-            layers += [nn.Linear(d, w), nn.ReLU(inplace=True)]
-            d = w
-        self.trunk = nn.Sequential(*layers)
+        self.trunk = mlp([self.pos_enc.output_dim] + [w] * cfg.layers, relu_last=True)
         self.density = nn.Linear(w, 1)
         self.feature = nn.Linear(w, w)
-        self.rgb = nn.Sequential(nn.Linear(w + self.dir_enc.output_dim, w // 2), nn.ReLU(inplace=True),
-                                 nn.Linear(w // 2, 3))
+        self.rgb = mlp([w + self.dir_enc.output_dim, w // 2, 3])
 
     def forward(self, x4: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         """x4 [N, 4] contracted points, dirs [N, 3] unit view directions -> density [N] (>=0), rgb [N, 3] in [0,1]."""

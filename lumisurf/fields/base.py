@@ -25,6 +25,10 @@ class SDFField(nn.Module):
     def sdf(self, points: Tensor) -> Tensor:  # [N]
         return self.forward(points)[0]
 
+    def hash_grid(self):
+        """The backend's multi-resolution grid (its level schedule, the grid TV loss), or None."""
+        return getattr(self, "grid", None)
+
     def sdf_and_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
         """SDF [N], feature [N, F] and spatial gradient dsdf/dx [N, 3].
 
@@ -72,9 +76,6 @@ class SDFField(nn.Module):
 
 def build_sdf(cfg) -> SDFField:
     """Build the SDF backend named by ``cfg.backend`` (an :class:`lumisurf.config.SDFConfig`)."""
-    import lumisurf.fields.sdf_hash  # noqa: F401  (registers 'hash', 'hybrid')
-    import lumisurf.fields.sdf_mlp  # noqa: F401  (registers 'mlp')
-
     field = SDF_BACKENDS.get(cfg.backend)(cfg)
     field.normals_mode = cfg.normals
     return field

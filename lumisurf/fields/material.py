@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.hash_grid import HashGrid
 from lumisurf.encodings.spherical_harmonics import SHEncoding
-from lumisurf.shading.heads import head_mlp
+from lumisurf.fields.mlp import mlp
 
 
 class MaterialField(nn.Module):
@@ -22,7 +22,7 @@ class MaterialField(nn.Module):
         super().__init__()
         self.grid = HashGrid(cfg.grid)
         self.roughness_min = cfg.roughness_min
-        self.mlp = head_mlp(self.grid.output_dim + 3, cfg.hidden, 2, 5)
+        self.mlp = mlp([self.grid.output_dim + 3, cfg.hidden, cfg.hidden, 5])
 
     def init_constant(self, albedo: Tensor, metallic: float, roughness: float) -> None:
         """Start from a uniform material (last-layer bias); albedo [3] in (0, 1)."""
@@ -46,7 +46,7 @@ class IndirectLight(nn.Module):
         super().__init__()
         self.pos = FrequencyEncoding(3, 4)
         self.dir = SHEncoding(4)
-        self.mlp = head_mlp(self.pos.output_dim + self.dir.output_dim, hidden, 2, 3)
+        self.mlp = mlp([self.pos.output_dim + self.dir.output_dim, hidden, hidden, 3])
         with torch.no_grad():
             self.mlp[-1].bias.fill_(float(torch.log(torch.expm1(torch.tensor(init)))))
 

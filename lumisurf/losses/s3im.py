@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from lumisurf.eval.image_metrics import ssim_map
+from lumisurf.losses.ssim import ssim_map
 
 S3IM_SIGMA = 1.5
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
@@ -21,7 +22,6 @@ from lumisurf.samplers.occupancy import OccupancyGrid
 from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
                                             merge_samples, near_far_sphere, neus_upsample, stratified_samples)
 from lumisurf.shading.nero import NeroShading
-from lumisurf.shading.nero_light import linear_to_srgb
 from lumisurf.shading.neus_color import NeuSColor
 from lumisurf.shading.segmented import SegmentedShading
 
@@ -61,6 +61,22 @@ class SurfaceModel(nn.Module):
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
         self.occupancy = OccupancyGrid(sampler_cfg.occupancy_resolution) if sampler_cfg.occupancy else None
+
+    # ------------------------------------------------------------------ what the trainer may ask
+    @property
+    def assignment(self):
+        """The material assignment field of a segmented model, else None."""
+        return self.color.assignment if self.segmented else None
+
+    @property
+    def solo_head(self) -> Optional[int]:
+        """Index of the head a segmented model renders alone (pre-training one head), else None."""
+        return self.color.solo if self.segmented else None
+
+    def set_solo_head(self, name: Optional[str]) -> None:
+        """Segmented models: render with head ``name`` alone (None: the mixture); no-op for other shading."""
+        if self.segmented:
+            self.color.solo = None if name is None else self.color.head_names.index(name)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -198,3 +214,15 @@ class SurfaceModel(nn.Module):
                                      d[:, None].expand_as(x).reshape(-1, 3))
         alpha = 1.0 - torch.exp(-sigma.reshape(t.shape) * dists)
         return accumulate(render_weights(alpha), rgb.reshape(*t.shape, 3))
+
+
+def background_kind(kind: str, has_masks: bool) -> str:
+    """``model.background.kind`` resolved: ``auto`` is a constant colour behind masked data, else NeRF++."""
+    if kind == "auto":
+        return "constant" if has_masks else "nerf++"
+    return kind
+
+
+def build_model(model_cfg, sampler_cfg, has_masks: bool) -> SurfaceModel:
+    """The surface model of a config for a dataset with (or without) foreground masks."""
+    return SurfaceModel(model_cfg, sampler_cfg, background_kind(model_cfg.background.kind, has_masks))

@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from lumisurf.renderers.rays import near_far_sphere
 from lumisurf.renderers.volume import alpha_from_sdf_interval
-from lumisurf.samplers.ray_samplers import near_far_sphere
 
 
 def entering_alpha(t: Tensor, sdf: Tensor, inv_s: float) -> Tensor:

@@ -24,7 +24,9 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from lumisurf.shading.split_sum import sample_lut
+from lumisurf.fields.mlp import mlp
+from lumisurf.registry import Registry
+from lumisurf.shading.split_sum import fresnel_f0, sample_lut, specular_albedo
 
 LightTerm = Union[Tensor, Callable[[Tensor], Tensor]]
 
@@ -48,24 +50,28 @@ class ShadingContext:
         return (-(self.normals * self.view_dirs).sum(-1)).clamp(0.0, 1.0)
 
 
-def head_mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
-    """``layers`` ReLU layers of width ``hidden`` then a linear output (pre-activation parameters)."""
-    mods: list[nn.Module] = []
-    for _ in range(layers):
-        mods += [nn.Linear(in_dim, hidden), nn.ReLU(inplace=True)]
-        in_dim = hidden
-    mods.append(nn.Linear(in_dim, out_dim))
-    return nn.Sequential(*mods)
+HEADS: Registry[type["_Head"]] = Registry("material head")
 
 
 class _Head(nn.Module):
-    """Shared parts: MLP on [feature, position] -> ``n_params`` logits, squashed by sigmoid."""
+    """Shared parts: MLP on [feature, position] -> ``n_params`` logits, squashed by sigmoid.
+
+    A head's facts live on its class: ``view_dependent`` (its radiance changes with the view direction, so
+    the metal prior counts it as "metal-like"), ``view_rank`` (0 = most view-dependent; the material lift
+    gives the most specular cluster to the lowest rank), ``gives_materials`` (its parameters are
+    albedo [0:3], metallic [3], roughness [4]: the lift clusters them, the metal prior reads metallic) and
+    ``uses_lut`` (it samples the split-sum table, passed as ``lut_table``).
+    """
 
     n_params = 3
+    view_dependent = False
+    view_rank = 99
+    gives_materials = False
+    uses_lut = False
 
     def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, init_bias: Optional[list] = None):
         super().__init__()
-        self.mlp = head_mlp(feature_dim + 3, hidden, layers, self.n_params)
+        self.mlp = mlp([feature_dim + 3] + [hidden] * layers + [self.n_params])
         if init_bias is not None:
             with torch.no_grad():
                 self.mlp[-1].bias.copy_(torch.tensor(init_bias, dtype=self.mlp[-1].bias.dtype))
@@ -83,16 +89,19 @@ def _light(term: LightTerm, roughness: Tensor) -> Tensor:
     return term(roughness) if callable(term) else term
 
 
+@HEADS.register("lambert")
 class LambertHead(_Head):
     """``rgb = albedo * diffuse_light``; albedo in [0, 1]."""
 
     n_params = 3
+    view_rank = 3
 
     def forward(self, ctx: ShadingContext) -> dict[str, Tensor]:
         albedo = self.params01(ctx)
         return {"rgb": albedo * ctx.diffuse_light, "albedo": albedo, "reflectance": albedo.amax(-1)}
 
 
+@HEADS.register("specular")
 class SpecularHead(_Head):
     """GGX microfacet via split-sum (NeRO): albedo, metallic, roughness in [0, 1].
 
@@ -102,6 +111,10 @@ class SpecularHead(_Head):
     """
 
     n_params = 5
+    view_dependent = True
+    view_rank = 0
+    gives_materials = True
+    uses_lut = True
 
     def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, lut_table: Optional[Tensor] = None,
                  energy_compensated: bool = False):
@@ -117,8 +130,7 @@ class SpecularHead(_Head):
             if self.lut_table is None:
                 raise ValueError("SpecularHead needs ctx.lut or a lut_table")
             lut = sample_lut(self.lut_table.to(p), ctx.n_dot_v, roughness[:, 0])  # [N, 2]
-        f0 = 0.04 * (1.0 - metallic) + albedo * metallic  # [N, 3]
-        spec_albedo = f0 * lut[:, :1] + lut[:, 1:2]  # [N, 3]
+        spec_albedo = specular_albedo(fresnel_f0(albedo, metallic), lut)  # [N, 3]
         kd = albedo * (1.0 - metallic)
         if self.energy_compensated:
             kd = kd * (1.0 - spec_albedo)
@@ -145,6 +157,7 @@ def refract(d: Tensor, n: Tensor, eta_ratio: Tensor) -> Tensor:
     return t / t.norm(dim=-1, keepdim=True).clamp_min(1e-8)
 
 
+@HEADS.register("transmission")
 class TransmissionHead(_Head):
     """Dielectric seen through (glass, clear plastic); an approximation, not a path tracer.
 
@@ -159,6 +172,8 @@ class TransmissionHead(_Head):
     """
 
     n_params = 4
+    view_dependent = True
+    view_rank = 1
 
     def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, thin: bool = False):
         super().__init__(feature_dim, hidden, layers, init_bias=[2.0, 2.0, 2.0, 0.0])
@@ -178,6 +193,7 @@ class TransmissionHead(_Head):
                 "refracted_dir": t_dir, "reflectance": refl}
 
 
+@HEADS.register("subsurface")
 class SubsurfaceHead(_Head):
     """Subsurface scattering by a wrap-lighting / diffusion-kernel approximation (skin, wax, marble).
 
@@ -191,6 +207,7 @@ class SubsurfaceHead(_Head):
     """
 
     n_params = 7
+    view_rank = 2
 
     def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2):
         super().__init__(feature_dim, hidden, layers, init_bias=[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
@@ -205,19 +222,14 @@ class SubsurfaceHead(_Head):
         return {"rgb": rgb, "albedo": albedo, "scatter": scatter, "wrap": wrap, "reflectance": refl}
 
 
-HEADS: dict[str, type[_Head]] = {"lambert": LambertHead, "specular": SpecularHead,
-                                 "transmission": TransmissionHead, "subsurface": SubsurfaceHead}
-
-
 def build_heads(names, feature_dim: int, hidden: int = 64, layers: int = 2,
                 lut_table: Optional[Tensor] = None) -> nn.ModuleList:
-    """One head per name (``HEADS`` keys), in order; the specular head gets ``lut_table``."""
+    """One head per name (``HEADS`` names), in order; heads that ``uses_lut`` get ``lut_table``."""
     heads = []
     for name in names:
-        if name not in HEADS:
-            raise KeyError(f"unknown material head '{name}'; choose one of {sorted(HEADS)}")
-        kw = {"lut_table": lut_table} if name == "specular" else {}
-        heads.append(HEADS[name](feature_dim, hidden, layers, **kw))
+        cls = HEADS.get(name)
+        kw = {"lut_table": lut_table} if cls.uses_lut else {}
+        heads.append(cls(feature_dim, hidden, layers, **kw))
     return nn.ModuleList(heads)
 
 

@@ -19,20 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.errors import ConfigError
-from lumisurf.shading.nero_light import NeroLights, linear_to_srgb, make_mlp, reflect, set_output_bias
-from lumisurf.shading.split_sum import load_lut, sample_lut
-
-
-def fresnel_f0(albedo: Tensor, metallic: Tensor) -> Tensor:
-    """Normal-incidence reflectance [N, 3]: 0.04 for dielectrics, the albedo for metals."""
-    return 0.04 * (1.0 - metallic) + metallic * albedo
-
-
-def split_sum_specular(light: Tensor, f0: Tensor, lut: Tensor, n_dot_v: Tensor, roughness: Tensor) -> Tensor:
-    """``light * (F0 * scale + bias)``: light, f0 [N, 3], n_dot_v, roughness [N, 1], lut [R, C, 2]."""
-    fg = sample_lut(lut, n_dot_v[:, 0], roughness[:, 0])  # [N, 2]
-    return light * (f0 * fg[:, :1] + fg[:, 1:])
+from lumisurf.shading.nero_light import NeroLights, make_mlp, reflect, set_output_bias
+from lumisurf.shading.split_sum import fresnel_f0, load_lut, split_sum_specular
 
 
 class MaterialHeads(nn.Module):
@@ -41,7 +31,7 @@ class MaterialHeads(nn.Module):
     def __init__(self, cfg, feature_dim: int):
         super().__init__()
         d_in = feature_dim + 3
-        mlp = lambda d_out: make_mlp(d_in, d_out, cfg.hidden, cfg.layers, cfg.weight_norm)  # noqa: E731
+        mlp = lambda d_out: make_mlp(d_in, d_out, cfg)  # noqa: E731
         self.metallic, self.roughness, self.albedo = mlp(1), mlp(1), mlp(3)
         set_output_bias(self.metallic, cfg.metallic_init)
         set_output_bias(self.roughness, cfg.roughness_init)

@@ -16,23 +16,16 @@ from torch import Tensor, nn
 from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.ide import IDEncoding
 from lumisurf.encodings.ipe import integrated_positional_encoding
-from lumisurf.shading.color_space import linear_to_srgb  # noqa: F401  (re-exported)
+from lumisurf.fields.mlp import mlp
 
 HUMAN_SCALE = 0.3  # NeRO: plane coordinates and ray lengths are scaled by this before the IPE
 HUMAN_RANGE = 1.5  # scaled plane points farther than this from the camera get no human light
 HUMAN_FREQS = 6
 
 
-def make_mlp(d_in: int, d_out: int, hidden: int, layers: int, weight_norm: bool) -> nn.Sequential:
-    """``layers`` linear layers (ReLU between, none after the last); the last one is ``mlp[-1]``."""
-    dims = [d_in] + [hidden] * (layers - 1) + [d_out]
-    mods: list[nn.Module] = []
-    for i in range(len(dims) - 1):
-        lin = nn.Linear(dims[i], dims[i + 1])
-        mods.append(nn.utils.parametrizations.weight_norm(lin) if weight_norm else lin)
-        if i < len(dims) - 2:
-            mods.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*mods)
+def make_mlp(d_in: int, d_out: int, cfg) -> nn.Sequential:
+    """NeRO's MLPs: ``cfg.layers`` linear layers of width ``cfg.hidden`` (ReLU between); ``mlp[-1]`` is the output."""
+    return mlp([d_in] + [cfg.hidden] * (cfg.layers - 1) + [d_out], cfg.weight_norm)
 
 
 def set_output_bias(mlp: nn.Sequential, value: float) -> None:
@@ -70,7 +63,7 @@ class HumanLight(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        self.mlp = make_mlp(2 * 2 * HUMAN_FREQS, 4, cfg.hidden, cfg.layers, cfg.weight_norm)
+        self.mlp = make_mlp(2 * 2 * HUMAN_FREQS, 4, cfg)
         set_output_bias(self.mlp, math.log(0.01))
         self.register_buffer("up", F.normalize(torch.tensor(cfg.human_up, dtype=torch.float32), dim=0),
                              persistent=False)
@@ -103,10 +96,9 @@ class NeroLights(nn.Module):
         self.pos_enc = FrequencyEncoding(3, cfg.pos_freqs)
         self.dir_enc = FrequencyEncoding(3, cfg.dir_freqs)
         d_ide, d_pos = self.ide.output_dim, self.pos_enc.output_dim
-        mlp = lambda d_in, d_out: make_mlp(d_in, d_out, cfg.hidden, cfg.layers, cfg.weight_norm)  # noqa: E731
-        self.outer = mlp(d_ide, 3)
-        self.inner = mlp(d_pos + d_ide, 3)
-        self.occlusion = mlp(d_pos + self.dir_enc.output_dim, 1)
+        self.outer = make_mlp(d_ide, 3, cfg)
+        self.inner = make_mlp(d_pos + d_ide, 3, cfg)
+        self.occlusion = make_mlp(d_pos + self.dir_enc.output_dim, 1, cfg)
         set_output_bias(self.outer, math.log(0.5))
         set_output_bias(self.inner, math.log(0.5))
         set_output_bias(self.occlusion, cfg.inner_init)

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.spherical_harmonics import SHEncoding
+from lumisurf.fields.mlp import mlp
 
 
 class NeuSColor(nn.Module):
@@ -23,14 +24,7 @@ class NeuSColor(nn.Module):
                         else FrequencyEncoding(3, cfg.multires_view))
         self.reflected = cfg.view_input == "reflected"
         d = 3 + 3 + self.dir_enc.output_dim + feature_dim + int(self.reflected)
-        mods = []
-        for _ in range(cfg.layers - 1):
-            lin = nn.Linear(d, cfg.hidden)
-            mods += [nn.utils.parametrizations.weight_norm(lin) if cfg.weight_norm else lin, nn.ReLU(inplace=True)]
-            d = cfg.hidden
-        out = nn.Linear(d, 3)
-        mods.append(nn.utils.parametrizations.weight_norm(out) if cfg.weight_norm else out)
-        self.mlp = nn.Sequential(*mods)
+        self.mlp = mlp([d] + [cfg.hidden] * (cfg.layers - 1) + [3], cfg.weight_norm)
 
     def forward(self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor) -> Tensor:
         """points, normals, view_dirs (ray directions): [N, 3]; features [N, F] -> rgb [N, 3]."""

@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.errors import ConfigError
 from lumisurf.fields.assignment import AssignmentField
-from lumisurf.shading.heads import ShadingContext, build_heads, mix_heads, mixture_reflectance
-from lumisurf.shading.nero_light import NeroLights, linear_to_srgb, reflect
+from lumisurf.shading.heads import HEADS, ShadingContext, build_heads, mix_heads, mixture_reflectance
+from lumisurf.shading.nero_light import NeroLights, reflect
 from lumisurf.shading.split_sum import load_lut
 
 
@@ -34,9 +35,9 @@ class SegmentedShading(nn.Module):
         if a.pretrain_head is not None and a.pretrain_head not in a.heads:
             raise ConfigError(f"model.assignment.pretrain_head '{a.pretrain_head}' is not one of the heads "
                               f"{list(a.heads)}")
-        if a.init == "materials" and a.pretrain_head != "specular":
-            raise ConfigError("model.assignment.init=materials clusters the Stage I materials of the specular head: "
-                              "set model.assignment.pretrain_head=specular")
+        if a.init == "materials" and (a.pretrain_head is None or not HEADS[a.pretrain_head].gives_materials):
+            raise ConfigError("model.assignment.init=materials clusters the Stage I materials of a head that gives "
+                              "them (albedo, roughness, metallic): set model.assignment.pretrain_head=specular")
         self.assignment = AssignmentField(a)
         self.lights = NeroLights(model_cfg.nero)
         self.register_buffer("lut", torch.from_numpy(load_lut()).to(torch.float32), persistent=False)

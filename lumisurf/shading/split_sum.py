@@ -104,3 +104,18 @@ def sample_lut(lut: Tensor, n_dot_v: Tensor, roughness: Tensor) -> Tensor:
     top = lut[y0, x0] * (1 - fx) + lut[y0, x0 + 1] * fx
     bottom = lut[y0 + 1, x0] * (1 - fx) + lut[y0 + 1, x0 + 1] * fx
     return top * (1 - fy) + bottom * fy
+
+
+def fresnel_f0(albedo: Tensor, metallic: Tensor) -> Tensor:
+    """Normal-incidence reflectance [N, 3]: 0.04 for dielectrics, the albedo for metals."""
+    return 0.04 * (1.0 - metallic) + albedo * metallic
+
+
+def specular_albedo(f0: Tensor, lut_terms: Tensor) -> Tensor:
+    """Directional albedo of the GGX lobe ``F0 * scale + bias`` [N, 3]; lut_terms [N, 2] from :func:`sample_lut`."""
+    return f0 * lut_terms[:, :1] + lut_terms[:, 1:2]
+
+
+def split_sum_specular(light: Tensor, f0: Tensor, lut: Tensor, n_dot_v: Tensor, roughness: Tensor) -> Tensor:
+    """``light * (F0 * scale + bias)``: light, f0 [N, 3], n_dot_v, roughness [N, 1], lut [R, C, 2]."""
+    return light * specular_albedo(f0, sample_lut(lut, n_dot_v[:, 0], roughness[:, 0]))

@@ -2,7 +2,6 @@
 
 In phases A/B the pretrain head (the GGX ``specular`` head: albedo, metallic, roughness) renders alone and is
 fitted to the whole object, as in NeRO's Stage I. When the assignment starts training (phase C):
-
 1. surface points: random foreground pixels of the training views (the dataset masks, else every pixel)
    are rendered; the points at the rendered depth where opacity > 0.5 are kept;
 2. features: the pretrain head's parameters there (albedo rgb, metallic, roughness, all in [0, 1]);
@@ -33,9 +32,10 @@ from lumisurf.config import LiftConfig
 from lumisurf.fields.assignment import kmeans
 from lumisurf.losses.segmentation import soft_cross_entropy
 from lumisurf.models.surface import RenderState
+from lumisurf.renderers.image import render_rays
+from lumisurf.shading.heads import HEADS
 from lumisurf.train.surface_graph import smooth_labels
 
-HEAD_RANK = {"specular": 0, "transmission": 1, "subsurface": 2, "lambert": 3}  # most view-dependent first
 
 
 class LiftNotReady(RuntimeError):
@@ -67,19 +67,10 @@ def surface_points(model, cameras, masks: Tensor | None, n_rays: int, generator:
     cam, rem = flat // (h * w), flat % (h * w)
     px, py = (rem % w).float() + 0.5, (rem // w).float() + 0.5
     o, d = cameras.rays(cam.to(cameras.device), px.to(cameras.device), py.to(cameras.device))
-    state = RenderState(1.0, False, None)
-    bg = torch.zeros(3, device=o.device)
-    pts = []
-    was_training = model.training
-    model.eval()  # no training-only terms (NeRO's occlusion march)
-    with torch.no_grad():
-        for i in range(0, o.shape[0], chunk):
-            oc, dc = o[i:i + chunk], d[i:i + chunk]
-            res = model(oc, dc, bg.expand(oc.shape[0], 3), state, need_grad_graph=False)
-            keep = res["opacity"][:, 0] > 0.5
-            pts.append((oc + dc * res["depth"])[keep])
-    model.train(was_training)
-    return torch.cat(pts)
+    res = render_rays(model, o, d, torch.zeros(3, device=o.device), RenderState(1.0, False, None), chunk,
+                      keys=("opacity", "depth"))
+    keep = res["opacity"][:, 0] > 0.5
+    return (o + d * res["depth"])[keep]
 
 
 def head_features(model, head_name: str, points: Tensor, chunk: int = 16384) -> Tensor:
@@ -102,7 +93,7 @@ def cluster_to_heads(features: Tensor, head_names, seed: int = 0) -> tuple[Tenso
     K = len(head_names)
     centres = kmeans(features, K, seed=seed)
     by_spec = torch.argsort(specularity(centres), descending=True)  # cluster indices, most specular first
-    heads_by_rank = sorted(range(K), key=lambda k: HEAD_RANK[head_names[k]])
+    heads_by_rank = sorted(range(K), key=lambda k: HEADS[head_names[k]].view_rank)
     ordered = torch.empty_like(centres)
     for cluster, head in zip(by_spec.tolist(), heads_by_rank):
         ordered[head] = centres[cluster]
@@ -141,8 +132,9 @@ def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg
     by a crease-weighted min-cut (``surface_graph.smooth_labels``): a region whose appearance misleads the
     clustering (a mirror reflecting its neighbour, a shadow cast on a plane) joins the material of the
     smooth surface around it; the targets are then those labels (2 % label smoothing)."""
-    if pretrain_head != "specular":
-        raise ValueError(f"lifting materials needs the specular head as the pretrain head, got '{pretrain_head}'")
+    if not HEADS[pretrain_head].gives_materials:
+        raise ValueError(f"lifting materials needs a pretrain head that gives materials (albedo, roughness, "
+                         f"metallic), got '{pretrain_head}'")
     heads = model.color.head_names
     pts = surface_points(model, cameras, masks, cfg.points, generator)
     if pts.shape[0] < 10 * len(heads):
@@ -158,5 +150,5 @@ def lift_materials(model, cameras, masks: Tensor | None, pretrain_head: str, cfg
         labels = smooth_labels(pts, surface_normals(model, pts), targets, cfg.neighbours, cfg.crease_sharpness,
                                cfg.smoothness, cfg.unary_floor, cfg.creases)
         targets = torch.nn.functional.one_hot(labels, 2).to(pts) * 0.96 + 0.02
-    fit_assignment(model.color.assignment, pts, targets, cfg.fit_steps, cfg.fit_lr, generator)
+    fit_assignment(model.assignment, pts, targets, cfg.fit_steps, cfg.fit_lr, generator)
     return LiftTargets(pts, targets, centres, sep)

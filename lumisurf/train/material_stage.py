@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -21,7 +20,7 @@ from lumisurf.config import MaterialStageConfig
 from lumisurf.data.scene import Split
 from lumisurf.losses.photometric import rgb_loss
 from lumisurf.renderers.mesh_tracer import MeshTracer
-from lumisurf.shading.color_space import linear_to_srgb, srgb_to_linear
+from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.shading.envmap import EnvImportanceSampler
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.monte_carlo import Strategy, shade

@@ -1,4 +1,4 @@
-"""Stage I phase schedule (DESIGN.md A-E): which losses are on and which parameter groups train when.
+"""Stage I phase schedule, phases A-E: which losses are on and which parameter groups train when.
 
 A geometry first (rgb + eikonal + mask); B hash grid with feature TV; C soft material segmentation +
 material heads (consistency / entropy / boundary / energy), the assignment at a small lr; D optional EM
@@ -81,9 +81,6 @@ class PhaseSchedule:
                 return i
         return len(self.phases) - 1
 
-    def start_progress(self, i: int) -> float:
-        return 0.0 if i == 0 else float(self.phases[i - 1].until_fraction)
-
     def update(self, progress: float, step: int = 0) -> PhaseConfig:
         i = self.index(progress)
         if i != self.current_index:
@@ -118,28 +115,6 @@ class PhaseSchedule:
             base = g.setdefault("base_lr", g["lr"])
             g["lr"] = base * lr_factor * self.lr_scale(name, step)
         return phase
-
-
-class WeightSchedule:
-    """Annealed loss weight: 0 outside the phases where ``loss`` is active, else a linear ramp from
-    ``start`` to ``end`` over ``ramp`` of the progress after the phase where it first became active began."""
-
-    def __init__(self, loss: str, schedule: PhaseSchedule, start: float, end: float, ramp: float = 0.0):
-        self.loss, self.schedule, self.start, self.end, self.ramp = loss, schedule, start, end, ramp
-        self.value = 0.0
-        first = [i for i, p in enumerate(schedule.phases) if p.is_active(loss)]
-        self.on_progress = schedule.start_progress(first[0]) if first else None
-
-    def update(self, progress: float) -> float:
-        phase = self.schedule.phases[self.schedule.index(progress)]
-        if self.on_progress is None or not phase.is_active(self.loss):
-            self.value = 0.0
-        elif self.ramp <= 0:
-            self.value = self.end
-        else:
-            t = min(1.0, max(0.0, (progress - self.on_progress) / self.ramp))
-            self.value = self.start + (self.end - self.start) * t
-        return self.value
 
 
 def named_param_groups(model, lr: float) -> list[dict]:

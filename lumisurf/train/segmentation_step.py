@@ -28,6 +28,9 @@ from lumisurf.losses.reduce import safe_mean
 from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, crease_weight,
                                           em_assignment_loss, em_posterior, energy_conservation_loss,
                                           entropy_loss, range_loss, smoothness_loss, sparsity_loss)
+from lumisurf.errors import ConfigError
+from lumisurf.fields.assignment import kmeans_soft_maps, load_mask_folder
+from lumisurf.shading.heads import HEADS
 
 CONSISTENCY_RAYS = 128
 DEPTH_TOLERANCE = 0.02  # normalised units: the other view's depth must reach the point
@@ -68,7 +71,7 @@ def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, 
                                     + range_loss(out["roughness"][surf], 0.02, 1.0))
     if active("consistency") and seg_cfg.consistency_weight > 0:
         losses["consistency"] = _consistency(x, probs, cameras, render_fn, generator)
-    if active("metal_prior") and seg_cfg.metal_prior_weight > 0 and "specular" in model.color.head_names:
+    if active("metal_prior") and seg_cfg.metal_prior_weight > 0 and any(HEADS[n].gives_materials for n in model.color.head_names):
         losses["metal_prior"] = _metal_prior(model, x, probs, seg_cfg)
     if active("em") and seg_cfg.em_weight > 0:
         residual = (out["head_rgb"][surf] - target[surf, None]).abs().mean(-1)  # [M, K]
@@ -77,14 +80,12 @@ def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, 
     return losses
 
 
-VIEW_DEPENDENT_HEADS = ("specular", "transmission")
-
-
 def _metal_prior(model, x: Tensor, probs: Tensor, seg_cfg) -> Tensor:
     """The metal prior at surface points x [M, 3] with per-ray assignments probs [M, K]."""
     names = model.color.head_names
     with torch.no_grad():
-        params = model.color.heads[names.index("specular")].params_at(x, model.sdf(x)[1])
+        head = next(h for n, h in zip(names, model.color.heads) if HEADS[n].gives_materials)
+        params = head.params_at(x, model.sdf(x)[1])
         target = torch.sigmoid((params[:, 3] - seg_cfg.metal_prior_threshold) / seg_cfg.metal_prior_width)
     return metal_prior_loss(probs, names, target)
 
@@ -92,7 +93,7 @@ def _metal_prior(model, x: Tensor, probs: Tensor, seg_cfg) -> Tensor:
 def metal_prior_loss(probs: Tensor, head_names, target: Tensor) -> Tensor:
     """BCE of the summed probability of the view-dependent heads (probs [M, K]) to ``target`` [M] in
     (0, 1). Zero (with a graph) when none or all of the heads are view-dependent."""
-    vd = torch.tensor([name in VIEW_DEPENDENT_HEADS for name in head_names], device=probs.device)
+    vd = torch.tensor([HEADS[name].view_dependent for name in head_names], device=probs.device)
     if bool(vd.all()) or not bool(vd.any()):
         return probs.sum() * 0.0
     p = probs[:, vd].sum(-1).clamp(1e-6, 1 - 1e-6)
@@ -129,13 +130,10 @@ def warm_start_maps(cfg, split) -> Tensor | None:
     a = cfg.model.assignment
     if not a.enabled or a.init in ("none", "materials"):  # materials: lifted in 3D at phase C (material_lift)
         return None
-    from lumisurf.fields.assignment import kmeans_soft_maps, load_mask_folder
 
     if a.init == "kmeans":
         return kmeans_soft_maps(split.images, split.masks, a.K)
     if a.mask_path is None:
-        from lumisurf.errors import ConfigError
-
         raise ConfigError("model.assignment.init=masks needs model.assignment.mask_path (a folder of id PNGs)")
     return load_mask_folder(a.mask_path, split.files, a.K)
 

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from lumisurf.config import Config
 from lumisurf.errors import ConfigError
 from lumisurf.data.load import background_color, composite, load_config_scene
-from lumisurf.data.pixel_samplers import build_pixel_sampler
+from lumisurf.data.pixel_sampling.adaptive import build_pixel_sampler
 from lumisurf.data.scene import SceneData
 from lumisurf.losses.geometry import curvature_loss, eikonal_loss, mask_loss
 from lumisurf.losses.occlusion import occlusion_loss
@@ -20,7 +20,7 @@ from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
 from lumisurf.losses.regularizers import grid_tv_loss
 from lumisurf.losses.s3im import s3im_loss
 from lumisurf.losses.segmentation import head_fit_loss
-from lumisurf.models.surface import RenderState, SurfaceModel
+from lumisurf.models.surface import RenderState, build_model
 from lumisurf.train.checkpoint import load_training_state, save_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
 from lumisurf.train.logging import ScalarLogger
@@ -42,17 +42,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def background_kind(cfg: Config, scene: SceneData) -> str:
-    kind = cfg.model.background.kind
-    if kind == "auto":
-        return "constant" if scene.split("train").masks is not None else "nerf++"
-    return kind
-
-
-def build_model(cfg: Config, scene: SceneData) -> SurfaceModel:
-    return SurfaceModel(cfg.model, cfg.sampler, background_kind(cfg, scene))
-
-
 @dataclass
 class TrainResult:
     steps: int
@@ -71,7 +60,7 @@ class Trainer:
         self.train_split = self.scene.split("train")
         self.cameras = self.train_split.cameras.to(self.device)
         self.sampler = build_pixel_sampler(cfg.sampler, self.train_split, self.device)
-        self.model = build_model(cfg, self.scene).to(self.device)
+        self.model = build_model(cfg.model, cfg.sampler, self.train_split.masks is not None).to(self.device)
         self.optimizer = torch.optim.Adam(named_param_groups(self.model, cfg.optim.lr),
                                           weight_decay=cfg.optim.weight_decay)
         phases = phases_from_config(cfg.schedule)
@@ -81,7 +70,7 @@ class Trainer:
         self.lr_schedule = WarmupCosineLR(self.optimizer, cfg.optim.warmup, cfg.optim.lr_min_factor,
                                           cfg.optim.warmup_min_steps)
         self.anneal = CosAnnealSchedule(cfg.train.anneal_until)
-        grid = getattr(self.model.sdf, "grid", None)
+        grid = self.model.sdf.hash_grid()
         sc = cfg.schedule
         self.levels = LevelSchedule(sc.grid_start_levels, sc.grid_levels_until,
                                     grid.n_levels if grid is not None else 0)
@@ -110,9 +99,8 @@ class Trainer:
         if self.phases is not None:  # phase E is Stage II: the end of the budget stays in D
             phase = self.phases.apply(self.optimizer.param_groups, min(p, 1.0 - 1e-9), self.step, factor)
             solo = self.cfg.model.assignment.pretrain_head
-            if self.model.segmented and solo is not None:  # one head alone until the assignment trains
-                shading = self.model.color
-                shading.solo = None if "assignment" in phase.trainable else shading.head_names.index(solo)
+            if solo is not None:  # one head alone until the assignment trains
+                self.model.set_solo_head(None if "assignment" in phase.trainable else solo)
             if self.model.segmented and "assignment" in phase.trainable and self._lift_pending() \
                     and self.step >= self._lift_retry:
                 try:
@@ -148,36 +136,14 @@ class Trainer:
         target = composite(batch.rgb, batch.mask, bg)
         state = RenderState(self.anneal.value, cfg.sampler.perturb, self.generator)
         out = self.model(o, d, bg, state)
-        loss_rgb = rgb_loss(out["rgb"], target, cfg.loss.rgb, weight=batch.weight, delta=cfg.loss.huber_delta)
-        inside = out["inside"].to(out["gradients"].dtype)
-        loss_eik = eikonal_loss(out["gradients"], inside)
-        loss = cfg.loss.rgb_weight * loss_rgb + cfg.loss.eikonal_weight * loss_eik
-        scalars = {"loss_rgb": loss_rgb.item(), "loss_eikonal": loss_eik.item(),
-                   "samples_per_ray": float(out["samples_per_ray"])}
-        if cfg.loss.s3im_weight > 0:
-            lc = cfg.loss
-            loss_s = s3im_loss(out["rgb"], target, lc.s3im_kernel, lc.s3im_stride, lc.s3im_repeats,
-                               lc.s3im_patch_height, generator=self.generator)
-            loss = loss + lc.s3im_weight * loss_s
-            scalars["loss_s3im"] = loss_s.item()
-        if cfg.loss.curvature_weight > 0 and out.get("laplacian") is not None:
-            loss_c = curvature_loss(out["laplacian"])
-            loss = loss + cfg.loss.curvature_weight * loss_c
-            scalars["loss_curvature"] = loss_c.item()
-        if cfg.loss.grid_tv_weight > 0 and hasattr(self.model.sdf, "grid") and self._active("grid_tv"):
-            loss_tv = grid_tv_loss(self.model.sdf.grid)
-            loss = loss + cfg.loss.grid_tv_weight * loss_tv
-            scalars["loss_grid_tv"] = loss_tv.item()
-        if self.has_masks and cfg.loss.mask_weight > 0:
-            loss_m = mask_loss(out["opacity"], batch.mask)
-            loss = loss + cfg.loss.mask_weight * loss_m
-            scalars["loss_mask"] = loss_m.item()
-        if cfg.loss.occlusion_weight > 0 and "occ_pred" in out:  # NeRO shading
-            loss_o = occlusion_loss(out["occ_pred"], out["occ_target"])
-            loss = loss + cfg.loss.occlusion_weight * loss_o
-            scalars["loss_occ"] = loss_o.item()
+        terms = self._loss_terms(out, batch, target)
         if self.model.segmented:
-            loss = loss + self._segmentation_terms(out, batch, o, d, target, bg, state, scalars)
+            terms.update(self._segmentation_terms(out, batch, o, d, target, bg, state))
+        loss = torch.zeros((), device=o.device)
+        for weight, value in terms.values():  # one weighted sum, in the order the terms were added
+            loss = loss + weight * value
+        scalars = {f"loss_{name}": value.item() for name, (_, value) in terms.items()}
+        scalars["samples_per_ray"] = float(out["samples_per_ray"])
         if not math.isfinite(loss.item()):  # never step the optimiser on a NaN: the guard rolls back
             raise FloatingPointError(f"loss is {loss.item()} ({ {k: round(v, 4) for k, v in scalars.items()} })")
         self.optimizer.zero_grad(set_to_none=True)
@@ -192,7 +158,28 @@ class Trainer:
                        coverage=batch_coverage(out["opacity"], batch.mask), progress=self.progress_value)
         return scalars
 
-    def _segmentation_terms(self, out, batch, o, d, target, bg, state, scalars: dict) -> torch.Tensor:
+    def _loss_terms(self, out, batch, target) -> dict[str, tuple[float, torch.Tensor]]:
+        """name -> (weight, value) of every loss term that is on at this step (``loss_<name>`` in scalars.csv)."""
+        lc = self.cfg.loss
+        inside = out["inside"].to(out["gradients"].dtype)
+        terms = {"rgb": (lc.rgb_weight, rgb_loss(out["rgb"], target, lc.rgb, weight=batch.weight,
+                                                 delta=lc.huber_delta)),
+                 "eikonal": (lc.eikonal_weight, eikonal_loss(out["gradients"], inside))}
+        if lc.s3im_weight > 0:
+            terms["s3im"] = (lc.s3im_weight, s3im_loss(out["rgb"], target, lc.s3im_kernel, lc.s3im_stride,
+                                                       lc.s3im_repeats, lc.s3im_patch_height, generator=self.generator))
+        if lc.curvature_weight > 0 and out.get("laplacian") is not None:
+            terms["curvature"] = (lc.curvature_weight, curvature_loss(out["laplacian"]))
+        grid = self.model.sdf.hash_grid()
+        if lc.grid_tv_weight > 0 and grid is not None and self._active("grid_tv"):
+            terms["grid_tv"] = (lc.grid_tv_weight, grid_tv_loss(grid))
+        if self.has_masks and lc.mask_weight > 0:
+            terms["mask"] = (lc.mask_weight, mask_loss(out["opacity"], batch.mask))
+        if lc.occlusion_weight > 0 and "occ_pred" in out:  # NeRO shading
+            terms["occ"] = (lc.occlusion_weight, occlusion_loss(out["occ_pred"], out["occ_target"]))
+        return terms
+
+    def _segmentation_terms(self, out, batch, o, d, target, bg, state) -> dict[str, tuple[float, torch.Tensor]]:
         seg = self.cfg.loss.segmentation
         render = lambda o2, d2: self.model(o2, d2, bg[: o2.shape[0]], state, need_grad_graph=False)  # noqa: E731
         terms = segmentation_losses(self.model, out, o, d, target, self.cameras, seg, self._active, render,
@@ -200,14 +187,10 @@ class Trainer:
         if self.warm_maps is not None and seg.warm_start_weight > 0 and self._active("warm_start"):
             terms["warm_start"] = warm_start_loss(out, self.warm_maps, batch.cam_idx, batch.px, batch.py)
         if self.lift is not None and seg.lift_weight > 0 and self._active("lift"):
-            terms["lift"] = self.lift.loss(self.model.color.assignment, o.shape[0], self.generator)
-        if self.model.color.solo is not None and seg.head_fit_weight > 0:
-            terms["head_fit"] = head_fit_loss(out["head_rgb"], out["opacity"], target, self.model.color.solo)
-        total = torch.zeros((), device=o.device)
-        for name, value in terms.items():
-            total = total + getattr(seg, f"{name}_weight") * value
-            scalars[f"loss_{name}"] = value.item()
-        return total
+            terms["lift"] = self.lift.loss(self.model.assignment, o.shape[0], self.generator)
+        if self.model.solo_head is not None and seg.head_fit_weight > 0:
+            terms["head_fit"] = head_fit_loss(out["head_rgb"], out["opacity"], target, self.model.solo_head)
+        return {name: (getattr(seg, f"{name}_weight"), value) for name, value in terms.items()}
 
     # ------------------------------------------------------------------ guarded step and loop
     def guarded_step(self) -> dict[str, float]:

@@ -38,16 +38,15 @@ def depth_image(depth: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
 
 
 def render_views_for(model, split, cam: int, cfg, device, downscale: int) -> dict[str, torch.Tensor]:
-    bg = torch.ones(3, device=device) if cfg.data.background != "black" else torch.zeros(3, device=device)
+    bg = torch.full((3,), cfg.data.eval_background, device=device)
     cams = split.cameras.to(device)
     return render_view(model, cams, cam, bg, RenderState(1.0, False, None), cfg.train.chunk_rays, downscale)
 
 
 def gt_image(split, cam: int, cfg, downscale: int) -> torch.Tensor:
-    bgc = 0.0 if cfg.data.background == "black" else 1.0
     img = split.images[cam]
     mask = None if split.masks is None else split.masks[cam][..., None]
-    img = composite(img, mask, torch.full((3,), bgc))
+    img = composite(img, mask, torch.full((3,), cfg.data.eval_background))
     if downscale > 1:
         img = torch.nn.functional.avg_pool2d(img.permute(2, 0, 1)[None], downscale)[0].permute(1, 2, 0)
     return img

@@ -11,31 +11,23 @@ from pathlib import Path
 from typing import Optional
 
 from lumisurf.data.readers import blender, colmap, llff, neus, ngp  # noqa: F401  (register readers)
-from lumisurf.data.readers.common import READERS
+from lumisurf.data.readers.common import MARKERS, READERS
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
-# (format, marker files relative to the scene folder; any one of them identifies the format)
-_MARKERS: list[tuple[str, tuple[str, ...]]] = [
-    ("blender", ("transforms_train.json",)),
-    ("neus", ("cameras_sphere.npz",)),
-    ("llff", ("poses_bounds.npy",)),
-    ("ngp", ("transforms.json",)),
-    ("colmap", ("sparse/0/cameras.bin", "sparse/0/cameras.txt", "sparse/cameras.bin", "sparse/cameras.txt")),
-]
-
-__all__ = ["READERS", "detect_format", "load_scene"]
+__all__ = ["MARKERS", "READERS", "detect_format", "load_scene"]
 
 
 def detect_format(path: Path) -> str:
-    """'blender' | 'neus' | 'llff' | 'ngp' | 'colmap' from the marker files in folder ``path``."""
+    """The registered format whose marker files are in folder ``path`` (lowest priority first)."""
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"dataset folder not found: {path}")
-    for fmt, markers in _MARKERS:
+    ordered = sorted(MARKERS.items(), key=lambda item: item[1][0])
+    for fmt, (_, markers) in ordered:
         if any((path / m).is_file() for m in markers):
             return fmt
-    looked = "; ".join(f"{fmt}: {' or '.join(m)}" for fmt, m in _MARKERS)
+    looked = "; ".join(f"{fmt}: {' or '.join(m)}" for fmt, (_, m) in ordered)
     raise DataError(f"cannot detect the dataset format of {path}; looked for {looked}")
 
 

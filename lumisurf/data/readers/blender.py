@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lumisurf.data.images import image_size, load_normal_png16
-from lumisurf.data.readers.common import READERS, build_split, check_poses, even_subset, find_image
+from lumisurf.data.readers.common import build_split, check_poses, even_subset, find_image, register_reader
 from lumisurf.data.scene import SceneData, Split
 from lumisurf.errors import DataError
 
@@ -86,7 +86,7 @@ def _read_split(root: Path, name: str, max_views: Optional[int]) -> tuple[Split,
     return split, info
 
 
-@READERS.register("blender")
+@register_reader("blender", markers=("transforms_train.json",), priority=0)
 def read_blender(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
     """Read a Blender/NeRF-synthetic scene; splits are the transforms files present.
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from lumisurf.data.readers.common import READERS, build_split, check_poses, select_views
+from lumisurf.data.readers.common import build_split, check_poses, register_reader, select_views
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -183,7 +183,7 @@ def read_model(folder: Path) -> tuple[dict[int, ColmapCamera], dict[int, ColmapI
     raise DataError(f"{folder}: no cameras.bin or cameras.txt")
 
 
-@READERS.register("colmap")
+@register_reader("colmap", markers=("sparse/0/cameras.bin", "sparse/0/cameras.txt", "sparse/cameras.bin", "sparse/cameras.txt"), priority=4)
 def read_colmap(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
     """Read a COLMAP reconstruction; views sorted by image name."""
     root = Path(root)

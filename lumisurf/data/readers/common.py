@@ -16,6 +16,22 @@ from lumisurf.registry import Registry
 
 # name -> reader(root: Path, holdout_every: int, max_views: int | None) -> SceneData
 READERS: Registry[Callable[..., SceneData]] = Registry("dataset format")
+# name -> (priority, marker files relative to the scene folder; any one of them identifies the format)
+MARKERS: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+
+def register_reader(name: str, markers: tuple[str, ...], priority: int):
+    """Register a reader under ``name`` with the files that identify its format.
+
+    When a folder holds the markers of several formats (an LLFF scene often keeps COLMAP's ``sparse/``), the
+    lowest ``priority`` wins: the more specific layout first.
+    """
+    def deco(fn):
+        READERS.register(name)(fn)
+        MARKERS[name] = (priority, tuple(markers))
+        return fn
+
+    return deco
 
 RIGID_TOL = 1e-3
 

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from lumisurf.data.images import image_size
-from lumisurf.data.readers.common import READERS, build_split, check_poses, list_images, select_views
+from lumisurf.data.readers.common import build_split, check_poses, list_images, register_reader, select_views
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -71,7 +71,7 @@ def _load_rows(src: Path) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-@READERS.register("llff")
+@register_reader("llff", markers=("poses_bounds.npy",), priority=2)
 def read_llff(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
     """Read an LLFF scene (``poses_bounds.npy``, downsampled ``images_N/``, optional ``masks_N/``)."""
     root = Path(root)

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 import scipy.linalg
 
-from lumisurf.data.readers.common import READERS, build_split, check_poses, list_images, select_views
+from lumisurf.data.readers.common import build_split, check_poses, list_images, register_reader, select_views
 from lumisurf.data.scene import Normalization, SceneData
 from lumisurf.errors import DataError
 
@@ -97,7 +97,7 @@ def _cameras(npz: dict, n: int, src: Path, s: float, c: np.ndarray) -> tuple[np.
     return c2w, intr
 
 
-@READERS.register("neus")
+@register_reader("neus", markers=("cameras_sphere.npz",), priority=1)
 def read_neus(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
     """Read a NeuS/IDR scene (``cameras_sphere.npz``, ``image/``, optional ``mask/``)."""
     root = Path(root)

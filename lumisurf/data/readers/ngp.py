@@ -17,7 +17,7 @@ from typing import Optional
 import numpy as np
 
 from lumisurf.data.images import image_size
-from lumisurf.data.readers.common import READERS, build_split, check_poses, find_image, select_views
+from lumisurf.data.readers.common import build_split, check_poses, find_image, register_reader, select_views
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -51,7 +51,7 @@ def _intrinsics(frame: dict, top: dict, img: Path, src: Path, label: str) -> tup
     return vals, (iw, ih)
 
 
-@READERS.register("ngp")
+@register_reader("ngp", markers=("transforms.json",), priority=3)
 def read_ngp(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
     """Read an instant-ngp scene (``transforms.json``; a missing image file is a DataError)."""
     root = Path(root)

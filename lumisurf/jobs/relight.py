@@ -7,14 +7,14 @@ from typing import Optional
 from lumisurf.data.hdr import read_hdr
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.errors import LumisurfError
+from lumisurf.jobs.material import load_material_run, material_dir
+from lumisurf.jobs.material_eval import relight_views
 
 
 def relight_job(root: Path, env: Path, split_name: str = "test", spp: Optional[int] = None,
                 samples: Optional[int] = None, out: Optional[str] = None, device: Optional[str] = None,
                 force: bool = False, progress: bool = True) -> Path:
     """Writes ``<out>/<view>.png`` (RGBA, sRGB, alpha = pixel coverage); returns the folder."""
-    from lumisurf.eval.material_eval import relight_views
-    from lumisurf.train.material_run import load_material_run, material_dir
 
     if not env.exists():
         raise LumisurfError(f"--env {env}: no such file")

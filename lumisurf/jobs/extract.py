@@ -12,26 +12,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lumisurf.errors import LumisurfError
 from lumisurf.mesh.export import mesh_to_world, save_mesh
 from lumisurf.mesh.marching_cubes import extract_mesh
+from lumisurf.mesh.material_export import write_material_ply
 
 
 def extract_run(loaded, resolution: int | None = None, force: bool = False, progress: bool = True) -> Path:
-    """Extract ``RUN/mesh.ply`` from a :class:`lumisurf.train.restore.LoadedRun`; returns its path.
+    """Extract ``RUN/mesh.ply`` from a :class:`lumisurf.jobs.restore.LoadedRun`; returns its path.
 
     An existing mesh is only replaced with ``force`` (checked before any work).
     """
     if loaded.run.mesh_path.exists() and not force:
-        from lumisurf.errors import LumisurfError
-
         raise LumisurfError(f"{loaded.run.mesh_path} exists; pass --force to replace it")
     res = resolution or loaded.cfg.eval.mesh_resolution
     sdf = loaded.model.sdf
     mesh = extract_mesh(lambda x: sdf.sdf(x), resolution=res, bound=1.0, device=loaded.device,
                         progress=progress)
     if getattr(loaded.model, "nero", None) is not None and len(mesh.vertices):
-        from lumisurf.mesh.material_export import write_material_ply
-
         mats = stage1_vertex_materials(loaded.model, np.asarray(mesh.vertices, np.float32), loaded.device)
         world = mesh_to_world(mesh.copy(), loaded.normalization)
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)

@@ -8,8 +8,10 @@ import torch
 
 from lumisurf.config import Config
 from lumisurf.data.scene import Normalization
+from lumisurf.models.surface import build_model
 from lumisurf.train.checkpoint import load_checkpoint
 from lumisurf.train.run_dir import RunDir
+from lumisurf.train.trainer import resolve_device
 
 
 @dataclass
@@ -24,15 +26,13 @@ class LoadedRun:
 
 
 def load_run(root: Path, device: str | None = None) -> LoadedRun:
-    from lumisurf.models.surface import SurfaceModel
-    from lumisurf.train.trainer import resolve_device
-
     run = RunDir(root)
     cfg = run.load_config()
     dev = resolve_device(device or cfg.train.device)
     state = torch.load(run.require_checkpoint(), map_location=dev, weights_only=True)
-    kind = "nerf++" if any(k.startswith("background.") for k in state["model"]) else "constant"
-    model = SurfaceModel(cfg.model, cfg.sampler, kind).to(dev)
+    # runs saved before the config named its resolved background say "auto": their checkpoint tells
+    has_bg_net = any(k.startswith("background.") for k in state["model"])
+    model = build_model(cfg.model, cfg.sampler, has_masks=not has_bg_net).to(dev)
     step, elapsed = load_checkpoint(run.ckpt_path, model, None, dev)
     model.eval()
     return LoadedRun(run, cfg, model, run.load_normalization(), dev, step, elapsed)

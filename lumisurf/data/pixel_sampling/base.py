@@ -1,7 +1,7 @@
 """Pixel samplers: which training pixels become this step's rays (base class and the uniform one).
 
 The adaptive samplers (soft mining, context prior, quadtree) and the ``PIXEL_SAMPLERS`` registry
-live in :mod:`lumisurf.data.pixel_samplers`. All random draws use the caller's (CPU) generator and
+live in :mod:`lumisurf.data.pixel_sampling.adaptive`. All random draws use the caller's (CPU) generator and
 are moved to the sampler's device afterwards, so runs are reproducible on any device.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from lumisurf.data.error_maps import ErrorMaps
+from lumisurf.data.pixel_sampling.error_maps import ErrorMaps
 from lumisurf.data.scene import Split
 
 

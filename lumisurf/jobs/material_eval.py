@@ -16,16 +16,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.data.scene import Split
 from lumisurf.eval.image_metrics import psnr, ssim
 from lumisurf.renderers.mesh_render import material_maps, render_mesh_view
-from lumisurf.shading.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.shading.envmap import EnvImportanceSampler
 from lumisurf.shading.lighting import Lighting, load_env
-
-
-def _to_u8(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+from lumisurf.train.visualize import to_uint8
 
 
 def gt_material_maps(image_file: Path) -> Optional[dict[str, torch.Tensor]]:
@@ -98,7 +95,7 @@ def relight_views(mrun, split: Split, env_file: Path, out_dir: Optional[Path], s
         if out_dir is not None:
             stem = Path(split.files[i]).stem if split.files else f"{i:03d}"
             srgb = linear_to_srgb(rgb)
-            Image.fromarray(np.dstack([_to_u8(srgb), _to_u8(alpha)])).save(out_dir / f"{stem}.png")
+            Image.fromarray(np.dstack([to_uint8(srgb), to_uint8(alpha)])).save(out_dir / f"{stem}.png")
         yield i, rgb, alpha
 
 
@@ -142,26 +139,4 @@ def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
     tiles = [gt, linear_to_srgb(rgb) * a + (1 - a), linear_to_srgb(maps["albedo"]),
              maps["roughness"][..., None].expand(-1, -1, 3), maps["metallic"][..., None].expand(-1, -1, 3)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(_to_u8(torch.cat(tiles, 1))).save(path)
-
-
-def stage2_metrics(run_root: Path, scene, progress: bool = True) -> dict:
-    """Material errors on the test split and relight metrics on the relight split, when the run has a
-    Stage II fit (else {}). Relit renders go to RUN/material/relight/<env stem>/."""
-    from lumisurf.shading.lighting import find_env_file
-    from lumisurf.train.material_run import load_material_run, material_dir
-
-    if not (Path(run_root) / "material" / "material.pt").exists():
-        return {}
-    mrun = load_material_run(Path(run_root))
-    test = scene.splits.get("test")
-    metrics = {} if test is None else material_errors(mrun, test, mrun.cfg.eval.max_views, progress)
-    name = scene.meta.get("relight_env_map")
-    if "relight" in scene.splits and name is not None:
-        env = find_env_file(mrun.cfg.data.path, name)
-        bg = 1.0 if mrun.cfg.data.background == "white" else 0.0
-        out = material_dir(mrun.run) / "relight" / Path(name).stem
-        metrics.update(relight_metrics(mrun, scene.split("relight"), env, bg, out, mrun.cfg.eval.max_views,
-                                       progress))
-        metrics["relight_env_map"] = name
-    return metrics
+    Image.fromarray(to_uint8(torch.cat(tiles, 1))).save(path)

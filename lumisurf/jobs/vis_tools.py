@@ -78,7 +78,7 @@ def seg_reprojection(loaded, scene, out_path: Path, split_name: str = "test", vi
 
 @torch.no_grad()
 def hash_features(loaded, out_path: Path, resolution: int = 128) -> Path:
-    grid = getattr(loaded.model.sdf, "grid", None)
+    grid = loaded.model.sdf.hash_grid()
     if grid is None:
         raise LumisurfError("hash-features: this run's SDF has no hash grid (sdf backend mlp)")
     t = torch.linspace(-1, 1, resolution, device=loaded.device)

@@ -15,14 +15,22 @@ import numpy as np
 import torch
 
 from lumisurf.config import Config, apply_overrides, load_config, save_config
+from lumisurf.data.hdr import write_hdr
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.data.scene import Normalization, SceneData
 from lumisurf.errors import LumisurfError
 from lumisurf.fields.material import IndirectLight, MaterialField
+from lumisurf.jobs.extract import extract_run
+from lumisurf.jobs.material_eval import preview_strip
+from lumisurf.jobs.restore import load_run
+from lumisurf.mesh.material_export import export_materials
 from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.shading.envmap import EnvironmentMap
 from lumisurf.shading.lighting import Lighting, find_env_file, load_env
+from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.material_stage import MaterialTrainer, initial_env_level, save_material_state, trace_split
 from lumisurf.train.run_dir import RunDir
+from lumisurf.train.trainer import resolve_device
 
 
 @dataclass
@@ -84,10 +92,6 @@ def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, 
                  device: Optional[str] = None, force: bool = False, progress: bool = True,
                  export: bool = True) -> dict:
     """Fit Stage II for run ``root``; returns a summary dict (also in RUN/material/summary.json)."""
-    from lumisurf.train.logging import ScalarLogger
-    from lumisurf.train.material_stage import (MaterialTrainer, initial_env_level, save_material_state,
-                                               trace_split)
-    from lumisurf.train.trainer import resolve_device
 
     run = RunDir(root)
     out = material_dir(run)
@@ -96,9 +100,6 @@ def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, 
     cfg = material_config(run, overrides, steps, max_minutes)
     dev = resolve_device(device or cfg.train.device)
     if not run.mesh_path.exists():
-        from lumisurf.mesh.extract_run import extract_run
-        from lumisurf.train.restore import load_run
-
         extract_run(load_run(root, str(dev)), progress=progress)
     normalization = run.load_normalization()
     scene = load_scene_normalized_as(cfg.data, normalization)
@@ -130,8 +131,6 @@ def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, 
 
 
 def _write_env(lighting: Lighting, path: Path) -> None:
-    from lumisurf.data.hdr import write_hdr
-
     with torch.no_grad():
         write_hdr(path, lighting.env.image().float().cpu().numpy())
 
@@ -148,8 +147,6 @@ def world_material_fn(mrun: MaterialRun):
 
 
 def export_run(mrun: MaterialRun, progress: bool = True, force: bool = False) -> dict:
-    from lumisurf.mesh.material_export import export_materials
-
     env = mrun.root / "env_map.hdr"
     return export_materials(mrun.root / "export", mrun.vertices_world.astype(np.float32), mrun.faces,
                             world_material_fn(mrun), texture_size=mrun.cfg.material.texture_size,
@@ -157,8 +154,6 @@ def export_run(mrun: MaterialRun, progress: bool = True, force: bool = False) ->
 
 
 def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
-    from lumisurf.train.trainer import resolve_device
-
     run = RunDir(root)
     out = material_dir(run)
     if not (out / "material.pt").exists():
@@ -181,7 +176,6 @@ def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
 
 def _preview(mrun: MaterialRun, scene: SceneData, path: Path) -> None:
     """GT | render | albedo | roughness | metallic of the first test view (half resolution for speed)."""
-    from lumisurf.eval.material_eval import preview_strip
 
     split = scene.splits.get("test") or scene.split("train")
     preview_strip(mrun, split, 0, path)

@@ -11,7 +11,7 @@
 
 Interface: ``sample(n_rays, generator) -> PixelBatch`` and ``update(batch, per_ray_error, step)``
 (detached per-ray L1 error [n_rays] of that batch, called after each optimiser step). Errors are kept
-in low-resolution per-view maps (:class:`~lumisurf.data.error_maps.ErrorMaps`).
+in low-resolution per-view maps (:class:`~lumisurf.data.pixel_sampling.error_maps.ErrorMaps`).
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lumisurf.config import SamplerConfig
-from lumisurf.data.error_maps import Categorical, ErrorMaps, bilinear_lookup
-from lumisurf.data.pixel_sampler import PixelBatch, PixelSampler, UniformPixelSampler
+from lumisurf.sampler_config import SamplerConfig
+from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
+from lumisurf.data.pixel_sampling.base import PixelBatch, PixelSampler, UniformPixelSampler
 from lumisurf.data.scene import Split
 from lumisurf.registry import Registry
 
@@ -71,10 +71,10 @@ class SoftMiningPixelSampler(PixelSampler):
         ds = max(1, cfg.error_map_downscale)
         self.errors = ErrorMaps(self.n, self.h, self.w, math.ceil(self.h / ds), math.ceil(self.w / ds),
                                 cfg.error_map_momentum, self.device)
-        self.alpha, self.warmup = cfg.soft_mining_alpha, cfg.soft_mining_warmup
-        self.step_size, self.noise = cfg.soft_mining_step, cfg.soft_mining_noise
-        self.floor = cfg.soft_mining_floor
-        self.reinit_frac, self.uniform_frac = cfg.soft_mining_reinit, cfg.soft_mining_uniform
+        self.alpha, self.warmup = cfg.soft_mining.alpha, cfg.soft_mining.warmup
+        self.step_size, self.noise = cfg.soft_mining.step, cfg.soft_mining.noise
+        self.floor = cfg.soft_mining.floor
+        self.reinit_frac, self.uniform_frac = cfg.soft_mining.reinit, cfg.soft_mining.uniform
         self.cam: Tensor | None = None  # [k] long
         self.xy: Tensor | None = None  # [k, 2] continuous pixel (x, y)
         self.last_error: Tensor | None = None  # [k] error of the samples at their current place
@@ -170,9 +170,9 @@ class ContextPixelSampler(PixelSampler):
     def __init__(self, split: Split, device, cfg: SamplerConfig | None = None):
         super().__init__(split, device)
         cfg = cfg or SamplerConfig()
-        self.fraction, self.use_weights = cfg.context_fraction, cfg.pixel_weights
+        self.fraction, self.use_weights = cfg.context.fraction, cfg.pixel_weights
         std = color_std_map(split.images.float()).reshape(self.n, -1)  # [n, H*W]
-        prior = std.clamp_min(cfg.context_floor * std.mean(dim=1, keepdim=True)) + 1e-12
+        prior = std.clamp_min(cfg.context.floor * std.mean(dim=1, keepdim=True)) + 1e-12
         prior = prior / prior.sum(dim=1, keepdim=True) / self.n
         self.prior = Categorical(prior.reshape(-1).to(self.device))
 
@@ -216,17 +216,17 @@ def subdivide_levels(err: Tensor, init_depth: int, max_depth: int, threshold: fl
 @PIXEL_SAMPLERS.register("quadtree")
 class QuadtreePixelSampler(PixelSampler):
     """Error-driven quadtrees per view over a ``2^D x 2^D`` error grid (D = max depth, capped so a
-    finest cell holds at least one pixel), rebuilt every ``quadtree_every`` steps."""
+    finest cell holds at least one pixel), rebuilt every ``quadtree.every`` steps."""
 
     def __init__(self, split: Split, device, cfg: SamplerConfig | None = None):
         super().__init__(split, device)
         cfg = cfg or SamplerConfig()
-        self.depth = max(0, min(cfg.quadtree_max_depth, int(math.log2(min(self.h, self.w)))))
-        self.init_depth = min(max(0, cfg.quadtree_init_depth), self.depth)
+        self.depth = max(0, min(cfg.quadtree.max_depth, int(math.log2(min(self.h, self.w)))))
+        self.init_depth = min(max(0, cfg.quadtree.init_depth), self.depth)
         self.g = 2 ** self.depth
         self.errors = ErrorMaps(self.n, self.h, self.w, self.g, self.g, cfg.error_map_momentum, self.device)
-        self.threshold, self.max_leaves = cfg.quadtree_threshold, cfg.quadtree_max_leaves
-        self.every, self.floor, self.use_weights = cfg.quadtree_every, cfg.quadtree_floor, cfg.pixel_weights
+        self.threshold, self.max_leaves = cfg.quadtree.threshold, cfg.quadtree.max_leaves
+        self.every, self.floor, self.use_weights = cfg.quadtree.every, cfg.quadtree.floor, cfg.pixel_weights
         self.level = torch.full((self.n, self.g, self.g), self.init_depth, dtype=torch.long, device=self.device)
         self._build_leaves()
 

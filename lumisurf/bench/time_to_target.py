@@ -21,6 +21,9 @@ import torch
 from lumisurf.errors import LumisurfError
 from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
 from lumisurf.eval.image_metrics import normal_mae_deg, psnr, ssim
+from lumisurf.mesh.export import mesh_to_world
+from lumisurf.mesh.marching_cubes import extract_mesh
+from lumisurf.train.visualize import gt_image, render_views_for
 
 SSIM_WINDOW = 11  # images smaller than this get no SSIM (None)
 
@@ -63,7 +66,6 @@ def image_scores(model, scene, cfg, device, n_views: int, downscale: int = 2,
     None for images smaller than its 11-pixel window; normal MAE (weighted by the GT mask, else by
     GT-normal presence) is None when the split has no GT normals. ``extra=False``: PSNR only.
     """
-    from lumisurf.train.visualize import gt_image, render_views_for
 
     split = scene.splits.get("test") or scene.split("train")
     acc: dict[str, list] = {"psnr": [], "ssim": [], "normal_mae_deg": []}
@@ -101,8 +103,6 @@ def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
 
     Returns (nan, None) when there is no surface to extract yet.
     """
-    from lumisurf.mesh.export import mesh_to_world
-    from lumisurf.mesh.marching_cubes import extract_mesh
 
     sdf = model.sdf
     try:

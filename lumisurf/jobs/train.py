@@ -6,8 +6,14 @@ from pathlib import Path
 from typing import Optional
 
 from lumisurf.config import Config, apply_overrides
+from lumisurf.data.load import load_config_scene
+from lumisurf.jobs.evaluate import evaluate_run, format_table
+from lumisurf.jobs.extract import extract_run
+from lumisurf.jobs.restore import load_run
+from lumisurf.models.surface import background_kind
 from lumisurf.presets import DEFAULT_PRESET, preset_config
 from lumisurf.train.run_dir import RunDir
+from lumisurf.train.trainer import train
 
 DEFAULT_SYNTHETIC_MINUTES = 3.0  # the built-in scene trains for this long unless told otherwise
 
@@ -44,8 +50,6 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
     ``--resume`` keeps the saved config; only a step / time budget given on the command line
     (``max_steps``, ``max_minutes``) replaces the saved one.
     """
-    from lumisurf.data.load import load_config_scene
-    from lumisurf.train.trainer import train
 
     run = RunDir(Path(out) if out else default_out(cfg))
     if resume:
@@ -54,6 +58,8 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
             cfg.train.max_steps = max_steps
         cfg.train.max_minutes = max_minutes
     scene = load_config_scene(cfg.data)  # before the run folder is made: bad data leaves no half-made run
+    # the saved config names the background model, so a run folder rebuilds its model without the dataset
+    cfg.model.background.kind = background_kind(cfg.model.background.kind, scene.split("train").masks is not None)
     run.prepare_new(cfg, force=force, resume=resume)
     result = train(cfg, run, resume=resume, progress=progress, scene=scene)
     summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
@@ -66,9 +72,6 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
 
 def finalize_run(root: Path, progress: bool = True) -> dict:
     """Extract the mesh, render the test split and evaluate (the end of the main job)."""
-    from lumisurf.eval.evaluate import evaluate_run, format_table
-    from lumisurf.mesh.extract_run import extract_run
-    from lumisurf.train.restore import load_run
 
     loaded = load_run(root)
     extract_run(loaded, progress=progress, force=True)  # the run just (re)trained: outputs are refreshed

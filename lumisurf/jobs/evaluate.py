@@ -10,8 +10,15 @@ import numpy as np
 import torch
 
 from lumisurf.data.load import load_scene_normalized_as
+from lumisurf.errors import LumisurfError
 from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
 from lumisurf.eval.image_metrics import lpips_available, lpips_score, mask_iou, normal_mae_deg, psnr, ssim
+from lumisurf.eval.segmentation_eval import segmentation_metrics
+from lumisurf.jobs.extract import extract_run
+from lumisurf.jobs.material import load_material_run, material_dir
+from lumisurf.jobs.material_eval import material_errors, relight_metrics
+from lumisurf.jobs.render import render_split, renders_exist
+from lumisurf.shading.lighting import find_env_file
 from lumisurf.train.visualize import gt_image
 
 METRIC_KEYS = ("psnr", "ssim", "lpips", "chamfer", "normal_mae_deg", "mask_iou", "train_seconds", "steps",
@@ -36,7 +43,6 @@ def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = 
 
     The renders are saved to RUN/renders/<split> unless renders are already there (then ``force``).
     """
-    from lumisurf.renderers.render_run import render_split, renders_exist
 
     ds, split = loaded.cfg.eval.render_downscale, scene.split(split_name)
     use_lpips, _ = lpips_available()
@@ -64,8 +70,6 @@ def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = 
             seg_renders.append({k: out[k].cpu() for k in ("material_probs", "opacity", "depth")})
     metrics = {k: _mean(v) for k, v in acc.items()}
     if seg_renders:
-        from lumisurf.eval.segmentation_eval import segmentation_metrics
-
         stems = [Path(f).stem for f in split.files[: len(seg_renders)]] if split.files else None
         metrics.update(segmentation_metrics(split, seg_renders, ds, out_dir=loaded.run.renders(split_name),
                                             stems=stems))
@@ -75,7 +79,6 @@ def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = 
 def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:
     if scene.gt_mesh is None:
         return {"chamfer": None}
-    from lumisurf.mesh.extract_run import extract_run
 
     if not loaded.run.mesh_path.exists():
         extract_run(loaded, progress=progress)
@@ -92,7 +95,6 @@ def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", p
 
     An existing metrics.json is only replaced with ``force``.
     """
-    from lumisurf.errors import LumisurfError
 
     if loaded.run.metrics_path.exists() and not force:
         raise LumisurfError(f"{loaded.run.metrics_path} exists; pass --force to replace it")
@@ -104,7 +106,6 @@ def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", p
     metrics.update(image_metrics(loaded, scene, split, progress, force))
     metrics.update(mesh_metrics(loaded, scene, loaded.cfg.eval.chamfer_samples, progress))
     metrics.update(train_seconds=loaded.elapsed, steps=loaded.step)
-    from lumisurf.eval.material_eval import stage2_metrics
 
     metrics.update(stage2_metrics(loaded.run.root, scene, progress))
     if not lpips_available()[0]:
@@ -122,3 +123,22 @@ def format_table(metrics: dict) -> str:
         s = "n/a" if v is None else (f"{v:.5f}" if isinstance(v, float) else str(v))
         lines.append(f"{k:<24}{s:>14}")
     return "\n".join(lines)
+
+
+def stage2_metrics(run_root: Path, scene, progress: bool = True) -> dict:
+    """Material errors on the test split and relight metrics on the relight split, when the run has a
+    Stage II fit (else {}). Relit renders go to RUN/material/relight/<env stem>/."""
+    if not (Path(run_root) / "material" / "material.pt").exists():
+        return {}
+    mrun = load_material_run(Path(run_root))
+    test = scene.splits.get("test")
+    metrics = {} if test is None else material_errors(mrun, test, mrun.cfg.eval.max_views, progress)
+    name = scene.meta.get("relight_env_map")
+    if "relight" in scene.splits and name is not None:
+        env = find_env_file(mrun.cfg.data.path, name)
+        bg = mrun.cfg.data.eval_background
+        out = material_dir(mrun.run) / "relight" / Path(name).stem
+        metrics.update(relight_metrics(mrun, scene.split("relight"), env, bg, out, mrun.cfg.eval.max_views,
+                                       progress))
+        metrics["relight_env_map"] = name
+    return metrics

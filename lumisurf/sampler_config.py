@@ -1,0 +1,76 @@
+"""Sampling configuration (``Config.sampler``): samples along rays, the occupancy grid, and which training
+pixels become rays (each adaptive pixel sampler has its own section). Kept apart from ``lumisurf.config``
+only for size; a nested section of the one typed :class:`lumisurf.config.Config`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PixelSamplerName = Literal["uniform", "soft_mining", "context", "quadtree"]  # lumisurf.data.pixel_sampling
+
+
+@dataclass
+class SoftMiningConfig:
+    """Soft mining (Kheradmand et al., CVPR 2024); defaults are the official code's."""
+
+    alpha: float = 0.6  # loss correction 1/Q^alpha (official code: 0.6 synthetic, 0.8 LLFF)
+    warmup: int = 1000  # alpha ramps 0 -> alpha over these steps
+    step: float = 2e-4  # Langevin drift a on grad log Q (image coords in [0, 1]); = b^2/2
+    noise: float = 0.02  # Langevin noise std b (image coords in [0, 1])
+    floor: float = 0.1  # Q ~ error + floor * mean error
+    reinit: float = 0.1  # lowest-error fraction re-drawn uniformly each step
+    uniform: float = 0.1  # random fraction re-drawn uniformly each step
+
+
+@dataclass
+class ContextConfig:
+    """Context prior (Zhang et al. 2023): 3x3 colour standard deviation mixed with uniform."""
+
+    fraction: float = 0.5  # rays drawn from the colour-std prior; the rest uniform (paper)
+    floor: float = 0.01  # prior clamped below at floor * mean std (paper)
+
+
+@dataclass
+class QuadtreeConfig:
+    """Error-driven per-view quadtrees (Zhang et al. 2023)."""
+
+    max_depth: int = 5  # leaves down to 1/2^depth of the image side (paper: 5)
+    init_depth: int = 2  # uniform subdivision every rebuild starts from (paper: 2)
+    threshold: float = 0.025  # split leaves whose mean L1 error exceeds this (~paper MSE 1e-3)
+    max_leaves: int = 1024  # per view (4^max_depth: no cap)
+    every: int = 500  # rebuild the trees from the error maps every k steps
+    floor: float = 0.1  # leaf probability ~ (error + floor * mean error) * area
+
+
+@dataclass
+class SamplerConfig:
+    n_samples: int = 64  # stratified samples inside the unit sphere
+    n_importance: int = 64  # NeuS up-sampled samples (split over up_sample_steps)
+    up_sample_steps: int = 4
+    perturb: bool = True
+    # nerfacc-style occupancy grid: rays march only occupied cells (near/far tightened to them, rays
+    # through empty space skip the field); refreshed from the SDF every `occupancy_every` steps
+    occupancy: bool = False
+    occupancy_resolution: int = 64
+    occupancy_every: int = 32
+    occupancy_march_steps: int = 128
+    # training-pixel sampler (lumisurf.data.pixel_sampling): uniform, soft_mining, context or quadtree
+    pixels: PixelSamplerName = "uniform"
+    error_map_downscale: int = 8  # adaptive samplers: per-view L1 error map at 1/k resolution
+    error_map_momentum: float = 0.2  # EMA rate of the error maps (first visit of a cell: assigned)
+    pixel_weights: bool = False  # context/quadtree: unbiased 1/(N p) loss weights (papers: off)
+    soft_mining: SoftMiningConfig = field(default_factory=SoftMiningConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    quadtree: QuadtreeConfig = field(default_factory=QuadtreeConfig)
+
+
+def migrate_sampler(sampler: dict) -> None:
+    """Run folders written before the per-sampler sections (2026-12-01) held ``soft_mining_*``,
+    ``context_*`` and ``quadtree_*`` keys: move them into their sections, in place."""
+    for section in ("soft_mining", "context", "quadtree"):
+        old = [k for k in sampler if k.startswith(section + "_")]
+        if old:
+            sub = sampler.setdefault(section, {})
+            for k in old:
+                sub[k[len(section) + 1:]] = sampler.pop(k)

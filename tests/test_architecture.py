@@ -1,0 +1,90 @@
+"""The package's import graph: library subpackages form a DAG and never import the application layer.
+
+Built from the source with ``ast`` (module-level and function-level imports alike), so a cycle cannot hide
+behind an import inside a function. Nodes are lumisurf's subpackages and top-level modules.
+"""
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "lumisurf"
+APP_LAYER = {"jobs", "bench", "cli", "__main__"}  # may import anything; nothing below imports them
+
+
+def _node(module: str) -> str:
+    """``lumisurf.fields.sdf_hash`` -> ``fields``; ``lumisurf.config`` -> ``config``."""
+    return module.split(".")[1]
+
+
+def import_graph(root: Path = PKG) -> dict[tuple[str, str], list[str]]:
+    """``{(importer, imported): ["file:line", ...]}`` between distinct nodes."""
+    edges: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root.parent).with_suffix("")
+        src = _node(".".join(rel.parts))
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+                names += [f"{node.module}.{a.name}" for a in node.names] if node.module == "lumisurf" else []
+            else:
+                continue
+            for name in names:
+                if name.startswith("lumisurf.") and _node(name) != src:
+                    edges[(src, _node(name))].append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return edges
+
+
+def find_cycle(edges) -> list[str] | None:
+    """One cycle of the graph as a node list (first == last), or None (depth-first search)."""
+    succ = defaultdict(set)
+    for a, b in edges:
+        succ[a].add(b)
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+
+    def visit(v, stack):
+        state[v] = 1
+        for w in sorted(succ[v]):
+            if state.get(w) == 1:
+                return stack[stack.index(w):] + [w]
+            if w not in state:
+                found = visit(w, stack + [w])
+                if found:
+                    return found
+        state[v] = 2
+        return None
+
+    for v in sorted(succ):
+        if v not in state:
+            found = visit(v, [v])
+            if found:
+                return found
+    return None
+
+
+def test_graph_sees_known_edges():
+    edges = import_graph()
+    assert ("models", "fields") in edges  # the surface model builds its SDF field
+    assert ("cli", "jobs") in edges
+    assert len({a for a, _ in edges}) >= 15
+
+
+def test_no_cycles_between_subpackages():
+    edges = import_graph()
+    cycle = find_cycle(edges)
+    where = [f"{a} -> {b}: {edges[(a, b)][:3]}" for a, b in zip(cycle, cycle[1:])] if cycle else []
+    assert cycle is None, "import cycle " + " -> ".join(cycle) + "\n" + "\n".join(where)
+
+
+def test_library_never_imports_the_application_layer():
+    bad = {k: v for k, v in import_graph().items() if k[0] not in APP_LAYER and k[1] in APP_LAYER}
+    assert not bad, f"library modules import the application layer: {bad}"
+
+
+def test_find_cycle_on_hand_made_graphs():
+    assert find_cycle({("a", "b"): [], ("b", "c"): []}) is None
+    assert find_cycle({("a", "b"): [], ("b", "c"): [], ("c", "a"): []}) == ["a", "b", "c", "a"]
+    assert find_cycle({("x", "y"): [], ("y", "x"): [], ("a", "x"): []}) == ["x", "y", "x"]
