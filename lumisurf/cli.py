@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
-from lumisurf.errors import LumisurfError
+from lumisurf.errors import DataWarning, LumisurfError
 
 
 def _add_train(sub) -> None:
@@ -204,7 +205,18 @@ def _cmd_data(a) -> None:
     print(f"wrote {out}")
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Data warnings read like the CLI's errors (one line, no source excerpt); others as Python prints them."""
+    if issubclass(category, DataWarning):
+        return f"lumisurf: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides may come after options (argparse only takes them before)

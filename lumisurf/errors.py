@@ -11,3 +11,7 @@ class DataError(LumisurfError):
 
 class ConfigError(LumisurfError):
     """A config key or value is unknown or invalid."""
+
+
+class DataWarning(UserWarning):
+    """A dataset is usable but not as the user probably meant (e.g. masks dropped); the message names the file."""

@@ -19,7 +19,7 @@ from PIL import Image
 import lumisurf.train.trainer  # noqa: F401  (imports Warp now: its driver banner stays out of capsys)
 from lumisurf.cli import main
 from lumisurf.data.synthetic import FOV_DEG, make_synthetic_scene
-from lumisurf.errors import DataError
+from lumisurf.errors import DataError, DataWarning
 
 CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV c2w -> Blender's OpenGL c2w (and back)
 TRAIN_ARGS = ["--max-steps", "3", "--device", "cpu", "--no-progress", "train.batch_rays=64", "train.val_every=0",
@@ -184,7 +184,10 @@ def test_greyscale_among_rgba_is_accepted(blender_base, tmp_path, capsys):
     assert main(["data", "check", str(root), "--out", str(tmp_path / "check.png")]) == 0
     out = capsys.readouterr().out
     assert "train 4 views" in out and (tmp_path / "check.png").exists()
-    assert main(["train", "--data", str(root), "--out", str(tmp_path / "run")] + TRAIN_ARGS) == 0
+    # accepted, but not silently: its split loses the alpha masks, and both commands say so, naming the file
+    assert "WARN: 1 of 4 images have no alpha channel (first: " in out and "r_1.png" in out
+    with pytest.warns(DataWarning, match="r_1.png.*WITHOUT masks"):
+        assert main(["train", "--data", str(root), "--out", str(tmp_path / "run")] + TRAIN_ARGS) == 0
     assert (tmp_path / "run" / "ckpt" / "last.pt").exists()
     assert "Traceback" not in capsys.readouterr().err
 

@@ -7,6 +7,8 @@ when most training cameras lie inside the unit sphere, see ``normalization.check
 """
 from __future__ import annotations
 
+import warnings
+
 import math
 from pathlib import Path
 
@@ -19,18 +21,19 @@ from lumisurf.data.normalization import cameras_inside, cameras_inside_message, 
 from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import SceneData
 from lumisurf.data.synthetic import make_synthetic_scene
+from lumisurf.errors import DataWarning
 
 _SPLIT_COLOURS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:green"}
 
 
 def check_dataset(path: Path | None, out_png: Path) -> str:
     """Summary lines of the scene at ``path`` (None = built-in synthetic scene); writes ``out_png``."""
-    if path is None:
-        scene = make_synthetic_scene()
-    else:
-        scene = load_scene(Path(path))
+    with warnings.catch_warnings(record=True) as caught:  # the readers' DataWarnings become WARN lines
+        warnings.simplefilter("always", DataWarning)
+        scene = make_synthetic_scene() if path is None else load_scene(Path(path))
     scene = normalize_scene(scene)
     lines, warns = summarize(scene)
+    warns = [str(w.message) for w in caught if issubclass(w.category, DataWarning)] + warns
     draw_check_figure(scene, Path(out_png))
     return "\n".join(lines + [f"WARN: {w}" for w in warns] + ([] if warns else ["no problems found"]))
 

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import torch
 
+from lumisurf.data.normalization import check_cameras_outside, normalize_scene
+from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import SceneData
+from lumisurf.data.synthetic import make_synthetic_scene
 
 
 def load_config_scene(data_cfg) -> SceneData:
@@ -13,8 +16,6 @@ def load_config_scene(data_cfg) -> SceneData:
 
     Raises DataError when most training cameras lie inside the unit sphere (nothing to train on).
     """
-    from lumisurf.data.normalization import check_cameras_outside, normalize_scene
-
     scene = normalize_scene(load_raw_scene(data_cfg), method=data_cfg.normalization)
     check_cameras_outside(scene)
     return scene
@@ -23,13 +24,9 @@ def load_config_scene(data_cfg) -> SceneData:
 def load_raw_scene(data_cfg) -> SceneData:
     """Scene for ``data_cfg`` in the dataset's own world frame (not normalised)."""
     if data_cfg.path is None:
-        from lumisurf.data.synthetic import make_synthetic_scene
-
         n_test = max(4, data_cfg.synthetic_views // 5)
         return make_synthetic_scene(n_train=data_cfg.synthetic_views, n_test=n_test,
                                     resolution=data_cfg.synthetic_resolution)
-    from lumisurf.data.readers import load_scene
-
     return load_scene(Path(data_cfg.path), format=data_cfg.format, holdout_every=data_cfg.holdout_every,
                       max_views=data_cfg.max_views)
 

@@ -2,6 +2,8 @@
 (holdout split, evenly spaced subset) and building a :class:`Split` from files + poses."""
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -11,7 +13,7 @@ import torch
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.images import IMAGE_EXTS, load_image, load_mask
 from lumisurf.data.scene import SceneData, Split
-from lumisurf.errors import DataError
+from lumisurf.errors import DataError, DataWarning
 from lumisurf.registry import Registry
 
 # name -> reader(root: Path, holdout_every: int, max_views: int | None) -> SceneData
@@ -119,6 +121,7 @@ def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = Non
     """
     images = masks = None
     alphas_ok = True
+    no_alpha: list[Path] = []
     for i, f in enumerate(files):
         rgb, alpha = load_image(f)
         got = (rgb.shape[1], rgb.shape[0])
@@ -135,6 +138,7 @@ def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = Non
             masks[i] = m
         elif alpha is None:
             alphas_ok = False
+            no_alpha.append(Path(f))
         elif alphas_ok:
             if not (alpha > 0).any():
                 raise DataError(f"mask (alpha channel) of {f} is empty")
@@ -142,6 +146,10 @@ def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = Non
     if images is None:
         raise DataError("no views to load")
     keep_masks = mask_files is not None or alphas_ok
+    if mask_files is None and 0 < len(no_alpha) < len(files):
+        warnings.warn(f"{len(no_alpha)} of {len(files)} images have no alpha channel (first: {no_alpha[0]}): "
+                      f"this split is used WITHOUT masks; give every image an alpha channel, or mask files",
+                      DataWarning, stacklevel=2)
     return (torch.from_numpy(images), torch.from_numpy(masks) if keep_masks else None, size)
 
 
