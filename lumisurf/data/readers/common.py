@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -120,8 +119,7 @@ def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = Non
     first image's. Returns images, masks or None, (width, height).
     """
     images = masks = None
-    alphas_ok = True
-    no_alpha: list[Path] = []
+    no_alpha: list[Path] = []  # images without an alpha channel (masks come from alpha otherwise)
     for i, f in enumerate(files):
         rgb, alpha = load_image(f)
         got = (rgb.shape[1], rgb.shape[0])
@@ -137,15 +135,14 @@ def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = Non
             _check_size(mask_files[i], (m.shape[1], m.shape[0]), got, f"its image {f.name}")
             masks[i] = m
         elif alpha is None:
-            alphas_ok = False
             no_alpha.append(Path(f))
-        elif alphas_ok:
+        elif not no_alpha:
             if not (alpha > 0).any():
                 raise DataError(f"mask (alpha channel) of {f} is empty")
             masks[i] = alpha
     if images is None:
         raise DataError("no views to load")
-    keep_masks = mask_files is not None or alphas_ok
+    keep_masks = mask_files is not None or not no_alpha
     if mask_files is None and 0 < len(no_alpha) < len(files):
         warnings.warn(f"{len(no_alpha)} of {len(files)} images have no alpha channel (first: {no_alpha[0]}): "
                       f"this split is used WITHOUT masks; give every image an alpha channel, or mask files",
