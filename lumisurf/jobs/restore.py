@@ -29,10 +29,12 @@ def load_run(root: Path, device: str | None = None) -> LoadedRun:
     run = RunDir(root)
     cfg = run.load_config()
     dev = resolve_device(device or cfg.train.device)
-    state = torch.load(run.require_checkpoint(), map_location=dev, weights_only=True)
-    # runs saved before the config named its resolved background say "auto": their checkpoint tells
-    has_bg_net = any(k.startswith("background.") for k in state["model"])
-    model = build_model(cfg.model, cfg.sampler, has_masks=not has_bg_net).to(dev)
-    step, elapsed = load_checkpoint(run.ckpt_path, model, None, dev)
+    ckpt = run.require_checkpoint()
+    has_masks = True  # only read when the config says "auto"
+    if cfg.model.background.kind == "auto":  # runs saved before the config named the resolved background
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
+        has_masks = not any(k.startswith("background.") for k in state["model"])
+    model = build_model(cfg.model, cfg.sampler, has_masks).to(dev)
+    step, elapsed = load_checkpoint(ckpt, model, None, dev)
     model.eval()
     return LoadedRun(run, cfg, model, run.load_normalization(), dev, step, elapsed)
