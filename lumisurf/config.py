@@ -99,6 +99,11 @@ class LiftConfig:
     """``init: materials`` (``lumisurf.train.material_lift``): how the Stage I materials become the assignment."""
 
     points: int = 20000  # training pixels rendered to surface points
+    # what k-means clusters on: the pretrain head's materials, the photos' median colour and view spread at the
+    # points (train/view_stats.py), or both
+    features: Literal["materials", "views", "both"] = "materials"
+    feature_smoothing: int = 0  # times the features are averaged over each point's ``neighbours`` first
+    clustering: Literal["kmeans", "gmm"] = "kmeans"  # gmm: full-covariance Gaussian mixture (EM from k-means)
     neighbours: int = 16  # kNN graph of the points (two materials: min-cut smoothing)
     crease_sharpness: float = 8.0  # edge weight ((1 + n_i.n_j) / 2)^s: label changes are cheap across creases
     # which creases lower the weight: all, or concave ones only (where parts meet; the convex edges of one part
@@ -207,6 +212,11 @@ class LossConfig:
     mask_weight: float = 0.1  # used only when the dataset has masks
     huber_delta: float = 0.1
     curvature_weight: float = 0.0  # Neuralangelo: mean |laplacian| (finite-difference normals only)
+    # PermutoSDF-style smoothness: 1 - cos between normals at ray-surface hits and points ``eps`` away
+    # (normalised units), at up to ``normal_smooth_points`` hits a step
+    normal_smooth_weight: float = 0.0
+    normal_smooth_eps: float = 0.01
+    normal_smooth_points: int = 1024
     grid_tv_weight: float = 0.0  # total variation of the hash-grid features (dense levels)
     # S3IM (Xie et al. ICCV 2023): 1 - SSIM of virtual patches built from the ray batch (paper values)
     s3im_weight: float = 0.0

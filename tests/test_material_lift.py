@@ -11,7 +11,7 @@ from lumisurf.data.load import load_config_scene
 from lumisurf.fields.assignment import AssignmentField
 from lumisurf.losses.segmentation import head_fit_loss, soft_cross_entropy
 from lumisurf.presets import preset_config
-from lumisurf.train.material_lift import cluster_to_heads, fit_assignment
+from lumisurf.train.material_lift import cluster_to_heads, fit_assignment, smooth_features, specularity
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
@@ -26,10 +26,11 @@ def _two_materials(n: int = 200, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
     return feats.clamp(0, 1), is_metal
 
 
+@pytest.mark.parametrize("method", ["kmeans", "gmm"])
 @pytest.mark.parametrize("heads", [("specular", "lambert"), ("lambert", "specular")])
-def test_clusters_go_to_heads_by_specularity(heads):
+def test_clusters_go_to_heads_by_specularity(heads, method):
     feats, is_metal = _two_materials()
-    targets, centres, sep = cluster_to_heads(feats, heads)
+    targets, centres, sep = cluster_to_heads(feats, heads, "materials", method)
     spec = heads.index("specular")
     assert targets.shape == (400, 2) and torch.allclose(targets.sum(-1), torch.ones(400))
     assert bool((targets[is_metal, spec] > 0.99).all()) and bool((targets[~is_metal, spec] < 0.01).all())
@@ -82,13 +83,15 @@ def test_solo_head_keeps_other_heads_off_the_geometry():
     assert any(p.grad is not None for p in shading.heads[1].parameters())
 
 
-def test_lift_runs_at_phase_c_in_training(tmp_path):
-    tiny = ["model.sdf.grid.implementation=torch", "model.assignment.grid.implementation=torch",
-            "data.synthetic_views=4", "data.synthetic_resolution=24", "train.batch_rays=128", "train.val_every=0",
-            "train.max_steps=4", "model.assignment.init=materials", "model.assignment.pretrain_head=specular",
-            "schedule.phase_ends=[0.25,0.5,1.0,1.0]", "model.assignment.lift.points=2000",
-            "model.assignment.lift.fit_steps=20"]
-    cfg = apply_overrides(preset_config("lumisurf-seg"), tiny)
+TINY_LIFT = ["model.sdf.grid.implementation=torch", "model.assignment.grid.implementation=torch",
+              "data.synthetic_views=4", "data.synthetic_resolution=24", "train.batch_rays=128", "train.val_every=0",
+              "train.max_steps=4", "model.assignment.init=materials", "model.assignment.pretrain_head=specular",
+              "schedule.phase_ends=[0.25,0.5,1.0,1.0]", "model.assignment.lift.points=2000",
+              "model.assignment.lift.fit_steps=20"]
+
+
+def _train_to_lift(tmp_path, overrides):
+    cfg = apply_overrides(preset_config("lumisurf-seg"), TINY_LIFT + overrides)
     run = RunDir(tmp_path / "run")
     run.prepare_new(cfg, force=False, resume=False)
     tr = Trainer(cfg, run, scene=load_config_scene(cfg.data), progress=False)
@@ -99,6 +102,12 @@ def test_lift_runs_at_phase_c_in_training(tmp_path):
             assert tr.lift is None and tr.model.color.solo == 0
         seen.update(tr.train_step())
         tr.step += 1
+    return cfg, tr, seen
+
+
+def test_lift_runs_at_phase_c_in_training(tmp_path):
+    tiny = TINY_LIFT
+    cfg, tr, seen = _train_to_lift(tmp_path, [])
     assert tr.lift is not None and tr.lift.targets.shape[1] == 2
     # the built-in scene has one material: the clusters barely separate and every point gets one head
     assert tr.lift.separation < cfg.model.assignment.lift.min_separation
@@ -111,3 +120,31 @@ def test_lift_runs_at_phase_c_in_training(tmp_path):
         bad_run = RunDir(tmp_path / "bad")
         bad_run.prepare_new(bad, force=False, resume=False)
         Trainer(bad, bad_run, scene=load_config_scene(bad.data), progress=False)
+
+
+def test_view_feature_clusters_rank_by_spread_and_smoothing_removes_outliers():
+    g = torch.Generator().manual_seed(0)
+    n = 300
+    # chroma + scaled log spread: a grey mirror half (high spread) and a grey matte half (low spread)
+    mirror = torch.tensor([0.33, 0.33, 0.33, 0.25 * math.log(1.0)])
+    matte = torch.tensor([0.33, 0.33, 0.33, 0.25 * math.log(0.1)])
+    feats = torch.cat([mirror.expand(n, 4), matte.expand(n, 4)]) + 0.01 * torch.randn(2 * n, 4, generator=g)
+    targets, centres, _ = cluster_to_heads(feats, ("lambert", "specular"), "views")
+    assert bool((targets[:n, 1] > 0.99).all()) and bool((targets[n:, 0] > 0.99).all())
+    assert float(specularity(centres, "views")[1]) == pytest.approx(0.0, abs=0.01)
+    # points on a line, one outlier value: averaging over neighbours spreads it thin
+    pts = torch.stack([torch.linspace(0, 1, 50), torch.zeros(50), torch.zeros(50)], -1)
+    f = torch.zeros(50, 1)
+    f[25] = 1.0
+    sm = smooth_features(pts, f, k=4, iterations=1)
+    assert float(sm[25]) == pytest.approx(0.2) and float(sm[23]) == pytest.approx(0.2) and float(sm[0]) == 0.0
+    assert torch.equal(smooth_features(pts, f, k=4, iterations=0), f)
+
+
+def test_lift_on_view_features_with_the_mixture(tmp_path):
+    """features=both (materials + what the photos show), feature smoothing and the Gaussian mixture in training."""
+    _, tr, seen = _train_to_lift(tmp_path, ["model.assignment.lift.features=both",
+                                            "model.assignment.lift.clustering=gmm",
+                                            "model.assignment.lift.feature_smoothing=1"])
+    assert tr.lift is not None and tr.lift.targets.shape[1] == 2 and tr.lift.centres.shape == (2, 9)
+    assert bool(torch.isfinite(tr.lift.targets).all()) and "loss_lift" in seen

@@ -110,3 +110,20 @@ def test_save_mesh_formats_and_overwrite(tmp_path, sphere_mesh):
     assert len(load_mesh(obj).faces) == len(sphere_mesh.faces)
     with pytest.raises(LumisurfError, match="unsupported"):
         save_mesh(sphere_mesh, tmp_path / "m.stl")
+
+
+def test_fill_cavities_closes_a_void_inside_a_shell():
+    from lumisurf.mesh.marching_cubes import fill_cavities
+
+    shell = lambda p: torch.maximum(p.norm(dim=-1) - 0.8, 0.3 - p.norm(dim=-1))  # noqa: E731  hollow ball
+    grid = evaluate_sdf_grid(shell, 64)
+    filled, n = fill_cavities(grid)
+    ball = (torch.linspace(-1, 1, 64)[:, None, None] ** 2 + torch.linspace(-1, 1, 64)[None, :, None] ** 2
+            + torch.linspace(-1, 1, 64)[None, None] ** 2).sqrt().numpy()
+    assert n == int((ball < 0.3).sum()) and (filled[ball < 0.3] < 0).all()  # the void became inside
+    assert np.array_equal(filled[ball >= 0.3], grid[ball >= 0.3])  # nothing else changed
+    both = extract_mesh(shell, 64, keep_largest=False)
+    outer = extract_mesh(shell, 64, keep_largest=False, fill_voids=True)
+    assert both.area == pytest.approx(4 * np.pi * (0.8 ** 2 + 0.3 ** 2), rel=0.05)
+    assert outer.area == pytest.approx(4 * np.pi * 0.8 ** 2, rel=0.05) and outer.is_watertight
+    assert fill_cavities(evaluate_sdf_grid(lambda p: p.norm(dim=-1) - 0.5, 32))[1] == 0  # no void, no change

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lumisurf.losses import PHOTOMETRIC, curvature_loss, eikonal_loss, mask_loss, psnr_from_mse, rgb_loss
+from lumisurf.losses.geometry import normal_smoothness_loss, surface_point_pairs
 from lumisurf.samplers import (
     background_samples,
     contract_inverted_sphere,
@@ -203,3 +204,24 @@ def test_geometry_losses_by_hand():
     assert curvature_loss(torch.tensor([-1.0, 2.0, -3.0])).item() == pytest.approx(2.0)
     g64 = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
     assert torch.autograd.gradcheck(eikonal_loss, (g64,))
+
+
+def test_normal_smoothness_by_hand():
+    a = torch.tensor([[0.0, 0.0, 2.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    b = torch.tensor([[0.0, 0.0, 0.5], [0.0, 3.0, 0.0], [0.0, -1.0, 0.0]])  # 1 - cos: 0, 1, 2 (scale-free)
+    assert normal_smoothness_loss(a, b).item() == pytest.approx(1.0)
+    g = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: normal_smoothness_loss(x[0], x[1]), (g,))
+
+
+def test_surface_point_pairs_at_depth_and_eps_apart():
+    o = torch.tensor([[0.0, 0.0, -3.0], [0.0, 0.0, -3.0], [1.0, 0.0, -3.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    depth = torch.tensor([[1.0], [0.1], [2.4]])  # weight-sums of t: the hit is at depth / opacity
+    opacity = torch.tensor([[0.5001], [0.2], [0.8]])  # the second ray misses (opacity <= 0.5)
+    pairs = surface_point_pairs(o, d, depth, opacity, 0.01, 8, torch.Generator().manual_seed(0))
+    assert pairs.shape == (2, 2, 3)
+    assert torch.allclose(pairs[0], torch.tensor([[0.0, 0.0, -3 + 1 / 0.5001], [1.0, 0.0, 0.0]]), atol=1e-5)
+    assert torch.allclose((pairs[1] - pairs[0]).norm(dim=-1), torch.full((2,), 0.01))
+    assert surface_point_pairs(o, d, depth, opacity, 0.01, 1).shape == (2, 1, 3)  # at most n points
+    assert surface_point_pairs(o, d, depth, opacity * 0, 0.01, 8).shape == (2, 0, 3)  # no hit, no pair

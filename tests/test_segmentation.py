@@ -260,3 +260,21 @@ def test_load_mask_folder(tmp_path):
     assert load_mask_folder(tmp_path, K=3).shape == (2, 2, 2, 3)
     with pytest.raises(DataError):
         load_mask_folder(tmp_path, K=1)  # ids above K are an error, not silently merged
+
+
+def test_gaussian_mixture_fits_a_broad_cluster_beside_a_tight_one():
+    from lumisurf.fields.assignment import gaussian_mixture, kmeans
+
+    g = torch.Generator().manual_seed(0)
+    broad = torch.randn(900, 2, generator=g) * torch.tensor([0.25, 0.05])  # a long spread-out region
+    tight = torch.randn(100, 2, generator=g) * 0.01 + torch.tensor([0.45, 0.15])
+    x = torch.cat([broad, tight])
+    truth = torch.cat([torch.zeros(900), torch.ones(100)]).bool()
+    resp, means = gaussian_mixture(x, 2)
+    assert resp.shape == (1000, 2) and torch.allclose(resp.sum(-1), torch.ones(1000), atol=1e-5)
+    j = int(means[:, 0].argmax())  # the tight cluster's component
+    assert float(((resp[:, j] > 0.5) == truth).float().mean()) > 0.995
+    assert torch.allclose(means[j], torch.tensor([0.45, 0.15]), atol=0.01)
+    km = kmeans(x, 2)  # k-means splits the broad region instead: the reason for the mixture
+    lab = torch.cdist(x, km).argmin(-1) == int(km[:, 0].argmax())
+    assert float((lab == truth).float().mean()) < 0.95

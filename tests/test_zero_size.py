@@ -194,6 +194,7 @@ EMPTY_LOSSES = {
     "eikonal_weighted": lambda: geometry.eikonal_loss(_e(0, 8, 3), _e(0, 8)),
     "mask": lambda: geometry.mask_loss(_e(0, 1), torch.zeros(0)),
     "curvature": lambda: geometry.curvature_loss(_e(0)),
+    "normal_smooth": lambda: geometry.normal_smoothness_loss(_e(0, 3), _e(0, 3)),
     "rgb": lambda: photometric.rgb_loss(_e(0, 3), torch.zeros(0, 3), "l1"),
     "rgb_weighted": lambda: photometric.rgb_loss(_e(0, 3), torch.zeros(0, 3), "huber", weight=torch.zeros(0, 1)),
     "s3im": lambda: s3im.s3im_loss(_e(0, 3), torch.zeros(0, 3)),

@@ -91,6 +91,30 @@ def kmeans(x: Tensor, k: int, iters: int = 20, seed: int = 0, max_points: int = 
     return centres[torch.argsort(centres.sum(-1))]
 
 
+def gaussian_mixture(x: Tensor, k: int, iters: int = 50, seed: int = 0, reg: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """Full-covariance Gaussian mixture on x [P, D] by EM, started from :func:`kmeans`.
+
+    Unlike k-means it fits clusters of different sizes and shapes (a large dielectric region whose albedo
+    varies with the light next to a small, tight metal one). Returns responsibilities [P, k] (rows sum to 1)
+    and the component means [k, D], in k-means' centre order. ``reg`` is added to each covariance's
+    diagonal. Computed in float64."""
+    xd = x.detach().double()
+    d = xd.shape[1]
+    resp = torch.nn.functional.one_hot(torch.cdist(xd, kmeans(x, k, seed=seed).double()).argmin(-1), k).double()
+    eye = torch.eye(d, dtype=xd.dtype, device=xd.device)
+    for _ in range(iters):
+        nk = resp.sum(0) + 1e-9  # [k]
+        means = resp.T @ xd / nk[:, None]  # [k, D]
+        logp = []
+        for j in range(k):
+            dx = xd - means[j]  # [P, D]
+            chol = torch.linalg.cholesky((resp[:, j, None] * dx).T @ dx / nk[j] + reg * eye)
+            maha = (dx * torch.cholesky_solve(dx.T, chol).T).sum(-1)  # [P]
+            logp.append(torch.log(nk[j] / nk.sum()) - 0.5 * maha - torch.log(torch.diagonal(chol)).sum())
+        resp = torch.softmax(torch.stack(logp, -1), -1)
+    return resp.to(x.dtype), (resp.T @ xd / (resp.sum(0)[:, None] + 1e-9)).to(x.dtype)
+
+
 def kmeans_soft_maps(images: Tensor, masks: Optional[Tensor], K: int, residual: Optional[Tensor] = None,
                      temperature: float = 0.01, iters: int = 20, seed: int = 0) -> Tensor:
     """Soft material maps by k-means on pixel colour (+ an optional residual channel).

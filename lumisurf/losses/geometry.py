@@ -1,4 +1,4 @@
-"""Geometry regularisers on the SDF: eikonal, mask (silhouette) and curvature."""
+"""Geometry regularisers on the SDF: eikonal, mask (silhouette), curvature and normal smoothness."""
 from __future__ import annotations
 
 from typing import Optional
@@ -38,3 +38,25 @@ def mask_loss(opacity: Tensor, mask: Tensor) -> Tensor:
 def curvature_loss(laplacian_or_hessian_trace: Tensor) -> Tensor:
     """Mean absolute mean curvature proxy: ``mean |trace(Hessian sdf)|`` (Neuralangelo); 0 for no points."""
     return safe_mean(laplacian_or_hessian_trace.abs())
+
+
+def surface_point_pairs(origins: Tensor, dirs: Tensor, depth: Tensor, opacity: Tensor, eps: float, n: int,
+                        generator: Optional[torch.Generator] = None) -> Tensor:
+    """Points where rays hit the surface (opacity > 0.5; at most ``n``, detached) and each one moved by a random
+    offset of length ``eps`` (normalised-frame units): ``[2, P, 3]`` (first the points, then the moved ones).
+
+    origins/dirs ``[n_rays, 3]`` (unit dirs), depth/opacity ``[n_rays, 1]`` as the renderer returns them
+    (depth is the weight-sum of t, so it is divided by the opacity)."""
+    hit = (opacity[:, 0] > 0.5).nonzero()[:, 0][:n]
+    op = opacity[hit].detach()
+    pts = (origins[hit] + dirs[hit] * depth[hit].detach() / op).detach()  # [P, 3]
+    step = torch.randn(pts.shape, generator=generator, device="cpu").to(pts)
+    step = F.normalize(step, dim=-1) * eps
+    return torch.stack([pts, pts + step])
+
+
+def normal_smoothness_loss(grad_a: Tensor, grad_b: Tensor) -> Tensor:
+    """Mean ``1 - cos`` between SDF gradients ``[P, 3]`` at points and at points a small step away
+    (PermutoSDF's curvature term: a flat or smoothly bent surface costs ~0); 0 for no points."""
+    cos = F.cosine_similarity(grad_a, grad_b, dim=-1, eps=1e-8)  # [P]
+    return safe_mean(1.0 - cos)

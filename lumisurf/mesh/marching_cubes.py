@@ -93,14 +93,33 @@ def largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     return out
 
 
+def fill_cavities(grid: np.ndarray, level: float = 0.0) -> tuple[np.ndarray, int]:
+    """The SDF grid [R, R, R] with every outside region (> ``level``) that the grid's border cannot reach
+    (6-connected) made inside: a closed void within the object is never seen by a camera outside it, and an
+    SDF trained from images leaves spurious bubbles there. Returns the grid and the number of voxels filled."""
+    from scipy.ndimage import label
+
+    labels, _ = label(grid > level)  # 6-connectivity
+    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
+                                       labels[:, :, [0, -1]].ravel()]))
+    void = (labels > 0) & ~np.isin(labels, border)
+    n = int(void.sum())
+    if n:
+        grid = grid.copy()
+        grid[void] = level - np.abs(grid[void] - level)  # mirrored below the level: the voxels become inside
+    return grid, n
+
+
 def extract_mesh(sdf_fn: SdfFn, resolution: int = 256, bound: float = 1.0, level: float = 0.0,
                  keep_largest: bool = True, chunk: int = 65536, device=None,
-                 progress: bool = False, grid: Optional[np.ndarray] = None) -> trimesh.Trimesh:
+                 progress: bool = False, grid: Optional[np.ndarray] = None,
+                 fill_voids: bool = False) -> trimesh.Trimesh:
     """Marching-cubes mesh of the ``level`` set of ``sdf_fn`` in the ``sdf_fn`` frame.
 
     Faces are wound so normals point outward (towards increasing SDF). ``keep_largest`` drops
     every connected component but the one with the largest area (floaters). A precomputed
-    ``grid`` from :func:`evaluate_sdf_grid` may be passed to skip the evaluation.
+    ``grid`` from :func:`evaluate_sdf_grid` may be passed to skip the evaluation. ``fill_voids`` makes the
+    closed voids inside the object solid first (:func:`fill_cavities`).
     Raises :class:`LumisurfError` when the level set is empty or the SDF has NaN/inf values.
     """
     from skimage.measure import marching_cubes
@@ -117,6 +136,8 @@ def extract_mesh(sdf_fn: SdfFn, resolution: int = 256, bound: float = 1.0, level
         raise LumisurfError(
             f"the SDF never crosses level {level} inside [-{bound}, {bound}]^3 (values in "
             f"[{lo:.4g}, {hi:.4g}]): no surface to extract (untrained or collapsed model?)")
+    if fill_voids:
+        grid, _ = fill_cavities(grid, level)
     step = 2.0 * bound / (resolution - 1)
     # skimage's "descent" winding is the one whose face normals point towards increasing values
     # (checked by the sphere/plane tests), i.e. outward for an SDF that is negative inside

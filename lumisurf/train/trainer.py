@@ -14,7 +14,8 @@ from lumisurf.errors import ConfigError
 from lumisurf.data.load import background_color, composite, load_config_scene
 from lumisurf.data.pixel_sampling.adaptive import build_pixel_sampler
 from lumisurf.data.scene import SceneData
-from lumisurf.losses.geometry import curvature_loss, eikonal_loss, mask_loss
+from lumisurf.losses.geometry import (curvature_loss, eikonal_loss, mask_loss, normal_smoothness_loss,
+                                      surface_point_pairs)
 from lumisurf.losses.occlusion import occlusion_loss
 from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
 from lumisurf.losses.regularizers import grid_tv_loss
@@ -25,7 +26,7 @@ from lumisurf.train.checkpoint import load_training_state, save_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.material_lift import LiftNotReady, LiftTargets, lift_materials
+from lumisurf.train.material_lift import FEATURE_NAMES, LiftNotReady, LiftTargets, lift_materials
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
@@ -121,10 +122,11 @@ class Trainer:
     def _lift(self) -> None:
         """Cluster the pretrain head's materials and fit the assignment to them (``train/material_lift.py``)."""
         a = self.cfg.model.assignment
-        self.lift = lift_materials(self.model, self.cameras, self.train_split.masks, a.pretrain_head, a.lift,
+        self.lift = lift_materials(self.model, self.cameras, self.train_split.images, self.train_split.masks,
+                                   a.pretrain_head, a.lift,
                                    self.generator)
         tqdm.write(f"step {self.step}: lifted Stage I materials at {self.lift.points.shape[0]} surface points; "
-                   f"cluster centres (albedo rgb, metallic, roughness) per head {list(a.heads)}: "
+                   f"cluster centres ({', '.join(FEATURE_NAMES[a.lift.features])}) per head {list(a.heads)}: "
                    f"{self.lift.centres.numpy().round(2).tolist()}, separation {self.lift.separation:.2f}")
 
     # ------------------------------------------------------------------ one step
@@ -136,7 +138,7 @@ class Trainer:
         target = composite(batch.rgb, batch.mask, bg)
         state = RenderState(self.anneal.value, cfg.sampler.perturb, self.generator)
         out = self.model(o, d, bg, state)
-        terms = self._loss_terms(out, batch, target)
+        terms = self._loss_terms(out, batch, target, o, d)
         if self.model.segmented:
             terms.update(self._segmentation_terms(out, batch, o, d, target, bg, state))
         loss = torch.zeros((), device=o.device)
@@ -158,7 +160,7 @@ class Trainer:
                        coverage=batch_coverage(out["opacity"], batch.mask), progress=self.progress_value)
         return scalars
 
-    def _loss_terms(self, out, batch, target) -> dict[str, tuple[float, torch.Tensor]]:
+    def _loss_terms(self, out, batch, target, o, d) -> dict[str, tuple[float, torch.Tensor]]:
         """name -> (weight, value) of every loss term that is on at this step (``loss_<name>`` in scalars.csv)."""
         lc = self.cfg.loss
         inside = out["inside"].to(out["gradients"].dtype)
@@ -170,6 +172,8 @@ class Trainer:
                                                        lc.s3im_repeats, lc.s3im_patch_height, generator=self.generator))
         if lc.curvature_weight > 0 and out.get("laplacian") is not None:
             terms["curvature"] = (lc.curvature_weight, curvature_loss(out["laplacian"]))
+        if lc.normal_smooth_weight > 0:
+            terms["normal_smooth"] = (lc.normal_smooth_weight, self._normal_smoothness(out, o, d))
         grid = self.model.sdf.hash_grid()
         if lc.grid_tv_weight > 0 and grid is not None and self._active("grid_tv"):
             terms["grid_tv"] = (lc.grid_tv_weight, grid_tv_loss(grid))
@@ -178,6 +182,13 @@ class Trainer:
         if lc.occlusion_weight > 0 and "occ_pred" in out:  # NeRO shading
             terms["occ"] = (lc.occlusion_weight, occlusion_loss(out["occ_pred"], out["occ_target"]))
         return terms
+
+    def _normal_smoothness(self, out, o, d) -> torch.Tensor:
+        lc = self.cfg.loss
+        pairs = surface_point_pairs(o, d, out["depth"], out["opacity"], lc.normal_smooth_eps,
+                                    lc.normal_smooth_points, self.generator)  # [2, P, 3]
+        grad = self.model.sdf.sdf_and_gradient(pairs.reshape(-1, 3), create_graph=True)[2]  # [2P, 3]
+        return normal_smoothness_loss(*grad.reshape(2, -1, 3).unbind(0))
 
     def _segmentation_terms(self, out, batch, o, d, target, bg, state) -> dict[str, tuple[float, torch.Tensor]]:
         seg = self.cfg.loss.segmentation
