@@ -30,9 +30,8 @@ import torch
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.eval.material_metrics import read_matid_maps
 from lumisurf.jobs.restore import load_run
-from lumisurf.models.surface import RenderState
-from lumisurf.renderers.image import render_rays
-from lumisurf.train.material_lift import cluster_to_heads, lift_features, smooth_features, surface_normals
+from lumisurf.train.material_lift import (cluster_to_heads, lift_features, pixel_surface_hits, smooth_features,
+                                          surface_normals)
 from lumisurf.train.surface_graph import smooth_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,15 +51,10 @@ def pair_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 def surface_samples(loaded, split, n: int, seed: int = 0):
     """Surface points [P, 3] of n random foreground training pixels and the GT id of each pixel [P]."""
     gt_maps = torch.from_numpy(read_matid_maps(split.files))
-    h, w = split.cameras.height, split.cameras.width
     fg = (gt_maps > 0).reshape(-1).nonzero()[:, 0]
     flat = fg[torch.randint(fg.numel(), (n,), generator=torch.Generator().manual_seed(seed))]
-    cam, rem = flat // (h * w), flat % (h * w)
-    o, d = split.cameras.rays(cam, (rem % w).float() + 0.5, (rem // w).float() + 0.5)
-    res = render_rays(loaded.model, o, d, torch.zeros(3), RenderState(1.0, False, None), 4096,
-                      keys=("opacity", "depth"))
-    keep = res["opacity"][:, 0] > 0.5
-    return (o + d * res["depth"])[keep], gt_maps.reshape(-1)[flat][keep].numpy()
+    points, keep = pixel_surface_hits(loaded.model, split.cameras, flat)
+    return points[keep], gt_maps.reshape(-1)[flat][keep].numpy()
 
 
 def evaluate(run: Path, n_points: int) -> dict:

@@ -99,7 +99,7 @@ class LiftConfig:
     """``init: materials`` (``lumisurf.train.material_lift``): how the Stage I materials become the assignment."""
 
     points: int = 20000  # training pixels rendered to surface points
-    # what k-means clusters on: the pretrain head's materials, the photos' median colour and view spread at the
+    # what the lift clusters on: the pretrain head's materials, the photos' median colour and view spread at the
     # points (train/view_stats.py), or both
     features: Literal["materials", "views", "both"] = "materials"
     feature_smoothing: int = 0  # times the features are averaged over each point's ``neighbours`` first

@@ -74,13 +74,20 @@ def surface_points(model, cameras, masks: Tensor | None, n_rays: int, generator:
         flat = fg[torch.randint(fg.numel(), (n_rays,), generator=generator)]
     else:
         flat = torch.randint(n * h * w, (n_rays,), generator=generator)
+    points, keep = pixel_surface_hits(model, cameras, flat, chunk)
+    return points[keep]
+
+
+def pixel_surface_hits(model, cameras, flat: Tensor, chunk: int = 4096) -> tuple[Tensor, Tensor]:
+    """Rendered surface points [n, 3] of training pixels with flat indices [n] (view * H * W + row * W + col)
+    and whether each ray hit the surface (opacity > 0.5) [n]."""
+    h, w = cameras.height, cameras.width
     cam, rem = flat // (h * w), flat % (h * w)
     px, py = (rem % w).float() + 0.5, (rem // w).float() + 0.5
     o, d = cameras.rays(cam.to(cameras.device), px.to(cameras.device), py.to(cameras.device))
     res = render_rays(model, o, d, torch.zeros(3, device=o.device), RenderState(1.0, False, None), chunk,
                       keys=("opacity", "depth"))
-    keep = res["opacity"][:, 0] > 0.5
-    return (o + d * res["depth"])[keep]
+    return o + d * res["depth"], res["opacity"][:, 0] > 0.5
 
 
 def head_features(model, head_name: str, points: Tensor, chunk: int = 16384) -> Tensor:
