@@ -35,6 +35,8 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--resolution", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--force", action="store_true", help="replace an existing RUN/mesh.ply")
+    p.add_argument("--keep-unseen", action="store_true",
+                   help="leave the space no training camera sees as the SDF has it (default: made solid)")
     p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png")
     p.add_argument("run")
     p.add_argument("--split", default="test")
@@ -142,6 +144,8 @@ def _cmd_run(a) -> None:
     if a.cmd == "extract":
         from lumisurf.jobs.extract import extract_run
 
+        if a.keep_unseen:
+            loaded.cfg.eval.fill_unseen = False
         print(f"wrote {extract_run(loaded, a.resolution, force=a.force)}")
     elif a.cmd == "render":
         from lumisurf.data.load import load_scene_normalized_as

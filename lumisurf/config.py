@@ -231,6 +231,7 @@ class LossConfig:
 @dataclass
 class EvalConfig:
     mesh_resolution: int = 256
+    fill_unseen: bool = True  # extract: outside space no training camera sees becomes solid (mesh/visibility.py)
     chamfer_samples: int = 100_000
     render_downscale: int = 1
     max_views: Optional[int] = None

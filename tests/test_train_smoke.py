@@ -87,7 +87,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     for cmd in (["extract", str(out), "--resolution", "32"], ["render", str(out)], ["eval", str(out)]):
         assert main(cmd) == 2
         assert "--force" in capsys.readouterr().err
-    assert main(["extract", str(out), "--resolution", "32", "--force"]) == 0
+    assert main(["extract", str(out), "--resolution", "32", "--force", "--keep-unseen"]) == 0
     # an existing run is never overwritten without --force
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err

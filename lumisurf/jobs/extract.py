@@ -21,20 +21,34 @@ from lumisurf.mesh.material_export import write_material_ply
 def extract_run(loaded, resolution: int | None = None, force: bool = False, progress: bool = True) -> Path:
     """Extract ``RUN/mesh.ply`` from a :class:`lumisurf.jobs.restore.LoadedRun`; returns its path.
 
-    An existing mesh is only replaced with ``force`` (checked before any work).
+    An existing mesh is only replaced with ``force`` (checked before any work). With ``eval.fill_unseen``
+    (the default) the outside space that no training camera sees is made solid first: pockets behind the
+    surface would otherwise leave internal walls in the mesh (:mod:`lumisurf.mesh.visibility`).
     """
     if loaded.run.mesh_path.exists() and not force:
         raise LumisurfError(f"{loaded.run.mesh_path} exists; pass --force to replace it")
     res = resolution or loaded.cfg.eval.mesh_resolution
     sdf = loaded.model.sdf
+    cams = training_cameras(loaded) if loaded.cfg.eval.fill_unseen else None
     mesh = extract_mesh(lambda x: sdf.sdf(x), resolution=res, bound=1.0, device=loaded.device,
-                        progress=progress)
+                        progress=progress, cameras=cams)
     if getattr(loaded.model, "nero", None) is not None and len(mesh.vertices):
         mats = stage1_vertex_materials(loaded.model, np.asarray(mesh.vertices, np.float32), loaded.device)
         world = mesh_to_world(mesh.copy(), loaded.normalization)
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
     mesh = mesh_to_world(mesh, loaded.normalization)
     return save_mesh(mesh, loaded.run.mesh_path, force=force)
+
+
+def training_cameras(loaded):
+    """The run's training cameras in its normalised frame, or None (with one line) when its data is gone."""
+    from lumisurf.data.load import load_scene_normalized_as
+
+    try:
+        return load_scene_normalized_as(loaded.cfg.data, loaded.normalization).split("train").cameras.to("cpu")
+    except LumisurfError as exc:
+        print(f"extract: unseen space left as the SDF has it (cannot read the training cameras: {exc})")
+        return None
 
 
 def stage1_vertex_materials(model, vertices: np.ndarray, device, chunk: int = 8192) -> dict[str, np.ndarray]:

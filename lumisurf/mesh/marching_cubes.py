@@ -113,13 +113,14 @@ def fill_cavities(grid: np.ndarray, level: float = 0.0) -> tuple[np.ndarray, int
 def extract_mesh(sdf_fn: SdfFn, resolution: int = 256, bound: float = 1.0, level: float = 0.0,
                  keep_largest: bool = True, chunk: int = 65536, device=None,
                  progress: bool = False, grid: Optional[np.ndarray] = None,
-                 fill_voids: bool = False) -> trimesh.Trimesh:
+                 fill_voids: bool = False, cameras=None) -> trimesh.Trimesh:
     """Marching-cubes mesh of the ``level`` set of ``sdf_fn`` in the ``sdf_fn`` frame.
 
     Faces are wound so normals point outward (towards increasing SDF). ``keep_largest`` drops
     every connected component but the one with the largest area (floaters). A precomputed
     ``grid`` from :func:`evaluate_sdf_grid` may be passed to skip the evaluation. ``fill_voids`` makes the
-    closed voids inside the object solid first (:func:`fill_cavities`).
+    closed voids inside the object solid first (:func:`fill_cavities`); with ``cameras`` (in the ``sdf_fn``
+    frame) so is the outside space that none of them sees (:func:`lumisurf.mesh.visibility.fill_unseen`).
     Raises :class:`LumisurfError` when the level set is empty or the SDF has NaN/inf values.
     """
     from skimage.measure import marching_cubes
@@ -138,6 +139,10 @@ def extract_mesh(sdf_fn: SdfFn, resolution: int = 256, bound: float = 1.0, level
             f"[{lo:.4g}, {hi:.4g}]): no surface to extract (untrained or collapsed model?)")
     if fill_voids:
         grid, _ = fill_cavities(grid, level)
+    if cameras is not None:
+        from lumisurf.mesh.visibility import fill_unseen
+
+        grid, _ = fill_unseen(grid, cameras, bound, level)
     step = 2.0 * bound / (resolution - 1)
     # skimage's "descent" winding is the one whose face normals point towards increasing values
     # (checked by the sphere/plane tests), i.e. outward for an SDF that is negative inside
