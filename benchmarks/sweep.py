@@ -22,7 +22,6 @@ import csv
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -75,6 +74,13 @@ def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, o
         row["error"] = (train.stderr.strip().splitlines() or ["?"])[-1][:300]
     summary = next((json.loads(line) for line in reversed(train.stdout.splitlines()) if line.startswith("{")), {})
     row.update(steps=summary.get("steps"), train_seconds=summary.get("train_seconds"))
+    measure(out, row)
+    row["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def measure(out: Path, row: dict) -> dict:
+    """Extract and evaluate the run in ``out`` and put its metrics in ``row`` (status, error, steps, psnr, ...)."""
     if (out / "ckpt" / "last.pt").exists():  # a diverged run still leaves its healthy checkpoint: measure it
         for cmd in (_cli("extract", str(out), "--force"), _cli("eval", str(out), "--force")):
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -89,7 +95,6 @@ def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, o
         row[key] = metrics.get(key)
     row["nan"] = any(isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])
                      for k in ("psnr", "chamfer", "normal_mae_deg"))
-    row["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return row
 
 
@@ -187,6 +192,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-root", type=Path, default=ROOT / "runs" / "sweep")
     ap.add_argument("--name", help="results name (default: the suite or the public scenes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    ap.add_argument("--reeval", action="store_true",
+                    help="runs already done: extract and evaluate their checkpoints again (after a change to "
+                         "extraction or evaluation), keep their training")
     args = ap.parse_args(argv)
     if not args.suite and not args.public:
         ap.error("give --suite and/or --public")
@@ -199,6 +207,9 @@ def main(argv=None) -> int:
                 cached = out / "row.json"
                 if cached.exists():
                     row = json.loads(cached.read_text())
+                    if args.reeval and row.get("status") != "crashed":
+                        print(f"$ {scene.name} {preset} seed {seed}: extract + eval again", flush=True)
+                        cached.write_text(json.dumps(measure(out, row)))
                 else:
                     budget = budget_args(args.minutes, args.steps)
                     print(f"$ {scene.name} {preset} seed {seed} ({' '.join(budget)})", flush=True)
