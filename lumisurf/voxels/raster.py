@@ -1,0 +1,78 @@
+"""Render one view of sparse voxels from its binned entry list (:mod:`lumisurf.voxels.binning`).
+
+``rasterize_tiles_torch`` is the differentiable plain-torch twin: per tile, a dense ``[pixels, entries]``
+layout of the tile's sorted list, with the entries that do not cover a pixel (outside their screen box, or
+serving another ray octant) given zero opacity. It is exact (no early termination) and is the fallback and
+test reference of the fast kernels; :func:`lumisurf.voxels.raster_torch.rasterize_reference` (every ray
+against every voxel) checks it in turn.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lumisurf.renderers.volume import accumulate, composite_background, render_weights
+from lumisurf.voxels.binning import TILE, Binned
+from lumisurf.voxels.octree import direction_octant
+from lumisurf.voxels.raster_torch import GeometryMode, density_alpha, ray_box, sdf_alpha, voxel_normals
+
+OUTPUTS = ("rgb", "opacity", "depth", "normal")
+
+
+def tile_pixels(t: int, binned: Binned, width: int, height: int, device) -> tuple[Tensor, Tensor]:
+    """Columns and rows ``[n]`` of the pixels of tile ``t`` (row-major; clipped at the image border)."""
+    ty, tx = divmod(t, binned.tiles_x)
+    xs = torch.arange(tx * TILE, min((tx + 1) * TILE, width), device=device)
+    ys = torch.arange(ty * TILE, min((ty + 1) * TILE, height), device=device)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return x.reshape(-1), y.reshape(-1)
+
+
+def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
+                          corners: Tensor, rgb: Tensor, background: Tensor, width: int, height: int,
+                          mode: GeometryMode = "density", inv_s: Tensor | float = 64.0,
+                          n_samples: int = 1) -> dict[str, Tensor]:
+    """Render all ``width x height`` pixels (row-major rays ``origins``, unit ``dirs`` ``[P, 3]``).
+
+    Voxel data as in :func:`lumisurf.voxels.raster_torch.rasterize_reference` (corners ``[N, 8]``, rgb
+    ``[N, 3]`` as seen from this view). Returns ``rgb`` ``[P, 3]``, ``opacity`` ``[P, 1]``, ``depth``
+    ``[P, 1]`` (unnormalised), ``normal`` ``[P, 3]`` (weighted, outward) and ``max_weight`` ``[N]``.
+    """
+    n_pix = width * height
+    out = {k: origins.new_zeros(n_pix, 3 if k in ("rgb", "normal") else 1) for k in OUTPUTS}
+    out["rgb"] = out["rgb"] + background  # pixels of empty tiles see the background
+    max_w = origins.new_zeros(lo.shape[0])
+    ray_oct = direction_octant(dirs)
+    normals = voxel_normals(corners, mode)
+    parts: dict[str, list] = {k: [] for k in OUTPUTS}
+    pix_all = []
+    for t in range(binned.tiles_x * binned.tiles_y):
+        s, e = int(binned.tile_start[t]), int(binned.tile_start[t + 1])
+        if s == e:
+            continue
+        x, y = tile_pixels(t, binned, width, height, origins.device)
+        pix = y * width + x  # [n]
+        vox, box = binned.voxel[s:e], binned.bbox[binned.voxel[s:e]]  # [E], [E, 4]
+        cover = ((x[:, None] >= box[:, 0]) & (x[:, None] < box[:, 1]) & (y[:, None] >= box[:, 2])
+                 & (y[:, None] < box[:, 3]) & (ray_oct[pix][:, None] == binned.octant[s:e]))  # [n, E]
+        o, d = origins[pix], dirs[pix]
+        a, b = ray_box(o, d, lo[vox], lo[vox] + size[vox, None])
+        hit = cover & (b > a)
+        n = pix.numel()
+        geo = (corners[vox].expand(n, -1, -1), lo[vox].expand(n, -1, -1), size[vox].expand(n, -1), o, d, a, b)
+        alpha = density_alpha(*geo, n_samples) if mode == "density" else sdf_alpha(*geo, inv_s)
+        w = render_weights(torch.where(hit, alpha, torch.zeros_like(alpha)))  # [n, E]
+        opacity = accumulate(w)
+        bg = background if background.dim() == 1 else background[pix]
+        parts["opacity"].append(opacity)
+        parts["rgb"].append(composite_background(accumulate(w, rgb[vox].expand(n, -1, -1)), opacity, bg))
+        parts["depth"].append(accumulate(w, (0.5 * (a + b))[..., None]))
+        parts["normal"].append(accumulate(w, normals[vox].expand(n, -1, -1)))
+        max_w = max_w.scatter_reduce(0, vox, w.detach().amax(0), "amax")
+        pix_all.append(pix)
+    if pix_all:
+        idx = torch.cat(pix_all)
+        for k in OUTPUTS:
+            out[k] = out[k].index_copy(0, idx, torch.cat(parts[k]))
+    out["max_weight"] = max_w
+    return out
