@@ -69,3 +69,37 @@ def test_screen_boxes_cover_the_projection():
     behind = screen_boxes(lo, size, c2w @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)),
                           float(cams.fx[0]), float(cams.fy[0]), float(cams.cx[0]), float(cams.cy[0]), W, H)
     assert (behind[:, 1] <= behind[:, 0]).all()  # camera turned away: nothing covered
+
+
+@pytest.mark.parametrize("mode,eye,n_samples", [("density", [2.2, 1.3, 1.1], 1), ("density", [0.31, 0.22, 0.13], 3),
+                                                ("sdf", [-1.9, 2.0, -0.8], 1)])
+def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
+    from lumisurf.voxels import raster_warp
+    from lumisurf.voxels.raster import rasterize_tiles
+
+    if raster_warp.unavailable([torch.zeros(1)]):
+        pytest.skip(f"warp not usable: {raster_warp.unavailable([torch.zeros(1)])}")
+    tree, lo, size, corners, rgb = _scene(2, mode)
+    cams, o, d, c2w = _view(eye)
+    f = lambda t: t.float()  # noqa: E731
+    binned = bin_voxels(tree.path, f(lo), f(size), f(c2w), float(cams.fx[0]), float(cams.fy[0]),
+                        float(cams.cx[0]), float(cams.cy[0]), W, H)
+    bg = torch.tensor([0.3, 0.6, 0.9])
+    results, grads = [], []
+    for backend, dt in (("warp", torch.float32), ("torch", torch.float64)):
+        c = corners.float().to(dt).requires_grad_()
+        r = rgb.float().to(dt).requires_grad_()
+        s = torch.tensor(10.0, dtype=dt, requires_grad=True)
+        out = rasterize_tiles(binned, f(o).to(dt), f(d).to(dt), f(lo).to(dt), f(size).to(dt), c, r, bg.to(dt), W, H,
+                              mode=mode, inv_s=s, n_samples=n_samples, backend=backend, stop_t=0.0)
+        g = torch.Generator().manual_seed(1)
+        loss = sum((out[k].double() * torch.randn(out[k].shape, generator=g, dtype=torch.float64)).sum()
+                   for k in ("rgb", "opacity", "depth", "normal"))
+        loss.backward()
+        results.append(out)
+        grads.append((c.grad, r.grad, s.grad if mode == "sdf" else torch.zeros((), dtype=dt)))
+    close = lambda a, b: (a.double() - b).abs().max() <= 1e-5 * b.abs().max()  # noqa: E731  float32 vs float64
+    for k in ("rgb", "opacity", "depth", "normal", "max_weight"):
+        assert close(results[0][k].detach(), results[1][k].detach()), k
+    for a, b in zip(grads[0], grads[1]):
+        assert close(a, b)

@@ -17,6 +17,34 @@ from lumisurf.voxels.octree import direction_octant
 from lumisurf.voxels.raster_torch import GeometryMode, density_alpha, ray_box, sdf_alpha, voxel_normals
 
 OUTPUTS = ("rgb", "opacity", "depth", "normal")
+STOP_T = 1e-4  # the fast kernels stop a pixel once its transmittance is below this
+
+
+def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor, corners: Tensor,
+                    rgb: Tensor, background: Tensor, width: int, height: int, mode: GeometryMode = "density",
+                    inv_s: Tensor | float = 64.0, n_samples: int = 1, backend: str = "auto",
+                    stop_t: float = STOP_T) -> dict[str, Tensor]:
+    """Render one view: the Warp kernels (``backend`` auto/warp; float32, early stop at ``stop_t``) or the
+    torch twin (``torch``, or whenever Warp cannot run). Arguments and outputs as
+    :func:`rasterize_tiles_torch`."""
+    from lumisurf.voxels import raster_warp
+
+    reason = raster_warp.unavailable([origins, dirs, lo, size, corners, rgb])
+    if backend == "torch" or (reason is not None and backend == "auto"):
+        return rasterize_tiles_torch(binned, origins, dirs, lo, size, corners, rgb, background, width, height,
+                                     mode, inv_s, n_samples)
+    if reason is not None:
+        raise RuntimeError(f"the Warp voxel rasterizer cannot run here: {reason}")
+    i32 = lambda t: t.to(torch.int32).contiguous()  # noqa: E731
+    geo = {"tile_start": i32(binned.tile_start), "voxel": i32(binned.voxel), "octant": i32(binned.octant),
+           "bbox": i32(binned.bbox), "lo": lo, "size": size.contiguous(), "ray_o": origins, "ray_d": dirs,
+           "ray_oct": i32(direction_octant(dirs)), "width": width, "height": height, "tiles_x": binned.tiles_x,
+           "n_tiles": binned.tiles_x * binned.tiles_y, "mode": 0 if mode == "density" else 1,
+           "n_samples": int(n_samples), "stop_t": float(stop_t)}
+    bg = background.to(lo.dtype)
+    rgb_out, opacity, depth, normal, max_w = raster_warp.rasterize_tiles_warp(
+        geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg)
+    return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w}
 
 
 def tile_pixels(t: int, binned: Binned, width: int, height: int, device) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,300 @@
+"""NVIDIA Warp kernels rendering binned sparse voxels, forward and backward; the same maths as the torch twin
+:func:`lumisurf.voxels.raster.rasterize_tiles_torch`, which they fall back to (and are tested against).
+
+One thread per 16x16 tile (the CPU layout: a tile's pixel state stays in cache). The forward walks the tile's
+sorted entries front to back and, for each, only the pixels inside its screen box whose ray octant matches;
+a pixel stops once its transmittance is below ``stop_T``. The backward walks the same list back to front,
+recovering each pixel's transmittance by division (opacity is capped at 0.99999), and accumulates the
+gradients of the corners, colours, normals and ``inv_s`` with atomic adds (a voxel sits in several tiles).
+Only float32 is handled.
+"""
+from __future__ import annotations
+
+import torch
+
+try:
+    import warp as wp
+
+    _IMPORT_ERROR: str | None = None
+except Exception as exc:  # pragma: no cover - depends on the environment
+    wp = None
+    _IMPORT_ERROR = f"warp import failed: {exc!r}"
+
+_TILE = 16
+_STEP_SCALE = 100.0
+_MAX_ALPHA = 0.99999
+_EPS = 1e-5  # NeuS' stabiliser, as in renderers.volume
+
+if wp is not None:
+    if hasattr(wp, "LOG_WARNING"):
+        wp.config.log_level = max(wp.config.log_level, wp.LOG_WARNING)
+    wp.set_module_options({"enable_backward": False})
+
+    @wp.func
+    def _ray_box(o: wp.vec3, d: wp.vec3, lo: wp.vec3, hi: wp.vec3):
+        a = float(0.0)
+        b = float(1.0e30)
+        for k in range(3):
+            dk = d[k]
+            if wp.abs(dk) < 1.0e-12:
+                dk = 1.0e-12
+            t0 = (lo[k] - o[k]) / dk
+            t1 = (hi[k] - o[k]) / dk
+            a = wp.max(a, wp.min(t0, t1))
+            b = wp.min(b, wp.max(t0, t1))
+        return a, b
+
+    @wp.func
+    def _corner_w(u: wp.vec3, c: int):
+        w = float(1.0)
+        for k in range(3):
+            bit = (c >> (2 - k)) & 1
+            if bit == 1:
+                w = w * u[k]
+            else:
+                w = w * (1.0 - u[k])
+        return w
+
+    @wp.func
+    def _local(o: wp.vec3, d: wp.vec3, t: float, lo: wp.vec3, size: float):
+        p = o + d * t
+        u = (p - lo) / size
+        return wp.vec3(wp.clamp(u[0], 0.0, 1.0), wp.clamp(u[1], 0.0, 1.0), wp.clamp(u[2], 0.0, 1.0))
+
+    @wp.func
+    def _field(corners: wp.array2d(dtype=wp.float32), v: int, u: wp.vec3):
+        s = float(0.0)
+        for c in range(8):
+            s = s + _corner_w(u, c) * corners[v, c]
+        return s
+
+    @wp.func
+    def _exp_linear(x: float):
+        if x > 1.1:
+            return x
+        return wp.exp(x / 1.1 - 1.0 + 0.09531017980432493)  # ln 1.1
+
+    @wp.func
+    def _exp_linear_grad(x: float):
+        if x > 1.1:
+            return 1.0
+        return wp.exp(x / 1.1 - 1.0 + 0.09531017980432493) / 1.1
+
+    @wp.func
+    def _alpha(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, a: float, b: float,
+               lo: wp.vec3, size: float, mode: int, inv_s: float, n_samples: int):
+        if mode == 0:
+            seg = wp.max(b - a, 0.0)
+            vol = float(0.0)
+            for k in range(n_samples):
+                t = a + (float(k) + 0.5) / float(n_samples) * seg
+                vol = vol + _exp_linear(_field(corners, v, _local(o, d, t, lo, size)))
+            return wp.min(1.0 - wp.exp(-_STEP_SCALE * seg / float(n_samples) * vol), _MAX_ALPHA)
+        pa = 1.0 / (1.0 + wp.exp(-inv_s * _field(corners, v, _local(o, d, a, lo, size))))
+        pb = 1.0 / (1.0 + wp.exp(-inv_s * _field(corners, v, _local(o, d, b, lo, size))))
+        return wp.min(wp.clamp((pa - pb + _EPS) / (pa + _EPS), 0.0, 1.0), _MAX_ALPHA)
+
+    @wp.func
+    def _alpha_backward(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, a: float,
+                        b: float, lo: wp.vec3, size: float, mode: int, inv_s: float, n_samples: int,
+                        g_alpha: float, g_corners: wp.array2d(dtype=wp.float32), g_inv_s: wp.array(dtype=wp.float32)):
+        if mode == 0:
+            seg = wp.max(b - a, 0.0)
+            vol = float(0.0)
+            for k in range(n_samples):
+                t = a + (float(k) + 0.5) / float(n_samples) * seg
+                vol = vol + _exp_linear(_field(corners, v, _local(o, d, t, lo, size)))
+            scale = _STEP_SCALE * seg / float(n_samples)
+            if 1.0 - wp.exp(-scale * vol) >= _MAX_ALPHA:
+                return
+            g_vol = g_alpha * wp.exp(-scale * vol) * scale
+            for k in range(n_samples):
+                t = a + (float(k) + 0.5) / float(n_samples) * seg
+                u = _local(o, d, t, lo, size)
+                g_raw = g_vol * _exp_linear_grad(_field(corners, v, u))
+                for c in range(8):
+                    wp.atomic_add(g_corners, v, c, g_raw * _corner_w(u, c))
+            return
+        ua = _local(o, d, a, lo, size)
+        ub = _local(o, d, b, lo, size)
+        fa = _field(corners, v, ua)
+        fb = _field(corners, v, ub)
+        pa = 1.0 / (1.0 + wp.exp(-inv_s * fa))
+        pb = 1.0 / (1.0 + wp.exp(-inv_s * fb))
+        raw = (pa - pb + _EPS) / (pa + _EPS)
+        if raw <= 0.0 or raw >= _MAX_ALPHA:
+            return
+        g_pa = g_alpha * (pb) / ((pa + _EPS) * (pa + _EPS))
+        g_pb = -g_alpha / (pa + _EPS)
+        g_fa = g_pa * inv_s * pa * (1.0 - pa)
+        g_fb = g_pb * inv_s * pb * (1.0 - pb)
+        for c in range(8):
+            wp.atomic_add(g_corners, v, c, g_fa * _corner_w(ua, c) + g_fb * _corner_w(ub, c))
+        wp.atomic_add(g_inv_s, 0, g_pa * fa * pa * (1.0 - pa) + g_pb * fb * pb * (1.0 - pb))
+
+    @wp.kernel
+    def _forward_tiles(tile_start: wp.array(dtype=wp.int32), ent_vox: wp.array(dtype=wp.int32),
+                       ent_oct: wp.array(dtype=wp.int32), bbox: wp.array2d(dtype=wp.int32),
+                       lo: wp.array(dtype=wp.vec3), size: wp.array(dtype=wp.float32),
+                       corners: wp.array2d(dtype=wp.float32), rgb: wp.array(dtype=wp.vec3),
+                       normals: wp.array(dtype=wp.vec3), ray_o: wp.array(dtype=wp.vec3),
+                       ray_d: wp.array(dtype=wp.vec3), ray_oct: wp.array(dtype=wp.int32), width: int, height: int,
+                       tiles_x: int, mode: int, inv_s: float, n_samples: int, stop_t: float,
+                       trans: wp.array(dtype=wp.float32), acc_rgb: wp.array(dtype=wp.vec3),
+                       acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
+                       last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32)):
+        t = wp.tid()
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        for e in range(tile_start[t], tile_start[t + 1]):
+            v = ent_vox[e]
+            q = ent_oct[e]
+            lov = lo[v]
+            hiv = lov + wp.vec3(size[v], size[v], size[v])
+            for y in range(wp.max(bbox[v, 2], ty * _TILE), wp.min(bbox[v, 3], wp.min((ty + 1) * _TILE, height))):
+                for x in range(wp.max(bbox[v, 0], tx * _TILE), wp.min(bbox[v, 1], wp.min((tx + 1) * _TILE, width))):
+                    p = y * width + x
+                    tp = trans[p]
+                    if ray_oct[p] != q or tp < stop_t:
+                        continue
+                    o = ray_o[p]
+                    d = ray_d[p]
+                    a, b = _ray_box(o, d, lov, hiv)
+                    if b <= a:
+                        continue
+                    alpha = _alpha(corners, v, o, d, a, b, lov, size[v], mode, inv_s, n_samples)
+                    if alpha <= 0.0:
+                        continue
+                    w = tp * alpha
+                    acc_rgb[p] = acc_rgb[p] + w * rgb[v]
+                    acc_depth[p] = acc_depth[p] + w * 0.5 * (a + b)
+                    acc_n[p] = acc_n[p] + w * normals[v]
+                    trans[p] = tp * (1.0 - alpha)
+                    last[p] = e
+                    wp.atomic_max(max_w, v, w)
+
+    @wp.kernel
+    def _backward_tiles(tile_start: wp.array(dtype=wp.int32), ent_vox: wp.array(dtype=wp.int32),
+                        ent_oct: wp.array(dtype=wp.int32), bbox: wp.array2d(dtype=wp.int32),
+                        lo: wp.array(dtype=wp.vec3), size: wp.array(dtype=wp.float32),
+                        corners: wp.array2d(dtype=wp.float32), rgb: wp.array(dtype=wp.vec3),
+                        normals: wp.array(dtype=wp.vec3), ray_o: wp.array(dtype=wp.vec3),
+                        ray_d: wp.array(dtype=wp.vec3), ray_oct: wp.array(dtype=wp.int32), width: int, height: int,
+                        tiles_x: int, mode: int, inv_s: float, n_samples: int, last: wp.array(dtype=wp.int32),
+                        t_final: wp.array(dtype=wp.float32), g_rgb: wp.array(dtype=wp.vec3),
+                        g_op: wp.array(dtype=wp.float32), g_depth: wp.array(dtype=wp.float32),
+                        g_n: wp.array(dtype=wp.vec3), trans: wp.array(dtype=wp.float32),
+                        suf_rgb: wp.array(dtype=wp.vec3), suf_depth: wp.array(dtype=wp.float32),
+                        suf_n: wp.array(dtype=wp.vec3), g_corners: wp.array2d(dtype=wp.float32),
+                        g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
+                        g_inv_s: wp.array(dtype=wp.float32)):
+        t = wp.tid()
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        n_ent = tile_start[t + 1] - tile_start[t]
+        for k in range(n_ent):
+            e = tile_start[t + 1] - 1 - k
+            v = ent_vox[e]
+            q = ent_oct[e]
+            lov = lo[v]
+            hiv = lov + wp.vec3(size[v], size[v], size[v])
+            for y in range(wp.max(bbox[v, 2], ty * _TILE), wp.min(bbox[v, 3], wp.min((ty + 1) * _TILE, height))):
+                for x in range(wp.max(bbox[v, 0], tx * _TILE), wp.min(bbox[v, 1], wp.min((tx + 1) * _TILE, width))):
+                    p = y * width + x
+                    if ray_oct[p] != q or e > last[p]:
+                        continue
+                    o = ray_o[p]
+                    d = ray_d[p]
+                    a, b = _ray_box(o, d, lov, hiv)
+                    if b <= a:
+                        continue
+                    alpha = _alpha(corners, v, o, d, a, b, lov, size[v], mode, inv_s, n_samples)
+                    if alpha <= 0.0:
+                        continue
+                    t_i = trans[p] / (1.0 - alpha)
+                    w = t_i * alpha
+                    depth_i = 0.5 * (a + b)
+                    inv = 1.0 / (1.0 - alpha)
+                    g_alpha = wp.dot(g_rgb[p], t_i * rgb[v] - suf_rgb[p] * inv)
+                    g_alpha = g_alpha + g_depth[p] * (t_i * depth_i - suf_depth[p] * inv)
+                    g_alpha = g_alpha + wp.dot(g_n[p], t_i * normals[v] - suf_n[p] * inv)
+                    g_alpha = g_alpha + g_op[p] * t_final[p] * inv
+                    wp.atomic_add(g_col, v, w * g_rgb[p])
+                    wp.atomic_add(g_normals, v, w * g_n[p])
+                    suf_rgb[p] = suf_rgb[p] + w * rgb[v]
+                    suf_depth[p] = suf_depth[p] + w * depth_i
+                    suf_n[p] = suf_n[p] + w * normals[v]
+                    trans[p] = t_i
+                    _alpha_backward(corners, v, o, d, a, b, lov, size[v], mode, inv_s, n_samples, g_alpha,
+                                    g_corners, g_inv_s)
+
+
+def _wp(t: torch.Tensor, dtype=None):
+    return wp.from_torch(t.contiguous(), dtype=dtype, requires_grad=False)
+
+
+def _vec(t: torch.Tensor):
+    return _wp(t.float(), wp.vec3)
+
+
+class _RasterWarp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, corners, rgb, normals, inv_s, geo: dict, background):
+        n_pix, dev = geo["ray_o"].shape[0], corners.device
+        trans = torch.ones(n_pix, device=dev)
+        acc_rgb, acc_n = torch.zeros(n_pix, 3, device=dev), torch.zeros(n_pix, 3, device=dev)
+        acc_depth = torch.zeros(n_pix, device=dev)
+        last = torch.full((n_pix,), -1, dtype=torch.int32, device=dev)
+        max_w = torch.zeros(corners.shape[0], device=dev)
+        wdev = wp.device_from_torch(dev)
+        inputs = _inputs(geo, corners, rgb, normals) + [geo["width"], geo["height"], geo["tiles_x"], geo["mode"],
+                                                         float(inv_s), geo["n_samples"]]
+        wp.launch(_forward_tiles, dim=geo["n_tiles"], device=wdev,
+                  inputs=inputs + [geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n),
+                                   _wp(last), _wp(max_w)])
+        ctx.geo, ctx.inputs = geo, inputs
+        ctx.save_for_backward(corners, rgb, normals, trans, last, background)
+        ctx.mark_non_differentiable(max_w)
+        rgb_out = acc_rgb + trans[:, None] * background
+        return rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w
+
+    @staticmethod
+    def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w):
+        corners, rgb, normals, trans, last, background = ctx.saved_tensors
+        dev = corners.device
+        g_corners, g_col, g_normals = torch.zeros_like(corners), torch.zeros_like(rgb), torch.zeros_like(normals)
+        g_inv_s = torch.zeros(1, device=dev)
+        suf_rgb = (trans[:, None] * background).expand(trans.shape[0], 3).contiguous()
+        wp.launch(_backward_tiles, dim=ctx.geo["n_tiles"], device=wp.device_from_torch(dev),
+                  inputs=ctx.inputs + [_wp(last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
+                                       _wp(g_depth.reshape(-1)), _vec(g_n), _wp(trans.clone()), _vec(suf_rgb),
+                                       _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
+                                       _wp(g_corners), _vec(g_col), _vec(g_normals), _wp(g_inv_s)])
+        return g_corners, g_col, g_normals, g_inv_s[0], None, None
+
+
+def _inputs(geo: dict, corners, rgb, normals) -> list:
+    return [_wp(geo["tile_start"]), _wp(geo["voxel"]), _wp(geo["octant"]), _wp(geo["bbox"]), _vec(geo["lo"]),
+            _wp(geo["size"]), _wp(corners), _vec(rgb), _vec(normals), _vec(geo["ray_o"]), _vec(geo["ray_d"]),
+            _wp(geo["ray_oct"])]
+
+
+def unavailable(tensors) -> str | None:
+    """Why these inputs cannot take the Warp path (None if they can)."""
+    if _IMPORT_ERROR is not None:
+        return _IMPORT_ERROR
+    if any(t.dtype != torch.float32 for t in tensors):
+        return "dtype"
+    return None
+
+
+def rasterize_tiles_warp(geo: dict, corners, rgb, normals, inv_s, background):
+    """Warp twin of the tile loop; ``geo`` holds the int32 binning and float32 voxel boxes and rays.
+
+    Returns rgb ``[P, 3]``, opacity ``[P, 1]``, depth ``[P, 1]``, normal ``[P, 3]``, max weight ``[N]``.
+    """
+    wp.init()
+    inv_s_t = torch.as_tensor(inv_s, dtype=torch.float32, device=corners.device).reshape(())
+    return _RasterWarp.apply(corners.contiguous(), rgb.contiguous(), normals.contiguous(), inv_s_t, geo,
+                             background.expand(geo["ray_o"].shape[0], 3).contiguous())
+
