@@ -132,6 +132,27 @@ if wp is not None:
             wp.atomic_add(g_corners, v, c, g_fa * _corner_w(ua, c) + g_fb * _corner_w(ub, c))
         wp.atomic_add(g_inv_s, 0, g_pa * fa * pa * (1.0 - pa) + g_pb * fb * pb * (1.0 - pb))
 
+    @wp.func
+    def _pixel_range(bbox: wp.array2d(dtype=wp.int32), v: int, t: int, tiles_x: int, width: int, height: int):
+        """Pixels x0..x1, y0..y1 (half-open) of voxel v's screen box inside tile t."""
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        x0 = wp.max(bbox[v, 0], tx * _TILE)
+        x1 = wp.min(bbox[v, 1], wp.min((tx + 1) * _TILE, width))
+        y0 = wp.max(bbox[v, 2], ty * _TILE)
+        y1 = wp.min(bbox[v, 3], wp.min((ty + 1) * _TILE, height))
+        return x0, x1, y0, y1
+
+    @wp.func
+    def _segment(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, lo: wp.vec3, size: float,
+                 mode: int, inv_s: float, n_samples: int):
+        """Entry, exit and opacity of the ray in voxel v (opacity 0 for a miss)."""
+        a, b = _ray_box(o, d, lo, lo + wp.vec3(size, size, size))
+        alpha = float(0.0)
+        if b > a:
+            alpha = _alpha(corners, v, o, d, a, b, lo, size, mode, inv_s, n_samples)
+        return a, b, alpha
+
     @wp.kernel
     def _forward_tiles(tile_start: wp.array(dtype=wp.int32), ent_vox: wp.array(dtype=wp.int32),
                        ent_oct: wp.array(dtype=wp.int32), bbox: wp.array2d(dtype=wp.int32),
@@ -144,25 +165,16 @@ if wp is not None:
                        acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
                        last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32)):
         t = wp.tid()
-        ty = t // tiles_x
-        tx = t - ty * tiles_x
         for e in range(tile_start[t], tile_start[t + 1]):
             v = ent_vox[e]
-            q = ent_oct[e]
-            lov = lo[v]
-            hiv = lov + wp.vec3(size[v], size[v], size[v])
-            for y in range(wp.max(bbox[v, 2], ty * _TILE), wp.min(bbox[v, 3], wp.min((ty + 1) * _TILE, height))):
-                for x in range(wp.max(bbox[v, 0], tx * _TILE), wp.min(bbox[v, 1], wp.min((tx + 1) * _TILE, width))):
+            x0, x1, y0, y1 = _pixel_range(bbox, v, t, tiles_x, width, height)
+            for y in range(y0, y1):
+                for x in range(x0, x1):
                     p = y * width + x
                     tp = trans[p]
-                    if ray_oct[p] != q or tp < stop_t:
+                    if ray_oct[p] != ent_oct[e] or tp < stop_t:
                         continue
-                    o = ray_o[p]
-                    d = ray_d[p]
-                    a, b = _ray_box(o, d, lov, hiv)
-                    if b <= a:
-                        continue
-                    alpha = _alpha(corners, v, o, d, a, b, lov, size[v], mode, inv_s, n_samples)
+                    a, b, alpha = _segment(corners, v, ray_o[p], ray_d[p], lo[v], size[v], mode, inv_s, n_samples)
                     if alpha <= 0.0:
                         continue
                     w = tp * alpha
@@ -189,26 +201,19 @@ if wp is not None:
                         g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
                         g_inv_s: wp.array(dtype=wp.float32)):
         t = wp.tid()
-        ty = t // tiles_x
-        tx = t - ty * tiles_x
         n_ent = tile_start[t + 1] - tile_start[t]
         for k in range(n_ent):
             e = tile_start[t + 1] - 1 - k
             v = ent_vox[e]
-            q = ent_oct[e]
-            lov = lo[v]
-            hiv = lov + wp.vec3(size[v], size[v], size[v])
-            for y in range(wp.max(bbox[v, 2], ty * _TILE), wp.min(bbox[v, 3], wp.min((ty + 1) * _TILE, height))):
-                for x in range(wp.max(bbox[v, 0], tx * _TILE), wp.min(bbox[v, 1], wp.min((tx + 1) * _TILE, width))):
+            x0, x1, y0, y1 = _pixel_range(bbox, v, t, tiles_x, width, height)
+            for y in range(y0, y1):
+                for x in range(x0, x1):
                     p = y * width + x
-                    if ray_oct[p] != q or e > last[p]:
+                    if ray_oct[p] != ent_oct[e] or e > last[p]:
                         continue
                     o = ray_o[p]
                     d = ray_d[p]
-                    a, b = _ray_box(o, d, lov, hiv)
-                    if b <= a:
-                        continue
-                    alpha = _alpha(corners, v, o, d, a, b, lov, size[v], mode, inv_s, n_samples)
+                    a, b, alpha = _segment(corners, v, o, d, lo[v], size[v], mode, inv_s, n_samples)
                     if alpha <= 0.0:
                         continue
                     t_i = trans[p] / (1.0 - alpha)
@@ -225,7 +230,7 @@ if wp is not None:
                     suf_depth[p] = suf_depth[p] + w * depth_i
                     suf_n[p] = suf_n[p] + w * normals[v]
                     trans[p] = t_i
-                    _alpha_backward(corners, v, o, d, a, b, lov, size[v], mode, inv_s, n_samples, g_alpha,
+                    _alpha_backward(corners, v, o, d, a, b, lo[v], size[v], mode, inv_s, n_samples, g_alpha,
                                     g_corners, g_inv_s)
 
 
