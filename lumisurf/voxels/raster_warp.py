@@ -81,15 +81,25 @@ if wp is not None:
         return wp.exp(x / 1.1 - 1.0 + 0.09531017980432493) / 1.1
 
     @wp.func
+    def _sample_t(a: float, b: float, k: int, n_samples: int):
+        """Midpoint of the k-th of n_samples equal parts of [a, b]."""
+        return a + (float(k) + 0.5) / float(n_samples) * wp.max(b - a, 0.0)
+
+    @wp.func
+    def _sigma_sum(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, a: float, b: float,
+                   lo: wp.vec3, size: float, n_samples: int):
+        """Sum of the activated densities at the segment's sample points."""
+        vol = float(0.0)
+        for k in range(n_samples):
+            vol = vol + _exp_linear(_field(corners, v, _local(o, d, _sample_t(a, b, k, n_samples), lo, size)))
+        return vol
+
+    @wp.func
     def _alpha(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, a: float, b: float,
                lo: wp.vec3, size: float, mode: int, inv_s: float, n_samples: int):
         if mode == 0:
-            seg = wp.max(b - a, 0.0)
-            vol = float(0.0)
-            for k in range(n_samples):
-                t = a + (float(k) + 0.5) / float(n_samples) * seg
-                vol = vol + _exp_linear(_field(corners, v, _local(o, d, t, lo, size)))
-            return wp.min(1.0 - wp.exp(-_STEP_SCALE * seg / float(n_samples) * vol), _MAX_ALPHA)
+            vol = _sigma_sum(corners, v, o, d, a, b, lo, size, n_samples)
+            return wp.min(1.0 - wp.exp(-_STEP_SCALE * wp.max(b - a, 0.0) / float(n_samples) * vol), _MAX_ALPHA)
         pa = 1.0 / (1.0 + wp.exp(-inv_s * _field(corners, v, _local(o, d, a, lo, size))))
         pb = 1.0 / (1.0 + wp.exp(-inv_s * _field(corners, v, _local(o, d, b, lo, size))))
         return wp.min(wp.clamp((pa - pb + _EPS) / (pa + _EPS), 0.0, 1.0), _MAX_ALPHA)
@@ -99,18 +109,13 @@ if wp is not None:
                         b: float, lo: wp.vec3, size: float, mode: int, inv_s: float, n_samples: int,
                         g_alpha: float, g_corners: wp.array2d(dtype=wp.float32), g_inv_s: wp.array(dtype=wp.float32)):
         if mode == 0:
-            seg = wp.max(b - a, 0.0)
-            vol = float(0.0)
-            for k in range(n_samples):
-                t = a + (float(k) + 0.5) / float(n_samples) * seg
-                vol = vol + _exp_linear(_field(corners, v, _local(o, d, t, lo, size)))
-            scale = _STEP_SCALE * seg / float(n_samples)
+            vol = _sigma_sum(corners, v, o, d, a, b, lo, size, n_samples)
+            scale = _STEP_SCALE * wp.max(b - a, 0.0) / float(n_samples)
             if 1.0 - wp.exp(-scale * vol) >= _MAX_ALPHA:
                 return
             g_vol = g_alpha * wp.exp(-scale * vol) * scale
             for k in range(n_samples):
-                t = a + (float(k) + 0.5) / float(n_samples) * seg
-                u = _local(o, d, t, lo, size)
+                u = _local(o, d, _sample_t(a, b, k, n_samples), lo, size)
                 g_raw = g_vol * _exp_linear_grad(_field(corners, v, u))
                 for c in range(8):
                     wp.atomic_add(g_corners, v, c, g_raw * _corner_w(u, c))
@@ -132,67 +137,79 @@ if wp is not None:
             wp.atomic_add(g_corners, v, c, g_fa * _corner_w(ua, c) + g_fb * _corner_w(ub, c))
         wp.atomic_add(g_inv_s, 0, g_pa * fa * pa * (1.0 - pa) + g_pb * fb * pb * (1.0 - pb))
 
+    @wp.struct
+    class _View:
+        """One view's binned voxels and pixel rays (the inputs both kernels share)."""
+
+        tile_start: wp.array(dtype=wp.int32)
+        ent_vox: wp.array(dtype=wp.int32)
+        ent_oct: wp.array(dtype=wp.int32)
+        bbox: wp.array2d(dtype=wp.int32)
+        lo: wp.array(dtype=wp.vec3)
+        size: wp.array(dtype=wp.float32)
+        corners: wp.array2d(dtype=wp.float32)
+        rgb: wp.array(dtype=wp.vec3)
+        normals: wp.array(dtype=wp.vec3)
+        ray_o: wp.array(dtype=wp.vec3)
+        ray_d: wp.array(dtype=wp.vec3)
+        ray_oct: wp.array(dtype=wp.int32)
+        width: int
+        height: int
+        tiles_x: int
+        mode: int
+        inv_s: float
+        n_samples: int
+
     @wp.func
-    def _pixel_range(bbox: wp.array2d(dtype=wp.int32), v: int, t: int, tiles_x: int, width: int, height: int):
+    def _pixel_range(view: _View, v: int, t: int):
         """Pixels x0..x1, y0..y1 (half-open) of voxel v's screen box inside tile t."""
-        ty = t // tiles_x
-        tx = t - ty * tiles_x
-        x0 = wp.max(bbox[v, 0], tx * _TILE)
-        x1 = wp.min(bbox[v, 1], wp.min((tx + 1) * _TILE, width))
-        y0 = wp.max(bbox[v, 2], ty * _TILE)
-        y1 = wp.min(bbox[v, 3], wp.min((ty + 1) * _TILE, height))
+        ty = t // view.tiles_x
+        tx = t - ty * view.tiles_x
+        x0 = wp.max(view.bbox[v, 0], tx * _TILE)
+        x1 = wp.min(view.bbox[v, 1], wp.min((tx + 1) * _TILE, view.width))
+        y0 = wp.max(view.bbox[v, 2], ty * _TILE)
+        y1 = wp.min(view.bbox[v, 3], wp.min((ty + 1) * _TILE, view.height))
         return x0, x1, y0, y1
 
     @wp.func
-    def _segment(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, lo: wp.vec3, size: float,
-                 mode: int, inv_s: float, n_samples: int):
+    def _segment(view: _View, v: int, o: wp.vec3, d: wp.vec3):
         """Entry, exit and opacity of the ray in voxel v (opacity 0 for a miss)."""
+        lo = view.lo[v]
+        size = view.size[v]
         a, b = _ray_box(o, d, lo, lo + wp.vec3(size, size, size))
         alpha = float(0.0)
         if b > a:
-            alpha = _alpha(corners, v, o, d, a, b, lo, size, mode, inv_s, n_samples)
+            alpha = _alpha(view.corners, v, o, d, a, b, lo, size, view.mode, view.inv_s, view.n_samples)
         return a, b, alpha
 
     @wp.kernel
-    def _forward_tiles(tile_start: wp.array(dtype=wp.int32), ent_vox: wp.array(dtype=wp.int32),
-                       ent_oct: wp.array(dtype=wp.int32), bbox: wp.array2d(dtype=wp.int32),
-                       lo: wp.array(dtype=wp.vec3), size: wp.array(dtype=wp.float32),
-                       corners: wp.array2d(dtype=wp.float32), rgb: wp.array(dtype=wp.vec3),
-                       normals: wp.array(dtype=wp.vec3), ray_o: wp.array(dtype=wp.vec3),
-                       ray_d: wp.array(dtype=wp.vec3), ray_oct: wp.array(dtype=wp.int32), width: int, height: int,
-                       tiles_x: int, mode: int, inv_s: float, n_samples: int, stop_t: float,
+    def _forward_tiles(view: _View, stop_t: float,
                        trans: wp.array(dtype=wp.float32), acc_rgb: wp.array(dtype=wp.vec3),
                        acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
                        last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32)):
         t = wp.tid()
-        for e in range(tile_start[t], tile_start[t + 1]):
-            v = ent_vox[e]
-            x0, x1, y0, y1 = _pixel_range(bbox, v, t, tiles_x, width, height)
+        for e in range(view.tile_start[t], view.tile_start[t + 1]):
+            v = view.ent_vox[e]
+            x0, x1, y0, y1 = _pixel_range(view, v, t)
             for y in range(y0, y1):
                 for x in range(x0, x1):
-                    p = y * width + x
+                    p = y * view.width + x
                     tp = trans[p]
-                    if ray_oct[p] != ent_oct[e] or tp < stop_t:
+                    if view.ray_oct[p] != view.ent_oct[e] or tp < stop_t:
                         continue
-                    a, b, alpha = _segment(corners, v, ray_o[p], ray_d[p], lo[v], size[v], mode, inv_s, n_samples)
+                    a, b, alpha = _segment(view, v, view.ray_o[p], view.ray_d[p])
                     if alpha <= 0.0:
                         continue
                     w = tp * alpha
-                    acc_rgb[p] = acc_rgb[p] + w * rgb[v]
+                    acc_rgb[p] = acc_rgb[p] + w * view.rgb[v]
                     acc_depth[p] = acc_depth[p] + w * 0.5 * (a + b)
-                    acc_n[p] = acc_n[p] + w * normals[v]
+                    acc_n[p] = acc_n[p] + w * view.normals[v]
                     trans[p] = tp * (1.0 - alpha)
                     last[p] = e
                     wp.atomic_max(max_w, v, w)
 
     @wp.kernel
-    def _backward_tiles(tile_start: wp.array(dtype=wp.int32), ent_vox: wp.array(dtype=wp.int32),
-                        ent_oct: wp.array(dtype=wp.int32), bbox: wp.array2d(dtype=wp.int32),
-                        lo: wp.array(dtype=wp.vec3), size: wp.array(dtype=wp.float32),
-                        corners: wp.array2d(dtype=wp.float32), rgb: wp.array(dtype=wp.vec3),
-                        normals: wp.array(dtype=wp.vec3), ray_o: wp.array(dtype=wp.vec3),
-                        ray_d: wp.array(dtype=wp.vec3), ray_oct: wp.array(dtype=wp.int32), width: int, height: int,
-                        tiles_x: int, mode: int, inv_s: float, n_samples: int, last: wp.array(dtype=wp.int32),
+    def _backward_tiles(view: _View, last: wp.array(dtype=wp.int32),
                         t_final: wp.array(dtype=wp.float32), g_rgb: wp.array(dtype=wp.vec3),
                         g_op: wp.array(dtype=wp.float32), g_depth: wp.array(dtype=wp.float32),
                         g_n: wp.array(dtype=wp.vec3), trans: wp.array(dtype=wp.float32),
@@ -201,37 +218,37 @@ if wp is not None:
                         g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
                         g_inv_s: wp.array(dtype=wp.float32)):
         t = wp.tid()
-        n_ent = tile_start[t + 1] - tile_start[t]
+        n_ent = view.tile_start[t + 1] - view.tile_start[t]
         for k in range(n_ent):
-            e = tile_start[t + 1] - 1 - k
-            v = ent_vox[e]
-            x0, x1, y0, y1 = _pixel_range(bbox, v, t, tiles_x, width, height)
+            e = view.tile_start[t + 1] - 1 - k
+            v = view.ent_vox[e]
+            x0, x1, y0, y1 = _pixel_range(view, v, t)
             for y in range(y0, y1):
                 for x in range(x0, x1):
-                    p = y * width + x
-                    if ray_oct[p] != ent_oct[e] or e > last[p]:
+                    p = y * view.width + x
+                    if view.ray_oct[p] != view.ent_oct[e] or e > last[p]:
                         continue
-                    o = ray_o[p]
-                    d = ray_d[p]
-                    a, b, alpha = _segment(corners, v, o, d, lo[v], size[v], mode, inv_s, n_samples)
+                    o = view.ray_o[p]
+                    d = view.ray_d[p]
+                    a, b, alpha = _segment(view, v, o, d)
                     if alpha <= 0.0:
                         continue
                     t_i = trans[p] / (1.0 - alpha)
                     w = t_i * alpha
                     depth_i = 0.5 * (a + b)
                     inv = 1.0 / (1.0 - alpha)
-                    g_alpha = wp.dot(g_rgb[p], t_i * rgb[v] - suf_rgb[p] * inv)
+                    g_alpha = wp.dot(g_rgb[p], t_i * view.rgb[v] - suf_rgb[p] * inv)
                     g_alpha = g_alpha + g_depth[p] * (t_i * depth_i - suf_depth[p] * inv)
-                    g_alpha = g_alpha + wp.dot(g_n[p], t_i * normals[v] - suf_n[p] * inv)
+                    g_alpha = g_alpha + wp.dot(g_n[p], t_i * view.normals[v] - suf_n[p] * inv)
                     g_alpha = g_alpha + g_op[p] * t_final[p] * inv
                     wp.atomic_add(g_col, v, w * g_rgb[p])
                     wp.atomic_add(g_normals, v, w * g_n[p])
-                    suf_rgb[p] = suf_rgb[p] + w * rgb[v]
+                    suf_rgb[p] = suf_rgb[p] + w * view.rgb[v]
                     suf_depth[p] = suf_depth[p] + w * depth_i
-                    suf_n[p] = suf_n[p] + w * normals[v]
+                    suf_n[p] = suf_n[p] + w * view.normals[v]
                     trans[p] = t_i
-                    _alpha_backward(corners, v, o, d, a, b, lo[v], size[v], mode, inv_s, n_samples, g_alpha,
-                                    g_corners, g_inv_s)
+                    _alpha_backward(view.corners, v, o, d, a, b, view.lo[v], view.size[v], view.mode, view.inv_s,
+                                    view.n_samples, g_alpha, g_corners, g_inv_s)
 
 
 def _wp(t: torch.Tensor, dtype=None):
@@ -252,12 +269,11 @@ class _RasterWarp(torch.autograd.Function):
         last = torch.full((n_pix,), -1, dtype=torch.int32, device=dev)
         max_w = torch.zeros(corners.shape[0], device=dev)
         wdev = wp.device_from_torch(dev)
-        inputs = _inputs(geo, corners, rgb, normals) + [geo["width"], geo["height"], geo["tiles_x"], geo["mode"],
-                                                         float(inv_s), geo["n_samples"]]
+        view = _view(geo, corners, rgb, normals, inv_s)
         wp.launch(_forward_tiles, dim=geo["n_tiles"], device=wdev,
-                  inputs=inputs + [geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n),
-                                   _wp(last), _wp(max_w)])
-        ctx.geo, ctx.inputs = geo, inputs
+                  inputs=[view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last),
+                          _wp(max_w)])
+        ctx.geo, ctx.view = geo, view
         ctx.save_for_backward(corners, rgb, normals, trans, last, background)
         ctx.mark_non_differentiable(max_w)
         rgb_out = acc_rgb + trans[:, None] * background
@@ -271,17 +287,23 @@ class _RasterWarp(torch.autograd.Function):
         g_inv_s = torch.zeros(1, device=dev)
         suf_rgb = (trans[:, None] * background).expand(trans.shape[0], 3).contiguous()
         wp.launch(_backward_tiles, dim=ctx.geo["n_tiles"], device=wp.device_from_torch(dev),
-                  inputs=ctx.inputs + [_wp(last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
+                  inputs=[ctx.view, _wp(last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
                                        _wp(g_depth.reshape(-1)), _vec(g_n), _wp(trans.clone()), _vec(suf_rgb),
                                        _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
                                        _wp(g_corners), _vec(g_col), _vec(g_normals), _wp(g_inv_s)])
         return g_corners, g_col, g_normals, g_inv_s[0], None, None
 
 
-def _inputs(geo: dict, corners, rgb, normals) -> list:
-    return [_wp(geo["tile_start"]), _wp(geo["voxel"]), _wp(geo["octant"]), _wp(geo["bbox"]), _vec(geo["lo"]),
-            _wp(geo["size"]), _wp(corners), _vec(rgb), _vec(normals), _vec(geo["ray_o"]), _vec(geo["ray_d"]),
-            _wp(geo["ray_oct"])]
+def _view(geo: dict, corners, rgb, normals, inv_s) -> "_View":
+    view = _View()
+    for name, key in (("tile_start", "tile_start"), ("ent_vox", "voxel"), ("ent_oct", "octant"), ("bbox", "bbox"),
+                      ("size", "size"), ("ray_oct", "ray_oct")):
+        setattr(view, name, _wp(geo[key]))
+    view.lo, view.ray_o, view.ray_d = _vec(geo["lo"]), _vec(geo["ray_o"]), _vec(geo["ray_d"])
+    view.corners, view.rgb, view.normals = _wp(corners), _vec(rgb), _vec(normals)
+    view.width, view.height, view.tiles_x = geo["width"], geo["height"], geo["tiles_x"]
+    view.mode, view.inv_s, view.n_samples = geo["mode"], float(inv_s), geo["n_samples"]
+    return view
 
 
 def unavailable(tensors) -> str | None:
