@@ -79,10 +79,12 @@ def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, o
     return row
 
 
-def measure(out: Path, row: dict) -> dict:
-    """Extract and evaluate the run in ``out`` and put its metrics in ``row`` (status, error, steps, psnr, ...)."""
+def measure(out: Path, row: dict, mesh_only: bool = False) -> dict:
+    """Extract and evaluate the run in ``out`` and put its metrics in ``row`` (status, error, steps, psnr, ...);
+    ``mesh_only`` keeps the image metrics already in its metrics.json (a new extraction, same renders)."""
     if (out / "ckpt" / "last.pt").exists():  # a diverged run still leaves its healthy checkpoint: measure it
-        for cmd in (_cli("extract", str(out), "--force"), _cli("eval", str(out), "--force")):
+        evaluate = _cli("eval", str(out), "--force", *(["--mesh-only"] if mesh_only else []))
+        for cmd in (_cli("extract", str(out), "--force"), evaluate):
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 row["status"] = "crashed" if row["status"] == "ok" else row["status"]
@@ -193,8 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--name", help="results name (default: the suite or the public scenes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
     ap.add_argument("--reeval", action="store_true",
-                    help="runs already done: extract and evaluate their checkpoints again (after a change to "
-                         "extraction or evaluation), keep their training")
+                    help="runs already done: extract their checkpoints again and recompute the mesh metrics "
+                         "(after a change to extraction), keep their training and image metrics")
     args = ap.parse_args(argv)
     if not args.suite and not args.public:
         ap.error("give --suite and/or --public")
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
                     row = json.loads(cached.read_text())
                     if args.reeval and row.get("status") != "crashed":
                         print(f"$ {scene.name} {preset} seed {seed}: extract + eval again", flush=True)
-                        cached.write_text(json.dumps(measure(out, row)))
+                        cached.write_text(json.dumps(measure(out, row, mesh_only=True)))
                 else:
                     budget = budget_args(args.minutes, args.steps)
                     print(f"$ {scene.name} {preset} seed {seed} ({' '.join(budget)})", flush=True)

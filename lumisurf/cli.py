@@ -48,6 +48,8 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--data", help="evaluate on this dataset (default: the training dataset)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--force", action="store_true", help="replace an existing RUN/metrics.json (and renders)")
+    p.add_argument("--mesh-only", action="store_true",
+                   help="recompute only the mesh metrics (after a new extract) and keep the others in metrics.json")
     p = sub.add_parser("data", help="dataset tools")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("check", help="summary of a dataset + a PNG of cameras and the unit sphere")
@@ -158,7 +160,7 @@ def _cmd_run(a) -> None:
     else:
         from lumisurf.jobs.evaluate import evaluate_run, format_table
 
-        print(format_table(evaluate_run(loaded, a.data, force=a.force)))
+        print(format_table(evaluate_run(loaded, a.data, force=a.force, mesh_only=a.mesh_only)))
         print(f"wrote {loaded.run.metrics_path}")
 
 

@@ -88,6 +88,12 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert main(cmd) == 2
         assert "--force" in capsys.readouterr().err
     assert main(["extract", str(out), "--resolution", "32", "--force", "--keep-unseen"]) == 0
+    # a new mesh: only the mesh metrics are recomputed, the image metrics are kept
+    before = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({**before, "psnr": 99.0}))
+    assert main(["eval", str(out), "--force", "--mesh-only"]) == 0
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["psnr"] == 99.0 and after["chamfer"] > 0 and after["steps"] == 3
     # an existing run is never overwritten without --force
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err

@@ -90,14 +90,17 @@ def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:
 
 
 def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", progress: bool = True,
-                 force: bool = False) -> dict:
+                 force: bool = False, mesh_only: bool = False) -> dict:
     """All metrics of a run; ``None`` where not computable (never a fake 0). Writes RUN/metrics.json.
 
-    An existing metrics.json is only replaced with ``force``.
+    An existing metrics.json is only replaced with ``force``. ``mesh_only`` recomputes the mesh metrics and
+    keeps every other value of the existing metrics.json (which must exist).
     """
 
     if loaded.run.metrics_path.exists() and not force:
         raise LumisurfError(f"{loaded.run.metrics_path} exists; pass --force to replace it")
+    if mesh_only:
+        return _update_mesh_metrics(loaded, data_path, progress)
     data_cfg = loaded.cfg.data if data_path is None else replace(loaded.cfg.data, path=str(Path(data_path).resolve()))
     scene = load_scene_normalized_as(data_cfg, loaded.normalization)
     if split not in scene.splits:
@@ -110,6 +113,17 @@ def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", p
     metrics.update(stage2_metrics(loaded.run.root, scene, progress))
     if not lpips_available()[0]:
         metrics["lpips_note"] = lpips_available()[1]
+    loaded.run.metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _update_mesh_metrics(loaded, data_path: Optional[str], progress: bool) -> dict:
+    if not loaded.run.metrics_path.exists():
+        raise LumisurfError(f"--mesh-only needs an existing {loaded.run.metrics_path}; run eval without it first")
+    metrics = json.loads(loaded.run.metrics_path.read_text())
+    data_cfg = loaded.cfg.data if data_path is None else replace(loaded.cfg.data, path=str(Path(data_path).resolve()))
+    scene = load_scene_normalized_as(data_cfg, loaded.normalization)
+    metrics.update(mesh_metrics(loaded, scene, loaded.cfg.eval.chamfer_samples, progress))
     loaded.run.metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics
 

@@ -26,7 +26,8 @@ def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, s
                     stop_t: float = STOP_T) -> dict[str, Tensor]:
     """Render one view: the Warp kernels (``backend`` auto/warp; float32, early stop at ``stop_t``) or the
     torch twin (``torch``, or whenever Warp cannot run). Arguments and outputs as
-    :func:`rasterize_tiles_torch`."""
+    :func:`rasterize_tiles_torch`; the Warp path adds ``segments`` ``[P]``, the ray-voxel segments each pixel
+    evaluated."""
     from lumisurf.voxels import raster_warp
 
     reason = raster_warp.unavailable([origins, dirs, lo, size, corners, rgb])
@@ -42,9 +43,10 @@ def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, s
            "n_tiles": binned.tiles_x * binned.tiles_y, "mode": 0 if mode == "density" else 1,
            "n_samples": int(n_samples), "stop_t": float(stop_t)}
     bg = background.to(lo.dtype)
-    rgb_out, opacity, depth, normal, max_w = raster_warp.rasterize_tiles_warp(
+    rgb_out, opacity, depth, normal, max_w, n_seg = raster_warp.rasterize_tiles_warp(
         geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg)
-    return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w}
+    return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w,
+            "segments": n_seg}
 
 
 def tile_pixels(t: int, binned: Binned, width: int, height: int, device) -> tuple[Tensor, Tensor]:

@@ -186,7 +186,8 @@ if wp is not None:
     def _forward_tiles(view: _View, stop_t: float,
                        trans: wp.array(dtype=wp.float32), acc_rgb: wp.array(dtype=wp.vec3),
                        acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
-                       last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32)):
+                       last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32),
+                       n_seg: wp.array(dtype=wp.int32)):
         t = wp.tid()
         for e in range(view.tile_start[t], view.tile_start[t + 1]):
             v = view.ent_vox[e]
@@ -198,6 +199,8 @@ if wp is not None:
                     if view.ray_oct[p] != view.ent_oct[e] or tp < stop_t:
                         continue
                     a, b, alpha = _segment(view, v, view.ray_o[p], view.ray_d[p])
+                    if b > a:
+                        n_seg[p] = n_seg[p] + 1
                     if alpha <= 0.0:
                         continue
                     w = tp * alpha
@@ -268,19 +271,20 @@ class _RasterWarp(torch.autograd.Function):
         acc_depth = torch.zeros(n_pix, device=dev)
         last = torch.full((n_pix,), -1, dtype=torch.int32, device=dev)
         max_w = torch.zeros(corners.shape[0], device=dev)
+        n_seg = torch.zeros(n_pix, dtype=torch.int32, device=dev)
         wdev = wp.device_from_torch(dev)
         view = _view(geo, corners, rgb, normals, inv_s)
         wp.launch(_forward_tiles, dim=geo["n_tiles"], device=wdev,
                   inputs=[view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last),
-                          _wp(max_w)])
+                          _wp(max_w), _wp(n_seg)])
         ctx.geo, ctx.view = geo, view
         ctx.save_for_backward(corners, rgb, normals, trans, last, background)
-        ctx.mark_non_differentiable(max_w)
+        ctx.mark_non_differentiable(max_w, n_seg)
         rgb_out = acc_rgb + trans[:, None] * background
-        return rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w
+        return rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w, n_seg
 
     @staticmethod
-    def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w):
+    def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg):
         corners, rgb, normals, trans, last, background = ctx.saved_tensors
         dev = corners.device
         g_corners, g_col, g_normals = torch.zeros_like(corners), torch.zeros_like(rgb), torch.zeros_like(normals)
@@ -318,7 +322,8 @@ def unavailable(tensors) -> str | None:
 def rasterize_tiles_warp(geo: dict, corners, rgb, normals, inv_s, background):
     """Warp twin of the tile loop; ``geo`` holds the int32 binning and float32 voxel boxes and rays.
 
-    Returns rgb ``[P, 3]``, opacity ``[P, 1]``, depth ``[P, 1]``, normal ``[P, 3]``, max weight ``[N]``.
+    Returns rgb ``[P, 3]``, opacity ``[P, 1]``, depth ``[P, 1]``, normal ``[P, 3]``, max weight ``[N]`` and the
+    number of ray-voxel segments each pixel evaluated ``[P]`` (int32).
     """
     wp.init()
     inv_s_t = torch.as_tensor(inv_s, dtype=torch.float32, device=corners.device).reshape(())
