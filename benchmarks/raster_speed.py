@@ -25,17 +25,24 @@ sys.path.insert(0, str(ROOT))
 
 from lumisurf.data.synthetic import look_at_cameras  # noqa: E402
 from lumisurf.voxels.binning import bin_voxels  # noqa: E402
-from lumisurf.voxels.octree import CORNER_OFFSETS  # noqa: E402
+from lumisurf.voxels.octree import CORNER_OFFSETS, ijk_to_path  # noqa: E402
 from lumisurf.voxels.raster import rasterize_tiles  # noqa: E402
 from lumisurf.voxels.structure import VoxelOctree  # noqa: E402
 
 
 def shell_scene(level: int, layers: float):
     """Voxels within ``layers`` voxel sizes of the sphere |x| = 0.6; raw density from the SDF."""
-    tree = VoxelOctree.dense(level, torch.full((3,), -1.0), 2.0)
-    size = 2.0 / (1 << level)
-    keep = (tree.centres().norm(dim=-1) - 0.6).abs() < layers * size
-    tree, _ = tree.select(keep)
+    n, size = 1 << level, 2.0 / (1 << level)
+    centre = (torch.arange(n) + 0.5) * size - 1.0
+    cells = []
+    for i in range(n):  # one x slice at a time: a dense level-8 grid would not fit in memory
+        yz = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij"), -1).reshape(-1, 2)
+        r = torch.sqrt(centre[i] ** 2 + centre[yz[:, 0]] ** 2 + centre[yz[:, 1]] ** 2)
+        keep = yz[(r - 0.6).abs() < layers * size]
+        cells.append(torch.cat([torch.full((len(keep), 1), i), keep], 1))
+    ijk = torch.cat(cells)
+    lv = torch.full((len(ijk),), level)
+    tree = VoxelOctree(ijk_to_path(ijk, lv), lv, torch.full((3,), -1.0), 2.0)
     lo, size_t = tree.boxes()
     corners = lo[:, None] + CORNER_OFFSETS.float()[None] * size_t[:, None, None]
     raw = (-(corners.norm(dim=-1) - 0.6) / size * 4.0).clamp(-10.0, 10.0)  # [N, 8]

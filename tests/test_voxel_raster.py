@@ -103,3 +103,18 @@ def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
         assert close(results[0][k].detach(), results[1][k].detach()), k
     for a, b in zip(grads[0], grads[1]):
         assert close(a, b)
+
+
+@pytest.mark.parametrize("eye", [[2.2, 1.3, 1.1], [0.31, 0.22, 0.13], [-0.2, 3.0, -1.5]])
+def test_warp_binning_equals_torch_binning(eye):
+    from lumisurf.voxels import binning_warp
+
+    if binning_warp.unavailable(torch.zeros(1)):
+        pytest.skip(f"warp not usable: {binning_warp.unavailable(torch.zeros(1))}")
+    tree, lo, size, _, _ = _scene(3, "density")
+    cams, _, _, c2w = _view(eye)
+    args = (tree.path, lo.float(), size.float(), c2w.float(), float(cams.fx[0]), float(cams.fy[0]),
+            float(cams.cx[0]), float(cams.cy[0]), W, H)
+    ref, fast = bin_voxels(*args, backend="torch"), bin_voxels(*args, backend="warp")
+    for k in ("voxel", "octant", "tile_start", "bbox"):
+        assert torch.equal(getattr(fast, k), getattr(ref, k)), k

@@ -68,8 +68,20 @@ def corner_octants(lo: Tensor, size: Tensor, eye: Tensor) -> Tensor:
 
 
 def bin_voxels(path: Tensor, lo: Tensor, size: Tensor, c2w: Tensor, fx: float, fy: float, cx: float, cy: float,
-               width: int, height: int) -> Binned:
-    """Screen boxes, octants and the tile-sorted entry list of one view (see the module docstring)."""
+               width: int, height: int, backend: str = "auto") -> Binned:
+    """Screen boxes, octants and the tile-sorted entry list of one view (see the module docstring).
+
+    ``backend``: ``warp`` (float32; the per-voxel work in kernels), ``torch`` (this function's body, the
+    reference) or ``auto`` (Warp when it can run).
+    """
+    if backend != "torch":
+        from lumisurf.voxels import binning_warp
+
+        reason = binning_warp.unavailable(lo)
+        if reason is None:
+            return binning_warp.bin_voxels_warp(path, lo, size, c2w, fx, fy, cx, cy, width, height)
+        if backend == "warp":
+            raise RuntimeError(f"the Warp voxel binning cannot run here: {reason}")
     bbox = screen_boxes(lo, size, c2w, fx, fy, cx, cy, width, height)
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
     tx0, ty0 = bbox[:, 0] // TILE, bbox[:, 2] // TILE

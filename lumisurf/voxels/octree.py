@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 MAX_LEVEL = 16
-_TRIPLES = sum(1 << (3 * i) for i in range(MAX_LEVEL))  # 0o1111111111111111: one bit per triple
+TRIPLES = sum(1 << (3 * i) for i in range(MAX_LEVEL))  # 0o1111111111111111: one bit per triple
 CORNER_OFFSETS = torch.tensor([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], dtype=torch.long)  # [8, 3]
 
 
@@ -96,4 +96,4 @@ def direction_octant(dirs: Tensor) -> Tensor:
 
 def order_rank(path: Tensor, octant: int | Tensor) -> Tensor:
     """Sort key ``[N]``: ascending is front to back for every ray whose direction lies in ``octant``."""
-    return path ^ (torch.as_tensor(octant, dtype=torch.long, device=path.device) * _TRIPLES)
+    return path ^ (torch.as_tensor(octant, dtype=torch.long, device=path.device) * TRIPLES)
