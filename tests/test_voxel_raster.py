@@ -48,8 +48,10 @@ def test_tiles_match_brute_force_values_and_gradients(mode, eye):
     bg = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64)
     c1, r1 = corners.clone().requires_grad_(), rgb.clone().requires_grad_()
     c2, r2 = corners.clone().requires_grad_(), rgb.clone().requires_grad_()
-    fast = rasterize_tiles_torch(binned, o, d, lo, size, c1, r1, bg, W, H, mode=mode, inv_s=10.0, n_samples=2)
-    ref = rasterize_reference(o, d, lo, size, c2, r2, bg, mode=mode, inv_s=10.0, n_samples=2)
+    p1, p2 = (torch.ones(len(lo), dtype=torch.float64, requires_grad=True) for _ in range(2))
+    fast = rasterize_tiles_torch(binned, o, d, lo, size, c1, r1, bg, W, H, mode=mode, inv_s=10.0, n_samples=2,
+                                 priority=p1)
+    ref = rasterize_reference(o, d, lo, size, c2, r2, bg, mode=mode, inv_s=10.0, n_samples=2, priority=p2)
     for k in ("rgb", "opacity", "depth", "normal", "max_weight"):
         assert torch.allclose(fast[k], ref[k], atol=1e-10), k
     assert ref["opacity"].max() > 0.5 and ref["opacity"].min() < 0.5  # both covered and empty pixels
@@ -58,6 +60,7 @@ def test_tiles_match_brute_force_values_and_gradients(mode, eye):
     sum(((fast[k] * w).sum() for k, w in weights.items())).backward()
     sum(((ref[k] * w).sum() for k, w in weights.items())).backward()
     assert torch.allclose(c1.grad, c2.grad, atol=1e-9) and torch.allclose(r1.grad, r2.grad, atol=1e-9)
+    assert torch.allclose(p1.grad, p2.grad, atol=1e-9) and p2.grad.max() > 0  # subdivision priority
 
 
 def test_screen_boxes_cover_the_projection():
@@ -90,14 +93,15 @@ def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
         c = corners.float().to(dt).requires_grad_()
         r = rgb.float().to(dt).requires_grad_()
         s = torch.tensor(10.0, dtype=dt, requires_grad=True)
+        prio = torch.ones(len(lo), dtype=dt, requires_grad=True)
         out = rasterize_tiles(binned, f(o).to(dt), f(d).to(dt), f(lo).to(dt), f(size).to(dt), c, r, bg.to(dt), W, H,
-                              mode=mode, inv_s=s, n_samples=n_samples, backend=backend, stop_t=0.0)
+                              mode=mode, inv_s=s, n_samples=n_samples, backend=backend, stop_t=0.0, priority=prio)
         g = torch.Generator().manual_seed(1)
         loss = sum((out[k].double() * torch.randn(out[k].shape, generator=g, dtype=torch.float64)).sum()
                    for k in ("rgb", "opacity", "depth", "normal"))
         loss.backward()
         results.append(out)
-        grads.append((c.grad, r.grad, s.grad if mode == "sdf" else torch.zeros((), dtype=dt)))
+        grads.append((c.grad, r.grad, prio.grad, s.grad if mode == "sdf" else torch.zeros((), dtype=dt)))
     close = lambda a, b: (a.double() - b).abs().max() <= 1e-5 * b.abs().max()  # noqa: E731  float32 vs float64
     for k in ("rgb", "opacity", "depth", "normal", "max_weight"):
         assert close(results[0][k].detach(), results[1][k].detach()), k

@@ -14,7 +14,7 @@ from torch import Tensor
 from lumisurf.renderers.volume import accumulate, composite_background, render_weights
 from lumisurf.voxels.binning import TILE, Binned
 from lumisurf.voxels.octree import direction_octant
-from lumisurf.voxels.raster_torch import GeometryMode, density_alpha, ray_box, sdf_alpha, voxel_normals
+from lumisurf.voxels.raster_torch import GeometryMode, density_alpha, ray_box, sdf_alpha, tap_priority, voxel_normals
 
 OUTPUTS = ("rgb", "opacity", "depth", "normal")
 STOP_T = 1e-4  # the fast kernels stop a pixel once its transmittance is below this
@@ -23,7 +23,7 @@ STOP_T = 1e-4  # the fast kernels stop a pixel once its transmittance is below t
 def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor, corners: Tensor,
                     rgb: Tensor, background: Tensor, width: int, height: int, mode: GeometryMode = "density",
                     inv_s: Tensor | float = 64.0, n_samples: int = 1, backend: str = "auto",
-                    stop_t: float = STOP_T) -> dict[str, Tensor]:
+                    stop_t: float = STOP_T, priority: Tensor | None = None) -> dict[str, Tensor]:
     """Render one view: the Warp kernels (``backend`` auto/warp; float32, early stop at ``stop_t``) or the
     torch twin (``torch``, or whenever Warp cannot run). Arguments and outputs as
     :func:`rasterize_tiles_torch`; the Warp path adds ``segments`` ``[P]``, the ray-voxel segments each pixel
@@ -33,7 +33,7 @@ def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, s
     reason = raster_warp.unavailable([origins, dirs, lo, size, corners, rgb])
     if backend == "torch" or (reason is not None and backend == "auto"):
         return rasterize_tiles_torch(binned, origins, dirs, lo, size, corners, rgb, background, width, height,
-                                     mode, inv_s, n_samples)
+                                     mode, inv_s, n_samples, priority)
     if reason is not None:
         raise RuntimeError(f"the Warp voxel rasterizer cannot run here: {reason}")
     i32 = lambda t: t.to(torch.int32).contiguous()  # noqa: E731
@@ -44,7 +44,7 @@ def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, s
            "n_samples": int(n_samples), "stop_t": float(stop_t)}
     bg = background.to(lo.dtype)
     rgb_out, opacity, depth, normal, max_w, n_seg = raster_warp.rasterize_tiles_warp(
-        geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg)
+        geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg, priority)
     return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w,
             "segments": n_seg}
 
@@ -61,7 +61,7 @@ def tile_pixels(t: int, binned: Binned, width: int, height: int, device) -> tupl
 def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
                           corners: Tensor, rgb: Tensor, background: Tensor, width: int, height: int,
                           mode: GeometryMode = "density", inv_s: Tensor | float = 64.0,
-                          n_samples: int = 1) -> dict[str, Tensor]:
+                          n_samples: int = 1, priority: Tensor | None = None) -> dict[str, Tensor]:
     """Render all ``width x height`` pixels (row-major rays ``origins``, unit ``dirs`` ``[P, 3]``).
 
     Voxel data as in :func:`lumisurf.voxels.raster_torch.rasterize_reference` (corners ``[N, 8]``, rgb
@@ -91,7 +91,8 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
         n = pix.numel()
         geo = (corners[vox].expand(n, -1, -1), lo[vox].expand(n, -1, -1), size[vox].expand(n, -1), o, d, a, b)
         alpha = density_alpha(*geo, n_samples) if mode == "density" else sdf_alpha(*geo, inv_s)
-        w = render_weights(torch.where(hit, alpha, torch.zeros_like(alpha)))  # [n, E]
+        alpha = tap_priority(torch.where(hit, alpha, torch.zeros_like(alpha)), vox, priority)
+        w = render_weights(alpha)  # [n, E]
         opacity = accumulate(w)
         bg = background if background.dim() == 1 else background[pix]
         parts["opacity"].append(opacity)

@@ -83,6 +83,33 @@ def sdf_alpha(corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, dirs: 
     return alpha_from_sdf_interval(sdf[..., 0], sdf[..., 1], inv_s).clamp_max(MAX_ALPHA)
 
 
+class PriorityTap(torch.autograd.Function):
+    """Identity on segment opacities ``alpha`` ``[R, N]``; the gradient of the per-voxel ``priority`` ``[N]``
+    input (all ones, never optimised) is ``sum |dL/dalpha * alpha|`` over the voxel's segments: SVRaster's
+    subdivision priority, accumulated in ``priority.grad`` across steps like any gradient."""
+
+    @staticmethod
+    def forward(ctx, alpha: Tensor, voxel: Tensor, priority: Tensor) -> Tensor:
+        ctx.save_for_backward(alpha, voxel)
+        ctx.n_vox = priority.shape[0]
+        return alpha.view_as(alpha)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        alpha, voxel = ctx.saved_tensors
+        tap = (grad * alpha).abs()
+        g_p = torch.zeros(ctx.n_vox, dtype=grad.dtype, device=grad.device)
+        g_p.index_add_(0, voxel.expand_as(tap).reshape(-1), tap.reshape(-1))
+        return grad, None, g_p
+
+
+def tap_priority(alpha: Tensor, voxel: Tensor, priority: Tensor | None) -> Tensor:
+    """``alpha`` through :class:`PriorityTap` when a ``priority`` tensor that wants gradients is given."""
+    if priority is None or not priority.requires_grad:
+        return alpha
+    return PriorityTap.apply(alpha, voxel, priority)
+
+
 def voxel_normals(corners: Tensor, mode: GeometryMode) -> Tensor:
     """One outward unit normal per voxel ``[N, 3]`` from its corner differences (the mean gradient).
 
@@ -96,13 +123,14 @@ def voxel_normals(corners: Tensor, mode: GeometryMode) -> Tensor:
 
 def rasterize_reference(origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor, corners: Tensor, rgb: Tensor,
                         background: Tensor, mode: GeometryMode = "density", inv_s: Tensor | float = 64.0,
-                        n_samples: int = 1) -> dict[str, Tensor]:
+                        n_samples: int = 1, priority: Tensor | None = None) -> dict[str, Tensor]:
     """Render ``n_rays`` rays through ``N`` voxels by brute force.
 
     origins, dirs ``[R, 3]`` (unit dirs); lo ``[N, 3]`` voxel min corners; size ``[N]`` edge lengths; corners
     ``[N, 8]`` geometry values; rgb ``[N, 3]`` colours seen from this view; background ``[3]`` or ``[R, 3]``.
     Returns ``rgb`` ``[R, 3]``, ``opacity`` ``[R, 1]``, ``depth`` ``[R, 1]`` (expected entry-exit midpoint,
-    not divided by opacity), ``normal`` ``[R, 3]`` (weighted, outward), ``max_weight`` ``[N]``.
+    not divided by opacity), ``normal`` ``[R, 3]`` (weighted, outward), ``max_weight`` ``[N]``. A ``priority``
+    ``[N]`` (ones, requiring grad) collects the subdivision priority in its gradient (:class:`PriorityTap`).
     """
     n_vox = lo.shape[0]
     a, b = ray_box(origins, dirs, lo, lo + size[:, None])
@@ -112,7 +140,7 @@ def rasterize_reference(origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
     vox = lambda x: x[order]  # noqa: E731  [N, ...] -> [R, N, ...] in each ray's order
     geo = (vox(corners), vox(lo), vox(size), origins, dirs, a, b)
     alpha = density_alpha(*geo, n_samples) if mode == "density" else sdf_alpha(*geo, inv_s)
-    alpha = torch.where(hit, alpha, torch.zeros_like(alpha))
+    alpha = tap_priority(torch.where(hit, alpha, torch.zeros_like(alpha)), order, priority)
     w = render_weights(alpha)  # [R, N]
     opacity = accumulate(w)
     out = {"opacity": opacity,

@@ -219,7 +219,7 @@ if wp is not None:
                         suf_rgb: wp.array(dtype=wp.vec3), suf_depth: wp.array(dtype=wp.float32),
                         suf_n: wp.array(dtype=wp.vec3), g_corners: wp.array2d(dtype=wp.float32),
                         g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
-                        g_inv_s: wp.array(dtype=wp.float32)):
+                        g_inv_s: wp.array(dtype=wp.float32), g_prio: wp.array(dtype=wp.float32)):
         t = wp.tid()
         n_ent = view.tile_start[t + 1] - view.tile_start[t]
         for k in range(n_ent):
@@ -245,6 +245,7 @@ if wp is not None:
                     g_alpha = g_alpha + wp.dot(g_n[p], t_i * view.normals[v] - suf_n[p] * inv)
                     g_alpha = g_alpha + g_op[p] * t_final[p] * inv
                     wp.atomic_add(g_col, v, w * g_rgb[p])
+                    wp.atomic_add(g_prio, v, wp.abs(g_alpha * alpha))
                     wp.atomic_add(g_normals, v, w * g_n[p])
                     suf_rgb[p] = suf_rgb[p] + w * view.rgb[v]
                     suf_depth[p] = suf_depth[p] + w * depth_i
@@ -264,7 +265,7 @@ def _vec(t: torch.Tensor):
 
 class _RasterWarp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, corners, rgb, normals, inv_s, geo: dict, background):
+    def forward(ctx, corners, rgb, normals, inv_s, priority, geo: dict, background):
         n_pix, dev = geo["ray_o"].shape[0], corners.device
         trans = torch.ones(n_pix, device=dev)
         acc_rgb, acc_n = torch.zeros(n_pix, 3, device=dev), torch.zeros(n_pix, 3, device=dev)
@@ -289,13 +290,14 @@ class _RasterWarp(torch.autograd.Function):
         dev = corners.device
         g_corners, g_col, g_normals = torch.zeros_like(corners), torch.zeros_like(rgb), torch.zeros_like(normals)
         g_inv_s = torch.zeros(1, device=dev)
+        g_prio = torch.zeros(corners.shape[0], device=dev)
         suf_rgb = (trans[:, None] * background).expand(trans.shape[0], 3).contiguous()
         wp.launch(_backward_tiles, dim=ctx.geo["n_tiles"], device=wp.device_from_torch(dev),
                   inputs=[ctx.view, _wp(last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
                                        _wp(g_depth.reshape(-1)), _vec(g_n), _wp(trans.clone()), _vec(suf_rgb),
                                        _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
-                                       _wp(g_corners), _vec(g_col), _vec(g_normals), _wp(g_inv_s)])
-        return g_corners, g_col, g_normals, g_inv_s[0], None, None
+                                       _wp(g_corners), _vec(g_col), _vec(g_normals), _wp(g_inv_s), _wp(g_prio)])
+        return g_corners, g_col, g_normals, g_inv_s[0], (g_prio if ctx.needs_input_grad[4] else None), None, None
 
 
 def _view(geo: dict, corners, rgb, normals, inv_s) -> "_View":
@@ -319,14 +321,17 @@ def unavailable(tensors) -> str | None:
     return None
 
 
-def rasterize_tiles_warp(geo: dict, corners, rgb, normals, inv_s, background):
+def rasterize_tiles_warp(geo: dict, corners, rgb, normals, inv_s, background, priority=None):
     """Warp twin of the tile loop; ``geo`` holds the int32 binning and float32 voxel boxes and rays.
 
     Returns rgb ``[P, 3]``, opacity ``[P, 1]``, depth ``[P, 1]``, normal ``[P, 3]``, max weight ``[N]`` and the
-    number of ray-voxel segments each pixel evaluated ``[P]`` (int32).
+    number of ray-voxel segments each pixel evaluated ``[P]`` (int32). ``priority`` (ones ``[N]``, requiring
+    grad) receives ``sum |dL/dalpha * alpha|`` per voxel as its gradient (see ``raster_torch.PriorityTap``).
     """
     wp.init()
     inv_s_t = torch.as_tensor(inv_s, dtype=torch.float32, device=corners.device).reshape(())
-    return _RasterWarp.apply(corners.contiguous(), rgb.contiguous(), normals.contiguous(), inv_s_t, geo,
+    if priority is None:
+        priority = torch.ones(corners.shape[0], device=corners.device)
+    return _RasterWarp.apply(corners.contiguous(), rgb.contiguous(), normals.contiguous(), inv_s_t, priority, geo,
                              background.expand(geo["ray_o"].shape[0], 3).contiguous())
 
