@@ -83,3 +83,24 @@ def test_fitting_one_view_lowers_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]  # 0.113 -> 0.065 when written
+
+
+def test_field_is_the_trilinear_sdf_and_positive_in_pruned_space():
+    model = _sphere_model("sdf")
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.3, 0.1, -0.2], [0.9, 0.9, 0.9]])
+    f = model.field(pts)
+    assert torch.allclose(f[:2], pts[:2].norm(dim=-1) - 0.55, atol=0.06)  # level-3 cells: trilinear error
+    tree, remap = model.tree.select(model.tree.centres().norm(dim=-1) < 1.0)
+    model.restructure(tree, remap)
+    assert model.field(pts)[2].item() == 1.0
+
+
+def test_sdf_voxels_give_back_the_sphere_through_marching_cubes():
+    from lumisurf.mesh.marching_cubes import extract_mesh
+
+    tree = VoxelOctree.dense(5, torch.full((3,), -1.0), 2.0)
+    model = SparseVoxelModel(tree, mode="sdf", geo_init=tree.corner_positions().norm(dim=-1) - 0.55)
+    with torch.no_grad():
+        mesh = extract_mesh(lambda x: model.field(x), resolution=64)
+    r = np.linalg.norm(mesh.vertices, axis=1)
+    assert abs(r.mean() - 0.55) < 0.005 and r.std() < 0.01

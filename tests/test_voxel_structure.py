@@ -66,3 +66,17 @@ def test_limits():
         deep.subdivide(torch.tensor([True]))
     with pytest.raises(ValueError, match="at least one"):
         VoxelOctree(tree.path[:0], tree.level[:0], SMIN, 2.0)
+
+
+def test_locate_finds_the_leaf_of_every_point():
+    tree = VoxelOctree.dense(1, SMIN, 2.0)
+    g = torch.Generator().manual_seed(3)
+    tree, _ = tree.subdivide(torch.rand(len(tree), generator=g) < 0.5)
+    tree, _ = tree.subdivide(torch.rand(len(tree), generator=g) < 0.3)
+    tree, _ = tree.select(torch.rand(len(tree), generator=g) < 0.8)  # holes: pruned space
+    pts = torch.rand(3000, 3, generator=g) * 2.4 - 1.2  # some outside the root cube
+    found = tree.locate(pts)
+    lo, size = tree.boxes()
+    inside = ((pts[:, None] >= lo[None]) & (pts[:, None] < lo[None] + size[None, :, None])).all(-1)  # [P, N]
+    expect = torch.where(inside.any(1), inside.float().argmax(1), torch.full_like(found, -1))
+    assert torch.equal(found, expect) and (found == -1).any() and (found >= 0).any()

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from lumisurf.encodings.spherical_harmonics import sh_basis
 from lumisurf.voxels.binning import bin_voxels
 from lumisurf.voxels.raster import rasterize_tiles
-from lumisurf.voxels.raster_torch import GeometryMode
+from lumisurf.voxels.raster_torch import GeometryMode, trilinear_weights
 from lumisurf.voxels.structure import Remap, VoxelOctree
 
 
@@ -38,6 +38,16 @@ class SparseVoxelModel(nn.Module):
 
     def corners(self) -> Tensor:  # [N, 8]
         return self.geo[self.tree.vox_key]
+
+    def field(self, points: Tensor, outside: float = 1.0) -> Tensor:
+        """Trilinear geometry value ``[P]`` at ``points`` ``[P, 3]`` (SDF in sdf mode, raw density otherwise);
+        ``outside`` where no voxel holds the point (pruned space is empty: positive SDF)."""
+        v = self.tree.locate(points)
+        lo, size = self.tree.boxes()
+        safe = v.clamp_min(0)
+        u = ((points - lo[safe]) / size[safe, None]).clamp(0.0, 1.0)
+        val = (trilinear_weights(u) * self.corners()[safe]).sum(-1)
+        return torch.where(v >= 0, val, torch.full_like(val, outside))
 
     def voxel_colours(self, eye: Tensor) -> Tensor:
         """Colour ``[N, 3]`` of every voxel seen from ``eye`` ``[3]`` (first ``active_bands`` SH bands)."""

@@ -73,6 +73,26 @@ class VoxelOctree:
     def corner_positions(self) -> Tensor:  # [M, 3]
         return lattice_to_world(self.corner_keys, self.scene_min, self.extent)
 
+    def locate(self, points: Tensor) -> Tensor:
+        """Index ``[P]`` of the leaf holding each point ``[P, 3]``, -1 outside every leaf.
+
+        For each level present, the point's cell at that level is looked up among that level's leaves (sorted
+        paths); leaves never overlap, so at most one level answers.
+        """
+        found = torch.full((points.shape[0],), -1, dtype=torch.long, device=points.device)
+        rel = (points - self.scene_min) / self.extent  # [P, 3] in [0, 1) inside the root cube
+        inside = ((rel >= 0) & (rel < 1)).all(-1)
+        for lv in torch.unique(self.level).tolist():
+            members = (self.level == lv).nonzero().squeeze(1)
+            order = torch.argsort(self.path[members])
+            paths = self.path[members][order]
+            ijk = (rel * (1 << lv)).floor().long().clamp(0, (1 << lv) - 1)
+            query = ijk_to_path(ijk, torch.full_like(found, lv))
+            pos = torch.searchsorted(paths, query).clamp_max(len(paths) - 1)
+            hit = inside & (paths[pos] == query)
+            found = torch.where(hit, members[order][pos], found)
+        return found
+
     def select(self, keep: Tensor) -> tuple["VoxelOctree", Remap]:
         """The leaves where ``keep`` ``[N]`` (bool) holds; corners keep their values."""
         idx = keep.nonzero().squeeze(1)
