@@ -187,9 +187,15 @@ if wp is not None:
                        trans: wp.array(dtype=wp.float32), acc_rgb: wp.array(dtype=wp.vec3),
                        acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
                        last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32),
-                       n_seg: wp.array(dtype=wp.int32)):
+                       n_seg: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32)):
         t = wp.tid()
+        ty = t // view.tiles_x
+        tx = t - ty * view.tiles_x
+        alive = (wp.min((tx + 1) * _TILE, view.width) - tx * _TILE) * (
+            wp.min((ty + 1) * _TILE, view.height) - ty * _TILE)  # pixels of the tile still collecting
         for e in range(view.tile_start[t], view.tile_start[t + 1]):
+            if alive == 0:  # every pixel of the tile has stopped
+                break
             v = view.ent_vox[e]
             x0, x1, y0, y1 = _pixel_range(view, v, t)
             for y in range(y0, y1):
@@ -208,11 +214,14 @@ if wp is not None:
                     acc_depth[p] = acc_depth[p] + w * 0.5 * (a + b)
                     acc_n[p] = acc_n[p] + w * view.normals[v]
                     trans[p] = tp * (1.0 - alpha)
+                    if trans[p] < stop_t:
+                        alive = alive - 1
                     last[p] = e
+                    tile_last[t] = e
                     wp.atomic_max(max_w, v, w)
 
     @wp.kernel
-    def _backward_tiles(view: _View, last: wp.array(dtype=wp.int32),
+    def _backward_tiles(view: _View, last: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32),
                         t_final: wp.array(dtype=wp.float32), g_rgb: wp.array(dtype=wp.vec3),
                         g_op: wp.array(dtype=wp.float32), g_depth: wp.array(dtype=wp.float32),
                         g_n: wp.array(dtype=wp.vec3), trans: wp.array(dtype=wp.float32),
@@ -221,9 +230,9 @@ if wp is not None:
                         g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
                         g_inv_s: wp.array(dtype=wp.float32), g_prio: wp.array(dtype=wp.float32)):
         t = wp.tid()
-        n_ent = view.tile_start[t + 1] - view.tile_start[t]
+        n_ent = tile_last[t] + 1 - view.tile_start[t]  # nothing after the tile's last contribution matters
         for k in range(n_ent):
-            e = view.tile_start[t + 1] - 1 - k
+            e = tile_last[t] - k
             v = view.ent_vox[e]
             x0, x1, y0, y1 = _pixel_range(view, v, t)
             for y in range(y0, y1):
@@ -273,27 +282,28 @@ class _RasterWarp(torch.autograd.Function):
         last = torch.full((n_pix,), -1, dtype=torch.int32, device=dev)
         max_w = torch.zeros(corners.shape[0], device=dev)
         n_seg = torch.zeros(n_pix, dtype=torch.int32, device=dev)
+        tile_last = (geo["tile_start"][:-1] - 1).contiguous()  # "no contribution": the backward walks nothing
         wdev = wp.device_from_torch(dev)
         view = _view(geo, corners, rgb, normals, inv_s)
         wp.launch(_forward_tiles, dim=geo["n_tiles"], device=wdev,
                   inputs=[view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last),
-                          _wp(max_w), _wp(n_seg)])
+                          _wp(max_w), _wp(n_seg), _wp(tile_last)])
         ctx.geo, ctx.view = geo, view
-        ctx.save_for_backward(corners, rgb, normals, trans, last, background)
+        ctx.save_for_backward(corners, rgb, normals, trans, last, background, tile_last)
         ctx.mark_non_differentiable(max_w, n_seg)
         rgb_out = acc_rgb + trans[:, None] * background
         return rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w, n_seg
 
     @staticmethod
     def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg):
-        corners, rgb, normals, trans, last, background = ctx.saved_tensors
+        corners, rgb, normals, trans, last, background, tile_last = ctx.saved_tensors
         dev = corners.device
         g_corners, g_col, g_normals = torch.zeros_like(corners), torch.zeros_like(rgb), torch.zeros_like(normals)
         g_inv_s = torch.zeros(1, device=dev)
         g_prio = torch.zeros(corners.shape[0], device=dev)
         suf_rgb = (trans[:, None] * background).expand(trans.shape[0], 3).contiguous()
         wp.launch(_backward_tiles, dim=ctx.geo["n_tiles"], device=wp.device_from_torch(dev),
-                  inputs=[ctx.view, _wp(last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
+                  inputs=[ctx.view, _wp(last), _wp(tile_last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
                                        _wp(g_depth.reshape(-1)), _vec(g_n), _wp(trans.clone()), _vec(suf_rgb),
                                        _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
                                        _wp(g_corners), _vec(g_col), _vec(g_normals), _wp(g_inv_s), _wp(g_prio)])
