@@ -18,6 +18,7 @@ from lumisurf.errors import ConfigError
 from lumisurf.stage2_config import MaterialStageConfig
 from lumisurf.sampler_config import PixelSamplerName, SamplerConfig, migrate_sampler  # noqa: F401
 from lumisurf.train_config import GuardConfig, OptimConfig, ScheduleConfig, TrainConfig  # noqa: F401
+from lumisurf.voxel_config import VoxelConfig
 
 
 # choices that name a registry's entries; tests/test_registries.py checks each against its registry
@@ -171,6 +172,7 @@ class NeroConfig:
 
 @dataclass
 class ModelConfig:
+    kind: Literal["field", "voxels"] = "field"  # field: neural SDF + volume rendering; voxels: Config.voxels
     sdf: SDFConfig = field(default_factory=SDFConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
@@ -249,6 +251,7 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     material: MaterialStageConfig = field(default_factory=MaterialStageConfig)
+    voxels: VoxelConfig = field(default_factory=VoxelConfig)
 
 
 # ----------------------------------------------------------------------------- (de)serialisation

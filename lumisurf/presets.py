@@ -118,9 +118,18 @@ LUMISURF_SEG = {
                  "assignment_lr_scale": 1.0},
 }
 
+# Sparse voxels rasterized front to back (SVRaster; lumisurf/voxels, issue 14): no MLP, a trilinear corner
+# value and SH colour per voxel, one training view per step, prune/subdivide on the progress clock. "svraster"
+# is SVRaster's density model; "svraster-sdf" keeps an SDF on the corners with NeuS' interval opacity so the
+# mesh is its zero level set. Both are new and untuned: see the README before relying on them.
+SVRASTER = {"preset": "svraster", "model": {"kind": "voxels"}, "voxels": {"mode": "density"}}
+SVRASTER_SDF = {"preset": "svraster-sdf", "model": {"kind": "voxels"},
+                "voxels": {"mode": "sdf", "lr_geo": 0.005, "inv_s_init": 50.0}}
+
 PRESETS: dict[str, dict] = {"neus": NEUS, "neus-paper": NEUS_PAPER, "instant-nsr": INSTANT_NSR,
                             "neuralangelo": NEURALANGELO, "lumisurf": LUMISURF, "nero": NERO,
-                            "nero-paper": NERO_PAPER, "lumisurf-seg": LUMISURF_SEG}
+                            "nero-paper": NERO_PAPER, "lumisurf-seg": LUMISURF_SEG, "svraster": SVRASTER,
+                            "svraster-sdf": SVRASTER_SDF}
 DEFAULT_PRESET = "lumisurf"
 
 

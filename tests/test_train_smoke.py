@@ -10,7 +10,7 @@ from lumisurf.config import apply_overrides
 from lumisurf.models.surface import RenderState
 from lumisurf.presets import PRESETS, preset_config
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import Trainer
+from lumisurf.train.trainer import Trainer, build_trainer
 
 TINY = ["train.batch_rays=32", "train.val_every=0", "train.ckpt_every=0", "train.max_steps=2",
         "train.finalize=false", "train.device=cpu", "sampler.n_samples=8", "sampler.n_importance=8",
@@ -20,9 +20,11 @@ TINY = ["train.batch_rays=32", "train.val_every=0", "train.ckpt_every=0", "train
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_two_steps_every_preset(preset, tiny_scene, tmp_path):
     cfg = apply_overrides(preset_config(preset), TINY)
+    if cfg.model.kind == "voxels":
+        cfg = apply_overrides(cfg, ["voxels.init_level=4"])  # 16^3 cells before the visual hull
     run = RunDir(tmp_path / preset)
     run.prepare_new(cfg, force=False, resume=False)
-    trainer = Trainer(cfg, run, scene=tiny_scene, progress=False)
+    trainer = build_trainer(cfg, run, scene=tiny_scene, progress=False)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     result = trainer.fit()
     assert result.steps == 2 and run.ckpt_path.exists()

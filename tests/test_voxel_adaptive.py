@@ -39,14 +39,14 @@ def test_visual_hull_keeps_the_ball_and_drops_the_corners():
 
 def test_adapt_prunes_subdivides_and_respects_the_cap():
     model = SparseVoxelModel(VoxelOctree.dense(2, SMIN, 2.0))
-    opt = torch.optim.Adam([model.geo, model.sh])
+    opt = torch.optim.Adam([model.geo, model.sh0, model.shs])
     g = torch.Generator().manual_seed(0)
     max_w = torch.rand(64, generator=g)
     prio = torch.rand(64, generator=g)
     res = adapt(model, opt, max_w, prio, prune_below=0.5, subdivide_fraction=0.25, cap=10_000)
     kept = int((max_w >= 0.5).sum())
     assert res.pruned == 64 - kept and res.subdivided == -(-kept // 4) and res.voxels == kept + 7 * res.subdivided
-    assert len(model.tree) == res.voxels and model.sh.shape[0] == res.voxels
+    assert len(model.tree) == res.voxels and model.sh0.shape[0] == res.voxels == model.shs.shape[0]
     # the cap limits subdivision; nothing is subdivided at the cap, and the best voxel survives any threshold
     res = adapt(model, opt, torch.ones(len(model.tree)), torch.ones(len(model.tree)), 0.0, 1.0, cap=len(model.tree) + 14)
     assert res.subdivided == 2

@@ -16,7 +16,7 @@ def _sphere_model(mode: str) -> SparseVoxelModel:
     model = SparseVoxelModel(tree, mode=mode, sh_bands=2, geo_init=sdf if mode == "sdf" else -sdf * 40.0,
                              inv_s=30.0)
     with torch.no_grad():
-        model.sh[:, 0] = torch.rand(len(tree), 3, generator=torch.Generator().manual_seed(0))
+        model.sh0[:, 0] = torch.rand(len(tree), 3, generator=torch.Generator().manual_seed(0))
     return model
 
 
@@ -49,7 +49,7 @@ def test_subdividing_keeps_the_sdf_image():
 
 def test_optimizer_state_follows_a_subdivision_and_pruning():
     model = _sphere_model("density")
-    opt = torch.optim.Adam([model.geo, model.sh], lr=1e-2)
+    opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=1e-2)
     model.render_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     old_geo_avg = opt.state[model.geo]["exp_avg"].clone()
@@ -57,24 +57,24 @@ def test_optimizer_state_follows_a_subdivision_and_pruning():
     model.restructure(tree, remap, opt)
     st = opt.state[model.geo]
     assert st["exp_avg"].shape == model.geo.shape and torch.allclose(st["exp_avg"], remap.corners(old_geo_avg))
-    assert opt.state[model.sh]["exp_avg"].shape == model.sh.shape
+    assert opt.state[model.shs]["exp_avg"].shape == model.shs.shape
     tree, remap = model.tree.select(model.tree.centres().norm(dim=-1) < 0.9)
     model.restructure(tree, remap, opt)
     opt.zero_grad()
     model.render_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
     opt.step()  # the optimizer still works on the new parameters
-    assert all(p.grad is not None for p in (model.geo, model.sh))
+    assert all(p.grad is not None for p in (model.geo, model.sh0))
 
 
 def test_fitting_one_view_lowers_the_loss():
     model = _sphere_model("density")
     reference = _sphere_model("density")
     with torch.no_grad():  # the same sphere, uniformly dark red, and a bit larger
-        reference.sh.zero_()
-        reference.sh[:, 0] = torch.tensor([0.3, -1.2, -1.2])
+        reference.sh0.zero_()
+        reference.sh0[:, 0] = torch.tensor([0.3, -1.2, -1.2])
         reference.geo += 8.0
         target = reference.render_view(CAMS, 0, torch.ones(3))["rgb"]
-    opt = torch.optim.Adam([model.geo, model.sh], lr=5e-2)
+    opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=5e-2)
     losses = []
     for _ in range(15):
         opt.zero_grad()

@@ -28,10 +28,11 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
     if loaded.run.mesh_path.exists() and not force:
         raise LumisurfError(f"{loaded.run.mesh_path} exists; pass --force to replace it")
     res = resolution or loaded.cfg.eval.mesh_resolution
-    sdf = loaded.model.sdf
+    model = loaded.model
+    surface = model.surface_sdf if hasattr(model, "surface_sdf") else model.sdf.sdf  # voxels / neural field
     cams = training_cameras(loaded) if loaded.cfg.eval.fill_unseen else None
-    mesh = extract_mesh(lambda x: sdf.sdf(x), resolution=res, bound=1.0, device=loaded.device,
-                        progress=progress, cameras=cams)
+    mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress,
+                        cameras=cams)
     if getattr(loaded.model, "nero", None) is not None and len(mesh.vertices):
         mats = stage1_vertex_materials(loaded.model, np.asarray(mesh.vertices, np.float32), loaded.device)
         world = mesh_to_world(mesh.copy(), loaded.normalization)

@@ -30,6 +30,13 @@ def load_run(root: Path, device: str | None = None) -> LoadedRun:
     cfg = run.load_config()
     dev = resolve_device(device or cfg.train.device)
     ckpt = run.require_checkpoint()
+    if cfg.model.kind == "voxels":
+        from lumisurf.train.voxel_trainer import voxel_model_from_checkpoint
+
+        model = voxel_model_from_checkpoint(cfg.voxels, ckpt, dev).to(dev)
+        step, elapsed = load_checkpoint(ckpt, model, None, dev)
+        model.eval()
+        return LoadedRun(run, cfg, model, run.load_normalization(), dev, step, elapsed)
     has_masks = True  # only read when the config says "auto"
     if cfg.model.background.kind == "auto":  # runs saved before the config named the resolved background
         state = torch.load(ckpt, map_location=dev, weights_only=True)

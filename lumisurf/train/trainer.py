@@ -31,7 +31,7 @@ from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
-from lumisurf.train.visualize import save_validation_image
+from lumisurf.train.visualize import save_validation_strip
 
 
 def resolve_device(name: str) -> torch.device:
@@ -343,14 +343,20 @@ class Trainer:
 
     def validate(self) -> None:
         """Render one held-out view at ``val_downscale`` and save a PNG strip (gt | rgb | normal | depth)."""
-        split = self.scene.splits.get("test") or self.train_split
-        cam = (self.step // max(self.cfg.train.val_every, 1)) % len(split)
-        save_validation_image(self.model, split, cam, self.cfg, self.device,
-                              self.run.root / "val" / f"step_{self.step:06d}.png")
+        save_validation_strip(self.model, self.scene, self.cfg, self.step, self.device, self.run.root)
+
+
+def build_trainer(cfg: Config, run: RunDir, scene: SceneData | None = None, progress: bool = True,
+                  resume: bool = False):
+    """The trainer of the config's method: the neural-field :class:`Trainer` or the sparse-voxel one."""
+    if cfg.model.kind == "voxels":
+        from lumisurf.train.voxel_trainer import VoxelTrainer
+
+        return VoxelTrainer(cfg, run, scene=scene, progress=progress, resume=resume)
+    return Trainer(cfg, run, scene=scene, progress=progress)
 
 
 def train(cfg: Config, run: RunDir, resume: bool = False, progress: bool = True,
           scene: SceneData | None = None) -> TrainResult:
-    trainer = Trainer(cfg, run, scene=scene, progress=progress)
-    return trainer.fit(resume=resume)
+    return build_trainer(cfg, run, scene, progress, resume).fit(resume=resume)
 

@@ -37,6 +37,13 @@ def depth_image(depth: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
     return g.expand(*g.shape[:2], 3)
 
 
+def save_validation_strip(model, scene, cfg, step: int, device, root: Path) -> None:
+    """The validation strip of ``step``: the held-out views (train if none) in turn, one per ``val_every``."""
+    split = scene.splits.get("test") or scene.split("train")
+    cam = (step // max(cfg.train.val_every, 1)) % len(split)
+    save_validation_image(model, split, cam, cfg, device, Path(root) / "val" / f"step_{step:06d}.png")
+
+
 def render_views_for(model, split, cam: int, cfg, device, downscale: int) -> dict[str, torch.Tensor]:
     bg = torch.full((3,), cfg.data.eval_background, device=device)
     cams = split.cameras.to(device)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from lumisurf.encodings.spherical_harmonics import sh_basis
 from lumisurf.voxels.binning import bin_voxels
 from lumisurf.voxels.raster import rasterize_tiles
-from lumisurf.voxels.raster_torch import GeometryMode, trilinear_weights
+from lumisurf.voxels.raster_torch import STEP_SCALE, GeometryMode, trilinear_weights
 from lumisurf.voxels.structure import Remap, VoxelOctree
 
 
@@ -23,14 +23,33 @@ class SparseVoxelModel(nn.Module):
     """``mode`` density (raw values, exp-linear activation) or sdf (signed distances, NeuS opacity)."""
 
     def __init__(self, tree: VoxelOctree, mode: GeometryMode = "density", sh_bands: int = 4,
-                 geo_init: Tensor | float = -10.0, inv_s: float = 50.0):
+                 geo_init: Tensor | float = -10.0, inv_s: float = 50.0, n_samples: int = 1):
         super().__init__()
-        self.tree, self.mode, self.sh_bands = tree, mode, sh_bands
+        self.tree, self.mode, self.sh_bands, self.n_samples = tree, mode, sh_bands, n_samples
         geo = torch.as_tensor(geo_init, dtype=torch.float32)
         self.geo = nn.Parameter(geo.expand(tree.n_corners).clone() if geo.dim() == 0 else geo.clone())
-        self.sh = nn.Parameter(torch.zeros(len(tree), sh_bands ** 2, 3))
+        self.sh0 = nn.Parameter(torch.zeros(len(tree), 1, 3))  # SH DC (colour 0.5 at the start)
+        self.shs = nn.Parameter(torch.zeros(len(tree), sh_bands ** 2 - 1, 3))  # higher bands
         self.log_inv_s = nn.Parameter(torch.tensor(math.log(inv_s)))  # used in sdf mode only
+        self.priority = nn.Parameter(torch.ones(len(tree)))  # never optimised: its grad is the subdivision priority
+        self.register_buffer("tree_path", tree.path.clone())  # the layout travels with the state dict
+        self.register_buffer("tree_level", tree.level.clone())
         self.active_bands = sh_bands
+
+    @classmethod
+    def from_state(cls, state: dict, mode: GeometryMode, sh_bands: int, scene_min: Tensor, extent: float):
+        """An empty model shaped like the saved ``state`` (its ``tree_path`` / ``tree_level``), to load it into."""
+        tree = VoxelOctree(state["tree_path"], state["tree_level"], scene_min, extent)
+        return cls(tree, mode=mode, sh_bands=sh_bands, geo_init=state["geo"])
+
+    def optimizer_groups(self, lr_geo: float, lr_sh0: float, lr_shs: float, lr_inv_s: float) -> list[dict]:
+        """Adam parameter groups: geometry, SH DC, higher SH bands and (sdf mode) log inv_s."""
+        groups = [{"params": [self.geo], "lr": lr_geo, "name": "geo"},
+                  {"params": [self.sh0], "lr": lr_sh0, "name": "sh0"},
+                  {"params": [self.shs], "lr": lr_shs, "name": "shs"}]
+        if self.mode == "sdf":
+            groups.append({"params": [self.log_inv_s], "lr": lr_inv_s, "name": "inv_s"})
+        return groups
 
     @property
     def inv_s(self) -> Tensor:
@@ -49,13 +68,27 @@ class SparseVoxelModel(nn.Module):
         val = (trilinear_weights(u) * self.corners()[safe]).sum(-1)
         return torch.where(v >= 0, val, torch.full_like(val, outside))
 
+    def surface_sdf(self, points: Tensor) -> Tensor:
+        """A signed function ``[P]`` whose zero set is the surface (negative inside), for marching cubes.
+
+        sdf mode: the SDF (pruned space +1). density mode: ``raw* - raw``, with ``raw*`` the raw density that
+        makes a segment across the finest voxel half opaque (pruned space empty).
+        """
+        if self.mode == "sdf":
+            return self.field(points, outside=1.0)
+        finest = float(self.tree.extent) * 2.0 ** -int(self.tree.level.max())
+        sigma = math.log(2.0) / (STEP_SCALE * finest)
+        raw_star = sigma if sigma > 1.1 else 1.1 * (math.log(sigma) + 1.0 - math.log(1.1))
+        return raw_star - self.field(points, outside=raw_star - 1.0)
+
     def voxel_colours(self, eye: Tensor) -> Tensor:
         """Colour ``[N, 3]`` of every voxel seen from ``eye`` ``[3]`` (first ``active_bands`` SH bands)."""
         d = self.tree.centres() - eye
         d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         k = self.active_bands ** 2
         basis = sh_basis(d, self.active_bands)  # [N, k]
-        return ((basis[..., None] * self.sh[:, :k]).sum(1) + 0.5).clamp_min(0.0)
+        sh = torch.cat([self.sh0, self.shs[:, :k - 1]], 1)  # [N, k, 3]
+        return ((basis[..., None] * sh).sum(1) + 0.5).clamp_min(0.0)
 
     def render_view(self, cameras, cam: int, background: Tensor, backend: str = "auto") -> dict[str, Tensor]:
         """All pixels of camera ``cam`` (row-major ``[H * W, ...]``); outputs of
@@ -67,12 +100,25 @@ class SparseVoxelModel(nn.Module):
                             backend=backend)
         o, d, _, _ = cameras.pixel_rays(cam)
         return rasterize_tiles(binned, o, d, lo, size, self.corners(), self.voxel_colours(c2w[:3, 3]), background,
-                               cameras.width, cameras.height, mode=self.mode, inv_s=self.inv_s, backend=backend)
+                               cameras.width, cameras.height, mode=self.mode, inv_s=self.inv_s, backend=backend,
+                               n_samples=self.n_samples, priority=self.priority)
+
+    @torch.no_grad()
+    def render_camera(self, cameras, cam: int, background: Tensor, downscale: int = 1) -> dict[str, Tensor]:
+        """Maps ``[h, w, C]`` of camera ``cam`` at 1 / ``downscale`` resolution, as the field models give them:
+        rgb, opacity, depth (expected ray distance, not divided by opacity), normal (weighted, outward)."""
+        cams = downscaled(cameras, downscale)
+        out = self.render_view(cams, cam, background.reshape(3))
+        h, w = cams.height, cams.width
+        return {k: out[k].reshape(h, w, -1) for k in ("rgb", "opacity", "depth", "normal")}
 
     def restructure(self, tree: VoxelOctree, remap: Remap, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Adopt ``tree`` (from :meth:`VoxelOctree.subdivide` / ``select`` of the current one): parameters and
         the optimizer's per-element state go through ``remap``."""
-        new = {"geo": remap.corners(self.geo.detach()), "sh": remap.voxels(self.sh.detach())}
+        new = {"geo": remap.corners(self.geo.detach()), "sh0": remap.voxels(self.sh0.detach()),
+               "shs": remap.voxels(self.shs.detach())}
+        self.priority = nn.Parameter(torch.ones(len(tree), device=self.geo.device))
+        self.tree_path, self.tree_level = tree.path.clone(), tree.level.clone()
         for name, value in new.items():
             old = getattr(self, name)
             param = nn.Parameter(value.contiguous())
@@ -80,6 +126,16 @@ class SparseVoxelModel(nn.Module):
                 _swap_in_optimizer(optimizer, old, param, remap.corners if name == "geo" else remap.voxels)
             setattr(self, name, param)
         self.tree = tree
+
+
+def downscaled(cameras, factor: int):
+    """The same cameras at 1 / ``factor`` resolution (intrinsics scaled; pixel centres kept)."""
+    if factor == 1:
+        return cameras
+    from dataclasses import replace
+
+    return replace(cameras, fx=cameras.fx / factor, fy=cameras.fy / factor, cx=cameras.cx / factor,
+                   cy=cameras.cy / factor, width=cameras.width // factor, height=cameras.height // factor)
 
 
 def _swap_in_optimizer(optimizer: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter, mapping) -> None:

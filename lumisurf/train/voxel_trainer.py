@@ -1,0 +1,174 @@
+"""Training a sparse-voxel model (``model.kind = "voxels"``, ``Config.voxels``): one training view per step.
+
+Per step: a random training view (all its pixels, at ``train_downscale``) is rendered and compared with the
+image composited over a random background (L2), plus an L2 between the rendered opacity and the mask where
+there are masks. Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
+``adapt_every`` until ``adapt_until`` the voxels are pruned (max blending weight over all training views below
+a threshold ramped from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest
+accumulated priority subdivided, under the voxel cap. Checkpoints hold the voxel layout, the optimizer state,
+the RNG and the step; a run never ends without one.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from lumisurf.data.load import composite, load_config_scene
+from lumisurf.data.scene import SceneData
+from lumisurf.train.checkpoint import load_training_state, read_checkpoint, save_checkpoint
+from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.progress import TrainingClock
+from lumisurf.train.run_dir import RunDir
+from lumisurf.train.visualize import save_validation_strip
+from lumisurf.voxels.adaptive import adapt, visual_hull_octree, voxel_cap
+from lumisurf.voxels.model import SparseVoxelModel, downscaled
+
+SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]^3
+
+
+def build_voxel_model(vc, cameras=None, masks=None) -> SparseVoxelModel:
+    """A fresh model: the visual hull (or the dense cube) at ``init_level``; density -> ``geo_init``, or the
+    SDF of a sphere of ``sdf_init_radius``."""
+    tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
+    geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
+    return SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
+                            n_samples=vc.n_samples)
+
+
+def voxel_model_from_checkpoint(vc, path, device) -> SparseVoxelModel:
+    """A model shaped like the checkpoint at ``path`` (not yet loaded)."""
+    state = read_checkpoint(path, device)["model"]
+    return SparseVoxelModel.from_state(state, vc.mode, vc.sh_bands, torch.full((3,), SCENE_MIN), EXTENT)
+
+
+class VoxelTrainer:
+    def __init__(self, cfg, run: RunDir, scene: SceneData | None = None, progress: bool = True,
+                 resume: bool = False):
+        self.cfg, self.run, self.progress, self.vc = cfg, run, progress, cfg.voxels
+        from lumisurf.train.trainer import resolve_device
+
+        self.device = resolve_device(cfg.train.device)
+        torch.manual_seed(cfg.train.seed)
+        self.scene = scene if scene is not None else load_config_scene(cfg.data)
+        self.scene.normalization.save(run.norm_path)
+        self.train_split = self.scene.split("train")
+        self.cameras = self.train_split.cameras.to(self.device)
+        masks = self.train_split.masks
+        self.model = (voxel_model_from_checkpoint(self.vc, run.ckpt_path, self.device) if resume
+                      else build_voxel_model(self.vc, self.train_split.cameras, None if masks is None else masks > 0.5))
+        self.model.to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.clock = TrainingClock.from_config(cfg.train)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.step, self.elapsed, self.adapt_round = 0, 0.0, 0
+        self.cap = voxel_cap(self.vc.max_voxels, self.vc.max_memory_mb, self.vc.sh_bands)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        vc = self.vc
+        groups = self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs, vc.lr_inv_s)
+        return torch.optim.Adam(groups, betas=(vc.beta1, 0.99), eps=1e-15)
+
+    # ------------------------------------------------------------------ one step
+    def _target(self, view: int, bg):
+        img = self.train_split.images[view].to(self.device)
+        mask = None if self.train_split.masks is None else self.train_split.masks[view].to(self.device)
+        ds = self.vc.train_downscale
+        if ds > 1:
+            pool = lambda x: torch.nn.functional.avg_pool2d(x.permute(2, 0, 1)[None], ds)[0].permute(1, 2, 0)  # noqa: E731
+            img = pool(img)
+            mask = None if mask is None else pool(mask[..., None])[..., 0]
+        rgb = composite(img, None if mask is None else mask[..., None], bg).reshape(-1, 3)
+        return rgb, None if mask is None else mask.reshape(-1, 1)
+
+    def train_step(self) -> dict[str, float]:
+        view = int(torch.randint(len(self.cameras), (1,), generator=self.generator))
+        bg = torch.rand(3, generator=self.generator).to(self.device) if self.train_split.masks is not None \
+            else torch.ones(3, device=self.device)
+        target, mask = self._target(view, bg)
+        out = self.model.render_view(downscaled(self.cameras, self.vc.train_downscale), view, bg,
+                                     backend=self.vc.backend)
+        loss_rgb = ((out["rgb"] - target) ** 2).mean()
+        loss = loss_rgb
+        scalars = {"loss_rgb": loss_rgb.item()}
+        if mask is not None and self.vc.mask_weight > 0:
+            loss_mask = ((out["opacity"] - mask) ** 2).mean()
+            loss = loss + self.vc.mask_weight * loss_mask
+            scalars["loss_mask"] = loss_mask.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            self.optimizer.step()
+        self.step += 1
+        scalars.update(loss=loss.item(), psnr=-10.0 * math.log10(max(loss_rgb.item(), 1e-10)),
+                       voxels=float(len(self.model.tree)))
+        return scalars
+
+    # ------------------------------------------------------------------ schedules
+    def _update_schedules(self) -> None:
+        p = self.clock.progress(self.step, self.elapsed)
+        vc = self.vc
+        self.model.active_bands = min(vc.sh_bands, 1 + int(p / max(vc.sh_band_every, 1e-9)))
+        due = int(p / max(vc.adapt_every, 1e-9))
+        if p < vc.adapt_until and due > self.adapt_round:
+            self.adapt_round = due
+            ramp = min(1.0, p / max(vc.adapt_until, 1e-9))
+            threshold = vc.prune_from + (vc.prune_to - vc.prune_from) * ramp
+            res = adapt(self.model, self.optimizer, self._max_weights(), self._priority(), threshold,
+                        vc.subdivide_fraction, self.cap)
+            tqdm.write(f"step {self.step}: {res.line()}")
+
+    @torch.no_grad()
+    def _max_weights(self) -> torch.Tensor:
+        """Largest blending weight of every voxel over all training views."""
+        cams = downscaled(self.cameras, self.vc.train_downscale)
+        best = torch.zeros(len(self.model.tree), device=self.device)
+        for view in range(len(cams)):
+            best = torch.maximum(best, self.model.render_view(cams, view, torch.ones(3, device=self.device),
+                                                              backend=self.vc.backend)["max_weight"])
+        return best
+
+    def _priority(self) -> torch.Tensor:
+        g = self.model.priority.grad
+        return torch.zeros(len(self.model.tree), device=self.device) if g is None else g.detach().clone()
+
+    # ------------------------------------------------------------------ loop
+    def save(self) -> None:
+        extra = {"generator": self.generator.get_state(), "adapt_round": self.adapt_round}
+        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed, extra)
+
+    def fit(self, resume: bool = False):
+        from lumisurf.train.trainer import TrainResult
+
+        if resume:
+            self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
+                                                                 self.device)
+            self.generator.set_state(extra["generator"])
+            self.adapt_round = int(extra["adapt_round"])
+        logger = ScalarLogger(self.run.scalars_path, None, append=resume)
+        bar = tqdm(total=self.clock.estimated_total_steps(self.step, self.elapsed), initial=self.step,
+                   disable=not self.progress, desc="train voxels", unit="it")
+        start = time.perf_counter() - self.elapsed
+        scalars: dict[str, float] = {"psnr": float("nan")}
+        try:
+            while not self.clock.done(self.step, self.elapsed):
+                self._update_schedules()
+                scalars = self.train_step()
+                self.elapsed = time.perf_counter() - start
+                bar.update(1)
+                if self.step % self.cfg.train.log_every == 0 or self.step == 1:
+                    logger.log(self.step, {**scalars, "seconds": self.elapsed})
+                    bar.set_postfix(psnr=f"{scalars['psnr']:.2f}", voxels=len(self.model.tree))
+        except BaseException:
+            self.save()  # Ctrl-C, a kill or an error: the run keeps a checkpoint
+            raise
+        finally:
+            bar.close()
+            logger.close()
+        self.save()
+        return TrainResult(self.step, self.elapsed, scalars.get("psnr", float("nan")))
+
+    def validate(self) -> None:
+        save_validation_strip(self.model, self.scene, self.cfg, self.step, self.device, self.run.root)

@@ -1,0 +1,37 @@
+"""Sparse-voxel method configuration (``Config.voxels``; used when ``model.kind = "voxels"``).
+
+Schedules are fractions of the one training progress in [0, 1] (``lumisurf.train.progress``). Defaults follow
+SVRaster's synthetic-scene setting where it has one (learning rates, Adam's beta1 = 0.1, the exp-linear
+density from -10, a 64^3 start, 5 % subdivision per round, the pruning threshold ramp).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+
+@dataclass
+class VoxelConfig:
+    mode: Literal["density", "sdf"] = "density"  # density: SVRaster; sdf: corner SDF with NeuS opacity
+    init_level: int = 6  # 2^level cells a side at the start, inside the masks' visual hull when there are masks
+    sh_bands: int = 4  # colour SH bands (4 = degree 3)
+    sh_band_every: float = 0.05  # one more active band every this much progress (starts with 1)
+    max_voxels: int = 400_000
+    max_memory_mb: Optional[float] = 2048.0  # the voxel cap also follows from this (parameters + Adam state)
+    adapt_every: float = 0.05  # prune + subdivide every this much progress ...
+    adapt_until: float = 0.75  # ... until this progress
+    prune_from: float = 1e-4  # max-blending-weight threshold, ramped linearly over the adapting period
+    prune_to: float = 0.05
+    subdivide_fraction: float = 0.05  # of the voxels, by accumulated priority
+    lr_geo: float = 0.025
+    lr_sh0: float = 0.01
+    lr_shs: float = 0.00025
+    lr_inv_s: float = 0.01  # sdf mode: log inv_s
+    beta1: float = 0.1
+    geo_init: float = -10.0  # density mode: raw value of every corner
+    sdf_init_radius: float = 0.5  # sdf mode: the corners start as the SDF of a sphere of this radius
+    inv_s_init: float = 50.0
+    n_samples: int = 1  # density mode: midpoint samples per ray-voxel segment
+    mask_weight: float = 0.1  # BCE-free L2 between the rendered opacity and the mask, where there are masks
+    train_downscale: int = 1  # render training views at 1 / this resolution
+    backend: Literal["auto", "warp", "torch"] = "auto"
