@@ -65,6 +65,12 @@ class VoxelTrainer:
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.step, self.elapsed, self.adapt_round = 0, 0.0, 0
         self.cap = voxel_cap(self.vc.max_voxels, self.vc.max_memory_mb, self.vc.sh_bands)
+        self._reset_weight_stats()
+
+    def _reset_weight_stats(self) -> None:
+        """Largest blending weight per voxel over the training renders since the last layout change."""
+        self.max_weight = torch.zeros(len(self.model.tree), device=self.device)
+        self.views_seen: set[int] = set()
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         vc = self.vc
@@ -90,6 +96,8 @@ class VoxelTrainer:
         target, mask = self._target(view, bg)
         out = self.model.render_view(downscaled(self.cameras, self.vc.train_downscale), view, bg,
                                      backend=self.vc.backend)
+        self.max_weight = torch.maximum(self.max_weight, out["max_weight"].detach())
+        self.views_seen.add(view)
         loss_rgb = ((out["rgb"] - target) ** 2).mean()
         loss = loss_rgb
         scalars = {"loss_rgb": loss_rgb.item()}
@@ -118,14 +126,16 @@ class VoxelTrainer:
             threshold = vc.prune_from + (vc.prune_to - vc.prune_from) * ramp
             res = adapt(self.model, self.optimizer, self._max_weights(), self._priority(), threshold,
                         vc.subdivide_fraction, self.cap)
+            self._reset_weight_stats()
             tqdm.write(f"step {self.step}: {res.line()}")
 
     @torch.no_grad()
     def _max_weights(self) -> torch.Tensor:
-        """Largest blending weight of every voxel over all training views."""
+        """Largest blending weight of every voxel over all training views: the training renders since the last
+        layout change, plus a render of each view they missed."""
         cams = downscaled(self.cameras, self.vc.train_downscale)
-        best = torch.zeros(len(self.model.tree), device=self.device)
-        for view in range(len(cams)):
+        best = self.max_weight
+        for view in sorted(set(range(len(cams))) - self.views_seen):
             best = torch.maximum(best, self.model.render_view(cams, view, torch.ones(3, device=self.device),
                                                               backend=self.vc.backend)["max_weight"])
         return best
