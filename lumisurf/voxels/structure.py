@@ -12,6 +12,7 @@ The root cube is ``[scene_min, scene_min + extent]^3`` in the normalised frame (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -62,13 +63,19 @@ class VoxelOctree:
     def n_corners(self) -> int:
         return int(self.corner_keys.shape[0])
 
+    @cached_property
+    def _centre_size(self) -> tuple[Tensor, Tensor]:
+        """Centres ``[N, 3]`` and edge lengths ``[N]``, decoded once: a tree never changes (structural changes
+        make a new one), and every render asks for them."""
+        return voxel_boxes(self.path, self.level, self.scene_min, self.extent)
+
     def boxes(self) -> tuple[Tensor, Tensor]:
         """Min corners ``[N, 3]`` and edge lengths ``[N]``."""
-        centre, size = voxel_boxes(self.path, self.level, self.scene_min, self.extent)
+        centre, size = self._centre_size
         return centre - size[:, None] / 2, size
 
     def centres(self) -> Tensor:  # [N, 3]
-        return voxel_boxes(self.path, self.level, self.scene_min, self.extent)[0]
+        return self._centre_size[0]
 
     def corner_positions(self) -> Tensor:  # [M, 3]
         return lattice_to_world(self.corner_keys, self.scene_min, self.extent)
