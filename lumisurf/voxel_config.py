@@ -23,6 +23,8 @@ class VoxelConfig:
     prune_from: float = 1e-4  # max-blending-weight threshold, ramped linearly over the adapting period
     prune_to: float = 0.05
     subdivide_fraction: float = 0.05  # of the voxels, by accumulated priority
+    prune_views: int = 24  # max blending weights for pruning come from at least this many views (extra renders
+    # of evenly spaced views the training steps missed since the last layout change; all views if fewer)
     lr_geo: float = 0.025
     lr_sh0: float = 0.01
     lr_shs: float = 0.00025
@@ -32,6 +34,10 @@ class VoxelConfig:
     sdf_init_radius: float = 0.5  # sdf mode: the corners start as the SDF of a sphere of this radius
     inv_s_init: float = 50.0
     n_samples: int = 1  # density mode: midpoint samples per ray-voxel segment
+    tv_weight: float = 0.0  # mean squared corner difference along voxel edges (losses/voxels.py)
+    eikonal_weight: float = 0.01  # sdf mode: (|grad| - 1)^2 at the voxel centres
+    twist_weight: float = 0.0  # sdf mode: the non-affine part of the trilinear field (a curvature)
+    regularize_until: float = 1.0  # the three above apply until this progress
     mask_weight: float = 0.1  # BCE-free L2 between the rendered opacity and the mask, where there are masks
     train_downscale: int = 1  # render training views at 1 / this resolution
     backend: Literal["auto", "warp", "torch"] = "auto"

@@ -1,6 +1,8 @@
 """SparseVoxelModel: rendering a camera, structure changes that keep the image, optimizer state carried."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -104,3 +106,24 @@ def test_sdf_voxels_give_back_the_sphere_through_marching_cubes():
         mesh = extract_mesh(lambda x: model.field(x), resolution=64)
     r = np.linalg.norm(mesh.vertices, axis=1)
     assert abs(r.mean() - 0.55) < 0.005 and r.std() < 0.01
+
+
+def test_load_state_dict_adopts_a_saved_layout_in_place():
+    """The guard's rollback: a state saved before a subdivision loads into the same parameter objects, so the
+    optimizer that holds them loads its saved state too and keeps stepping."""
+    model = _sphere_model("density")
+    opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=1e-2)
+    model.render_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
+    opt.step()
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    saved_opt = copy.deepcopy(opt.state_dict())
+    model.restructure(*model.tree.subdivide(torch.arange(len(model.tree)) % 3 == 0), opt)
+    geo_param = model.geo
+    model.load_state_dict(saved)
+    opt.load_state_dict(saved_opt)
+    assert model.geo is geo_param and len(model.tree) == 512 and torch.equal(model.geo, saved["geo"])
+    assert torch.equal(model.tree.path, saved["tree_path"]) and model.priority.shape == (512,)
+    opt.zero_grad()
+    model.render_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
+    opt.step()
+    assert opt.state[model.geo]["exp_avg"].shape == model.geo.shape

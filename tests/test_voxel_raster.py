@@ -107,6 +107,9 @@ def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
         assert close(results[0][k].detach(), results[1][k].detach()), k
     for a, b in zip(grads[0], grads[1]):
         assert close(a, b)
+    med_w, med_t = results[0]["median_depth"].double(), results[1]["median_depth"]
+    assert ((med_w - med_t).abs() < 1e-5).double().mean() > 0.99  # float32 may cross one half one segment apart
+    assert (med_t > 0).any() and torch.equal(med_t > 0, results[1]["opacity"].detach() > 0.5)
 
 
 @pytest.mark.parametrize("eye", [[2.2, 1.3, 1.1], [0.31, 0.22, 0.13], [-0.2, 3.0, -1.5]])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -28,3 +29,55 @@ def test_voxel_preset_end_to_end(preset, tmp_path, capsys):
     assert metrics["steps"] == 5 and metrics["psnr"] > 5 and metrics["chamfer"] > 0
     assert main(args[:5] + ["--max-steps", "7", "--resume"] + args[7:]) == 0
     assert torch.load(out / "ckpt" / "last.pt", weights_only=True)["step"] == 7
+
+
+def _tiny_voxel_trainer(tmp_path, preset: str = "svraster", extra: tuple = ()):
+    from lumisurf.config import apply_overrides
+    from lumisurf.presets import preset_config
+    from lumisurf.train.run_dir import RunDir
+    from lumisurf.train.voxel_trainer import VoxelTrainer
+
+    overrides = [a for a in TINY if "=" in a] + ["train.device=cpu", "train.max_steps=12",
+                                                  "train.guard.snapshot_every=2", "train.guard.check_every=1"]
+    cfg = apply_overrides(preset_config(preset), overrides + list(extra))
+    (tmp_path / "ckpt").mkdir(parents=True)
+    return VoxelTrainer(cfg, RunDir(tmp_path), progress=False)
+
+
+def test_guard_rolls_back_a_nan_across_a_layout_change(tmp_path, monkeypatch):
+    """Weights turned NaN right after a subdivision: the guard restores the snapshot (its older voxel layout
+    included), halves the learning rates and the run goes on to a finite checkpoint."""
+    trainer = _tiny_voxel_trainer(tmp_path, extra=("voxels.adapt_every=0.25",))
+    real_step = trainer.train_step
+
+    def poisoned_step():
+        scalars = real_step()
+        if trainer.step == 6:  # the 7th step (guarded_step increments after train_step)
+            with torch.no_grad():
+                trainer.model.geo.fill_(float("nan"))
+            scalars["loss"] = float("nan")
+        return scalars
+
+    monkeypatch.setattr(trainer, "train_step", poisoned_step)
+    result = trainer.fit()
+    assert result.steps == 12 and trainer.guard.recoveries == 1 and trainer.lr_scale == 0.5
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.5 * trainer.vc.lr_geo
+    assert torch.isfinite(trainer.model.geo).all() and len(trainer.max_weight) == len(trainer.model.tree)
+    state = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
+    assert torch.isfinite(state["model"]["geo"]).all()
+
+
+def test_sdf_regularizers_enter_the_loss(tmp_path):
+    trainer = _tiny_voxel_trainer(tmp_path, "svraster-sdf", ("voxels.twist_weight=0.1",))
+    scalars = trainer.guarded_step()
+    assert scalars["loss_eikonal"] > 0 and scalars["loss_twist"] >= 0 and scalars["inv_s"] > 0
+    assert math.isclose(scalars["loss"], scalars["loss_rgb"] + 0.1 * scalars["loss_mask"]
+                        + 0.01 * scalars["loss_eikonal"] + 0.1 * scalars["loss_twist"], rel_tol=1e-4)
+
+
+def test_extra_views_fill_up_to_the_count_evenly():
+    from lumisurf.train.voxel_trainer import extra_views
+
+    views = extra_views(80, {1, 2, 3}, 24)
+    assert len(views) == 21 and not {1, 2, 3} & set(views) and views[0] == 0 and views[-1] > 70
+    assert extra_views(10, set(), 24) == list(range(10)) and extra_views(80, set(range(30)), 24) == []

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ from lumisurf.losses.segmentation import head_fit_loss
 from lumisurf.models.surface import RenderState, build_model
 from lumisurf.train.checkpoint import load_training_state, save_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
-from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.loop import TrainingLoop, TrainResult  # noqa: F401  (TrainResult: re-exported)
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.material_lift import FEATURE_NAMES, LiftNotReady, LiftTargets, lift_materials
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
@@ -43,14 +41,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@dataclass
-class TrainResult:
-    steps: int
-    train_seconds: float
-    final_psnr: float
-
-
-class Trainer:
+class Trainer(TrainingLoop):
     def __init__(self, cfg: Config, run: RunDir, scene: SceneData | None = None, progress: bool = True):
         self.cfg, self.run, self.progress = cfg, run, progress
         self.device = resolve_device(cfg.train.device)
@@ -297,49 +288,10 @@ class Trainer:
             self.phases.update(min(self.clock.progress(self.step, self.elapsed), 1.0 - 1e-9), self.step)
             self.phases.entered_step = int(extra.get("phase_entered_step", 0))
 
-    def fit(self, resume: bool = False) -> TrainResult:
-        if resume:
-            self._resume()
-        logger = ScalarLogger(self.run.scalars_path, self.run.root / "tb", append=resume)
-        bar = tqdm(total=self.clock.estimated_total_steps(self.step, self.elapsed), initial=self.step,
-                   disable=not self.progress, dynamic_ncols=True, desc="train", unit="it")
-        start = time.perf_counter() - self.elapsed
-        self._last_save = self.elapsed
-        scalars: dict[str, float] = {"psnr": float("nan")}
-        try:
-            while not self.clock.done(self.step, self.elapsed):
-                scalars = self.guarded_step()
-                self.elapsed = time.perf_counter() - start
-                if self.step % 100 == 0:  # progress bar only: keep the ETA honest
-                    bar.total = self.clock.estimated_total_steps(self.step, self.elapsed)
-                self._after_step(scalars, logger, bar)
-        except KeyboardInterrupt:
-            self.save()
-            tqdm.write(f"interrupted at step {self.step}: checkpoint saved to {self.run.ckpt_path}; "
-                       f"continue with --resume")
-            raise
-        except BaseException:
-            self.save()  # a run never ends without a checkpoint (the healthy state if the weights are NaN)
-            raise
-        finally:
-            bar.close()
-            logger.close()
-        self.save()
-        return TrainResult(self.step, self.elapsed, scalars.get("psnr", float("nan")))
-
-    def _after_step(self, scalars: dict, logger: ScalarLogger, bar) -> None:
-        cfg = self.cfg.train
-        bar.update(1)
-        if self.step % cfg.log_every == 0 or self.step == 1:
-            logger.log(self.step, {**scalars, "seconds": self.elapsed})
-            nan = float("nan")
-            bar.set_postfix(loss=f"{scalars.get('loss', nan):.4f}", psnr=f"{scalars.get('psnr', nan):.2f}",
-                            inv_s=f"{scalars.get('inv_s', nan):.0f}")
-        if cfg.val_every > 0 and self.step % cfg.val_every == 0:
-            self.validate()
-        if (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0) or \
-                self.elapsed - self._last_save >= 60.0 * cfg.ckpt_every_minutes:
-            self.save()
+    def _postfix(self, scalars: dict) -> dict:
+        nan = float("nan")
+        return {"loss": f"{scalars.get('loss', nan):.4f}", "psnr": f"{scalars.get('psnr', nan):.2f}",
+                "inv_s": f"{scalars.get('inv_s', nan):.0f}"}
 
     def validate(self) -> None:
         """Render one held-out view at ``val_downscale`` and save a PNG strip (gt | rgb | normal | depth)."""

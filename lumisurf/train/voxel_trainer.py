@@ -5,21 +5,25 @@ image composited over a random background (L2), plus an L2 between the rendered 
 there are masks. Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
 ``adapt_every`` until ``adapt_until`` the voxels are pruned (max blending weight over all training views below
 a threshold ramped from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest
-accumulated priority subdivided, under the voxel cap. Checkpoints hold the voxel layout, the optimizer state,
-the RNG and the step; a run never ends without one.
+accumulated priority subdivided, under the voxel cap. Regularisers on the corner values
+(:mod:`lumisurf.losses.voxels`): TV (density), eikonal and twist (sdf), until ``regularize_until``. The divergence
+guard (``train/guard.py``) watches the loss, the mask coverage, inv_s (sdf) and the parameters, and rolls back
+to a healthy snapshot (its voxel layout included) with a lower learning rate. Checkpoints hold the voxel layout,
+the optimizer state, the RNG and the step; a run never ends without one (``train/loop.py``).
 """
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from tqdm.auto import tqdm
 
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
+from lumisurf.losses.voxels import voxel_eikonal, voxel_tv, voxel_twist
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint, save_checkpoint
-from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
+from lumisurf.train.loop import TrainingLoop
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.visualize import save_validation_strip
@@ -44,7 +48,18 @@ def voxel_model_from_checkpoint(vc, path, device) -> SparseVoxelModel:
     return SparseVoxelModel.from_state(state, vc.mode, vc.sh_bands, torch.full((3,), SCENE_MIN), EXTENT)
 
 
-class VoxelTrainer:
+def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
+    """Evenly spaced views outside ``seen`` so that ``seen`` and them count ``total`` (all views if fewer)."""
+    missing = [v for v in range(n_views) if v not in seen]
+    need = min(len(missing), max(0, total - len(seen)))
+    if need == 0:
+        return []
+    return [missing[int(i * len(missing) / need)] for i in range(need)]
+
+
+class VoxelTrainer(TrainingLoop):
+    loop_desc, tensorboard = "train voxels", False
+
     def __init__(self, cfg, run: RunDir, scene: SceneData | None = None, progress: bool = True,
                  resume: bool = False):
         self.cfg, self.run, self.progress, self.vc = cfg, run, progress, cfg.voxels
@@ -63,7 +78,8 @@ class VoxelTrainer:
         self.optimizer = self._make_optimizer()
         self.clock = TrainingClock.from_config(cfg.train)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.step, self.elapsed, self.adapt_round = 0, 0.0, 0
+        self.step, self.elapsed, self.adapt_round, self.lr_scale = 0, 0.0, 0, 1.0
+        self.guard = DivergenceGuard(cfg.train.guard)
         self.cap = voxel_cap(self.vc.max_voxels, self.vc.max_memory_mb, self.vc.sh_bands)
         self._reset_weight_stats()
 
@@ -99,20 +115,80 @@ class VoxelTrainer:
         self.max_weight = torch.maximum(self.max_weight, out["max_weight"].detach())
         self.views_seen.add(view)
         loss_rgb = ((out["rgb"] - target) ** 2).mean()
-        loss = loss_rgb
-        scalars = {"loss_rgb": loss_rgb.item()}
+        terms = {"rgb": (1.0, loss_rgb)}
         if mask is not None and self.vc.mask_weight > 0:
-            loss_mask = ((out["opacity"] - mask) ** 2).mean()
-            loss = loss + self.vc.mask_weight * loss_mask
-            scalars["loss_mask"] = loss_mask.item()
+            terms["mask"] = (self.vc.mask_weight, ((out["opacity"] - mask) ** 2).mean())
+        terms.update(self._regularizers())
+        loss = sum(w * v for w, v in terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         if torch.isfinite(loss):
             loss.backward()
             self.optimizer.step()
-        self.step += 1
+        scalars = {f"loss_{k}": v.item() for k, (_, v) in terms.items()}
         scalars.update(loss=loss.item(), psnr=-10.0 * math.log10(max(loss_rgb.item(), 1e-10)),
-                       voxels=float(len(self.model.tree)))
+                       voxels=float(len(self.model.tree)), coverage=batch_coverage(out["opacity"], mask))
+        if self.model.mode == "sdf":
+            scalars["inv_s"] = float(self.model.inv_s.detach())
         return scalars
+
+    def _regularizers(self) -> dict:
+        """Weighted regularisers on the corner values of all voxels, while ``regularize_until`` lasts."""
+        vc = self.vc
+        if self.clock.progress(self.step, self.elapsed) >= vc.regularize_until:
+            return {}
+        corners, size = self.model.corners(), self.model.tree.boxes()[1]
+        wanted = {"tv": (vc.tv_weight, lambda: voxel_tv(corners)),
+                  "eikonal": (vc.eikonal_weight if self.model.mode == "sdf" else 0.0,
+                              lambda: voxel_eikonal(corners, size)),
+                  "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_twist(corners, size))}
+        return {k: (w, f()) for k, (w, f) in wanted.items() if w > 0}
+
+    def guarded_step(self) -> dict[str, float]:
+        """One step under the divergence guard; advances ``self.step``; rolls back on a divergence (raises
+        TrainingDiverged, with the healthy state restored, when the recoveries are used up)."""
+        if not self.guard.snapshots:
+            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
+        self._update_schedules()
+        scalars: dict[str, float] = {"loss": float("nan"), "psnr": float("nan")}
+        try:
+            scalars = self.train_step()
+            reason = self.guard.observe(self.step + 1, scalars)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            if not self.cfg.train.guard.enabled:
+                raise
+            reason = f"{type(exc).__name__} in the training step: {str(exc).splitlines()[0][:200]}"
+        self.step += 1
+        if reason is None and self.step % self.cfg.train.guard.check_every == 0:
+            reason = self.guard.check_parameters(self.model)
+        if reason is not None:
+            self._recover(reason)
+        elif self.step % self.cfg.train.guard.snapshot_every == 0 and self.guard.healthy:
+            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
+        return scalars
+
+    def _snapshot_extra(self) -> dict:
+        return {"adapt_round": self.adapt_round}
+
+    def _recover(self, reason: str) -> None:
+        step = self.step
+        _, extra = self.guard.recover(step, reason, self.model, self.optimizer)  # may raise TrainingDiverged
+        self.adapt_round = int(extra["adapt_round"])
+        self.lr_scale *= self.cfg.train.guard.lr_factor
+        self._set_lr_scale()
+        self._reset_weight_stats()
+        tqdm.write(f"recovered from divergence at step {step}: {reason}; back to the voxels of step "
+                   f"{self.guard.snapshots[0][0]}, learning rate x{self.lr_scale:.3g} "
+                   f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)")
+
+    def _set_lr_scale(self) -> None:
+        base = {g["name"]: g["lr"] for g in self.model.optimizer_groups(self.vc.lr_geo, self.vc.lr_sh0,
+                                                                         self.vc.lr_shs, self.vc.lr_inv_s)}
+        for group in self.optimizer.param_groups:
+            group["lr"] = base[group["name"]] * self.lr_scale
+
+    def set_budget(self, seconds: float | None) -> None:
+        """Train for ``seconds`` of training time (the schedules follow that clock); None: steps only."""
+        self.clock = TrainingClock(self.cfg.train.max_steps, seconds)
 
     # ------------------------------------------------------------------ schedules
     def _update_schedules(self) -> None:
@@ -131,11 +207,12 @@ class VoxelTrainer:
 
     @torch.no_grad()
     def _max_weights(self) -> torch.Tensor:
-        """Largest blending weight of every voxel over all training views: the training renders since the last
-        layout change, plus a render of each view they missed."""
+        """Largest blending weight of every voxel over the training renders since the last layout change, plus
+        renders of evenly spaced views they missed until ``prune_views`` views are counted (every view on
+        SVRaster's GPU; here each extra view costs a full render)."""
         cams = downscaled(self.cameras, self.vc.train_downscale)
         best = self.max_weight
-        for view in sorted(set(range(len(cams))) - self.views_seen):
+        for view in extra_views(len(cams), self.views_seen, self.vc.prune_views):
             best = torch.maximum(best, self.model.render_view(cams, view, torch.ones(3, device=self.device),
                                                               backend=self.vc.backend)["max_weight"])
         return best
@@ -144,41 +221,31 @@ class VoxelTrainer:
         g = self.model.priority.grad
         return torch.zeros(len(self.model.tree), device=self.device) if g is None else g.detach().clone()
 
-    # ------------------------------------------------------------------ loop
+    # ------------------------------------------------------------------ checkpoints
+    def _extra_state(self) -> dict:
+        return {"generator": self.generator.get_state(), "adapt_round": self.adapt_round,
+                "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_scale}}
+
     def save(self) -> None:
-        extra = {"generator": self.generator.get_state(), "adapt_round": self.adapt_round}
-        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed, extra)
+        """Write the run's checkpoint; if the live weights are not finite, the guard's healthy snapshot."""
+        if not parameters_finite(self.model) and self.guard.snapshots:
+            self.guard.restore(self.model, self.optimizer)
+        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed,
+                        self._extra_state())
+        self._last_save = self.elapsed
 
-    def fit(self, resume: bool = False):
-        from lumisurf.train.trainer import TrainResult
+    def _resume(self) -> None:
+        self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
+                                                             self.device)
+        self.generator.set_state(extra["generator"])
+        self.adapt_round = int(extra["adapt_round"])
+        guard = extra.get("guard", {"recoveries": 0, "lr_scale": 1.0})
+        self.guard.recoveries, self.lr_scale = int(guard["recoveries"]), float(guard["lr_scale"])
+        self._set_lr_scale()
+        self._reset_weight_stats()
 
-        if resume:
-            self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
-                                                                 self.device)
-            self.generator.set_state(extra["generator"])
-            self.adapt_round = int(extra["adapt_round"])
-        logger = ScalarLogger(self.run.scalars_path, None, append=resume)
-        bar = tqdm(total=self.clock.estimated_total_steps(self.step, self.elapsed), initial=self.step,
-                   disable=not self.progress, desc="train voxels", unit="it")
-        start = time.perf_counter() - self.elapsed
-        scalars: dict[str, float] = {"psnr": float("nan")}
-        try:
-            while not self.clock.done(self.step, self.elapsed):
-                self._update_schedules()
-                scalars = self.train_step()
-                self.elapsed = time.perf_counter() - start
-                bar.update(1)
-                if self.step % self.cfg.train.log_every == 0 or self.step == 1:
-                    logger.log(self.step, {**scalars, "seconds": self.elapsed})
-                    bar.set_postfix(psnr=f"{scalars['psnr']:.2f}", voxels=len(self.model.tree))
-        except BaseException:
-            self.save()  # Ctrl-C, a kill or an error: the run keeps a checkpoint
-            raise
-        finally:
-            bar.close()
-            logger.close()
-        self.save()
-        return TrainResult(self.step, self.elapsed, scalars.get("psnr", float("nan")))
+    def _postfix(self, scalars: dict) -> dict:
+        return {"psnr": f"{scalars.get('psnr', float('nan')):.2f}", "voxels": len(self.model.tree)}
 
     def validate(self) -> None:
         save_validation_strip(self.model, self.scene, self.cfg, self.step, self.device, self.run.root)

@@ -42,6 +42,23 @@ class SparseVoxelModel(nn.Module):
         tree = VoxelOctree(state["tree_path"], state["tree_level"], scene_min, extent)
         return cls(tree, mode=mode, sh_bands=sh_bands, geo_init=state["geo"])
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As ``nn.Module``'s, after adopting the saved layout (``tree_path`` / ``tree_level``) when it differs.
+
+        The parameters are resized in place (``.data``), so an optimizer holding them stays valid and can load
+        the optimizer state saved with ``state_dict`` (the divergence guard's rollback relies on this).
+        """
+        path, level = state_dict["tree_path"], state_dict["tree_level"]
+        if path.shape != self.tree_path.shape or not torch.equal(path.to(self.tree_path.device), self.tree_path):
+            dev = self.geo.device
+            self.tree = VoxelOctree(path.to(dev), level.to(dev), self.tree.scene_min.to(dev), self.tree.extent)
+            self.tree_path, self.tree_level = self.tree.path.clone(), self.tree.level.clone()
+            for name in ("geo", "sh0", "shs", "priority"):
+                param = getattr(self, name)
+                param.data = param.new_empty(state_dict[name].shape)
+                param.grad = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def optimizer_groups(self, lr_geo: float, lr_sh0: float, lr_shs: float, lr_inv_s: float) -> list[dict]:
         """Adam parameter groups: geometry, SH DC, higher SH bands and (sdf mode) log inv_s."""
         groups = [{"params": [self.geo], "lr": lr_geo, "name": "geo"},

@@ -43,10 +43,18 @@ def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, s
            "n_tiles": binned.tiles_x * binned.tiles_y, "mode": 0 if mode == "density" else 1,
            "n_samples": int(n_samples), "stop_t": float(stop_t)}
     bg = background.to(lo.dtype)
-    rgb_out, opacity, depth, normal, max_w, n_seg = raster_warp.rasterize_tiles_warp(
+    rgb_out, opacity, depth, normal, max_w, n_seg, median = raster_warp.rasterize_tiles_warp(
         geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg, priority)
     return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w,
-            "segments": n_seg}
+            "segments": n_seg, "median_depth": median}
+
+
+def median_depth(weights: Tensor, mid: Tensor) -> Tensor:
+    """``[R, 1]``: ``mid`` ``[R, E]`` of the first entry after which the transmittance is below one half (0 where
+    it never is); ``weights`` ``[R, E]`` front to back."""
+    crossed = (1.0 - weights.cumsum(-1)) < 0.5  # [R, E]
+    first = crossed.to(torch.int8).argmax(-1, keepdim=True)
+    return torch.where(crossed.any(-1, keepdim=True), mid.detach().gather(-1, first), torch.zeros_like(mid[:, :1]))
 
 
 def tile_pixels(t: int, binned: Binned, width: int, height: int, device) -> tuple[Tensor, Tensor]:
@@ -66,7 +74,9 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
 
     Voxel data as in :func:`lumisurf.voxels.raster_torch.rasterize_reference` (corners ``[N, 8]``, rgb
     ``[N, 3]`` as seen from this view). Returns ``rgb`` ``[P, 3]``, ``opacity`` ``[P, 1]``, ``depth``
-    ``[P, 1]`` (unnormalised), ``normal`` ``[P, 3]`` (weighted, outward) and ``max_weight`` ``[N]``.
+    ``[P, 1]`` (unnormalised), ``normal`` ``[P, 3]`` (weighted, outward), ``median_depth`` ``[P, 1]`` (the middle
+    of the segment where the transmittance falls below one half; 0 where it never does; no gradient) and
+    ``max_weight`` ``[N]``.
     """
     n_pix = width * height
     out = {k: origins.new_zeros(n_pix, 3 if k in ("rgb", "normal") else 1) for k in OUTPUTS}
@@ -74,7 +84,7 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
     max_w = origins.new_zeros(lo.shape[0])
     ray_oct = direction_octant(dirs)
     normals = voxel_normals(corners, mode)
-    parts: dict[str, list] = {k: [] for k in OUTPUTS}
+    parts: dict[str, list] = {k: [] for k in OUTPUTS + ("median_depth",)}
     pix_all = []
     for t in range(binned.tiles_x * binned.tiles_y):
         s, e = int(binned.tile_start[t]), int(binned.tile_start[t + 1])
@@ -99,11 +109,13 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
         parts["rgb"].append(composite_background(accumulate(w, rgb[vox].expand(n, -1, -1)), opacity, bg))
         parts["depth"].append(accumulate(w, (0.5 * (a + b))[..., None]))
         parts["normal"].append(accumulate(w, normals[vox].expand(n, -1, -1)))
+        parts["median_depth"].append(median_depth(w.detach(), 0.5 * (a + b)))
         max_w = max_w.scatter_reduce(0, vox, w.detach().amax(0), "amax")
         pix_all.append(pix)
+    out["median_depth"] = origins.new_zeros(n_pix, 1)
     if pix_all:
         idx = torch.cat(pix_all)
-        for k in OUTPUTS:
+        for k in parts:
             out[k] = out[k].index_copy(0, idx, torch.cat(parts[k]))
     out["max_weight"] = max_w
     return out

@@ -187,7 +187,8 @@ if wp is not None:
                        trans: wp.array(dtype=wp.float32), acc_rgb: wp.array(dtype=wp.vec3),
                        acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
                        last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32),
-                       n_seg: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32)):
+                       n_seg: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32),
+                       median: wp.array(dtype=wp.float32)):
         t = wp.tid()
         ty = t // view.tiles_x
         tx = t - ty * view.tiles_x
@@ -214,6 +215,8 @@ if wp is not None:
                     acc_depth[p] = acc_depth[p] + w * 0.5 * (a + b)
                     acc_n[p] = acc_n[p] + w * view.normals[v]
                     trans[p] = tp * (1.0 - alpha)
+                    if tp >= 0.5 and trans[p] < 0.5:  # the segment where the transmittance crosses one half
+                        median[p] = 0.5 * (a + b)
                     if trans[p] < stop_t:
                         alive = alive - 1
                     last[p] = e
@@ -283,19 +286,20 @@ class _RasterWarp(torch.autograd.Function):
         max_w = torch.zeros(corners.shape[0], device=dev)
         n_seg = torch.zeros(n_pix, dtype=torch.int32, device=dev)
         tile_last = (geo["tile_start"][:-1] - 1).contiguous()  # "no contribution": the backward walks nothing
+        median = torch.zeros(n_pix, device=dev)
         wdev = wp.device_from_torch(dev)
         view = _view(geo, corners, rgb, normals, inv_s)
         wp.launch(_forward_tiles, dim=geo["n_tiles"], device=wdev,
                   inputs=[view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last),
-                          _wp(max_w), _wp(n_seg), _wp(tile_last)])
+                          _wp(max_w), _wp(n_seg), _wp(tile_last), _wp(median)])
         ctx.geo, ctx.view = geo, view
         ctx.save_for_backward(corners, rgb, normals, trans, last, background, tile_last)
-        ctx.mark_non_differentiable(max_w, n_seg)
+        ctx.mark_non_differentiable(max_w, n_seg, median)
         rgb_out = acc_rgb + trans[:, None] * background
-        return rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w, n_seg
+        return rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w, n_seg, median[:, None]
 
     @staticmethod
-    def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg):
+    def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg, _g_median):
         corners, rgb, normals, trans, last, background, tile_last = ctx.saved_tensors
         dev = corners.device
         g_corners, g_col, g_normals = torch.zeros_like(corners), torch.zeros_like(rgb), torch.zeros_like(normals)
@@ -334,8 +338,8 @@ def unavailable(tensors) -> str | None:
 def rasterize_tiles_warp(geo: dict, corners, rgb, normals, inv_s, background, priority=None):
     """Warp twin of the tile loop; ``geo`` holds the int32 binning and float32 voxel boxes and rays.
 
-    Returns rgb ``[P, 3]``, opacity ``[P, 1]``, depth ``[P, 1]``, normal ``[P, 3]``, max weight ``[N]`` and the
-    number of ray-voxel segments each pixel evaluated ``[P]`` (int32). ``priority`` (ones ``[N]``, requiring
+    Returns rgb ``[P, 3]``, opacity ``[P, 1]``, depth ``[P, 1]``, normal ``[P, 3]``, max weight ``[N]``, the
+    number of ray-voxel segments each pixel evaluated ``[P]`` (int32) and the median depth ``[P, 1]``. ``priority`` (ones ``[N]``, requiring
     grad) receives ``sum |dL/dalpha * alpha|`` per voxel as its gradient (see ``raster_torch.PriorityTap``).
     """
     wp.init()

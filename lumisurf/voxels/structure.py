@@ -4,8 +4,9 @@ Every structural change is expressed as two linear maps from the old parameters 
 optimizer state (Adam's moments) follows the parameters through it:
 
 * per-voxel rows (colour): ``new[v'] = old[source[v']]`` (a child copies its parent);
-* corner values (geometry): ``new = A @ old`` with ``A`` ``[M', M]`` sparse; a child's corner is the
-  parent's trilinear field at that point, and a corner shared by several voxels takes their mean.
+* corner values (geometry): ``new = A @ old`` with ``A`` ``[M', M]`` sparse, kept as its (row, column, value)
+  triplets and applied by a scatter-add (no coalescing sort); a child's corner is the parent's trilinear
+  field at that point, and a corner shared by several voxels takes their mean.
 
 The root cube is ``[scene_min, scene_min + extent]^3`` in the normalised frame (object in the unit sphere).
 """
@@ -27,14 +28,19 @@ class Remap:
     """How a structural change maps old parameters to new: voxel rows by index, corners by a sparse matrix."""
 
     voxel_source: Tensor  # [N'] old voxel index of each new voxel
-    corner_map: Tensor  # [M', M] sparse COO
+    rows: Tensor  # [nnz] new corner of each weight of A
+    cols: Tensor  # [nnz] old corner
+    vals: Tensor  # [nnz] weight (duplicate (row, col) pairs add up)
+    n_corners: int  # M'
 
     def voxels(self, x: Tensor) -> Tensor:
         return x[self.voxel_source]
 
     def corners(self, x: Tensor) -> Tensor:  # [M, ...] -> [M', ...]
         flat = x.reshape(x.shape[0], -1)
-        return torch.sparse.mm(self.corner_map, flat).reshape(self.corner_map.shape[0], *x.shape[1:])
+        out = flat.new_zeros(self.n_corners, flat.shape[1])
+        out.index_add_(0, self.rows, flat[self.cols] * self.vals[:, None].to(flat.dtype))
+        return out.reshape(self.n_corners, *x.shape[1:])
 
 
 class VoxelOctree:
@@ -108,8 +114,7 @@ class VoxelOctree:
         new = VoxelOctree(self.path[idx], self.level[idx], self.scene_min, self.extent)
         rows = new.vox_key.reshape(-1)
         cols = self.vox_key[idx].reshape(-1)
-        return new, Remap(idx, _mean_map(rows, cols, torch.ones(rows.shape, device=rows.device),
-                                         new.n_corners, self.n_corners))
+        return new, Remap(idx, *_mean_map(rows, cols, torch.ones(rows.shape, device=rows.device), new.n_corners))
 
     def subdivide(self, mask: Tensor) -> tuple["VoxelOctree", Remap]:
         """Replace the leaves where ``mask`` ``[N]`` holds by their 8 children (appended after the others)."""
@@ -135,11 +140,12 @@ class VoxelOctree:
         vals = torch.cat([torch.ones(len(kept) * 8, device=dev), kid_vals.reshape(-1)])
         entries = torch.cat([torch.arange(len(kept) * 8, device=dev),
                              len(kept) * 8 + torch.arange(n_kid * 8, device=dev).repeat_interleave(8)])
-        return new, Remap(source, _mean_map(rows, cols, vals, new.n_corners, self.n_corners, entries))
+        return new, Remap(source, *_mean_map(rows, cols, vals, new.n_corners, entries))
 
 
-def _mean_map(rows: Tensor, cols: Tensor, vals: Tensor, n_new: int, n_old: int, entries: Tensor | None = None) -> Tensor:
-    """Sparse ``[n_new, n_old]``: each new corner the mean over the (voxel, corner) entries that land on it.
+def _mean_map(rows: Tensor, cols: Tensor, vals: Tensor, n_new: int, entries: Tensor | None = None):
+    """Triplets of the sparse ``[n_new, n_old]`` map giving each new corner the mean over the (voxel, corner)
+    entries that land on it: ``(rows, cols, vals / count[rows], n_new)``.
 
     ``rows``/``cols``/``vals`` list the weights; ``entries`` names the entry each weight belongs to (several
     weights per entry for interpolated corners; default one entry per weight).
@@ -148,6 +154,4 @@ def _mean_map(rows: Tensor, cols: Tensor, vals: Tensor, n_new: int, n_old: int, 
         entries = torch.arange(rows.numel(), device=rows.device)
     entry_row = torch.zeros(int(entries.max()) + 1, dtype=torch.long, device=rows.device).scatter_(0, entries, rows)
     count = torch.bincount(entry_row, minlength=n_new).clamp_min(1).float()
-    m = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals.float() / count[rows], (n_new, n_old),
-                                check_invariants=False)
-    return m.coalesce()
+    return rows, cols, vals.float() / count[rows], n_new
