@@ -1,6 +1,6 @@
 """Time to target: presets x datasets under the same wall-clock TRAINING budget, evaluated along the way.
 
-Every run trains with :class:`lumisurf.train.trainer.Trainer` for ``--minutes`` of training time (the
+Every run trains with its preset's trainer (neural field or sparse voxels) for ``--minutes`` of training time (the
 schedules read the progress of that budget's clock, as ``lumisurf train --max-minutes`` does). Every ``--eval-every`` seconds of training time the clock is
 paused and the model is evaluated:
 
@@ -32,21 +32,24 @@ from lumisurf.bench.time_to_target import (CheckpointEvaluator, EvalSettings, Me
                                           fmt_value, load_gt_mesh, plot_metric_grid, train_with_evals)
 from lumisurf.presets import preset_config
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import Trainer
+from lumisurf.train.trainer import Trainer, build_trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 CSV_FIELDS = ("preset", "dataset", "train_seconds", "steps", "psnr", "chamfer", "eval_seconds")
-BASELINE = "neus"
+BASELINE = "neus"  # --baseline changes it
+BUILTIN = "builtin"
 
 
 # ----------------------------------------------------------------------------- training
 
-def make_trainer(preset: str, data_path: Path, scene, run_root: Path, args) -> Trainer:
-    cfg = apply_overrides(preset_config(preset), [f"data.path={data_path}", f"train.device={args.device}",
-                                                  f"train.max_minutes={args.minutes}"] + list(args.set))
-    run_root.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, RunDir(run_root), scene=scene, progress=False)
+def make_trainer(preset: str, data_path: Path | None, scene, run_root: Path, args) -> Trainer:
+    """The preset's trainer (neural field or sparse voxels); ``data_path`` None: the built-in scene."""
+    data = [] if data_path is None else [f"data.path={data_path}"]
+    cfg = apply_overrides(preset_config(preset), data + [f"train.device={args.device}",
+                                                         f"train.max_minutes={args.minutes}"] + list(args.set))
+    (run_root / "ckpt").mkdir(parents=True, exist_ok=True)
+    return build_trainer(cfg, RunDir(run_root), scene=scene, progress=False)
 
 
 def run_one(trainer: Trainer, preset: str, dataset: str, gt_mesh, args, on_row) -> list[dict]:
@@ -132,8 +135,11 @@ def plot(results: dict, datasets: list[str], args, path: Path) -> None:
 
 # ----------------------------------------------------------------------------- main
 
-def resolve_dataset(name: str, data_root: Path) -> Path:
-    """A dataset folder: ``name`` itself if it exists, else ``data_root / name``."""
+def resolve_dataset(name: str, data_root: Path) -> Path | None:
+    """A dataset folder: ``name`` itself if it exists, else ``data_root / name``; None for ``builtin`` (the
+    built-in synthetic scene)."""
+    if name == BUILTIN:
+        return None
     p = Path(name)
     path = p if p.is_dir() else data_root / name
     if not path.is_dir():
@@ -146,7 +152,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--presets", nargs="+", default=["neus", "instant-nsr", "lumisurf"],
                     help="presets to compare (default: neus instant-nsr lumisurf; speed-ups are vs neus)")
     ap.add_argument("--datasets", nargs="+", default=["glossy_bunny", "dtu_scan24"],
-                    help="names under --data-root, or dataset folders (default: glossy_bunny dtu_scan24)")
+                    help="names under --data-root, dataset folders, or 'builtin' (the built-in synthetic scene; "
+                         "default: glossy_bunny dtu_scan24)")
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
                     help="where dataset names are looked up (default: ../shared/data beside the repo root)")
     ap.add_argument("--minutes", type=float, default=None,
@@ -159,6 +166,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="surface samples on each mesh (default 20000)")
     ap.add_argument("--target-chamfer", type=float, default=0.01, help="default 0.01 (world units)")
     ap.add_argument("--target-psnr", type=float, default=25.0, help="default 25 dB")
+    ap.add_argument("--baseline", default=BASELINE, help=f"speed-ups are against this preset (default {BASELINE})")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides applied to every preset, e.g. train.batch_rays=256")
@@ -174,7 +182,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
+    global BASELINE
     args = parse_args(argv)
+    BASELINE = args.baseline
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / "time_to_target.csv"
     results: dict[tuple[str, str], list[dict]] = {}
@@ -192,14 +202,16 @@ def main(argv=None) -> None:
 
         for dataset in args.datasets:
             path = resolve_dataset(dataset, args.data_root)
-            names.append(path.name)
-            data_cfg = apply_overrides(preset_config(args.presets[0]), [f"data.path={path}"] + args.set).data
+            name = BUILTIN if path is None else path.name
+            names.append(name)
+            data = [] if path is None else [f"data.path={path}"]
+            data_cfg = apply_overrides(preset_config(args.presets[0]), data + args.set).data
             scene = load_config_scene(data_cfg)
             gt_mesh = load_gt_mesh(scene)
             for preset in args.presets:
-                print(f"{path.name} / {preset}: training {args.minutes * 60:.0f} s", flush=True)
-                trainer = make_trainer(preset, path, scene, args.out / "runs" / f"{path.name}-{preset}", args)
-                results[(path.name, preset)] = run_one(trainer, preset, path.name, gt_mesh, args, on_row)
+                print(f"{name} / {preset}: training {args.minutes * 60:.0f} s", flush=True)
+                trainer = make_trainer(preset, path, scene, args.out / "runs" / f"{name}-{preset}", args)
+                results[(name, preset)] = run_one(trainer, preset, name, gt_mesh, args, on_row)
                 del trainer
     summary = markdown_summary(summary_rows(results, args), args)
     (args.out / "time_to_target.md").write_text(summary + "\n")

@@ -13,6 +13,7 @@ from typing import Literal, Optional
 @dataclass
 class VoxelConfig:
     mode: Literal["density", "sdf"] = "density"  # density: SVRaster; sdf: corner SDF with NeuS opacity
+    init_from: Optional[str] = None  # a voxels.pt (lumisurf extract of a voxel run) to start from instead
     init_level: int = 6  # 2^level cells a side at the start, inside the masks' visual hull when there are masks
     sh_bands: int = 4  # colour SH bands (4 = degree 3)
     sh_band_every: float = 0.05  # one more active band every this much progress (starts with 1)
@@ -20,8 +21,14 @@ class VoxelConfig:
     max_memory_mb: Optional[float] = 2048.0  # the voxel cap also follows from this (parameters + Adam state)
     adapt_every: float = 0.05  # prune + subdivide every this much progress ...
     adapt_until: float = 0.75  # ... until this progress
+    adapt_min_steps: int = 50  # and never sooner than this many steps after the start or the last round (a
+    # round takes seconds: under a time budget, rounds due every step would eat it; voxels need steps to grow
+    # their density before the first prune)
     prune_from: float = 1e-4  # max-blending-weight threshold, ramped linearly over the adapting period
     prune_to: float = 0.05
+    prune_min_coverage: float = 0.5  # no pruning while the batch coverage (mask IoU of opacity > 0.5, or the
+    # opaque fraction without masks; an EMA) is below this: from SVRaster's transparent start every voxel's
+    # max weight is below any threshold until the density has grown (hundreds of steps)
     subdivide_fraction: float = 0.05  # of the voxels, by accumulated priority
     prune_views: int = 24  # max blending weights for pruning come from at least this many views (extra renders
     # of evenly spaced views the training steps missed since the last layout change; all views if fewer)

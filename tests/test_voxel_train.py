@@ -11,7 +11,7 @@ from lumisurf.cli import main
 
 TINY = ["--device", "cpu", "--no-progress", "data.synthetic_resolution=24", "data.synthetic_views=6",
         "eval.mesh_resolution=32", "eval.chamfer_samples=2000", "train.finalize=false", "train.val_every=0",
-        "voxels.init_level=4", "voxels.adapt_every=0.2", "voxels.adapt_until=0.9", "voxels.sh_band_every=0.2"]
+        "voxels.init_level=4", "voxels.adapt_every=0.2", "voxels.adapt_min_steps=1", "voxels.adapt_until=0.9", "voxels.sh_band_every=0.2"]
 
 
 @pytest.mark.parametrize("preset", ["svraster", "svraster-sdf"])
@@ -25,10 +25,15 @@ def test_voxel_preset_end_to_end(preset, tmp_path, capsys):
     assert "subdivided" in log.out + log.err  # the layout changed during the run
     for cmd in (["extract", str(out)], ["render", str(out)], ["eval", str(out)]):
         assert main(cmd) == 0, cmd
+    assert (out / "voxels.pt").exists() and (out / "voxels.ply").exists()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 5 and metrics["psnr"] > 5 and metrics["chamfer"] > 0
     assert main(args[:5] + ["--max-steps", "7", "--resume"] + args[7:]) == 0
     assert torch.load(out / "ckpt" / "last.pt", weights_only=True)["step"] == 7
+    warm = tmp_path / "warm"  # a new run started from the exported voxel set
+    assert main(["train", "--preset", preset, "--out", str(warm), "--max-steps", "2", "voxels.init_from="
+                 + str(out / "voxels.pt")] + TINY + extra) == 0
+    assert torch.load(warm / "ckpt" / "last.pt", weights_only=True)["model"]["geo"].shape[0] > 0
 
 
 def _tiny_voxel_trainer(tmp_path, preset: str = "svraster", extra: tuple = ()):

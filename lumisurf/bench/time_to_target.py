@@ -101,12 +101,15 @@ def load_gt_mesh(scene):
 def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
     """Chamfer (world units) of the marching-cubes mesh vs the GT mesh, and the world-frame mesh.
 
-    Returns (nan, None) when there is no surface to extract yet.
+    The surface is the one ``lumisurf extract`` meshes (:func:`lumisurf.jobs.extract.surface_function`:
+    density voxels go through TSDF fusion of the training views' depth). Returns (nan, None) when there is
+    no surface to extract yet.
     """
+    from lumisurf.jobs.extract import surface_function
 
-    sdf = model.sdf
     try:
-        mesh = extract_mesh(lambda x: sdf.sdf(x), resolution=resolution, bound=1.0, device=device)
+        surface = surface_function(model, scene.split("train").cameras, resolution)
+        mesh = extract_mesh(surface, resolution=resolution, bound=1.0, device=device)
     except LumisurfError:
         return math.nan, None
     mesh = mesh_to_world(mesh, scene.normalization)

@@ -1,5 +1,8 @@
 """``lumisurf extract RUN``: marching cubes of the trained SDF, written in the dataset's world frame.
 
+Sparse-voxel runs also get ``RUN/voxels.pt`` and ``RUN/voxels.ply`` (the voxel set, :mod:`lumisurf.voxels.io`);
+density voxels are meshed through TSDF fusion of the training views' median depth.
+
 Runs with NeRO or segmented shading also get ``RUN/mesh_materials.ply``: the same mesh with the Stage I
 materials per vertex (albedo, metallic, roughness) and, with a material assignment, ``material_prob_k``
 and ``material_id`` per vertex.
@@ -29,8 +32,11 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
         raise LumisurfError(f"{loaded.run.mesh_path} exists; pass --force to replace it")
     res = resolution or loaded.cfg.eval.mesh_resolution
     model = loaded.model
-    surface = model.surface_sdf if hasattr(model, "surface_sdf") else model.sdf.sdf  # voxels / neural field
-    cams = training_cameras(loaded) if loaded.cfg.eval.fill_unseen else None
+    if hasattr(model, "tree"):
+        export_voxels(loaded)
+    cams = training_cameras(loaded) if loaded.cfg.eval.fill_unseen or uses_depth_fusion(model) else None
+    surface = surface_function(model, cams, res, progress)
+    cams = cams if loaded.cfg.eval.fill_unseen else None
     mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress,
                         cameras=cams)
     if getattr(loaded.model, "nero", None) is not None and len(mesh.vertices):
@@ -39,6 +45,45 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
     mesh = mesh_to_world(mesh, loaded.normalization)
     return save_mesh(mesh, loaded.run.mesh_path, force=force)
+
+
+def export_voxels(loaded) -> None:
+    """``RUN/voxels.pt`` and ``RUN/voxels.ply`` of a sparse-voxel run (:mod:`lumisurf.voxels.io`)."""
+    from lumisurf.voxels.io import save_voxels, write_voxel_ply
+
+    norm = loaded.normalization
+    to_world = torch.eye(4)
+    to_world[:3, :3] *= float(norm.scale)
+    to_world[:3, 3] = torch.tensor(norm.center, dtype=torch.float32)
+    for path in (save_voxels(loaded.model, loaded.run.root / "voxels.pt", to_world),
+                 write_voxel_ply(loaded.model, loaded.run.root / "voxels.ply", to_world)):
+        print(f"wrote {path}")
+
+
+def uses_depth_fusion(model) -> bool:
+    """Density voxels are meshed by TSDF fusion of their rendered median depth (SVRaster)."""
+    return getattr(model, "mode", None) == "density"
+
+
+def surface_function(model, cameras, resolution: int, progress: bool = False):
+    """``[P, 3] -> [P]``, negative inside, for marching cubes: the neural SDF, the voxel SDF, or for density
+    voxels the TSDF fused from the median depth of every view of ``cameras`` (the level set at half opacity
+    when there are no cameras). Truncation: 4 finest voxels or 3 grid cells, whichever is larger."""
+    if not hasattr(model, "surface_sdf"):
+        return model.sdf.sdf
+    if not uses_depth_fusion(model) or cameras is None:
+        return model.surface_sdf
+    from lumisurf.mesh.tsdf import fuse_rendered_depth
+
+    device = model.geo.device
+    bg = torch.zeros(3, device=device)
+
+    def render(cams, i):
+        out = model.render_camera(cams.to(device), i, bg)
+        return out["median_depth"][..., 0], out["opacity"][..., 0] > 0.5
+
+    trunc = max(4.0 * model.finest_size, 3.0 * 2.0 / resolution)
+    return fuse_rendered_depth(render, cameras, trunc, progress)
 
 
 def training_cameras(loaded):

@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lumisurf.errors import LumisurfError
+from lumisurf.mesh.ply import write_ply
 from lumisurf.mesh.uv_bake import (BAKED_KEYS, MaterialFn, UVAtlas, bake_textures, evaluate_chunked,
                                    linear_to_srgb, to_uint8, unwrap)
 
@@ -58,22 +59,8 @@ def write_material_ply(path: Path, vertices: np.ndarray, faces: np.ndarray,
                        materials: dict[str, np.ndarray]) -> Path:
     """Binary little-endian PLY: float x y z, uchar red green blue (sRGB of the albedo), float
     roughness, metallic, albedo_r/g/b (linear) and one property per extra channel."""
-    ply_type = {np.dtype(np.uint8): "uchar", np.dtype(np.int32): "int", np.dtype(np.float32): "float"}
     cols = [(c, np.asarray(vertices, np.float32)[:, i]) for i, c in enumerate("xyz")] + _ply_columns(materials)
-    dtype = np.dtype([(name, col.dtype.newbyteorder("<")) for name, col in cols])
-    data = np.empty(len(vertices), dtype=dtype)
-    for name, col in cols:
-        data[name] = col
-    face_dtype = np.dtype([("n", "u1"), ("idx", "<i4", (3,))])
-    face_data = np.empty(len(faces), dtype=face_dtype)
-    face_data["n"], face_data["idx"] = 3, faces
-    header = ["ply", "format binary_little_endian 1.0",
-              "comment lumisurf: red/green/blue = sRGB 8-bit albedo; albedo_* linear",
-              f"element vertex {len(vertices)}"]
-    header += [f"property {ply_type[col.dtype]} {name}" for name, col in cols]
-    header += [f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]
-    path.write_bytes(("\n".join(header) + "\n").encode("ascii") + data.tobytes() + face_data.tobytes())
-    return path
+    return write_ply(path, cols, faces, ["lumisurf: red/green/blue = sRGB 8-bit albedo; albedo_* linear"])
 
 
 def _save_textures(out_dir: Path, maps: dict[str, np.ndarray]) -> dict[str, Path]:

@@ -34,8 +34,18 @@ SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]
 
 
 def build_voxel_model(vc, cameras=None, masks=None) -> SparseVoxelModel:
-    """A fresh model: the visual hull (or the dense cube) at ``init_level``; density -> ``geo_init``, or the
-    SDF of a sphere of ``sdf_init_radius``."""
+    """A fresh model: the voxel set of ``init_from`` (its mode must match), else the visual hull (or the dense
+    cube) at ``init_level``; density -> ``geo_init``, or the SDF of a sphere of ``sdf_init_radius``."""
+    if vc.init_from:
+        from lumisurf.errors import ConfigError
+        from lumisurf.voxels.io import load_voxels
+
+        model = load_voxels(vc.init_from)
+        if model.mode != vc.mode or model.sh_bands != vc.sh_bands:
+            raise ConfigError(f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
+                              f"bands; this run wants {vc.mode} with {vc.sh_bands}")
+        model.n_samples = vc.n_samples
+        return model
     tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
     geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
     return SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
@@ -78,8 +88,9 @@ class VoxelTrainer(TrainingLoop):
         self.optimizer = self._make_optimizer()
         self.clock = TrainingClock.from_config(cfg.train)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.step, self.elapsed, self.adapt_round, self.lr_scale = 0, 0.0, 0, 1.0
+        self.step, self.elapsed, self.adapt_round, self.lr_scale, self.last_adapt_step = 0, 0.0, 0, 1.0, 0
         self.guard = DivergenceGuard(cfg.train.guard)
+        self.coverage_ema = 0.0
         self.cap = voxel_cap(self.vc.max_voxels, self.vc.max_memory_mb, self.vc.sh_bands)
         self._reset_weight_stats()
 
@@ -160,6 +171,9 @@ class VoxelTrainer(TrainingLoop):
         self.step += 1
         if reason is None and self.step % self.cfg.train.guard.check_every == 0:
             reason = self.guard.check_parameters(self.model)
+        cov = scalars.get("coverage", float("nan"))
+        if math.isfinite(cov):
+            self.coverage_ema = 0.9 * self.coverage_ema + 0.1 * cov
         if reason is not None:
             self._recover(reason)
         elif self.step % self.cfg.train.guard.snapshot_every == 0 and self.guard.healthy:
@@ -167,12 +181,12 @@ class VoxelTrainer(TrainingLoop):
         return scalars
 
     def _snapshot_extra(self) -> dict:
-        return {"adapt_round": self.adapt_round}
+        return {"adapt_round": self.adapt_round, "last_adapt_step": self.last_adapt_step}
 
     def _recover(self, reason: str) -> None:
         step = self.step
         _, extra = self.guard.recover(step, reason, self.model, self.optimizer)  # may raise TrainingDiverged
-        self.adapt_round = int(extra["adapt_round"])
+        self.adapt_round, self.last_adapt_step = int(extra["adapt_round"]), int(extra["last_adapt_step"])
         self.lr_scale *= self.cfg.train.guard.lr_factor
         self._set_lr_scale()
         self._reset_weight_stats()
@@ -196,10 +210,11 @@ class VoxelTrainer(TrainingLoop):
         vc = self.vc
         self.model.active_bands = min(vc.sh_bands, 1 + int(p / max(vc.sh_band_every, 1e-9)))
         due = int(p / max(vc.adapt_every, 1e-9))
-        if p < vc.adapt_until and due > self.adapt_round:
-            self.adapt_round = due
+        if p < vc.adapt_until and due > self.adapt_round and self.step - self.last_adapt_step >= vc.adapt_min_steps:
+            self.adapt_round, self.last_adapt_step = due, self.step
             ramp = min(1.0, p / max(vc.adapt_until, 1e-9))
-            threshold = vc.prune_from + (vc.prune_to - vc.prune_from) * ramp
+            formed = self.coverage_ema >= vc.prune_min_coverage
+            threshold = vc.prune_from + (vc.prune_to - vc.prune_from) * ramp if formed else 0.0
             res = adapt(self.model, self.optimizer, self._max_weights(), self._priority(), threshold,
                         vc.subdivide_fraction, self.cap)
             self._reset_weight_stats()
@@ -224,6 +239,7 @@ class VoxelTrainer(TrainingLoop):
     # ------------------------------------------------------------------ checkpoints
     def _extra_state(self) -> dict:
         return {"generator": self.generator.get_state(), "adapt_round": self.adapt_round,
+                "last_adapt_step": self.last_adapt_step, "coverage_ema": self.coverage_ema,
                 "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_scale}}
 
     def save(self) -> None:
@@ -238,7 +254,8 @@ class VoxelTrainer(TrainingLoop):
         self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
                                                              self.device)
         self.generator.set_state(extra["generator"])
-        self.adapt_round = int(extra["adapt_round"])
+        self.adapt_round, self.last_adapt_step = int(extra["adapt_round"]), int(extra.get("last_adapt_step", 0))
+        self.coverage_ema = float(extra.get("coverage_ema", 0.0))
         guard = extra.get("guard", {"recoveries": 0, "lr_scale": 1.0})
         self.guard.recoveries, self.lr_scale = int(guard["recoveries"]), float(guard["lr_scale"])
         self._set_lr_scale()

@@ -93,8 +93,7 @@ class SparseVoxelModel(nn.Module):
         """
         if self.mode == "sdf":
             return self.field(points, outside=1.0)
-        finest = float(self.tree.extent) * 2.0 ** -int(self.tree.level.max())
-        sigma = math.log(2.0) / (STEP_SCALE * finest)
+        sigma = math.log(2.0) / (STEP_SCALE * self.finest_size)
         raw_star = sigma if sigma > 1.1 else 1.1 * (math.log(sigma) + 1.0 - math.log(1.1))
         return raw_star - self.field(points, outside=raw_star - 1.0)
 
@@ -123,11 +122,17 @@ class SparseVoxelModel(nn.Module):
     @torch.no_grad()
     def render_camera(self, cameras, cam: int, background: Tensor, downscale: int = 1) -> dict[str, Tensor]:
         """Maps ``[h, w, C]`` of camera ``cam`` at 1 / ``downscale`` resolution, as the field models give them:
-        rgb, opacity, depth (expected ray distance, not divided by opacity), normal (weighted, outward)."""
+        rgb, opacity, depth (expected ray distance, not divided by opacity), normal (weighted, outward), and
+        median_depth (where the transmittance falls below one half; 0 where it never does)."""
         cams = downscaled(cameras, downscale)
         out = self.render_view(cams, cam, background.reshape(3))
         h, w = cams.height, cams.width
-        return {k: out[k].reshape(h, w, -1) for k in ("rgb", "opacity", "depth", "normal")}
+        return {k: out[k].reshape(h, w, -1) for k in ("rgb", "opacity", "depth", "normal", "median_depth")}
+
+    @property
+    def finest_size(self) -> float:
+        """Edge length of the smallest voxel (scene units)."""
+        return float(self.tree.extent) * 2.0 ** -int(self.tree.level.max())
 
     def restructure(self, tree: VoxelOctree, remap: Remap, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Adopt ``tree`` (from :meth:`VoxelOctree.subdivide` / ``select`` of the current one): parameters and
