@@ -204,3 +204,20 @@ def test_two_variants_end_to_end_through_the_cli(tmp_path, capsys):
     assert (out / "variants" / "neus-no-eikonal" / "result.json").read_text() == before
     with open(out / "ablation.csv", newline="") as f:
         assert {r["variant"] for r in csv.DictReader(f)} == {"neus", "neus-no-eikonal"}
+
+
+def test_sparse_voxel_variants_through_bench_ablate(tmp_path, capsys):
+    """Both voxel presets run as ablation variants (their own trainer, the same evaluator and table)."""
+    voxels = DATA + ["voxels.init_level=4", "train.max_steps=2"]
+    spec_path = write_spec(tmp_path, minutes=0.5, eval_every=1e-4, eval_views=1, overrides=voxels,
+                           variants=[{"name": "svr", "preset": "svraster", "overrides": ["voxels.geo_init=0.0"]},
+                                     {"name": "svr-sdf", "preset": "svraster-sdf"}])
+    out = tmp_path / "out"
+    assert main(["bench", "ablate", str(spec_path), "--out", str(out)]) == 0
+    with open(out / "ablation.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for variant in ("svr", "svr-sdf"):
+        mine = [r for r in rows if r["variant"] == variant]
+        assert [int(r["steps"]) for r in mine] == [1, 2] and float(mine[-1]["psnr"]) > 0
+    table = [ln for ln in (out / "ablation.md").read_text().splitlines() if ln.startswith("| svr")]
+    assert len(table) == 2 and all(ln.rstrip().endswith("| ok |") for ln in table)

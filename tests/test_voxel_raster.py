@@ -125,3 +125,32 @@ def test_warp_binning_equals_torch_binning(eye):
     ref, fast = bin_voxels(*args, backend="torch"), bin_voxels(*args, backend="warp")
     for k in ("voxel", "octant", "tile_start", "bbox"):
         assert torch.equal(getattr(fast, k), getattr(ref, k)), k
+
+
+def test_warp_split_over_threads_matches_one_thread():
+    """The CPU launch split into interleaved tile sets on two threads gives the one-thread results (max weight
+    exactly; gradients summed in another order)."""
+    from lumisurf.voxels import raster_warp
+    from lumisurf.voxels.raster import rasterize_tiles
+
+    if raster_warp.unavailable([torch.zeros(1)]):
+        pytest.skip(f"warp not usable: {raster_warp.unavailable([torch.zeros(1)])}")
+    tree, lo, size, corners, rgb = (t.float() if torch.is_tensor(t) and t.is_floating_point() else t
+                                    for t in _scene(3, "density"))
+    cams, o, d, c2w = _view([2.2, 1.3, 1.1])
+    binned = bin_voxels(tree.path, lo, size, c2w.float(), float(cams.fx[0]), float(cams.fy[0]),
+                        float(cams.cx[0]), float(cams.cy[0]), W, H)
+    threads, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2, 2):  # the second 2-thread call runs concurrently (the first loads the module)
+            torch.set_num_threads(n)
+            c = corners.clone().requires_grad_()
+            out = rasterize_tiles(binned, o.float(), d.float(), lo, size, c, rgb, torch.ones(3), W, H, backend="warp")
+            (out["rgb"].sum() + out["depth"].sum()).backward()
+            results.append((out, c.grad))
+    finally:
+        torch.set_num_threads(threads)
+    for out, grad in results[1:]:
+        for k in ("rgb", "opacity", "depth", "max_weight", "median_depth"):
+            assert torch.equal(out[k], results[0][0][k]), k
+        assert torch.allclose(grad, results[0][1], rtol=1e-5, atol=1e-6)

@@ -20,7 +20,7 @@ from lumisurf.config import from_dict, Config, save_config
 from lumisurf.data.load import load_config_scene
 from lumisurf.errors import LumisurfError
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import Trainer
+from lumisurf.train.trainer import build_trainer
 
 ROW_FIELDS = ("variant", "preset", "dataset", "train_seconds", "steps", "psnr", "ssim", "normal_mae_deg",
               "chamfer", "eval_seconds", "peak_rss_mib", "peak_cuda_mib")
@@ -56,7 +56,8 @@ def run_job(job_path: Path) -> dict:
     cfg = from_dict(Config, job["config"])
     save_config(cfg, root / "config.yaml")
     scene = load_config_scene(cfg.data)
-    trainer = Trainer(cfg, RunDir(root), scene=scene, progress=False)
+    (root / "ckpt").mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, RunDir(root), scene=scene, progress=False)  # neural field or sparse voxels
     evaluator = CheckpointEvaluator(scene, EvalSettings(**job["eval"]))
     ident = {"variant": job["variant"], "preset": cfg.preset, "dataset": job["dataset"]}
 

@@ -6,9 +6,13 @@ sorted entries front to back and, for each, only the pixels inside its screen bo
 a pixel stops once its transmittance is below ``stop_T``. The backward walks the same list back to front,
 recovering each pixel's transmittance by division (opacity is capped at 0.99999), and accumulates the
 gradients of the corners, colours, normals and ``inv_s`` with atomic adds (a voxel sits in several tiles).
+On CPU a launch is split into interleaved tile sets run on ``torch.get_num_threads()`` threads, each with its
+own max-weight and gradient buffers (summed after), since Warp runs one CPU launch on one thread.
 Only float32 is handled.
 """
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -188,8 +192,8 @@ if wp is not None:
                        acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
                        last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32),
                        n_seg: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32),
-                       median: wp.array(dtype=wp.float32)):
-        t = wp.tid()
+                       median: wp.array(dtype=wp.float32), stride: int, offset: int):
+        t = wp.tid() * stride + offset
         ty = t // view.tiles_x
         tx = t - ty * view.tiles_x
         alive = (wp.min((tx + 1) * _TILE, view.width) - tx * _TILE) * (
@@ -231,8 +235,9 @@ if wp is not None:
                         suf_rgb: wp.array(dtype=wp.vec3), suf_depth: wp.array(dtype=wp.float32),
                         suf_n: wp.array(dtype=wp.vec3), g_corners: wp.array2d(dtype=wp.float32),
                         g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
-                        g_inv_s: wp.array(dtype=wp.float32), g_prio: wp.array(dtype=wp.float32)):
-        t = wp.tid()
+                        g_inv_s: wp.array(dtype=wp.float32), g_prio: wp.array(dtype=wp.float32),
+                        stride: int, offset: int):
+        t = wp.tid() * stride + offset
         n_ent = tile_last[t] + 1 - view.tile_start[t]  # nothing after the tile's last contribution matters
         for k in range(n_ent):
             e = tile_last[t] - k
@@ -279,20 +284,21 @@ class _RasterWarp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, corners, rgb, normals, inv_s, priority, geo: dict, background):
         n_pix, dev = geo["ray_o"].shape[0], corners.device
+        parts = _parts(dev, geo["n_tiles"])
         trans = torch.ones(n_pix, device=dev)
         acc_rgb, acc_n = torch.zeros(n_pix, 3, device=dev), torch.zeros(n_pix, 3, device=dev)
         acc_depth = torch.zeros(n_pix, device=dev)
         last = torch.full((n_pix,), -1, dtype=torch.int32, device=dev)
-        max_w = torch.zeros(corners.shape[0], device=dev)
+        max_w = torch.zeros(parts, corners.shape[0], device=dev)  # one row per thread: no shared atomics
         n_seg = torch.zeros(n_pix, dtype=torch.int32, device=dev)
         tile_last = (geo["tile_start"][:-1] - 1).contiguous()  # "no contribution": the backward walks nothing
         median = torch.zeros(n_pix, device=dev)
-        wdev = wp.device_from_torch(dev)
         view = _view(geo, corners, rgb, normals, inv_s)
-        wp.launch(_forward_tiles, dim=geo["n_tiles"], device=wdev,
-                  inputs=[view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last),
-                          _wp(max_w), _wp(n_seg), _wp(tile_last), _wp(median)])
-        ctx.geo, ctx.view = geo, view
+        shared = [view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last)]
+        _launch(_forward_tiles, geo["n_tiles"], dev, parts,
+                lambda k: shared + [_wp(max_w[k]), _wp(n_seg), _wp(tile_last), _wp(median)])
+        max_w = max_w.amax(0)
+        ctx.geo, ctx.view, ctx.parts = geo, view, parts
         ctx.save_for_backward(corners, rgb, normals, trans, last, background, tile_last)
         ctx.mark_non_differentiable(max_w, n_seg, median)
         rgb_out = acc_rgb + trans[:, None] * background
@@ -301,17 +307,49 @@ class _RasterWarp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg, _g_median):
         corners, rgb, normals, trans, last, background, tile_last = ctx.saved_tensors
-        dev = corners.device
-        g_corners, g_col, g_normals = torch.zeros_like(corners), torch.zeros_like(rgb), torch.zeros_like(normals)
-        g_inv_s = torch.zeros(1, device=dev)
-        g_prio = torch.zeros(corners.shape[0], device=dev)
+        dev, parts = corners.device, ctx.parts
+        # per-thread gradient buffers (summed after): the threads' tiles share voxels
+        g_corners, g_col = corners.new_zeros(parts, *corners.shape), rgb.new_zeros(parts, *rgb.shape)
+        g_normals, g_inv_s = normals.new_zeros(parts, *normals.shape), corners.new_zeros(parts, 1)
+        g_prio = corners.new_zeros(parts, corners.shape[0])
         suf_rgb = (trans[:, None] * background).expand(trans.shape[0], 3).contiguous()
-        wp.launch(_backward_tiles, dim=ctx.geo["n_tiles"], device=wp.device_from_torch(dev),
-                  inputs=[ctx.view, _wp(last), _wp(tile_last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
-                                       _wp(g_depth.reshape(-1)), _vec(g_n), _wp(trans.clone()), _vec(suf_rgb),
-                                       _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
-                                       _wp(g_corners), _vec(g_col), _vec(g_normals), _wp(g_inv_s), _wp(g_prio)])
-        return g_corners, g_col, g_normals, g_inv_s[0], (g_prio if ctx.needs_input_grad[4] else None), None, None
+        shared = [ctx.view, _wp(last), _wp(tile_last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
+                  _wp(g_depth.reshape(-1)), _vec(g_n), _wp(trans.clone()), _vec(suf_rgb),
+                  _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb))]
+        _launch(_backward_tiles, ctx.geo["n_tiles"], dev, parts,
+                lambda k: shared + [_wp(g_corners[k]), _vec(g_col[k]), _vec(g_normals[k]), _wp(g_inv_s[k]),
+                                    _wp(g_prio[k])])
+        g_prio = g_prio.sum(0) if ctx.needs_input_grad[4] else None
+        return g_corners.sum(0), g_col.sum(0), g_normals.sum(0), g_inv_s.sum(), g_prio, None, None
+
+
+def _parts(device: torch.device, n_tiles: int) -> int:
+    """Threads to split a launch over: torch's intra-op thread count on CPU (Warp's CPU kernels run on one
+    thread per launch), one launch on CUDA."""
+    return 1 if device.type != "cpu" else max(1, min(torch.get_num_threads(), n_tiles))
+
+
+_POOL: ThreadPoolExecutor | None = None
+_WARM: set = set()
+
+
+def _launch(kernel, n_tiles: int, device: torch.device, parts: int, inputs) -> None:
+    """Launch ``kernel`` over ``n_tiles`` tiles as ``parts`` interleaved launches (tile ``k``, ``k + parts``,
+    ...), concurrent on CPU threads (a Warp CPU launch releases the GIL); ``inputs(k)`` are part ``k``'s
+    inputs, without the trailing stride and offset."""
+    global _POOL
+    wdev = wp.device_from_torch(device)
+    run = lambda k: wp.launch(kernel, dim=(n_tiles - k + parts - 1) // parts, device=wdev,  # noqa: E731
+                              inputs=inputs(k) + [parts, k])
+    if parts == 1 or kernel.key not in _WARM:  # the first launch loads the module: not from two threads
+        for k in range(parts):
+            run(k)
+        _WARM.add(kernel.key)
+        return
+    if _POOL is None or _POOL._max_workers < parts:
+        _POOL = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="lumisurf-warp")
+    for f in [_POOL.submit(run, k) for k in range(parts)]:
+        f.result()
 
 
 def _view(geo: dict, corners, rgb, normals, inv_s) -> "_View":
