@@ -61,7 +61,8 @@ def run_one(trainer: Trainer, preset: str, dataset: str, gt_mesh, args, on_row) 
     def evaluate(t: Trainer) -> dict:
         return {"preset": preset, "dataset": dataset, **evaluator(t)}
 
-    rows = train_with_evals(trainer, args.minutes * 60.0, args.eval_every, evaluate, on_row)
+    early = None if args.early_every is None else (args.early_every, args.early_until)
+    rows = train_with_evals(trainer, args.minutes * 60.0, args.eval_every, evaluate, on_row, early=early)
     if evaluator.last_mesh is not None:
         evaluator.last_mesh.export(trainer.run.root / "mesh.ply")
     return rows
@@ -160,6 +161,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="training budget per run, minutes (default 5; 1/3 with --quick)")
     ap.add_argument("--eval-every", type=float, default=None,
                     help="evaluate every this many seconds of training time (default 30; 10 with --quick)")
+    ap.add_argument("--early-every", type=float, default=None,
+                    help="evaluate every this many seconds during the first --early-until seconds (default: off)")
+    ap.add_argument("--early-until", type=float, default=60.0, help="see --early-every (default 60)")
     ap.add_argument("--eval-views", type=int, default=4, help="test views for PSNR, at downscale 2 (default 4)")
     ap.add_argument("--mesh-resolution", type=int, default=128, help="marching-cubes grid (default 128)")
     ap.add_argument("--chamfer-samples", type=int, default=20_000,

@@ -221,3 +221,26 @@ def test_sparse_voxel_variants_through_bench_ablate(tmp_path, capsys):
         assert [int(r["steps"]) for r in mine] == [1, 2] and float(mine[-1]["psnr"]) > 0
     table = [ln for ln in (out / "ablation.md").read_text().splitlines() if ln.startswith("| svr")]
     assert len(table) == 2 and all(ln.rstrip().endswith("| ok |") for ln in table)
+
+
+def test_early_evaluations_are_denser():
+    """``early=(every, until)``: evaluations every ``every`` training seconds until ``until``, then every
+    ``every_s``; a fake trainer whose steps take exactly 1 s of training time."""
+    from types import SimpleNamespace
+
+    from lumisurf.bench.time_to_target import train_with_evals
+
+    class FakeTrainer:
+        cfg = SimpleNamespace(train=SimpleNamespace(max_steps=10 ** 6))
+        step, elapsed = 0, 0.0
+
+        def set_budget(self, seconds):
+            pass
+
+        def guarded_step(self):
+            self.step += 1
+            self.elapsed += 1.0 - 1e-9  # the loop adds the wall time of the (instant) step on top
+
+    rows = train_with_evals(FakeTrainer(), budget_s=40.0, every_s=10.0, early=(2.0, 10.0),
+                            evaluate=lambda t: {"train_seconds": round(t.elapsed), "steps": t.step})
+    assert [r["train_seconds"] for r in rows] == [2, 4, 6, 8, 10, 20, 30, 40]

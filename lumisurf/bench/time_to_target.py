@@ -155,19 +155,25 @@ class CheckpointEvaluator:
 
 def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callable[[object], dict],
                      on_row: Optional[Callable[[dict], None]] = None,
-                     progress: Optional[str] = None) -> list[dict]:
+                     progress: Optional[str] = None, early: Optional[tuple[float, float]] = None) -> list[dict]:
     """Train ``trainer`` for ``budget_s`` seconds of training time, evaluating every ``every_s`` s.
 
     The clock is paused while ``evaluate(trainer)`` runs; a last evaluation follows the end of the
     budget (or of ``train.max_steps``). The schedules read the progress of the budget's clock (training
     seconds only: the clock is paused while evaluating). ``progress``: a label for a tqdm
-    bar of training seconds (None: no bar). Returns the evaluation rows.
+    bar of training seconds (None: no bar). ``early`` = (every, until): evaluate every ``every`` s until
+    ``until`` s, then every ``every_s`` (time-to-target resolved finely where targets are met early).
+    Returns the evaluation rows.
     """
     from tqdm import tqdm
 
     bar = tqdm(total=round(budget_s, 1), desc=progress, unit="s", disable=progress is None,
                dynamic_ncols=True, leave=True)
-    next_eval, rows = every_s, []
+    def next_after(t: float) -> float:
+        step = early[0] if early is not None and t < early[1] else every_s
+        return (math.floor(t / step) + 1) * step
+
+    next_eval, rows = next_after(0.0), []
     trainer.set_budget(budget_s)
     while trainer.step < trainer.cfg.train.max_steps:
         t0 = time.perf_counter()
@@ -185,7 +191,7 @@ def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callabl
             bar.set_postfix(steps=trainer.step, psnr="n/a" if value is None else f"{value:.2f}")
             if on_row is not None:
                 on_row(row)
-            next_eval = (math.floor(trainer.elapsed / every_s) + 1) * every_s
+            next_eval = next_after(trainer.elapsed)
         if done:
             break
     bar.close()
