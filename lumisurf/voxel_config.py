@@ -30,6 +30,8 @@ class VoxelConfig:
     # opaque fraction without masks; an EMA) is below this: from SVRaster's transparent start every voxel's
     # max weight is below any threshold until the density has grown (hundreds of steps)
     subdivide_fraction: float = 0.05  # of the voxels, by accumulated priority
+    subdivide_min_footprint: float = 0.5  # children must stay larger than this x the smallest pixel footprint
+    # over the training views (SVRaster's synthetic setting; finer voxels only overfit the training pixels)
     prune_views: int = 24  # max blending weights for pruning come from at least this many views (extra renders
     # of evenly spaced views the training steps missed since the last layout change; all views if fewer)
     lr_geo: float = 0.025

@@ -59,3 +59,20 @@ def test_memory_budget_caps_the_voxels():
     assert per == 4 * (1 + 48) * 3 + 80
     assert voxel_cap(10 ** 9, 10.0, 4) == int(10 * 2 ** 20 / per)
     assert voxel_cap(1000, None, 4) == 1000
+
+
+def test_pixel_footprint_by_hand_and_only_split_where_allowed():
+    from lumisurf.voxels.adaptive import pixel_footprint
+
+    cams = look_at_cameras(np.array([[3.0, 0.0, 0.0], [0.0, 6.0, 0.0]]), 40, 40, fov_deg=40.0)
+    fx = float(cams.fx[0])
+    pts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 2.5]])
+    fp = pixel_footprint(pts, cams)
+    assert fp[0] == pytest.approx(3.0 / fx, rel=1e-5)  # the nearer camera wins
+    assert fp[1] == pytest.approx(2.0 / fx, rel=1e-5)  # 2 units in front of camera 0
+    assert torch.isinf(fp[2])  # outside both images
+    model = SparseVoxelModel(VoxelOctree.dense(2, SMIN, 2.0))
+    can = torch.zeros(64, dtype=torch.bool)
+    can[:3] = True
+    res = adapt(model, None, torch.ones(64), torch.ones(64), 0.0, 1.0, cap=10_000, can_split=can)
+    assert res.subdivided == 3 and res.voxels == 64 + 21

@@ -5,7 +5,8 @@ image composited over a random background (L2), plus an L2 between the rendered 
 there are masks. Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
 ``adapt_every`` until ``adapt_until`` the voxels are pruned (max blending weight over all training views below
 a threshold ramped from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest
-accumulated priority subdivided, under the voxel cap. Regularisers on the corner values
+accumulated priority subdivided (children stay larger than ``subdivide_min_footprint`` pixels), under the voxel
+cap. Regularisers on the corner values
 (:mod:`lumisurf.losses.voxels`): TV (density), eikonal and twist (sdf), until ``regularize_until``. The divergence
 guard (``train/guard.py``) watches the loss, the mask coverage, inv_s (sdf) and the parameters, and rolls back
 to a healthy snapshot (its voxel layout included) with a lower learning rate. Checkpoints hold the voxel layout,
@@ -27,7 +28,7 @@ from lumisurf.train.loop import TrainingLoop
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.visualize import save_validation_strip
-from lumisurf.voxels.adaptive import adapt, visual_hull_octree, voxel_cap
+from lumisurf.voxels.adaptive import adapt, pixel_footprint, visual_hull_octree, voxel_cap
 from lumisurf.voxels.model import SparseVoxelModel, downscaled
 
 SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]^3
@@ -215,8 +216,11 @@ class VoxelTrainer(TrainingLoop):
             ramp = min(1.0, p / max(vc.adapt_until, 1e-9))
             formed = self.coverage_ema >= vc.prune_min_coverage
             threshold = vc.prune_from + (vc.prune_to - vc.prune_from) * ramp if formed else 0.0
+            cams = downscaled(self.cameras, vc.train_downscale)
+            can_split = 0.5 * self.model.tree.boxes()[1] > vc.subdivide_min_footprint * pixel_footprint(
+                self.model.tree.centres(), cams)
             res = adapt(self.model, self.optimizer, self._max_weights(), self._priority(), threshold,
-                        vc.subdivide_fraction, self.cap)
+                        vc.subdivide_fraction, self.cap, can_split)
             self._reset_weight_stats()
             tqdm.write(f"step {self.step}: {res.line()}")
 

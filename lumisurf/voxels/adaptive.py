@@ -57,13 +57,33 @@ class AdaptResult:
         return f"voxels: -{self.pruned} pruned, {self.subdivided} subdivided -> {self.voxels}"
 
 
+@torch.no_grad()
+def pixel_footprint(centres: Tensor, cameras, chunk: int = 65536) -> Tensor:
+    """Smallest pixel footprint ``[N]`` (scene units: depth along the optical axis / fx) of points ``[N, 3]``
+    over the ``cameras`` whose image holds them; inf where none does (SVRaster's minimum sampling interval)."""
+    from lumisurf.data.normalization import project_points
+
+    out = torch.full((centres.shape[0],), math.inf, device=centres.device)
+    for s in range(0, centres.shape[0], chunk):
+        pts = centres[s:s + chunk]
+        best = out[s:s + chunk]
+        for i in range(len(cameras)):
+            u, v, valid = project_points(cameras, i, pts)
+            z = (pts - cameras.c2w[i, :3, 3]) @ cameras.c2w[i, :3, 2]  # depth along the optical axis
+            seen = valid & (z > 0) & (u >= 0) & (u < cameras.width) & (v >= 0) & (v < cameras.height)
+            best = torch.where(seen, torch.minimum(best, z / cameras.fx[i]), best)
+        out[s:s + chunk] = best
+    return out
+
+
 def adapt(model, optimizer, max_weight: Tensor, priority: Tensor, prune_below: float, subdivide_fraction: float,
-          cap: int) -> AdaptResult:
+          cap: int, can_split: Tensor | None = None) -> AdaptResult:
     """Prune voxels whose largest blending weight over the views is below ``prune_below``, then subdivide the
     ``subdivide_fraction`` of the rest with the largest ``priority`` (>0), as far as ``cap`` voxels allow.
 
-    ``max_weight``, ``priority``: ``[N]`` for the model's current voxels. The voxel with the largest weight is
-    always kept. The optimizer's state follows (:meth:`SparseVoxelModel.restructure`).
+    ``max_weight``, ``priority``, ``can_split`` (bool; e.g. children still larger than the pixel footprint):
+    ``[N]`` for the model's current voxels. The voxel with the largest weight is always kept. The optimizer's
+    state follows (:meth:`SparseVoxelModel.restructure`).
     """
     keep = max_weight >= prune_below
     keep[int(torch.argmax(max_weight))] = True
@@ -71,10 +91,13 @@ def adapt(model, optimizer, max_weight: Tensor, priority: Tensor, prune_below: f
     if pruned:
         model.restructure(*model.tree.select(keep), optimizer)
         priority = priority[keep]
+        can_split = None if can_split is None else can_split[keep]
     n = len(model.tree)
     room = max(0, (cap - n) // 7)
     want = min(room, math.ceil(subdivide_fraction * n))
     eligible = (priority > 0) & (model.tree.level < MAX_LEVEL)
+    if can_split is not None:
+        eligible &= can_split
     want = min(want, int(eligible.sum()))
     if want:
         score = torch.where(eligible, priority, torch.full_like(priority, -1.0))
