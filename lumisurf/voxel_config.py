@@ -42,6 +42,8 @@ class VoxelConfig:
     geo_init: float = -10.0  # density mode: raw value of every corner
     sdf_init_radius: float = 0.5  # sdf mode: the corners start as the SDF of a sphere of this radius
     inv_s_init: float = 50.0
+    inv_s_final: Optional[float] = None  # sdf mode: a floor under the learned inv_s rising geometrically from
+    inv_s_until: float = 0.75  # inv_s_init to this by this progress (None: learned only, as NeuS)
     n_samples: int = 1  # density mode: midpoint samples per ray-voxel segment
     tv_weight: float = 0.0  # mean squared corner difference along voxel edges (losses/voxels.py)
     eikonal_weight: float = 0.01  # sdf mode: (|grad| - 1)^2 at the voxel centres

@@ -86,3 +86,14 @@ def test_extra_views_fill_up_to_the_count_evenly():
     views = extra_views(80, {1, 2, 3}, 24)
     assert len(views) == 21 and not {1, 2, 3} & set(views) and views[0] == 0 and views[-1] > 70
     assert extra_views(10, set(), 24) == list(range(10)) and extra_views(80, set(range(30)), 24) == []
+
+
+def test_inv_s_floor_follows_its_schedule(tmp_path):
+    trainer = _tiny_voxel_trainer(tmp_path, "svraster-sdf", ("voxels.inv_s_final=800", "voxels.inv_s_until=0.5"))
+    floors = []
+    for _ in range(7):
+        trainer.guarded_step()
+        floors.append(float(trainer.model.inv_s_floor))
+    assert floors[0] == 50.0 and floors[-1] == 800.0  # progress 6 / 12 = inv_s_until
+    assert floors[3] == pytest.approx(50.0 * 16.0 ** 0.5)  # geometric: progress 3 / 12 is half-way
+    assert float(trainer.model.inv_s.detach()) >= 800.0

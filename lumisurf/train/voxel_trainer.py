@@ -210,6 +210,9 @@ class VoxelTrainer(TrainingLoop):
         p = self.clock.progress(self.step, self.elapsed)
         vc = self.vc
         self.model.active_bands = min(vc.sh_bands, 1 + int(p / max(vc.sh_band_every, 1e-9)))
+        if vc.inv_s_final is not None:
+            ramp = min(1.0, p / max(vc.inv_s_until, 1e-9))
+            self.model.inv_s_floor.fill_(vc.inv_s_init * (vc.inv_s_final / vc.inv_s_init) ** ramp)
         due = int(p / max(vc.adapt_every, 1e-9))
         if p < vc.adapt_until and due > self.adapt_round and self.step - self.last_adapt_step >= vc.adapt_min_steps:
             self.adapt_round, self.last_adapt_step = due, self.step

@@ -31,6 +31,7 @@ class SparseVoxelModel(nn.Module):
         self.sh0 = nn.Parameter(torch.zeros(len(tree), 1, 3))  # SH DC (colour 0.5 at the start)
         self.shs = nn.Parameter(torch.zeros(len(tree), sh_bands ** 2 - 1, 3))  # higher bands
         self.log_inv_s = nn.Parameter(torch.tensor(math.log(inv_s)))  # used in sdf mode only
+        self.register_buffer("inv_s_floor", torch.tensor(0.0))  # sdf mode: the sharpness never drops below this
         self.priority = nn.Parameter(torch.ones(len(tree)))  # never optimised: its grad is the subdivision priority
         self.register_buffer("tree_path", tree.path.clone())  # the layout travels with the state dict
         self.register_buffer("tree_level", tree.level.clone())
@@ -48,6 +49,8 @@ class SparseVoxelModel(nn.Module):
         The parameters are resized in place (``.data``), so an optimizer holding them stays valid and can load
         the optimizer state saved with ``state_dict`` (the divergence guard's rollback relies on this).
         """
+        if "inv_s_floor" not in state_dict:  # checkpoints from before the inv_s schedule
+            state_dict = {**state_dict, "inv_s_floor": torch.tensor(0.0)}
         path, level = state_dict["tree_path"], state_dict["tree_level"]
         if path.shape != self.tree_path.shape or not torch.equal(path.to(self.tree_path.device), self.tree_path):
             dev = self.geo.device
@@ -70,7 +73,8 @@ class SparseVoxelModel(nn.Module):
 
     @property
     def inv_s(self) -> Tensor:
-        return self.log_inv_s.exp()
+        """NeuS sharpness (1 / scene units): the learned value, at least ``inv_s_floor`` (a schedule)."""
+        return torch.maximum(self.log_inv_s.exp(), self.inv_s_floor)
 
     def corners(self) -> Tensor:  # [N, 8]
         return self.geo[self.tree.vox_key]
