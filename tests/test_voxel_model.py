@@ -127,3 +127,22 @@ def test_load_state_dict_adopts_a_saved_layout_in_place():
     model.render_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     assert opt.state[model.geo]["exp_avg"].shape == model.geo.shape
+
+
+def test_deferred_nero_shading_reaches_corners_and_networks():
+    from lumisurf.config import NeroConfig
+    from lumisurf.voxels.deferred import DeferredNero
+
+    model = _sphere_model("sdf")
+    model.shading = DeferredNero(NeroConfig(hidden=16, layers=2, weight_norm=False))
+    out = model.render_view(CAMS, 0, torch.ones(3))
+    assert out["rgb"].shape == (480, 3) and out["albedo"].shape == (480, 3) and out["metallic"].shape == (480, 1)
+    background = out["opacity"][:, 0] < 1e-3
+    assert background.any() and torch.allclose(out["rgb"][background], torch.ones(3))
+    assert (out["albedo"][background] == 0).all() and (out["albedo"][~background] > 0).all()
+    out["rgb"].sum().backward()
+    assert model.geo.grad.abs().sum() > 0  # through the composited normal and depth
+    assert all(p.grad is not None for p in model.shading.nero.materials.albedo.parameters())
+    assert model.shading.grid.params.grad.abs().sum() > 0
+    groups = {g["name"] for g in model.optimizer_groups(1e-2, 1e-2, 1e-2, 1e-2)}
+    assert groups == {"geo", "sh0", "shs", "inv_s", "shading"}

@@ -97,3 +97,17 @@ def test_inv_s_floor_follows_its_schedule(tmp_path):
     assert floors[0] == 50.0 and floors[-1] == 800.0  # progress 6 / 12 = inv_s_until
     assert floors[3] == pytest.approx(50.0 * 16.0 ** 0.5)  # geometric: progress 3 / 12 is half-way
     assert float(trainer.model.inv_s.detach()) >= 800.0
+
+
+def test_deferred_nero_shading_trains_resumes_and_renders(tmp_path):
+    out = tmp_path / "nero"
+    args = ["train", "--preset", "svraster-sdf", "--out", str(out), "--max-steps", "3", "voxels.shading=nero",
+            "model.nero.hidden=16", "model.nero.layers=2", "model.nero.weight_norm=false"] + TINY
+    assert main(args) == 0
+    assert main(args[:5] + ["--max-steps", "4", "--resume"] + args[7:]) == 0
+    state = torch.load(out / "ckpt" / "last.pt", weights_only=True)
+    assert state["step"] == 4 and any(k.startswith("shading.") for k in state["model"])
+    assert main(["render", str(out)]) == 0
+    bad = ["train", "--preset", "svraster", "--out", str(tmp_path / "bad"), "--max-steps", "1",
+           "voxels.shading=nero"] + TINY
+    assert main(bad) != 0  # density voxels have no SDF normals to shade with

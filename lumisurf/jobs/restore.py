@@ -33,7 +33,7 @@ def load_run(root: Path, device: str | None = None) -> LoadedRun:
     if cfg.model.kind == "voxels":
         from lumisurf.train.voxel_trainer import voxel_model_from_checkpoint
 
-        model = voxel_model_from_checkpoint(cfg.voxels, ckpt, dev).to(dev)
+        model = voxel_model_from_checkpoint(cfg, ckpt, dev).to(dev)
         step, elapsed = load_checkpoint(ckpt, model, None, dev)
         model.eval()
         return LoadedRun(run, cfg, model, run.load_normalization(), dev, step, elapsed)

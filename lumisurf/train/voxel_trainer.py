@@ -34,9 +34,22 @@ from lumisurf.voxels.model import SparseVoxelModel, downscaled
 SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]^3
 
 
-def build_voxel_model(vc, cameras=None, masks=None) -> SparseVoxelModel:
+def build_shading(cfg):
+    """The deferred shading module ``voxels.shading`` asks for (None for SH colour)."""
+    if cfg.voxels.shading == "sh":
+        return None
+    from lumisurf.errors import ConfigError
+    from lumisurf.voxels.deferred import DeferredNero
+
+    if cfg.voxels.mode != "sdf":
+        raise ConfigError("voxels.shading=nero needs voxels.mode=sdf (the normals come from the SDF)")
+    return DeferredNero(cfg.model.nero)
+
+
+def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
     """A fresh model: the voxel set of ``init_from`` (its mode must match), else the visual hull (or the dense
     cube) at ``init_level``; density -> ``geo_init``, or the SDF of a sphere of ``sdf_init_radius``."""
+    vc = cfg.voxels
     if vc.init_from:
         from lumisurf.errors import ConfigError
         from lumisurf.voxels.io import load_voxels
@@ -45,18 +58,19 @@ def build_voxel_model(vc, cameras=None, masks=None) -> SparseVoxelModel:
         if model.mode != vc.mode or model.sh_bands != vc.sh_bands:
             raise ConfigError(f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
                               f"bands; this run wants {vc.mode} with {vc.sh_bands}")
-        model.n_samples = vc.n_samples
+        model.n_samples, model.shading = vc.n_samples, build_shading(cfg)
         return model
     tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
     geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
     return SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
-                            n_samples=vc.n_samples)
+                            n_samples=vc.n_samples, shading=build_shading(cfg))
 
 
-def voxel_model_from_checkpoint(vc, path, device) -> SparseVoxelModel:
+def voxel_model_from_checkpoint(cfg, path, device) -> SparseVoxelModel:
     """A model shaped like the checkpoint at ``path`` (not yet loaded)."""
     state = read_checkpoint(path, device)["model"]
-    return SparseVoxelModel.from_state(state, vc.mode, vc.sh_bands, torch.full((3,), SCENE_MIN), EXTENT)
+    return SparseVoxelModel.from_state(state, cfg.voxels.mode, cfg.voxels.sh_bands, torch.full((3,), SCENE_MIN),
+                                       EXTENT, build_shading(cfg))
 
 
 def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
@@ -83,8 +97,8 @@ class VoxelTrainer(TrainingLoop):
         self.train_split = self.scene.split("train")
         self.cameras = self.train_split.cameras.to(self.device)
         masks = self.train_split.masks
-        self.model = (voxel_model_from_checkpoint(self.vc, run.ckpt_path, self.device) if resume
-                      else build_voxel_model(self.vc, self.train_split.cameras, None if masks is None else masks > 0.5))
+        self.model = (voxel_model_from_checkpoint(cfg, run.ckpt_path, self.device) if resume
+                      else build_voxel_model(cfg, self.train_split.cameras, None if masks is None else masks > 0.5))
         self.model.to(self.device)
         self.optimizer = self._make_optimizer()
         self.clock = TrainingClock.from_config(cfg.train)
@@ -102,7 +116,7 @@ class VoxelTrainer(TrainingLoop):
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         vc = self.vc
-        groups = self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs, vc.lr_inv_s)
+        groups = self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs, vc.lr_inv_s, vc.lr_shading)
         return torch.optim.Adam(groups, betas=(vc.beta1, 0.99), eps=1e-15)
 
     # ------------------------------------------------------------------ one step
@@ -196,8 +210,9 @@ class VoxelTrainer(TrainingLoop):
                    f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)")
 
     def _set_lr_scale(self) -> None:
-        base = {g["name"]: g["lr"] for g in self.model.optimizer_groups(self.vc.lr_geo, self.vc.lr_sh0,
-                                                                         self.vc.lr_shs, self.vc.lr_inv_s)}
+        vc = self.vc
+        base = {g["name"]: g["lr"] for g in self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs,
+                                                                         vc.lr_inv_s, vc.lr_shading)}
         for group in self.optimizer.param_groups:
             group["lr"] = base[group["name"]] * self.lr_scale
 

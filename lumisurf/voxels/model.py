@@ -23,8 +23,10 @@ class SparseVoxelModel(nn.Module):
     """``mode`` density (raw values, exp-linear activation) or sdf (signed distances, NeuS opacity)."""
 
     def __init__(self, tree: VoxelOctree, mode: GeometryMode = "density", sh_bands: int = 4,
-                 geo_init: Tensor | float = -10.0, inv_s: float = 50.0, n_samples: int = 1):
+                 geo_init: Tensor | float = -10.0, inv_s: float = 50.0, n_samples: int = 1,
+                 shading: nn.Module | None = None):
         super().__init__()
+        self.shading = shading  # None: SH colour per voxel; else deferred per-pixel shading (voxels/deferred.py)
         self.tree, self.mode, self.sh_bands, self.n_samples = tree, mode, sh_bands, n_samples
         geo = torch.as_tensor(geo_init, dtype=torch.float32)
         self.geo = nn.Parameter(geo.expand(tree.n_corners).clone() if geo.dim() == 0 else geo.clone())
@@ -38,10 +40,11 @@ class SparseVoxelModel(nn.Module):
         self.active_bands = sh_bands
 
     @classmethod
-    def from_state(cls, state: dict, mode: GeometryMode, sh_bands: int, scene_min: Tensor, extent: float):
+    def from_state(cls, state: dict, mode: GeometryMode, sh_bands: int, scene_min: Tensor, extent: float,
+                   shading: nn.Module | None = None):
         """An empty model shaped like the saved ``state`` (its ``tree_path`` / ``tree_level``), to load it into."""
         tree = VoxelOctree(state["tree_path"], state["tree_level"], scene_min, extent)
-        return cls(tree, mode=mode, sh_bands=sh_bands, geo_init=state["geo"])
+        return cls(tree, mode=mode, sh_bands=sh_bands, geo_init=state["geo"], shading=shading)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As ``nn.Module``'s, after adopting the saved layout (``tree_path`` / ``tree_level``) when it differs.
@@ -62,13 +65,16 @@ class SparseVoxelModel(nn.Module):
                 param.grad = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def optimizer_groups(self, lr_geo: float, lr_sh0: float, lr_shs: float, lr_inv_s: float) -> list[dict]:
-        """Adam parameter groups: geometry, SH DC, higher SH bands and (sdf mode) log inv_s."""
+    def optimizer_groups(self, lr_geo: float, lr_sh0: float, lr_shs: float, lr_inv_s: float,
+                         lr_shading: float = 0.005) -> list[dict]:
+        """Adam parameter groups: geometry, SH DC, higher SH bands, (sdf mode) log inv_s, (deferred) shading."""
         groups = [{"params": [self.geo], "lr": lr_geo, "name": "geo"},
                   {"params": [self.sh0], "lr": lr_sh0, "name": "sh0"},
                   {"params": [self.shs], "lr": lr_shs, "name": "shs"}]
         if self.mode == "sdf":
             groups.append({"params": [self.log_inv_s], "lr": lr_inv_s, "name": "inv_s"})
+        if self.shading is not None:
+            groups.append({"params": list(self.shading.parameters()), "lr": lr_shading, "name": "shading"})
         return groups
 
     @property
@@ -119,9 +125,13 @@ class SparseVoxelModel(nn.Module):
                             float(cameras.cx[cam]), float(cameras.cy[cam]), cameras.width, cameras.height,
                             backend=backend)
         o, d, _, _ = cameras.pixel_rays(cam)
-        return rasterize_tiles(binned, o, d, lo, size, self.corners(), self.voxel_colours(c2w[:3, 3]), background,
-                               cameras.width, cameras.height, mode=self.mode, inv_s=self.inv_s, backend=backend,
-                               n_samples=self.n_samples, priority=self.priority)
+        colours = self.voxel_colours(c2w[:3, 3]) if self.shading is None else lo.new_zeros(lo.shape)
+        out = rasterize_tiles(binned, o, d, lo, size, self.corners(), colours, background, cameras.width,
+                              cameras.height, mode=self.mode, inv_s=self.inv_s, backend=backend,
+                              n_samples=self.n_samples, priority=self.priority)
+        if self.shading is not None:
+            out.update(self.shading(out, o, d, background))
+        return out
 
     @torch.no_grad()
     def render_camera(self, cameras, cam: int, background: Tensor, downscale: int = 1) -> dict[str, Tensor]:
@@ -131,7 +141,8 @@ class SparseVoxelModel(nn.Module):
         cams = downscaled(cameras, downscale)
         out = self.render_view(cams, cam, background.reshape(3))
         h, w = cams.height, cams.width
-        return {k: out[k].reshape(h, w, -1) for k in ("rgb", "opacity", "depth", "normal", "median_depth")}
+        keys = ("rgb", "opacity", "depth", "normal", "median_depth", "albedo", "metallic", "roughness")
+        return {k: out[k].reshape(h, w, -1) for k in keys if k in out}
 
     @property
     def finest_size(self) -> float:
