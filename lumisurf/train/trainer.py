@@ -20,8 +20,8 @@ from lumisurf.losses.regularizers import grid_tv_loss
 from lumisurf.losses.s3im import s3im_loss
 from lumisurf.losses.segmentation import head_fit_loss
 from lumisurf.models.surface import RenderState, build_model
-from lumisurf.train.checkpoint import load_training_state, save_checkpoint
-from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
+from lumisurf.train.checkpoint import load_training_state
+from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop, TrainResult  # noqa: F401  (TrainResult: re-exported)
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.material_lift import FEATURE_NAMES, LiftNotReady, LiftTargets, lift_materials
@@ -195,35 +195,8 @@ class Trainer(TrainingLoop):
         return {name: (getattr(seg, f"{name}_weight"), value) for name, value in terms.items()}
 
     # ------------------------------------------------------------------ guarded step and loop
-    def guarded_step(self) -> dict[str, float]:
-        """One training step under the divergence guard (``train/guard.py``): advances ``self.step``; on a
-        divergence rolls back to a healthy snapshot and lowers the lr (raises TrainingDiverged when the
-        recoveries are used up, with the healthy state restored)."""
-        if not self.guard.snapshots:  # the starting state is the first healthy one
-            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
-        self._update_schedules()
-        scalars: dict[str, float] = {"loss": float("nan"), "psnr": float("nan")}
-        reason = self.guard.check_occupancy(self.occupied_fraction)
-        if reason is None:
-            try:
-                scalars = self.train_step()
-                reason = self.guard.observe(self.step + 1, scalars)
-            except (RuntimeError, ValueError, FloatingPointError) as exc:
-                if not self.cfg.train.guard.enabled:
-                    raise
-                reason = f"{type(exc).__name__} in the training step: {str(exc).splitlines()[0][:200]}"
-        self.step += 1
-        if reason is None and self.step % self.cfg.train.guard.check_every == 0:
-            reason = self.guard.check_parameters(self.model)
-        if reason is not None:
-            self._recover(reason)
-        elif self.step % self.cfg.train.guard.snapshot_every == 0 and self.guard.healthy:
-            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
-        return scalars
-
-    def set_budget(self, seconds: float | None) -> None:
-        """Train for ``seconds`` of training time (the schedules follow that clock); None: steps only."""
-        self.clock = TrainingClock(self.cfg.train.max_steps, seconds)
+    def _pre_step_reason(self) -> str | None:
+        return self.guard.check_occupancy(self.occupied_fraction)
 
     def _snapshot_extra(self) -> dict:
         return {"sampler": self.sampler.state_dict(), "lift": self._lift_state()}
@@ -264,14 +237,6 @@ class Trainer(TrainingLoop):
                 "sampler": self.sampler.state_dict(), "lift": self._lift_state(),
                 "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_schedule.scale},
                 "phase_entered_step": 0 if self.phases is None else self.phases.entered_step}
-
-    def save(self) -> None:
-        """Write the run's checkpoint; if the live weights are not finite, the guard's healthy snapshot."""
-        if not parameters_finite(self.model) and self.guard.snapshots:
-            self.guard.restore(self.model, self.optimizer)
-        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed,
-                        self._extra_state())
-        self._last_save = self.elapsed
 
     def _resume(self) -> None:
         self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
 from lumisurf.losses.voxels import voxel_eikonal, voxel_tv, voxel_twist
-from lumisurf.train.checkpoint import load_training_state, read_checkpoint, save_checkpoint
-from lumisurf.train.guard import DivergenceGuard, batch_coverage, parameters_finite
+from lumisurf.train.checkpoint import load_training_state, read_checkpoint
+from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.run_dir import RunDir
@@ -169,31 +169,10 @@ class VoxelTrainer(TrainingLoop):
                   "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_twist(corners, size))}
         return {k: (w, f()) for k, (w, f) in wanted.items() if w > 0}
 
-    def guarded_step(self) -> dict[str, float]:
-        """One step under the divergence guard; advances ``self.step``; rolls back on a divergence (raises
-        TrainingDiverged, with the healthy state restored, when the recoveries are used up)."""
-        if not self.guard.snapshots:
-            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
-        self._update_schedules()
-        scalars: dict[str, float] = {"loss": float("nan"), "psnr": float("nan")}
-        try:
-            scalars = self.train_step()
-            reason = self.guard.observe(self.step + 1, scalars)
-        except (RuntimeError, ValueError, FloatingPointError) as exc:
-            if not self.cfg.train.guard.enabled:
-                raise
-            reason = f"{type(exc).__name__} in the training step: {str(exc).splitlines()[0][:200]}"
-        self.step += 1
-        if reason is None and self.step % self.cfg.train.guard.check_every == 0:
-            reason = self.guard.check_parameters(self.model)
+    def _observe(self, scalars: dict) -> None:
         cov = scalars.get("coverage", float("nan"))
         if math.isfinite(cov):
             self.coverage_ema = 0.9 * self.coverage_ema + 0.1 * cov
-        if reason is not None:
-            self._recover(reason)
-        elif self.step % self.cfg.train.guard.snapshot_every == 0 and self.guard.healthy:
-            self.guard.snapshot(self.step, self.model, self.optimizer, self._snapshot_extra())
-        return scalars
 
     def _snapshot_extra(self) -> dict:
         return {"adapt_round": self.adapt_round, "last_adapt_step": self.last_adapt_step}
@@ -215,10 +194,6 @@ class VoxelTrainer(TrainingLoop):
                                                                          vc.lr_inv_s, vc.lr_shading)}
         for group in self.optimizer.param_groups:
             group["lr"] = base[group["name"]] * self.lr_scale
-
-    def set_budget(self, seconds: float | None) -> None:
-        """Train for ``seconds`` of training time (the schedules follow that clock); None: steps only."""
-        self.clock = TrainingClock(self.cfg.train.max_steps, seconds)
 
     # ------------------------------------------------------------------ schedules
     def _update_schedules(self) -> None:
@@ -263,14 +238,6 @@ class VoxelTrainer(TrainingLoop):
         return {"generator": self.generator.get_state(), "adapt_round": self.adapt_round,
                 "last_adapt_step": self.last_adapt_step, "coverage_ema": self.coverage_ema,
                 "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_scale}}
-
-    def save(self) -> None:
-        """Write the run's checkpoint; if the live weights are not finite, the guard's healthy snapshot."""
-        if not parameters_finite(self.model) and self.guard.snapshots:
-            self.guard.restore(self.model, self.optimizer)
-        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed,
-                        self._extra_state())
-        self._last_save = self.elapsed
 
     def _resume(self) -> None:
         self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
