@@ -37,6 +37,9 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing RUN/mesh.ply")
     p.add_argument("--keep-unseen", action="store_true",
                    help="leave the space no training camera sees as the SDF has it (default: made solid)")
+    p.add_argument("--voxels", type=int, metavar="LEVEL",
+                   help="instead of a mesh, write RUN/voxels.pt: the SDF of a neural-field run on the voxels of "
+                        "octree LEVEL within 2 voxels of its surface (warm start: voxels.init_from=RUN/voxels.pt)")
     p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png")
     p.add_argument("run")
     p.add_argument("--split", default="test")
@@ -148,6 +151,11 @@ def _cmd_run(a) -> None:
 
         if a.keep_unseen:
             loaded.cfg.eval.fill_unseen = False
+        if a.voxels is not None:
+            from lumisurf.jobs.extract import field_to_voxels
+
+            print(f"wrote {field_to_voxels(loaded, a.voxels)}")
+            return
         print(f"wrote {extract_run(loaded, a.resolution, force=a.force)}")
     elif a.cmd == "render":
         from lumisurf.data.load import load_scene_normalized_as

@@ -111,3 +111,22 @@ def test_deferred_nero_shading_trains_resumes_and_renders(tmp_path):
     bad = ["train", "--preset", "svraster", "--out", str(tmp_path / "bad"), "--max-steps", "1",
            "voxels.shading=nero"] + TINY
     assert main(bad) != 0  # density voxels have no SDF normals to shade with
+
+
+def test_warm_start_from_a_neural_field_run(tmp_path):
+    """extract --voxels turns a field run's SDF into a band of voxels that svraster-sdf starts from."""
+    field = tmp_path / "field"
+    assert main(["train", "--out", str(field), "--max-steps", "2", "--device", "cpu", "--no-progress",
+                 "data.synthetic_resolution=16", "data.synthetic_views=5", "train.finalize=false",
+                 "train.batch_rays=32", "sampler.n_samples=8", "sampler.n_importance=8",
+                 "sampler.up_sample_steps=2", "model.background.n_samples=4"]) == 0
+    assert main(["extract", str(field), "--voxels", "4"]) == 0
+    from lumisurf.voxels.io import load_voxels
+
+    voxels = load_voxels(field / "voxels.pt")
+    assert voxels.mode == "sdf" and 0 < len(voxels.tree) < 16 ** 3
+    assert voxels.geo.min() < 0 < voxels.geo.max()  # the band straddles the surface
+    warm = tmp_path / "warm"
+    assert main(["train", "--preset", "svraster-sdf", "--out", str(warm), "--max-steps", "2",
+                 f"voxels.init_from={field / 'voxels.pt'}"] + TINY) == 0
+    assert main(["extract", str(warm), "--voxels", "4"]) == 2  # a voxel run is not converted again

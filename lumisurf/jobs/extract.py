@@ -60,6 +60,31 @@ def export_voxels(loaded) -> None:
         print(f"wrote {path}")
 
 
+@torch.no_grad()
+def field_to_voxels(loaded, level: int, band: float = 2.0, sh_bands: int = 4) -> Path:
+    """``RUN/voxels.pt`` from a neural-field run: the voxels of octree ``level`` (root cube [-1, 1]^3, the
+    normalised frame the voxel presets use) whose centre lies within ``band`` voxel edges of the zero level
+    set, with the field's SDF on their corners and grey SH colour: a warm start for ``svraster-sdf``."""
+    from lumisurf.errors import LumisurfError
+    from lumisurf.voxels.io import save_voxels
+    from lumisurf.voxels.model import SparseVoxelModel
+    from lumisurf.voxels.structure import VoxelOctree
+
+    if hasattr(loaded.model, "tree"):
+        raise LumisurfError("extract --voxels converts a neural-field run; this run already holds voxels")
+    sdf = loaded.model.sdf.sdf
+    dense = VoxelOctree.dense(level, torch.full((3,), -1.0), 2.0)
+    centres, size = dense.centres(), float(dense.boxes()[1][0])
+    near = torch.cat([sdf(c.to(loaded.device)).reshape(-1).abs().cpu() < band * size
+                      for c in centres.split(65536)])
+    if not near.any():
+        raise LumisurfError(f"the field has no surface inside [-1, 1]^3 at level {level}")
+    tree = dense.select(near)[0]
+    geo = torch.cat([sdf(c.to(loaded.device)).reshape(-1).cpu() for c in tree.corner_positions().split(65536)])
+    model = SparseVoxelModel(tree, mode="sdf", sh_bands=sh_bands, geo_init=geo)
+    return save_voxels(model, loaded.run.root / "voxels.pt")
+
+
 def uses_depth_fusion(model) -> bool:
     """Density voxels are meshed by TSDF fusion of their rendered median depth (SVRaster)."""
     return getattr(model, "mode", None) == "density"
