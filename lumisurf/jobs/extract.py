@@ -104,11 +104,11 @@ def surface_function(model, cameras, resolution: int, progress: bool = False):
     bg = torch.zeros(3, device=device)
 
     def render(cams, i):
-        out = model.render_camera(cams.to(device), i, bg)
+        out = model.render_camera(cams, i, bg)
         return out["median_depth"][..., 0], out["opacity"][..., 0] > 0.5
 
     trunc = max(4.0 * model.finest_size, 3.0 * 2.0 / resolution)
-    return fuse_rendered_depth(render, cameras, trunc, progress)
+    return fuse_rendered_depth(render, cameras.to(device), trunc, progress)  # moved once, not per view
 
 
 def training_cameras(loaded):

@@ -32,10 +32,10 @@ class DeferredNero(nn.Module):
         opacity = out["opacity"]  # [P, 1]
         hit = opacity[:, 0] > self.min_opacity
         a = opacity[hit]
-        x = origins[hit] + dirs[hit] * (out["depth"][hit] / a)
+        x = (origins[hit] + dirs[hit] * (out["depth"][hit] / a)).clamp(-1.0, 1.0)
         n = out["normal"][hit]
         n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        shade = self.nero(x.clamp(-1.0, 1.0), n, dirs[hit], self.grid(x.clamp(-1.0, 1.0)))
+        shade = self.nero(x, n, dirs[hit], self.grid(x))
         bg = background.expand_as(origins)
         rgb = bg.clone()
         rgb[hit] = a * shade["rgb"] + (1.0 - a) * bg[hit]
