@@ -53,7 +53,8 @@ class VoxelConfig:
     tv_weight: float = 0.0  # mean squared corner difference along voxel edges (losses/voxels.py)
     eikonal_weight: float = 0.01  # sdf mode: (|grad| - 1)^2 at the voxel centres
     twist_weight: float = 0.0  # sdf mode: the non-affine part of the trilinear field (a curvature)
-    regularize_until: float = 1.0  # the three above apply until this progress
+    smooth_weight: float = 0.0  # sdf mode: change of the gradient between face neighbours (a curvature)
+    regularize_until: float = 1.0  # the four above apply until this progress
     mask_weight: float = 0.1  # BCE-free L2 between the rendered opacity and the mask, where there are masks
     train_downscale: int = 1  # render training views at 1 / this resolution
     backend: Literal["auto", "warp", "torch"] = "auto"

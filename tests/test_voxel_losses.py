@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from lumisurf.losses.voxels import voxel_eikonal, voxel_gradient, voxel_tv, voxel_twist
+from lumisurf.losses.voxels import (face_neighbours, voxel_eikonal, voxel_gradient, voxel_smoothness, voxel_tv,
+                                    voxel_twist)
 from lumisurf.voxels.octree import CORNER_OFFSETS
+from lumisurf.voxels.structure import VoxelOctree
 
 OFF = CORNER_OFFSETS.double()  # [8, 3]
 SIZE = torch.tensor([0.5, 0.25], dtype=torch.float64)
@@ -43,5 +45,32 @@ def test_tv_by_hand():
 def test_gradcheck():
     corners = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
     size = torch.tensor([0.5, 0.3, 0.1], dtype=torch.float64)
-    for f in (lambda c: voxel_eikonal(c, size), lambda c: voxel_twist(c, size), voxel_tv):
+    pairs = torch.tensor([[0, 1], [1, 2]])
+    for f in (lambda c: voxel_eikonal(c, size), lambda c: voxel_twist(c, size), voxel_tv,
+              lambda c: voxel_smoothness(c, size, pairs)):
         assert torch.autograd.gradcheck(f, (corners,))
+
+
+def test_face_neighbours_of_a_dense_grid():
+    """A dense 4^3 grid has 3 * 4 * 4 * 3 = 144 face-sharing pairs, each found once, all one cell apart."""
+    tree = VoxelOctree.dense(2, torch.full((3,), -1.0), 2.0)
+    pairs = face_neighbours(tree)
+    assert pairs.shape == (144, 2)
+    gap = tree.centres()[pairs[:, 1]] - tree.centres()[pairs[:, 0]]
+    assert torch.allclose(gap.abs().sum(-1), torch.full((144,), 0.5))
+    assert len({tuple(p) for p in pairs.tolist()}) == 144
+
+
+def test_smoothness_is_zero_on_a_linear_field_and_sees_a_kink_by_hand():
+    """On a 2-cell grid, f = x on the left cell and f = x + 2 (x - x0) past the shared face: the x gradient
+    jumps by 2 over a centre distance s, so the loss is (2 / s)^2."""
+    tree = VoxelOctree.dense(1, torch.full((3,), -1.0), 2.0)  # 8 cells of edge 1
+    size = tree.boxes()[1].double()
+    pos = tree.corner_positions().double()
+    pairs = face_neighbours(tree)
+    linear = (pos @ torch.tensor([0.3, -0.2, 0.9], dtype=torch.float64))[tree.vox_key]
+    assert voxel_smoothness(linear, size, pairs) < 1e-20
+    x = pos[:, 0]
+    kinked = (x + 2.0 * (x - 0.0).clamp_min(0.0))[tree.vox_key]  # the kink on the plane x = 0 (shared faces)
+    x_pairs = pairs[(tree.centres()[pairs[:, 1]] - tree.centres()[pairs[:, 0]])[:, 0] > 0]
+    assert torch.isclose(voxel_smoothness(kinked, size, x_pairs), torch.tensor(4.0, dtype=torch.float64))

@@ -73,11 +73,13 @@ def test_guard_rolls_back_a_nan_across_a_layout_change(tmp_path, monkeypatch):
 
 
 def test_sdf_regularizers_enter_the_loss(tmp_path):
-    trainer = _tiny_voxel_trainer(tmp_path, "svraster-sdf", ("voxels.twist_weight=0.1",))
+    trainer = _tiny_voxel_trainer(tmp_path, "svraster-sdf", ("voxels.twist_weight=0.1", "voxels.smooth_weight=0.2"))
     scalars = trainer.guarded_step()
     assert scalars["loss_eikonal"] > 0 and scalars["loss_twist"] >= 0 and scalars["inv_s"] > 0
+    assert scalars["loss_smooth"] > 0 and len(trainer.pairs) > 0  # the sphere SDF curves across faces
     assert math.isclose(scalars["loss"], scalars["loss_rgb"] + 0.1 * scalars["loss_mask"]
-                        + 0.01 * scalars["loss_eikonal"] + 0.1 * scalars["loss_twist"], rel_tol=1e-4)
+                        + 0.01 * scalars["loss_eikonal"] + 0.1 * scalars["loss_twist"]
+                        + 0.2 * scalars["loss_smooth"], rel_tol=1e-4)
 
 
 def test_extra_views_fill_up_to_the_count_evenly():

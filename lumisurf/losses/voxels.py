@@ -6,7 +6,9 @@ lengths ``size`` ``[N]`` in scene units). Pure functions; the trainer picks the 
 * :func:`voxel_eikonal`: ``(|grad| - 1)^2`` of that gradient (sdf mode);
 * :func:`voxel_twist`: the non-affine part of the trilinear field (its xy, xz, yz and xyz coefficients), a
   per-voxel curvature: zero exactly when the field is linear inside the voxel (sdf mode);
-* :func:`voxel_tv`: mean squared difference along the 12 voxel edges (density mode; SVRaster's TV).
+* :func:`voxel_tv`: mean squared difference along the 12 voxel edges (density mode; SVRaster's TV);
+* :func:`face_neighbours` / :func:`voxel_smoothness`: the change of the centre gradient between voxels that
+  share a face, per scene unit (a curvature that reaches across voxels, which the twist term does not; sdf mode).
 """
 from __future__ import annotations
 
@@ -53,3 +55,28 @@ def voxel_tv(corners: Tensor) -> Tensor:
     """Mean squared difference of the corner values along the 12 edges of every voxel."""
     e = _EDGES.to(corners.device)
     return ((corners[:, e[:, 1]] - corners[:, e[:, 0]]) ** 2).mean()
+
+
+def face_neighbours(tree) -> Tensor:
+    """Pairs ``[P, 2]`` (i, j) of leaves of ``tree`` where j holds the point one edge length past i's centre
+    along +x, +y or +z (a face neighbour of the same size or larger; smaller ones are found from their side)."""
+    centres, size = tree.centres(), tree.boxes()[1]
+    pairs = []
+    for axis in range(3):
+        step = torch.zeros_like(centres)
+        step[:, axis] = size
+        j = tree.locate(centres + step)
+        i = torch.arange(len(j), device=j.device)
+        pairs.append(torch.stack([i, j], -1)[j >= 0])
+    return torch.cat(pairs)
+
+
+def voxel_smoothness(corners: Tensor, size: Tensor, pairs: Tensor) -> Tensor:
+    """Mean squared change of the centre gradient between the voxels of each pair ``[P, 2]``, divided by the
+    distance between their centres (``(size_i + size_j) / 2``): zero exactly for a field that is linear
+    across the pair; 0 when there are no pairs."""
+    if pairs.numel() == 0:
+        return corners.sum() * 0.0
+    g = voxel_gradient(corners, size)  # [N, 3]
+    dist = 0.5 * (size[pairs[:, 0]] + size[pairs[:, 1]])
+    return (((g[pairs[:, 0]] - g[pairs[:, 1]]) / dist[:, None]) ** 2).sum(-1).mean()

@@ -7,7 +7,7 @@ there are masks. Schedules read the one progress in [0, 1]: SH bands grow every 
 a threshold ramped from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest
 accumulated priority subdivided (children stay larger than ``subdivide_min_footprint`` pixels), under the voxel
 cap. Regularisers on the corner values
-(:mod:`lumisurf.losses.voxels`): TV (density), eikonal and twist (sdf), until ``regularize_until``. The divergence
+(:mod:`lumisurf.losses.voxels`): TV, and in sdf mode eikonal, twist and smoothness across faces, until ``regularize_until``. The divergence
 guard (``train/guard.py``) watches the loss, the mask coverage, inv_s (sdf) and the parameters, and rolls back
 to a healthy snapshot (its voxel layout included) with a lower learning rate. Checkpoints hold the voxel layout,
 the optimizer state, the RNG and the step; a run never ends without one (``train/loop.py``).
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
-from lumisurf.losses.voxels import voxel_eikonal, voxel_tv, voxel_twist
+from lumisurf.losses.voxels import face_neighbours, voxel_eikonal, voxel_smoothness, voxel_tv, voxel_twist
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop
@@ -113,6 +113,7 @@ class VoxelTrainer(TrainingLoop):
         """Largest blending weight per voxel over the training renders since the last layout change."""
         self.max_weight = torch.zeros(len(self.model.tree), device=self.device)
         self.views_seen: set[int] = set()
+        self.pairs = None  # face-neighbour pairs of this layout, found when the smoothness term first needs them
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         vc = self.vc
@@ -166,8 +167,15 @@ class VoxelTrainer(TrainingLoop):
         wanted = {"tv": (vc.tv_weight, lambda: voxel_tv(corners)),
                   "eikonal": (vc.eikonal_weight if self.model.mode == "sdf" else 0.0,
                               lambda: voxel_eikonal(corners, size)),
-                  "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_twist(corners, size))}
+                  "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_twist(corners, size)),
+                  "smooth": (vc.smooth_weight if self.model.mode == "sdf" else 0.0,
+                             lambda: voxel_smoothness(corners, size, self._pairs()))}
         return {k: (w, f()) for k, (w, f) in wanted.items() if w > 0}
+
+    def _pairs(self) -> torch.Tensor:
+        if self.pairs is None:
+            self.pairs = face_neighbours(self.model.tree)
+        return self.pairs
 
     def _observe(self, scalars: dict) -> None:
         cov = scalars.get("coverage", float("nan"))
