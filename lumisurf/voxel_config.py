@@ -55,6 +55,12 @@ class VoxelConfig:
     twist_weight: float = 0.0  # sdf mode: the non-affine part of the trilinear field (a curvature)
     smooth_weight: float = 0.0  # sdf mode: change of the gradient between face neighbours (a curvature)
     regularize_until: float = 1.0  # the four above apply until this progress
+    ssim_weight: float = 0.0  # 1 - SSIM of the rendered view (SVRaster: 0.02)
+    distortion_weight: float = 0.0  # mean per-pixel distortion (voxels.raster_torch.distortion; SVRaster: 0.1 ...
+    distortion_from: float = 0.5  # ... from half way)
+    normal_weight: float = 0.0  # rendered normal against the normal of the rendered median depth (SVRaster's
+    normal_from: float = 0.15  # dtu_mesh setting: 0.001 from 15 %); a surface prior for the density mode
+    depth_weight: float = 0.0  # L1 between rendered and GT ray depth where the dataset has depth maps
     mask_weight: float = 0.1  # BCE-free L2 between the rendered opacity and the mask, where there are masks
     train_downscale: int = 1  # render training views at 1 / this resolution
     backend: Literal["auto", "warp", "torch"] = "auto"

@@ -52,11 +52,12 @@ def test_tiles_match_brute_force_values_and_gradients(mode, eye):
     fast = rasterize_tiles_torch(binned, o, d, lo, size, c1, r1, bg, W, H, mode=mode, inv_s=10.0, n_samples=2,
                                  priority=p1)
     ref = rasterize_reference(o, d, lo, size, c2, r2, bg, mode=mode, inv_s=10.0, n_samples=2, priority=p2)
-    for k in ("rgb", "opacity", "depth", "normal", "max_weight"):
+    for k in ("rgb", "opacity", "depth", "normal", "distortion", "max_weight"):
         assert torch.allclose(fast[k], ref[k], atol=1e-10), k
     assert ref["opacity"].max() > 0.5 and ref["opacity"].min() < 0.5  # both covered and empty pixels
     g = torch.Generator().manual_seed(1)
-    weights = {k: torch.randn(ref[k].shape, generator=g, dtype=torch.float64) for k in ("rgb", "opacity", "depth", "normal")}
+    weights = {k: torch.randn(ref[k].shape, generator=g, dtype=torch.float64)
+               for k in ("rgb", "opacity", "depth", "normal", "distortion")}
     sum(((fast[k] * w).sum() for k, w in weights.items())).backward()
     sum(((ref[k] * w).sum() for k, w in weights.items())).backward()
     assert torch.allclose(c1.grad, c2.grad, atol=1e-9) and torch.allclose(r1.grad, r2.grad, atol=1e-9)
@@ -98,12 +99,12 @@ def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
                               mode=mode, inv_s=s, n_samples=n_samples, backend=backend, stop_t=0.0, priority=prio)
         g = torch.Generator().manual_seed(1)
         loss = sum((out[k].double() * torch.randn(out[k].shape, generator=g, dtype=torch.float64)).sum()
-                   for k in ("rgb", "opacity", "depth", "normal"))
+                   for k in ("rgb", "opacity", "depth", "normal", "distortion"))
         loss.backward()
         results.append(out)
         grads.append((c.grad, r.grad, prio.grad, s.grad if mode == "sdf" else torch.zeros((), dtype=dt)))
     close = lambda a, b: (a.double() - b).abs().max() <= 1e-5 * b.abs().max()  # noqa: E731  float32 vs float64
-    for k in ("rgb", "opacity", "depth", "normal", "max_weight"):
+    for k in ("rgb", "opacity", "depth", "normal", "distortion", "max_weight"):
         assert close(results[0][k].detach(), results[1][k].detach()), k
     for a, b in zip(grads[0], grads[1]):
         assert close(a, b)

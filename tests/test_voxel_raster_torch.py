@@ -107,3 +107,17 @@ def test_gradcheck_float64(mode, n_samples):
         return out["rgb"], out["depth"]
 
     assert torch.autograd.gradcheck(f, (corners.clone().requires_grad_(), rgb.clone().requires_grad_()))
+
+
+def test_distortion_hand_value_and_gradient():
+    """Two segments: w = (0.5, 0.25) at midpoints 1 and 3, lengths 0.2 and 0.4:
+    2 * 0.5 * 0.25 * 2 + (0.25 * 0.2 + 0.0625 * 0.4) / 3 = 0.5 + 0.025 = 0.525; an empty third segment
+    far away changes nothing."""
+    from lumisurf.voxels.raster_torch import distortion
+
+    w = torch.tensor([[0.5, 0.25, 0.0]], dtype=torch.float64, requires_grad=True)
+    mid = torch.tensor([[1.0, 3.0, 1e6]], dtype=torch.float64)
+    seg = torch.tensor([[0.2, 0.4, 0.0]], dtype=torch.float64)
+    assert torch.isclose(distortion(w, mid, seg), torch.tensor([[0.525]], dtype=torch.float64)).all()
+    assert torch.autograd.gradcheck(lambda x: distortion(x, mid[:, :2], seg[:, :2]), (w[:, :2].detach().clone()
+                                                                                     .requires_grad_(),))

@@ -82,6 +82,24 @@ def test_sdf_regularizers_enter_the_loss(tmp_path):
                         + 0.2 * scalars["loss_smooth"], rel_tol=1e-4)
 
 
+def test_image_terms_enter_the_loss(tmp_path):
+    """SSIM, distortion, the median-depth normal term and a GT depth term (a fake constant depth map) are
+    weighted into the loss, and the step still updates the corners."""
+    extra = ("voxels.ssim_weight=0.02", "voxels.distortion_weight=0.1", "voxels.distortion_from=0",
+             "voxels.normal_weight=0.01", "voxels.normal_from=0", "voxels.depth_weight=0.05", "voxels.geo_init=0.0")
+    trainer = _tiny_voxel_trainer(tmp_path, extra=extra)
+    split = trainer.train_split
+    split.depths = torch.full(split.images.shape[:3], 2.5)
+    before = trainer.model.geo.detach().clone()
+    scalars = trainer.guarded_step()
+    for k in ("ssim", "distortion", "normal", "depth"):
+        assert math.isfinite(scalars[f"loss_{k}"]) and scalars[f"loss_{k}"] > 0, k
+    total = (scalars["loss_rgb"] + 0.1 * scalars["loss_mask"] + 0.02 * scalars["loss_ssim"] + 0.1
+             * scalars["loss_distortion"] + 0.01 * scalars["loss_normal"] + 0.05 * scalars["loss_depth"])
+    assert math.isclose(scalars["loss"], total, rel_tol=1e-4)
+    assert not torch.equal(before, trainer.model.geo.detach())
+
+
 def test_extra_views_fill_up_to_the_count_evenly():
     from lumisurf.train.voxel_trainer import extra_views
 

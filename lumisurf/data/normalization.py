@@ -45,7 +45,7 @@ _INDEX_FILES = {"blender": "transforms_train.json", "ngp": "transforms.json", "n
 def normalize_scene(scene: SceneData, method: Method = "auto") -> SceneData:
     """A copy of ``scene`` whose cameras (every split) live in the normalised frame.
 
-    Images, masks and normals are shared, not copied (normals are rotation-free invariant).
+    Images, masks and normals are shared, not copied (normals are rotation-free invariant); depths are scaled.
     An already normalised scene is returned unchanged. ``gt_mesh`` stays in world units;
     map it with ``scene.normalization.to_normalized``.
     """
@@ -53,7 +53,8 @@ def normalize_scene(scene: SceneData, method: Method = "auto") -> SceneData:
         return scene
     norm = estimate_normalization(scene, method)
     center = torch.tensor(norm.center, dtype=torch.float32)
-    splits = {name: replace(sp, cameras=sp.cameras.transformed(norm.scale, center))
+    splits = {name: replace(sp, cameras=sp.cameras.transformed(norm.scale, center),
+                            depths=None if sp.depths is None else sp.depths / norm.scale)
               for name, sp in scene.splits.items()}
     return replace(scene, splits=splits, normalization=norm, normalized=True)
 

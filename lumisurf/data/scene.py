@@ -70,6 +70,7 @@ class Split:
     masks: Optional[Tensor] = None
     files: list[Path] = field(default_factory=list)
     normals: Optional[Tensor] = None  # [n, H, W, 3] GT world-space unit normals (0 = no GT), or None
+    depths: Optional[Tensor] = None  # [n, H, W] GT z-depth along the optical axis, scene units (0 = none), or None
 
     def __len__(self) -> int:
         return len(self.cameras)
@@ -79,7 +80,8 @@ class Split:
         return Split(self.cameras.subset(idx), self.images[idx],
                      None if self.masks is None else self.masks[idx],
                      [self.files[i] for i in idx] if self.files else [],
-                     None if self.normals is None else self.normals[idx])
+                     None if self.normals is None else self.normals[idx],
+                     None if self.depths is None else self.depths[idx])
 
 
 @dataclass

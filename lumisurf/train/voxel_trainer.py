@@ -2,7 +2,8 @@
 
 Per step: a random training view (all its pixels, at ``train_downscale``) is rendered and compared with the
 image composited over a random background (L2), plus an L2 between the rendered opacity and the mask where
-there are masks. Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
+there are masks, and, where their weights ask for them, 1 - SSIM, the distortion, the consistency of the
+rendered normal with the normal of the rendered median depth, and an L1 to GT depth (``losses/depth.py``). Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
 ``adapt_every`` until ``adapt_until`` the voxels are pruned (max blending weight over all training views below
 a threshold ramped from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest
 accumulated priority subdivided (children stay larger than ``subdivide_min_footprint`` pixels), under the voxel
@@ -21,6 +22,8 @@ from tqdm.auto import tqdm
 
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
+from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
+from lumisurf.losses.ssim import ssim_map
 from lumisurf.losses.voxels import face_neighbours, voxel_eikonal, voxel_smoothness, voxel_tv, voxel_twist
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
@@ -145,6 +148,7 @@ class VoxelTrainer(TrainingLoop):
         terms = {"rgb": (1.0, loss_rgb)}
         if mask is not None and self.vc.mask_weight > 0:
             terms["mask"] = (self.vc.mask_weight, ((out["opacity"] - mask) ** 2).mean())
+        terms.update(self._image_terms(out, view, target))
         terms.update(self._regularizers())
         loss = sum(w * v for w, v in terms.values())
         self.optimizer.zero_grad(set_to_none=True)
@@ -157,6 +161,33 @@ class VoxelTrainer(TrainingLoop):
         if self.model.mode == "sdf":
             scalars["inv_s"] = float(self.model.inv_s.detach())
         return scalars
+
+    def _image_terms(self, out: dict, view: int, target: torch.Tensor) -> dict:
+        """SSIM, distortion, median-depth normal consistency and GT depth terms, where their weights (and
+        schedules, and the data) ask for them."""
+        vc, p = self.vc, self.clock.progress(self.step, self.elapsed)
+        cams = downscaled(self.cameras, vc.train_downscale)
+        h, w = cams.height, cams.width
+        terms = {}
+        if vc.ssim_weight > 0:
+            img = lambda x: x.reshape(1, h, w, 3).permute(0, 3, 1, 2)  # noqa: E731
+            terms["ssim"] = (vc.ssim_weight, 1.0 - ssim_map(img(out["rgb"]), img(target)).mean())
+        if vc.distortion_weight > 0 and p >= vc.distortion_from:
+            terms["distortion"] = (vc.distortion_weight, out["distortion"].mean())
+        want_normal = vc.normal_weight > 0 and p >= vc.normal_from
+        want_depth = vc.depth_weight > 0 and self.train_split.depths is not None
+        if want_normal or want_depth:
+            o, d, _, _ = cams.pixel_rays(view)
+        if want_normal:
+            med = out["median_depth"].detach()
+            n_d, ok = depth_normals((o + d * med).reshape(h, w, 3), d.reshape(h, w, 3), (med > 0).reshape(h, w))
+            terms["normal"] = (vc.normal_weight, normal_consistency(out["normal"].reshape(h, w, 3), n_d, ok))
+        if want_depth:
+            ds = vc.train_downscale
+            z = self.train_split.depths[view, ds // 2::ds, ds // 2::ds][:h, :w].to(self.device).reshape(-1)
+            gt = ray_depth(z, d, cams.c2w[view, :3, 2])
+            terms["depth"] = (vc.depth_weight, depth_l1(out["depth"].reshape(-1), gt))
+        return terms
 
     def _regularizers(self) -> dict:
         """Weighted regularisers on the corner values of all voxels, while ``regularize_until`` lasts."""

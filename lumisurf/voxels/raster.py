@@ -14,9 +14,10 @@ from torch import Tensor
 from lumisurf.renderers.volume import accumulate, composite_background, render_weights
 from lumisurf.voxels.binning import TILE, Binned
 from lumisurf.voxels.octree import direction_octant
-from lumisurf.voxels.raster_torch import GeometryMode, density_alpha, ray_box, sdf_alpha, tap_priority, voxel_normals
+from lumisurf.voxels.raster_torch import (GeometryMode, density_alpha, distortion, ray_box, sdf_alpha, tap_priority,
+                                         voxel_normals)
 
-OUTPUTS = ("rgb", "opacity", "depth", "normal")
+OUTPUTS = ("rgb", "opacity", "depth", "normal", "distortion")
 STOP_T = 1e-4  # the fast kernels stop a pixel once its transmittance is below this
 
 
@@ -43,10 +44,11 @@ def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, s
            "n_tiles": binned.tiles_x * binned.tiles_y, "mode": 0 if mode == "density" else 1,
            "n_samples": int(n_samples), "stop_t": float(stop_t)}
     bg = background.to(lo.dtype)
-    rgb_out, opacity, depth, normal, max_w, n_seg, median = raster_warp.rasterize_tiles_warp(
+    rgb_out, opacity, depth, normal, max_w, n_seg, median, dist = raster_warp.rasterize_tiles_warp(
         geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg, priority)
     return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w,
-            "segments": n_seg, "median_depth": median}
+            "segments": n_seg, "median_depth": median, "distortion": dist}
+
 
 
 def median_depth(weights: Tensor, mid: Tensor) -> Tensor:
@@ -75,8 +77,8 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
     Voxel data as in :func:`lumisurf.voxels.raster_torch.rasterize_reference` (corners ``[N, 8]``, rgb
     ``[N, 3]`` as seen from this view). Returns ``rgb`` ``[P, 3]``, ``opacity`` ``[P, 1]``, ``depth``
     ``[P, 1]`` (unnormalised), ``normal`` ``[P, 3]`` (weighted, outward), ``median_depth`` ``[P, 1]`` (the middle
-    of the segment where the transmittance falls below one half; 0 where it never does; no gradient) and
-    ``max_weight`` ``[N]``.
+    of the segment where the transmittance falls below one half; 0 where it never does; no gradient),
+    ``distortion`` ``[P, 1]`` (:func:`lumisurf.voxels.raster_torch.distortion`) and ``max_weight`` ``[N]``.
     """
     n_pix = width * height
     out = {k: origins.new_zeros(n_pix, 3 if k in ("rgb", "normal") else 1) for k in OUTPUTS}
@@ -110,6 +112,8 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
         parts["depth"].append(accumulate(w, (0.5 * (a + b))[..., None]))
         parts["normal"].append(accumulate(w, normals[vox].expand(n, -1, -1)))
         parts["median_depth"].append(median_depth(w.detach(), 0.5 * (a + b)))
+        mid, seg = torch.where(hit, 0.5 * (a + b), 0.0), torch.where(hit, b - a, 0.0)  # zero off the ray
+        parts["distortion"].append(distortion(w, mid, seg))
         max_w = max_w.scatter_reduce(0, vox, w.detach().amax(0), "amax")
         pix_all.append(pix)
     out["median_depth"] = origins.new_zeros(n_pix, 1)

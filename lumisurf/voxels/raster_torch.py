@@ -83,6 +83,15 @@ def sdf_alpha(corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, dirs: 
     return alpha_from_sdf_interval(sdf[..., 0], sdf[..., 1], inv_s).clamp_max(MAX_ALPHA)
 
 
+def distortion(weights: Tensor, mid: Tensor, seg: Tensor) -> Tensor:
+    """Mip-NeRF 360's distortion ``[R, 1]`` of front-to-back segments: ``sum_ij w_i w_j |m_i - m_j| + sum_i
+    w_i^2 s_i / 3`` for weights, midpoints and lengths ``[R, E]`` (scene units; midpoints non-decreasing
+    where the weight is non-zero). Small when a ray's weight sits in one short stretch (a surface)."""
+    wm = weights * mid
+    before_w, before_wm = weights.cumsum(-1) - weights, wm.cumsum(-1) - wm  # sums over the segments in front
+    return (weights * (2.0 * (mid * before_w - before_wm) + weights * seg / 3.0)).sum(-1, keepdim=True)
+
+
 class PriorityTap(torch.autograd.Function):
     """Identity on segment opacities ``alpha`` ``[R, N]``; the gradient of the per-voxel ``priority`` ``[N]``
     input (all ones, never optimised) is ``sum |dL/dalpha * alpha|`` over the voxel's segments: SVRaster's
@@ -129,7 +138,8 @@ def rasterize_reference(origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
     origins, dirs ``[R, 3]`` (unit dirs); lo ``[N, 3]`` voxel min corners; size ``[N]`` edge lengths; corners
     ``[N, 8]`` geometry values; rgb ``[N, 3]`` colours seen from this view; background ``[3]`` or ``[R, 3]``.
     Returns ``rgb`` ``[R, 3]``, ``opacity`` ``[R, 1]``, ``depth`` ``[R, 1]`` (expected entry-exit midpoint,
-    not divided by opacity), ``normal`` ``[R, 3]`` (weighted, outward), ``max_weight`` ``[N]``. A ``priority``
+    not divided by opacity), ``normal`` ``[R, 3]`` (weighted, outward), ``distortion`` ``[R, 1]``
+    (:func:`distortion`), ``max_weight`` ``[N]``. A ``priority``
     ``[N]`` (ones, requiring grad) collects the subdivision priority in its gradient (:class:`PriorityTap`).
     """
     n_vox = lo.shape[0]
@@ -146,7 +156,8 @@ def rasterize_reference(origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
     out = {"opacity": opacity,
            "rgb": composite_background(accumulate(w, vox(rgb)), opacity, background),
            "depth": accumulate(w, (0.5 * (a + b))[..., None]),
-           "normal": accumulate(w, vox(voxel_normals(corners, mode)))}
+           "normal": accumulate(w, vox(voxel_normals(corners, mode))),
+           "distortion": distortion(w, torch.where(hit, 0.5 * (a + b), 0.0), torch.where(hit, b - a, 0.0))}
     max_w = torch.zeros(n_vox, dtype=w.dtype, device=w.device)
     out["max_weight"] = max_w.scatter_reduce(0, order.reshape(-1), w.detach().reshape(-1), "amax")
     return out

@@ -192,7 +192,8 @@ if wp is not None:
                        acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
                        last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32),
                        n_seg: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32),
-                       median: wp.array(dtype=wp.float32), stride: int, offset: int):
+                       median: wp.array(dtype=wp.float32), dist: wp.array(dtype=wp.float32), stride: int,
+                       offset: int):
         t = wp.tid() * stride + offset
         ty = t // view.tiles_x
         tx = t - ty * view.tiles_x
@@ -215,8 +216,10 @@ if wp is not None:
                     if alpha <= 0.0:
                         continue
                     w = tp * alpha
+                    m = 0.5 * (a + b)
+                    dist[p] = dist[p] + w * (2.0 * (m * (1.0 - tp) - acc_depth[p]) + w * (b - a) / 3.0)
                     acc_rgb[p] = acc_rgb[p] + w * view.rgb[v]
-                    acc_depth[p] = acc_depth[p] + w * 0.5 * (a + b)
+                    acc_depth[p] = acc_depth[p] + w * m
                     acc_n[p] = acc_n[p] + w * view.normals[v]
                     trans[p] = tp * (1.0 - alpha)
                     if tp >= 0.5 and trans[p] < 0.5:  # the segment where the transmittance crosses one half
@@ -231,9 +234,11 @@ if wp is not None:
     def _backward_tiles(view: _View, last: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32),
                         t_final: wp.array(dtype=wp.float32), g_rgb: wp.array(dtype=wp.vec3),
                         g_op: wp.array(dtype=wp.float32), g_depth: wp.array(dtype=wp.float32),
-                        g_n: wp.array(dtype=wp.vec3), trans: wp.array(dtype=wp.float32),
+                        g_n: wp.array(dtype=wp.vec3), g_dist: wp.array(dtype=wp.float32),
+                        depth_final: wp.array(dtype=wp.float32), trans: wp.array(dtype=wp.float32),
                         suf_rgb: wp.array(dtype=wp.vec3), suf_depth: wp.array(dtype=wp.float32),
-                        suf_n: wp.array(dtype=wp.vec3), g_corners: wp.array2d(dtype=wp.float32),
+                        suf_n: wp.array(dtype=wp.vec3), suf_dist: wp.array(dtype=wp.float32),
+                        g_corners: wp.array2d(dtype=wp.float32),
                         g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
                         g_inv_s: wp.array(dtype=wp.float32), g_prio: wp.array(dtype=wp.float32),
                         stride: int, offset: int):
@@ -261,6 +266,14 @@ if wp is not None:
                     g_alpha = g_alpha + g_depth[p] * (t_i * depth_i - suf_depth[p] * inv)
                     g_alpha = g_alpha + wp.dot(g_n[p], t_i * view.normals[v] - suf_n[p] * inv)
                     g_alpha = g_alpha + g_op[p] * t_final[p] * inv
+                    c_dist = float(0.0)  # dL_dist / dw of this segment (the other weights held)
+                    if g_dist[p] != 0.0:
+                        after_w = trans[p] - t_final[p]
+                        before_wm = depth_final[p] - suf_depth[p] - w * depth_i
+                        c_dist = 2.0 * (depth_i * (1.0 - t_i) - before_wm) + 2.0 * (
+                            suf_depth[p] - depth_i * after_w) + 2.0 / 3.0 * w * (b - a)
+                        g_alpha = g_alpha + g_dist[p] * (t_i * c_dist - suf_dist[p] * inv)
+                        suf_dist[p] = suf_dist[p] + w * c_dist
                     wp.atomic_add(g_col, v, w * g_rgb[p])
                     wp.atomic_add(g_prio, v, wp.abs(g_alpha * alpha))
                     wp.atomic_add(g_normals, v, w * g_n[p])
@@ -292,21 +305,22 @@ class _RasterWarp(torch.autograd.Function):
         max_w = torch.zeros(parts, corners.shape[0], device=dev)  # one row per thread: no shared atomics
         n_seg = torch.zeros(n_pix, dtype=torch.int32, device=dev)
         tile_last = (geo["tile_start"][:-1] - 1).contiguous()  # "no contribution": the backward walks nothing
-        median = torch.zeros(n_pix, device=dev)
+        median, dist = torch.zeros(n_pix, device=dev), torch.zeros(n_pix, device=dev)
         view = _view(geo, corners, rgb, normals, inv_s)
         shared = [view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last)]
         _launch(_forward_tiles, geo["n_tiles"], dev, parts,
-                lambda k: shared + [_wp(max_w[k]), _wp(n_seg), _wp(tile_last), _wp(median)])
+                lambda k: shared + [_wp(max_w[k]), _wp(n_seg), _wp(tile_last), _wp(median), _wp(dist)])
         max_w = max_w.amax(0)
         ctx.geo, ctx.view, ctx.parts = geo, view, parts
-        ctx.save_for_backward(corners, rgb, normals, trans, last, background, tile_last)
+        ctx.save_for_backward(corners, rgb, normals, trans, last, background, tile_last, acc_depth)
         ctx.mark_non_differentiable(max_w, n_seg, median)
         rgb_out = acc_rgb + trans[:, None] * background
-        return rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w, n_seg, median[:, None]
+        return (rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w, n_seg, median[:, None],
+                dist[:, None])
 
     @staticmethod
-    def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg, _g_median):
-        corners, rgb, normals, trans, last, background, tile_last = ctx.saved_tensors
+    def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg, _g_median, g_dist):
+        corners, rgb, normals, trans, last, background, tile_last, depth_final = ctx.saved_tensors
         dev, parts = corners.device, ctx.parts
         # per-thread gradient buffers (summed after): the threads' tiles share voxels
         g_corners, g_col = corners.new_zeros(parts, *corners.shape), rgb.new_zeros(parts, *rgb.shape)
@@ -314,8 +328,9 @@ class _RasterWarp(torch.autograd.Function):
         g_prio = corners.new_zeros(parts, corners.shape[0])
         suf_rgb = (trans[:, None] * background).expand(trans.shape[0], 3).contiguous()
         shared = [ctx.view, _wp(last), _wp(tile_last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
-                  _wp(g_depth.reshape(-1)), _vec(g_n), _wp(trans.clone()), _vec(suf_rgb),
-                  _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb))]
+                  _wp(g_depth.reshape(-1)), _vec(g_n), _wp(g_dist.reshape(-1).contiguous()), _wp(depth_final),
+                  _wp(trans.clone()), _vec(suf_rgb), _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
+                  _wp(torch.zeros_like(trans))]
         _launch(_backward_tiles, ctx.geo["n_tiles"], dev, parts,
                 lambda k: shared + [_wp(g_corners[k]), _vec(g_col[k]), _vec(g_normals[k]), _wp(g_inv_s[k]),
                                     _wp(g_prio[k])])
@@ -377,7 +392,8 @@ def rasterize_tiles_warp(geo: dict, corners, rgb, normals, inv_s, background, pr
     """Warp twin of the tile loop; ``geo`` holds the int32 binning and float32 voxel boxes and rays.
 
     Returns rgb ``[P, 3]``, opacity ``[P, 1]``, depth ``[P, 1]``, normal ``[P, 3]``, max weight ``[N]``, the
-    number of ray-voxel segments each pixel evaluated ``[P]`` (int32) and the median depth ``[P, 1]``. ``priority`` (ones ``[N]``, requiring
+    number of ray-voxel segments each pixel evaluated ``[P]`` (int32), the median depth ``[P, 1]`` and the
+    distortion ``[P, 1]`` (:func:`lumisurf.voxels.raster_torch.distortion`). ``priority`` (ones ``[N]``, requiring
     grad) receives ``sum |dL/dalpha * alpha|`` per voxel as its gradient (see ``raster_torch.PriorityTap``).
     """
     wp.init()

@@ -4,7 +4,8 @@ Conventions of the format: ``transform_matrix`` is an OpenGL camera-to-world (x 
 looks along -z); ``f = 0.5 W / tan(0.5 camera_angle_x)``; principal point (W/2, H/2) with pixel
 centres at (col + 0.5, row + 0.5) already, so no shift. Images are straight-alpha RGBA in sRGB:
 colour -> ``images``, alpha -> ``masks``. 16-bit ``*_normal.png`` maps next to TEST images become
-``Split.normals`` (world frame).
+``Split.normals`` (world frame); ``*_depth.npy`` z-depth maps (0 = background) next to the images of any split
+become ``Split.depths``.
 """
 from __future__ import annotations
 
@@ -64,6 +65,26 @@ def _normals(files: list[Path]) -> Optional[torch.Tensor]:
     return torch.from_numpy(np.stack([m if m is not None else np.zeros(shape, np.float32) for m in maps]))
 
 
+def _depths(files: list[Path], size: tuple[int, int]) -> Optional[torch.Tensor]:
+    """GT z-depth [n, H, W] from ``<image>_depth.npy`` files (zeros where one is missing), or None if none."""
+    paths = [f.with_name(f.stem + "_depth.npy") for f in files]
+    if not any(p.is_file() for p in paths):
+        return None
+    out = np.zeros((len(paths), size[1], size[0]), np.float32)
+    for k, p in enumerate(paths):
+        if not p.is_file():
+            continue
+        try:
+            d = np.load(p)
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read {p}: {e}") from None
+        if d.shape != out.shape[1:]:
+            raise DataError(f"{p}: depth map {d.shape[1] if d.ndim > 1 else '?'}x{d.shape[0]} but images are "
+                            f"{size[0]}x{size[1]}")
+        out[k] = np.nan_to_num(d.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return torch.from_numpy(out)
+
+
 def _read_split(root: Path, name: str, max_views: Optional[int]) -> tuple[Split, dict]:
     src = root / f"transforms_{name}.json"
     meta = _read_json(src)
@@ -78,6 +99,7 @@ def _read_split(root: Path, name: str, max_views: Optional[int]) -> tuple[Split,
     f = 0.5 * w / math.tan(0.5 * angle)
     intr = np.tile([f, f, 0.5 * w, 0.5 * h], (len(files), 1))
     split = build_split(idx, files, c2w, intr, size=(w, h), size_what=f"the first image {files[idx[0]].name}")
+    split.depths = _depths(split.files, (w, h))
     if name == "test":
         split.normals = _normals(split.files)
         if split.normals is not None and split.normals.shape[1:3] != split.images.shape[1:3]:
