@@ -36,6 +36,9 @@ class VoxelConfig:
     prune_views: int = 24  # max blending weights for pruning come from at least this many views (extra renders
     # of evenly spaced views the training steps missed since the last layout change; all views if fewer)
     lr_geo: float = 0.025
+    lr_geo_final: Optional[float] = None  # the geometry's rate decays geometrically to this at the end (None:
+    # constant, SVRaster's). Adam moves every corner by about the rate each step whatever its voxel's size, so a
+    # constant rate keeps a fine SDF's gradient jittering by lr / voxel size
     lr_sh0: float = 0.01
     lr_shs: float = 0.00025
     lr_inv_s: float = 0.01  # sdf mode: log inv_s

@@ -150,3 +150,12 @@ def test_warm_start_from_a_neural_field_run(tmp_path):
     assert main(["train", "--preset", "svraster-sdf", "--out", str(warm), "--max-steps", "2",
                  f"voxels.init_from={field / 'voxels.pt'}"] + TINY) == 0
     assert main(["extract", str(warm), "--voxels", "4"]) == 2  # a voxel run is not converted again
+
+
+def test_geometry_learning_rate_decays_on_the_progress_clock(tmp_path):
+    trainer = _tiny_voxel_trainer(tmp_path, extra=("voxels.lr_geo=0.02", "voxels.lr_geo_final=0.002"))
+    trainer.step = 6  # half of train.max_steps = 12
+    trainer._update_schedules()
+    lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    assert math.isclose(lrs["geo"], (0.02 * 0.002) ** 0.5, rel_tol=1e-6)
+    assert math.isclose(lrs["sh0"], trainer.vc.lr_sh0)  # the other groups keep theirs

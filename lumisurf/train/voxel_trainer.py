@@ -228,16 +228,23 @@ class VoxelTrainer(TrainingLoop):
                    f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)")
 
     def _set_lr_scale(self) -> None:
+        """Every group's learning rate: its base x the guard's ``lr_scale``, the geometry's also x its decay."""
         vc = self.vc
         base = {g["name"]: g["lr"] for g in self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs,
                                                                          vc.lr_inv_s, vc.lr_shading)}
+        decay = 1.0
+        if vc.lr_geo_final is not None:
+            p = min(1.0, self.clock.progress(self.step, self.elapsed))
+            decay = (vc.lr_geo_final / vc.lr_geo) ** p
         for group in self.optimizer.param_groups:
-            group["lr"] = base[group["name"]] * self.lr_scale
+            group["lr"] = base[group["name"]] * self.lr_scale * (decay if group["name"] == "geo" else 1.0)
 
     # ------------------------------------------------------------------ schedules
     def _update_schedules(self) -> None:
         p = self.clock.progress(self.step, self.elapsed)
         vc = self.vc
+        if vc.lr_geo_final is not None:
+            self._set_lr_scale()
         self.model.active_bands = min(vc.sh_bands, 1 + int(p / max(vc.sh_band_every, 1e-9)))
         if vc.inv_s_final is not None:
             ramp = min(1.0, p / max(vc.inv_s_until, 1e-9))
