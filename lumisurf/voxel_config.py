@@ -65,5 +65,7 @@ class VoxelConfig:
     normal_from: float = 0.15  # dtu_mesh setting: 0.001 from 15 %); a surface prior for the density mode
     depth_weight: float = 0.0  # L1 between rendered and GT ray depth where the dataset has depth maps
     mask_weight: float = 0.1  # BCE-free L2 between the rendered opacity and the mask, where there are masks
+    soft_sigma: float = 0.0  # > 0: Gaussian-footprint soft rasterization, pixels (voxels/soft.py; torch path)
+    soft_temperature: float = 0.0  # > 0: softmax depth aggregation instead of compositing, scene units (ditto)
     train_downscale: int = 1  # render training views at 1 / this resolution
     backend: Literal["auto", "warp", "torch"] = "auto"

@@ -159,3 +159,13 @@ def test_geometry_learning_rate_decays_on_the_progress_clock(tmp_path):
     lrs = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
     assert math.isclose(lrs["geo"], (0.02 * 0.002) ** 0.5, rel_tol=1e-6)
     assert math.isclose(lrs["sh0"], trainer.vc.lr_sh0)  # the other groups keep theirs
+
+
+@pytest.mark.parametrize("flag", ["voxels.soft_sigma=0.5", "voxels.soft_temperature=0.05"])
+def test_soft_variants_train(tmp_path, flag):
+    trainer = _tiny_voxel_trainer(tmp_path, extra=(flag, "voxels.geo_init=0.0"))
+    assert trainer.model.soft is not None and trainer.model.soft.active
+    before = trainer.model.geo.detach().clone()
+    for _ in range(2):
+        scalars = trainer.guarded_step()
+    assert math.isfinite(scalars["loss"]) and not torch.equal(before, trainer.model.geo.detach())

@@ -62,18 +62,27 @@ def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
             raise ConfigError(f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
                               f"bands; this run wants {vc.mode} with {vc.sh_bands}")
         model.n_samples, model.shading = vc.n_samples, build_shading(cfg)
-        return model
+        return with_soft(model, vc)
     tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
     geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
-    return SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
-                            n_samples=vc.n_samples, shading=build_shading(cfg))
+    return with_soft(SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
+                                      n_samples=vc.n_samples, shading=build_shading(cfg)), vc)
+
+
+def with_soft(model: SparseVoxelModel, vc) -> SparseVoxelModel:
+    """``model`` set to the soft rasterization variants ``vc`` asks for (none by default)."""
+    from lumisurf.voxels.soft import SoftRaster
+
+    soft = SoftRaster(sigma=vc.soft_sigma, temperature=vc.soft_temperature)
+    model.soft = soft if soft.active else None
+    return model
 
 
 def voxel_model_from_checkpoint(cfg, path, device) -> SparseVoxelModel:
     """A model shaped like the checkpoint at ``path`` (not yet loaded)."""
     state = read_checkpoint(path, device)["model"]
-    return SparseVoxelModel.from_state(state, cfg.voxels.mode, cfg.voxels.sh_bands, torch.full((3,), SCENE_MIN),
-                                       EXTENT, build_shading(cfg))
+    return with_soft(SparseVoxelModel.from_state(state, cfg.voxels.mode, cfg.voxels.sh_bands,
+                                                 torch.full((3,), SCENE_MIN), EXTENT, build_shading(cfg)), cfg.voxels)
 
 
 def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:

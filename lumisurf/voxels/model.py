@@ -8,6 +8,7 @@ parameters and carry the optimizer's per-element state through the same linear m
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +17,7 @@ from lumisurf.encodings.spherical_harmonics import sh_basis
 from lumisurf.voxels.binning import bin_voxels
 from lumisurf.voxels.raster import rasterize_tiles
 from lumisurf.voxels.raster_torch import STEP_SCALE, GeometryMode, trilinear_weights
+from lumisurf.voxels.soft import SoftRaster, margin
 from lumisurf.voxels.structure import Remap, VoxelOctree
 
 
@@ -38,6 +40,7 @@ class SparseVoxelModel(nn.Module):
         self.register_buffer("tree_path", tree.path.clone())  # the layout travels with the state dict
         self.register_buffer("tree_level", tree.level.clone())
         self.active_bands = sh_bands
+        self.soft: SoftRaster | None = None  # soft rasterization variants (voxels/soft.py; pixel_angle set per view)
 
     @classmethod
     def from_state(cls, state: dict, mode: GeometryMode, sh_bands: int, scene_min: Tensor, extent: float,
@@ -121,14 +124,17 @@ class SparseVoxelModel(nn.Module):
         :func:`lumisurf.voxels.raster.rasterize_tiles`."""
         c2w = cameras.c2w[cam]
         lo, size = self.tree.boxes()
-        binned = bin_voxels(self.tree.path, lo, size, c2w, float(cameras.fx[cam]), float(cameras.fy[cam]),
+        soft = None if self.soft is None else replace(self.soft, pixel_angle=1.0 / float(cameras.fx[cam]))
+        grow = margin(lo, size, c2w[:3, 3], soft) if soft is not None and soft.footprint else None
+        blo, bsize = (lo, size) if grow is None else (lo - grow[:, None], size + 2.0 * grow)  # boxes to bin
+        binned = bin_voxels(self.tree.path, blo, bsize, c2w, float(cameras.fx[cam]), float(cameras.fy[cam]),
                             float(cameras.cx[cam]), float(cameras.cy[cam]), cameras.width, cameras.height,
                             backend=backend)
         o, d, _, _ = cameras.pixel_rays(cam)
         colours = self.voxel_colours(c2w[:3, 3]) if self.shading is None else lo.new_zeros(lo.shape)
         out = rasterize_tiles(binned, o, d, lo, size, self.corners(), colours, background, cameras.width,
                               cameras.height, mode=self.mode, inv_s=self.inv_s, backend=backend,
-                              n_samples=self.n_samples, priority=self.priority)
+                              n_samples=self.n_samples, priority=self.priority, soft=soft)
         if self.shading is not None:
             out.update(self.shading(out, o, d, background))
         return out
@@ -169,8 +175,6 @@ def downscaled(cameras, factor: int):
     """The same cameras at 1 / ``factor`` resolution (intrinsics scaled; pixel centres kept)."""
     if factor == 1:
         return cameras
-    from dataclasses import replace
-
     return replace(cameras, fx=cameras.fx / factor, fy=cameras.fy / factor, cx=cameras.cx / factor,
                    cy=cameras.cy / factor, width=cameras.width // factor, height=cameras.height // factor)
 

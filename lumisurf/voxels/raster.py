@@ -16,6 +16,7 @@ from lumisurf.voxels.binning import TILE, Binned
 from lumisurf.voxels.octree import direction_octant
 from lumisurf.voxels.raster_torch import (GeometryMode, density_alpha, distortion, ray_box, sdf_alpha, tap_priority,
                                          voxel_normals)
+from lumisurf.voxels.soft import SoftRaster, footprint_gain, margin, softmax_weights
 
 OUTPUTS = ("rgb", "opacity", "depth", "normal", "distortion")
 STOP_T = 1e-4  # the fast kernels stop a pixel once its transmittance is below this
@@ -24,17 +25,21 @@ STOP_T = 1e-4  # the fast kernels stop a pixel once its transmittance is below t
 def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor, corners: Tensor,
                     rgb: Tensor, background: Tensor, width: int, height: int, mode: GeometryMode = "density",
                     inv_s: Tensor | float = 64.0, n_samples: int = 1, backend: str = "auto",
-                    stop_t: float = STOP_T, priority: Tensor | None = None) -> dict[str, Tensor]:
+                    stop_t: float = STOP_T, priority: Tensor | None = None,
+                    soft: SoftRaster | None = None) -> dict[str, Tensor]:
     """Render one view: the Warp kernels (``backend`` auto/warp; float32, early stop at ``stop_t``) or the
-    torch twin (``torch``, or whenever Warp cannot run). Arguments and outputs as
+    torch twin (``torch``, whenever Warp cannot run, and for the ``soft`` variants). Arguments and outputs as
     :func:`rasterize_tiles_torch`; the Warp path adds ``segments`` ``[P]``, the ray-voxel segments each pixel
     evaluated."""
     from lumisurf.voxels import raster_warp
 
     reason = raster_warp.unavailable([origins, dirs, lo, size, corners, rgb])
+    if soft is not None and soft.active:
+        reason = reason or "the soft variants (voxels/soft.py) have no Warp kernels"
+        backend = "torch" if backend == "auto" else backend
     if backend == "torch" or (reason is not None and backend == "auto"):
         return rasterize_tiles_torch(binned, origins, dirs, lo, size, corners, rgb, background, width, height,
-                                     mode, inv_s, n_samples, priority)
+                                     mode, inv_s, n_samples, priority, soft)
     if reason is not None:
         raise RuntimeError(f"the Warp voxel rasterizer cannot run here: {reason}")
     i32 = lambda t: t.to(torch.int32).contiguous()  # noqa: E731
@@ -49,6 +54,17 @@ def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, s
     return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w,
             "segments": n_seg, "median_depth": median, "distortion": dist}
 
+
+
+def _fringe(o, d, lo, size, grow, a, b, hit, cover, soft: SoftRaster):
+    """Segments of the rays ``[n]`` that miss the boxes ``[E]`` but meet them grown by ``grow`` ``[E]``, merged
+    into ``a``, ``b``, ``hit`` ``[n, E]``, and their opacity gains (1 for true hits)."""
+    a2, b2 = ray_box(o, d, lo - grow[:, None], lo + (size + grow)[:, None])
+    fringe = cover & ~hit & (b2 > a2)
+    a, b = torch.where(fringe, a2, a), torch.where(fringe, b2, b)
+    n = o.shape[0]
+    gain = footprint_gain(o, d, a, b, lo.expand(n, -1, -1), size.expand(n, -1), soft)
+    return a, b, hit | fringe, torch.where(fringe, gain, torch.ones_like(gain))
 
 
 def median_depth(weights: Tensor, mid: Tensor) -> Tensor:
@@ -71,7 +87,8 @@ def tile_pixels(t: int, binned: Binned, width: int, height: int, device) -> tupl
 def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
                           corners: Tensor, rgb: Tensor, background: Tensor, width: int, height: int,
                           mode: GeometryMode = "density", inv_s: Tensor | float = 64.0,
-                          n_samples: int = 1, priority: Tensor | None = None) -> dict[str, Tensor]:
+                          n_samples: int = 1, priority: Tensor | None = None,
+                          soft: SoftRaster | None = None) -> dict[str, Tensor]:
     """Render all ``width x height`` pixels (row-major rays ``origins``, unit ``dirs`` ``[P, 3]``).
 
     Voxel data as in :func:`lumisurf.voxels.raster_torch.rasterize_reference` (corners ``[N, 8]``, rgb
@@ -79,6 +96,8 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
     ``[P, 1]`` (unnormalised), ``normal`` ``[P, 3]`` (weighted, outward), ``median_depth`` ``[P, 1]`` (the middle
     of the segment where the transmittance falls below one half; 0 where it never does; no gradient),
     ``distortion`` ``[P, 1]`` (:func:`lumisurf.voxels.raster_torch.distortion`) and ``max_weight`` ``[N]``.
+    ``soft``: the variants of :mod:`lumisurf.voxels.soft` (``binned`` must then come from boxes grown by
+    :func:`lumisurf.voxels.soft.margin`).
     """
     n_pix = width * height
     out = {k: origins.new_zeros(n_pix, 3 if k in ("rgb", "normal") else 1) for k in OUTPUTS}
@@ -87,6 +106,7 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
     ray_oct = direction_octant(dirs)
     normals = voxel_normals(corners, mode)
     parts: dict[str, list] = {k: [] for k in OUTPUTS + ("median_depth",)}
+    grow = margin(lo, size, origins[0], soft) if soft is not None and soft.footprint else None
     pix_all = []
     for t in range(binned.tiles_x * binned.tiles_y):
         s, e = int(binned.tile_start[t]), int(binned.tile_start[t + 1])
@@ -101,10 +121,17 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
         a, b = ray_box(o, d, lo[vox], lo[vox] + size[vox, None])
         hit = cover & (b > a)
         n = pix.numel()
+        gain = None
+        if soft is not None and soft.footprint:  # fringe segments on the grown boxes, scaled by the Gaussian
+            a, b, hit, gain = _fringe(o, d, lo[vox], size[vox], grow[vox], a, b, hit, cover, soft)
         geo = (corners[vox].expand(n, -1, -1), lo[vox].expand(n, -1, -1), size[vox].expand(n, -1), o, d, a, b)
         alpha = density_alpha(*geo, n_samples) if mode == "density" else sdf_alpha(*geo, inv_s)
+        alpha = alpha if gain is None else alpha * gain
         alpha = tap_priority(torch.where(hit, alpha, torch.zeros_like(alpha)), vox, priority)
-        w = render_weights(alpha)  # [n, E]
+        if soft is not None and soft.temperature > 0:
+            w = softmax_weights(alpha, 0.5 * (a + b), hit, soft.temperature)
+        else:
+            w = render_weights(alpha)  # [n, E]
         opacity = accumulate(w)
         bg = background if background.dim() == 1 else background[pix]
         parts["opacity"].append(opacity)
