@@ -49,8 +49,10 @@ class VoxelConfig:
     inv_s_init: float = 50.0
     inv_s_final: Optional[float] = None  # sdf mode: a floor under the learned inv_s rising geometrically from
     inv_s_until: float = 0.75  # inv_s_init to this by this progress (None: learned only, as NeuS)
-    shading: Literal["sh", "nero"] = "sh"  # sh: colour per voxel (SVRaster); nero: deferred per-pixel NeRO
-    # shading with model.nero's networks (sdf mode; voxels/deferred.py)
+    shading: Literal["sh", "nero", "segmented"] = "sh"  # sh: colour per voxel (SVRaster); nero: deferred per-pixel
+    # NeRO shading with model.nero's networks; segmented: deferred K-head mixture of model.assignment (sdf mode;
+    # voxels/deferred.py)
+    amp: bool = False  # deferred shading networks under bfloat16 autocast on CUDA (ignored on CPU)
     lr_shading: float = 0.005
     n_samples: int = 1  # density mode: midpoint samples per ray-voxel segment
     tv_weight: float = 0.0  # mean squared corner difference along voxel edges (losses/voxels.py)

@@ -129,12 +129,20 @@ def test_load_state_dict_adopts_a_saved_layout_in_place():
     assert opt.state[model.geo]["exp_avg"].shape == model.geo.shape
 
 
+def _small_model_cfg():
+    from lumisurf.config import ModelConfig, NeroConfig
+
+    cfg = ModelConfig()
+    cfg.nero = NeroConfig(hidden=16, layers=2, weight_norm=False)
+    cfg.assignment.head_hidden = 16
+    return cfg
+
+
 def test_deferred_nero_shading_reaches_corners_and_networks():
-    from lumisurf.config import NeroConfig
-    from lumisurf.voxels.deferred import DeferredNero
+    from lumisurf.voxels.deferred import DeferredShading
 
     model = _sphere_model("sdf")
-    model.shading = DeferredNero(NeroConfig(hidden=16, layers=2, weight_norm=False))
+    model.shading = DeferredShading("nero", _small_model_cfg())
     out = model.render_view(CAMS, 0, torch.ones(3))
     assert out["rgb"].shape == (480, 3) and out["albedo"].shape == (480, 3) and out["metallic"].shape == (480, 1)
     background = out["opacity"][:, 0] < 1e-3
@@ -142,7 +150,23 @@ def test_deferred_nero_shading_reaches_corners_and_networks():
     assert (out["albedo"][background] == 0).all() and (out["albedo"][~background] > 0).all()
     out["rgb"].sum().backward()
     assert model.geo.grad.abs().sum() > 0  # through the composited normal and depth
-    assert all(p.grad is not None for p in model.shading.nero.materials.albedo.parameters())
+    assert all(p.grad is not None for p in model.shading.shader.materials.albedo.parameters())
     assert model.shading.grid.params.grad.abs().sum() > 0
     groups = {g["name"] for g in model.optimizer_groups(1e-2, 1e-2, 1e-2, 1e-2)}
     assert groups == {"geo", "sh0", "shs", "inv_s", "shading"}
+
+
+def test_deferred_segmented_shading_gives_material_probabilities():
+    """The lumisurf-seg mixture (specular + Lambert heads, hash-grid assignment) shades each covered pixel;
+    its probabilities are a distribution there, zero off the object, and train the assignment field."""
+    from lumisurf.voxels.deferred import DeferredShading
+
+    model = _sphere_model("sdf")
+    model.shading = DeferredShading("segmented", _small_model_cfg())
+    out = model.render_view(CAMS, 0, torch.ones(3))
+    probs, covered = out["material_probs"], out["opacity"][:, 0] > 1e-3
+    assert probs.shape == (480, 2) and covered.any() and not covered.all()
+    assert torch.allclose(probs[covered].sum(-1), torch.ones(int(covered.sum()))) and (probs[~covered] == 0).all()
+    (out["rgb"].sum() + probs[:, 0].sum()).backward()
+    assert model.geo.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shading.shader.assignment.parameters())

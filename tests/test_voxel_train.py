@@ -128,6 +128,12 @@ def test_deferred_nero_shading_trains_resumes_and_renders(tmp_path):
     state = torch.load(out / "ckpt" / "last.pt", weights_only=True)
     assert state["step"] == 4 and any(k.startswith("shading.") for k in state["model"])
     assert main(["render", str(out)]) == 0
+    seg = tmp_path / "seg"  # the lumisurf-seg mixture, deferred the same way
+    assert main(["train", "--preset", "svraster-sdf", "--out", str(seg), "--max-steps", "2",
+                 "voxels.shading=segmented", "model.assignment.head_hidden=16", "model.nero.hidden=16"] + TINY) == 0
+    assert main(["eval", str(seg)]) == 0
+    rows = (seg / "scalars.csv").read_text().splitlines()
+    assert "loss_entropy" in rows[0].split(",")  # the mixture's entropy term (loss.segmentation)
     bad = ["train", "--preset", "svraster", "--out", str(tmp_path / "bad"), "--max-steps", "1",
            "voxels.shading=nero"] + TINY
     assert main(bad) != 0  # density voxels have no SDF normals to shade with

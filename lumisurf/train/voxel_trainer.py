@@ -3,7 +3,8 @@
 Per step: a random training view (all its pixels, at ``train_downscale``) is rendered and compared with the
 image composited over a random background (L2), plus an L2 between the rendered opacity and the mask where
 there are masks, and, where their weights ask for them, 1 - SSIM, the distortion, the consistency of the
-rendered normal with the normal of the rendered median depth, and an L1 to GT depth (``losses/depth.py``). Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
+rendered normal with the normal of the rendered median depth, an L1 to GT depth (``losses/depth.py``), and
+the entropy of the deferred material mixture (``loss.segmentation.entropy_weight``). Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
 ``adapt_every`` until ``adapt_until`` the voxels are pruned (max blending weight over all training views below
 a threshold ramped from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest
 accumulated priority subdivided (children stay larger than ``subdivide_min_footprint`` pixels), under the voxel
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
 from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
+from lumisurf.losses.segmentation import entropy_loss
 from lumisurf.losses.ssim import ssim_map
 from lumisurf.losses.voxels import face_neighbours, voxel_eikonal, voxel_smoothness, voxel_tv, voxel_twist
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint
@@ -42,11 +44,11 @@ def build_shading(cfg):
     if cfg.voxels.shading == "sh":
         return None
     from lumisurf.errors import ConfigError
-    from lumisurf.voxels.deferred import DeferredNero
+    from lumisurf.voxels.deferred import DeferredShading
 
     if cfg.voxels.mode != "sdf":
-        raise ConfigError("voxels.shading=nero needs voxels.mode=sdf (the normals come from the SDF)")
-    return DeferredNero(cfg.model.nero)
+        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the SDF)")
+    return DeferredShading(cfg.voxels.shading, cfg.model, amp=cfg.voxels.amp)
 
 
 def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
@@ -181,6 +183,11 @@ class VoxelTrainer(TrainingLoop):
         if vc.ssim_weight > 0:
             img = lambda x: x.reshape(1, h, w, 3).permute(0, 3, 1, 2)  # noqa: E731
             terms["ssim"] = (vc.ssim_weight, 1.0 - ssim_map(img(out["rgb"]), img(target)).mean())
+        seg_w = self.cfg.loss.segmentation.entropy_weight
+        if "material_probs" in out and seg_w > 0:  # the deferred mixture: one material per point
+            covered = out["opacity"][:, 0] > 1e-3
+            terms["entropy"] = (seg_w, entropy_loss(out["material_probs"][covered]) if covered.any()
+                                else out["material_probs"].sum() * 0.0)
         if vc.distortion_weight > 0 and p >= vc.distortion_from:
             terms["distortion"] = (vc.distortion_weight, out["distortion"].mean())
         want_normal = vc.normal_weight > 0 and p >= vc.normal_from

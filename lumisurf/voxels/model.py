@@ -142,12 +142,14 @@ class SparseVoxelModel(nn.Module):
     @torch.no_grad()
     def render_camera(self, cameras, cam: int, background: Tensor, downscale: int = 1) -> dict[str, Tensor]:
         """Maps ``[h, w, C]`` of camera ``cam`` at 1 / ``downscale`` resolution, as the field models give them:
-        rgb, opacity, depth (expected ray distance, not divided by opacity), normal (weighted, outward), and
+        rgb, opacity, depth (expected ray distance, not divided by opacity), normal (weighted, outward), the
+        deferred shading's material maps (and material_probs of the mixture) when there is one, and
         median_depth (where the transmittance falls below one half; 0 where it never does)."""
         cams = downscaled(cameras, downscale)
         out = self.render_view(cams, cam, background.reshape(3))
         h, w = cams.height, cams.width
-        keys = ("rgb", "opacity", "depth", "normal", "median_depth", "albedo", "metallic", "roughness")
+        keys = ("rgb", "opacity", "depth", "normal", "median_depth", "albedo", "metallic", "roughness",
+                "material_probs")
         return {k: out[k].reshape(h, w, -1) for k in keys if k in out}
 
     @property
