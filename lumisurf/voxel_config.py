@@ -43,6 +43,7 @@ class VoxelConfig:
     lr_shs: float = 0.00025
     lr_inv_s: float = 0.01  # sdf mode: log inv_s
     beta1: float = 0.1
+    grad_clip: Optional[float] = None  # clip the gradient norm over all parameters to this (None: SVRaster's none)
     geo_init: float = -5.0  # density mode: raw value of every corner at the start (SVRaster: -10, made for 20k
     # steps; at -10 a 5-min CPU run spent its first hundreds of steps transparent: lego 26.45-26.75 -> 29.75)
     sdf_init_radius: float = 0.5  # sdf mode: the corners start as the SDF of a sphere of this radius

@@ -100,6 +100,21 @@ def test_image_terms_enter_the_loss(tmp_path):
     assert not torch.equal(before, trainer.model.geo.detach())
 
 
+def test_gradient_clipping_bounds_the_norm(tmp_path, monkeypatch):
+    trainer = _tiny_voxel_trainer(tmp_path, extra=("voxels.grad_clip=1e-6", "voxels.geo_init=0.0"))
+    norms = []
+    real = trainer.optimizer.step
+
+    def step(*a, **k):
+        grads = [p.grad for g in trainer.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.stack([g.norm() for g in grads]).norm()))
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer.optimizer, "step", step)
+    trainer.guarded_step()
+    assert norms and norms[0] <= 1e-6 * (1 + 1e-4)
+
+
 def test_extra_views_fill_up_to_the_count_evenly():
     from lumisurf.train.voxel_trainer import extra_views
 

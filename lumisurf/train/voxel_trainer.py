@@ -165,6 +165,9 @@ class VoxelTrainer(TrainingLoop):
         self.optimizer.zero_grad(set_to_none=True)
         if torch.isfinite(loss):
             loss.backward()
+            if self.vc.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                               self.vc.grad_clip)
             self.optimizer.step()
         scalars = {f"loss_{k}": v.item() for k, (_, v) in terms.items()}
         scalars.update(loss=loss.item(), psnr=-10.0 * math.log10(max(loss_rgb.item(), 1e-10)),
