@@ -39,6 +39,7 @@ class VoxelConfig:
     lr_geo_final: Optional[float] = None  # the geometry's rate decays geometrically to this at the end (None:
     # constant, SVRaster's). Adam moves every corner by about the rate each step whatever its voxel's size, so a
     # constant rate keeps a fine SDF's gradient jittering by lr / voxel size
+    lr_geo_by_size: bool = False  # scale each corner's step by its smallest voxel's edge / the starting edge
     lr_sh0: float = 0.01
     lr_shs: float = 0.00025
     lr_inv_s: float = 0.01  # sdf mode: log inv_s

@@ -115,6 +115,23 @@ def test_gradient_clipping_bounds_the_norm(tmp_path, monkeypatch):
     assert norms and norms[0] <= 1e-6 * (1 + 1e-4)
 
 
+def test_size_scaled_geometry_steps(tmp_path):
+    """With lr_geo_by_size, a corner of the starting voxels moves as Adam says; after a subdivision the
+    corners of the children (half the edge) move at most half as far as Adam's rate."""
+    trainer = _tiny_voxel_trainer(tmp_path, extra=("voxels.lr_geo_by_size=true", "voxels.geo_init=0.0"))
+    assert torch.allclose(trainer._corner_scale(), torch.ones(trainer.model.tree.n_corners))
+    split = torch.arange(len(trainer.model.tree)) % 2 == 0  # every other voxel: many of them in view
+    tree, remap = trainer.model.tree.subdivide(split)
+    trainer.model.restructure(tree, remap, trainer.optimizer)
+    trainer._reset_weight_stats()
+    scale = trainer._corner_scale()
+    assert set(scale.unique().tolist()) == {0.5, 1.0}
+    before = trainer.model.geo.detach().clone()
+    trainer.guarded_step()
+    moved = (trainer.model.geo.detach() - before).abs()
+    assert moved[scale == 0.5].max() > 0 and moved[scale == 0.5].max() <= 0.5 * 1.05 * trainer.vc.lr_geo
+
+
 def test_extra_views_fill_up_to_the_count_evenly():
     from lumisurf.train.voxel_trainer import extra_views
 

@@ -128,6 +128,7 @@ class VoxelTrainer(TrainingLoop):
         self.max_weight = torch.zeros(len(self.model.tree), device=self.device)
         self.views_seen: set[int] = set()
         self.pairs = None  # face-neighbour pairs of this layout, found when the smoothness term first needs them
+        self.corner_scale = None  # per-corner step scale of this layout (lr_geo_by_size)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         vc = self.vc
@@ -168,13 +169,33 @@ class VoxelTrainer(TrainingLoop):
             if self.vc.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
                                                self.vc.grad_clip)
-            self.optimizer.step()
+            self._optimizer_step()
         scalars = {f"loss_{k}": v.item() for k, (_, v) in terms.items()}
         scalars.update(loss=loss.item(), psnr=-10.0 * math.log10(max(loss_rgb.item(), 1e-10)),
                        voxels=float(len(self.model.tree)), coverage=batch_coverage(out["opacity"], mask))
         if self.model.mode == "sdf":
             scalars["inv_s"] = float(self.model.inv_s.detach())
         return scalars
+
+    def _optimizer_step(self) -> None:
+        """Adam's step; with ``lr_geo_by_size`` each corner's step is scaled by its smallest voxel's edge over
+        the starting edge (a per-corner learning rate: Adam moves every element by about the rate)."""
+        if not self.vc.lr_geo_by_size:
+            self.optimizer.step()
+            return
+        old = self.model.geo.detach().clone()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.model.geo.copy_(old + (self.model.geo - old) * self._corner_scale())
+
+    def _corner_scale(self) -> torch.Tensor:
+        if self.corner_scale is None:
+            tree = self.model.tree
+            size = tree.boxes()[1][:, None].expand(-1, 8).reshape(-1)
+            smallest = torch.full((tree.n_corners,), EXTENT, device=size.device)
+            smallest = smallest.scatter_reduce(0, tree.vox_key.reshape(-1), size, "amin")
+            self.corner_scale = (smallest / (EXTENT * 2.0 ** -self.vc.init_level)).clamp_max(1.0)
+        return self.corner_scale
 
     def _image_terms(self, out: dict, view: int, target: torch.Tensor) -> dict:
         """SSIM, distortion, median-depth normal consistency and GT depth terms, where their weights (and
