@@ -30,6 +30,8 @@ class VoxelConfig:
     prune_min_coverage: float = 0.5  # no pruning while the batch coverage (mask IoU of opacity > 0.5, or the
     # opaque fraction without masks; an EMA) is below this: from SVRaster's transparent start every voxel's
     # max weight is below any threshold until the density has grown (hundreds of steps)
+    max_level: Optional[int] = None  # never subdivide past this level (2^level cells a side; None: the footprint
+    # rule alone)
     subdivide_fraction: float = 0.05  # of the voxels, by accumulated priority
     subdivide_min_footprint: float = 0.5  # children must stay larger than this x the smallest pixel footprint
     # over the training views (SVRaster's synthetic setting; finer voxels only overfit the training pixels)
@@ -60,6 +62,7 @@ class VoxelConfig:
     tv_weight: float = 0.0  # mean squared corner difference along voxel edges (losses/voxels.py)
     eikonal_weight: float = 0.01  # sdf mode: (|grad| - 1)^2 at the voxel centres
     twist_weight: float = 0.0  # sdf mode: the non-affine part of the trilinear field (a curvature)
+    smooth_step: float = 0.0  # sdf mode: explicit Laplacian smoothing of the corners after every step (fraction)
     smooth_weight: float = 0.0  # sdf mode: change of the gradient between face neighbours (a curvature)
     regularize_until: float = 1.0  # the four above apply until this progress
     ssim_weight: float = 0.0  # 1 - SSIM of the rendered view (SVRaster: 0.02)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from lumisurf.losses.voxels import (face_neighbours, voxel_eikonal, voxel_gradient, voxel_smoothness, voxel_tv,
+from lumisurf.losses.voxels import (face_neighbours, laplacian_smooth_, voxel_eikonal, voxel_gradient, voxel_smoothness, voxel_tv,
                                     voxel_twist)
 from lumisurf.voxels.octree import CORNER_OFFSETS
 from lumisurf.voxels.structure import VoxelOctree
@@ -74,3 +74,21 @@ def test_smoothness_is_zero_on_a_linear_field_and_sees_a_kink_by_hand():
     kinked = (x + 2.0 * (x - 0.0).clamp_min(0.0))[tree.vox_key]  # the kink on the plane x = 0 (shared faces)
     x_pairs = pairs[(tree.centres()[pairs[:, 1]] - tree.centres()[pairs[:, 0]])[:, 0] > 0]
     assert torch.isclose(voxel_smoothness(kinked, size, x_pairs), torch.tensor(4.0, dtype=torch.float64))
+
+
+def test_laplacian_step_by_hand():
+    """Dense 4^3 cells (5^3 corners): a spike of 1 at an interior corner (6 edge neighbours) drops to 1 - lam
+    and each neighbour rises by lam / 6; a linear field stays put at interior corners."""
+    tree = VoxelOctree.dense(2, torch.full((3,), -1.0), 2.0)
+    pos = tree.corner_positions()
+    centre = (pos.abs().sum(-1) < 1e-6).nonzero().item()
+    spike = torch.zeros(tree.n_corners)
+    spike[centre] = 1.0
+    laplacian_smooth_(spike, tree.vox_key, 0.3)
+    assert torch.isclose(spike[centre], torch.tensor(0.7))
+    nbr = ((pos - pos[centre]).norm(dim=-1) - 0.5).abs() < 1e-6
+    assert nbr.sum() == 6 and torch.allclose(spike[nbr], torch.full((6,), 0.05))
+    linear = pos @ torch.tensor([0.3, -0.2, 0.9])
+    smoothed = laplacian_smooth_(linear.clone(), tree.vox_key, 0.3)
+    interior = (pos.abs() < 0.99).all(-1)
+    assert torch.allclose(smoothed[interior], linear[interior], atol=1e-6)

@@ -7,6 +7,7 @@ lengths ``size`` ``[N]`` in scene units). Pure functions; the trainer picks the 
 * :func:`voxel_twist`: the non-affine part of the trilinear field (its xy, xz, yz and xyz coefficients), a
   per-voxel curvature: zero exactly when the field is linear inside the voxel (sdf mode);
 * :func:`voxel_tv`: mean squared difference along the 12 voxel edges (density mode; SVRaster's TV);
+* :func:`laplacian_smooth_`: an explicit smoothing step on the corner values (not a loss);
 * :func:`face_neighbours` / :func:`voxel_smoothness`: the change of the centre gradient between voxels that
   share a face, per scene unit (a curvature that reaches across voxels, which the twist term does not; sdf mode).
 """
@@ -80,3 +81,19 @@ def voxel_smoothness(corners: Tensor, size: Tensor, pairs: Tensor) -> Tensor:
     g = voxel_gradient(corners, size)  # [N, 3]
     dist = 0.5 * (size[pairs[:, 0]] + size[pairs[:, 1]])
     return (((g[pairs[:, 0]] - g[pairs[:, 1]]) / dist[:, None]) ** 2).sum(-1).mean()
+
+
+@torch.no_grad()
+def laplacian_smooth_(values: Tensor, vox_key: Tensor, lam: float) -> Tensor:
+    """Move each corner value ``[M]`` in place a fraction ``lam`` towards the mean of its neighbours along the
+    voxel edges (``vox_key`` ``[N, 8]``: the corners of each voxel); returns ``values``. One explicit step of
+    Laplacian smoothing: it damps voxel-scale noise whatever the optimizer's step size, leaves a field that is
+    linear along every edge pair unchanged at interior corners, and shrinks curved level sets by about
+    ``lam * h^2 * curvature`` a step."""
+    e = _EDGES.to(vox_key.device)
+    a, b = vox_key[:, e[:, 0]].reshape(-1), vox_key[:, e[:, 1]].reshape(-1)
+    total = torch.zeros_like(values).index_add_(0, a, values[b]).index_add_(0, b, values[a])
+    count = torch.zeros_like(values).index_add_(0, a, torch.ones_like(values[b])).index_add_(
+        0, b, torch.ones_like(values[a]))
+    target = torch.where(count > 0, total / count.clamp_min(1.0), values)
+    return values.add_(lam * (target - values))

@@ -26,7 +26,8 @@ from lumisurf.data.scene import SceneData
 from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
 from lumisurf.losses.segmentation import entropy_loss
 from lumisurf.losses.ssim import ssim_map
-from lumisurf.losses.voxels import face_neighbours, voxel_eikonal, voxel_smoothness, voxel_tv, voxel_twist
+from lumisurf.losses.voxels import (face_neighbours, laplacian_smooth_, voxel_eikonal, voxel_smoothness, voxel_tv,
+                                    voxel_twist)
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop
@@ -179,14 +180,17 @@ class VoxelTrainer(TrainingLoop):
 
     def _optimizer_step(self) -> None:
         """Adam's step; with ``lr_geo_by_size`` each corner's step is scaled by its smallest voxel's edge over
-        the starting edge (a per-corner learning rate: Adam moves every element by about the rate)."""
+        the starting edge (a per-corner learning rate: Adam moves every element by about the rate); then, in
+        sdf mode, ``smooth_step`` of explicit Laplacian smoothing of the corners."""
         if not self.vc.lr_geo_by_size:
             self.optimizer.step()
-            return
-        old = self.model.geo.detach().clone()
-        self.optimizer.step()
-        with torch.no_grad():
-            self.model.geo.copy_(old + (self.model.geo - old) * self._corner_scale())
+        else:
+            old = self.model.geo.detach().clone()
+            self.optimizer.step()
+            with torch.no_grad():
+                self.model.geo.copy_(old + (self.model.geo - old) * self._corner_scale())
+        if self.model.mode == "sdf" and self.vc.smooth_step > 0:
+            laplacian_smooth_(self.model.geo.data, self.model.tree.vox_key, self.vc.smooth_step)
 
     def _corner_scale(self) -> torch.Tensor:
         if self.corner_scale is None:
@@ -298,6 +302,8 @@ class VoxelTrainer(TrainingLoop):
             cams = downscaled(self.cameras, vc.train_downscale)
             can_split = 0.5 * self.model.tree.boxes()[1] > vc.subdivide_min_footprint * pixel_footprint(
                 self.model.tree.centres(), cams)
+            if vc.max_level is not None:
+                can_split &= self.model.tree.level < vc.max_level
             res = adapt(self.model, self.optimizer, self._max_weights(), self._priority(), threshold,
                         vc.subdivide_fraction, self.cap, can_split)
             self._reset_weight_stats()
