@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from lumisurf.losses.voxels import (face_neighbours, laplacian_smooth_, voxel_eikonal, voxel_gradient, voxel_smoothness, voxel_tv,
-                                    voxel_twist)
+from lumisurf.losses.voxels import (face_neighbours, laplacian_smooth_, voxel_eikonal, voxel_gradient,
+                                    voxel_smoothness, voxel_tv, voxel_twist)
 from lumisurf.voxels.octree import CORNER_OFFSETS
 from lumisurf.voxels.structure import VoxelOctree
 

@@ -4,15 +4,18 @@ Per step: a random training view (all its pixels, at ``train_downscale``) is ren
 image composited over a random background (L2), plus an L2 between the rendered opacity and the mask where
 there are masks, and, where their weights ask for them, 1 - SSIM, the distortion, the consistency of the
 rendered normal with the normal of the rendered median depth, an L1 to GT depth (``losses/depth.py``), and
-the entropy of the deferred material mixture (``loss.segmentation.entropy_weight``). Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every
-``adapt_every`` until ``adapt_until`` the voxels are pruned (max blending weight over all training views below
-a threshold ramped from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest
-accumulated priority subdivided (children stay larger than ``subdivide_min_footprint`` pixels), under the voxel
-cap. Regularisers on the corner values
-(:mod:`lumisurf.losses.voxels`): TV, and in sdf mode eikonal, twist and smoothness across faces, until ``regularize_until``. The divergence
-guard (``train/guard.py``) watches the loss, the mask coverage, inv_s (sdf) and the parameters, and rolls back
-to a healthy snapshot (its voxel layout included) with a lower learning rate. Checkpoints hold the voxel layout,
-the optimizer state, the RNG and the step; a run never ends without one (``train/loop.py``).
+the entropy of the deferred material mixture (``loss.segmentation.entropy_weight``).
+
+Schedules read the one progress in [0, 1]: SH bands grow every ``sh_band_every``; every ``adapt_every`` until
+``adapt_until`` the voxels are pruned (max blending weight over all training views below a threshold ramped
+from ``prune_from`` to ``prune_to``) and the ``subdivide_fraction`` with the largest accumulated priority
+subdivided (children stay larger than ``subdivide_min_footprint`` pixels), under the voxel cap. Regularisers on
+the corner values (:mod:`lumisurf.losses.voxels`): TV, and in sdf mode eikonal, twist and smoothness across
+faces, until ``regularize_until``; in sdf mode optionally a Laplacian step after each update.
+
+The divergence guard (``train/guard.py``) watches the loss, the mask coverage, inv_s (sdf) and the parameters,
+and rolls back to a healthy snapshot (its voxel layout included) with a lower learning rate. Checkpoints hold
+the voxel layout, the optimizer state, the RNG and the step; a run never ends without one (``train/loop.py``).
 """
 from __future__ import annotations
 
@@ -48,7 +51,8 @@ def build_shading(cfg):
     from lumisurf.voxels.deferred import DeferredShading
 
     if cfg.voxels.mode != "sdf":
-        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the SDF)")
+        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the "
+                          f"SDF)")
     return DeferredShading(cfg.voxels.shading, cfg.model, amp=cfg.voxels.amp)
 
 
@@ -68,8 +72,9 @@ def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
         return with_soft(model, vc)
     tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
     geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
-    return with_soft(SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
-                                      n_samples=vc.n_samples, shading=build_shading(cfg)), vc)
+    model = SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
+                             n_samples=vc.n_samples, shading=build_shading(cfg))
+    return with_soft(model, vc)
 
 
 def with_soft(model: SparseVoxelModel, vc) -> SparseVoxelModel:
@@ -214,8 +219,7 @@ class VoxelTrainer(TrainingLoop):
         seg_w = self.cfg.loss.segmentation.entropy_weight
         if "material_probs" in out and seg_w > 0:  # the deferred mixture: one material per point
             covered = out["opacity"][:, 0] > 1e-3
-            terms["entropy"] = (seg_w, entropy_loss(out["material_probs"][covered]) if covered.any()
-                                else out["material_probs"].sum() * 0.0)
+            terms["entropy"] = (seg_w, entropy_loss(out["material_probs"][covered]))  # 0 when none covered
         if vc.distortion_weight > 0 and p >= vc.distortion_from:
             terms["distortion"] = (vc.distortion_weight, out["distortion"].mean())
         want_normal = vc.normal_weight > 0 and p >= vc.normal_from
@@ -242,7 +246,8 @@ class VoxelTrainer(TrainingLoop):
         wanted = {"tv": (vc.tv_weight, lambda: voxel_tv(corners)),
                   "eikonal": (vc.eikonal_weight if self.model.mode == "sdf" else 0.0,
                               lambda: voxel_eikonal(corners, size)),
-                  "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_twist(corners, size)),
+                  "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0,
+                            lambda: voxel_twist(corners, size)),
                   "smooth": (vc.smooth_weight if self.model.mode == "sdf" else 0.0,
                              lambda: voxel_smoothness(corners, size, self._pairs()))}
         return {k: (w, f()) for k, (w, f) in wanted.items() if w > 0}
