@@ -139,6 +139,7 @@ class VoxelTrainer(TrainingLoop):
     def _make_optimizer(self) -> torch.optim.Optimizer:
         vc = self.vc
         groups = self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs, vc.lr_inv_s, vc.lr_shading)
+        self.base_lr = {g["name"]: g["lr"] for g in groups}  # what _set_lr_scale scales
         return torch.optim.Adam(groups, betas=(vc.beta1, 0.99), eps=1e-15)
 
     # ------------------------------------------------------------------ one step
@@ -279,14 +280,12 @@ class VoxelTrainer(TrainingLoop):
     def _set_lr_scale(self) -> None:
         """Every group's learning rate: its base x the guard's ``lr_scale``, the geometry's also x its decay."""
         vc = self.vc
-        base = {g["name"]: g["lr"] for g in self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs,
-                                                                         vc.lr_inv_s, vc.lr_shading)}
         decay = 1.0
         if vc.lr_geo_final is not None:
             p = min(1.0, self.clock.progress(self.step, self.elapsed))
             decay = (vc.lr_geo_final / vc.lr_geo) ** p
         for group in self.optimizer.param_groups:
-            group["lr"] = base[group["name"]] * self.lr_scale * (decay if group["name"] == "geo" else 1.0)
+            group["lr"] = self.base_lr[group["name"]] * self.lr_scale * (decay if group["name"] == "geo" else 1.0)
 
     # ------------------------------------------------------------------ schedules
     def _update_schedules(self) -> None:

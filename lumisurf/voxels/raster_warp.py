@@ -12,9 +12,9 @@ Only float32 is handled.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
+
+from lumisurf.voxels.warp_launch import parts_for, split_launch
 
 try:
     import warp as wp
@@ -297,7 +297,7 @@ class _RasterWarp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, corners, rgb, normals, inv_s, priority, geo: dict, background):
         n_pix, dev = geo["ray_o"].shape[0], corners.device
-        parts = _parts(dev, geo["n_tiles"])
+        parts = parts_for(dev, geo["n_tiles"])
         trans = torch.ones(n_pix, device=dev)
         acc_rgb, acc_n = torch.zeros(n_pix, 3, device=dev), torch.zeros(n_pix, 3, device=dev)
         acc_depth = torch.zeros(n_pix, device=dev)
@@ -308,7 +308,7 @@ class _RasterWarp(torch.autograd.Function):
         median, dist = torch.zeros(n_pix, device=dev), torch.zeros(n_pix, device=dev)
         view = _view(geo, corners, rgb, normals, inv_s)
         shared = [view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last)]
-        _launch(_forward_tiles, geo["n_tiles"], dev, parts,
+        split_launch(_forward_tiles, geo["n_tiles"], dev, parts,
                 lambda k: shared + [_wp(max_w[k]), _wp(n_seg), _wp(tile_last), _wp(median), _wp(dist)])
         max_w = max_w.amax(0)
         ctx.geo, ctx.view, ctx.parts = geo, view, parts
@@ -331,40 +331,11 @@ class _RasterWarp(torch.autograd.Function):
                   _wp(g_depth.reshape(-1)), _vec(g_n), _wp(g_dist.reshape(-1).contiguous()), _wp(depth_final),
                   _wp(trans.clone()), _vec(suf_rgb), _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
                   _wp(torch.zeros_like(trans))]
-        _launch(_backward_tiles, ctx.geo["n_tiles"], dev, parts,
+        split_launch(_backward_tiles, ctx.geo["n_tiles"], dev, parts,
                 lambda k: shared + [_wp(g_corners[k]), _vec(g_col[k]), _vec(g_normals[k]), _wp(g_inv_s[k]),
                                     _wp(g_prio[k])])
         g_prio = g_prio.sum(0) if ctx.needs_input_grad[4] else None
         return g_corners.sum(0), g_col.sum(0), g_normals.sum(0), g_inv_s.sum(), g_prio, None, None
-
-
-def _parts(device: torch.device, n_tiles: int) -> int:
-    """Threads to split a launch over: torch's intra-op thread count on CPU (Warp's CPU kernels run on one
-    thread per launch), one launch on CUDA."""
-    return 1 if device.type != "cpu" else max(1, min(torch.get_num_threads(), n_tiles))
-
-
-_POOL: ThreadPoolExecutor | None = None
-_WARM: set = set()
-
-
-def _launch(kernel, n_tiles: int, device: torch.device, parts: int, inputs) -> None:
-    """Launch ``kernel`` over ``n_tiles`` tiles as ``parts`` interleaved launches (tile ``k``, ``k + parts``,
-    ...), concurrent on CPU threads (a Warp CPU launch releases the GIL); ``inputs(k)`` are part ``k``'s
-    inputs, without the trailing stride and offset."""
-    global _POOL
-    wdev = wp.device_from_torch(device)
-    run = lambda k: wp.launch(kernel, dim=(n_tiles - k + parts - 1) // parts, device=wdev,  # noqa: E731
-                              inputs=inputs(k) + [parts, k])
-    if parts == 1 or kernel.key not in _WARM:  # the first launch loads the module: not from two threads
-        for k in range(parts):
-            run(k)
-        _WARM.add(kernel.key)
-        return
-    if _POOL is None or _POOL._max_workers < parts:
-        _POOL = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="lumisurf-warp")
-    for f in [_POOL.submit(run, k) for k in range(parts)]:
-        f.result()
 
 
 def _view(geo: dict, corners, rgb, normals, inv_s) -> "_View":
