@@ -27,8 +27,17 @@ class MaterialStageConfig:
     grid: HashGridConfig = field(default_factory=_material_grid)
     hidden: int = 64
     lighting: Literal["learned", "known"] = "learned"
+    # where Stage II starts: ``stage1`` distils the Stage I material heads (NeRO / segmented runs) at the traced
+    # surface into the field and bakes Stage I's direct-light network into the learned map; ``materials`` /
+    # ``light`` do one half; ``constant`` is grey 0.5 everywhere; ``auto`` = stage1 when the run has heads
+    init: Literal["auto", "constant", "stage1", "materials", "light"] = "auto"
+    init_steps: int = 300  # regression steps of the distillation (batch 4096)
     env_height: int = 64  # learned lat-long map is env_height x 2*env_height texels
-    indirect: Literal["none", "learned"] = "learned"
+    # light from occluded directions: none, a learned MLP (NeRO; fits the capture light only) or one bounce off
+    # the mesh under the environment (``renderers/bounce.py``; transfers to new lighting)
+    indirect: Literal["none", "learned", "bounce"] = "learned"
+    relight_indirect: Literal["none", "bounce"] = "bounce"  # occluded directions when relighting
+    bounce_dirs: int = 128  # directions of the bounce's per-vertex visibility table
     steps: int = 3000
     max_minutes: Optional[float] = None
     batch_rays: int = 1024
@@ -42,6 +51,12 @@ class MaterialStageConfig:
     smooth_weight: float = 0.02  # |m(x) - m(x + eps)| on albedo / roughness / metallic
     smooth_eps: float = 0.02
     loss: Literal["l1", "charbonnier"] = "l1"
+    # priors against the metal / roughness / light ambiguity (0 = off); each is measured in
+    # benchmarks/results/materials.md
+    metallic_binary_weight: float = 0.0  # mean m (1 - m): metallic pushed to 0 or 1
+    segment_weight: float = 0.0  # metallic and roughness pulled to their segment's batch mean (segmented runs)
+    env_white_weight: float = 0.0  # the learned map's mean colour pulled to grey (white balance)
+    env_tv_weight: float = 0.0  # total variation of the learned map's log radiance (smooth lighting)
     texture_size: int = 1024
     render_spp: int = 4  # relight / eval renders: rays per pixel (jittered inside the pixel)
     render_light_samples: int = 128

@@ -22,8 +22,10 @@ from lumisurf.errors import LumisurfError
 from lumisurf.fields.material import IndirectLight, MaterialField
 from lumisurf.jobs.extract import extract_run
 from lumisurf.jobs.material_eval import preview_strip
+from lumisurf.jobs.material_init import warm_start
 from lumisurf.jobs.restore import load_run
 from lumisurf.mesh.material_export import export_materials
+from lumisurf.renderers.bounce import MeshBounce, fibonacci_sphere, visibility_table
 from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.shading.envmap import EnvironmentMap
 from lumisurf.shading.lighting import Lighting, find_env_file, load_env
@@ -45,10 +47,21 @@ class MaterialRun:
     lighting: Lighting
     device: torch.device
     summary: dict
+    bounce_table: Optional[torch.Tensor] = None  # [V, D] visibility of the mesh (computed on first use)
 
     @property
     def root(self) -> Path:
         return self.run.root / "material"
+
+    def bounce(self, env, progress: bool = False) -> MeshBounce:
+        """One-bounce light for occluded directions under ``env`` (the visibility table is kept)."""
+        if self.bounce_table is None:
+            self.bounce_table = bounce_table(self.tracer, self.cfg.material.bounce_dirs, progress)
+        return MeshBounce(self.tracer, self.field, env, self.bounce_table)
+
+
+def bounce_table(tracer: MeshTracer, n_dirs: int, progress: bool = False) -> torch.Tensor:
+    return visibility_table(tracer, fibonacci_sphere(n_dirs), progress=progress)
 
 
 def material_dir(run: RunDir) -> Path:
@@ -111,18 +124,22 @@ def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, 
         raise LumisurfError("no training pixel hits the mesh: is RUN/mesh.ply empty or misplaced?")
     torch.manual_seed(cfg.train.seed)
     field = MaterialField(cfg.material).to(dev)
-    field.init_constant(torch.tensor([0.5, 0.5, 0.5]), metallic=0.5, roughness=0.5)
     lighting = build_lighting(cfg, scene, initial_env_level(hits)).to(dev)
+    hits, init_info = warm_start(root, cfg, field, lighting, hits, dev, torch.Generator().manual_seed(cfg.train.seed))
+    table = None
+    if cfg.material.indirect == "bounce":
+        table = bounce_table(tracer, cfg.material.bounce_dirs, progress)
+        lighting.indirect = MeshBounce(tracer, field, lighting.env, table)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     logger = ScalarLogger(out / "scalars.csv", None)
     trainer = MaterialTrainer(field, lighting, tracer, hits, cfg.material, cfg.train.seed)
     result = trainer.fit(logger, progress)
     logger.close()
-    summary = {**result, "surface_pixels": len(hits), "tracer": tracer.backend}
+    summary = {**result, **init_info, "surface_pixels": len(hits), "tracer": tracer.backend}
     save_material_state(out / "material.pt", field, lighting, summary)
     _write_env(lighting, out / "env_map.hdr")
-    loaded = MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, summary)
+    loaded = MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, summary, table)
     _preview(loaded, scene, out / "preview.png")
     if export:
         summary["export"] = {k: str(v) for k, v in export_run(loaded, progress=progress, force=force).items()}
@@ -171,7 +188,10 @@ def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
     lighting = Lighting(env, IndirectLight() if m.indirect == "learned" else None).to(dev)
     lighting.load_state_dict(state["lighting"])
     field.eval()
-    return MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, state.get("summary", {}))
+    mrun = MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, state.get("summary", {}))
+    if m.indirect == "bounce":
+        lighting.indirect = mrun.bounce(lighting.env)
+    return mrun
 
 
 def _preview(mrun: MaterialRun, scene: SceneData, path: Path) -> None:

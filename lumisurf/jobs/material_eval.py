@@ -35,9 +35,14 @@ def gt_material_maps(image_file: Path) -> Optional[dict[str, torch.Tensor]]:
     load = lambda f: torch.from_numpy(np.asarray(Image.open(f), dtype=np.float32) / 255.0)  # noqa: E731
     albedo = load(files["albedo"])[..., :3]
     grey = lambda t: t if t.ndim == 2 else t[..., 0]  # noqa: E731
-    return {"albedo": srgb_to_linear(albedo), "roughness": grey(load(files["roughness"])),
+    maps = {"albedo": srgb_to_linear(albedo), "roughness": grey(load(files["roughness"])),
             "metallic": grey(load(files["metallic"])),
             "mask": torch.from_numpy(np.load(depth).astype(np.float32) > 0)}
+    matid = parent / f"{stem}_matid.png"
+    if matid.exists():  # two-material scenes: GT material id per pixel (0 = background)
+        maps["matid"] = torch.from_numpy(np.asarray(Image.open(matid), dtype=np.int64))
+        maps["matid"] = grey(maps["matid"])
+    return maps
 
 
 def _albedo_scale(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -57,7 +62,7 @@ def material_errors(mrun, split: Split, max_views: Optional[int] = None, progres
         pred = material_maps(mrun.tracer, mrun.field, cams, i)
         both = pred["mask"] & gt["mask"]
         preds.append({k: pred[k][both] for k in ("albedo", "roughness", "metallic")})
-        gts.append({k: gt[k][both] for k in ("albedo", "roughness", "metallic")})
+        gts.append({k: gt[k][both] for k in ("albedo", "roughness", "metallic", "matid") if k in gt})
     cat = lambda xs, k: torch.cat([x[k] for x in xs])  # noqa: E731
     pa, ga = cat(preds, "albedo"), cat(gts, "albedo")
     scale = _albedo_scale(pa, ga)
@@ -68,16 +73,39 @@ def material_errors(mrun, split: Split, max_views: Optional[int] = None, progres
             "roughness_mae": float((cat(preds, "roughness") - cat(gts, "roughness")).abs().mean()),
             "metallic_mae": float((cat(preds, "metallic") - cat(gts, "metallic")).abs().mean()),
             "roughness_mean": float(cat(preds, "roughness").mean()),
-            "metallic_mean": float(cat(preds, "metallic").mean())}
+            "metallic_mean": float(cat(preds, "metallic").mean()),
+            **per_material_errors(preds, gts)}
+
+
+def per_material_errors(preds: list[dict], gts: list[dict]) -> dict:
+    """Roughness / metallic MAE and means, albedo PSNR per GT material id (``*_id<k>`` keys), when the GT
+    has material-id maps."""
+    if not gts or "matid" not in gts[0]:
+        return {}
+    cat = lambda xs, k: torch.cat([x[k] for x in xs])  # noqa: E731
+    ids = cat(gts, "matid")
+    out: dict = {}
+    for k in sorted(int(i) for i in ids.unique() if i > 0):
+        sel = ids == k
+        for key in ("roughness", "metallic"):
+            p, g = cat(preds, key)[sel], cat(gts, key)[sel]
+            out[f"{key}_mae_id{k}"] = float((p - g).abs().mean())
+            out[f"{key}_mean_id{k}"] = float(p.mean())
+        pa, ga = cat(preds, "albedo")[sel], cat(gts, "albedo")[sel]
+        mse = float(((pa.clamp(0, 1) - ga) ** 2).mean().clamp_min(1e-10))
+        out[f"albedo_psnr_id{k}"] = -10 * float(np.log10(mse))
+    return out
 
 
 def relight_lighting(mrun, env_file: Path) -> tuple[Lighting, EnvImportanceSampler]:
-    """The run's lighting model with its environment replaced by ``env_file`` (no learned indirect light:
-    it belongs to the capture lighting)."""
+    """The run's lighting model with its environment replaced by ``env_file``. Occluded directions get one
+    bounce off the mesh under the new map (``material.relight_indirect=bounce``) or nothing; never the learned
+    indirect light, which belongs to the capture lighting."""
     env = load_env(env_file, height=4 * mrun.cfg.material.env_height).to(mrun.device)
     with torch.no_grad():
         sampler = EnvImportanceSampler(env.image().float().cpu())
-    return Lighting(env, None), sampler
+    bounce = mrun.bounce(env) if mrun.cfg.material.relight_indirect == "bounce" else None
+    return Lighting(env, bounce), sampler
 
 
 def relight_views(mrun, split: Split, env_file: Path, out_dir: Optional[Path], spp: int, light_samples: int,
@@ -140,3 +168,16 @@ def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
              maps["roughness"][..., None].expand(-1, -1, 3), maps["metallic"][..., None].expand(-1, -1, 3)]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(torch.cat(tiles, 1))).save(path)
+
+
+def mc_noise_psnr(mrun, split: Split, env_file: Path, spp: int, light_samples: int, cam: int = 0) -> float:
+    """Monte-Carlo noise of one relit view as a PSNR (sRGB, covered pixels): the view rendered twice with
+    independent samples; the noise of one render is the difference / sqrt(2), i.e. PSNR(a, b) + 3.01 dB."""
+    lighting, sampler = relight_lighting(mrun, env_file)
+    cams = split.cameras.to(mrun.device)
+    renders = [render_mesh_view(mrun.tracer, mrun.field, lighting, cams, cam, spp, light_samples, env_sampler=sampler,
+                                generator=torch.Generator().manual_seed(seed)) for seed in (11, 12)]
+    sel = (renders[0][1] > 0.99) & (renders[1][1] > 0.99)
+    a, b = (linear_to_srgb(rgb)[sel] for rgb, _ in renders)
+    mse = float(((a - b) ** 2).mean().clamp_min(1e-12))
+    return -10 * float(np.log10(mse)) + 10 * float(np.log10(2.0))

@@ -7,7 +7,7 @@ convention (top row = world +z).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -21,9 +21,10 @@ from lumisurf.shading.envmap import EnvironmentMap, downsample_envmap
 
 class Lighting(nn.Module):
     """``radiance(x, l, blocked)``: the environment along free directions, ``indirect(x, l)`` along blocked
-    ones (or 0 without an indirect model)."""
+    ones (or 0 without an indirect model). ``indirect``: a learned :class:`IndirectLight` or any callable
+    (x [M, 3], l [M, 3]) -> [M, 3] such as ``renderers.bounce.MeshBounce``."""
 
-    def __init__(self, env: EnvironmentMap, indirect: Optional[IndirectLight] = None):
+    def __init__(self, env: EnvironmentMap, indirect: Optional[IndirectLight | Callable] = None):
         super().__init__()
         self.env = env
         self.indirect = indirect

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -24,6 +25,7 @@ from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.shading.envmap import EnvImportanceSampler
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.monte_carlo import Strategy, shade
+from lumisurf.train.material_init import env_priors, material_priors
 from lumisurf.train.logging import ScalarLogger
 
 
@@ -35,6 +37,7 @@ class SurfaceHits:
     normals: Tensor  # [M, 3] unit, facing the camera
     wo: Tensor  # [M, 3] unit, surface -> camera
     rgb: Tensor  # [M, 3] target sRGB (straight colour)
+    segment: Optional[Tensor] = None  # [M] int64 material segment of each hit (segmented Stage I runs)
 
     def __len__(self) -> int:
         return self.points.shape[0]
@@ -109,6 +112,10 @@ class MaterialTrainer:
             loss_s = material_smoothness(self.field, x, cfg.smooth_eps, self.generator)
             loss = loss + cfg.smooth_weight * loss_s
             scalars["loss_smooth"] = loss_s.item()
+        segment = None if hits.segment is None else hits.segment[idx]
+        for name, term in {**material_priors(mat, cfg, segment), **env_priors(self.lighting.env, cfg)}.items():
+            loss = loss + term
+            scalars[f"loss_{name}"] = term.item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -1,0 +1,74 @@
+"""Stage II warm start from a Stage I run (``material.init``): its material heads distilled into the material
+field at the traced surface pixels, its direct-light network baked into the learned environment map, and its
+material segments (segmented runs) attached to the pixels for ``material.segment_weight``."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lumisurf.config import Config
+from lumisurf.errors import ConfigError
+from lumisurf.jobs.extract import stage1_vertex_materials
+from lumisurf.jobs.restore import load_run
+from lumisurf.shading.lighting import Lighting
+from lumisurf.shading.nero_light import exp_light
+from lumisurf.train.material_init import bake_env, distil_materials
+from lumisurf.train.material_stage import SurfaceHits
+
+
+def has_stage1_materials(cfg: Config) -> bool:
+    """Whether the Stage I model has NeRO material heads and lights (``nero`` shading or a segmented model)."""
+    return cfg.model.kind != "voxels" and (cfg.model.shading == "nero" or cfg.model.assignment.enabled)
+
+
+def resolve_init(cfg: Config) -> str:
+    """``material.init`` with ``auto`` resolved; refuses a Stage I start for runs without material heads."""
+    mode = cfg.material.init
+    if mode == "auto":
+        return "stage1" if has_stage1_materials(cfg) else "constant"
+    if mode != "constant" and not has_stage1_materials(cfg):
+        raise ConfigError(f"material.init={mode} needs a Stage I run with material heads (presets nero, "
+                          f"lumisurf-seg); this run's preset is {cfg.preset!r}: use material.init=constant")
+    return mode
+
+
+def stage1_direct_light(model):
+    """Stage I's outer (direct) light at roughness 0 as a function of direction [N, 3] -> [N, 3]."""
+    lights = model.color.lights
+
+    def light(d: Tensor) -> Tensor:
+        return exp_light(lights.outer(lights.ide(d, torch.zeros_like(d[:, :1]))), lights.exp_max)
+    return light
+
+
+def warm_start(root: Path, cfg: Config, field, lighting: Lighting, hits: SurfaceHits, device,
+               generator: torch.Generator) -> tuple[SurfaceHits, dict]:
+    """Initialise ``field`` and ``lighting`` as ``material.init`` says; returns the hits (with segment ids when
+    the run is segmented) and a summary of what was done."""
+    mode = resolve_init(cfg)
+    field.init_constant(torch.tensor([0.5, 0.5, 0.5]), metallic=0.5, roughness=0.5)
+    info: dict = {"init": mode}
+    if mode == "constant" and not cfg.model.assignment.enabled:
+        return hits, info
+    model = load_run(root, str(device)).model
+    mats = stage1_vertex_materials(model, hits.points, device)
+    if "material_id" in mats:
+        hits = replace(hits, segment=torch.as_tensor(mats["material_id"], dtype=torch.int64, device=device))
+        info["segments"] = int(hits.segment.max()) + 1
+    if mode in ("stage1", "materials"):
+        targets = {"albedo": torch.as_tensor(mats["albedo"]),
+                   "metallic": torch.as_tensor(mats["metallic"])[:, None],
+                   "roughness": torch.as_tensor(mats["roughness"])[:, None]}
+        targets = {k: v.to(device=device, dtype=torch.float32) for k, v in targets.items()}
+        info["init_l1"] = distil_materials(field, hits.points, targets, cfg.material.init_steps,
+                                           generator=generator)
+        info.update({f"stage1_{k}_mean": float(np.mean(v)) for k, v in mats.items() if k in ("metallic", "roughness")})
+    if mode in ("stage1", "light") and lighting.env.log_radiance.requires_grad:
+        with torch.no_grad():
+            bake_env(lighting.env, stage1_direct_light(model))
+            info["init_env_mean"] = float(lighting.env.image().mean())
+    return hits, info

@@ -1,0 +1,88 @@
+"""Stage II warm start from what Stage I learned, and the Stage II priors.
+
+``distil_materials``: regress the Stage II material field onto Stage I's albedo / metallic / roughness at the
+traced surface points (L1, a few hundred Adam steps). ``bake_env``: fill a lat-long map with a light function
+of direction (Stage I's direct-light network). The prior terms work on one batch of shaded surface pixels
+(``material_priors``) or on the learned map (``env_priors``); every weight of 0 switches its term off.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from lumisurf.shading.envmap import EnvironmentMap, _row_solid_angles, latlong_directions
+
+MATERIAL_KEYS = ("albedo", "metallic", "roughness")
+
+
+def distil_materials(field, points: Tensor, targets: dict[str, Tensor], steps: int, lr: float = 1e-2,
+                     batch: int = 4096, generator: Optional[torch.Generator] = None) -> float:
+    """Fit ``field`` (x [N, 3] -> albedo [N, 3], metallic, roughness [N, 1]) to ``targets`` at ``points``
+    [M, 3] (same keys, [M, C]) by L1; returns the last batch's mean L1 over the three maps."""
+    opt = torch.optim.Adam(field.parameters(), lr=lr)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        idx = torch.randint(0, points.shape[0], (batch,), generator=generator).to(points.device)
+        pred = field(points[idx])
+        loss = sum((pred[k] - targets[k][idx]).abs().mean() for k in MATERIAL_KEYS) / len(MATERIAL_KEYS)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def bake_env(env: EnvironmentMap, light: Callable[[Tensor], Tensor], min_value: float = 1e-4) -> None:
+    """Set ``env`` to ``light(dirs [N, 3]) -> [N, 3]`` (linear radiance) at its texel centres."""
+    h, w = env.log_radiance.shape[:2]
+    dirs, _ = latlong_directions(h, w, device=env.log_radiance.device)
+    rad = torch.cat([light(d) for d in dirs.reshape(-1, 3).split(8192)])
+    env.log_radiance.copy_(torch.log(rad.reshape(h, w, 3).float().clamp_min(min_value)))
+
+
+def _segment_spread(values: Tensor, segment: Tensor) -> Tensor:
+    """Mean |v_i - mean of v over i's segment in the batch| (values [B, C], segment [B] int)."""
+    n_seg = int(segment.max()) + 1
+    ones = torch.ones_like(values[:, :1])
+    count = torch.zeros(n_seg, 1, dtype=values.dtype, device=values.device).index_add(0, segment, ones)
+    total = torch.zeros(n_seg, values.shape[1], dtype=values.dtype, device=values.device).index_add(0, segment, values)
+    mean = total / count.clamp_min(1.0)
+    return (values - mean[segment]).abs().mean()
+
+
+def material_priors(mat: dict[str, Tensor], cfg, segment: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """Weighted prior losses on one batch of materials (keys of MaterialField's output).
+
+    ``metallic_binary``: mean m (1 - m) (zero at m = 0 and m = 1); ``segment``: metallic and roughness spread
+    around their segment's batch mean (only with per-pixel segment ids)."""
+    out: dict[str, Tensor] = {}
+    if cfg.metallic_binary_weight > 0:
+        m = mat["metallic"]
+        out["metallic_binary"] = cfg.metallic_binary_weight * (m * (1 - m)).mean()
+    if cfg.segment_weight > 0 and segment is not None:
+        mr = torch.cat([mat["metallic"], mat["roughness"]], -1)
+        out["segment"] = cfg.segment_weight * _segment_spread(mr, segment)
+    return out
+
+
+def env_priors(env: EnvironmentMap, cfg) -> dict[str, Tensor]:
+    """Weighted prior losses on a learned map: ``env_white`` (variance of the log of its solid-angle-weighted
+    mean colour across channels: grey light) and ``env_tv`` (mean |step| of log radiance between neighbour
+    texels, wrapping in u)."""
+    out: dict[str, Tensor] = {}
+    if not env.log_radiance.requires_grad:
+        return out
+    log_r = env.log_radiance  # [H, W, 3]
+    if cfg.env_white_weight > 0:
+        h, w = log_r.shape[:2]
+        omega = _row_solid_angles(h, w, log_r.dtype, log_r.device)[:, None, None]
+        mean = (torch.exp(log_r) * omega).sum((0, 1)) / (omega.sum() * w)  # [3]
+        lm = torch.log(mean.clamp_min(1e-8))
+        out["env_white"] = cfg.env_white_weight * ((lm - lm.mean()) ** 2).mean()
+    if cfg.env_tv_weight > 0:
+        du = (log_r - torch.roll(log_r, 1, dims=1)).abs().mean()
+        dv = (log_r[1:] - log_r[:-1]).abs().mean()
+        out["env_tv"] = cfg.env_tv_weight * (du + dv)
+    return out
