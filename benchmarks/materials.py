@@ -34,6 +34,7 @@ VARIANTS: dict[str, list[str]] = {
     "light_only": ["init=light"],
     "known": ["init=materials", "lighting=known"],
     "scratch_known": ["init=constant", "lighting=known"],
+    "bounce": ["init=stage1", "indirect=bounce"],
     "binary": ["init=stage1", "metallic_binary_weight=0.05"],
     "white": ["init=stage1", "env_white_weight=0.1"],
     "tv": ["init=stage1", "env_tv_weight=0.01"],
@@ -92,6 +93,7 @@ from lumisurf.jobs.material_eval import mc_noise_psnr
 from lumisurf.shading.lighting import find_env_file
 root = Path(sys.argv[1])
 mrun = load_material_run(root)
+mrun.cfg.eval.max_views = int(sys.argv[2]) if int(sys.argv[2]) > 0 else None
 scene = load_scene_normalized_as(mrun.cfg.data, mrun.normalization)
 m = stage2_metrics(root, scene, progress=False)
 env = find_env_file(mrun.cfg.data.path, scene.meta["relight_env_map"])
@@ -102,7 +104,7 @@ m["noise_psnr_render"] = mc_noise_psnr(mrun, split, env, c.render_spp, c.render_
 """
 
 
-def stage2(run: Path, name: str, overrides: list[str], minutes: float) -> dict:
+def stage2(run: Path, name: str, overrides: list[str], minutes: float, eval_views: int) -> dict:
     out = variant_folder(run, name)
     row_file = out / "row.json"
     if row_file.exists():
@@ -111,7 +113,7 @@ def stage2(run: Path, name: str, overrides: list[str], minutes: float) -> dict:
     start = time.perf_counter()
     _run(_cli("material", str(out), "--max-minutes", str(minutes), "--no-export", "--force", "--no-progress",
               *overrides), log)
-    _run([sys.executable, "-c", MEASURE, str(out)], log)
+    _run([sys.executable, "-c", MEASURE, str(out), str(eval_views)], log)
     summary = json.loads((out / "material" / "summary.json").read_text())
     metrics = json.loads((out / "material" / "metrics.json").read_text())
     row = {**metrics, "train_psnr": summary.get("psnr"), "steps": summary.get("steps"),
@@ -138,7 +140,7 @@ def write_results(rows: list[dict], name: str, args) -> Path:
     cols = ["scene", "seed", "variant"] + KEYS[:9] + ["noise_psnr_train", "noise_psnr_render", "steps"]
     lines = [f"# Materials benchmark `{name}`", "",
              f"Stage I `{args.preset}` {args.stage1_minutes} min, Stage II {args.stage2_minutes} min, one process at "
-             "a time on this machine. Relight PSNR: sRGB over the background, raw and after a per-channel "
+             f"a time on this machine; errors over the first {args.eval_views or 'all'} test and relight views. Relight PSNR: sRGB over the background, raw and after a per-channel "
              "least-squares scale of the linear render (`_scaled`). Albedo PSNR linear, raw and scale-aligned. "
              "MAE over pixels where both GT and mesh are hit. Noise: PSNR of one relit view against an "
              "independent re-render, +3.01 dB (training sample count / render settings).", "",
@@ -166,6 +168,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage1-minutes", type=float, default=5.0)
     p.add_argument("--stage2-minutes", type=float, default=3.0)
     p.add_argument("--runs-root", type=Path, default=ROOT / "runs" / "materials")
+    p.add_argument("--eval-views", type=int, default=8, help="test / relight views measured (0: all)")
     p.add_argument("--name", default="materials")
     args = p.parse_args(argv)
     rows = []
@@ -177,7 +180,7 @@ def main(argv=None) -> int:
             run, m1 = stage1(scene, args.preset, seed, args.stage1_minutes, args.runs_root)
             for v in args.variants:
                 print(f"[materials] {scene.name} s{seed} {v}", flush=True)
-                row = stage2(run, v, VARIANTS[v], args.stage2_minutes)
+                row = stage2(run, v, VARIANTS[v], args.stage2_minutes, args.eval_views)
                 rows.append({"scene": scene.name, "seed": seed, "variant": v, "stage1_psnr": m1.get("psnr"),
                              "stage1_chamfer": m1.get("chamfer"), **row})
                 print(write_results(rows, args.name, args), flush=True)
