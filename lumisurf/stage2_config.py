@@ -50,10 +50,13 @@ class MaterialStageConfig:
     roughness_min: float = 0.02
     smooth_weight: float = 0.02  # |m(x) - m(x + eps)| on albedo / roughness / metallic
     smooth_eps: float = 0.02
-    loss: Literal["l1", "charbonnier"] = "l1"
+    # ``decorrelated``: (a - t)(b - t) of two independent half-sample estimates a, b, an unbiased estimate of the
+    # squared error of the expected render; l1 / charbonnier of one noisy estimate favour low-variance (rough) BRDFs
+    loss: Literal["l1", "charbonnier", "decorrelated"] = "l1"
     # priors against the metal / roughness / light ambiguity (0 = off); each is measured in
     # benchmarks/results/materials.md
     metallic_binary_weight: float = 0.0  # mean m (1 - m): metallic pushed to 0 or 1
+    dielectric_weight: float = 0.0  # mean m: dielectric wherever metal explains the pixels no better
     segment_weight: float = 0.0  # metallic and roughness pulled to their segment's batch mean (segmented runs)
     env_white_weight: float = 0.0  # the learned map's mean colour pulled to grey (white balance)
     env_tv_weight: float = 0.0  # total variation of the learned map's log radiance (smooth lighting)

@@ -52,10 +52,11 @@ def test_bake_env_matches_light_at_texel_centres():
 
 
 def test_material_priors_hand_values():
-    cfg = _cfg(metallic_binary_weight=2.0, segment_weight=1.0)
+    cfg = _cfg(metallic_binary_weight=2.0, segment_weight=1.0, dielectric_weight=0.5)
     mat = {"metallic": torch.tensor([[0.5], [0.0], [1.0], [0.5]]), "roughness": torch.tensor([[0.2], [0.4], [0.6], [0.6]])}
     out = material_priors(mat, cfg, segment=torch.tensor([0, 0, 1, 1]))
     assert math.isclose(float(out["metallic_binary"]), 2.0 * (0.25 + 0 + 0 + 0.25) / 4, rel_tol=1e-6)
+    assert math.isclose(float(out["dielectric"]), 0.5 * 2.0 / 4, rel_tol=1e-6)
     # segment 0: metallic (0.5, 0) mean 0.25, roughness (0.2, 0.4) mean 0.3; segment 1: metallic (1, 0.5) mean
     # 0.75, roughness equal -> |dev| = 0.25 x 4 (metallic) + 0.1 x 2 (roughness), over 8 entries
     assert math.isclose(float(out["segment"]), (0.25 * 4 + 0.1 * 2) / 8, rel_tol=1e-5)
@@ -112,9 +113,23 @@ def test_material_from_stage1_cli(tmp_path, preset):
     assert main(["extract", str(run)]) == 0
     assert main(["material", str(run), "--steps", "2", "--no-progress", "--no-export", "batch_rays=64",
                  "light_samples=8", "grid.implementation=torch", "init_steps=5", "metallic_binary_weight=0.1",
-                 "segment_weight=0.1", "env_white_weight=0.1", "env_tv_weight=0.01"]) == 0
+                 "segment_weight=0.1", "env_white_weight=0.1", "env_tv_weight=0.01", "loss=decorrelated",
+                 "dielectric_weight=0.01", "indirect=bounce"]) == 0
     summary = json.loads((run / "material" / "summary.json").read_text())
     assert summary["init"] == "stage1" and math.isfinite(summary["init_l1"]) and math.isfinite(summary["loss"])
     assert summary["init_env_mean"] > 0
     if preset == "lumisurf-seg":
         assert summary["segments"] >= 1
+
+
+def test_decorrelated_l2_is_unbiased():
+    from lumisurf.losses.photometric import decorrelated_l2
+
+    assert float(decorrelated_l2(torch.tensor([[1.0]]), torch.tensor([[3.0]]), torch.tensor([[2.0]]))) == -1.0
+    g = torch.Generator().manual_seed(0)
+    n = 400_000
+    a = 0.5 + 0.2 * torch.randn(n, 1, generator=g)
+    b = 0.5 + 0.2 * torch.randn(n, 1, generator=g)
+    t = torch.full((n, 1), 0.3)
+    assert abs(float(decorrelated_l2(a, b, t)) - 0.04) < 2e-3  # (0.5 - 0.3)^2
+    assert abs(float(((a - t) ** 2).mean()) - 0.08) < 2e-3  # one estimate adds its variance 0.04

@@ -59,3 +59,10 @@ def rgb_loss(pred: Tensor, target: Tensor, kind: Literal["l1", "l2", "charbonnie
 def psnr_from_mse(mse: Tensor) -> Tensor:
     """PSNR in dB for signals in [0, 1]: ``-10 log10(mse)`` (mse floored at 1e-10)."""
     return -10.0 * torch.log10(mse.clamp_min(1e-10))
+
+
+def decorrelated_l2(a: Tensor, b: Tensor, target: Tensor) -> Tensor:
+    """Mean of (a - t)(b - t) for two independent Monte-Carlo estimates a, b [N, C] of the same pixels: its
+    expectation is the squared error of the expected render, (E a - t)^2, without the estimator's variance that
+    the squared error of one estimate adds (Azinovic et al. 2019). Can be negative."""
+    return ((a - target) * (b - target)).mean()

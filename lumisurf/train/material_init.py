@@ -55,12 +55,15 @@ def _segment_spread(values: Tensor, segment: Tensor) -> Tensor:
 def material_priors(mat: dict[str, Tensor], cfg, segment: Optional[Tensor] = None) -> dict[str, Tensor]:
     """Weighted prior losses on one batch of materials (keys of MaterialField's output).
 
-    ``metallic_binary``: mean m (1 - m) (zero at m = 0 and m = 1); ``segment``: metallic and roughness spread
+    ``metallic_binary``: mean m (1 - m) (zero at m = 0 and m = 1); ``dielectric``: mean m (a dark metal and a
+    dark dielectric look alike: F0 = albedo m + 0.04 (1 - m)); ``segment``: metallic and roughness spread
     around their segment's batch mean (only with per-pixel segment ids)."""
     out: dict[str, Tensor] = {}
     if cfg.metallic_binary_weight > 0:
         m = mat["metallic"]
         out["metallic_binary"] = cfg.metallic_binary_weight * (m * (1 - m)).mean()
+    if cfg.dielectric_weight > 0:
+        out["dielectric"] = cfg.dielectric_weight * mat["metallic"].mean()
     if cfg.segment_weight > 0 and segment is not None:
         mr = torch.cat([mat["metallic"], mat["roughness"]], -1)
         out["segment"] = cfg.segment_weight * _segment_spread(mr, segment)

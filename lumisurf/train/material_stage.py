@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from lumisurf.config import MaterialStageConfig
 from lumisurf.data.scene import Split
-from lumisurf.losses.photometric import rgb_loss
+from lumisurf.losses.photometric import decorrelated_l2, rgb_loss
 from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.shading.envmap import EnvImportanceSampler
@@ -102,10 +102,7 @@ class MaterialTrainer:
         x, n, wo, target = hits.points[idx], hits.normals[idx], hits.wo[idx], hits.rgb[idx]
         self._refresh_env_sampler()
         mat = self.field(x)
-        lin = shade(x, n, wo, mat["albedo"], mat["metallic"], mat["roughness"], self.lighting.radiance,
-                    self.occluded, cfg.light_samples, self.strategy, self.generator, self.env_sampler)
-        pred = linear_to_srgb(lin)
-        loss_rgb = rgb_loss(pred, target, cfg.loss)
+        pred, loss_rgb = self._photometric(x, n, wo, mat, target)
         loss = loss_rgb
         scalars = {"loss_rgb": loss_rgb.item()}
         if cfg.smooth_weight > 0:
@@ -123,6 +120,22 @@ class MaterialTrainer:
         scalars.update(loss=loss.item(), psnr=float(-10 * torch.log10(mse)),
                        roughness=mat["roughness"].mean().item(), metallic=mat["metallic"].mean().item())
         return scalars
+
+    def _shade(self, x: Tensor, n: Tensor, wo: Tensor, mat: dict[str, Tensor], samples: int) -> Tensor:
+        """sRGB [B, 3] of one Monte-Carlo estimate with ``samples`` light directions per pixel."""
+        return linear_to_srgb(shade(x, n, wo, mat["albedo"], mat["metallic"], mat["roughness"],
+                                    self.lighting.radiance, self.occluded, samples, self.strategy, self.generator,
+                                    self.env_sampler))
+
+    def _photometric(self, x: Tensor, n: Tensor, wo: Tensor, mat: dict[str, Tensor], target: Tensor):
+        """(prediction [B, 3], loss): ``decorrelated`` shades twice with half the samples each."""
+        cfg = self.cfg
+        if cfg.loss != "decorrelated":
+            pred = self._shade(x, n, wo, mat, cfg.light_samples)
+            return pred, rgb_loss(pred, target, cfg.loss)
+        half = max(cfg.light_samples // 2, 1)
+        a, b = self._shade(x, n, wo, mat, half), self._shade(x, n, wo, mat, half)
+        return 0.5 * (a + b), decorrelated_l2(a, b, target)
 
     def fit(self, logger: ScalarLogger | None = None, progress: bool = True) -> dict[str, float]:
         cfg = self.cfg
