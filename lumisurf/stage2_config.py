@@ -33,6 +33,7 @@ class MaterialStageConfig:
     init: Literal["auto", "constant", "stage1", "materials", "light"] = "auto"
     init_steps: int = 300  # regression steps of the distillation (batch 4096)
     env_height: int = 64  # learned lat-long map is env_height x 2*env_height texels
+    env_levels: int = 1  # the learned map plus env_levels - 1 coarser levels added to it (coarse to fine)
     # light from occluded directions: none, a learned MLP (NeRO; fits the capture light only) or one bounce off
     # the mesh under the environment (``renderers/bounce.py``; transfers to new lighting)
     indirect: Literal["none", "learned", "bounce"] = "learned"

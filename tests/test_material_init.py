@@ -133,3 +133,21 @@ def test_decorrelated_l2_is_unbiased():
     t = torch.full((n, 1), 0.3)
     assert abs(float(decorrelated_l2(a, b, t)) - 0.04) < 2e-3  # (0.5 - 0.3)^2
     assert abs(float(((a - t) ** 2).mean()) - 0.08) < 2e-3  # one estimate adds its variance 0.04
+
+
+def test_multilevel_env_map_adds_upsampled_coarse_levels():
+    env = EnvironmentMap(8, 16, init=1.0, levels=3)
+    assert [tuple(p.shape) for p in env.coarse] == [(4, 8, 3), (2, 4, 3)]
+    assert torch.allclose(env.image(), torch.ones(8, 16, 3))
+    with torch.no_grad():
+        env.coarse[1].fill_(math.log(2.0))  # a constant coarse level scales the whole map
+    assert torch.allclose(env.image(), torch.full((8, 16, 3), 2.0), rtol=1e-5)
+    with torch.no_grad():
+        env.coarse[1].zero_()
+        env.coarse[0][:, 0] = 1.0  # one bright coarse column spreads to its neighbours across the u seam
+    img = env.image().detach()
+    assert float(img[:, 0].min()) > 1.0 and float(img[:, -1].min()) > 1.0 and torch.allclose(img[:, 8], torch.ones(8, 3))
+    env.image().sum().backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in env.parameters())
+    env.set_image(torch.full((8, 16, 3), 3.0))  # a baked map lives in the full level; coarse levels reset
+    assert torch.allclose(env.image(), torch.full((8, 16, 3), 3.0), rtol=1e-5)

@@ -87,7 +87,7 @@ def build_lighting(cfg: Config, scene: SceneData, init_level: float) -> Lighting
             raise LumisurfError("material.lighting=known: the dataset names no environment map (env_map)")
         env = load_env(find_env_file(cfg.data.path, name), height=4 * m.env_height)
     else:
-        env = EnvironmentMap(m.env_height, 2 * m.env_height, init=init_level)
+        env = EnvironmentMap(m.env_height, 2 * m.env_height, init=init_level, levels=m.env_levels)
     return Lighting(env, IndirectLight() if m.indirect == "learned" else None)
 
 
@@ -183,8 +183,9 @@ def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
     field = MaterialField(cfg.material).to(dev)
     field.load_state_dict(state["field"])
     m = cfg.material
-    env = EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2]) if "env.log_radiance" in state["lighting"] \
-        else EnvironmentMap(m.env_height, 2 * m.env_height)
+    levels = 1 + sum(k.startswith("env.coarse.") for k in state["lighting"])
+    env = EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2], levels=levels) \
+        if "env.log_radiance" in state["lighting"] else EnvironmentMap(m.env_height, 2 * m.env_height)
     lighting = Lighting(env, IndirectLight() if m.indirect == "learned" else None).to(dev)
     lighting.load_state_dict(state["lighting"])
     field.eval()

@@ -98,12 +98,37 @@ def _overlap(n_in: int, n_out: int) -> Tensor:
     return (hi - lo).clamp_min(0.0)
 
 
-class EnvironmentMap(nn.Module):
-    """Learnable lat-long environment light, stored as log radiance [H, W, 3]; forward(d) [N, 3] > 0."""
+def _upsample_wrapped(x: Tensor, h: int, w: int) -> Tensor:
+    """Bilinear up-sampling of a lat-long map [h0, w0, C] to [h, w, C], wrapping in u (columns)."""
+    w0 = x.shape[1]
+    padded = torch.cat([x[:, -1:], x, x[:, :1]], 1).permute(2, 0, 1)[None]  # one wrapped column each side
+    scale = w / w0
+    up = nn.functional.interpolate(padded, size=(h, int(round((w0 + 2) * scale))), mode="bilinear",
+                                   align_corners=False)
+    off = int(round(scale))
+    return up[0, :, :, off:off + w].permute(1, 2, 0)
 
-    def __init__(self, height: int = 32, width: int = 64, init: float = 0.5):
+
+class EnvironmentMap(nn.Module):
+    """Learnable lat-long environment light; forward(d) [N, 3] > 0.
+
+    Log radiance [H, W, 3] = ``log_radiance`` (the full-resolution level) + the bilinear up-sampling of
+    ``levels - 1`` coarser levels (H/2^k x W/2^k, k = 1..levels-1, zero at start). A coarse parameter moves a
+    whole region at once, so under noisy Monte-Carlo gradients the coarse levels learn first (coarse to fine)."""
+
+    def __init__(self, height: int = 32, width: int = 64, init: float = 0.5, levels: int = 1):
         super().__init__()
         self.log_radiance = nn.Parameter(torch.full((height, width, 3), math.log(init)))
+        sizes = [(height >> k, width >> k) for k in range(1, levels)]
+        self.coarse = nn.ParameterList([nn.Parameter(torch.zeros(h, w, 3)) for h, w in sizes if h >= 1 and w >= 2])
+
+    def log_image(self) -> Tensor:
+        """[H, W, 3] log radiance."""
+        h, w = self.log_radiance.shape[:2]
+        out = self.log_radiance
+        for level in self.coarse:
+            out = out + _upsample_wrapped(level, h, w)
+        return out
 
     @classmethod
     def from_image(cls, img: Tensor | np.ndarray, min_value: float = 1e-6) -> EnvironmentMap:
@@ -116,7 +141,14 @@ class EnvironmentMap(nn.Module):
 
     def image(self) -> Tensor:
         """[H, W, 3] radiance."""
-        return torch.exp(self.log_radiance)
+        return torch.exp(self.log_image())
+
+    @torch.no_grad()
+    def set_image(self, img: Tensor, min_value: float = 1e-6) -> None:
+        """Make the map equal to img [H, W, 3] (linear radiance): the full level holds it, coarse levels 0."""
+        self.log_radiance.copy_(torch.log(img.detach().to(self.log_radiance).clamp_min(min_value)))
+        for level in self.coarse:
+            level.zero_()
 
     def forward(self, d: Tensor) -> Tensor:
         """Radiance [N, 3] arriving from world directions d [N, 3] (bilinear in radiance)."""

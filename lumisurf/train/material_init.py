@@ -39,7 +39,7 @@ def bake_env(env: EnvironmentMap, light: Callable[[Tensor], Tensor], min_value: 
     h, w = env.log_radiance.shape[:2]
     dirs, _ = latlong_directions(h, w, device=env.log_radiance.device)
     rad = torch.cat([light(d) for d in dirs.reshape(-1, 3).split(8192)])
-    env.log_radiance.copy_(torch.log(rad.reshape(h, w, 3).float().clamp_min(min_value)))
+    env.set_image(rad.reshape(h, w, 3).float(), min_value)
 
 
 def _segment_spread(values: Tensor, segment: Tensor) -> Tensor:
@@ -77,7 +77,7 @@ def env_priors(env: EnvironmentMap, cfg) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     if not env.log_radiance.requires_grad:
         return out
-    log_r = env.log_radiance  # [H, W, 3]
+    log_r = env.log_image()  # [H, W, 3]
     if cfg.env_white_weight > 0:
         h, w = log_r.shape[:2]
         omega = _row_solid_angles(h, w, log_r.dtype, log_r.device)[:, None, None]
