@@ -44,6 +44,7 @@ VARIANTS: dict[str, list[str]] = {
     "c2f": ["init=stage1", "env_levels=4"],
     "c2f_tv": ["init=stage1", "env_levels=4", "env_tv_weight=0.05"],
     "tv05": ["init=stage1", "env_tv_weight=0.05"],
+    "known_nobounce": ["init=materials", "lighting=known", "relight_indirect=none"],
     "diel05": ["init=stage1", "dielectric_weight=0.05"],
     "diel20": ["init=stage1", "dielectric_weight=0.2"],
     "diel20_c2f": ["init=stage1", "dielectric_weight=0.2", "env_levels=4"],
