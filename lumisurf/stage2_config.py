@@ -48,6 +48,9 @@ class MaterialStageConfig:
     env_sampler_every: int = 50  # steps between rebuilds of the environment sampler (learned lighting)
     lr: float = 1e-2
     env_lr: float = 2e-2
+    # a map baked from Stage I's light (init stage1 / light) learns at this rate; 0 keeps it as baked. On
+    # glossy_spot a learned map drifts to a rough, partly metallic fit that relights at 21 dB (26.8 kept)
+    baked_env_lr: float = 0.0
     roughness_min: float = 0.02
     smooth_weight: float = 0.02  # |m(x) - m(x + eps)| on albedo / roughness / metallic
     smooth_eps: float = 0.02

@@ -117,7 +117,7 @@ def test_material_from_stage1_cli(tmp_path, preset):
                  "dielectric_weight=0.01", "indirect=bounce"]) == 0
     summary = json.loads((run / "material" / "summary.json").read_text())
     assert summary["init"] == "stage1" and math.isfinite(summary["init_l1"]) and math.isfinite(summary["loss"])
-    assert summary["init_env_mean"] > 0
+    assert summary["init_env_mean"] > 0 and summary["env_lr"] == 0.0  # the baked map is kept by default
     if preset == "lumisurf-seg":
         assert summary["segments"] >= 1
 

@@ -125,6 +125,7 @@ def test_stage2_cli_smoke(tmp_path):
     assert (out / "material.pt").exists() and (out / "env_map.hdr").exists() and (out / "preview.png").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["surface_pixels"] > 0 and math.isfinite(summary["loss"])
+    assert summary["init"] == "constant" and summary["env_lr"] == 0.02  # no Stage I heads: a learned map from grey
     for key in ("obj", "glb", "ply", "xml"):
         assert (out / "export").exists() and any((out / "export").iterdir())
     env = tmp_path / "sky.hdr"

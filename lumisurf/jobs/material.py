@@ -133,7 +133,9 @@ def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     logger = ScalarLogger(out / "scalars.csv", None)
-    trainer = MaterialTrainer(field, lighting, tracer, hits, cfg.material, cfg.train.seed)
+    env_lr = cfg.material.baked_env_lr if "init_env_mean" in init_info else cfg.material.env_lr
+    init_info["env_lr"] = env_lr if cfg.material.lighting == "learned" else 0.0
+    trainer = MaterialTrainer(field, lighting, tracer, hits, cfg.material, cfg.train.seed, env_lr)
     result = trainer.fit(logger, progress)
     logger.close()
     summary = {**result, **init_info, "surface_pixels": len(hits), "tracer": tracer.backend}

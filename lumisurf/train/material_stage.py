@@ -68,15 +68,22 @@ def material_smoothness(field, x: Tensor, eps: float, generator: torch.Generator
 
 
 class MaterialTrainer:
-    """Adam on the material field (lr) and the lighting (env_lr); one step = one batch of surface pixels."""
+    """Adam on the material field (lr), the environment map (``env_lr``, default ``cfg.env_lr``; a map baked
+    from Stage I passes ``cfg.baked_env_lr``) and a learned indirect light (``cfg.env_lr``); one step = one
+    batch of surface pixels."""
 
     def __init__(self, field, lighting: Lighting, tracer: MeshTracer, hits: SurfaceHits,
-                 cfg: MaterialStageConfig, seed: int = 0):
+                 cfg: MaterialStageConfig, seed: int = 0, env_lr: Optional[float] = None):
         self.field, self.lighting, self.tracer, self.hits, self.cfg = field, lighting, tracer, hits, cfg
         groups = [{"params": list(field.parameters()), "lr": cfg.lr}]
-        light_params = [p for p in lighting.parameters() if p.requires_grad]
-        if light_params:
-            groups.append({"params": light_params, "lr": cfg.env_lr})
+        env_params = [p for p in lighting.env.parameters() if p.requires_grad]
+        env_lr = cfg.env_lr if env_lr is None else env_lr
+        for p in env_params:  # a kept map needs no gradient (and no prior)
+            p.requires_grad_(env_lr > 0)
+        if env_params and env_lr > 0:
+            groups.append({"params": env_params, "lr": env_lr})
+        if isinstance(lighting.indirect, torch.nn.Module):
+            groups.append({"params": list(lighting.indirect.parameters()), "lr": cfg.env_lr})
         self.optimizer = torch.optim.Adam(groups)
         self.generator = torch.Generator().manual_seed(seed)
         # one-sample mixture: GGX lobe, cosine lobe and the environment's own luminance (its sampler is
