@@ -29,6 +29,7 @@ SHARED = ROOT.parent / "shared" / "data"
 # name -> material.* overrides (what each variant changes from the Stage II defaults)
 VARIANTS: dict[str, list[str]] = {
     "default": [],
+    "nodiel": ["dielectric_weight=0"],
     "scratch": ["init=constant"],
     "stage1": ["init=stage1"],
     "materials_only": ["init=materials"],
