@@ -63,10 +63,11 @@ class MeshBounce:
         """``table``: ``visibility_table(tracer, fibonacci_sphere(D))`` [V, D] (geometry only: share it)."""
         self.tracer, self.field, self.env, self.table = tracer, field, env, table
         self.dirs = fibonacci_sphere(table.shape[1])
+        self.faces = torch.as_tensor(tracer.faces)  # [F, 3] once, not per call (this is on the shading hot path)
 
     def irradiance(self, faces: Tensor, bary: Tensor) -> Tensor:
         """Ebar [M, 3] at points given by face indices [M] and barycentrics [M, 3]."""
-        corners = torch.as_tensor(self.tracer.faces, device=faces.device)[faces]  # [M, 3]
+        corners = self.faces.to(faces.device)[faces]  # [M, 3]
         w = self.table.to(faces.device)[corners.reshape(-1)].reshape(*corners.shape, -1).to(bary.dtype)  # [M,3,D]
         w = (w * bary[..., None]).sum(1)  # [M, D]
         return w @ self.env(self.dirs.to(device=bary.device, dtype=bary.dtype))
