@@ -16,7 +16,7 @@ import yaml
 from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import ConfigError
 from lumisurf.stage2_config import MaterialStageConfig
-from lumisurf.sampler_config import PixelSamplerName, SamplerConfig, migrate_sampler  # noqa: F401
+from lumisurf.sampler_config import PixelSamplerName, SamplerConfig, SurfaceRenderConfig, migrate_sampler  # noqa: F401
 from lumisurf.train_config import GuardConfig, OptimConfig, ScheduleConfig, TrainConfig  # noqa: F401
 from lumisurf.voxel_config import VoxelConfig
 
@@ -237,6 +237,7 @@ class EvalConfig:
     chamfer_samples: int = 100_000
     render_downscale: int = 1
     max_views: Optional[int] = None
+    surface: SurfaceRenderConfig = field(default_factory=SurfaceRenderConfig)
 
 
 @dataclass

@@ -65,6 +65,27 @@ class SamplerConfig:
     quadtree: QuadtreeConfig = field(default_factory=QuadtreeConfig)
 
 
+@dataclass
+class SurfaceRenderConfig:
+    """Surface-first rendering of trained SDF runs (``eval.surface``; render, eval, validation images):
+    sphere-trace to the first crossing, volume-render a narrow band around it, and send rays where that is
+    not safe (near misses, semi-transparent bands, unfinished traces) to the full sampler
+    (``renderers/surface_first.py``). Off: every ray takes the full sampler."""
+
+    enabled: bool = True
+    band_samples: int = 16  # samples across the band
+    band_width: float = 10.0  # band half-width in logistic widths of the SDF (|sdf| < band_width / inv_s)
+    clear_width: float = 8.0  # a ray passing within clear_width / inv_s of the surface takes the full sampler
+    solid: float = 0.999  # a band less opaque than this is kept only when the ray is clear behind it
+    # when more of a chunk's rays than this are known to need the full sampler right after tracing (a messy,
+    # semi-transparent field), the whole chunk takes the full sampler: bands would be wasted work
+    max_fallback: float = 0.3
+    trace_steps: int = 32  # sphere-tracing steps before a ray is handed to the full sampler
+    relax: float = 0.9  # step = relax * sdf (the learned SDF is only roughly 1-Lipschitz)
+    refine: int = 3  # regula-falsi steps on the bracketed crossing
+    chunk_rays: int = 65536  # rays per chunk (the no-grad render holds [chunk, band_samples] samples)
+
+
 def migrate_sampler(sampler: dict) -> None:
     """Run folders written before the per-sampler sections (2026-12-01) held ``soft_mining_*``,
     ``context_*`` and ``quadtree_*`` keys: move them into their sections, in place."""

@@ -16,8 +16,10 @@ from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
+from lumisurf.models.surface_first import surface_first_foreground
 from lumisurf.renderers.occlusion import march_occlusion
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
+from lumisurf.sampler_config import SurfaceRenderConfig
 from lumisurf.samplers.occupancy import OccupancyGrid
 from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
                                             merge_samples, near_far_sphere, neus_upsample, stratified_samples)
@@ -33,6 +35,7 @@ class RenderState:
     cos_anneal_ratio: float = 1.0
     perturb: bool = False
     generator: Optional[torch.Generator] = None
+    surface: Optional[SurfaceRenderConfig] = None  # eval renders: surface-first settings (None: full sampler)
 
 
 def _scatter(n: int, idx: Tensor, values: Tensor, fill: float = 0.0) -> Tensor:
@@ -115,7 +118,7 @@ class SurfaceModel(nn.Module):
         fg = self._foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
         opacity = _scatter(n, idx, fg["opacity"])
         rgb = _scatter(n, idx, fg["rgb"])
-        rgb = rgb + (1.0 - opacity) * self._background(origins, dirs, sphere_far, bg_color, state)
+        rgb = rgb + (1.0 - opacity) * self._background_behind(origins, dirs, sphere_far, bg_color, state, opacity)
         out = {"rgb": rgb, "opacity": opacity, "depth": _scatter(n, idx, fg["depth"]),
                "normal": _scatter(n, idx, fg["normal"]), "gradients": fg["gradients"], "inside": fg["inside"],
                "inv_s": fg["inv_s"], "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1))}
@@ -132,8 +135,19 @@ class SurfaceModel(nn.Module):
 
     def _foreground(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
                     need_grad_graph: bool) -> dict[str, Tensor]:
-        """Volume-render the SDF along the k rays given (all tensors [k, ...])."""
-        t = self._sample_t(o, d, near, far, state)
+        """Volume-render the SDF along the k rays given (all tensors [k, ...]); in eval mode with
+        ``state.surface`` set, surface-first (``models/surface_first.py``)."""
+        if state.surface is not None and state.surface.enabled and not self.training and not need_grad_graph:
+            return surface_first_foreground(self, o, d, near, far, state)
+        fg = self._render_samples(o, d, self._sample_t(o, d, near, far, state), far, state, need_grad_graph)
+        fg["n_samples"] += (self.sampler_cfg.n_samples + self.sampler_cfg.n_importance
+                            if self.sampler_cfg.up_sample_steps > 0 and self.sampler_cfg.n_importance > 0 else 0)
+        return fg
+
+    def _render_samples(self, o: Tensor, d: Tensor, t: Tensor, far: Tensor, state: RenderState,
+                        need_grad_graph: bool) -> dict[str, Tensor]:
+        """Shade and composite the samples ``t`` [k, S] (interval starts; the last interval ends at ``far``
+        [k, 1]) of the k rays ``o``, ``d`` [k, 3]; ``n_samples`` counts S field evaluations per ray."""
         dists, t_mid = interval_dists(t, far)
         pts = o[:, None] + d[:, None] * t_mid[..., None]  # [k, S, 3]
         k, n_s = t_mid.shape
@@ -148,11 +162,9 @@ class SurfaceModel(nn.Module):
         radius = pts.norm(dim=-1)
         alpha = alpha * (radius < 1.0).to(alpha)
         weights = render_weights(alpha)  # [k, S]
-        n_evals = n_s + (self.sampler_cfg.n_samples + self.sampler_cfg.n_importance
-                         if self.sampler_cfg.up_sample_steps > 0 and self.sampler_cfg.n_importance > 0 else 0)
         fg = {"rgb": accumulate(weights, rgb_s), "opacity": accumulate(weights),
               "depth": accumulate(weights, t_mid[..., None]), "normal": accumulate(weights, F.normalize(grad, dim=-1)),
-              "gradients": grad, "inside": radius < 1.2, "inv_s": inv_s, "n_samples": n_evals}
+              "gradients": grad, "inside": radius < 1.2, "inv_s": inv_s, "n_samples": n_s}
         if self.nero is not None:
             fg.update(self._nero_terms(shade, weights, pts, grad, d, inv_s, need_grad_graph, state))
         if self.segmented:
@@ -203,6 +215,17 @@ class SurfaceModel(nn.Module):
             perm = torch.randperm(cand.numel(), generator=generator)[: self.nero.occ_points]
             cand = cand[perm.to(cand.device)]
         return cand
+
+    def _background_behind(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState,
+                           opacity: Tensor) -> Tensor:
+        """The background [n, 3]; surface-first renders (``state.surface``, no grad) skip the rays the foreground
+        covers (1 - opacity < 1e-4: the skipped term is below 1e-4 of the pixel), others evaluate every ray."""
+        if self.background is None or torch.is_grad_enabled() or state.surface is None or not state.surface.enabled:
+            return self._background(o, d, far, bg_color, state)
+        seen = ((1.0 - opacity[:, 0]) >= 1e-4).nonzero()[:, 0]
+        out = torch.zeros_like(o)
+        out[seen] = self._background(o[seen], d[seen], far[seen], bg_color[seen], state)
+        return out
 
     def _background(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState) -> Tensor:
         if self.background is None:

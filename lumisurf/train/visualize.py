@@ -47,7 +47,9 @@ def save_validation_strip(model, scene, cfg, step: int, device, root: Path) -> N
 def render_views_for(model, split, cam: int, cfg, device, downscale: int) -> dict[str, torch.Tensor]:
     bg = torch.full((3,), cfg.data.eval_background, device=device)
     cams = split.cameras.to(device)
-    return render_view(model, cams, cam, bg, RenderState(1.0, False, None), cfg.train.chunk_rays, downscale)
+    surface = cfg.eval.surface
+    chunk = surface.chunk_rays if surface.enabled else cfg.train.chunk_rays
+    return render_view(model, cams, cam, bg, RenderState(1.0, False, None, surface), chunk, downscale)
 
 
 def gt_image(split, cam: int, cfg, downscale: int) -> torch.Tensor:
