@@ -77,13 +77,13 @@ class SurfaceRenderConfig:
     band_width: float = 10.0  # band half-width in logistic widths of the SDF (|sdf| < band_width / inv_s)
     clear_width: float = 8.0  # a ray passing within clear_width / inv_s of the surface takes the full sampler
     solid: float = 0.999  # a band less opaque than this is kept only when the ray is clear behind it
-    # when more of a chunk's rays than this are known to need the full sampler right after tracing (a messy,
-    # semi-transparent field), the whole chunk takes the full sampler: bands would be wasted work
+    # when more than this fraction of a pilot trace (every 8th ray of a chunk) needs the full sampler (a messy,
+    # semi-transparent field), the whole chunk takes the full sampler: tracing and bands would be wasted work
     max_fallback: float = 0.3
     trace_steps: int = 32  # sphere-tracing steps before a ray is handed to the full sampler
     relax: float = 0.9  # step = relax * sdf (the learned SDF is only roughly 1-Lipschitz)
     refine: int = 3  # regula-falsi steps on the bracketed crossing
-    chunk_rays: int = 65536  # rays per chunk (the no-grad render holds [chunk, band_samples] samples)
+    chunk_rays: int = 8192  # rays per chunk (the no-grad render holds [chunk, band_samples] samples)
 
 
 def migrate_sampler(sampler: dict) -> None:

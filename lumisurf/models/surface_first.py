@@ -29,6 +29,17 @@ def _place(k: int, parts: list[tuple[Tensor, Tensor]]) -> Tensor:
     return out
 
 
+def _full(model, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state, chunk: int = 1024) -> dict:
+    """The full sampler on rays [m, ...], ``chunk`` rays at a time (its [chunk, S] tensors stay in cache);
+    per-ray keys concatenated, ``n_samples`` per ray."""
+    full_state = replace(state, surface=None)
+    parts = [model._foreground(o[i:i + chunk], d[i:i + chunk], near[i:i + chunk], far[i:i + chunk], full_state, False)
+             for i in range(0, max(o.shape[0], 1), chunk)]
+    out = {key: torch.cat([p[key] for p in parts]) for key in PER_RAY_KEYS if key in parts[0]}
+    out.update(n_samples=parts[0]["n_samples"], inv_s=parts[0]["inv_s"])
+    return out
+
+
 @torch.no_grad()
 def surface_first_foreground(model, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state) -> dict[str, Tensor]:
     """The k rays ``o``, ``d`` [k, 3] between ``near`` and ``far`` [k, 1]: the same per-ray outputs as the
@@ -43,14 +54,19 @@ def surface_first_foreground(model, o: Tensor, d: Tensor, near: Tensor, far: Ten
         return sphere_trace(model.sdf.sdf, o[rows], d[rows], t0, t1, cfg.trace_steps, cfg.relax, min_step,
                             cfg.refine, approaching)
 
+    def needs_full(tr) -> Tensor:  # rays known to need the full sampler right after tracing
+        return ~(trusted_hits(tr, inv_s, cfg.clear_width) | clear_of_surface(tr, inv_s, cfg.clear_width))
+
+    pilot = torch.arange(0, k, 8, device=o.device)  # every 8th ray first: is surface-first worth it here?
+    probe = trace(near[pilot, 0], far[pilot, 0], pilot, True)
+    if float(needs_full(probe).float().mean()) > cfg.max_fallback:  # a messy field: the full sampler for all
+        rest = _full(model, o, d, near, far, state)
+        rest.update(n_samples=rest["n_samples"] + probe.evals / k, surface_fallback=k,
+                    gradients=o.new_zeros(k, 0, 3), inside=o.new_zeros(k, 0, dtype=torch.bool))
+        return rest
     everything = torch.arange(k, device=o.device)
     first = trace(near[:, 0], far[:, 0], everything, True)
     trusted = trusted_hits(first, inv_s, cfg.clear_width)
-    known_full = ~(trusted | clear_of_surface(first, inv_s, cfg.clear_width))
-    if float(known_full.float().mean()) > cfg.max_fallback:  # a messy field: the full sampler for every ray
-        rest = model._foreground(o, d, near, far, replace(state, surface=None), False)
-        rest.update(n_samples=rest["n_samples"] + first.evals / k, surface_fallback=k)
-        return rest
     rows = trusted.nonzero()[:, 0]  # a band around each clean crossing
     # the band: from width / inv_s of SDF in front of the crossing to where the ray is absorbed behind it
     # (SDF down to -width / inv_s) or the SDF turns back up (a thin part)
@@ -72,9 +88,9 @@ def surface_first_foreground(model, o: Tensor, d: Tensor, near: Tensor, far: Ten
     done = clear_of_surface(first, inv_s, cfg.clear_width)  # empty rays
     done[rows[keep]] = True
     fb = (~done).nonzero()[:, 0]
-    rest = model._foreground(o[fb], d[fb], near[fb], far[fb], replace(state, surface=None), False)
+    rest = _full(model, o[fb], d[fb], near[fb], far[fb], state)
     out = {key: _place(k, [(rows[keep], band[key][keep]), (fb, rest[key])]) for key in PER_RAY_KEYS if key in band}
-    evals = first.evals + behind.evals + rows.numel() * cfg.band_samples + fb.numel() * rest["n_samples"]
+    evals = probe.evals + first.evals + behind.evals + rows.numel() * cfg.band_samples + fb.numel() * rest["n_samples"]
     out.update(gradients=o.new_zeros(k, 0, 3), inside=o.new_zeros(k, 0, dtype=torch.bool), inv_s=band["inv_s"],
                n_samples=evals / max(k, 1), surface_fallback=fb.numel())
     return out
