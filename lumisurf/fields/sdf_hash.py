@@ -69,15 +69,36 @@ class HashSDF(SDFField):
         return out[:, 0], out[:, 1:]
 
     def _analytic_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
-        with torch.enable_grad():
-            x = points.detach().requires_grad_(True)
+        """sdf [N], feature [N, F] and d sdf / d x [N, 3]: the decoder's input gradient written out as a
+        backward pass of matrix products (softplus' = sigmoid(beta z)), so the eikonal loss needs only a
+        first-order backward through it (no double backward of softplus); the grid's Jacobian does the rest."""
+        with torch.set_grad_enabled(create_graph or torch.is_grad_enabled()):
+            x = points.detach().requires_grad_(self.pe.n_freqs > 0)
             enc, jac = self.grid.forward_with_grad(points.detach())  # [N, LF], [N, LF, 3]
-            enc = _differentiable(enc)
-            out = self._decode(torch.cat([self.pe(x), enc], -1))
-            sdf = out[:, 0]
-            g_x, g_enc = torch.autograd.grad(sdf, [x, enc], torch.ones_like(sdf), create_graph=create_graph)
-        grad = g_x + torch.einsum("nf,nfk->nk", g_enc, jac)
-        return sdf, out[:, 1:], grad
+            pe = self.pe(x)  # [N, P]
+            out, g_in = self._decode_with_input_grad(torch.cat([pe, enc], -1))
+            g_pe, g_enc = g_in[:, : pe.shape[1]], g_in[:, pe.shape[1]:]
+            if self.pe.n_freqs > 0:  # d PE / d x by autograd (elementwise, cheap)
+                (g_x,) = torch.autograd.grad(pe, x, g_pe, create_graph=create_graph)
+            else:  # PE is the identity
+                g_x = g_pe
+            grad = g_x + torch.einsum("nf,nfk->nk", g_enc, jac)
+        if not create_graph:
+            grad = grad.detach()
+        return out[:, 0], out[:, 1:], grad
+
+    def _decode_with_input_grad(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Decoder output [N, 1 + F] and d output[:, 0] / d input [N, d_in], both differentiable."""
+        beta = self.act.beta
+        pre = []
+        for layer in self.layers[:-1]:
+            pre.append(layer(h))
+            h = self.act(pre[-1])
+        out = self.layers[-1](h)
+        g = self.layers[-1].weight[0] * torch.sigmoid(beta * pre[-1])  # [N, hidden]
+        for layer, z in zip(reversed(self.layers[1:-1]), reversed(pre[:-1])):
+            g = (g @ layer.weight) * torch.sigmoid(beta * z)
+        return out, g @ self.layers[0].weight
 
     def set_progress(self, step: int, active_levels: int | None = None, fd_eps: float | None = None) -> None:
         super().set_progress(step, active_levels, fd_eps)
