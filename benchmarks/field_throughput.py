@@ -13,16 +13,21 @@ The hash grid runs with ``implementation`` torch (pure-torch twin) and warp (War
 for ``mlp`` the analytic mode falls back to autograd (no grid Jacobian to use) and is timed anyway.
 
 Usage: python benchmarks/field_throughput.py [--points 65536] [--repeats 3] [--max-seconds 10] [--device cpu]
-       [--backends mlp hash hybrid] [--json out.json]
-Prints a Markdown table: warm-up 1 iteration, then the median wall time of ``--repeats`` iterations (fewer,
+       [--backends mlp hash hybrid] [--json out.json] [--baseline OLD_CHECKOUT] [--markdown out.md]
+``--baseline DIR`` first times a checkout of older code (a git worktree) in a subprocess, then this code,
+and prints before / after side by side. Prints a Markdown table: warm-up 1 iteration, then the median wall time of ``--repeats`` iterations (fewer,
 at least one, once a combination's timed iterations passed ``--max-seconds``; column ``n`` says how many).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
 
@@ -142,11 +147,43 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="concurrent Warp CPU launches (level groups); default 1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--baseline", default=None,
+                    help="a checkout of older code (e.g. a git worktree): time it too, in a subprocess right "
+                         "before this code, and print both side by side (same run, same machine)")
+    ap.add_argument("--markdown", default=None, help="also write the table(s) to this Markdown file")
     return ap.parse_args(argv)
+
+
+def run_baseline(args, path: str) -> list[dict]:
+    """The same measurement with ``lumisurf`` imported from the checkout ``path``; its rows as dicts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--points", str(args.points), "--repeats", str(args.repeats),
+               "--max-seconds", str(args.max_seconds), "--device", args.device, "--backends", *args.backends,
+               "--warp-cpu-threads", str(args.warp_cpu_threads), "--seed", str(args.seed), "--json", out]
+        env = {**os.environ, "PYTHONPATH": os.path.abspath(path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        subprocess.run(cmd, env=env, cwd=path, check=True)
+        with open(out) as f:
+            return json.load(f)["rows"]
+
+
+def compare_markdown(base: list[dict], rows: list[Row]) -> str:
+    lines = ["| backend | preset | impl | normals | before ms | after ms | before M/s | after M/s | speed-up |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    by_key = {(b["backend"], b["preset"], b["impl"], b["normals"]): b for b in base}
+    for r in rows:
+        b = by_key.get((r.backend, r.preset, r.impl, r.normals), {})
+        bms, ams = b.get("ms"), r.ms
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        speed = "-" if bms is None or ams is None else f"{bms / ams:.2f}x"
+        lines.append(f"| {r.backend} | {r.preset} | {r.impl} | {r.normals} | {fmt(bms, '.1f')} | {fmt(ams, '.1f')} | "
+                     f"{fmt(b.get('msps'), '.4f')} | {fmt(r.msps, '.4f')} | {speed} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    base = run_baseline(args, args.baseline) if args.baseline else None
     device = torch.device(args.device)
     hash_grid_warp.set_cpu_threads(args.warp_cpu_threads)
     torch.manual_seed(args.seed)
@@ -161,7 +198,12 @@ def main(argv=None) -> None:
         rows.append(measure(row, x, args.repeats, args.max_seconds, device))
         print(f"  {row.backend:6s} {row.preset:11s} {row.impl:5s} {row.normals:17s} "
               f"{'-' if row.ms is None else f'{row.ms:9.1f} ms'}", flush=True)
-    print(f"\n{markdown(rows)}\n\ntotal {time.perf_counter() - t_start:.0f} s")
+    text = markdown(rows) if base is None else (f"after: this checkout; before: {args.baseline}\n\n"
+                                                 + compare_markdown(base, rows))
+    print(f"\n{text}\n\ntotal {time.perf_counter() - t_start:.0f} s")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"{header}\n\n{text}\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"setup": header, "rows": [r.__dict__ for r in rows]}, f, indent=2)

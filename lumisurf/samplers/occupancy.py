@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lumisurf.samplers.occupancy_warp import ray_bounds_warp
+
 
 class OccupancyGrid(nn.Module):
     def __init__(self, resolution: int = 64, bound: float = 1.0, band: float = 4.0):
@@ -50,20 +52,33 @@ class OccupancyGrid(nn.Module):
         return self.occupied[idx[..., 0], idx[..., 1], idx[..., 2]] & inside
 
     @torch.no_grad()
-    def ray_bounds(self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-        """Tighten [near, far] [n_rays, 1] to the occupied stretch; returns near, far, hit [n_rays]."""
+    def ray_bounds(self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int,
+                   kernel: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """Tighten [near, far] [n_rays, 1] to the occupied stretch; returns near, far, hit [n_rays].
+
+        The march runs in a Warp kernel when it can (``kernel``), else in torch (:meth:`occupied_steps`)."""
         if not bool(self.initialized):
             return near, far, (far > near)[:, 0]
+        steps = ray_bounds_warp(self.occupied, self.bound, self.cell_size, origins, dirs, near, far, n_steps) \
+            if kernel else None
+        first, last = steps if steps is not None else self.occupied_steps(origins, dirs, near, far, n_steps)
+        hit = (first >= 0) & (far > near)[:, 0]
+        step = (far - near) / n_steps
+        u = (torch.stack([first, last], -1).clamp_min(0).to(near.dtype) + 0.5) / n_steps  # [n_rays, 2]
+        t = near + (far - near) * u
+        new_near = torch.where(hit[:, None], torch.maximum(near, t[:, :1] - step), near)
+        new_far = torch.where(hit[:, None], torch.minimum(far, t[:, 1:] + step), near)
+        return new_near, new_far, hit
+
+    def occupied_steps(self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int
+                       ) -> tuple[Tensor, Tensor]:
+        """First and last occupied stratum centre [n_rays] (-1: none) of ``n_steps`` over [near, far]
+        (plain torch: the Warp kernel's twin)."""
         u = (torch.arange(n_steps, device=near.device, dtype=near.dtype) + 0.5) / n_steps  # [S]
         t = near + (far - near) * u  # [n_rays, S]
         occ = self.lookup(origins[:, None] + dirs[:, None] * t[..., None])  # [n_rays, S]
-        hit = occ.any(-1) & (far > near)[:, 0]
-        step = (far - near) / n_steps
-        first = torch.argmax(occ.to(torch.uint8), dim=-1, keepdim=True)
-        last = n_steps - 1 - torch.argmax(occ.flip(-1).to(torch.uint8), dim=-1, keepdim=True)
-        new_near = torch.maximum(near, torch.gather(t, 1, first) - step)
-        new_far = torch.minimum(far, torch.gather(t, 1, last) + step)
-        new_near = torch.where(hit[:, None], new_near, near)
-        new_far = torch.where(hit[:, None], new_far, near)
-        return new_near, new_far, hit
+        any_occ = occ.any(-1)
+        first = torch.argmax(occ.to(torch.uint8), dim=-1)
+        last = n_steps - 1 - torch.argmax(occ.flip(-1).to(torch.uint8), dim=-1)
+        none = torch.full_like(first, -1)
+        return torch.where(any_occ, first, none), torch.where(any_occ, last, none)
