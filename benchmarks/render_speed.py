@@ -15,6 +15,7 @@ render time. ``--threads`` sets the Warp CPU launches of the hash grid (``hash_g
 
     python benchmarks/render_speed.py RUN [RUN ...] [--views 2] [--downscale 1] [--threads 1]
         [--markdown benchmarks/results/render_speed.md]
+    PYTHONPATH=OLD_CHECKOUT python benchmarks/render_speed.py RUN ... --volume-only   # older code's renderer
 """
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def _timed_background(fn):
 surface_model.SurfaceModel._background = _timed_background(surface_model.SurfaceModel._background)
 
 
-def render_mode(loaded, split, views: int, ds: int, surface: bool) -> dict:
-    cfg = replace(loaded.cfg, eval=replace(loaded.cfg.eval, surface=replace(loaded.cfg.eval.surface, enabled=surface)))
+def render_mode(loaded, split, views: int, ds: int, surface: bool | None) -> dict:
+    """``surface`` None: the run's config as it is (older code without ``eval.surface``: its only renderer)."""
+    cfg = loaded.cfg if surface is None else \
+        replace(loaded.cfg, eval=replace(loaded.cfg.eval, surface=replace(loaded.cfg.eval.surface, enabled=surface)))
     seconds, bg, outs = [], [], []
     for i in range(views):
         _BG_SECONDS[0] = 0.0
@@ -58,6 +61,20 @@ def render_mode(loaded, split, views: int, ds: int, surface: bool) -> dict:
         seconds.append(time.perf_counter() - t0)
         bg.append(_BG_SECONDS[0])
     return {"seconds": seconds, "bg": bg, "outs": outs}
+
+
+def volume_only(run: Path, views: int, ds: int) -> dict:
+    """Seconds per view and PSNR of the run's own renderer (for timing older code: ``--volume-only``)."""
+    loaded = load_run(run)
+    scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
+    split = scene.split("test" if "test" in scene.splits else "train")
+    views = min(views, len(split))
+    render_views_for(loaded.model, split, 0, loaded.cfg, loaded.device, 8)  # warm-up
+    res = render_mode(loaded, split, views, ds, None)
+    gts = [gt_image(split, i, loaded.cfg, ds) for i in range(views)]
+    return {"run": run.name, "seconds": statistics.median(res["seconds"]),
+            "psnr": statistics.mean(psnr(o["rgb"].clamp(0, 1), g[: o["rgb"].shape[0], : o["rgb"].shape[1]])
+                                    for o, g in zip(res["outs"], gts))}
 
 
 def compare(run: Path, views: int, ds: int) -> dict:
@@ -108,8 +125,18 @@ def main() -> None:
     ap.add_argument("--downscale", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--volume-only", action="store_true",
+                    help="time only the run's own renderer (run with PYTHONPATH=OLD_CHECKOUT to time older code)")
     args = ap.parse_args()
     hash_grid_warp.set_cpu_threads(args.threads)
+    if args.volume_only:
+        lines = ["| run | seconds/view | PSNR |", "|---|---:|---:|"]
+        for run in args.runs:
+            r = volume_only(run, args.views, args.downscale)
+            lines.append(f"| {r['run']} | {r['seconds']:.2f} | {r['psnr']:.3f} |")
+            print(lines[-1], flush=True)
+        print("\n".join(lines))
+        return
     header = (f"views={args.views} downscale={args.downscale} warp_cpu_threads={args.threads} "
               f"torch_threads={torch.get_num_threads()} (seconds: median per view; PSNR: mean over views)")
     rows = []
