@@ -15,8 +15,8 @@ for ``mlp`` the analytic mode falls back to autograd (no grid Jacobian to use) a
 Usage: python benchmarks/field_throughput.py [--points 65536] [--repeats 3] [--max-seconds 10] [--device cpu]
        [--backends mlp hash hybrid] [--json out.json] [--baseline OLD_CHECKOUT] [--markdown out.md]
 ``--baseline DIR`` first times a checkout of older code (a git worktree) in a subprocess, then this code,
-and prints before / after side by side. Prints a Markdown table: warm-up 1 iteration, then the median wall time of ``--repeats`` iterations (fewer,
-at least one, once a combination's timed iterations passed ``--max-seconds``; column ``n`` says how many).
+and prints before / after side by side. Prints a Markdown table: warm-up 1 iteration, then the median wall time
+of ``--repeats`` iterations (fewer, at least one, once a combination's timed iterations passed ``--max-seconds``; column ``n`` says how many).
 """
 from __future__ import annotations
 

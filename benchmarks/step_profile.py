@@ -37,8 +37,8 @@ from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
 _ACC: dict[str, float] = defaultdict(float)
-PARTS = ("schedules", "rays", "occupancy", "up-sampling", "field fwd", "shading fwd", "background fwd", "losses", "backward",
-         "optimizer", "step")
+PARTS = ("schedules", "rays", "occupancy", "up-sampling", "field fwd", "shading fwd", "background fwd", "losses",
+         "backward", "optimizer", "step")
 
 
 def _wrap(owner, name: str, part: str) -> None:

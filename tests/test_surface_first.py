@@ -144,4 +144,5 @@ def test_a_blurry_field_takes_the_full_sampler():
     model = _model(inv_s=4.0)  # density smeared over the whole sphere: every ray is a near miss or semi-transparent
     bg = torch.tensor([1.0, 1.0, 1.0])
     full, fast = _render(model, False, bg), _render(model, True, bg)
-    assert torch.allclose(fast["rgb"], full["rgb"], atol=1e-5) and torch.allclose(fast["depth"], full["depth"], atol=1e-5)
+    assert torch.allclose(fast["rgb"], full["rgb"], atol=1e-5)
+    assert torch.allclose(fast["depth"], full["depth"], atol=1e-5)

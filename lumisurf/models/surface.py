@@ -37,6 +37,11 @@ class RenderState:
     generator: Optional[torch.Generator] = None
     surface: Optional[SurfaceRenderConfig] = None  # eval renders: surface-first settings (None: full sampler)
 
+    @property
+    def surface_first(self) -> bool:
+        """Whether a no-grad render takes the surface-first path (settings given and enabled)."""
+        return self.surface is not None and self.surface.enabled
+
 
 def _scatter(n: int, idx: Tensor, values: Tensor, fill: float = 0.0) -> Tensor:
     """Rows ``values`` [k, C] placed at ``idx`` [k] of an [n, C] tensor (differentiable)."""
@@ -137,7 +142,7 @@ class SurfaceModel(nn.Module):
                     need_grad_graph: bool) -> dict[str, Tensor]:
         """Volume-render the SDF along the k rays given (all tensors [k, ...]); in eval mode with
         ``state.surface`` set, surface-first (``models/surface_first.py``)."""
-        if state.surface is not None and state.surface.enabled and not self.training and not need_grad_graph:
+        if state.surface_first and not self.training and not need_grad_graph:
             return surface_first_foreground(self, o, d, near, far, state)
         fg = self._render_samples(o, d, self._sample_t(o, d, near, far, state), far, state, need_grad_graph)
         fg["n_samples"] += (self.sampler_cfg.n_samples + self.sampler_cfg.n_importance
@@ -220,7 +225,7 @@ class SurfaceModel(nn.Module):
                            opacity: Tensor) -> Tensor:
         """The background [n, 3]; surface-first renders (``state.surface``, no grad) skip the rays the foreground
         covers (1 - opacity < 1e-4: the skipped term is below 1e-4 of the pixel), others evaluate every ray."""
-        if self.background is None or torch.is_grad_enabled() or state.surface is None or not state.surface.enabled:
+        if self.background is None or torch.is_grad_enabled() or not state.surface_first:
             return self._background(o, d, far, bg_color, state)
         seen = ((1.0 - opacity[:, 0]) >= 1e-4).nonzero()[:, 0]
         out = torch.zeros_like(o)

@@ -1,8 +1,9 @@
 """Surface-first foreground of a :class:`~lumisurf.models.surface.SurfaceModel` (no-grad eval renders).
 
 Trace each ray to its first crossing, composite a narrow band of samples around it with the model's own
-sample renderer, and render the rays it cannot trust (near misses, semi-transparent bands with more behind, unfinished traces) with the full sampler, so
-the result matches full volume rendering (``tests/test_surface_first.py``) at a fraction of the samples.
+sample renderer, and render the rays it cannot trust (near misses, semi-transparent bands with more behind,
+unfinished traces) with the full sampler, so the result matches full volume rendering
+(``tests/test_surface_first.py``) at a fraction of the samples.
 """
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import torch
 from torch import Tensor
 
 from lumisurf.renderers.surface_first import (band_half_width, band_samples, clear_of_surface, descend,
-                                              exit_trace, sphere_trace,
-                                              trusted_hits)
+                                              exit_trace, sphere_trace, trusted_hits)
 
 # per-ray outputs [k, ...] of SurfaceModel._render_samples that a render keeps
 PER_RAY_KEYS = ("rgb", "opacity", "depth", "normal", "albedo", "metallic", "roughness", "material_probs",
