@@ -229,7 +229,8 @@ class SurfaceModel(nn.Module):
             return self._background(o, d, far, bg_color, state)
         seen = ((1.0 - opacity[:, 0]) >= 1e-4).nonzero()[:, 0]
         out = torch.zeros_like(o)
-        out[seen] = self._background(o[seen], d[seen], far[seen], bg_color[seen], state)
+        for part in seen.split(8192):  # surface-first chunks are large: bound the [rays, B] background samples
+            out[part] = self._background(o[part], d[part], far[part], bg_color[part], state)
         return out
 
     def _background(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState) -> Tensor:

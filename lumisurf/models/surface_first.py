@@ -40,6 +40,18 @@ def _full(model, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state, chunk: 
     return out
 
 
+def _shade(model, o: Tensor, d: Tensor, t: Tensor, end: Tensor, state, chunk: int = 8192) -> dict:
+    """The model's sample renderer on band samples ``t`` [m, S] (ending at ``end`` [m, 1]), ``chunk`` rays at a
+    time: tracing gains from large batches, shading only costs memory ([chunk, S] samples through the heads)."""
+    parts = [model._render_samples(o[i:i + chunk], d[i:i + chunk], t[i:i + chunk], end[i:i + chunk], state, False)
+             for i in range(0, max(o.shape[0], 1), chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    out = {key: torch.cat([p[key] for p in parts]) for key in PER_RAY_KEYS if key in parts[0]}
+    out.update(inv_s=parts[0]["inv_s"])
+    return out
+
+
 @torch.no_grad()
 def surface_first_foreground(model, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state) -> dict[str, Tensor]:
     """The k rays ``o``, ``d`` [k, 3] between ``near`` and ``far`` [k, 1]: the same per-ray outputs as the
@@ -75,7 +87,7 @@ def surface_first_foreground(model, o: Tensor, d: Tensor, near: Tensor, far: Ten
     stop = descend(model.sdf.sdf, o[rows], d[rows], t_hit, far[rows, 0], -cfg.band_width / inv_s, cfg.trace_steps,
                    cfg.relax, min_step)
     t, end = band_samples(start, stop, near[rows, 0], far[rows, 0], cfg.band_samples)
-    band = model._render_samples(o[rows], d[rows], t, end, state, False)
+    band = _shade(model, o[rows], d[rows], t, end, state)
     # a band that stays semi-transparent (a thin part, an edge) is kept when the ray leaves the surface
     # behind it through a receding stretch (no density) and then stays clear of it
     keep = band["opacity"][:, 0] >= cfg.solid
