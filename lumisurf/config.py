@@ -32,9 +32,12 @@ class DataConfig:
     path: Optional[str] = None  # None: the built-in synthetic scene
     format: Literal["auto", DatasetFormat] = "auto"
     background: Literal["white", "black", "random"] = "white"  # colour behind masked (RGBA) images
-    normalization: Literal["auto", "scale_mat", "visual_hull", "camera_rig", "identity"] = "auto"
+    normalization: Literal["auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity"] = "auto"
     holdout_every: int = 8  # formats without a test split: every k-th view is a test view
     max_views: Optional[int] = None  # keep an evenly spaced subset of training views
+    # load dataset images, masks and GT maps at 1/N resolution (N x N block means, intrinsics scaled; COLMAP's
+    # images_N/ copies are read when present); the built-in scene ignores it (data.synthetic_resolution)
+    downscale: int = 1
     synthetic_resolution: int = 64
     synthetic_views: int = 40
 

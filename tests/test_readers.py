@@ -76,9 +76,9 @@ def test_blender_scene(name):
     assert sc.format == "blender" and not sc.normalized and sc.normalization is None
     assert {k: len(v) for k, v in sc.splits.items()} == {k: v for k, v in counts.items() if v}
     for split_name, sp in sc.splits.items():
-        assert sp.images.shape[1:] == (200, 200, 3) and sp.images.dtype == torch.float32
+        assert sp.images.shape[1:] == (200, 200, 3) and sp.images.dtype == torch.uint8  # 8-bit PNGs, as stored
         assert sp.masks is not None and sp.masks.shape[1:] == (200, 200)
-        assert 0 <= float(sp.images.min()) and float(sp.images.max()) <= 1
+        assert 0 <= float(sp.masks.min()) and float(sp.masks.max()) <= 1
         assert (sp.cameras.cx == 100).all() and (sp.cameras.cy == 100).all()
         _assert_rigid(sp.cameras.c2w)
         cams, masks = _all_views(sc, (split_name,))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lumisurf.data.images import as_float
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.normalization import cameras_inside, cameras_inside_message, normalize_scene, project_points
 from lumisurf.data.readers import load_scene
@@ -154,6 +155,11 @@ def _draw_cameras(ax, scene: SceneData, extent: float, depth: float) -> None:
         c = sp.cameras.centers.cpu().numpy()
         ax.scatter(c[:, 0], c[:, 1], c[:, 2], color=colour, s=4, label=f"{k} ({len(sp)})")
     ax.scatter([0], [0], [0], color="k", marker="+", s=40)
+    pts = scene.meta.get("points3D")
+    if pts is not None and scene.normalization is not None:  # SfM points in the normalised frame
+        p = np.asarray(scene.normalization.to_normalized(np.asarray(pts)))
+        p = p[np.abs(p).max(1) < extent][:: max(1, len(p) // 3000)]
+        ax.scatter(p[:, 0], p[:, 1], p[:, 2], color="tab:brown", s=1, alpha=0.5, label=f"SfM points ({len(pts)})")
     for set_lim in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
         set_lim(-extent, extent)
     ax.set_box_aspect((1, 1, 1))
@@ -181,7 +187,7 @@ def draw_check_figure(scene: SceneData, out_png: Path) -> None:
             ax.set_zlabel("")
     ax = fig.add_subplot(1, 3, 3)
     train = scene.split("train") if "train" in scene.splits else next(iter(scene.splits.values()))
-    ax.imshow(train.images[0].clamp(0, 1).cpu().numpy())
+    ax.imshow(as_float(train.images[0]).clamp(0, 1).cpu().numpy())
     title = f"{scene.name}: {train.files[0].name if train.files else 'view 0'}"
     if train.masks is not None:
         ax.contour(train.masks[0].cpu().numpy(), levels=[0.5], colors="r", linewidths=0.8)

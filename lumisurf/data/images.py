@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from lumisurf.errors import DataError
@@ -29,6 +30,17 @@ def _open(path: Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise DataError(f"cannot read image {path}: {e}") from None
     return im
+
+
+def as_float(t: torch.Tensor) -> torch.Tensor:
+    """Colour stored as uint8 (0..255, how readers keep photos: a quarter of float32's memory) -> float32 in
+    [0, 1]; float tensors are returned unchanged. Convert per view or per batch, never a whole split."""
+    return t.float().div_(255.0) if t.dtype == torch.uint8 else t
+
+
+def to_uint8_array(rgb: np.ndarray) -> np.ndarray:
+    """float [0, 1] colour -> uint8 (exact for 8-bit sources, which are k / 255)."""
+    return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _to_float(arr: np.ndarray) -> np.ndarray:
@@ -66,6 +78,29 @@ def load_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     if has_alpha:
         return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
     return arr, None
+
+
+def load_image_uint8(path: Path, downscale: int = 1) -> tuple[np.ndarray, Optional[np.ndarray], tuple[int, int]]:
+    """Colour [h, w, 3] uint8 and alpha [h, w] float32 in [0, 1] (or None), decoded straight to 8 bits (no
+    float copy of a 12 MP photo), at 1/``downscale``: the bottom/right remainder cropped, blocks averaged
+    (Pillow's ``reduce``). Also returns the file's full size (width, height). 16-bit files go through floats."""
+    im = _open(path)
+    full = (int(im.size[0]), int(im.size[1]))
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        rgb, alpha = load_image(path)
+        im = Image.fromarray(to_uint8_array(rgb))
+    else:
+        has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        im = im.convert("RGBA" if has_alpha else "RGB")
+    if downscale > 1:
+        w, h = full[0] // downscale, full[1] // downscale
+        if w == 0 or h == 0:
+            raise DataError(f"data.downscale={downscale} leaves no pixels of {path} ({full[0]}x{full[1]})")
+        im = im.crop((0, 0, w * downscale, h * downscale)).reduce(downscale)
+    arr = np.asarray(im)
+    if arr.shape[-1] == 4:
+        return np.ascontiguousarray(arr[..., :3]), arr[..., 3].astype(np.float32) / 255.0, full
+    return arr, None, full
 
 
 def load_mask(path: Path, threshold: int = 127) -> np.ndarray:

@@ -28,7 +28,7 @@ def load_raw_scene(data_cfg) -> SceneData:
         return make_synthetic_scene(n_train=data_cfg.synthetic_views, n_test=n_test,
                                     resolution=data_cfg.synthetic_resolution)
     return load_scene(Path(data_cfg.path), format=data_cfg.format, holdout_every=data_cfg.holdout_every,
-                      max_views=data_cfg.max_views)
+                      max_views=data_cfg.max_views, downscale=data_cfg.downscale)
 
 
 def background_color(kind: str, n: int, generator: torch.Generator | None, device) -> torch.Tensor:

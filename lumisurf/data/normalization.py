@@ -14,6 +14,10 @@ Methods (``auto`` picks the first that applies):
   ``scale = 0.5 * median camera distance`` to it, i.e. cameras end up at distance ~2 and the
   unit sphere fills the central part of the views (instant-ngp-style captures frame the object
   there). A heuristic: the object size is not observable without masks.
+* ``sparse_points`` -- no masks, but a structure-from-motion point cloud (COLMAP ``points3D``): ``center`` =
+  the point closest to every optical axis, ``scale = margin *`` the 95th percentile of the distances from it
+  to the points inside the image of at least half the training views (the object and what is right around
+  it, not the room), so the object, not the room, fills the unit sphere.
 * ``identity``    -- keep the world frame.
 
 Sanity rules shared by ``lumisurf data check`` and training: a scene needs at least
@@ -35,8 +39,8 @@ from lumisurf.data.cameras import Cameras, distort_points
 from lumisurf.data.scene import Normalization, SceneData, Split
 from lumisurf.errors import DataError
 
-Method = Literal["auto", "scale_mat", "visual_hull", "camera_rig", "identity"]
-METHODS = ("auto", "scale_mat", "visual_hull", "camera_rig", "identity")
+Method = Literal["auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity"]
+METHODS = ("auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity")
 MIN_TRAIN_VIEWS = 2  # one view leaves depth unobserved (and the axes' closest point undefined)
 _INDEX_FILES = {"blender": "transforms_train.json", "ngp": "transforms.json", "neus": "cameras_sphere.npz",
                 "llff": "poses_bounds.npy"}  # the file that lists a format's views, for messages
@@ -69,7 +73,8 @@ def estimate_normalization(scene: SceneData, method: Method = "auto",
     if method == "auto":
         if scene.normalization is not None:
             return scene.normalization
-        method = "visual_hull" if train.masks is not None else "camera_rig"
+        method = "visual_hull" if train.masks is not None else \
+            "sparse_points" if scene.meta.get("points3D") is not None else "camera_rig"
     if method == "identity":
         return Normalization(source="identity")
     if method == "scale_mat":
@@ -79,6 +84,10 @@ def estimate_normalization(scene: SceneData, method: Method = "auto",
         return scene.normalization
     if method == "camera_rig":
         return camera_rig_normalization(train.cameras)
+    if method == "sparse_points":
+        if scene.meta.get("points3D") is None:
+            raise DataError(f"{scene.root}: normalisation 'sparse_points' needs a COLMAP model with points3D")
+        return sparse_points_normalization(train.cameras, scene.meta["points3D"], margin)
     if train.masks is None:
         raise DataError(f"{scene.root}: normalisation 'visual_hull' needs masks in the train split")
     try:
@@ -159,6 +168,32 @@ def camera_rig_normalization(cams: Cameras, rig_scale: float = 0.5) -> Normaliza
     if not math.isfinite(scale) or scale <= 0:
         raise DataError("camera_rig normalisation: cameras coincide with their look-at point")
     return Normalization(center=tuple(float(v) for v in p), scale=scale, source="camera_rig")
+
+
+# ----------------------------------------------------------------------------- sparse points
+def seen_fraction(cams: Cameras, pts: Tensor) -> Tensor:
+    """[N]: the fraction of the cameras whose image contains each world point [N, 3] (in front of it)."""
+    count = torch.zeros(pts.shape[0], device=pts.device)
+    for i in range(len(cams)):
+        u, v, valid = project_points(cams, i, pts)
+        count += (valid & (u >= 0) & (u < cams.width) & (v >= 0) & (v < cams.height)).float()
+    return count / len(cams)
+
+
+def sparse_points_normalization(cams: Cameras, points, margin: float = 1.1, min_view_frac: float = 0.5,
+                                quantile: float = 0.95) -> Normalization:
+    """centre = closest point to the optical axes; scale = margin * the ``quantile`` distance from it to the
+    points seen by at least ``min_view_frac`` of the views (the better-seen half when fewer than 10 are)."""
+    pts = torch.as_tensor(points, dtype=torch.float32, device=cams.c2w.device)
+    frac = seen_fraction(cams, pts)
+    keep = frac >= min_view_frac
+    if int(keep.sum()) < 10:
+        keep = frac >= frac.median()
+    p = closest_point_to_axes(cams).float()
+    radius = float((pts[keep] - p).norm(dim=-1).quantile(quantile))
+    if not math.isfinite(radius) or radius <= 0:
+        raise DataError("sparse_points normalisation: the points seen by most views coincide with the look-at point")
+    return Normalization(center=tuple(float(v) for v in p), scale=margin * radius, source="sparse_points")
 
 
 # ----------------------------------------------------------------------------- visual hull

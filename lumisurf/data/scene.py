@@ -26,7 +26,7 @@ class Normalization:
 
     center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     scale: float = 1.0
-    source: str = "identity"  # how it was found: scale_mat | visual_hull | camera_rig | identity
+    source: str = "identity"  # how it was found: scale_mat | visual_hull | sparse_points | camera_rig | identity
 
     def to_normalized(self, x: np.ndarray | Tensor):
         c = np.asarray(self.center, dtype=np.float64)
@@ -60,7 +60,8 @@ class Normalization:
 class Split:
     """One split (train/test/relight) of a scene.
 
-    images: [n, H, W, 3] float32 in [0, 1], **sRGB**, straight colour (not composited when a mask
+    images: [n, H, W, 3] uint8 (readers) or float32 in [0, 1] (the built-in scene), **sRGB**, straight colour
+    (``data.images.as_float`` converts one view or batch) (not composited when a mask
     exists: compose with a background at batch time). masks: [n, H, W] float32 coverage in [0, 1]
     or None. ``files``: the image path of each view (GT maps beside them are found from it).
     """

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from lumisurf.data.images import as_float
 from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.data.scene import Split
 from lumisurf.eval.image_metrics import psnr, ssim
@@ -138,7 +139,7 @@ def relight_metrics(mrun, split: Split, env_file: Path, bg: float, out_dir: Opti
     acc: dict[str, list[float]] = {"relight_psnr": [], "relight_ssim": [], "relight_psnr_scaled": []}
     for i, rgb, alpha in relight_views(mrun, split, env_file, out_dir, m.render_spp, m.render_light_samples,
                                        max_views, progress):
-        gt = split.images[i].float()
+        gt = as_float(split.images[i])
         gt_a = split.masks[i].float()[..., None] if split.masks is not None else torch.ones_like(gt[..., :1])
         gt_c = gt * gt_a + bg * (1 - gt_a)
         a = alpha[..., None]
@@ -161,7 +162,7 @@ def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
                                   env_sampler=sampler)
     maps = material_maps(mrun.tracer, mrun.field, cams, cam)
     a = alpha[..., None]
-    gt = split.images[cam].float()
+    gt = as_float(split.images[cam])
     if split.masks is not None:
         gt = gt * split.masks[cam][..., None] + (1 - split.masks[cam][..., None])
     tiles = [gt, linear_to_srgb(rgb) * a + (1 - a), linear_to_srgb(maps["albedo"]),

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from lumisurf.data.images import as_float
 from lumisurf.config import MaterialStageConfig
 from lumisurf.data.scene import Split
 from lumisurf.losses.photometric import decorrelated_l2, rgb_loss
@@ -56,7 +57,7 @@ def trace_split(tracer: MeshTracer, split: Split, mask_threshold: float = 0.5, m
         keep["points"].append(hits.points[ok])
         keep["normals"].append(hits.normals[ok])
         keep["wo"].append(-d[ok])
-        keep["rgb"].append(split.images[cam].reshape(-1, 3)[ok.cpu()].to(o.device))
+        keep["rgb"].append(as_float(split.images[cam].reshape(-1, 3)[ok.cpu()]).to(o.device))
     return SurfaceHits(**{k: torch.cat(v) for k, v in keep.items()})
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lumisurf.data.images import as_float
 from lumisurf.losses.reduce import safe_mean
 from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, crease_weight,
                                           em_assignment_loss, em_posterior, energy_conservation_loss,
@@ -132,7 +133,7 @@ def warm_start_maps(cfg, split) -> Tensor | None:
         return None
 
     if a.init == "kmeans":
-        return kmeans_soft_maps(split.images, split.masks, a.K)
+        return kmeans_soft_maps(as_float(split.images), split.masks, a.K)
     if a.mask_path is None:
         raise ConfigError("model.assignment.init=masks needs model.assignment.mask_path (a folder of id PNGs)")
     return load_mask_folder(a.mask_path, split.files, a.K)

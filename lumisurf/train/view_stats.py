@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lumisurf.data.images import as_float
 from lumisurf.losses.segmentation import project_points, sample_view_maps
 from lumisurf.renderers.occlusion import march_occlusion
 
@@ -77,7 +78,7 @@ def view_statistics(sdf_fn: Callable[[Tensor], Tensor], inv_s: float, cameras, i
     if points.shape[0] == 0:
         return ViewStats(points.new_zeros(0, 3), points.new_zeros(0), points.new_zeros(0, dtype=torch.long))
     ids = torch.linspace(0, n - 1, min(max_views, n)).round().long().unique().to(cameras.device)
-    maps = images[ids.to(images.device)].to(points)
+    maps = as_float(images[ids.to(images.device)]).to(points)
     if masks is not None:  # a view whose mask says background there does not see the point (silhouette slips)
         maps = torch.cat([maps, masks[ids.to(masks.device)].to(points)[..., None]], -1)
     colour, spread, views = [], [], []

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lumisurf.data.images import as_float
 from lumisurf.data.load import composite
 from lumisurf.models.surface import RenderState
 from lumisurf.renderers.image import render_view
@@ -45,15 +46,19 @@ def save_validation_strip(model, scene, cfg, step: int, device, root: Path) -> N
 
 
 def render_views_for(model, split, cam: int, cfg, device, downscale: int) -> dict[str, torch.Tensor]:
+    return render_camera_for(model, split.cameras.to(device), cam, cfg, device, downscale)
+
+
+def render_camera_for(model, cams, cam: int, cfg, device, downscale: int) -> dict[str, torch.Tensor]:
+    """Camera ``cam`` of ``cams`` (on ``device``) rendered as evaluation does (surface-first when enabled)."""
     bg = torch.full((3,), cfg.data.eval_background, device=device)
-    cams = split.cameras.to(device)
     surface = cfg.eval.surface
     chunk = surface.chunk_rays if surface.enabled else cfg.train.chunk_rays
     return render_view(model, cams, cam, bg, RenderState(1.0, False, None, surface), chunk, downscale)
 
 
 def gt_image(split, cam: int, cfg, downscale: int) -> torch.Tensor:
-    img = split.images[cam]
+    img = as_float(split.images[cam])
     mask = None if split.masks is None else split.masks[cam][..., None]
     img = composite(img, mask, torch.full((3,), cfg.data.eval_background))
     if downscale > 1:

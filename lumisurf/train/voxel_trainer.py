@@ -24,6 +24,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from lumisurf.data.images import as_float
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
 from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
@@ -144,7 +145,7 @@ class VoxelTrainer(TrainingLoop):
 
     # ------------------------------------------------------------------ one step
     def _target(self, view: int, bg):
-        img = self.train_split.images[view].to(self.device)
+        img = as_float(self.train_split.images[view].to(self.device))
         mask = None if self.train_split.masks is None else self.train_split.masks[view].to(self.device)
         ds = self.vc.train_downscale
         if ds > 1:

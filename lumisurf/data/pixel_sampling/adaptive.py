@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lumisurf.data.images import as_float
 from lumisurf.sampler_config import SamplerConfig
 from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
 from lumisurf.data.pixel_sampling.base import PixelBatch, PixelSampler, UniformPixelSampler
@@ -171,7 +172,7 @@ class ContextPixelSampler(PixelSampler):
         super().__init__(split, device)
         cfg = cfg or SamplerConfig()
         self.fraction, self.use_weights = cfg.context.fraction, cfg.pixel_weights
-        std = color_std_map(split.images.float()).reshape(self.n, -1)  # [n, H*W]
+        std = color_std_map(torch.stack([as_float(im) for im in split.images])).reshape(self.n, -1)  # [n, H*W]
         prior = std.clamp_min(cfg.context.floor * std.mean(dim=1, keepdim=True)) + 1e-12
         prior = prior / prior.sum(dim=1, keepdim=True) / self.n
         self.prior = Categorical(prior.reshape(-1).to(self.device))

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from lumisurf.data.images import as_float
 from lumisurf.data.pixel_sampling.error_maps import ErrorMaps
 from lumisurf.data.scene import Split
 
@@ -32,7 +33,7 @@ class PixelSampler:
     def __init__(self, split: Split, device: torch.device):
         n, h, w, _ = split.images.shape
         self.n, self.h, self.w = n, h, w
-        self.rgb = split.images.reshape(-1, 3).to(device)  # [n*h*w, 3]
+        self.rgb = split.images.reshape(-1, 3).to(device)  # [n*h*w, 3] uint8 or float
         self.mask = None if split.masks is None else split.masks.reshape(-1, 1).to(device)
         self.device = torch.device(device)
 
@@ -44,8 +45,8 @@ class PixelSampler:
         """Batch at integer pixels (cam, row, col) [n_rays] long; rays through the pixel centres."""
         flat = (cam * self.h + row) * self.w + col
         mask = None if self.mask is None else self.mask[flat]
-        w = None if weight is None else weight.reshape(-1, 1).to(self.rgb.dtype)
-        return PixelBatch(cam, col.float() + 0.5, row.float() + 0.5, self.rgb[flat], mask, w)
+        w = None if weight is None else weight.reshape(-1, 1).float()
+        return PixelBatch(cam, col.float() + 0.5, row.float() + 0.5, as_float(self.rgb[flat]), mask, w)
 
     def batch_flat(self, flat: Tensor, weight: Optional[Tensor] = None) -> PixelBatch:
         """Batch at flat pixel indices ``(cam * h + row) * w + col`` [n_rays] long."""

@@ -3,7 +3,8 @@
 COLMAP image poses are world-to-camera ``(qw, qx, qy, qz, tx, ty, tz)`` in the OpenCV camera
 convention. COLMAP puts the centre of the top-left pixel at (0.5, 0.5) -- lumisurf's convention --
 so ``cx, cy`` are used without a shift. Supported camera models: SIMPLE_PINHOLE, PINHOLE,
-SIMPLE_RADIAL, RADIAL, OPENCV (distortion mapped to k1, k2, p1, p2).
+SIMPLE_RADIAL, RADIAL, OPENCV (distortion mapped to k1, k2, p1, p2). Object masks, when present, are in
+``masks/`` (matched by file stem, white = object; ``lumisurf data process --masks`` writes them).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Optional
 
 import numpy as np
 
-from lumisurf.data.readers.common import build_split, check_poses, register_reader, select_views
+from lumisurf.data.readers.common import (build_split, check_poses, current_downscale, load_downscale,
+                                          masks_by_stem, register_reader, select_views)
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -141,6 +143,38 @@ def read_images_bin(path: Path) -> dict[int, ColmapImage]:
     return images
 
 
+def read_points3d_bin(path: Path) -> np.ndarray:
+    """uint64 count; per point uint64 id, 3 doubles xyz, 3 uint8 rgb, double error, uint64 track length n,
+    n x (int32 image id, int32 point2D index). Returns xyz [N, 3] float64."""
+    r = _Reader(path)
+    (count,) = r.read("Q")
+    xyz = np.empty((count, 3))
+    for k in range(count):
+        _, *p, _, _, _, _ = r.read("Q3d3Bd")
+        (n_track,) = r.read("Q")
+        r.read(f"{n_track * 8}x")
+        xyz[k] = p
+    return xyz
+
+
+def read_points3d_txt(path: Path) -> np.ndarray:
+    """``POINT3D_ID X Y Z R G B ERROR TRACK[]`` per line -> xyz [N, 3] float64."""
+    try:
+        rows = [[float(v) for v in ln.split()[1:4]] for ln in _lines(path) if ln.strip()]
+    except ValueError:
+        raise DataError(f"{path}: cannot parse a point line") from None
+    return np.asarray(rows, np.float64).reshape(-1, 3)
+
+
+def read_points3d(folder: Path) -> np.ndarray | None:
+    """The model's sparse points [N, 3] (world units), or None when the model has no points3D file."""
+    if (folder / "points3D.bin").is_file():
+        return read_points3d_bin(folder / "points3D.bin")
+    if (folder / "points3D.txt").is_file():
+        return read_points3d_txt(folder / "points3D.txt")
+    return None
+
+
 def qvec_to_rotation(q: np.ndarray) -> np.ndarray:
     """Rotation matrix of the quaternion (qw, qx, qy, qz), normalised first."""
     w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
@@ -210,8 +244,19 @@ def read_colmap(root: Path, holdout_every: int = 8, max_views: Optional[int] = N
         c2w[i, :3, :3], c2w[i, :3, 3], c2w[i, 3, 3] = rot.T, -rot.T @ im.tvec, 1.0
         files.append(root / "images" / im.name)
     check_poses(c2w, [f"image {im.name}" for im in views], folder)
-    splits = {name: build_split(idx, files, c2w, intr, distortion=dist, size=size,
-                                size_what="the COLMAP camera size")
-              for name, idx in select_views(n, holdout_every, max_views).items()}
+    masks = masks_by_stem(root / "masks", files)
+    ds = current_downscale()
+    if ds > 1 and (root / f"images_{ds}").is_dir() and masks is None:  # `data process` wrote 1/ds copies
+        files = [root / f"images_{ds}" / f.name for f in files]
+        intr, size = intr / ds, (size[0] // ds, size[1] // ds)
+        ds = 1
+    with load_downscale(ds):
+        splits = {name: build_split(idx, files, c2w, intr, distortion=dist, mask_files=masks, size=size,
+                                    size_what="the COLMAP camera size (divided by data.downscale)")
+                  for name, idx in select_views(n, holdout_every, max_views).items()}
+    meta = {"model_folder": folder}
+    points = read_points3d(folder)
+    if points is not None and len(points):
+        meta["points3D"] = points  # world units; normalisation 'sparse_points' puts them in the unit sphere
     return SceneData(name=root.name, root=root, format="colmap", splits=splits, normalization=None,
-                     normalized=False, meta={"model_folder": folder})
+                     normalized=False, meta=meta)

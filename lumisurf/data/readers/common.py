@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -10,7 +12,7 @@ import numpy as np
 import torch
 
 from lumisurf.data.cameras import Cameras
-from lumisurf.data.images import IMAGE_EXTS, load_image, load_mask
+from lumisurf.data.images import IMAGE_EXTS, load_image_uint8, load_mask
 from lumisurf.data.scene import SceneData, Split
 from lumisurf.errors import DataError, DataWarning
 from lumisurf.registry import Registry
@@ -35,6 +37,33 @@ def register_reader(name: str, markers: tuple[str, ...], priority: int):
     return deco
 
 RIGID_TOL = 1e-3
+_DOWNSCALE: ContextVar[int] = ContextVar("lumisurf_load_downscale", default=1)
+
+
+@contextmanager
+def load_downscale(n: int):
+    """Within this block readers load every image and mask at 1/``n`` resolution (``data.downscale``): the
+    bottom/right remainder is cropped and ``n`` x ``n`` blocks averaged, so intrinsics scale by exactly 1/n."""
+    if int(n) < 1:
+        raise DataError(f"data.downscale must be >= 1, got {n}")
+    token = _DOWNSCALE.set(int(n))
+    try:
+        yield
+    finally:
+        _DOWNSCALE.reset(token)
+
+
+def current_downscale() -> int:
+    return _DOWNSCALE.get()
+
+
+def _reduce(arr: np.ndarray, n: int) -> np.ndarray:
+    """[H, W(, C)] -> [H // n, W // n(, C)] block means (float32)."""
+    h, w = arr.shape[0] // n, arr.shape[1] // n
+    if h == 0 or w == 0:
+        raise DataError(f"data.downscale={n} leaves no pixels of a {arr.shape[1]}x{arr.shape[0]} image")
+    a = arr[: h * n, : w * n].astype(np.float32)
+    return a.reshape(h, n, w, n, *arr.shape[2:]).mean((1, 3))
 
 
 def check_poses(c2w: np.ndarray, labels: Sequence[str], source: Path | str) -> None:
@@ -105,6 +134,20 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
+def masks_by_stem(mdir: Path, files: Sequence[Path]) -> Optional[list[Path]]:
+    """The mask of each image file in folder ``mdir``, matched by file stem (case-insensitive); None when
+    there is no such folder, a DataError naming the first image without one."""
+    if not mdir.is_dir():
+        return None
+    by_stem = {p.stem.lower(): p for p in list_images(mdir)}
+    out = []
+    for f in files:
+        if Path(f).stem.lower() not in by_stem:
+            raise DataError(f"{mdir}: no mask for image {Path(f).name}")
+        out.append(by_stem[Path(f).stem.lower()])
+    return out
+
+
 def _check_size(path: Path, got: tuple[int, int], want: tuple[int, int], what: str) -> None:
     if got != want:
         raise DataError(f"{path}: size {got[0]}x{got[1]} disagrees with {what} {want[0]}x{want[1]}")
@@ -113,27 +156,29 @@ def _check_size(path: Path, got: tuple[int, int], want: tuple[int, int], what: s
 def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = None,
                size: Optional[tuple[int, int]] = None, size_what: str = "the first image",
                mask_threshold: int = 127) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[int, int]]:
-    """Load images [n, H, W, 3] and masks [n, H, W] (mask files, else alpha when every image has it).
+    """Load images [n, H, W, 3] uint8 and masks [n, H, W] float32 (mask files, else alpha when every image has it).
 
     ``size`` (width, height) is the expected size (from intrinsics fields); by default the
-    first image's. Returns images, masks or None, (width, height).
+    first image's (full resolution). Returns images, masks or None, (width, height) as loaded (after
+    ``load_downscale``).
     """
     images = masks = None
     no_alpha: list[Path] = []  # images without an alpha channel (masks come from alpha otherwise)
+    ds = current_downscale()
     for i, f in enumerate(files):
-        rgb, alpha = load_image(f)
+        rgb, alpha, full = load_image_uint8(f, ds)
         got = (rgb.shape[1], rgb.shape[0])
         if size is None:
-            size = got
-        _check_size(f, got, size, size_what)
-        if images is None:
-            images = np.empty((len(files), got[1], got[0], 3), np.float32)
+            size = full
+        _check_size(f, full, size, size_what)
+        if images is None:  # uint8: 100 photos of 12 MP hold 3.6 GB instead of 14 GB
+            images = np.empty((len(files), got[1], got[0], 3), np.uint8)
             masks = np.empty((len(files), got[1], got[0]), np.float32)
         images[i] = rgb
         if mask_files is not None:
             m = load_mask(mask_files[i], mask_threshold)
-            _check_size(mask_files[i], (m.shape[1], m.shape[0]), got, f"its image {f.name}")
-            masks[i] = m
+            _check_size(mask_files[i], (m.shape[1], m.shape[0]), size, f"its image {f.name}")
+            masks[i] = _reduce(m, ds) if ds > 1 else m
         elif alpha is None:
             no_alpha.append(Path(f))
         elif not no_alpha:
@@ -147,7 +192,7 @@ def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = Non
         warnings.warn(f"{len(no_alpha)} of {len(files)} images have no alpha channel (first: {no_alpha[0]}): "
                       f"this split is used WITHOUT masks; give every image an alpha channel, or mask files",
                       DataWarning, stacklevel=2)
-    return (torch.from_numpy(images), torch.from_numpy(masks) if keep_masks else None, size)
+    return (torch.from_numpy(images), torch.from_numpy(masks) if keep_masks else None, got)
 
 
 def make_cameras(c2w: np.ndarray, fx, fy, cx, cy, width: int, height: int,
@@ -175,7 +220,7 @@ def build_split(idx: Sequence[int], files: Sequence[Path], c2w: np.ndarray, intr
     sel_files = [files[i] for i in idx]
     sel_masks = None if mask_files is None else [mask_files[i] for i in idx]
     images, masks, (w, h) = load_views(sel_files, sel_masks, size, size_what)
-    intr = np.asarray(intr, np.float64)[idx]
+    intr = np.asarray(intr, np.float64)[idx] / current_downscale()  # pixel corners at 0: exact for n x n blocks
     dist = None if distortion is None else np.asarray(distortion, np.float64)[idx]
     cams = make_cameras(np.asarray(c2w)[idx], intr[:, 0], intr[:, 1], intr[:, 2], intr[:, 3], w, h, dist)
     return Split(cameras=cams, images=images, masks=masks, files=sel_files)

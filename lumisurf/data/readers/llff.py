@@ -14,7 +14,8 @@ from typing import Optional
 import numpy as np
 
 from lumisurf.data.images import image_size
-from lumisurf.data.readers.common import build_split, check_poses, list_images, register_reader, select_views
+from lumisurf.data.readers.common import (build_split, check_poses, list_images, masks_by_stem, register_reader,
+                                          select_views)
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -47,16 +48,7 @@ def llff_to_opencv(poses: np.ndarray) -> np.ndarray:
 
 def _mask_files(root: Path, folder: Path, files: list[Path]) -> Optional[list[Path]]:
     """Masks in ``masks_N`` (same suffix as the image folder), matched by file stem."""
-    mdir = root / folder.name.replace("images", "masks", 1)
-    if not mdir.is_dir():
-        return None
-    by_stem = {p.stem.lower(): p for p in list_images(mdir)}
-    out = []
-    for f in files:
-        if f.stem.lower() not in by_stem:
-            raise DataError(f"{mdir}: no mask for image {f.name}")
-        out.append(by_stem[f.stem.lower()])
-    return out
+    return masks_by_stem(root / folder.name.replace("images", "masks", 1), files)
 
 
 def _load_rows(src: Path) -> np.ndarray:
