@@ -35,14 +35,22 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--resolution", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--force", action="store_true", help="replace an existing RUN/mesh.ply")
+    p.add_argument("--format", nargs="+", choices=["ply", "glb", "obj"], default=["ply"],
+                   help="mesh.ply is always written (with vertex colours); glb / obj add copies beside it")
     p.add_argument("--keep-unseen", action="store_true",
                    help="leave the space no training camera sees as the SDF has it (default: made solid)")
     p.add_argument("--voxels", type=int, metavar="LEVEL",
                    help="instead of a mesh, write RUN/voxels.pt: the SDF of a neural-field run on the voxels of "
                         "octree LEVEL within 2 voxels of its surface (warm start: voxels.init_from=RUN/voxels.pt)")
-    p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png")
+    p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png, or a camera path -> frames + MP4")
     p.add_argument("run")
     p.add_argument("--split", default="test")
+    p.add_argument("--path", help="orbit | spiral | interp (through the training cameras) | FILE.json "
+                                  "({'frame': 'world', 'cameras': [[4x4 OpenCV c2w], ...]}) instead of a split")
+    p.add_argument("--frames", type=int, default=60, help="frames of a --path")
+    p.add_argument("--video", help="with --path: write this MP4 (extra 'capture': imageio-ffmpeg)")
+    p.add_argument("--side-by-side", action="store_true", help="with --path: rgb | normal | depth in each frame")
+    p.add_argument("--fps", type=int, default=24)
     p.add_argument("--downscale", type=int, default=1)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--force", action="store_true", help="replace existing renders")
@@ -58,6 +66,18 @@ def _add_run_commands(sub) -> None:
     c = dsub.add_parser("check", help="summary of a dataset + a PNG of cameras and the unit sphere")
     c.add_argument("path", nargs="?", help="dataset folder (omit for the built-in scene)")
     c.add_argument("--out", help="PNG path (default ./data_check_<name>.png)")
+    c = dsub.add_parser("process", help="photos folder or video -> COLMAP dataset (pycolmap SfM; extra 'capture')")
+    c.add_argument("input", help="a folder of photos (jpg/png/tif/heic) or a video file (mp4/mov/...)")
+    c.add_argument("--out", required=True, help="dataset folder to write (images/, images_2/, images_4/, sparse/0/)")
+    c.add_argument("--frames", type=int, default=120, help="video: frames to keep, the sharpest of equal stretches")
+    c.add_argument("--matcher", choices=["auto", "exhaustive", "sequential"], default="auto",
+                   help="auto: exhaustive up to 120 images, sequential for videos and larger sets")
+    c.add_argument("--masks", help="folder of object masks (white = object, matched by file stem): copied to "
+                                   "masks/ and used to keep SfM features on the object (turntables)")
+    c.add_argument("--max-image-size", type=int, default=2000, help="SIFT image size cap (px, longest side)")
+    c.add_argument("--min-registered", type=float, default=0.5,
+                   help="fail (naming the cause) when fewer than this fraction of the images register")
+    c.add_argument("--multi-camera", action="store_true", help="one camera per image size instead of one camera")
 
 
 def _add_stage2(sub) -> None:
@@ -156,12 +176,19 @@ def _cmd_run(a) -> None:
 
             print(f"wrote {field_to_voxels(loaded, a.voxels)}")
             return
-        print(f"wrote {extract_run(loaded, a.resolution, force=a.force)}")
+        print(f"wrote {extract_run(loaded, a.resolution, force=a.force, formats=tuple(a.format))}")
     elif a.cmd == "render":
         from lumisurf.data.load import load_scene_normalized_as
         from lumisurf.jobs.render import render_split
 
         scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
+        if a.path:
+            from lumisurf.jobs.render import render_path
+
+            out = render_path(loaded, scene, a.path, a.frames, Path(a.video) if a.video else None, a.side_by_side,
+                              a.downscale, a.fps)
+            print(f"wrote {out}" + (f" and {a.video}" if a.video else ""))
+            return
         for _ in render_split(loaded, scene, a.split, a.downscale, force=a.force):
             pass
         print(f"wrote {loaded.run.renders(a.split)}")
@@ -211,6 +238,14 @@ def _cmd_vis(a) -> None:
 
 
 def _cmd_data(a) -> None:
+    if a.data_cmd == "process":
+        from lumisurf.data.capture.process import ProcessOptions, process_capture
+
+        opts = ProcessOptions(frames=a.frames, matcher=a.matcher, masks=a.masks, max_image_size=a.max_image_size,
+                              min_registered=a.min_registered, single_camera=not a.multi_camera)
+        process_capture(Path(a.input), Path(a.out), opts)
+        print(f"wrote {a.out}; next: lumisurf data check {a.out}; lumisurf train --data {a.out}")
+        return
     from lumisurf.data.check import check_dataset
 
     name = Path(a.path).resolve().name if a.path else "synthetic"

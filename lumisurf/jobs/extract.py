@@ -21,8 +21,11 @@ from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.mesh.material_export import write_material_ply
 
 
-def extract_run(loaded, resolution: int | None = None, force: bool = False, progress: bool = True) -> Path:
-    """Extract ``RUN/mesh.ply`` from a :class:`lumisurf.jobs.restore.LoadedRun`; returns its path.
+def extract_run(loaded, resolution: int | None = None, force: bool = False, progress: bool = True,
+                formats: tuple[str, ...] = ("ply",)) -> Path:
+    """Extract ``RUN/mesh.ply`` (vertex colours: the radiance seen along the normal) from a
+    :class:`lumisurf.jobs.restore.LoadedRun`, plus ``RUN/mesh.<fmt>`` for the other ``formats`` (glb, obj);
+    returns the PLY's path.
 
     An existing mesh is only replaced with ``force`` (checked before any work). With ``eval.fill_unseen``
     (the default) the outside space that no training camera sees is made solid first: pockets behind the
@@ -43,8 +46,29 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
         mats = stage1_vertex_materials(loaded.model, np.asarray(mesh.vertices, np.float32), loaded.device)
         world = mesh_to_world(mesh.copy(), loaded.normalization)
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
+    if hasattr(model, "shade") and len(mesh.vertices):  # radiance at the surface, seen along the normal (fields)
+        rgb = vertex_radiance(model, np.asarray(mesh.vertices, np.float32), loaded.device)
+        mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
     mesh = mesh_to_world(mesh, loaded.normalization)
-    return save_mesh(mesh, loaded.run.mesh_path, force=force)
+    path = save_mesh(mesh, loaded.run.mesh_path, force=force)
+    for fmt in formats:  # extra copies: mesh.glb, mesh.obj
+        if fmt != "ply":
+            save_mesh(mesh, loaded.run.root / f"mesh.{fmt}", force=True)
+    return path
+
+
+def vertex_radiance(model, vertices: np.ndarray, device, chunk: int = 8192) -> np.ndarray:
+    """sRGB colour [V, 3] uint8 of the field at mesh vertices [V, 3] (normalised frame), as a camera 2 units
+    out along the normal sees it (the view-dependent part of shiny surfaces is the one of that view)."""
+    out = []
+    for i in range(0, len(vertices), chunk):
+        x = torch.as_tensor(vertices[i:i + chunk], device=device)
+        _, feat, grad = model.sdf.sdf_and_gradient(x, create_graph=False)
+        n = F.normalize(grad.detach(), dim=-1)
+        with torch.no_grad():
+            rgb = model.shade(x, grad.detach(), -n, feat.detach(), x + 2.0 * n)["rgb"]
+        out.append((rgb.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
+    return np.concatenate(out)
 
 
 def export_voxels(loaded) -> None:

@@ -1,14 +1,16 @@
-"""``lumisurf render RUN``: rgb, normal and depth PNGs of a split's cameras."""
+"""``lumisurf render RUN``: rgb, normal and depth PNGs of a split's cameras, or of a camera path (orbit, spiral,
+interpolation, a JSON file) as PNG frames and an MP4."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lumisurf.data.camera_paths import make_path
 from lumisurf.errors import LumisurfError
-
-from lumisurf.train.visualize import depth_image, normal_image, render_views_for, to_uint8
+from lumisurf.train.visualize import depth_image, normal_image, render_camera_for, render_views_for, to_uint8
 
 
 def renders_exist(loaded, split_name: str) -> bool:
@@ -36,3 +38,46 @@ def render_split(loaded, scene, split_name: str, downscale: int = 1, max_views: 
             Image.fromarray(to_uint8(normal_image(out["normal"], out["opacity"]))).save(out_dir / f"{stem}_normal.png")
             Image.fromarray(to_uint8(depth_image(out["depth"], out["opacity"]))).save(out_dir / f"{stem}_depth.png")
         yield i, out
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: int = 24) -> Path:
+    """H.264 MP4 of uint8 frames [H, W, 3] (imageio-ffmpeg, extra ``capture``); odd sizes are padded by one
+    pixel (yuv420p needs even ones)."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise LumisurfError('--video needs imageio-ffmpeg: pip install -e ".[capture]" (the PNG frames are '
+                            'written without it)') from None
+    h, w = frames[0].shape[:2]
+    size = (w + w % 2, h + h % 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio_ffmpeg.write_frames(str(path), size, fps=fps, quality=8, macro_block_size=1)
+    writer.send(None)
+    for f in frames:
+        writer.send(np.ascontiguousarray(np.pad(f, ((0, size[1] - h), (0, size[0] - w), (0, 0)), mode="edge")))
+    writer.close()
+    return path
+
+
+def render_path(loaded, scene, kind: str, frames: int, video: Path | None = None, side_by_side: bool = False,
+                downscale: int = 1, fps: int = 24, progress: bool = True) -> Path:
+    """Render ``frames`` cameras of path ``kind`` (orbit | spiral | interp | FILE.json, :mod:`camera_paths`)
+    to ``RUN/renders/path_<name>/frame_XXXX.png`` (rgb, or rgb | normal | depth with ``side_by_side``) and,
+    with ``video``, an MP4; returns the frame folder."""
+    split = scene.split("train")
+    cams = make_path(kind, split.cameras, frames, scene.normalization).to(loaded.device)
+    name = Path(kind).stem if kind.endswith(".json") else kind
+    out_dir = loaded.run.renders(f"path_{name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = []
+    for i in tqdm(range(frames), desc=f"render path {name}", disable=not progress):
+        out = render_camera_for(loaded.model, cams, i, loaded.cfg, loaded.device, downscale)
+        img = to_uint8(out["rgb"])
+        if side_by_side:
+            img = np.concatenate([img, to_uint8(normal_image(out["normal"], out["opacity"])),
+                                  to_uint8(depth_image(out["depth"], out["opacity"]))], axis=1)
+        Image.fromarray(img).save(out_dir / f"frame_{i:04d}.png")
+        images.append(img)
+    if video is not None:
+        write_video(images, Path(video), fps)
+    return out_dir

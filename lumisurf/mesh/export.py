@@ -9,7 +9,7 @@ import trimesh
 from lumisurf.data.scene import Normalization
 from lumisurf.errors import LumisurfError
 
-MESH_SUFFIXES = (".ply", ".obj")
+MESH_SUFFIXES = (".ply", ".obj", ".glb")
 
 
 def mesh_to_world(mesh: trimesh.Trimesh, normalization: Normalization) -> trimesh.Trimesh:
@@ -30,7 +30,8 @@ def mesh_to_normalized(mesh: trimesh.Trimesh, normalization: Normalization) -> t
 
 
 def save_mesh(mesh: trimesh.Trimesh, path: Path, force: bool = False) -> Path:
-    """Save ``mesh`` as binary PLY or OBJ (chosen by the suffix); returns the path written.
+    """Save ``mesh`` as binary PLY, OBJ or GLB (chosen by the suffix; vertex colours kept in all three);
+    returns the path written.
 
     Refuses to overwrite an existing file unless ``force``; creates missing parent folders.
     """
@@ -45,6 +46,8 @@ def save_mesh(mesh: trimesh.Trimesh, path: Path, force: bool = False) -> Path:
     if suffix == ".ply":
         data = trimesh.exchange.ply.export_ply(mesh, encoding="binary")
         path.write_bytes(data)
+    elif suffix == ".glb":
+        path.write_bytes(trimesh.exchange.gltf.export_glb(trimesh.Scene(mesh)))
     else:
-        path.write_text(trimesh.exchange.obj.export_obj(mesh, include_texture=False))
+        path.write_text(trimesh.exchange.obj.export_obj(mesh, include_texture=False, include_color=True))
     return path

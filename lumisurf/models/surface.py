@@ -158,7 +158,7 @@ class SurfaceModel(nn.Module):
         k, n_s = t_mid.shape
         sdf, feat, grad = self.sdf.sdf_and_gradient(pts.reshape(-1, 3), create_graph=need_grad_graph)
         view = d[:, None].expand(k, n_s, 3).reshape(-1, 3)
-        shade = self._shade(pts.reshape(-1, 3), grad, view, feat, o[:, None].expand(k, n_s, 3).reshape(-1, 3))
+        shade = self.shade(pts.reshape(-1, 3), grad, view, feat, o[:, None].expand(k, n_s, 3).reshape(-1, 3))
         rgb_s = shade["rgb"].reshape(k, n_s, 3)
         grad = grad.reshape(k, n_s, 3)
         inv_s = self.variance.inv_s()
@@ -182,7 +182,7 @@ class SurfaceModel(nn.Module):
             fg["reflectance"] = shade["reflectance"]  # [k * S] per sample
         return fg
 
-    def _shade(self, pts: Tensor, grad: Tensor, view: Tensor, feat: Tensor, cam: Tensor) -> dict[str, Tensor]:
+    def shade(self, pts: Tensor, grad: Tensor, view: Tensor, feat: Tensor, cam: Tensor) -> dict[str, Tensor]:
         """Shading of flat samples [P, ...] -> dict with rgb [P, 3] (NeRO adds its material/light terms)."""
         if self.nero is None:
             return {"rgb": self.color(pts, grad, view, feat)}
