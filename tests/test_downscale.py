@@ -97,3 +97,27 @@ def test_blender_gt_maps_follow_the_downscale(tmp_path):
     assert float(sc.masks[0].sum()) == pytest.approx(48 / 4, rel=0.01)  # coverage kept by (8-bit) block means
     assert json.loads((root / "transforms_train.json").read_text())["camera_angle_x"] == 0.7
     assert float(sc.cameras.fx[0]) == pytest.approx(4 / math.tan(0.35))
+
+
+def test_ngp_mask_path_and_masks_folder(tmp_path):
+    from lumisurf.errors import DataError
+    eye = np.eye(4)
+    frames = []
+    for k in range(2):
+        Image.fromarray(np.full((12, 16, 3), 100, np.uint8)).save(tmp_path / f"f{k}.png")
+        m = np.zeros((12, 16), np.uint8)
+        m[2:6, 3:11] = 255
+        (tmp_path / "seg").mkdir(exist_ok=True)
+        Image.fromarray(m).save(tmp_path / "seg" / f"f{k}.png")
+        c2w = eye.copy()
+        c2w[:3, 3] = [0, 0, 3 + k]
+        frames.append({"file_path": f"f{k}.png", "mask_path": f"seg/f{k}.png", "transform_matrix": c2w.tolist()})
+    (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 20, "fl_y": 20, "frames": frames}))
+    sp = load_scene(tmp_path, holdout_every=0).split("train")
+    assert sp.masks is not None and float(sp.masks[0].sum()) == 32
+    half = load_scene(tmp_path, holdout_every=0, downscale=2).split("train")
+    assert half.masks.shape == (2, 6, 8) and float(half.masks[0].sum()) == 8
+    del frames[1]["mask_path"]
+    (tmp_path / "transforms.json").write_text(json.dumps({"fl_x": 20, "fl_y": 20, "frames": frames}))
+    with pytest.raises(DataError, match="lack 'mask_path'"):
+        load_scene(tmp_path, holdout_every=0)

@@ -6,6 +6,8 @@ y up), converted to OpenCV. Pixel convention: instant-ngp generates rays through
 ``(pixel + 0.5) / resolution`` relative to the principal point ``cx / w``, i.e. ``cx, cy`` are
 continuous pixel coordinates with pixel centres at +0.5 -- exactly lumisurf's convention, so they
 are used as given (no shift). Distortion is modelled by :class:`Cameras`; images are not resampled.
+Object masks: a per-frame ``mask_path`` (nerfstudio's key; white = object), else a ``masks/`` folder matched
+by file stem.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import Optional
 import numpy as np
 
 from lumisurf.data.images import image_size
-from lumisurf.data.readers.common import build_split, check_poses, find_image, register_reader, select_views
+from lumisurf.data.readers.common import (build_split, check_poses, find_image, masks_by_stem, register_reader,
+                                          select_views)
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -49,6 +52,18 @@ def _intrinsics(frame: dict, top: dict, img: Path, src: Path, label: str) -> tup
     if not all(map(math.isfinite, vals)) or vals[0] <= 0 or vals[1] <= 0:
         raise DataError(f"{src}: {label} has invalid intrinsics {vals}")
     return vals, (iw, ih)
+
+
+def _mask_files(frames: list[dict], root: Path, src: Path, files: list[Path]) -> Optional[list[Path]]:
+    """Every frame's ``mask_path`` (all or none of them), else ``masks/<image stem>.*``, else None."""
+    given = [fr.get("mask_path") for fr in frames]
+    if any(given):
+        missing = [k for k, m in enumerate(given) if not m]
+        if missing:
+            raise DataError(f"{src}: {len(missing)} frame(s) lack 'mask_path' (first: frame {missing[0]}) while "
+                            f"others have one; give every frame a mask or none")
+        return [find_image(root / m) for m in given]
+    return masks_by_stem(root / "masks", files)
 
 
 @register_reader("ngp", markers=("transforms.json",), priority=3)
@@ -89,7 +104,8 @@ def read_ngp(root: Path, holdout_every: int = 8, max_views: Optional[int] = None
     dist_arr = np.asarray(dist)
     if not np.isfinite(dist_arr).all():
         raise DataError(f"{src}: distortion coefficients are not finite")
-    splits = {name: build_split(idx, files, c2w, np.asarray(intr), distortion=dist_arr, size=size)
+    masks = _mask_files(frames, root, src, files)
+    splits = {name: build_split(idx, files, c2w, np.asarray(intr), distortion=dist_arr, mask_files=masks, size=size)
               for name, idx in select_views(len(files), holdout_every, max_views).items()}
     meta = {k: v for k, v in top.items() if k not in ("frames",)}
     return SceneData(name=root.name, root=root, format="ngp", splits=splits, normalization=None,
