@@ -170,3 +170,19 @@ def test_deferred_segmented_shading_gives_material_probabilities():
     (out["rgb"].sum() + probs[:, 0].sum()).backward()
     assert model.geo.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shading.shader.assignment.parameters())
+
+
+def test_point_colours_are_the_holding_voxels_sh_colour():
+    tree = VoxelOctree.dense(1, torch.full((3,), -1.0), 2.0)  # 8 voxels of edge 1
+    model = SparseVoxelModel(tree, mode="sdf", sh_bands=1)
+    with torch.no_grad():
+        model.sh0[:, 0] = torch.arange(8.0)[:, None] * 0.1  # DC coefficient per voxel
+    pts = tree.centres() * 0.9
+    d = torch.tensor([[0.0, 0.0, 1.0]]).expand(8, 3)
+    expected = (0.5 + 0.28209479 * torch.arange(8.0) * 0.1)[:, None].expand(8, 3).clamp(0, 1)
+    assert torch.allclose(model.point_colours(pts, d), expected, atol=1e-5)
+    # a point half a voxel outside the grid along the view falls back to the voxel behind it; none: grey
+    edge = torch.tensor([[0.5, 0.5, -1.2], [5.0, 5.0, 5.0]])
+    out = model.point_colours(edge, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+    v = int(tree.locate(torch.tensor([[0.5, 0.5, -0.7]]))[0])
+    assert torch.allclose(out[0], expected[v]) and torch.allclose(out[1], torch.full((3,), 0.5))

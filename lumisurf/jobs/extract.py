@@ -46,8 +46,8 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
         mats = stage1_vertex_materials(loaded.model, np.asarray(mesh.vertices, np.float32), loaded.device)
         world = mesh_to_world(mesh.copy(), loaded.normalization)
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
-    if hasattr(model, "shade") and len(mesh.vertices):  # radiance at the surface, seen along the normal (fields)
-        rgb = vertex_radiance(model, np.asarray(mesh.vertices, np.float32), loaded.device)
+    if len(mesh.vertices):  # the radiance at the surface, seen along the normal
+        rgb = vertex_radiance(model, mesh, loaded.device)
         mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
     mesh = mesh_to_world(mesh, loaded.normalization)
     path = save_mesh(mesh, loaded.run.mesh_path, force=force)
@@ -57,9 +57,16 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
     return path
 
 
-def vertex_radiance(model, vertices: np.ndarray, device, chunk: int = 8192) -> np.ndarray:
-    """sRGB colour [V, 3] uint8 of the field at mesh vertices [V, 3] (normalised frame), as a camera 2 units
-    out along the normal sees it (the view-dependent part of shiny surfaces is the one of that view)."""
+def vertex_radiance(model, mesh, device, chunk: int = 8192) -> np.ndarray:
+    """sRGB colour [V, 3] uint8 at the vertices of ``mesh`` (normalised frame), as a camera 2 units out along
+    the normal sees it (the view-dependent part of shiny surfaces is the one of that view): the field's shading
+    (neural fields, normals from the SDF) or the voxels' SH colour (sparse voxels, the mesh's normals)."""
+    vertices = np.asarray(mesh.vertices, np.float32)
+    if hasattr(model, "point_colours"):
+        x = torch.as_tensor(vertices, device=device)
+        n = torch.as_tensor(np.asarray(mesh.vertex_normals, np.float32), device=device)
+        rgb = torch.cat([model.point_colours(p, -d) for p, d in zip(x.split(chunk), n.split(chunk))])
+        return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
     out = []
     for i in range(0, len(vertices), chunk):
         x = torch.as_tensor(vertices[i:i + chunk], device=device)

@@ -114,10 +114,29 @@ class SparseVoxelModel(nn.Module):
         """Colour ``[N, 3]`` of every voxel seen from ``eye`` ``[3]`` (first ``active_bands`` SH bands)."""
         d = self.tree.centres() - eye
         d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return self._sh_colour(torch.arange(len(self.tree), device=d.device), d)
+
+    def _sh_colour(self, vox: Tensor, d: Tensor) -> Tensor:
+        """Colour ``[P, 3]`` of voxels ``vox`` ``[P]`` seen along unit directions ``d`` ``[P, 3]``."""
         k = self.active_bands ** 2
-        basis = sh_basis(d, self.active_bands)  # [N, k]
-        sh = torch.cat([self.sh0, self.shs[:, :k - 1]], 1)  # [N, k, 3]
+        basis = sh_basis(d, self.active_bands)  # [P, k]
+        sh = torch.cat([self.sh0[vox], self.shs[vox, :k - 1]], 1)  # [P, k, 3]
         return ((basis[..., None] * sh).sum(1) + 0.5).clamp_min(0.0)
+
+    @torch.no_grad()
+    def point_colours(self, points: Tensor, dirs: Tensor) -> Tensor:
+        """Colour ``[P, 3]`` at surface points ``[P, 3]`` seen along unit ``dirs`` ``[P, 3]`` (eye towards point):
+        the SH colour of the voxel holding the point, else of the one half a finest voxel behind or in front of
+        it along the view; grey where none does (mesh vertices sit on voxel faces)."""
+        step = 0.5 * self.finest_size
+        vox = torch.full((points.shape[0],), -1, dtype=torch.long, device=points.device)
+        for shift in (0.0, step, -step):
+            miss = vox < 0
+            vox[miss] = self.tree.locate(points[miss] + shift * dirs[miss]).long()
+        out = torch.full_like(points, 0.5)
+        hit = vox >= 0
+        out[hit] = self._sh_colour(vox[hit], dirs[hit])
+        return out.clamp(0.0, 1.0)
 
     def render_view(self, cameras, cam: int, background: Tensor, backend: str = "auto") -> dict[str, Tensor]:
         """All pixels of camera ``cam`` (row-major ``[H * W, ...]``); outputs of
