@@ -42,12 +42,16 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
     cams = cams if loaded.cfg.eval.fill_unseen else None
     mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress,
                         cameras=cams)
-    if getattr(loaded.model, "nero", None) is not None and len(mesh.vertices):
-        mats = stage1_vertex_materials(loaded.model, np.asarray(mesh.vertices, np.float32), loaded.device)
+    vertices = np.asarray(mesh.vertices, np.float32)
+    # one pass of the field's shading at the vertices serves the vertex colours and the Stage I materials
+    shading = field_vertex_shading(model, vertices, loaded.device) if hasattr(model, "shade") and len(vertices) \
+        else None
+    if getattr(loaded.model, "nero", None) is not None and len(vertices):
+        mats = stage1_vertex_materials(loaded.model, vertices, loaded.device, shading)
         world = mesh_to_world(mesh.copy(), loaded.normalization)
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
-    if len(mesh.vertices):  # the radiance at the surface, seen along the normal
-        rgb = vertex_radiance(model, mesh, loaded.device)
+    if len(vertices):  # the radiance at the surface, seen along the normal
+        rgb = vertex_radiance(model, mesh, loaded.device, shading)
         mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
     mesh = mesh_to_world(mesh, loaded.normalization)
     path = save_mesh(mesh, loaded.run.mesh_path, force=force)
@@ -57,25 +61,39 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
     return path
 
 
-def vertex_radiance(model, mesh, device, chunk: int = 8192) -> np.ndarray:
+SHADING_KEYS = ("rgb", "albedo", "metallic", "roughness", "probs")  # per-point outputs kept at vertices
+
+
+def field_vertex_shading(model, vertices: np.ndarray, device, chunk: int = 8192) -> dict[str, np.ndarray]:
+    """A neural field's shading at ``vertices`` [V, 3] (normalised frame), as a camera 2 units out along the
+    SDF normal sees it: ``rgb`` [V, 3] (sRGB) and, with material heads, albedo / metallic / roughness /
+    probs (those do not depend on the view)."""
+    acc: dict[str, list] = {}
+    for i in range(0, len(vertices), chunk):
+        x = torch.as_tensor(vertices[i:i + chunk], device=device)
+        _, feat, grad = model.sdf.sdf_and_gradient(x, create_graph=False)
+        n = F.normalize(grad.detach(), dim=-1)
+        with torch.no_grad():
+            out = model.shade(x, grad.detach(), -n, feat.detach(), x + 2.0 * n)
+        for k in SHADING_KEYS:
+            if k in out:
+                acc.setdefault(k, []).append(out[k].float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in acc.items()}
+
+
+def vertex_radiance(model, mesh, device, shading: dict | None = None, chunk: int = 8192) -> np.ndarray:
     """sRGB colour [V, 3] uint8 at the vertices of ``mesh`` (normalised frame), as a camera 2 units out along
     the normal sees it (the view-dependent part of shiny surfaces is the one of that view): the field's shading
-    (neural fields, normals from the SDF) or the voxels' SH colour (sparse voxels, the mesh's normals)."""
+    (neural fields, normals from the SDF; ``shading`` when already computed) or the voxels' SH colour (sparse
+    voxels, the mesh's normals)."""
     vertices = np.asarray(mesh.vertices, np.float32)
     if hasattr(model, "point_colours"):
         x = torch.as_tensor(vertices, device=device)
         n = torch.as_tensor(np.asarray(mesh.vertex_normals, np.float32), device=device)
         rgb = torch.cat([model.point_colours(p, -d) for p, d in zip(x.split(chunk), n.split(chunk))])
         return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
-    out = []
-    for i in range(0, len(vertices), chunk):
-        x = torch.as_tensor(vertices[i:i + chunk], device=device)
-        _, feat, grad = model.sdf.sdf_and_gradient(x, create_graph=False)
-        n = F.normalize(grad.detach(), dim=-1)
-        with torch.no_grad():
-            rgb = model.shade(x, grad.detach(), -n, feat.detach(), x + 2.0 * n)["rgb"]
-        out.append((rgb.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
-    return np.concatenate(out)
+    rgb = (shading or field_vertex_shading(model, vertices, device, chunk))["rgb"]
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def export_voxels(loaded) -> None:
@@ -153,22 +171,13 @@ def training_cameras(loaded):
         return None
 
 
-def stage1_vertex_materials(model, vertices: np.ndarray, device, chunk: int = 8192) -> dict[str, np.ndarray]:
-    """Stage I shading parameters at mesh vertices [V, 3] (normalised frame), seen along the normal."""
-    keys = ("albedo", "metallic", "roughness", "probs")
-    acc: dict[str, list] = {k: [] for k in keys}
-    for i in range(0, len(vertices), chunk):
-        x = torch.as_tensor(vertices[i:i + chunk], device=device)
-        _, feat, grad = model.sdf.sdf_and_gradient(x, create_graph=False)
-        with torch.no_grad():
-            out = model.color(x, grad.detach(), -F.normalize(grad.detach(), dim=-1), feat.detach())
-        for k in keys:
-            if k in out:
-                acc[k].append(out[k].float().cpu().numpy())
-    res = {"albedo": np.concatenate(acc["albedo"]), "metallic": np.concatenate(acc["metallic"])[:, 0],
-           "roughness": np.concatenate(acc["roughness"])[:, 0]}
-    if acc["probs"]:
-        probs = np.concatenate(acc["probs"])
+def stage1_vertex_materials(model, vertices: np.ndarray, device, shading: dict | None = None) -> dict[str, np.ndarray]:
+    """Stage I shading parameters at mesh vertices [V, 3] (normalised frame), seen along the normal
+    (``shading``: :func:`field_vertex_shading` of the same vertices, when already computed)."""
+    s = shading if shading is not None else field_vertex_shading(model, vertices, device)
+    res = {"albedo": s["albedo"], "metallic": s["metallic"][:, 0], "roughness": s["roughness"][:, 0]}
+    if "probs" in s:
+        probs = s["probs"]
         res["material_prob"] = probs
         res["material_id"] = probs.argmax(-1).astype(np.int32)
     return res
