@@ -29,27 +29,26 @@ def _place(k: int, parts: list[tuple[Tensor, Tensor]]) -> Tensor:
     return out
 
 
+def _in_chunks(fn, tensors: tuple[Tensor, ...], chunk: int) -> dict:
+    """``fn`` on ``chunk`` rows of every tensor at a time; per-ray keys concatenated, ``n_samples`` and
+    ``inv_s`` taken from the first chunk."""
+    parts = [fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, max(tensors[0].shape[0], 1), chunk)]
+    out = {key: torch.cat([p[key] for p in parts]) for key in PER_RAY_KEYS if key in parts[0]}
+    out.update({key: parts[0][key] for key in ("n_samples", "inv_s") if key in parts[0]})
+    return out
+
+
 def _full(model, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state, chunk: int = 1024) -> dict:
     """The full sampler on rays [m, ...], ``chunk`` rays at a time (its [chunk, S] tensors stay in cache);
-    per-ray keys concatenated, ``n_samples`` per ray."""
+    ``n_samples`` per ray."""
     full_state = replace(state, surface=None)
-    parts = [model._foreground(o[i:i + chunk], d[i:i + chunk], near[i:i + chunk], far[i:i + chunk], full_state, False)
-             for i in range(0, max(o.shape[0], 1), chunk)]
-    out = {key: torch.cat([p[key] for p in parts]) for key in PER_RAY_KEYS if key in parts[0]}
-    out.update(n_samples=parts[0]["n_samples"], inv_s=parts[0]["inv_s"])
-    return out
+    return _in_chunks(lambda *c: model._foreground(*c, full_state, False), (o, d, near, far), chunk)
 
 
 def _shade(model, o: Tensor, d: Tensor, t: Tensor, end: Tensor, state, chunk: int = 8192) -> dict:
     """The model's sample renderer on band samples ``t`` [m, S] (ending at ``end`` [m, 1]), ``chunk`` rays at a
     time: tracing gains from large batches, shading only costs memory ([chunk, S] samples through the heads)."""
-    parts = [model._render_samples(o[i:i + chunk], d[i:i + chunk], t[i:i + chunk], end[i:i + chunk], state, False)
-             for i in range(0, max(o.shape[0], 1), chunk)]
-    if len(parts) == 1:
-        return parts[0]
-    out = {key: torch.cat([p[key] for p in parts]) for key in PER_RAY_KEYS if key in parts[0]}
-    out.update(inv_s=parts[0]["inv_s"])
-    return out
+    return _in_chunks(lambda *c: model._render_samples(*c, state, False), (o, d, t, end), chunk)
 
 
 @torch.no_grad()
