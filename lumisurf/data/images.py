@@ -93,14 +93,19 @@ def load_image_uint8(path: Path, downscale: int = 1) -> tuple[np.ndarray, Option
         has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
         im = im.convert("RGBA" if has_alpha else "RGB")
     if downscale > 1:
-        w, h = full[0] // downscale, full[1] // downscale
-        if w == 0 or h == 0:
+        if full[0] < downscale or full[1] < downscale:
             raise DataError(f"data.downscale={downscale} leaves no pixels of {path} ({full[0]}x{full[1]})")
-        im = im.crop((0, 0, w * downscale, h * downscale)).reduce(downscale)
+        im = reduce_image(im, downscale)
     arr = np.asarray(im)
     if arr.shape[-1] == 4:
         return np.ascontiguousarray(arr[..., :3]), arr[..., 3].astype(np.float32) / 255.0, full
     return arr, None, full
+
+
+def reduce_image(im: Image.Image, n: int) -> Image.Image:
+    """``(W // n, H // n)``: the bottom/right remainder cropped, n x n blocks averaged, so pixel coordinates
+    (corners at 0) scale by exactly 1/n."""
+    return im.crop((0, 0, im.size[0] // n * n, im.size[1] // n * n)).reduce(n)
 
 
 def load_mask(path: Path, threshold: int = 127) -> np.ndarray:

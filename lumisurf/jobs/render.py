@@ -9,6 +9,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lumisurf.data.camera_paths import make_path
+from lumisurf.data.capture.frames import imageio_ffmpeg
 from lumisurf.errors import LumisurfError
 from lumisurf.train.visualize import depth_image, normal_image, render_camera_for, render_views_for, to_uint8
 
@@ -43,15 +44,11 @@ def render_split(loaded, scene, split_name: str, downscale: int = 1, max_views: 
 def write_video(frames: list[np.ndarray], path: Path, fps: int = 24) -> Path:
     """H.264 MP4 of uint8 frames [H, W, 3] (imageio-ffmpeg, extra ``capture``); odd sizes are padded by one
     pixel (yuv420p needs even ones)."""
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise LumisurfError('--video needs imageio-ffmpeg: pip install -e ".[capture]" (the PNG frames are '
-                            'written without it)') from None
+    ffmpeg = imageio_ffmpeg("--video (the PNG frames are written without it)")
     h, w = frames[0].shape[:2]
     size = (w + w % 2, h + h % 2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = imageio_ffmpeg.write_frames(str(path), size, fps=fps, quality=8, macro_block_size=1)
+    writer = ffmpeg.write_frames(str(path), size, fps=fps, quality=8, macro_block_size=1)
     writer.send(None)
     for f in frames:
         writer.send(np.ascontiguousarray(np.pad(f, ((0, size[1] - h), (0, size[0] - w), (0, 0)), mode="edge")))

@@ -42,6 +42,19 @@ def load_photo(path: Path) -> Image.Image:
         raise DataError(f"cannot read photo {path}: {e}") from None
 
 
+def photo_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a photo upright (EXIF orientations 5-8 swap them), without decoding its pixels."""
+    path = Path(path)
+    if path.suffix.lower() in (".heic", ".heif"):
+        _heif_opener()
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"cannot read photo {path}: {e}") from None
+
+
 def list_photos(folder: Path) -> list[Path]:
     """Photo files directly inside ``folder``, sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in PHOTO_EXTS)
@@ -54,13 +67,19 @@ def sharpness(rgb: np.ndarray) -> float:
     return float(lap.var())
 
 
-def _video_reader(path: Path):
+def imageio_ffmpeg(purpose: str = "video input"):
+    """The optional ``imageio_ffmpeg`` module (extra ``capture``), or one DataError line saying how to get it."""
     try:
-        import imageio_ffmpeg
+        import imageio_ffmpeg as module
     except ImportError:
-        raise DataError("video input needs imageio-ffmpeg: pip install -e \".[capture]\"") from None
+        raise DataError(f"{purpose} needs imageio-ffmpeg: pip install -e \".[capture]\"") from None
+    return module
+
+
+def _video_reader(path: Path):
+    ffmpeg = imageio_ffmpeg()
     try:
-        reader = imageio_ffmpeg.read_frames(str(path))
+        reader = ffmpeg.read_frames(str(path))
         meta = next(reader)
     except (OSError, RuntimeError, StopIteration) as e:
         raise DataError(f"cannot read video {path}: {e}") from None
@@ -69,12 +88,9 @@ def _video_reader(path: Path):
 
 def count_frames(path: Path) -> int:
     """Number of frames of a video (decoded once: container counts are often wrong for phone videos)."""
+    ffmpeg = imageio_ffmpeg()
     try:
-        import imageio_ffmpeg
-    except ImportError:
-        raise DataError("video input needs imageio-ffmpeg: pip install -e \".[capture]\"") from None
-    try:
-        return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+        return int(ffmpeg.count_frames_and_secs(str(path))[0])
     except (OSError, RuntimeError) as e:
         raise DataError(f"cannot read video {path}: {e}") from None
 

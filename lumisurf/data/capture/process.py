@@ -23,8 +23,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from lumisurf.data.capture.frames import VIDEO_EXTS, count_frames, list_photos, load_photo, pick_frames
+from lumisurf.data.capture.frames import (VIDEO_EXTS, count_frames, list_photos, load_photo, photo_size,
+                                          pick_frames)
 from lumisurf.data.capture.sfm import Matcher, pick_matcher, run_sfm
+from lumisurf.data.images import reduce_image
 from lumisurf.errors import DataError, DataWarning
 
 DOWNSCALES = (2, 4)
@@ -53,13 +55,12 @@ def _gather_video(video: Path, out: Path, opts: ProcessOptions) -> list[str]:
     return names
 
 
-def _common_size(images: list[Image.Image], names: list[str]) -> tuple[int, int]:
+def _common_size(sizes: list[tuple[int, int]], names: list[str]) -> tuple[int, int]:
     """The size most photos have once the minority orientation is turned to the majority's."""
-    sizes = Counter(im.size for im in images)
-    (w, h), _ = sizes.most_common(1)[0]
-    for im, name in zip(images, names):
-        if im.size not in ((w, h), (h, w)) and abs(im.size[0] / im.size[1] - w / h) > 0.01:
-            raise DataError(f"{name} is {im.size[0]}x{im.size[1]} but most photos are {w}x{h}: photos of "
+    (w, h), _ = Counter(sizes).most_common(1)[0]
+    for size, name in zip(sizes, names):
+        if size not in ((w, h), (h, w)) and abs(size[0] / size[1] - w / h) > 0.01:
+            raise DataError(f"{name} is {size[0]}x{size[1]} but most photos are {w}x{h}: photos of "
                             f"another aspect ratio (another camera, a crop) cannot share one camera; remove them")
     return w, h
 
@@ -68,19 +69,17 @@ def _gather_photos(folder: Path, out: Path, opts: ProcessOptions) -> list[str]:
     files = list_photos(folder)
     if not files:
         raise DataError(f"{folder}: no photos (.jpg .png .tif .heic ...) found")
-    names, upright = [], []
-    for f in tqdm(files, desc="reading photos", unit="img", disable=not opts.progress):
-        upright.append(load_photo(f))
-        names.append(f.stem + (".jpg" if f.suffix.lower() in (".jpg", ".jpeg", ".heic", ".heif") else ".png"))
+    names = [f.stem + (".jpg" if f.suffix.lower() in (".jpg", ".jpeg", ".heic", ".heif") else ".png") for f in files]
     if len(set(names)) != len(names):
         raise DataError(f"{folder}: two photos share a name up to the extension: rename them")
-    w, h = _common_size(upright, [f.name for f in files])
-    for im, name in tqdm(list(zip(upright, names)), desc="writing images", unit="img", disable=not opts.progress):
+    w, h = _common_size([photo_size(f) for f in files], [f.name for f in files])  # headers only
+    for f, name in tqdm(list(zip(files, names)), desc="writing images", unit="img", disable=not opts.progress):
+        im = load_photo(f)  # one decoded photo at a time: 100 of 12 MP would hold 3.6 GB together
         if im.size == (h, w) and w != h:  # the other orientation: turn it (a camera roll of 90 degrees)
             im = im.transpose(Image.Transpose.ROTATE_90)
         if im.size != (w, h):
             im = im.resize((w, h), Image.Resampling.LANCZOS)
-        im.save(out / name, quality=95) if name.endswith(".jpg") else im.save(out / name)
+        im.save(out / name, quality=95)  # quality: JPEG only (PNG ignores it)
     return names
 
 
@@ -92,9 +91,7 @@ def write_downscaled(images: Path, root: Path, names: list[str], factors=DOWNSCA
     for name in tqdm(names, desc="downscaled copies", unit="img", disable=not progress):
         with Image.open(images / name) as im:
             for n in factors:
-                small = im.crop((0, 0, im.size[0] // n * n, im.size[1] // n * n)).reduce(n)
-                small.save(root / f"images_{n}" / name, quality=95) if name.endswith(".jpg") \
-                    else small.save(root / f"images_{n}" / name)
+                reduce_image(im, n).save(root / f"images_{n}" / name, quality=95)  # quality: JPEG only
 
 
 def match_masks(mask_dir: Path, names: list[str]) -> list[Path]:
