@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from lumisurf.data.camera_paths import look_at
 
 HALF = 0.5  # box [-HALF, HALF]^3; the floor is z = -HALF
 
@@ -20,22 +23,12 @@ def _texture(seed: int, res: int = 256) -> np.ndarray:
     return (out * 255).astype(np.uint8)
 
 
-def look_at(eye: np.ndarray, target=np.zeros(3), up=np.array([0.0, 0.0, 1.0])) -> np.ndarray:
-    """OpenCV camera-to-world [4, 4] (x right, y down, z forward)."""
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    x /= np.linalg.norm(x)
-    c2w = np.eye(4)
-    c2w[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    c2w[:3, 3] = eye
-    return c2w
-
-
 def orbit(n: int, radius: float = 3.0, height: float = 1.2) -> np.ndarray:
     """n cameras [n, 4, 4] on a circle around the box, looking at its centre."""
     a = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return np.stack([look_at(np.array([radius * np.cos(t), radius * np.sin(t), height])) for t in a])
+    up, target = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    return np.stack([look_at(torch.tensor([radius * np.cos(t), radius * np.sin(t), height]), target, up).numpy()
+                     for t in a])
 
 
 def render(c2w: np.ndarray, w: int, h: int, f: float, tex_seed: int = 0) -> np.ndarray:

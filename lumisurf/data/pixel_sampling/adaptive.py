@@ -149,11 +149,11 @@ class SoftMiningPixelSampler(PixelSampler):
 
 def color_std_map(images: Tensor) -> Tensor:
     """Grey-level (Rec. 601) of the per-channel 3x3 colour standard deviation [n, H, W] of images
-    [n, H, W, 3] (borders reflected), as Zhang et al.'s ``sqrt(blur(I^2) - blur(I)^2)``."""
+    [n, H, W, 3] (uint8 or float in [0, 1]; borders reflected), as Zhang et al.'s ``sqrt(blur(I^2) - blur(I)^2)``."""
     out = []
-    luma = torch.tensor(LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    for img in images:  # one view at a time: bounded memory
-        x = img.permute(2, 0, 1)[None]  # [1, 3, H, W]
+    for img in images:  # one view at a time (converted to float one at a time): bounded memory
+        x = as_float(img).permute(2, 0, 1)[None]  # [1, 3, H, W]
+        luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         x = F.pad(x, (1, 1, 1, 1), mode="replicate" if min(x.shape[-2:]) < 2 else "reflect")
         mean = F.avg_pool2d(x, 3, stride=1)
         sq = F.avg_pool2d(x * x, 3, stride=1)
@@ -172,7 +172,7 @@ class ContextPixelSampler(PixelSampler):
         super().__init__(split, device)
         cfg = cfg or SamplerConfig()
         self.fraction, self.use_weights = cfg.context.fraction, cfg.pixel_weights
-        std = color_std_map(torch.stack([as_float(im) for im in split.images])).reshape(self.n, -1)  # [n, H*W]
+        std = color_std_map(split.images).reshape(self.n, -1)  # [n, H*W]
         prior = std.clamp_min(cfg.context.floor * std.mean(dim=1, keepdim=True)) + 1e-12
         prior = prior / prior.sum(dim=1, keepdim=True) / self.n
         self.prior = Categorical(prior.reshape(-1).to(self.device))
