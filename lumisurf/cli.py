@@ -73,11 +73,17 @@ def _add_run_commands(sub) -> None:
     c.add_argument("--matcher", choices=["auto", "exhaustive", "sequential"], default="auto",
                    help="auto: exhaustive up to 120 images, sequential for videos and larger sets")
     c.add_argument("--masks", help="folder of object masks (white = object, matched by file stem): copied to "
-                                   "masks/ and used to keep SfM features on the object (turntables)")
+                                   "masks/ and used to keep SfM features on the object (turntables); or 'auto': "
+                                   "masks/ made after SfM (GrabCut seeded by the sparse points, no weights)")
     c.add_argument("--max-image-size", type=int, default=2000, help="SIFT image size cap (px, longest side)")
     c.add_argument("--min-registered", type=float, default=0.5,
                    help="fail (naming the cause) when fewer than this fraction of the images register")
     c.add_argument("--multi-camera", action="store_true", help="one camera per image size instead of one camera")
+    c = dsub.add_parser("masks", help="automatic object masks for a posed dataset (GrabCut seeded in 3D; extra "
+                                      "'capture'), with the IoU against its own masks when it has some")
+    c.add_argument("path", help="dataset folder (any format lumisurf reads)")
+    c.add_argument("--out", help="folder for <image stem>.png + overview.png (default DATASET/masks_auto)")
+    c.add_argument("--format", default="auto")
 
 
 def _add_stage2(sub) -> None:
@@ -245,6 +251,15 @@ def _cmd_data(a) -> None:
                               min_registered=a.min_registered, single_camera=not a.multi_camera)
         process_capture(Path(a.input), Path(a.out), opts)
         print(f"wrote {a.out}; next: lumisurf data check {a.out}; lumisurf train --data {a.out}")
+        return
+    if a.data_cmd == "masks":
+        from lumisurf.data.capture.dataset_masks import dataset_auto_masks, write_masks
+
+        out = Path(a.out) if a.out else Path(a.path) / "masks_auto"
+        masks, files, size, given = dataset_auto_masks(Path(a.path), a.format)
+        rep = write_masks(masks, files, size, out, given)
+        print("\n".join(rep.lines()))
+        print(f"wrote {out}")
         return
     from lumisurf.data.check import check_dataset
 

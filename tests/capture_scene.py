@@ -13,14 +13,17 @@ from lumisurf.data.camera_paths import look_at
 HALF = 0.5  # box [-HALF, HALF]^3; the floor is z = -HALF
 
 
-def _texture(seed: int, res: int = 256) -> np.ndarray:
-    """Blob noise [res, res, 3] uint8: smooth random colours at several scales (good SIFT corners)."""
+def _texture(seed: int, res: int = 256, tint=None) -> np.ndarray:
+    """Blob noise [res, res, 3] uint8: smooth random colours at several scales (good SIFT corners); with a
+    ``tint``, its grey levels (the same corners) in that colour."""
     rng = np.random.default_rng(seed)
     out = np.zeros((res, res, 3))
     for cells in (4, 8, 16, 32):
         coarse = rng.random((cells, cells, 3))
         out += np.kron(coarse, np.ones((res // cells, res // cells, 1))) / 4
-    return (out * 255).astype(np.uint8)
+    if tint is not None:
+        out = (out @ np.array([0.299, 0.587, 0.114]))[..., None] * np.asarray(tint)
+    return (out.clip(0, 1) * 255).astype(np.uint8)
 
 
 def orbit(n: int, radius: float = 3.0, height: float = 1.2) -> np.ndarray:
@@ -31,9 +34,12 @@ def orbit(n: int, radius: float = 3.0, height: float = 1.2) -> np.ndarray:
                      for t in a])
 
 
-def render(c2w: np.ndarray, w: int, h: int, f: float, tex_seed: int = 0) -> np.ndarray:
-    """[h, w, 3] uint8 view of the box (6 textured faces) and the floor (its own texture)."""
-    tex = [_texture(tex_seed + k) for k in range(7)]
+def render(c2w: np.ndarray, w: int, h: int, f: float, tex_seed: int = 0, with_mask: bool = False):
+    """[h, w, 3] uint8 view of the box (6 textured faces) and the floor (its own texture); with ``with_mask``
+    also the box's silhouette [h, w] bool."""
+    # a warm box on a cool floor: an object differs in colour from its table, as GrabCut (automatic masks) needs
+    tex = [_texture(tex_seed + k, tint=(1.25, 0.9, 0.45)) for k in range(6)]
+    tex.append(_texture(tex_seed + 6, tint=(0.5, 0.9, 1.3)))
     j, i = np.mgrid[0:h, 0:w] + 0.5
     d = np.stack([(i - w / 2) / f, (j - h / 2) / f, np.ones_like(i)], -1) @ c2w[:3, :3].T
     o = c2w[:3, 3]
@@ -56,7 +62,12 @@ def render(c2w: np.ndarray, w: int, h: int, f: float, tex_seed: int = 0) -> np.n
         a, b = [q for q in range(3) if q != ax]
         uv = ((p[..., [a, b]] / (2 * HALF) + 0.5) * 255).clip(0, 255).astype(int)
         img[sel] = tex[k][uv[sel][:, 1], uv[sel][:, 0]]
-    return img
+    return (img, box) if with_mask else img
+
+
+def box_masks(poses: np.ndarray, w: int = 320, h: int = 240, f: float = 300.0) -> np.ndarray:
+    """[n, h, w] bool: the box's silhouette in each view of :func:`write_photos`."""
+    return np.stack([render(c2w, w, h, f, with_mask=True)[1] for c2w in poses])
 
 
 def write_photos(folder: Path, n: int = 12, w: int = 320, h: int = 240, f: float = 300.0) -> np.ndarray:

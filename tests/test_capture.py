@@ -15,7 +15,9 @@ from lumisurf.errors import DataError, DataWarning
 from lumisurf.eval.pose_align import pose_errors, umeyama
 
 sys.path.insert(0, str(Path(__file__).parent))
-from capture_scene import write_photos  # noqa: E402
+from capture_scene import box_masks, write_photos  # noqa: E402
+
+N_VIEWS = 18  # an orbit of 20 degree steps (30 degree steps leave SIFT short tracks and SfM at its edge)
 
 
 def test_sharpness_hand_value_and_blur_order():
@@ -94,15 +96,15 @@ def test_video_frames_keep_the_sharpest_of_each_stretch(tmp_path):
 def processed(tmp_path_factory):
     pytest.importorskip("pycolmap", reason="structure from motion needs the 'capture' extra")
     root = tmp_path_factory.mktemp("capture")
-    poses = write_photos(root / "photos", n=12)
+    poses = write_photos(root / "photos", n=N_VIEWS)
     report = process_capture(root / "photos", root / "dataset", ProcessOptions(progress=False), log=lambda s: None)
     return root / "dataset", poses, report
 
 
 def test_sfm_recovers_the_orbit(processed):
     root, poses, report = processed
-    assert report["n_registered"] == 12 and report["mean_reprojection_error"] < 1.0
-    assert json.loads((root / "process_report.json").read_text())["n_registered"] == 12
+    assert report["n_registered"] == N_VIEWS and report["mean_reprojection_error"] < 1.0
+    assert json.loads((root / "process_report.json").read_text())["n_registered"] == N_VIEWS
     for n in (2, 4):
         assert Image.open(root / f"images_{n}" / "view_00.png").size == (320 // n, 240 // n)
     from lumisurf.data.readers.colmap import read_colmap
@@ -186,3 +188,34 @@ def test_colmap_points_are_read_and_used_by_auto(processed):
     in_sfm = (corners - sim.translation) @ sim.rotation / sim.scale
     dist = np.linalg.norm(np.asarray(norm.to_normalized(in_sfm)), axis=1)
     assert 0.4 < dist.min() and dist.max() < 1.0
+
+
+def test_auto_masks_from_the_sfm_points(processed, tmp_path, capsys):
+    """``data process --masks auto`` after SfM: masks/ by image stem, matching the box's true silhouettes."""
+    pytest.importorskip("cv2", reason="automatic masks need the 'capture' extra (OpenCV)")
+    import shutil
+
+    from lumisurf.data.capture.process import _auto_masks
+    root, poses, _ = processed
+    copy = tmp_path / "dataset"
+    shutil.copytree(root / "images", copy / "images")
+    shutil.copytree(root / "sparse", copy / "sparse")
+    lines = []
+    info = _auto_masks(copy, False, lines.append)
+    assert 0.05 < info["coverage"] < 0.5 and any(f"{N_VIEWS} masks of 320x240" in s for s in lines)
+    gt = box_masks(poses)
+    ious = []
+    for k in range(N_VIEWS):
+        m = np.asarray(Image.open(copy / "masks" / f"view_{k:02d}.png")) > 127
+        ious.append(float((m & gt[k]).sum() / (m | gt[k]).sum()))
+    assert np.mean(ious) >= 0.9 and min(ious) >= 0.8, ious
+    assert (copy / "masks_overview.png").exists() and not (copy / "masks" / "overview.png").exists()
+    from lumisurf.data.readers.colmap import read_colmap
+    assert read_colmap(copy, holdout_every=0).split("train").masks is not None  # training reads them
+    # `lumisurf data masks` on the same dataset, which now has masks: it reports the IoU against them
+    from lumisurf.cli import main
+    assert main(["data", "masks", str(copy), "--out", str(tmp_path / "again")]) in (0, None)
+    assert len(list((tmp_path / "again").glob("view_*.png"))) == N_VIEWS
+    assert (tmp_path / "again" / "overview.png").exists()
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("IoU against the dataset's masks"))
+    assert float(line.split("mean ")[1].split(",")[0]) > 0.95  # the same method twice: nearly the same masks

@@ -4,7 +4,8 @@ Output layout (COLMAP's, read by :mod:`lumisurf.data.readers.colmap`)::
 
     DATASET/images/        the photos, upright (EXIF applied), one orientation and size; video frames as PNG
     DATASET/images_2/, images_4/   box-downscaled copies (``data.downscale=2|4`` reads them)
-    DATASET/masks/         (with --masks DIR) one PNG per image, white = object
+    DATASET/masks/         (with --masks DIR or auto) one PNG per image, white = object
+    DATASET/masks_overview.png   (with --masks auto) 16 views, the background darkened
     DATASET/sparse/0/      cameras.bin, images.bin, points3D.bin (+ COLMAP 4's rigs.bin, frames.bin)
     DATASET/database.db    SIFT features and matches (delete it when done)
     DATASET/process_report.json   registered / total, reprojection error, track length, timings
@@ -36,7 +37,7 @@ DOWNSCALES = (2, 4)
 class ProcessOptions:
     frames: int = 120  # video: frames kept (the sharpest of each of this many equal stretches)
     matcher: Matcher = "auto"
-    masks: str | None = None  # a folder of user masks (same file stems as the photos)
+    masks: str | None = None  # a folder of user masks (same file stems as the photos), or "auto" (after SfM)
     max_image_size: int = 2000  # SIFT runs on images at most this large (px, longest side)
     min_registered: float = 0.5  # fewer registered images than this fraction: a DataError naming the cause
     single_camera: bool = True  # one set of intrinsics for every photo (one phone, one zoom)
@@ -129,6 +130,19 @@ def copy_masks(mask_dir: Path, root: Path, names: list[str], size: tuple[int, in
     return sfm_masks
 
 
+def _auto_masks(root: Path, progress: bool, log) -> dict:
+    """``masks/`` from the model just written (GrabCut seeded by its points; see ``automask``)."""
+    from lumisurf.data.capture.dataset_masks import dataset_auto_masks, write_masks
+
+    t0 = time.perf_counter()
+    masks, files, size, _ = dataset_auto_masks(root, "colmap", progress)
+    rep = write_masks(masks, files, size, root / "masks")
+    (root / "masks" / "overview.png").replace(root / "masks_overview.png")  # masks/ holds one PNG per image only
+    for line in rep.lines():
+        log(f"[process] auto masks: {line}")
+    return {"coverage": rep.coverage, "seconds": time.perf_counter() - t0}
+
+
 def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions(), log=print) -> dict:
     """Photos folder or video ``src`` -> the dataset folder ``root``; returns the report written beside it."""
     src, root = Path(src), Path(root)
@@ -147,7 +161,8 @@ def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions
     with Image.open(images / names[0]) as im:
         size = im.size
     log(f"[process] {len(names)} images of {size[0]}x{size[1]} in {images}")
-    sfm_masks = copy_masks(Path(opts.masks), root, names, size) if opts.masks else None
+    user_masks = opts.masks and opts.masks != "auto"
+    sfm_masks = copy_masks(Path(opts.masks), root, names, size) if user_masks else None
     matcher = pick_matcher(opts.matcher, len(names), from_video)
     rec, sfm = run_sfm(images, root, names, matcher, opts.single_camera, max_image_size=opts.max_image_size,
                        min_registered=opts.min_registered, log=log, progress=opts.progress, mask_dir=sfm_masks)
@@ -159,6 +174,9 @@ def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions
     write_downscaled(images, root, names, progress=opts.progress)
     sfm.seconds = {"images": gather_s, **sfm.seconds}
     report = {"input": str(src), "video": from_video, "size": list(size), **sfm.to_dict()}
+    if opts.masks == "auto":
+        report["auto_masks"] = _auto_masks(root, opts.progress, log)
+        sfm.seconds["auto masks"] = report["auto_masks"].pop("seconds")
     (root / "process_report.json").write_text(json.dumps(report, indent=2))
     for line in sfm.lines():
         log(f"[process] {line}")
