@@ -154,6 +154,7 @@ def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions
     images = root / "images"
     for old in ("images", "masks", "sfm_masks", *(f"images_{n}" for n in DOWNSCALES)):  # a previous run's
         shutil.rmtree(root / old, ignore_errors=True)
+    (root / "masks_overview.png").unlink(missing_ok=True)
     images.mkdir(parents=True)
     t0 = time.perf_counter()
     names = _gather_video(src, images, opts) if from_video else _gather_photos(src, images, opts)
@@ -177,6 +178,7 @@ def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions
     if opts.masks == "auto":
         report["auto_masks"] = _auto_masks(root, opts.progress, log)
         sfm.seconds["auto masks"] = report["auto_masks"].pop("seconds")
+        report["seconds"] = dict(sfm.seconds)
     (root / "process_report.json").write_text(json.dumps(report, indent=2))
     for line in sfm.lines():
         log(f"[process] {line}")
