@@ -42,6 +42,11 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--voxels", type=int, metavar="LEVEL",
                    help="instead of a mesh, write RUN/voxels.pt: the SDF of a neural-field run on the voxels of "
                         "octree LEVEL within 2 voxels of its surface (warm start: voxels.init_from=RUN/voxels.pt)")
+    p = sub.add_parser("view", help="a browser page (viser; extra 'viewer'): mesh, cameras, live render of the field")
+    p.add_argument("run")
+    p.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only; 0.0.0.0: the network")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png, or a camera path -> frames + MP4")
     p.add_argument("run")
     p.add_argument("--split", default="test")
@@ -205,6 +210,12 @@ def _cmd_run(a) -> None:
         print(f"wrote {loaded.run.metrics_path}")
 
 
+def _cmd_view(a) -> None:
+    from lumisurf.jobs.viewer.server import view_run
+
+    view_run(Path(a.run), a.host, a.port, a.device)
+
+
 def _cmd_material(a) -> None:
     from lumisurf.jobs.material import material_job
 
@@ -289,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "extract": _cmd_run, "render": _cmd_run, "eval": _cmd_run, "data": _cmd_data,
-                "material": _cmd_material, "relight": _cmd_relight, "vis": _cmd_vis, "bench": _cmd_bench}
+                "material": _cmd_material, "relight": _cmd_relight, "vis": _cmd_vis, "bench": _cmd_bench,
+                "view": _cmd_view}
     try:
         handlers[args.cmd](args)
     except LumisurfError as exc:

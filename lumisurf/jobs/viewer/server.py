@@ -1,0 +1,211 @@
+"""``lumisurf view RUN``: a viser page with the run's mesh, the dataset's cameras and a live render of the field.
+
+Per browser tab a :class:`ProgressiveRenderer` follows the browser's camera: 64 px while it moves, finer once it
+rests, dropped when it moves again. Renders of one model take turns (one lock); the page's view mode picks what
+is shown: the mesh, or the field's rgb / normal / depth (and albedo / metallic / roughness for material runs)
+as the background behind the frustums.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lumisurf.jobs.viewer.scene import add_bounds, add_cameras, add_mesh, client_camera, up_direction, viser
+from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
+from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
+
+FIELD_MODES = ("rgb", "normal", "depth")
+MATERIAL_MODES = ("albedo", "metallic", "roughness")
+BANDS = 8  # a render is cancellable between these horizontal bands
+
+
+def render_image(model, cfg, cams, mode: str, cancelled, device, bands: int = BANDS) -> np.ndarray | None:
+    """Camera 0 of ``cams`` as a uint8 picture of ``mode``, band by band; None when ``cancelled()`` turns true."""
+    rows, step = [], max(1, -(-cams.height // bands))
+    for y0 in range(0, cams.height, step):
+        if cancelled():
+            return None
+        h = min(step, cams.height - y0)
+        band = type(cams)(cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy - y0, width=cams.width, height=h,
+                          distortion=cams.distortion)
+        with torch.no_grad():
+            rows.append(picture(render_camera_for(model, band, 0, cfg, device, 1), mode))
+    return np.concatenate(rows, 0)
+
+
+def picture(out: dict, mode: str) -> np.ndarray:
+    """One render output as uint8 [h, w, 3] in ``mode``."""
+    if mode == "normal":
+        return to_uint8(normal_image(out["normal"], out["opacity"]))
+    if mode == "depth":
+        return to_uint8(depth_image(out["depth"], out["opacity"]))
+    img = out[mode]
+    return to_uint8(img.expand(*img.shape[:2], 3) if img.shape[-1] == 1 else img)
+
+
+@dataclass
+class ViewerState:
+    """What the page shows; shared by the GUI callbacks and the render threads."""
+    mode: str = "mesh"
+    renders_published: int = 0  # every tab together (tests and the status line)
+    last_render: dict = field(default_factory=dict)  # side, seconds (last finished); published version and side
+    clicked: int | None = None  # the last frustum clicked
+
+
+class RunViewer:
+    """The page of one loaded run (:class:`lumisurf.jobs.restore.LoadedRun`) and its scene (normalised frame)."""
+
+    def __init__(self, loaded, scene, mesh, host: str = "127.0.0.1", port: int = 8080,
+                 levels=(64, 160, 320), rest_s: float = 0.25):
+        self.loaded, self.scene, self.levels, self.rest_s = loaded, scene, levels, rest_s
+        self.state = ViewerState()
+        self.lock = threading.Lock()
+        self.renderers: dict[int, ProgressiveRenderer] = {}
+        self.server = viser().ViserServer(host=host, port=port, verbose=False)
+        self.split = scene.split("train")
+        cams = self.split.cameras
+        self.server.scene.set_up_direction(tuple(up_direction(cams)))
+        # inside the rig, in front of camera 0: no frustum between the first view and the object
+        self.server.initial_camera.position = tuple(initial_position(cams))
+        self.server.initial_camera.look_at = (0.0, 0.0, 0.0)
+        add_bounds(self.server)
+        self.mesh = add_mesh(self.server, mesh) if mesh is not None else None
+        self.frustums = add_cameras(self.server, cams, self.split.images, self.on_frustum)
+        self.modes = ("mesh",) + FIELD_MODES + (MATERIAL_MODES if has_materials(loaded) else ())
+        self._gui()
+        self.server.on_client_connect(self.on_connect)
+        self.server.on_client_disconnect(self.on_disconnect)
+
+    # ------------------------------------------------------------------ GUI
+    def _gui(self) -> None:
+        gui = self.server.gui
+        run = self.loaded.run.root
+        gui.add_markdown(f"**{run.name}** · step {self.loaded.step} · {len(self.frustums)} cameras")
+        self.mode_dropdown = gui.add_dropdown("view", self.modes, initial_value="mesh")
+        self.mode_dropdown.on_update(lambda _: self.set_mode(self.mode_dropdown.value))
+        self.status = gui.add_markdown("move the camera; pick a view mode; click a camera")
+        self.compare = gui.add_image(np.zeros((8, 16, 3), np.uint8), label="clicked camera: image | render")
+
+    def set_mode(self, mode: str) -> None:
+        self.state.mode = mode
+        if self.mesh is not None:
+            self.mesh.visible = mode == "mesh"
+        for client in self.server.get_clients().values():
+            if mode == "mesh":
+                client.scene.set_background_image(None)
+            elif client.client_id in self.renderers:
+                self.renderers[client.client_id].update((client.camera, mode))
+
+    # ------------------------------------------------------------------ clients
+    def on_connect(self, client) -> None:
+        r = ProgressiveRenderer(lambda req, side, cancelled: self._render(req, side, cancelled),
+                                lambda img, side, v, c=client: self._publish(c, img, side, v),
+                                levels=self.levels, rest_s=self.rest_s)
+        self.renderers[client.client_id] = r
+        client.camera.on_update(lambda cam: self.state.mode != "mesh" and r.update((cam, self.state.mode)))
+
+    def on_disconnect(self, client) -> None:
+        r = self.renderers.pop(client.client_id, None)
+        if r is not None:
+            r.stop()
+
+    def _render(self, request, side: int, cancelled):
+        camera, mode = request
+        if mode == "mesh":
+            return None
+        t0 = time.perf_counter()
+        with self.lock:
+            cams = client_camera(camera, side, self.loaded.device)
+            img = render_image(self.loaded.model, self.loaded.cfg, cams, mode, cancelled, self.loaded.device)
+        self.state.last_render.update(side=side, seconds=time.perf_counter() - t0)
+        return img
+
+    def _publish(self, client, img: np.ndarray, side: int, version: int) -> None:
+        if self.state.mode == "mesh":
+            return
+        client.scene.set_background_image(img, format="jpeg", jpeg_quality=90)
+        self.state.renders_published += 1
+        self.state.last_render.update(version=version, published_side=side)
+        self.status.content = f"{self.state.mode}: {side} px in {self.state.last_render['seconds']:.2f} s"
+
+    def on_frustum(self, i: int) -> None:
+        """Camera ``i`` clicked: its image and the field's render of it, side by side, in the panel."""
+        self.state.clicked = i
+        threading.Thread(target=self._compare, args=(i,), daemon=True).start()
+
+    def _compare(self, i: int) -> None:
+        cams, cfg = self.split.cameras, self.loaded.cfg
+        ds = max(1, round(max(cams.width, cams.height) / 200))
+        with self.lock, torch.no_grad():
+            out = render_camera_for(self.loaded.model, cams.to(self.loaded.device), i, cfg, self.loaded.device, ds)
+        render = picture(out, "rgb")
+        image = to_uint8(gt_image(self.split, i, cfg, ds))  # over the background the render uses
+        h, w = min(image.shape[0], render.shape[0]), min(image.shape[1], render.shape[1])
+        self.compare.image = np.concatenate([image[:h, :w], render[:h, :w]], 1)
+        self.compare.label = f"camera {i}: image | render"
+
+    def stop(self) -> None:
+        for r in list(self.renderers.values()):
+            r.stop()
+        self.server.stop()
+
+
+def initial_position(cams) -> np.ndarray:
+    """Camera 0's direction from the origin, at 0.75 of its distance (at least 1.6: outside the unit sphere)."""
+    p = cams.c2w[0, :3, 3].double().numpy()
+    d = float(np.linalg.norm(p))
+    return p / max(d, 1e-9) * max(0.75 * d, 1.6)
+
+
+def has_materials(loaded) -> bool:
+    """Stage I material runs (a NeRO-style head) render albedo / metallic / roughness."""
+    return getattr(loaded.model, "nero", None) is not None
+
+
+def run_mesh(loaded, resolution: int = 96):
+    """RUN/mesh.ply moved into the normalised frame, or a quick ``resolution`` preview when none was extracted."""
+    import trimesh
+
+    if loaded.run.mesh_path.exists():
+        mesh = trimesh.load(loaded.run.mesh_path, process=False)
+        n = loaded.normalization
+        mesh.vertices = (np.asarray(mesh.vertices) - np.asarray(n.center)) / n.scale
+        return mesh
+    return preview_mesh(loaded, resolution)
+
+
+def preview_mesh(loaded, resolution: int = 96):
+    """Marching cubes of the field at ``resolution`` with its vertex radiance (normalised frame); None if empty."""
+    from lumisurf.jobs.extract import surface_function, vertex_radiance
+    from lumisurf.mesh.marching_cubes import extract_mesh
+
+    with torch.no_grad():
+        mesh = extract_mesh(surface_function(loaded.model, None, resolution), resolution=resolution, bound=1.0,
+                            device=loaded.device, progress=False)
+    if len(mesh.vertices) == 0:
+        return None
+    rgb = vertex_radiance(loaded.model, mesh, loaded.device)
+    mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
+    return mesh
+
+
+def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None) -> None:
+    """Serve RUN until Ctrl-C."""
+    from lumisurf.data.load import load_scene_normalized_as
+    from lumisurf.jobs.restore import load_run
+
+    viser()  # a missing extra is one clear line, before the run is loaded
+    loaded = load_run(Path(root), device)
+    scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
+    viewer = RunViewer(loaded, scene, run_mesh(loaded), host, port)
+    print(f"lumisurf view: http://{host}:{viewer.server.get_port()}  (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        viewer.stop()

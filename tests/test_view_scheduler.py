@@ -1,0 +1,85 @@
+"""The viewer's progressive rendering without a browser: coarse while the camera moves, finer levels once it
+rests, a fine render cancelled (never published) when the camera moves again."""
+from __future__ import annotations
+
+import threading
+import time
+
+from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
+
+
+class FakeRender:
+    """Renders in bands of ``band_s`` seconds, 2 bands at the coarse level and 40 at the finest (2 s)."""
+
+    def __init__(self, band_s=0.05):
+        self.band_s, self.calls, self.fine_started = band_s, [], threading.Event()
+
+    def __call__(self, request, side, cancelled):
+        self.calls.append((request, side))
+        if side == 320:
+            self.fine_started.set()
+        for _ in range({64: 2, 160: 4, 320: 40}[side]):
+            if cancelled():
+                return None
+            time.sleep(self.band_s)
+        return (request, side)
+
+
+def _wait(cond, timeout=10.0):
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.01)
+
+
+def test_coarse_while_moving_finer_at_rest():
+    published = []
+    r = ProgressiveRenderer(FakeRender(0.01), lambda img, side, v: published.append(img), rest_s=0.5)
+    try:
+        for k in range(15):  # a drag: a new camera every 30 ms, never resting 0.5 s
+            r.update(f"cam{k}")
+            time.sleep(0.03)
+        _wait(lambda: published)
+        assert all(side == 64 for _, side in published)  # nothing finer while the camera moved
+        _wait(lambda: published[-1] == ("cam14", 320))
+        assert [side for req, side in published if req == "cam14"] == [64, 160, 320]  # coarse to fine, in order
+    finally:
+        r.stop()
+
+
+def test_a_move_cancels_the_fine_render():
+    published, fake = [], FakeRender(0.05)
+    r = ProgressiveRenderer(fake, lambda img, side, v: published.append(img), rest_s=0.1)
+    try:
+        r.update("A")
+        assert fake.fine_started.wait(10.0)  # A's coarse and middle levels are out; its 2 s fine render runs
+        assert published == [("A", 64), ("A", 160)]
+        t_move = time.monotonic()
+        r.update("B")
+        _wait(lambda: ("B", 64) in published)
+        assert time.monotonic() - t_move < 1.5  # did not wait for A's fine render to finish (2 s)
+        _wait(lambda: ("B", 320) in published)
+        assert ("A", 320) not in published and r.cancelled_renders >= 1
+        assert published.index(("B", 64)) < published.index(("B", 160)) < published.index(("B", 320))
+    finally:
+        r.stop()
+
+
+def test_stop_ends_the_worker_mid_render():
+    fake = FakeRender(0.05)
+    r = ProgressiveRenderer(fake, lambda *a: None, rest_s=0.0)
+    r.update("A")
+    assert fake.fine_started.wait(10.0)
+    t0 = time.monotonic()
+    r.stop()
+    assert not r._thread.is_alive() and time.monotonic() - t0 < 1.0
+
+
+def test_missing_viewer_extra_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from lumisurf.cli import main
+    monkeypatch.setitem(sys.modules, "viser", None)
+    assert main(["view", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['lumisurf: error: the viewer needs viser: pip install -e ".[viewer]"']
