@@ -33,6 +33,25 @@ def test_two_steps_every_preset(preset, tiny_scene, tmp_path):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     trainer.validate()
     assert list((run.root / "val").glob("*.png"))
+    _viewer_renders(run.root, tiny_scene)
+
+
+def _viewer_renders(root, scene):
+    """What `lumisurf view` draws from a run of the preset: each view mode, band by band, and the preview mesh."""
+    from dataclasses import replace
+
+    from lumisurf.jobs.restore import load_run
+    from lumisurf.jobs.viewer.server import preview_mesh, render_image, view_modes
+    loaded = load_run(root, "cpu")
+    cams = scene.split("train").cameras.subset([0])
+    s = 12 / cams.width
+    cams = replace(cams, fx=cams.fx * s, fy=cams.fy * s, cx=cams.cx * s, cy=cams.cy * s, width=12, height=12)
+    for mode in view_modes(loaded):
+        img = render_image(loaded.model, loaded.cfg, cams, mode, lambda: False, loaded.device, bands=3)
+        assert img.shape == (12, 12, 3) and img.dtype.name == "uint8", mode
+    assert render_image(loaded.model, loaded.cfg, cams, "rgb", lambda: True, loaded.device) is None  # cancelled
+    mesh = preview_mesh(loaded, 24)
+    assert mesh is None or len(mesh.visual.vertex_colors) == len(mesh.vertices)
 
 
 def test_background_nerf_path(tiny_scene, tmp_path):

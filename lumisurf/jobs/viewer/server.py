@@ -44,6 +44,8 @@ def picture(out: dict, mode: str) -> np.ndarray:
         return to_uint8(normal_image(out["normal"], out["opacity"]))
     if mode == "depth":
         return to_uint8(depth_image(out["depth"], out["opacity"]))
+    if mode not in out:  # a material map of a band where no ray met the surface (surface-first leaves it out)
+        return np.zeros((*out["rgb"].shape[:2], 3), np.uint8)
     img = out[mode]
     return to_uint8(img.expand(*img.shape[:2], 3) if img.shape[-1] == 1 else img)
 
@@ -76,7 +78,7 @@ class RunViewer:
         add_bounds(self.server)
         self.mesh = add_mesh(self.server, mesh) if mesh is not None else None
         self.frustums = add_cameras(self.server, cams, self.split.images, self.on_frustum)
-        self.modes = ("mesh",) + FIELD_MODES + (MATERIAL_MODES if has_materials(loaded) else ())
+        self.modes = ("mesh",) + view_modes(loaded)
         self._gui()
         self.server.on_client_connect(self.on_connect)
         self.server.on_client_disconnect(self.on_disconnect)
@@ -88,7 +90,9 @@ class RunViewer:
         gui.add_markdown(f"**{run.name}** · step {self.loaded.step} · {len(self.frustums)} cameras")
         self.mode_dropdown = gui.add_dropdown("view", self.modes, initial_value="mesh")
         self.mode_dropdown.on_update(lambda _: self.set_mode(self.mode_dropdown.value))
-        self.status = gui.add_markdown("move the camera; pick a view mode; click a camera")
+        hint = "move the camera; pick a view mode; click a camera" if self.mesh is not None else \
+            "no mesh: the field has no surface yet (pick a render mode)"
+        self.status = gui.add_markdown(hint)
         self.compare = gui.add_image(np.zeros((8, 16, 3), np.uint8), label="clicked camera: image | render")
 
     def set_mode(self, mode: str) -> None:
@@ -162,9 +166,10 @@ def initial_position(cams) -> np.ndarray:
     return p / max(d, 1e-9) * max(0.75 * d, 1.6)
 
 
-def has_materials(loaded) -> bool:
-    """Stage I material runs (a NeRO-style head) render albedo / metallic / roughness."""
-    return getattr(loaded.model, "nero", None) is not None
+def view_modes(loaded) -> tuple[str, ...]:
+    """The field renders a run offers: rgb / normal / depth, and albedo / metallic / roughness for Stage I
+    material runs (a NeRO-style head)."""
+    return FIELD_MODES + (MATERIAL_MODES if getattr(loaded.model, "nero", None) is not None else ())
 
 
 def run_mesh(loaded, resolution: int = 96):
@@ -180,13 +185,19 @@ def run_mesh(loaded, resolution: int = 96):
 
 
 def preview_mesh(loaded, resolution: int = 96):
-    """Marching cubes of the field at ``resolution`` with its vertex radiance (normalised frame); None if empty."""
+    """Marching cubes of the field at ``resolution`` with its vertex radiance (normalised frame); None without a
+    surface."""
     from lumisurf.jobs.extract import surface_function, vertex_radiance
     from lumisurf.mesh.marching_cubes import extract_mesh
 
-    with torch.no_grad():
-        mesh = extract_mesh(surface_function(loaded.model, None, resolution), resolution=resolution, bound=1.0,
-                            device=loaded.device, progress=False)
+    from lumisurf.errors import LumisurfError
+
+    try:
+        with torch.no_grad():
+            mesh = extract_mesh(surface_function(loaded.model, None, resolution), resolution=resolution, bound=1.0,
+                                device=loaded.device, progress=False)
+    except LumisurfError:  # no zero crossing yet (an untrained or collapsed field): the page shows no mesh
+        return None
     if len(mesh.vertices) == 0:
         return None
     rgb = vertex_radiance(loaded.model, mesh, loaded.device)
