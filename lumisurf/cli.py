@@ -26,6 +26,9 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--viewer", action="store_true", help="serve a live page of the training (viser; extra 'viewer')")
+    p.add_argument("--port", type=int, default=8080, help="--viewer: the page's port (on --host)")
+    p.add_argument("--host", default="127.0.0.1", help="--viewer: 127.0.0.1 (this machine) or 0.0.0.0")
     p.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
 
 
@@ -169,7 +172,8 @@ def _cmd_train(a) -> None:
     _sigterm_as_interrupt()
     cfg = build_train_config(a.data, a.preset, a.max_steps, a.max_minutes, a.device, a.seed, a.overrides)
     summary = train_job(cfg, a.out, resume=a.resume, force=a.force, progress=not a.no_progress,
-                        max_steps=a.max_steps, max_minutes=a.max_minutes)
+                        max_steps=a.max_steps, max_minutes=a.max_minutes,
+                        viewer=(a.host, a.port) if a.viewer else None)
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}))
 
 

@@ -83,3 +83,23 @@ def test_missing_viewer_extra_is_one_clear_line(tmp_path, monkeypatch, capsys):
     assert main(["view", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ['lumisurf: error: the viewer needs viser: pip install -e ".[viewer]"']
+
+
+def test_training_hook_without_a_browser_only_records(tiny_scene):
+    """`train --viewer` with nobody on the page: a step appends its scalars, and nothing else runs."""
+    import pytest
+
+    pytest.importorskip("viser", reason="the viewer needs the 'viewer' extra (viser)")
+    from types import SimpleNamespace
+
+    from lumisurf.jobs.viewer.live import TrainingViewer
+    live = TrainingViewer(tiny_scene, port=0)
+    try:
+        loop = SimpleNamespace(step=1, elapsed=0.1, model=None, clock=None)  # would fail if used
+        for k in range(5):
+            loop.step = k + 1
+            live.on_step(loop, {"loss": 0.5, "psnr": 20.0})
+        assert len(live.history) == 5 and live.meshes_sent == 0 and live.hook_seconds == 0.0
+        assert len(live.frustums) == len(tiny_scene.split("train"))
+    finally:
+        live.stop()

@@ -103,3 +103,44 @@ def test_viewer_in_chromium(viewer):
         page.screenshot(path=str(shots / "3_clicked.png"))
         assert v.state.clicked == i and v.compare.label == f"camera {i}: image | render"
         browser.close()
+
+
+def test_training_page_in_chromium(tmp_path):
+    """`train --viewer`: the page shows the step, the curves and a mesh preview while the run trains."""
+    import threading
+
+    from lumisurf.config import apply_overrides
+    from lumisurf.data.load import load_config_scene
+    from lumisurf.jobs.viewer.live import TrainingViewer
+    from lumisurf.presets import preset_config
+    from lumisurf.train.run_dir import RunDir
+    from lumisurf.train.trainer import train
+
+    cfg = apply_overrides(preset_config("lumisurf"), [
+        "data.synthetic_resolution=32", "data.synthetic_views=6", "train.batch_rays=64", "train.val_every=0",
+        "train.finalize=false", "train.device=cpu", "train.max_steps=100000", "train.max_minutes=0.35"])
+    scene = load_config_scene(cfg.data)
+    live = TrainingViewer(scene, port=0, refresh_s=0.5, mesh_every_s=1.0, mesh_resolution=32)
+    run = RunDir(tmp_path / "run")
+    run.prepare_new(cfg, force=False, resume=False)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=train(cfg, run, progress=False, scene=scene,
+                                                                     hooks=(live.on_step,))))
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 900, "height": 600})
+            page.goto(f"http://127.0.0.1:{live.server.get_port()}/")
+            _wait(lambda: live.server.get_clients(), 30, "the page to connect")
+            worker.start()
+            page.get_by_text("ETA").wait_for(timeout=30_000)  # the status line: step, ETA, loss, PSNR
+            _wait(lambda: live.meshes_sent >= 2, 40, "two mesh previews")
+            time.sleep(1.0)
+            page.screenshot(path=str(run.root / "viewer_training.png"))
+            assert _object_fraction(run.root / "viewer_training.png") > 0.05
+            assert len(live.frustums) == len(scene.split("train"))
+            browser.close()
+    finally:
+        worker.join(120)
+        live.stop()
+    assert result["r"].steps > 10 and len(live.history) == result["r"].steps

@@ -44,8 +44,10 @@ def default_out(cfg: Config) -> Path:
 
 
 def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool = True,
-              max_steps: Optional[int] = None, max_minutes: Optional[float] = None) -> dict:
+              max_steps: Optional[int] = None, max_minutes: Optional[float] = None,
+              viewer: Optional[tuple[str, int]] = None) -> dict:
     """Train a run folder; with ``train.finalize`` also write mesh, renders and metrics. Returns a summary.
+    ``viewer``: (host, port) of a live page of the training (:mod:`lumisurf.jobs.viewer.live`).
 
     ``--resume`` keeps the saved config; only a step / time budget given on the command line
     (``max_steps``, ``max_minutes``) replaces the saved one.
@@ -60,14 +62,29 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
     scene = load_config_scene(cfg.data)  # before the run folder is made: bad data leaves no half-made run
     # the saved config names the background model, so a run folder rebuilds its model without the dataset
     cfg.model.background.kind = background_kind(cfg.model.background.kind, scene.split("train").masks is not None)
+    live = _start_viewer(scene, viewer) if viewer else None
     run.prepare_new(cfg, force=force, resume=resume)
-    result = train(cfg, run, resume=resume, progress=progress, scene=scene)
+    try:
+        result = train(cfg, run, resume=resume, progress=progress, scene=scene,
+                       hooks=(live.on_step,) if live else ())
+    finally:
+        if live:
+            live.stop()
     summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
                "last_batch_psnr": result.final_psnr}
     finalize = cfg.train.finalize if cfg.train.finalize is not None else cfg.data.path is None
     if finalize:
         summary["metrics"] = finalize_run(run.root, progress=progress)
     return summary
+
+
+def _start_viewer(scene, where: tuple[str, int]):
+    from lumisurf.jobs.viewer.live import TrainingViewer
+
+    live = TrainingViewer(scene, *where)
+    print(f"lumisurf train: live page at http://{where[0]}:{live.server.get_port()} (stops with the training; "
+          f"afterwards: lumisurf view RUN)", flush=True)
+    return live
 
 
 def finalize_run(root: Path, progress: bool = True) -> dict:

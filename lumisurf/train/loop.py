@@ -30,6 +30,7 @@ class TrainResult:
 class TrainingLoop:
     loop_desc = "train"
     tensorboard = True
+    step_hooks: tuple = ()  # callables (loop, scalars) after every step: the live viewer
 
     def fit(self, resume: bool = False) -> TrainResult:
         if resume:
@@ -111,6 +112,8 @@ class TrainingLoop:
     def _after_step(self, scalars: dict, logger: ScalarLogger, bar) -> None:
         cfg = self.cfg.train
         bar.update(1)
+        for hook in self.step_hooks:
+            hook(self, scalars)
         if self.step % cfg.log_every == 0 or self.step == 1:
             logger.log(self.step, {**scalars, "seconds": self.elapsed})
             bar.set_postfix(self._postfix(scalars))

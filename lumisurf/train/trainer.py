@@ -277,6 +277,9 @@ def build_trainer(cfg: Config, run: RunDir, scene: SceneData | None = None, prog
 
 
 def train(cfg: Config, run: RunDir, resume: bool = False, progress: bool = True,
-          scene: SceneData | None = None) -> TrainResult:
-    return build_trainer(cfg, run, scene, progress, resume).fit(resume=resume)
+          scene: SceneData | None = None, hooks=()) -> TrainResult:
+    """Build the config's trainer and fit; ``hooks``: callables ``(loop, scalars)`` after every step."""
+    trainer = build_trainer(cfg, run, scene, progress, resume)
+    trainer.step_hooks = tuple(hooks)
+    return trainer.fit(resume=resume)
 
