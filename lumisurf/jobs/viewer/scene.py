@@ -101,3 +101,35 @@ def client_camera(camera, long_side: int, device) -> Cameras:
     c2w[:3, 3] = torch.as_tensor(np.asarray(camera.position), dtype=torch.float32)
     one = torch.ones(1)
     return Cameras(c2w[None], one * f, one * f, one * (w / 2), one * (h / 2), width=w, height=h).to(device)
+
+
+def _grey(v: np.ndarray) -> np.ndarray:
+    g = (np.clip(np.asarray(v, np.float64), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.repeat(g[:, None], 3, 1)
+
+
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
+                    [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128]], np.uint8)
+
+
+def mesh_colourings(mesh, materials_ply) -> dict[str, np.ndarray]:
+    """Vertex colours [V, 3] uint8 to switch between: the mesh's own (radiance), and from ``materials_ply``
+    (``RUN/mesh_materials.ply``, same vertices, written by Stage I material runs) albedo, roughness, metallic and,
+    for segmented runs, the material id."""
+    out = {}
+    colours = getattr(mesh.visual, "vertex_colors", None)
+    if colours is not None and len(colours) == len(mesh.vertices):
+        out["radiance"] = np.asarray(colours)[:, :3]
+    if materials_ply is None or not materials_ply.exists():
+        return out
+    import trimesh
+
+    raw = trimesh.load(materials_ply, process=False).metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
+    if raw is None or len(raw) != len(mesh.vertices):
+        return out
+    names = raw.dtype.names
+    out["albedo"] = np.stack([raw[c] for c in ("red", "green", "blue")], 1).astype(np.uint8)
+    out.update({k: _grey(raw[k]) for k in ("roughness", "metallic") if k in names})
+    if "material_id" in names:
+        out["material id"] = PALETTE[np.asarray(raw["material_id"]) % len(PALETTE)]
+    return out

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lumisurf.jobs.viewer.scene import add_bounds, add_cameras, add_mesh, client_camera, up_direction, viser
+from lumisurf.jobs.viewer.scene import (add_bounds, add_cameras, add_mesh, client_camera, mesh_colourings,
+                                        up_direction, viser)
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
 
@@ -76,7 +77,9 @@ class RunViewer:
         self.server.initial_camera.position = tuple(initial_position(cams))
         self.server.initial_camera.look_at = (0.0, 0.0, 0.0)
         add_bounds(self.server)
+        self.mesh_data = mesh
         self.mesh = add_mesh(self.server, mesh) if mesh is not None else None
+        self.colourings = mesh_colourings(mesh, loaded.run.root / "mesh_materials.ply") if mesh is not None else {}
         self.frustums = add_cameras(self.server, cams, self.split.images, self.on_frustum)
         self.modes = ("mesh",) + view_modes(loaded)
         self._gui()
@@ -90,6 +93,9 @@ class RunViewer:
         gui.add_markdown(f"**{run.name}** · step {self.loaded.step} · {len(self.frustums)} cameras")
         self.mode_dropdown = gui.add_dropdown("view", self.modes, initial_value="mesh")
         self.mode_dropdown.on_update(lambda _: self.set_mode(self.mode_dropdown.value))
+        if len(self.colourings) > 1:  # material runs: the mesh in albedo / roughness / metallic / material id
+            self.colour_dropdown = gui.add_dropdown("mesh colour", tuple(self.colourings), initial_value="radiance")
+            self.colour_dropdown.on_update(lambda _: self.set_mesh_colour(self.colour_dropdown.value))
         hint = "move the camera; pick a view mode; click a camera" if self.mesh is not None else \
             "no mesh: the field has no surface yet (pick a render mode)"
         self.status = gui.add_markdown(hint)
@@ -104,6 +110,13 @@ class RunViewer:
                 client.scene.set_background_image(None)
             elif client.client_id in self.renderers:
                 self.renderers[client.client_id].update((client.camera, mode))
+
+    def set_mesh_colour(self, name: str) -> None:
+        mesh = self.mesh_data.copy()
+        rgb = self.colourings[name]
+        mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
+        self.mesh = add_mesh(self.server, mesh)  # same name: replaces the old one
+        self.mesh.visible = self.state.mode == "mesh"
 
     # ------------------------------------------------------------------ clients
     def on_connect(self, client) -> None:

@@ -1,5 +1,5 @@
-"""The viewer's progressive rendering without a browser: coarse while the camera moves, finer levels once it
-rests, a fine render cancelled (never published) when the camera moves again."""
+"""The viewer without a browser: progressive rendering (coarse while the camera moves, finer levels once it rests,
+a fine render cancelled, never published, when the camera moves again), the training hook, the mesh colourings."""
 from __future__ import annotations
 
 import threading
@@ -103,3 +103,21 @@ def test_training_hook_without_a_browser_only_records(tiny_scene):
         assert len(live.frustums) == len(tiny_scene.split("train"))
     finally:
         live.stop()
+
+
+def test_material_run_offers_albedo_roughness_metallic_on_the_mesh(tmp_path):
+    from lumisurf.cli import main
+    from lumisurf.jobs.restore import load_run
+    from lumisurf.jobs.viewer.scene import mesh_colourings
+    from lumisurf.jobs.viewer.server import run_mesh
+    run = tmp_path / "nero"
+    assert main(["train", "--preset", "nero", "--out", str(run), "--max-steps", "2", "--device", "cpu",
+                 "--no-progress", "data.synthetic_resolution=16", "data.synthetic_views=5", "train.batch_rays=32",
+                 "train.val_every=0", "train.finalize=false", "sampler.n_samples=8", "sampler.n_importance=8",
+                 "sampler.up_sample_steps=2"]) == 0
+    assert main(["extract", str(run), "--resolution", "24"]) == 0
+    mesh = run_mesh(load_run(run, "cpu"))
+    col = mesh_colourings(mesh, run / "mesh_materials.ply")
+    assert {"radiance", "albedo", "roughness", "metallic"} <= set(col)
+    assert all(v.shape == (len(mesh.vertices), 3) and v.dtype.name == "uint8" for v in col.values())
+    assert set(mesh_colourings(mesh, None)) == {"radiance"}
