@@ -50,6 +50,8 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only; 0.0.0.0: the network")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--env", nargs="*", default=[], help="Stage II runs: .hdr maps to relight under (besides the "
+                                                         "learned one)")
     p = sub.add_parser("render", help="render a split -> RUN/renders/<split>/*.png, or a camera path -> frames + MP4")
     p.add_argument("run")
     p.add_argument("--split", default="test")
@@ -217,7 +219,7 @@ def _cmd_run(a) -> None:
 def _cmd_view(a) -> None:
     from lumisurf.jobs.viewer.server import view_run
 
-    view_run(Path(a.run), a.host, a.port, a.device)
+    view_run(Path(a.run), a.host, a.port, a.device, a.env)
 
 
 def _cmd_material(a) -> None:

@@ -121,3 +121,48 @@ def test_material_run_offers_albedo_roughness_metallic_on_the_mesh(tmp_path):
     assert {"radiance", "albedo", "roughness", "metallic"} <= set(col)
     assert all(v.shape == (len(mesh.vertices), 3) and v.dtype.name == "uint8" for v in col.values())
     assert set(mesh_colourings(mesh, None)) == {"radiance"}
+
+
+def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):
+    import numpy as np
+    import pytest
+
+    from lumisurf.cli import main
+    from lumisurf.data.hdr import write_hdr
+    from lumisurf.data.load import load_scene_normalized_as
+    from lumisurf.jobs.restore import load_run
+    from lumisurf.jobs.viewer.relit import Relighter
+    run = tmp_path / "run"
+    common = ["model.sdf.grid.implementation=torch", "data.synthetic_views=4", "data.synthetic_resolution=24",
+              "train.batch_rays=64", "train.val_every=0", "eval.mesh_resolution=32"]
+    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false",
+                 *common]) == 0
+    assert main(["extract", str(run)]) == 0
+    assert main(["material", str(run), "--steps", "2", "--no-progress", "--no-export", "texture_size=64",
+                 "batch_rays=64", "light_samples=8", "grid.implementation=torch"]) == 0
+    sky = np.ones((8, 16, 3), np.float32)
+    sky[:4] *= 3.0
+    write_hdr(tmp_path / "sky.hdr", sky)
+    relighter = Relighter(run, [tmp_path / "sky.hdr"], "cpu", light_samples=4)
+    assert relighter.names == ("learned", "sky")
+    loaded = load_run(run, "cpu")
+    cams = load_scene_normalized_as(loaded.cfg.data, loaded.normalization).split("train").cameras.subset([0])
+    for name in relighter.names:
+        img = relighter.render(cams, name, lambda: False, bands=3)
+        assert img.shape == (24, 24, 3) and img.dtype == np.uint8 and (img < 250).any(), name  # the object
+    assert relighter.render(cams, "sky", lambda: True) is None
+    pytest.importorskip("viser", reason="the page needs the 'viewer' extra")
+    from lumisurf.jobs.viewer.server import RunViewer, run_mesh
+    v = RunViewer(loaded, load_scene_normalized_as(loaded.cfg.data, loaded.normalization), run_mesh(loaded),
+                  port=0, relighter=relighter)
+    try:
+        assert v.modes[-2:] == ("relit: learned", "relit: sky")
+        from types import SimpleNamespace
+
+        from lumisurf.jobs.viewer.scene import wxyz
+        c2w = cams.c2w[0].numpy()
+        camera = SimpleNamespace(wxyz=wxyz(c2w[:3, :3]), position=c2w[:3, 3], fov=0.8, aspect=1.5)
+        img = v._render((camera, "relit: sky"), 18, lambda: False)  # the page's path for a relit mode
+        assert img.shape == (12, 18, 3) and (img < 250).any()
+    finally:
+        v.stop()

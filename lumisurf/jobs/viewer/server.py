@@ -17,23 +17,22 @@ import torch
 
 from lumisurf.jobs.viewer.scene import (add_bounds, add_cameras, add_mesh, client_camera, mesh_colourings,
                                         up_direction, viser)
+from lumisurf.jobs.viewer.relit import bands_of
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
 
 FIELD_MODES = ("rgb", "normal", "depth")
 MATERIAL_MODES = ("albedo", "metallic", "roughness")
 BANDS = 8  # a render is cancellable between these horizontal bands
+RELIT = "relit: "  # the view modes of a Stage II run: "relit: learned", "relit: <env file stem>"
 
 
 def render_image(model, cfg, cams, mode: str, cancelled, device, bands: int = BANDS) -> np.ndarray | None:
     """Camera 0 of ``cams`` as a uint8 picture of ``mode``, band by band; None when ``cancelled()`` turns true."""
-    rows, step = [], max(1, -(-cams.height // bands))
-    for y0 in range(0, cams.height, step):
+    rows = []
+    for band in bands_of(cams, bands):
         if cancelled():
             return None
-        h = min(step, cams.height - y0)
-        band = type(cams)(cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy - y0, width=cams.width, height=h,
-                          distortion=cams.distortion)
         with torch.no_grad():
             rows.append(picture(render_camera_for(model, band, 0, cfg, device, 1), mode))
     return np.concatenate(rows, 0)
@@ -64,8 +63,8 @@ class RunViewer:
     """The page of one loaded run (:class:`lumisurf.jobs.restore.LoadedRun`) and its scene (normalised frame)."""
 
     def __init__(self, loaded, scene, mesh, host: str = "127.0.0.1", port: int = 8080,
-                 levels=(64, 160, 320), rest_s: float = 0.25):
-        self.loaded, self.scene, self.levels, self.rest_s = loaded, scene, levels, rest_s
+                 levels=(64, 160, 320), rest_s: float = 0.25, relighter=None):
+        self.loaded, self.scene, self.levels, self.rest_s, self.relighter = loaded, scene, levels, rest_s, relighter
         self.state = ViewerState()
         self.lock = threading.Lock()
         self.renderers: dict[int, ProgressiveRenderer] = {}
@@ -81,7 +80,8 @@ class RunViewer:
         self.mesh = add_mesh(self.server, mesh) if mesh is not None else None
         self.colourings = mesh_colourings(mesh, loaded.run.root / "mesh_materials.ply") if mesh is not None else {}
         self.frustums = add_cameras(self.server, cams, self.split.images, self.on_frustum)
-        self.modes = ("mesh",) + view_modes(loaded)
+        relit = tuple(f"{RELIT}{n}" for n in relighter.names) if relighter else ()
+        self.modes = ("mesh",) + view_modes(loaded) + relit
         self._gui()
         self.server.on_client_connect(self.on_connect)
         self.server.on_client_disconnect(self.on_disconnect)
@@ -138,7 +138,10 @@ class RunViewer:
         t0 = time.perf_counter()
         with self.lock:
             cams = client_camera(camera, side, self.loaded.device)
-            img = render_image(self.loaded.model, self.loaded.cfg, cams, mode, cancelled, self.loaded.device)
+            if mode.startswith(RELIT):
+                img = self.relighter.render(cams, mode[len(RELIT):], cancelled)
+            else:
+                img = render_image(self.loaded.model, self.loaded.cfg, cams, mode, cancelled, self.loaded.device)
         self.state.last_render.update(side=side, seconds=time.perf_counter() - t0)
         return img
 
@@ -218,15 +221,23 @@ def preview_mesh(loaded, resolution: int = 96):
     return mesh
 
 
-def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None) -> None:
-    """Serve RUN until Ctrl-C."""
+def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None,
+             env_files=()) -> None:
+    """Serve RUN until Ctrl-C; a Stage II run adds relit modes (its learned lighting and ``env_files``)."""
     from lumisurf.data.load import load_scene_normalized_as
     from lumisurf.jobs.restore import load_run
 
     viser()  # a missing extra is one clear line, before the run is loaded
     loaded = load_run(Path(root), device)
     scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
-    viewer = RunViewer(loaded, scene, run_mesh(loaded), host, port)
+    relighter = None
+    if (Path(root) / "material" / "material.pt").exists():
+        from lumisurf.jobs.viewer.relit import Relighter
+
+        relighter = Relighter(Path(root), env_files, device)
+    elif env_files:
+        print("lumisurf view: --env needs a Stage II run (lumisurf material RUN); ignored")
+    viewer = RunViewer(loaded, scene, run_mesh(loaded), host, port, relighter=relighter)
     print(f"lumisurf view: http://{host}:{viewer.server.get_port()}  (Ctrl-C to stop)")
     try:
         while True:
