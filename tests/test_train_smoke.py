@@ -50,7 +50,7 @@ def _viewer_renders(root, scene):
         img = render_image(loaded.model, loaded.cfg, cams, mode, lambda: False, loaded.device, bands=3)
         assert img.shape == (12, 12, 3) and img.dtype.name == "uint8", mode
     assert render_image(loaded.model, loaded.cfg, cams, "rgb", lambda: True, loaded.device) is None  # cancelled
-    mesh = preview_mesh(loaded, 24)
+    mesh = preview_mesh(loaded.model, loaded.device, 24)
     assert mesh is None or len(mesh.visual.vertex_colors) == len(mesh.vertices)
 
 

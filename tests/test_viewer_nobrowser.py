@@ -162,6 +162,7 @@ def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):
         from lumisurf.jobs.viewer.scene import wxyz
         c2w = cams.c2w[0].numpy()
         camera = SimpleNamespace(wxyz=wxyz(c2w[:3, :3]), position=c2w[:3, 3], fov=0.8, aspect=1.5)
+        v.set_mode("relit: sky")  # what the page's menu does
         img = v._render((camera, "relit: sky"), 18, lambda: False)  # the page's path for a relit mode
         assert img.shape == (12, 18, 3) and (img < 250).any()
     finally:

@@ -55,6 +55,14 @@ class Cameras:
         return replace(self, c2w=self.c2w[idx], fx=self.fx[idx], fy=self.fy[idx], cx=self.cx[idx],
                        cy=self.cy[idx], distortion=dist)
 
+    @staticmethod
+    def concatenate(batches: list["Cameras"]) -> "Cameras":
+        """One batch of the cameras of ``batches`` (same image size), in order."""
+        c = batches[0]
+        dist = None if c.distortion is None else torch.cat([b.distortion for b in batches])
+        return Cameras(*(torch.cat([getattr(b, a) for b in batches]) for a in ("c2w", "fx", "fy", "cx", "cy")),
+                       width=c.width, height=c.height, distortion=dist)
+
     def transformed(self, scale: float, center: Tensor) -> "Cameras":
         """Cameras in the frame ``x' = (x - center) / scale`` (rotation unchanged)."""
         c2w = self.c2w.clone()

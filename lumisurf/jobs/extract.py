@@ -51,14 +51,18 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
         world = mesh_to_world(mesh.copy(), loaded.normalization)
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
     if len(vertices):  # the radiance at the surface, seen along the normal
-        rgb = vertex_radiance(model, mesh, loaded.device, shading)
-        mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
+        set_vertex_colours(mesh, vertex_radiance(model, mesh, loaded.device, shading))
     mesh = mesh_to_world(mesh, loaded.normalization)
     path = save_mesh(mesh, loaded.run.mesh_path, force=force)
     for fmt in formats:  # extra copies: mesh.glb, mesh.obj
         if fmt != "ply":
             save_mesh(mesh, loaded.run.root / f"mesh.{fmt}", force=True)
     return path
+
+
+def set_vertex_colours(mesh, rgb: np.ndarray) -> None:
+    """``mesh``'s vertex colours from sRGB [V, 3] uint8 (opaque)."""
+    mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
 
 
 SHADING_KEYS = ("rgb", "albedo", "metallic", "roughness", "probs")  # per-point outputs kept at vertices

@@ -37,11 +37,7 @@ class MaskReport:
 def all_views(scene: SceneData) -> tuple[Cameras, torch.Tensor, torch.Tensor | None, list[Path]]:
     """Every split's views together: cameras, images [n, H, W, 3], masks [n, H, W] or None, files."""
     splits = list(scene.splits.values())
-    cams = [s.cameras for s in splits]
-    c = cams[0]
-    joined = Cameras(*(torch.cat([getattr(k, a) for k in cams]) for a in ("c2w", "fx", "fy", "cx", "cy")),
-                     width=c.width, height=c.height,
-                     distortion=None if c.distortion is None else torch.cat([k.distortion for k in cams]))
+    joined = Cameras.concatenate([s.cameras for s in splits])
     masks = None if any(s.masks is None for s in splits) else torch.cat([s.masks for s in splits])
     return joined, torch.cat([s.images for s in splits]), masks, [f for s in splits for f in s.files]
 
@@ -67,8 +63,9 @@ def dataset_auto_masks(path: Path, fmt: str = "auto", progress: bool = True):
 
 
 def write_masks(masks: list[np.ndarray], files: list[Path], size: tuple[int, int], out: Path,
-                given: torch.Tensor | None = None) -> MaskReport:
-    """``out/<image stem>.png`` at the image ``size`` (W, H), an ``overview.png`` contact sheet, and the report."""
+                given: torch.Tensor | None = None, overview_png: Path | None = None) -> MaskReport:
+    """``out/<image stem>.png`` at the image ``size`` (W, H), a contact sheet (``overview_png``, default
+    ``out/overview.png``), and the report."""
     out.mkdir(parents=True, exist_ok=True)
     for m, f in zip(masks, files):
         Image.fromarray(full_size(m, *size)).save(out / (Path(f).stem + ".png"))
@@ -77,7 +74,7 @@ def write_masks(masks: list[np.ndarray], files: list[Path], size: tuple[int, int
         for m, g in zip(masks, given):
             g = full_size(g.numpy() > 0.5, m.shape[1], m.shape[0]) > 0
             iou.append(float((m & g).sum() / max((m | g).sum(), 1)))
-    overview(masks, files, out / "overview.png")
+    overview(masks, files, overview_png or out / "overview.png")
     return MaskReport(len(masks), size, float(np.mean([m.mean() for m in masks])), iou)
 
 

@@ -136,8 +136,8 @@ def _auto_masks(root: Path, progress: bool, log) -> dict:
 
     t0 = time.perf_counter()
     masks, files, size, _ = dataset_auto_masks(root, "colmap", progress)
-    rep = write_masks(masks, files, size, root / "masks")
-    (root / "masks" / "overview.png").replace(root / "masks_overview.png")  # masks/ holds one PNG per image only
+    # the contact sheet beside masks/, which holds one PNG per image only
+    rep = write_masks(masks, files, size, root / "masks", overview_png=root / "masks_overview.png")
     for line in rep.lines():
         log(f"[process] auto masks: {line}")
     return {"coverage": rep.coverage, "seconds": time.perf_counter() - t0}

@@ -13,9 +13,8 @@ import time
 from collections import deque
 
 import numpy as np
-import torch
 
-from lumisurf.jobs.viewer.scene import add_bounds, add_cameras, up_direction, viser
+from lumisurf.jobs.viewer.scene import setup_scene, viser
 
 
 def occupied_cells(model) -> np.ndarray | None:
@@ -44,10 +43,7 @@ class TrainingViewer:
         self.meshes_sent = self.occupied = 0
         self.hook_seconds = 0.0  # time the training thread spent on the page (while a browser was connected)
         self.server = viser().ViserServer(host=host, port=port, verbose=False)
-        split = scene.split("train")
-        self.server.scene.set_up_direction(tuple(up_direction(split.cameras)))
-        add_bounds(self.server)
-        self.frustums = add_cameras(self.server, split.cameras, split.images, lambda i: None)
+        self.frustums = setup_scene(self.server, scene.split("train"), lambda i: None)
         self._gui()
 
     def _gui(self) -> None:
@@ -99,7 +95,7 @@ class TrainingViewer:
         was_training = model.training
         model.eval()
         try:
-            mesh = preview_mesh(_Live(model), self.mesh_resolution)
+            mesh = preview_mesh(model, next(model.parameters()).device, self.mesh_resolution)
             cells = occupied_cells(model)
         finally:
             model.train(was_training)
@@ -116,11 +112,3 @@ class TrainingViewer:
     def stop(self) -> None:
         self.server.stop()
 
-
-class _Live:
-    """The bits of a loaded run :func:`preview_mesh` reads, for the model being trained."""
-
-    def __init__(self, model):
-        self.model = model
-        self.device = next(model.parameters()).device if any(True for _ in model.parameters()) else \
-            torch.device("cpu")

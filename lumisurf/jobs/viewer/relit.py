@@ -8,15 +8,8 @@ import numpy as np
 import torch
 
 from lumisurf.data.color_space import linear_to_srgb
+from lumisurf.jobs.viewer.scene import bands_of
 from lumisurf.train.visualize import to_uint8
-
-
-def bands_of(cams, n: int):
-    """Camera 0 of ``cams`` cut into ``n`` horizontal bands (sub-cameras of the same image), top to bottom."""
-    step = max(1, -(-cams.height // n))
-    for y0 in range(0, cams.height, step):
-        yield type(cams)(cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy - y0, width=cams.width,
-                         height=min(step, cams.height - y0), distortion=cams.distortion)
 
 
 class Relighter:

@@ -89,6 +89,22 @@ def add_mesh(server, mesh):
     return server.scene.add_mesh_trimesh("/mesh", mesh)
 
 
+def bands_of(cams, n: int):
+    """Camera 0 of ``cams`` cut into ``n`` horizontal bands (sub-cameras of the same image), top to bottom."""
+    step = max(1, -(-cams.height // n))
+    for y0 in range(0, cams.height, step):
+        yield type(cams)(cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy - y0, width=cams.width,
+                         height=min(step, cams.height - y0), distortion=cams.distortion)
+
+
+def setup_scene(server, split, on_click) -> list:
+    """What every page shows: world up from the cameras, the unit sphere and box, and the frustums of ``split``
+    (``on_click(index)``); returns the frustum handles."""
+    server.scene.set_up_direction(tuple(up_direction(split.cameras)))
+    add_bounds(server)
+    return add_cameras(server, split.cameras, split.images, on_click)
+
+
 def client_camera(camera, long_side: int, device) -> Cameras:
     """A lumisurf camera for a viser client camera (``wxyz``, ``position``, vertical ``fov`` in radians,
     ``aspect`` = width / height), its image ``long_side`` pixels on the longer side."""

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lumisurf.jobs.viewer.scene import (add_bounds, add_cameras, add_mesh, client_camera, mesh_colourings,
-                                        up_direction, viser)
-from lumisurf.jobs.viewer.relit import bands_of
+from lumisurf.jobs.extract import set_vertex_colours
+from lumisurf.jobs.viewer.scene import (add_mesh, bands_of, client_camera, mesh_colourings, setup_scene,
+                                        viser)
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
 
@@ -54,7 +54,6 @@ def picture(out: dict, mode: str) -> np.ndarray:
 class ViewerState:
     """What the page shows; shared by the GUI callbacks and the render threads."""
     mode: str = "mesh"
-    renders_published: int = 0  # every tab together (tests and the status line)
     last_render: dict = field(default_factory=dict)  # side, seconds (last finished); published version and side
     clicked: int | None = None  # the last frustum clicked
 
@@ -71,15 +70,13 @@ class RunViewer:
         self.server = viser().ViserServer(host=host, port=port, verbose=False)
         self.split = scene.split("train")
         cams = self.split.cameras
-        self.server.scene.set_up_direction(tuple(up_direction(cams)))
         # inside the rig, in front of camera 0: no frustum between the first view and the object
         self.server.initial_camera.position = tuple(initial_position(cams))
         self.server.initial_camera.look_at = (0.0, 0.0, 0.0)
-        add_bounds(self.server)
+        self.frustums = setup_scene(self.server, self.split, self.on_frustum)
         self.mesh_data = mesh
         self.mesh = add_mesh(self.server, mesh) if mesh is not None else None
         self.colourings = mesh_colourings(mesh, loaded.run.root / "mesh_materials.ply") if mesh is not None else {}
-        self.frustums = add_cameras(self.server, cams, self.split.images, self.on_frustum)
         relit = tuple(f"{RELIT}{n}" for n in relighter.names) if relighter else ()
         self.modes = ("mesh",) + view_modes(loaded) + relit
         self._gui()
@@ -113,8 +110,7 @@ class RunViewer:
 
     def set_mesh_colour(self, name: str) -> None:
         mesh = self.mesh_data.copy()
-        rgb = self.colourings[name]
-        mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
+        set_vertex_colours(mesh, self.colourings[name])
         self.mesh = add_mesh(self.server, mesh)  # same name: replaces the old one
         self.mesh.visible = self.state.mode == "mesh"
 
@@ -133,7 +129,7 @@ class RunViewer:
 
     def _render(self, request, side: int, cancelled):
         camera, mode = request
-        if mode == "mesh":
+        if self.state.mode == "mesh":  # switched back to the mesh: refining the last render is wasted work
             return None
         t0 = time.perf_counter()
         with self.lock:
@@ -149,7 +145,6 @@ class RunViewer:
         if self.state.mode == "mesh":
             return
         client.scene.set_background_image(img, format="jpeg", jpeg_quality=90)
-        self.state.renders_published += 1
         self.state.last_render.update(version=version, published_side=side)
         self.status.content = f"{self.state.mode}: {side} px in {self.state.last_render['seconds']:.2f} s"
 
@@ -197,27 +192,26 @@ def run_mesh(loaded, resolution: int = 96):
         n = loaded.normalization
         mesh.vertices = (np.asarray(mesh.vertices) - np.asarray(n.center)) / n.scale
         return mesh
-    return preview_mesh(loaded, resolution)
+    return preview_mesh(loaded.model, loaded.device, resolution)
 
 
-def preview_mesh(loaded, resolution: int = 96):
+def preview_mesh(model, device, resolution: int = 96):
     """Marching cubes of the field at ``resolution`` with its vertex radiance (normalised frame); None without a
     surface."""
-    from lumisurf.jobs.extract import surface_function, vertex_radiance
+    from lumisurf.jobs.extract import set_vertex_colours, surface_function, vertex_radiance
     from lumisurf.mesh.marching_cubes import extract_mesh
 
     from lumisurf.errors import LumisurfError
 
     try:
         with torch.no_grad():
-            mesh = extract_mesh(surface_function(loaded.model, None, resolution), resolution=resolution, bound=1.0,
-                                device=loaded.device, progress=False)
+            mesh = extract_mesh(surface_function(model, None, resolution), resolution=resolution, bound=1.0,
+                                device=device, progress=False)
     except LumisurfError:  # no zero crossing yet (an untrained or collapsed field): the page shows no mesh
         return None
     if len(mesh.vertices) == 0:
         return None
-    rgb = vertex_radiance(loaded.model, mesh, loaded.device)
-    mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
+    set_vertex_colours(mesh, vertex_radiance(model, mesh, device))
     return mesh
 
 
