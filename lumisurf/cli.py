@@ -1,4 +1,5 @@
-"""The one command line: ``lumisurf train | extract | render | eval | material | relight | data | vis | bench``.
+"""The one command line: ``lumisurf train | extract | render | eval | material | relight | data | vis | bench |
+view | batch``.
 
 Parsing only: each sub-command calls a job in :mod:`lumisurf.jobs` (or :mod:`lumisurf.bench`), imported when
 the command runs so that ``lumisurf --help`` stays fast.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -29,6 +31,9 @@ def _add_train(sub) -> None:
     p.add_argument("--viewer", action="store_true", help="serve a live page of the training (viser; extra 'viewer')")
     p.add_argument("--port", type=int, default=8080, help="--viewer: the page's port (on --host)")
     p.add_argument("--host", default="127.0.0.1", help="--viewer: 127.0.0.1 (this machine) or 0.0.0.0")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel ranks on this machine (torchrun: gloo on CPU, "
+                                                        "nccl on CUDA, one GPU each); train.batch_rays is split "
+                                                        "between them")
     p.add_argument("overrides", nargs="*", help="dotted.key=value config overrides")
 
 
@@ -129,6 +134,21 @@ def _add_bench(sub) -> None:
     a.add_argument("--no-progress", action="store_true")
 
 
+def _add_batch(sub) -> None:
+    p = sub.add_parser("batch", help="many scenes (a YAML spec): each a Ray task, resumed from its checkpoint when "
+                                     "its worker is lost; summary.csv / summary.md")
+    p.add_argument("spec", help="batch spec (YAML; see lumisurf.jobs.batch.spec, benchmarks/specs/batch_example.yaml)")
+    p.add_argument("--out", help="output root (default: the spec's 'out', else runs/batch_<spec name>); a shared "
+                                 "filesystem on a cluster")
+    p.add_argument("--address", help="Ray cluster: auto (the one this machine belongs to) or ray://HOST:PORT; "
+                                     "default: a local Ray instance")
+    p.add_argument("--cpus-per-task", type=float, default=1, help="CPUs each scene's task reserves (and its torch "
+                                                                  "threads)")
+    p.add_argument("--gpus-per-task", type=float, default=0, help="GPUs each scene's task reserves")
+    p.add_argument("--local", action="store_true", help="no Ray: the scenes one after another in this process")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _add_vis(sub) -> None:
     p = sub.add_parser("vis", help="pictures of a run's internals (PNG)")
     vsub = p.add_subparsers(dest="vis_cmd", required=True)
@@ -156,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stage2(sub)
     _add_vis(sub)
     _add_bench(sub)
+    _add_batch(sub)
     return parser
 
 
@@ -176,7 +197,29 @@ def _cmd_train(a) -> None:
     summary = train_job(cfg, a.out, resume=a.resume, force=a.force, progress=not a.no_progress,
                         max_steps=a.max_steps, max_minutes=a.max_minutes,
                         viewer=(a.host, a.port) if a.viewer else None)
-    print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}))
+    if summary is not None:  # rank 0 (the other ranks of a data-parallel run say nothing)
+        print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}))
+
+
+def _launch_ranks(nproc: int, argv: list[str]) -> int:
+    """``lumisurf train --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m lumisurf train ...``."""
+    import subprocess
+
+    if nproc < 1:
+        raise LumisurfError(f"--nproc must be >= 1, got {nproc}")
+    rest, skip = [], False
+    for arg in argv:  # the same command line without --nproc
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        skip = arg == "--nproc"
+        if not skip:
+            rest.append(arg)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # CPU ranks share the cores
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "lumisurf", *rest]
+    return subprocess.run(cmd, env=env).returncode
 
 
 def _cmd_run(a) -> None:
@@ -243,6 +286,13 @@ def _cmd_bench(a) -> None:
                  progress=not a.no_progress)
 
 
+def _cmd_batch(a) -> None:
+    from lumisurf.jobs.batch.runner import run_batch
+
+    run_batch(Path(a.spec), Path(a.out) if a.out else None, a.address, a.cpus_per_task, a.gpus_per_task, a.local,
+              progress=not a.no_progress)
+
+
 def _cmd_vis(a) -> None:
     from lumisurf.jobs import vis_tools
     from lumisurf.jobs.restore import load_run
@@ -307,7 +357,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "extract": _cmd_run, "render": _cmd_run, "eval": _cmd_run, "data": _cmd_data,
                 "material": _cmd_material, "relight": _cmd_relight, "vis": _cmd_vis, "bench": _cmd_bench,
-                "view": _cmd_view}
+                "view": _cmd_view, "batch": _cmd_batch}
+    if args.cmd == "train" and args.nproc != 1 and "WORLD_SIZE" not in os.environ:
+        try:
+            return _launch_ranks(args.nproc, list(sys.argv[1:] if argv is None else argv))
+        except LumisurfError as exc:
+            print(f"lumisurf: error: {exc}", file=sys.stderr)
+            return 2
     try:
         handlers[args.cmd](args)
     except LumisurfError as exc:

@@ -12,6 +12,7 @@ from lumisurf.jobs.extract import extract_run
 from lumisurf.jobs.restore import load_run
 from lumisurf.models.surface import background_kind
 from lumisurf.presets import DEFAULT_PRESET, preset_config
+from lumisurf.train.distributed import Distributed, init_distributed, shutdown
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import train
 
@@ -45,14 +46,27 @@ def default_out(cfg: Config) -> Path:
 
 def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool = True,
               max_steps: Optional[int] = None, max_minutes: Optional[float] = None,
-              viewer: Optional[tuple[str, int]] = None) -> dict:
+              viewer: Optional[tuple[str, int]] = None, hooks: tuple = ()) -> Optional[dict]:
     """Train a run folder; with ``train.finalize`` also write mesh, renders and metrics. Returns a summary.
-    ``viewer``: (host, port) of a live page of the training (:mod:`lumisurf.jobs.viewer.live`).
+    ``viewer``: (host, port) of a live page of the training (:mod:`lumisurf.jobs.viewer.live`); ``hooks``:
+    callables ``(loop, scalars)`` after every step (a batch task's progress).
 
     ``--resume`` keeps the saved config; only a step / time budget given on the command line
     (``max_steps``, ``max_minutes``) replaces the saved one.
-    """
 
+    Under ``torchrun`` every rank calls this (data-parallel, :mod:`lumisurf.train.distributed`); rank 0 alone
+    writes the run folder and returns the summary, the other ranks return None.
+    """
+    dist = init_distributed(cfg.train.device)
+    try:
+        return _train_job(cfg, out, resume, force, progress, max_steps, max_minutes, viewer, dist, hooks)
+    finally:
+        shutdown(dist)
+
+
+def _train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool,
+               max_steps: Optional[int], max_minutes: Optional[float], viewer: Optional[tuple[str, int]],
+               dist: Distributed, hooks: tuple) -> Optional[dict]:
     run = RunDir(Path(out) if out else default_out(cfg))
     if resume:
         cfg = run.load_config()
@@ -62,16 +76,22 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
     scene = load_config_scene(cfg.data)  # before the run folder is made: bad data leaves no half-made run
     # the saved config names the background model, so a run folder rebuilds its model without the dataset
     cfg.model.background.kind = background_kind(cfg.model.background.kind, scene.split("train").masks is not None)
-    live = _start_viewer(scene, viewer) if viewer else None
-    run.prepare_new(cfg, force=force, resume=resume)
+    run.check_new(force, resume)
+    dist.barrier()  # every rank has read the saved config before rank 0 rewrites it
+    live = _start_viewer(scene, viewer) if viewer and dist.is_main else None
+    if dist.is_main:
+        run.prepare_new(cfg, force=force, resume=resume)
+    dist.barrier()
     try:
         result = train(cfg, run, resume=resume, progress=progress, scene=scene,
-                       hooks=(live.on_step,) if live else ())
+                       hooks=tuple(hooks) + ((live.on_step,) if live else ()), dist=dist)
     finally:
         if live:
             live.stop()
+    if not dist.is_main:
+        return None
     summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
-               "last_batch_psnr": result.final_psnr}
+               "last_batch_psnr": result.final_psnr, "ranks": dist.world_size}
     finalize = cfg.train.finalize if cfg.train.finalize is not None else cfg.data.path is None
     if finalize:
         summary["metrics"] = finalize_run(run.root, progress=progress)

@@ -5,7 +5,8 @@ A trainer using :class:`TrainingLoop` provides ``cfg``, ``run``, ``progress``, `
 ``model``, ``optimizer``, ``guard`` (:class:`lumisurf.train.guard.DivergenceGuard`) and the methods
 ``train_step()``, ``_update_schedules()``, ``_snapshot_extra()``, ``_recover(reason)``, ``_extra_state()``,
 ``_resume()``, ``validate()`` and ``_postfix(scalars)``; ``_pre_step_reason()`` and ``_observe(scalars)`` are
-optional hooks.
+optional hooks. In a data-parallel run (``dist``, :mod:`lumisurf.train.distributed`) every rank runs the loop on
+the same clock; only the main rank logs, validates, runs the step hooks and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from lumisurf.train.checkpoint import save_checkpoint
+from lumisurf.train.distributed import SINGLE
 from lumisurf.train.guard import parameters_finite
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.progress import TrainingClock
@@ -31,12 +33,13 @@ class TrainingLoop:
     loop_desc = "train"
     tensorboard = True
     step_hooks: tuple = ()  # callables (loop, scalars) after every step: the live viewer
+    dist = SINGLE  # this process's rank (a trainer of a data-parallel run sets its own)
 
     def fit(self, resume: bool = False) -> TrainResult:
         if resume:
             self._resume()
         logger = ScalarLogger(self.run.scalars_path, self.run.root / "tb" if self.tensorboard else None,
-                              append=resume)
+                              append=resume) if self.dist.is_main else None
         bar = tqdm(total=self.clock.estimated_total_steps(self.step, self.elapsed), initial=self.step,
                    disable=not self.progress, dynamic_ncols=True, desc=self.loop_desc, unit="it")
         start = time.perf_counter() - self.elapsed
@@ -45,7 +48,7 @@ class TrainingLoop:
         try:
             while not self.clock.done(self.step, self.elapsed):
                 scalars = self.guarded_step()
-                self.elapsed = time.perf_counter() - start
+                self.elapsed = self.dist.max_value(time.perf_counter() - start, self.device)  # one clock
                 if self.step % 100 == 0:  # progress bar only: keep the ETA honest
                     bar.total = self.clock.estimated_total_steps(self.step, self.elapsed)
                 self._after_step(scalars, logger, bar)
@@ -59,7 +62,8 @@ class TrainingLoop:
             raise
         finally:
             bar.close()
-            logger.close()
+            if logger is not None:
+                logger.close()
         self.save()
         return TrainResult(self.step, self.elapsed, scalars.get("psnr", float("nan")))
 
@@ -91,7 +95,10 @@ class TrainingLoop:
         return scalars
 
     def save(self) -> None:
-        """Write the run's checkpoint; if the live weights are not finite, the guard's healthy snapshot."""
+        """Write the run's checkpoint (main rank only); if the live weights are not finite, the guard's healthy
+        snapshot."""
+        if not self.dist.is_main:
+            return
         if not parameters_finite(self.model) and self.guard.snapshots:
             self.guard.restore(self.model, self.optimizer)
         save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed,
@@ -112,13 +119,14 @@ class TrainingLoop:
     def _after_step(self, scalars: dict, logger: ScalarLogger, bar) -> None:
         cfg = self.cfg.train
         bar.update(1)
-        for hook in self.step_hooks:
-            hook(self, scalars)
-        if self.step % cfg.log_every == 0 or self.step == 1:
-            logger.log(self.step, {**scalars, "seconds": self.elapsed})
-            bar.set_postfix(self._postfix(scalars))
-        if cfg.val_every > 0 and self.step % cfg.val_every == 0:
-            self.validate()
+        if self.dist.is_main:
+            for hook in self.step_hooks:
+                hook(self, scalars)
+            if self.step % cfg.log_every == 0 or self.step == 1:
+                logger.log(self.step, {**scalars, "seconds": self.elapsed})
+                bar.set_postfix(self._postfix(scalars))
+            if cfg.val_every > 0 and self.step % cfg.val_every == 0:
+                self.validate()
         if (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0) or \
                 self.elapsed - self._last_save >= 60.0 * cfg.ckpt_every_minutes:
             self.save()

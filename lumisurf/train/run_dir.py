@@ -34,13 +34,17 @@ class RunDir:
     def renders(self, split: str) -> Path:
         return self.root / "renders" / split
 
-    def prepare_new(self, cfg: Config, force: bool, resume: bool) -> None:
-        """Create the folder for a new run; refuse to clobber an existing run unless force or resume."""
+    def check_new(self, force: bool, resume: bool) -> None:
+        """Refuse to clobber an existing run unless force or resume (and to resume without a checkpoint)."""
         if self.config_path.exists() and not (force or resume):
             raise LumisurfError(f"{self.root} already holds a run; pass --resume to continue it or --force to "
                                 f"overwrite it")
         if resume and not self.ckpt_path.exists():
             raise LumisurfError(f"--resume: no checkpoint at {self.ckpt_path}")
+
+    def prepare_new(self, cfg: Config, force: bool, resume: bool) -> None:
+        """Create the folder for a new run (after :meth:`check_new`)."""
+        self.check_new(force, resume)
         (self.root / "ckpt").mkdir(parents=True, exist_ok=True)
         (self.root / "val").mkdir(exist_ok=True)
         save_config(cfg, self.config_path)

@@ -21,6 +21,7 @@ from lumisurf.losses.s3im import s3im_loss
 from lumisurf.losses.segmentation import head_fit_loss
 from lumisurf.models.surface import RenderState, build_model
 from lumisurf.train.checkpoint import load_training_state
+from lumisurf.train.distributed import SINGLE, Distributed
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop, TrainResult  # noqa: F401  (TrainResult: re-exported)
 from lumisurf.train.run_dir import RunDir
@@ -42,17 +43,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer(TrainingLoop):
-    def __init__(self, cfg: Config, run: RunDir, scene: SceneData | None = None, progress: bool = True):
-        self.cfg, self.run, self.progress = cfg, run, progress
-        self.device = resolve_device(cfg.train.device)
+    """``dist``: this process's rank of a data-parallel run (:mod:`lumisurf.train.distributed`)."""
+
+    def __init__(self, cfg: Config, run: RunDir, scene: SceneData | None = None, progress: bool = True,
+                 dist: Distributed = SINGLE):
+        self.cfg, self.run, self.progress, self.dist = cfg, run, progress and dist.is_main, dist
+        self.device = dist.device(resolve_device(cfg.train.device))
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_config_scene(cfg.data)
-        self.scene.normalization.save(run.norm_path)
+        if dist.is_main:
+            self.scene.normalization.save(run.norm_path)
         self.train_split = self.scene.split("train")
         self.cameras = self.train_split.cameras.to(self.device)
         self.sampler = build_pixel_sampler(cfg.sampler, self.train_split, self.device)
         self.model = build_model(cfg.model, cfg.sampler, self.train_split.masks is not None).to(self.device)
+        dist.broadcast_module(self.model)  # the same seed builds the same weights; rank 0's make sure of it
         # the fused Adam kernel (CPU and CUDA): one pass over the 4M-entry hash table instead of a dozen
         # (glossy_bunny: 20 -> ~6 ms of a ~200 ms step; benchmarks/results/step_profile.md)
         self.optimizer = torch.optim.Adam(named_param_groups(self.model, cfg.optim.lr),
@@ -72,7 +78,10 @@ class Trainer(TrainingLoop):
         self.fd_step = FDStepSchedule(sc.fd_eps_mode, sc.fd_eps_start, sc.fd_eps_end,
                                       grid.resolutions if grid is not None else None)
         self.guard = DivergenceGuard(cfg.train.guard)
+        # the step's pixels (and everything every rank must agree on) come from `generator`, the same on every
+        # rank; what depends on the rank's own rays (jitter, S3IM patches, ...) from `render_generator`
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.render_generator = torch.Generator().manual_seed(cfg.train.seed + 7919 * (dist.rank + 1))
         self.step, self.elapsed = 0, 0.0
         self.occupied_fraction = 1.0
         self.has_masks = self.train_split.masks is not None
@@ -109,6 +118,7 @@ class Trainer(TrainingLoop):
         occ = self.model.occupancy
         if occ is not None and self.step % self.cfg.sampler.occupancy_every == 0:
             self.occupied_fraction = occ.update(self.model.sdf.sdf, self.model.variance.inv_s().item())
+            self.dist.broadcast_module(occ, buffers_only=True)  # every rank skips the same space
 
     def _lift_pending(self) -> bool:
         return self.cfg.model.assignment.init == "materials" and self.lift is None
@@ -126,33 +136,57 @@ class Trainer(TrainingLoop):
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
-        batch = self.sampler.sample(cfg.train.batch_rays, self.generator)
-        o, d = self.cameras.rays(batch.cam_idx, batch.px, batch.py)
-        bg = background_color(cfg.data.background, o.shape[0], self.generator, self.device)
-        target = composite(batch.rgb, batch.mask, bg)
-        state = RenderState(self.anneal.value, cfg.sampler.perturb, self.generator)
+        batch = self.sampler.sample(cfg.train.batch_rays, self.generator)  # the whole step's batch, on every rank
+        bg = background_color(cfg.data.background, cfg.train.batch_rays, self.generator, self.device)
+        mine = self.dist.share(cfg.train.batch_rays)  # this rank's rays (all of them on one rank)
+        part, bg = batch.rows(mine), bg[mine]
+        o, d = self.cameras.rays(part.cam_idx, part.px, part.py)
+        target = composite(part.rgb, part.mask, bg)
+        out, loss, scalars = self._forward(part, o, d, bg, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dist.average_gradients(self.model.parameters())
+        self.optimizer.step()
+        with torch.no_grad():
+            per_ray_l1 = (out["rgb"].detach() - target).abs().mean(dim=-1)  # [n_rays]
+        self.sampler.update(batch, self.dist.gather_rows(per_ray_l1), self.step)
+        scalars.update(lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction,
+                       progress=self.progress_value)
+        return scalars
+
+    def _forward(self, part, o, d, bg, target) -> tuple[dict, torch.Tensor, dict[str, float]]:
+        """Render this rank's rays and weigh the losses: (outputs, loss, scalars averaged over the ranks).
+        Raises FloatingPointError on every rank when the loss is not finite, or the forward failed, on any
+        (the guard then rolls every rank back alike)."""
+        failure = None
+        try:
+            out, loss, local = self._losses(part, o, d, bg, target)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:
+            if not self.dist.enabled:
+                raise
+            out, loss, local = {}, None, {"loss": math.nan}
+            failure = f"rank {self.dist.rank}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        if not math.isfinite(self.dist.mean_values([local["loss"]], self.device)[0]):  # never step on a NaN
+            raise FloatingPointError(failure or f"loss is not finite ({ {k: round(v, 4) for k, v in local.items()} })")
+        scalars = dict(zip(local, self.dist.mean_values(list(local.values()), self.device)))
+        scalars["psnr"] = psnr_from_mse(torch.tensor(scalars.pop("mse"))).item()
+        return out, loss, scalars
+
+    def _losses(self, part, o, d, bg, target) -> tuple[dict, torch.Tensor, dict[str, float]]:
+        state = RenderState(self.anneal.value, self.cfg.sampler.perturb, self.render_generator)
         out = self.model(o, d, bg, state)
-        terms = self._loss_terms(out, batch, target, o, d)
+        terms = self._loss_terms(out, part, target, o, d)
         if self.model.segmented:
-            terms.update(self._segmentation_terms(out, batch, o, d, target, bg, state))
+            terms.update(self._segmentation_terms(out, part, o, d, target, bg, state))
         loss = torch.zeros((), device=o.device)
         for weight, value in terms.values():  # one weighted sum, in the order the terms were added
             loss = loss + weight * value
-        scalars = {f"loss_{name}": value.item() for name, (_, value) in terms.items()}
-        scalars["samples_per_ray"] = float(out["samples_per_ray"])
-        if not math.isfinite(loss.item()):  # never step the optimiser on a NaN: the guard rolls back
-            raise FloatingPointError(f"loss is {loss.item()} ({ {k: round(v, 4) for k, v in scalars.items()} })")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
         with torch.no_grad():
             mse = torch.mean((out["rgb"].clamp(0, 1) - target) ** 2)
-            per_ray_l1 = (out["rgb"].detach() - target).abs().mean(dim=-1)  # [n_rays]
-        self.sampler.update(batch, per_ray_l1, self.step)
-        scalars.update(loss=loss.item(), psnr=psnr_from_mse(mse).item(), inv_s=out["inv_s"].item(),
-                       lr=self.optimizer.param_groups[0]["lr"], occupied=self.occupied_fraction,
-                       coverage=batch_coverage(out["opacity"], batch.mask), progress=self.progress_value)
-        return scalars
+        local = {f"loss_{name}": value.item() for name, (_, value) in terms.items()}
+        local.update(samples_per_ray=float(out["samples_per_ray"]), loss=loss.item(), mse=mse.item(),
+                     inv_s=out["inv_s"].item(), coverage=batch_coverage(out["opacity"], part.mask))
+        return out, loss, local
 
     def _loss_terms(self, out, batch, target, o, d) -> dict[str, tuple[float, torch.Tensor]]:
         """name -> (weight, value) of every loss term that is on at this step (``loss_<name>`` in scalars.csv)."""
@@ -163,7 +197,8 @@ class Trainer(TrainingLoop):
                  "eikonal": (lc.eikonal_weight, eikonal_loss(out["gradients"], inside))}
         if lc.s3im_weight > 0:
             terms["s3im"] = (lc.s3im_weight, s3im_loss(out["rgb"], target, lc.s3im_kernel, lc.s3im_stride,
-                                                       lc.s3im_repeats, lc.s3im_patch_height, generator=self.generator))
+                                                       lc.s3im_repeats, lc.s3im_patch_height,
+                                                       generator=self.render_generator))
         if lc.curvature_weight > 0 and out.get("laplacian") is not None:
             terms["curvature"] = (lc.curvature_weight, curvature_loss(out["laplacian"]))
         if lc.normal_smooth_weight > 0:
@@ -180,7 +215,7 @@ class Trainer(TrainingLoop):
     def _normal_smoothness(self, out, o, d) -> torch.Tensor:
         lc = self.cfg.loss
         pairs = surface_point_pairs(o, d, out["depth"], out["opacity"], lc.normal_smooth_eps,
-                                    lc.normal_smooth_points, self.generator)  # [2, P, 3]
+                                    lc.normal_smooth_points, self.render_generator)  # [2, P, 3]
         grad = self.model.sdf.sdf_and_gradient(pairs.reshape(-1, 3), create_graph=True)[2]  # [2P, 3]
         return normal_smoothness_loss(*grad.reshape(2, -1, 3).unbind(0))
 
@@ -188,11 +223,11 @@ class Trainer(TrainingLoop):
         seg = self.cfg.loss.segmentation
         render = lambda o2, d2: self.model(o2, d2, bg[: o2.shape[0]], state, need_grad_graph=False)  # noqa: E731
         terms = segmentation_losses(self.model, out, o, d, target, self.cameras, seg, self._active, render,
-                                    self.generator)
+                                    self.render_generator)
         if self.warm_maps is not None and seg.warm_start_weight > 0 and self._active("warm_start"):
             terms["warm_start"] = warm_start_loss(out, self.warm_maps, batch.cam_idx, batch.px, batch.py)
         if self.lift is not None and seg.lift_weight > 0 and self._active("lift"):
-            terms["lift"] = self.lift.loss(self.model.assignment, o.shape[0], self.generator)
+            terms["lift"] = self.lift.loss(self.model.assignment, o.shape[0], self.render_generator)
         if self.model.solo_head is not None and seg.head_fit_weight > 0:
             terms["head_fit"] = head_fit_loss(out["head_rgb"], out["opacity"], target, self.model.solo_head)
         return {name: (getattr(seg, f"{name}_weight"), value) for name, value in terms.items()}
@@ -237,6 +272,7 @@ class Trainer(TrainingLoop):
     def _extra_state(self) -> dict:
         """Everything besides weights that a resumed run needs to continue where it stopped."""
         return {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "render_generator": self.render_generator.get_state(),
                 "sampler": self.sampler.state_dict(), "lift": self._lift_state(),
                 "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_schedule.scale},
                 "phase_entered_step": 0 if self.phases is None else self.phases.entered_step}
@@ -246,15 +282,24 @@ class Trainer(TrainingLoop):
                                                              self.device)
         if "generator" in extra:
             self.generator.set_state(extra["generator"])
+            self._resume_render_generator(extra.get("render_generator"))
             torch.set_rng_state(extra["torch_rng"])
             self.sampler.load_state_dict(extra["sampler"])
             self._load_lift_state(extra["lift"])
             self.guard.recoveries = int(extra["guard"]["recoveries"])
             self.lr_schedule.scale = float(extra["guard"]["lr_scale"])
+        self.dist.broadcast_module(self.model)  # rank 0's state everywhere (it is the checkpoint's already)
         self.occupied_fraction = self._grid_occupied()
         if self.phases is not None:
             self.phases.update(min(self.clock.progress(self.step, self.elapsed), 1.0 - 1e-9), self.step)
             self.phases.entered_step = int(extra.get("phase_entered_step", 0))
+
+    def _resume_render_generator(self, state) -> None:
+        """Rank 0 continues the saved stream; the other ranks (their number may have changed) start new ones."""
+        if state is not None and self.dist.is_main:
+            self.render_generator.set_state(state)
+        else:
+            self.render_generator.manual_seed(self.cfg.train.seed + 7919 * (self.dist.rank + 1) + 104729 * self.step)
 
     def _postfix(self, scalars: dict) -> dict:
         nan = float("nan")
@@ -267,19 +312,23 @@ class Trainer(TrainingLoop):
 
 
 def build_trainer(cfg: Config, run: RunDir, scene: SceneData | None = None, progress: bool = True,
-                  resume: bool = False):
+                  resume: bool = False, dist: Distributed = SINGLE):
     """The trainer of the config's method: the neural-field :class:`Trainer` or the sparse-voxel one."""
     if cfg.model.kind == "voxels":
+        if dist.enabled:
+            raise ConfigError(f"preset {cfg.preset}: sparse voxels train on one process (their octree is "
+                              f"subdivided and pruned in place); data-parallel training is for the neural-field "
+                              f"presets")
         from lumisurf.train.voxel_trainer import VoxelTrainer
 
         return VoxelTrainer(cfg, run, scene=scene, progress=progress, resume=resume)
-    return Trainer(cfg, run, scene=scene, progress=progress)
+    return Trainer(cfg, run, scene=scene, progress=progress, dist=dist)
 
 
 def train(cfg: Config, run: RunDir, resume: bool = False, progress: bool = True,
-          scene: SceneData | None = None, hooks=()) -> TrainResult:
-    """Build the config's trainer and fit; ``hooks``: callables ``(loop, scalars)`` after every step."""
-    trainer = build_trainer(cfg, run, scene, progress, resume)
+          scene: SceneData | None = None, hooks=(), dist: Distributed = SINGLE) -> TrainResult:
+    """Build the config's trainer and fit; ``hooks``: callables ``(loop, scalars)`` after every step (rank 0)."""
+    trainer = build_trainer(cfg, run, scene, progress, resume, dist)
     trainer.step_hooks = tuple(hooks)
     return trainer.fit(resume=resume)
 

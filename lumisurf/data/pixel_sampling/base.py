@@ -26,6 +26,11 @@ class PixelBatch:
     mask: Optional[Tensor]  # [n_rays, 1] coverage or None
     weight: Optional[Tensor] = None  # [n_rays, 1] per-ray loss correction (mean 1) or None
 
+    def rows(self, sl: slice) -> "PixelBatch":
+        """The rays ``sl`` of the batch (a data-parallel rank's share)."""
+        pick = lambda t: None if t is None else t[sl]  # noqa: E731
+        return PixelBatch(self.cam_idx[sl], self.px[sl], self.py[sl], self.rgb[sl], pick(self.mask), pick(self.weight))
+
 
 class PixelSampler:
     """Common state: the training pixels flattened on the device, and the batch gathering."""
