@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from lumisurf.bench.spec import REPO_ROOT, AblationSpec, VariantSpec, build_configs, load_spec, select
+from lumisurf.bench.spec import AblationSpec, VariantSpec, build_configs, load_spec, select
 from lumisurf.bench.variant import ROW_FIELDS
 from lumisurf.config import Config, to_dict
 from lumisurf.errors import LumisurfError
+from lumisurf.jobs.spec_paths import REPO_ROOT
 from lumisurf.bench.time_to_target import (EvalSettings, MetricPanel, first_time, fmt_value,
                                           plot_metric_grid)
 

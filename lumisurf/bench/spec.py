@@ -22,8 +22,6 @@ is the built-in synthetic scene.
 """
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional
@@ -31,11 +29,9 @@ from typing import Literal, Optional
 import yaml
 
 from lumisurf.config import Config, apply_overrides, from_dict
+from lumisurf.jobs.spec_paths import NAME_RE, resolve_dataset
 from lumisurf.errors import ConfigError
 from lumisurf.presets import preset_config
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NAME_RE = re.compile(r"^[A-Za-z0-9+][A-Za-z0-9_.+=-]*$")  # variant names become folder names
 
 
 @dataclass
@@ -66,22 +62,6 @@ class AblationSpec:
 
 
 SPEC_KEYS = [k for k in AblationSpec.__dataclass_fields__ if k not in ("name", "source")]
-
-
-def default_shared() -> Path:
-    """``$SHARED`` if set, else ``<repo>/../shared/data``."""
-    env = os.environ.get("SHARED")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
-
-
-def resolve_dataset(value: Optional[str], spec_dir: Path) -> Optional[Path]:
-    """Absolute dataset folder for the spec's ``dataset`` value (None: the built-in scene)."""
-    if value is None:
-        return None
-    if "${SHARED}" in value:
-        value = value.replace("${SHARED}", str(default_shared()))
-    path = Path(value).expanduser()
-    return (path if path.is_absolute() else spec_dir / path).resolve()
 
 
 def load_spec(path: Path) -> AblationSpec:

@@ -1,0 +1,27 @@
+"""Paths in the spec files of ``lumisurf bench ablate`` and ``lumisurf batch``: ``${SHARED}``, paths relative to the
+spec, names that become folder names."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NAME_RE = re.compile(r"^[A-Za-z0-9+][A-Za-z0-9_.+=-]*$")  # variant and scene names become folder names
+
+
+def default_shared() -> Path:
+    """``$SHARED`` if set, else ``<repo>/../shared/data``."""
+    env = os.environ.get("SHARED")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def resolve_dataset(value: Optional[str], spec_dir: Path) -> Optional[Path]:
+    """Absolute dataset folder for the spec's ``dataset`` value (None: the built-in scene)."""
+    if value is None:
+        return None
+    if "${SHARED}" in value:
+        value = value.replace("${SHARED}", str(default_shared()))
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else spec_dir / path).resolve()
