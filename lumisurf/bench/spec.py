@@ -26,10 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
-
 from lumisurf.config import Config, apply_overrides, from_dict
-from lumisurf.jobs.spec_paths import NAME_RE, resolve_dataset
+from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.errors import ConfigError
 from lumisurf.presets import preset_config
 
@@ -66,14 +64,7 @@ SPEC_KEYS = [k for k in AblationSpec.__dataclass_fields__ if k not in ("name", "
 
 def load_spec(path: Path) -> AblationSpec:
     """Parse and validate a spec file (keys, types, ranges, dataset folder). Raises ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"ablation spec {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_spec(raw, path)
+    return parse_spec(read_yaml_spec(path, "ablation spec"), Path(path))
 
 
 def parse_spec(raw, path: Path) -> AblationSpec:

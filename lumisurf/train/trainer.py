@@ -49,6 +49,7 @@ class Trainer(TrainingLoop):
                  dist: Distributed = SINGLE):
         self.cfg, self.run, self.progress, self.dist = cfg, run, progress and dist.is_main, dist
         self.device = dist.device(resolve_device(cfg.train.device))
+        dist.share(cfg.train.batch_rays)  # a batch the ranks cannot split evenly stops here, before any work
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_config_scene(cfg.data)

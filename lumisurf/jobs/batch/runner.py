@@ -137,19 +137,20 @@ def run_on_ray(ray, plans: list[ScenePlan], root: Path, retries: int, address: O
             for ref in ready:
                 try:
                     ray.get(ref)
-                except ray.exceptions.RayError as exc:  # the retries are spent (or the cluster failed)
-                    _record_lost(root, refs[ref], exc)
+                except ray.exceptions.RayTaskError as exc:  # raised outside the pipeline (lumisurf missing there?)
+                    _record_failure(root, refs[ref], f"the task raised {str(exc).splitlines()[-1][:300]}")
+                except ray.exceptions.RayError as exc:  # the worker was lost and the retries are spent
+                    attempts = SceneStatus(scene_folder(root, refs[ref])).read().get("attempts", "?")
+                    _record_failure(root, refs[ref], f"its worker was lost in each of {attempts} attempt(s) "
+                                                     f"({type(exc).__name__}); run the spec again to resume from "
+                                                     f"its checkpoint")
     finally:
         if started_here:
             ray.shutdown()
 
 
-def _record_lost(root: Path, plan: ScenePlan, exc: Exception) -> None:
-    status = SceneStatus(scene_folder(root, plan))
-    state = status.read()
-    status.write(status="failed", error=f"its worker was lost in each of {state.get('attempts', '?')} attempt(s) "
-                                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); run the spec "
-                                        f"again to resume from its checkpoint", finished=time.time())
+def _record_failure(root: Path, plan: ScenePlan, error: str) -> None:
+    SceneStatus(scene_folder(root, plan)).write(status="failed", error=error, finished=time.time())
 
 
 def run_batch(spec_path: Path, out: Optional[Path] = None, address: Optional[str] = None, cpus_per_task: float = 1,
@@ -162,7 +163,8 @@ def run_batch(spec_path: Path, out: Optional[Path] = None, address: Optional[str
         raise LumisurfError("--cpus-per-task must be > 0 and --gpus-per-task >= 0")
     ray = None if local else import_ray(required=address is not None)
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(spec_path, root / "spec.yaml")
+    if Path(spec_path).resolve() != (root / "spec.yaml").resolve():
+        shutil.copyfile(spec_path, root / "spec.yaml")  # what ran, beside its results
     todo, finished = queue(root, plans)
     where = "in this process, one after another" + ("" if local else f" ({RAY_MISSING})") if ray is None else \
         f"as Ray tasks ({address or 'a local Ray instance'}; {cpus_per_task:g} CPU, {gpus_per_task:g} GPU each)"

@@ -33,9 +33,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
-
-from lumisurf.jobs.spec_paths import NAME_RE, resolve_dataset
+from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.config import from_dict
 from lumisurf.errors import ConfigError
 from lumisurf.jobs.train import build_train_config
@@ -100,12 +98,7 @@ class ScenePlan:
 def load_batch(path: Path) -> tuple[BatchSpec, list[ScenePlan]]:
     """Parse, validate and expand a spec; every scene's training config is built (and checked) here."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"batch spec {path} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml_spec(path, "batch spec")
     if not isinstance(raw, dict) or "scenes" not in raw:
         raise ConfigError(f"{path}: a batch spec is a mapping with a 'scenes' list (see lumisurf.jobs.batch.spec)")
     try:
