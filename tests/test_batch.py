@@ -132,3 +132,17 @@ def test_the_shipped_example_spec_is_valid():
     spec, plans = load_batch(Path(__file__).resolve().parents[1] / "benchmarks" / "specs" / "batch_example.yaml")
     assert [p.name for p in plans] == ["builtin-40views", "builtin-24views", "builtin-96px-nero"]
     assert plans[2].pipeline.material is not None and plans[2].pipeline.preset == "nero" and spec.retries == 2
+
+
+def test_resources_no_node_has_are_an_error_locally_and_a_warning_on_a_cluster(capsys, monkeypatch):
+    from lumisurf.jobs.batch import runner
+
+    with pytest.raises(LumisurfError, match="1 GPU.* per task but the cluster has 0; no scene could ever start"):
+        runner.check_resources({"CPU": 2.0}, 1, 1, autoscaling=False)
+    runner.check_resources({"CPU": 2.0}, 4, 0, autoscaling=True)
+    assert "4 CPU(s) per task but the cluster has 2" in capsys.readouterr().out
+    runner.check_resources({"CPU": 2.0, "GPU": 1.0}, 2, 1, autoscaling=False)  # fits: silent
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    with pytest.raises(LumisurfError, match=r"--address: Ray is not installed: pip install 'lumisurf\[cluster\]'"):
+        runner.import_ray(required=True)
+    assert runner.import_ray(required=False) is None

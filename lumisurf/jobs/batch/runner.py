@@ -127,6 +127,7 @@ def run_on_ray(ray, plans: list[ScenePlan], root: Path, retries: int, address: O
     if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
+        check_resources(ray.cluster_resources(), cpus, gpus, autoscaling=address is not None)
         task = ray.remote(run_scene)
         threads = max(1, int(cpus)) if cpus else None
         refs = {task.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False,
@@ -147,6 +148,18 @@ def run_on_ray(ray, plans: list[ScenePlan], root: Path, retries: int, address: O
     finally:
         if started_here:
             ray.shutdown()
+
+
+def check_resources(total: dict, cpus: float, gpus: float, autoscaling: bool) -> None:
+    """A task asking for more CPUs or GPUs than the whole cluster has would wait for ever: on a local instance
+    that is an error, on a cluster (whose autoscaler may add nodes) a warning."""
+    short = [f"{need:g} {name} per task but the cluster has {total.get(key, 0):g}"
+             for name, key, need in (("CPU(s)", "CPU", cpus), ("GPU(s)", "GPU", gpus)) if need > total.get(key, 0)]
+    if not short:
+        return
+    if not autoscaling:
+        raise LumisurfError(f"--cpus-per-task / --gpus-per-task: {'; '.join(short)}; no scene could ever start")
+    print(f"lumisurf batch: warning: {'; '.join(short)}: the scenes wait until nodes that have them join", flush=True)
 
 
 def _record_failure(root: Path, plan: ScenePlan, error: str) -> None:
