@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,8 @@ def test_spec_expands_globs_merges_overrides_and_rejects_mistakes(tmp_path):
     assert plans[0].data == str((tmp_path / "data" / "obj_a").resolve()) and plans[0].pipeline.max_steps == 3
     assert plans[2].pipeline.overrides == tuple(TINY) + ("data.synthetic_views=4",) and plans[2].pipeline.max_steps == 8
     assert plans[0].fingerprint() != plans[1].fingerprint()
+    assert replace(plans[0], checkpoint_minutes=9.0).fingerprint() == plans[0].fingerprint()
+    assert replace(plans[0], seed=1).fingerprint() != plans[0].fingerprint()
     bad = [([{"name": "x", "colour": 1}], "unknown config key"),
            ([{"name": "x"}, {"name": "x"}], "used twice"),
            ([{"data": "data/none_*"}], "no folder matches"),

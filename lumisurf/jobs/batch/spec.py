@@ -88,8 +88,10 @@ class ScenePlan:
     checkpoint_minutes: float
 
     def fingerprint(self) -> str:
-        """Changes when anything that shapes the scene's results changes (a re-run then starts afresh)."""
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Changes when anything that shapes the scene's results changes (a re-run then starts afresh); how often
+        it is checkpointed does not."""
+        shaping = {k: v for k, v in asdict(self).items() if k != "checkpoint_minutes"}
+        return hashlib.sha1(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def train_overrides(self) -> list[str]:
         return [*self.pipeline.overrides, "train.finalize=false", f"train.ckpt_every_minutes={self.checkpoint_minutes}"]
