@@ -190,36 +190,18 @@ def _sigterm_as_interrupt() -> None:
 
 
 def _cmd_train(a) -> None:
-    from lumisurf.jobs.train import build_train_config, train_job
+    from lumisurf.jobs.train import build_train_config, launch_ranks, train_job
 
-    _sigterm_as_interrupt()
     cfg = build_train_config(a.data, a.preset, a.max_steps, a.max_minutes, a.device, a.seed, a.overrides)
+    if a.nproc != 1 and "WORLD_SIZE" not in os.environ:  # the launcher; each rank runs the lines below
+        launch_ranks(cfg, a.out, a.resume, a.force, a.nproc, a.argv)
+        return
+    _sigterm_as_interrupt()
     summary = train_job(cfg, a.out, resume=a.resume, force=a.force, progress=not a.no_progress,
                         max_steps=a.max_steps, max_minutes=a.max_minutes,
                         viewer=(a.host, a.port) if a.viewer else None)
     if summary is not None:  # rank 0 (the other ranks of a data-parallel run say nothing)
         print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}))
-
-
-def _launch_ranks(nproc: int, argv: list[str]) -> int:
-    """``lumisurf train --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m lumisurf train ...``."""
-    import subprocess
-
-    if nproc < 1:
-        raise LumisurfError(f"--nproc must be >= 1, got {nproc}")
-    rest, skip = [], False
-    for arg in argv:  # the same command line without --nproc
-        if skip or arg.startswith("--nproc="):
-            skip = False
-            continue
-        skip = arg == "--nproc"
-        if not skip:
-            rest.append(arg)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # CPU ranks share the cores
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "lumisurf", *rest]
-    return subprocess.run(cmd, env=env).returncode
 
 
 def _cmd_run(a) -> None:
@@ -358,18 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": _cmd_train, "extract": _cmd_run, "render": _cmd_run, "eval": _cmd_run, "data": _cmd_data,
                 "material": _cmd_material, "relight": _cmd_relight, "vis": _cmd_vis, "bench": _cmd_bench,
                 "view": _cmd_view, "batch": _cmd_batch}
-    if args.cmd == "train" and args.nproc != 1 and "WORLD_SIZE" not in os.environ:
-        try:
-            return _launch_ranks(args.nproc, list(sys.argv[1:] if argv is None else argv))
-        except LumisurfError as exc:
-            print(f"lumisurf: error: {exc}", file=sys.stderr)
-            return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc re-runs the command line per rank
     try:
         handlers[args.cmd](args)
     except LumisurfError as exc:
         if args.debug:
             raise
-        print(f"lumisurf: error: {exc}", file=sys.stderr)
+        rank = f" (rank {os.environ['RANK']})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"lumisurf: error{rank}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lumisurf: interrupted", file=sys.stderr)

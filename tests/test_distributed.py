@@ -88,3 +88,17 @@ def test_sparse_voxels_refuse_ranks_with_a_clear_message():
 
     with pytest.raises(ConfigError, match="sparse voxels train on one process"):
         build_trainer(preset_config("svraster"), None, dist=Distributed(0, 2))
+
+
+def test_the_launcher_refuses_what_every_rank_would_before_starting_any(tmp_path, capsys):
+    from lumisurf.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--nproc", "3", "--max-steps", "1", "--out", str(out)]) == 2  # 1024 rays, 3 ranks
+    assert "train.batch_rays=1024 must be divisible by the 3 ranks" in capsys.readouterr().err and not out.exists()
+    assert main(["train", "--nproc=2", "--preset", "svraster", "--max-steps", "1", "--out", str(out)]) == 2
+    assert "sparse voxels train on one process" in capsys.readouterr().err and not out.exists()
+    out.mkdir()
+    (out / "config.yaml").write_text("{}")
+    assert main(["train", "--nproc", "2", "--max-steps", "1", "--out", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err

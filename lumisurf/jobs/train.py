@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
 from lumisurf.config import Config, apply_overrides
+from lumisurf.errors import LumisurfError
 from lumisurf.data.load import load_config_scene
 from lumisurf.jobs.evaluate import evaluate_run, format_table
 from lumisurf.jobs.extract import extract_run
@@ -14,7 +16,7 @@ from lumisurf.models.surface import background_kind
 from lumisurf.presets import DEFAULT_PRESET, preset_config
 from lumisurf.train.distributed import Distributed, init_distributed, shutdown
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import train
+from lumisurf.train.trainer import check_data_parallel, train
 
 DEFAULT_SYNTHETIC_MINUTES = 3.0  # the built-in scene trains for this long unless told otherwise
 
@@ -77,6 +79,7 @@ def _train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progr
     # the saved config names the background model, so a run folder rebuilds its model without the dataset
     cfg.model.background.kind = background_kind(cfg.model.background.kind, scene.split("train").masks is not None)
     run.check_new(force, resume)
+    check_data_parallel(cfg, dist.world_size)  # before rank 0 makes the run folder
     dist.barrier()  # every rank has read the saved config before rank 0 rewrites it
     live = _start_viewer(scene, viewer) if viewer and dist.is_main else None
     if dist.is_main:
@@ -96,6 +99,29 @@ def _train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progr
     if finalize:
         summary["metrics"] = finalize_run(run.root, progress=progress)
     return summary
+
+
+def launch_ranks(cfg: Config, out: Optional[str], resume: bool, force: bool, nproc: int, argv: list[str]) -> int:
+    """``lumisurf train --nproc N ...``: refuse what every rank would refuse (a taken run folder, a batch N ranks
+    cannot split, sparse voxels), then run the same command line as N ranks on this machine (``torchrun
+    --standalone``) and wait. Returns 0; LumisurfError naming the rank that failed first."""
+    if nproc < 1:
+        raise LumisurfError(f"--nproc must be >= 1, got {nproc}")
+    run = RunDir(Path(out) if out else default_out(cfg))
+    run.check_new(force, resume)
+    check_data_parallel(run.load_config() if resume else cfg, nproc)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run as torchrun
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # ranks share the cores
+    rest = [a for k, a in enumerate(argv) if not (a.startswith("--nproc") or (k and argv[k - 1] == "--nproc"))]
+    try:
+        torchrun(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "lumisurf", *rest]))
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        raise LumisurfError(f"rank {rank} of {nproc} stopped with exit code {failure.exitcode} (its message is "
+                            f"above); the other ranks were stopped") from None
+    return 0
 
 
 def _start_viewer(scene, where: tuple[str, int]):

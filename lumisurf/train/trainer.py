@@ -49,7 +49,6 @@ class Trainer(TrainingLoop):
                  dist: Distributed = SINGLE):
         self.cfg, self.run, self.progress, self.dist = cfg, run, progress and dist.is_main, dist
         self.device = dist.device(resolve_device(cfg.train.device))
-        dist.share(cfg.train.batch_rays)  # a batch the ranks cannot split evenly stops here, before any work
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_config_scene(cfg.data)
@@ -312,14 +311,21 @@ class Trainer(TrainingLoop):
         save_validation_strip(self.model, self.scene, self.cfg, self.step, self.device, self.run.root)
 
 
+def check_data_parallel(cfg: Config, world_size: int) -> None:
+    """ConfigError when ``world_size`` ranks cannot train ``cfg`` (checked before any rank does any work)."""
+    if world_size <= 1:
+        return
+    if cfg.model.kind == "voxels":
+        raise ConfigError(f"preset {cfg.preset}: sparse voxels train on one process (their octree is subdivided and "
+                          f"pruned in place); data-parallel training is for the neural-field presets")
+    Distributed(0, world_size).share(cfg.train.batch_rays)  # an uneven split is refused
+
+
 def build_trainer(cfg: Config, run: RunDir, scene: SceneData | None = None, progress: bool = True,
                   resume: bool = False, dist: Distributed = SINGLE):
     """The trainer of the config's method: the neural-field :class:`Trainer` or the sparse-voxel one."""
+    check_data_parallel(cfg, dist.world_size)
     if cfg.model.kind == "voxels":
-        if dist.enabled:
-            raise ConfigError(f"preset {cfg.preset}: sparse voxels train on one process (their octree is "
-                              f"subdivided and pruned in place); data-parallel training is for the neural-field "
-                              f"presets")
         from lumisurf.train.voxel_trainer import VoxelTrainer
 
         return VoxelTrainer(cfg, run, scene=scene, progress=progress, resume=resume)
