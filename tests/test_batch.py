@@ -149,3 +149,18 @@ def test_resources_no_node_has_are_an_error_locally_and_a_warning_on_a_cluster(c
     with pytest.raises(LumisurfError, match=r"--address: Ray is not installed: pip install 'lumisurf\[cluster\]'"):
         runner.import_ray(required=True)
     assert runner.import_ray(required=False) is None
+
+
+def test_eta_uses_each_running_scenes_own_rate_and_the_median_for_pending_ones():
+    from lumisurf.jobs.batch.runner import eta_seconds
+
+    now = 1000.0
+    assert eta_seconds([{"status": "pending"}], now) is None  # nothing to go on
+    fast = {"status": "running", "progress": 0.5, "started": now - 10}   # 10 s more
+    slow = {"status": "running", "progress": 0.25, "started": now - 30}  # 90 s more
+    assert eta_seconds([fast, slow], now) == pytest.approx(90.0)  # the slowest running scene bounds it
+    done = {"status": "ok", "wall_s": 40.0}
+    # 2 slots: (10 + 90 + 2 pending x median(40, 20, 120) = 40) / 2 = 90
+    assert eta_seconds([fast, slow, done, {"status": "pending"}, {"status": "pending"}], now) == pytest.approx(90.0)
+    assert eta_seconds([done, {"status": "pending"}], now) == pytest.approx(40.0)
+    assert eta_seconds([done], now) == 0.0

@@ -54,7 +54,7 @@ def queue(root: Path, plans: list[ScenePlan]) -> tuple[list[ScenePlan], list[Sce
             shutil.rmtree(status.folder / "run", ignore_errors=True)
             status.path.unlink(missing_ok=True)
         status.write(name=plan.name, fingerprint=plan.fingerprint(), status="pending", attempts=0, error=None,
-                     resumed_from=[], progress=0.0, wall_s=0.0, updated=None)
+                     resumed_from=[], progress=0.0, wall_s=0.0, updated=None, stage=None)
         todo.append(plan)
     return todo, finished
 
@@ -98,11 +98,14 @@ class Monitor:
                 self.reported.add(name)
                 self._say(name, s)
         elapsed = time.monotonic() - self.start
-        eta = "?" if work <= 0 else _clock(elapsed * (len(self.plans) - work) / work)
+        left = eta_seconds(list(states.values()), time.time())
+        eta = "?" if left is None else _clock(left)
+        running = [_doing(name, s) for name, s in states.items() if s.get("status") == "running"]
         self.bar.n = round(work, 2)
         self.bar.set_description_str(f"done {counts['ok']} · running {counts['running']} · failed "
                                      f"{counts['failed']} · pending {counts['pending']} · {_clock(elapsed)} elapsed, "
-                                     f"ETA {eta}")
+                                     f"ETA {eta}" + (f" | {', '.join(running[:3])}" if running else "")
+                                     + (" ..." if len(running) > 3 else ""))
         return counts
 
     def _say(self, name: str, s: dict) -> None:
@@ -113,6 +116,35 @@ class Monitor:
         resumed = f", resumed from step {', '.join(map(str, s['resumed_from']))}" if s.get("resumed_from") else ""
         tqdm.write(f"[{len(self.reported)}/{len(self.plans)}] {name}: {what} ({s.get('wall_s', 0):.0f} s, "
                    f"{s.get('attempts', 0)} attempt(s){resumed})", file=self.out)
+
+
+def eta_seconds(states: list[dict], now: float) -> Optional[float]:
+    """Seconds until every scene is done (None: nothing to go on yet). A running scene's remaining time is its own
+    rate so far (time since it started / its training progress); a pending one takes the median time of the scenes
+    done (else of the running ones' projections); the scenes share as many slots as are running now."""
+    running, pending, took = [], 0, []
+    for s in states:
+        kind = s.get("status", "pending")
+        if kind == "running":
+            p, spent = float(s.get("progress") or 0.0), now - float(s.get("started") or now)
+            running.append(spent * (1 - p) / p if p >= 0.02 else None)
+            if p >= 0.02:
+                took.append(spent / p)
+        elif kind in ("ok", "failed") and s.get("wall_s"):
+            took.append(float(s["wall_s"]))
+        elif kind not in ("ok", "failed"):
+            pending += 1
+    each = sorted(took)[len(took) // 2] if took else None
+    if each is None and (pending or None in running):
+        return None
+    rest = [r if r is not None else each for r in running]
+    return max(max(rest, default=0.0), (sum(rest) + pending * (each or 0.0)) / max(1, len(running)))
+
+
+def _doing(name: str, state: dict) -> str:
+    """``chair: train 45%`` / ``chair: eval`` for the progress line."""
+    stage = state.get("stage") or "starting"
+    return f"{name}: {stage} {100 * float(state.get('progress') or 0):.0f}%" if stage == "train" else f"{name}: {stage}"
 
 
 def _clock(seconds: float) -> str:

@@ -124,6 +124,7 @@ def _pipeline(plan: ScenePlan, status: SceneStatus) -> dict:
         stages.append(("eval", lambda: evaluate_run(load_run(run, plan.device), progress=False, force=True)))
     for name, stage in stages:
         if name not in done:
+            status.write(stage=name)
             stage()
             done.append(name)
             status.write(stages=done)
