@@ -152,34 +152,44 @@ def _clock(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def run_on_ray(ray, plans: list[ScenePlan], root: Path, retries: int, address: Optional[str], cpus: float,
-               gpus: float) -> None:
-    """One task per scene; a task whose worker was lost more than ``retries`` times is recorded as failed."""
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+def start_ray(ray, address: Optional[str], cpus: float, gpus: float) -> bool:
+    """Start (no address) or join Ray and check the tasks fit; returns whether this call started it."""
+    if ray.is_initialized():
+        started = False
+    else:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:  # no cluster there, a bad address
+            raise LumisurfError(f"--address {address}: cannot start or join Ray ({str(exc).splitlines()[0]})") from None
+        started = True
     try:
         check_resources(ray.cluster_resources(), cpus, gpus, autoscaling=address is not None)
-        task = ray.remote(run_scene)
-        threads = max(1, int(cpus)) if cpus else None
-        refs = {task.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False,
-                             name=f"lumisurf:{p.name}").remote(p, str(root), threads): p for p in plans}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=2.0)
-            for ref in ready:
-                try:
-                    ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:  # raised outside the pipeline (lumisurf missing there?)
-                    _record_failure(root, refs[ref], f"the task raised {str(exc).splitlines()[-1][:300]}")
-                except ray.exceptions.RayError as exc:  # the worker was lost and the retries are spent
-                    attempts = SceneStatus(scene_folder(root, refs[ref])).read().get("attempts", "?")
-                    _record_failure(root, refs[ref], f"its worker was lost in each of {attempts} attempt(s) "
-                                                     f"({type(exc).__name__}); run the spec again to resume from "
-                                                     f"its checkpoint")
-    finally:
-        if started_here:
+    except LumisurfError:
+        if started:
             ray.shutdown()
+        raise
+    return started
+
+
+def run_on_ray(ray, plans: list[ScenePlan], root: Path, retries: int, cpus: float, gpus: float) -> None:
+    """One task per scene; a task whose worker was lost more than ``retries`` times is recorded as failed."""
+    task = ray.remote(run_scene)
+    threads = max(1, int(cpus)) if cpus else None
+    refs = {task.options(num_cpus=cpus, num_gpus=gpus, max_retries=retries, retry_exceptions=False,
+                         name=f"lumisurf:{p.name}").remote(p, str(root), threads): p for p in plans}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1, timeout=2.0)
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:  # raised outside the pipeline (lumisurf missing there?)
+                _record_failure(root, refs[ref], f"the task raised {str(exc).splitlines()[-1][:300]}")
+            except ray.exceptions.RayError as exc:  # the worker was lost and the retries are spent
+                attempts = SceneStatus(scene_folder(root, refs[ref])).read().get("attempts", "?")
+                _record_failure(root, refs[ref], f"its worker was lost in each of {attempts} attempt(s) "
+                                                 f"({type(exc).__name__}); run the spec again to resume from its "
+                                                 f"checkpoint")
 
 
 def check_resources(total: dict, cpus: float, gpus: float, autoscaling: bool) -> None:
@@ -215,12 +225,17 @@ def run_batch(spec_path: Path, out: Optional[Path] = None, address: Optional[str
         f"as Ray tasks ({address or 'a local Ray instance'}; {cpus_per_task:g} CPU, {gpus_per_task:g} GPU each)"
     print(f"lumisurf batch: {len(plans)} scene(s), {len(finished)} finished before (skipped), {len(todo)} to run "
           f"{where}; outputs in {root}", flush=True)
-    with Monitor(root, todo, bar=progress):
-        if ray is not None:
-            run_on_ray(ray, todo, root, spec.retries, address, cpus_per_task, gpus_per_task)
-        else:
-            for plan in todo:
-                run_scene(plan, str(root))
+    started = start_ray(ray, address, cpus_per_task, gpus_per_task) if ray is not None and todo else False
+    try:
+        with Monitor(root, todo, bar=progress):
+            if ray is not None:
+                run_on_ray(ray, todo, root, spec.retries, cpus_per_task, gpus_per_task)
+            else:
+                for plan in todo:
+                    run_scene(plan, str(root))
+    finally:
+        if started:
+            ray.shutdown()
     names = {p.name for p in todo}
     rows = [summary_row(p, SceneStatus(scene_folder(root, p)).read(), p.name in names) for p in plans]
     md = write_tables(root, rows, f"Batch `{Path(spec_path).name}`: {len(plans)} scene(s)")

@@ -2,7 +2,7 @@
 
 Schema (unknown keys are errors)::
 
-    out: runs/catalogue            # output root (--out replaces it); a shared filesystem on a cluster
+    out: runs/catalogue            # output root (--out replaces it); relative: to the current folder
     device: auto                   # auto | cpu | cuda (per task: a task given no GPU runs on its CPUs)
     seed: 0
     retries: 2                     # re-runs of a scene whose worker was lost; each resumes from its checkpoint
