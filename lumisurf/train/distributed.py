@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -54,11 +55,17 @@ class Distributed:
         return slice(self.rank * k, (self.rank + 1) * k)
 
     # ------------------------------------------------------------------ collectives (no-ops on one rank)
-    def _reduce(self, t: torch.Tensor, op=None) -> torch.Tensor:
+    @contextmanager
+    def _collective(self, what: str):
+        """A failed collective (a rank died, the rendezvous broke) raises :class:`RankLost`, naming it."""
         try:
-            torch.distributed.all_reduce(t, op=op or torch.distributed.ReduceOp.SUM)
+            yield
         except RuntimeError as exc:
-            raise RankLost(f"rank {self.rank}: all-reduce failed ({str(exc).splitlines()[0][:200]})") from None
+            raise RankLost(f"rank {self.rank}: {what} failed ({str(exc).splitlines()[0][:200]})") from None
+
+    def _reduce(self, t: torch.Tensor, op=None) -> torch.Tensor:
+        with self._collective("all-reduce"):
+            torch.distributed.all_reduce(t, op=op or torch.distributed.ReduceOp.SUM)
         return t
 
     def mean_values(self, values: list[float], device: torch.device) -> list[float]:
@@ -75,22 +82,22 @@ class Distributed:
                                   torch.distributed.ReduceOp.MAX).item())
 
     def average_gradients(self, parameters) -> None:
-        """Average ``.grad`` over the ranks in one flat all-reduce. A parameter keeps ``grad=None`` only when
-        it has none on every rank (as a single rank would: Adam skips it), else absent grads count as 0."""
+        """Average ``.grad`` over the ranks in one flat all-reduce (the gradients, then one has-a-gradient flag per
+        parameter). A parameter keeps ``grad=None`` only when it has none on every rank (as a single rank would:
+        Adam skips it), else absent grads count as 0. The grads become views of the reduced buffer."""
         if not self.enabled:
             return
         params = [p for p in parameters if p.requires_grad]
         if not params:
             return
-        device = params[0].device
-        has = self._reduce(torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device))
-        used = [p for p, h in zip(params, has.tolist()) if h > 0]
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in used])
+        flags = torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype, device=params[0].device)
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+                         + [flags])
         self._reduce(flat).div_(self.world_size)
         offset = 0
-        for p in used:
+        for p, has in zip(params, flat[-len(params):].tolist()):
             n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).clone()
+            p.grad = flat[offset:offset + n].view_as(p) if has > 0 else None
             offset += n
 
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
@@ -98,10 +105,8 @@ class Distributed:
         if not self.enabled:
             return t
         parts = [torch.empty_like(t) for _ in range(self.world_size)]
-        try:
+        with self._collective("all-gather"):
             torch.distributed.all_gather(parts, t.contiguous())
-        except RuntimeError as exc:
-            raise RankLost(f"rank {self.rank}: all-gather failed ({str(exc).splitlines()[0][:200]})") from None
         return torch.cat(parts)
 
     def broadcast_module(self, module: torch.nn.Module, buffers_only: bool = False) -> None:
@@ -109,11 +114,9 @@ class Distributed:
         if not self.enabled:
             return
         tensors = list(module.buffers()) + ([] if buffers_only else [p.data for p in module.parameters()])
-        try:
+        with self._collective("broadcast"):
             for t in tensors:
                 torch.distributed.broadcast(t, src=0)
-        except RuntimeError as exc:
-            raise RankLost(f"rank {self.rank}: broadcast failed ({str(exc).splitlines()[0][:200]})") from None
 
     def barrier(self) -> None:
         if self.enabled:

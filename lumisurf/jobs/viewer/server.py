@@ -198,10 +198,9 @@ def run_mesh(loaded, resolution: int = 96):
 def preview_mesh(model, device, resolution: int = 96):
     """Marching cubes of the field at ``resolution`` with its vertex radiance (normalised frame); None without a
     surface."""
-    from lumisurf.jobs.extract import set_vertex_colours, surface_function, vertex_radiance
-    from lumisurf.mesh.marching_cubes import extract_mesh
-
     from lumisurf.errors import LumisurfError
+    from lumisurf.jobs.extract import surface_function, vertex_radiance
+    from lumisurf.mesh.marching_cubes import extract_mesh
 
     try:
         with torch.no_grad():
