@@ -91,6 +91,10 @@ def _train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progr
     finally:
         if live:
             live.stop()
+    # the ranks leave the process group together, before rank 0 finalizes: a rank tearing gloo down while its
+    # peer still used the group aborted once (SIGABRT, "terminate called without an active exception")
+    dist.barrier()
+    shutdown(dist)
     if not dist.is_main:
         return None
     summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
