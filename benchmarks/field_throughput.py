@@ -8,7 +8,8 @@ training step costs the SDF field per sample. Fields are built from the presets'
 * ``hash``   : preset ``instant-nsr`` (2^19 table, res 16..2048) and preset ``lumisurf`` (2^17, 16..1024)
 * ``hybrid`` : preset ``lumisurf``'s SDF config with ``backend=hybrid`` (MLP SDF + bounded hash residual)
 
-The hash grid runs with ``implementation`` torch (pure-torch twin) and warp (Warp kernels).
+The hash grid runs with ``implementation`` torch (pure-torch twin), warp (Warp kernels) and numba (the
+multi-threaded CPU kernels).
 ``normals=autograd`` needs the twice-differentiable torch grid, so hash/hybrid x warp x autograd is skipped;
 for ``mlp`` the analytic mode falls back to autograd (no grid Jacobian to use) and is timed anyway.
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from lumisurf.encodings import hash_grid_warp
+from lumisurf.encodings.hash_grid import kernel_status
 from lumisurf.fields.base import build_sdf
 from lumisurf.presets import preset_config
 
@@ -66,14 +68,14 @@ def combos(backends: list[str]) -> list[Row]:
     for backend, preset in FIELDS:
         if backend not in backends:
             continue
-        for impl in (("-",) if backend == "mlp" else ("torch", "warp")):
+        for impl in (("-",) if backend == "mlp" else ("torch", "warp", "numba")):
             for normals in NORMALS:
                 rows.append(Row(backend, preset, impl, normals))
     return rows
 
 
 def skip_reason(row: Row) -> str | None:
-    if row.impl == "warp" and row.normals == "autograd":
+    if row.impl in ("warp", "numba") and row.normals == "autograd":
         return "skipped: autograd normals need the twice-differentiable torch grid"
     return None
 
@@ -119,8 +121,8 @@ def measure(row: Row, x: torch.Tensor, repeats: int, max_seconds: float, device:
     row.msps = x.shape[0] / (row.ms / 1e3) / 1e6
     if row.backend == "mlp" and row.normals == "analytic":
         row.note = "mlp has no analytic path: same as autograd"
-    if row.impl == "warp" and hash_grid_warp.warp_status(device.type) is not None:
-        row.note = f"Warp unavailable, ran the torch grid ({hash_grid_warp.warp_status(device.type)})"
+    if row.impl in ("warp", "numba") and kernel_status(row.impl, device.type) is not None:
+        row.note = f"{row.impl} unavailable, ran the torch grid ({kernel_status(row.impl, device.type)})"
     return row
 
 

@@ -1,8 +1,17 @@
-"""Time hash grid encoding + a 2x64 MLP, forward+backward, torch reference vs Warp kernels.
+"""The hash grid kernels alone: forward with the Jacobian, and backward, per kernel, thread count and level layout.
 
-Usage: python benchmarks/hash_grid_speed.py [--points 65536] [--repeats 3] [--device cpu] [--cpu-threads 1]
-Prints the median wall ms per step (process CPU ms beside it, all threads) for a plain
-forward+backward and for an SDF-style step using forward_with_grad (analytic normal + eikonal loss).
+What a training step asks of the grid: ``forward_with_grad`` (features and dfeat_dx) at the render samples, then
+the backward with upstream gradients on both (the eikonal term's). Each row is the median wall ms over
+``--repeats`` calls after one warm-up call (compile/load), for
+
+* kernels: ``torch`` (the twin; one run, it is slow), ``warp`` (1 launch, or ``--warp-groups`` concurrent level
+  groups), ``numba`` at 1 and 2 threads;
+* layouts: 16 levels x 2 features (the default, 2^17 rows a level) and 8 x 4 (half the levels, the same table
+  bytes: 2^16 rows of 4 floats, fewer cache lines per point);
+* points: ``rays`` (64 samples along each of N/64 rays through a sphere of radius 0.5, half of them within
+  0.05 of its surface, as a training step's samples are) or ``uniform`` in [-0.9, 0.9]^3 (no locality).
+
+    python benchmarks/hash_grid_speed.py [--points 65536] [--repeats 7] [--markdown out.md]
 """
 from __future__ import annotations
 
@@ -11,76 +20,95 @@ import statistics
 import time
 
 import torch
-from torch import nn
 
-from lumisurf.encodings import HashGrid, HashGridConfig, hash_grid_warp
+from lumisurf.encodings import HashGrid, HashGridConfig, hash_grid_numba, hash_grid_warp
+from lumisurf.encodings.hash_grid import kernel_status
 
-
-def _mlp(n_in: int, device: torch.device) -> nn.Module:
-    return nn.Sequential(nn.Linear(n_in, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1)).to(device)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+LAYOUTS = {"16x2": dict(n_levels=16, n_features=2, log2_table_size=17),
+           "8x4": dict(n_levels=8, n_features=4, log2_table_size=16)}
 
 
-def _step_plain(grid, mlp, x):
-    out = mlp(grid(x))
-    out.sum().backward()
+def ray_points(n: int, gen: torch.Generator) -> torch.Tensor:
+    """n points: 64 samples along each of n/64 rays from a camera sphere of radius 3 through a sphere of radius 0.5,
+    stratified over the chord +-0.3 around the first hit and, for half of them, within 0.05 of it."""
+    n_rays = max(1, n // 64)
+    eye = torch.nn.functional.normalize(torch.randn(n_rays, 3, generator=gen), dim=-1) * 3.0
+    target = (torch.rand(n_rays, 3, generator=gen) - 0.5) * 0.6
+    d = torch.nn.functional.normalize(target - eye, dim=-1)
+    b = (eye * d).sum(-1)
+    disc = (b * b - (eye * eye).sum(-1) + 0.25).clamp_min(0.0)
+    t_hit = -b - disc.sqrt()
+    wide = (torch.rand(n_rays, 32, generator=gen) - 0.5) * 0.6
+    band = (torch.rand(n_rays, 32, generator=gen) - 0.5) * 0.1
+    t = (t_hit[:, None] + torch.cat([wide, band], -1)).sort(-1).values
+    return (eye[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)[:n].contiguous()
 
 
-def _step_with_grad(grid, mlp, x):
-    """SDF-style step: normal = d mlp / d feat (autograd through the MLP only) . dfeat_dx, eikonal loss."""
-    feat, jac = grid.forward_with_grad(x)  # [N, D], [N, D, 3]
-    sdf = mlp(feat)  # [N, 1]
-    (dsdf_dfeat,) = torch.autograd.grad(sdf.sum(), feat, create_graph=True)  # [N, D]
-    normal = torch.einsum("nd,ndk->nk", dsdf_dfeat, jac)  # [N, 3]
-    loss = sdf.abs().mean() + ((normal.norm(dim=-1) - 1.0) ** 2).mean()
-    loss.backward()
-
-
-def _time(step, grid, mlp, x, repeats: int, warmup: bool) -> tuple[float, float]:
-    """Median wall ms and median process CPU ms (all threads) per step."""
-    if warmup:
-        step(grid, mlp, x)  # Warp compile/load happens here
-    walls, cpus = [], []
-    for _ in range(repeats):
+def time_kernel(grid: HashGrid, x: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Median ms of forward_with_grad and of its backward (upstream on features and Jacobian)."""
+    gen = torch.Generator().manual_seed(1)
+    up_f = torch.randn(x.shape[0], grid.output_dim, generator=gen)
+    up_j = torch.randn(x.shape[0], grid.output_dim, 3, generator=gen)
+    fwd, bwd = [], []
+    for i in range(repeats + 1):
         grid.zero_grad(set_to_none=True)
-        mlp.zero_grad(set_to_none=True)
-        _sync(x.device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        step(grid, mlp, x)
-        _sync(x.device)
-        walls.append((time.perf_counter() - t0) * 1e3)
-        cpus.append((time.process_time() - c0) * 1e3)
-    return statistics.median(walls), statistics.median(cpus)
+        t0 = time.perf_counter()
+        feat, jac = grid.forward_with_grad(x)
+        t1 = time.perf_counter()
+        torch.autograd.backward([feat, jac], [up_f, up_j])
+        t2 = time.perf_counter()
+        if i > 0:  # the first call compiles / loads
+            fwd.append((t1 - t0) * 1e3)
+            bwd.append((t2 - t1) * 1e3)
+    return statistics.median(fwd), statistics.median(bwd)
+
+
+def variants(warp_groups: int) -> list[tuple[str, str, int]]:
+    """(label, implementation, threads) rows."""
+    rows = [("torch twin", "torch", 0), ("warp, 1 launch", "warp", 1)]
+    if warp_groups > 1:
+        rows.append((f"warp, {warp_groups} level groups", "warp", warp_groups))
+    rows += [("numba, 1 thread", "numba", 1), ("numba, 2 threads", "numba", 2)]
+    return [r for r in rows if r[1] == "torch" or kernel_status(r[1], "cpu") is None]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=65536)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--log2-table-size", type=int, default=19)
-    ap.add_argument("--cpu-threads", type=int, default=1, help="concurrent Warp CPU launches (level groups)")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--warp-groups", type=int, default=2, help="also time Warp with this many concurrent launches")
+    ap.add_argument("--markdown", default=None)
     args = ap.parse_args()
-    hash_grid_warp.set_cpu_threads(args.cpu_threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    x = (torch.rand(args.points, 3, device=device) * 2 - 1).requires_grad_(False)
-    print(f"points={args.points} device={device} torch_threads={torch.get_num_threads()} "
-          f"warp_cpu_threads={args.cpu_threads} L=16 F=2 T={args.log2_table_size}")
-    for impl in ("torch", "warp"):
-        cfg = HashGridConfig(log2_table_size=args.log2_table_size, implementation=impl)
-        grid = HashGrid(cfg).to(device)
-        mlp = _mlp(grid.output_dim, device)
-        # the slow torch twin gets one run less and no warm-up to keep the script under a minute
-        reps, warm = (max(1, args.repeats - 1), False) if impl == "torch" else (args.repeats, True)
-        plain = _time(_step_plain, grid, mlp, x, reps, warm)
-        withg = _time(_step_with_grad, grid, mlp, x, reps, warm)
-        print(f"{impl:>5}: forward+backward {plain[0]:7.1f} ms (cpu {plain[1]:7.1f}) | "
-              f"forward_with_grad+backward {withg[0]:7.1f} ms (cpu {withg[1]:7.1f})")
+    gen = torch.Generator().manual_seed(0)
+    points = {"rays": ray_points(args.points, gen),
+              "uniform": (torch.rand(args.points, 3, generator=gen) * 1.8 - 0.9)}
+    lines = [f"points={args.points}, repeats={args.repeats} (median), torch_threads={torch.get_num_threads()}, "
+             f"fwd = forward_with_grad, bwd = its backward", "",
+             "| kernel | layout | points | fwd ms | bwd ms | fwd+bwd ms | speed-up vs warp, 1 launch |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for layout, kw in LAYOUTS.items():
+        for pname, x in points.items():
+            base = None
+            for label, impl, threads in variants(args.warp_groups):
+                hash_grid_warp.set_cpu_threads(threads if impl == "warp" else 1)
+                hash_grid_numba.set_cpu_threads(threads if impl == "numba" else None)
+                torch.manual_seed(0)
+                grid = HashGrid(HashGridConfig(**kw, base_resolution=16, max_resolution=1024, implementation=impl))
+                with torch.no_grad():
+                    grid.params.uniform_(-0.1, 0.1)
+                f, b = time_kernel(grid, x, 1 if impl == "torch" else args.repeats)
+                if impl == "warp" and threads == 1:
+                    base = f + b
+                speed = "" if base is None else f"{base / (f + b):.2f}x"
+                lines.append(f"| {label} | {layout} | {pname} | {f:.1f} | {b:.1f} | {f + b:.1f} | {speed} |")
+                print(lines[-1], flush=True)
+    hash_grid_warp.set_cpu_threads(1)
+    hash_grid_numba.set_cpu_threads(None)
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def instrument(trainer: Trainer) -> None:
     _wrap(trainer.cameras, "rays", "rays")
     _wrap(OccupancyGrid, "ray_bounds", "occupancy")
     _wrap(SurfaceModel, "_sample_t", "up-sampling")
-    _wrap(SurfaceModel, "_shade", "shading fwd")
+    _wrap(SurfaceModel, "shade", "shading fwd")
     _wrap(SurfaceModel, "_background", "background fwd")
     _wrap(trainer.model.sdf, "sdf_and_gradient", "field fwd")
     _wrap(trainer, "_loss_terms", "losses")

@@ -94,8 +94,7 @@ class BackgroundConfig:
 
 
 def _assignment_grid() -> HashGridConfig:
-    return HashGridConfig(n_levels=8, n_features=2, log2_table_size=15, base_resolution=4, max_resolution=128,
-                          implementation="warp")
+    return HashGridConfig(n_levels=8, n_features=2, log2_table_size=15, base_resolution=4, max_resolution=128)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Hash grid encoding: layout, indexing, torch reference maths, Warp/torch parity, masking, fallback."""
+"""Hash grid encoding: layout, indexing, torch reference maths, kernel/torch parity (every fast kernel: Warp,
+numba), masking, fallback."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 from lumisurf.encodings import HashGrid, HashGridConfig
+from lumisurf.encodings import hash_grid as hg
+from lumisurf.encodings import hash_grid_numba
 from lumisurf.encodings import hash_grid_torch as ref
 from lumisurf.encodings import hash_grid_warp as fast
 from lumisurf.errors import ConfigError
@@ -15,13 +18,13 @@ from lumisurf.errors import ConfigError
 # 3 dense levels (res 4, 6, 9 -> 125, 343, 1000 rows <= 2^10) and 2 hashed ones (res 13, 20)
 SMALL = dict(n_levels=5, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=20)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-try:
-    import warp  # noqa: F401
-
-    HAVE_WARP = True
-except ImportError:
-    HAVE_WARP = False
+HAVE_WARP = fast.missing() is None
 needs_warp = pytest.mark.skipif(not HAVE_WARP, reason="warp-lang is not installed (the torch fallback is tested)")
+# every fast kernel against the torch twin, on every device it runs on; a kernel that is not installed is skipped
+# with the reason (its fallback is tested below)
+KERNEL_DEVICES = [pytest.param(name, dev, marks=pytest.mark.skipif(hg.GRID_KERNELS.get(name).missing() is not None,
+                                                                   reason=f"{name} is not installed"))
+                  for name in hg.GRID_KERNELS for dev in DEVICES if dev in hg.GRID_KERNELS.get(name).devices]
 
 
 def _grid(impl: str, device="cpu", seed: int = 0, **kw) -> HashGrid:
@@ -32,10 +35,10 @@ def _grid(impl: str, device="cpu", seed: int = 0, **kw) -> HashGrid:
     return grid
 
 
-def _twins(device="cpu", **kw) -> tuple[HashGrid, HashGrid]:
-    g_torch, g_warp = _grid("torch", device, **kw), _grid("warp", device, **kw)
-    g_warp.load_state_dict(g_torch.state_dict())
-    return g_torch, g_warp
+def _twins(device="cpu", impl: str = "warp", **kw) -> tuple[HashGrid, HashGrid]:
+    g_torch, g_fast = _grid("torch", device, **kw), _grid(impl, device, **kw)
+    g_fast.load_state_dict(g_torch.state_dict())
+    return g_torch, g_fast
 
 
 def _points(n: int, device="cpu", seed: int = 1, spread: float = 1.2) -> torch.Tensor:
@@ -92,7 +95,7 @@ def test_corner_rows_dense_and_hash_formulas():
             assert rows[lvl, c].item() == layout.offsets[lvl] + local
 
 
-@pytest.mark.parametrize("impl", ["torch", "warp"])
+@pytest.mark.parametrize("impl", ["torch", "warp", "numba", "auto"])
 def test_dense_vertex_returns_written_feature(impl):
     grid = _grid(impl)
     lvl, res, vtx = 1, grid.resolutions[1], (2, 3, 4)
@@ -147,53 +150,42 @@ def test_clamping_outside_the_cube():
     assert gx[0, 0] == 0 and gx[1, 0] == 0 and gx[1, 2] == 0 and gx[0, 1] != 0
 
 
-def test_reference_double_backward_equals_analytic_jacobian_path():
-    """Eikonal-style loss: autograd double backward (torch) == analytic dfeat_dx path (warp)."""
-    g_torch, g_warp = _twins()
-    x = _points(200, spread=0.9)
-    direction = torch.randn(10, generator=torch.Generator().manual_seed(3))
-    xr = x.clone().requires_grad_()
-    (gx,) = torch.autograd.grad(g_torch(xr) @ direction, xr, torch.ones(200), create_graph=True)
-    ((gx.norm(dim=-1) - 1) ** 2).mean().backward()
-    _, jac = g_warp.forward_with_grad(x)
-    ((torch.einsum("nkd,k->nd", jac, direction).norm(dim=-1) - 1) ** 2).mean().backward()
-    assert torch.allclose(g_torch.params.grad, g_warp.params.grad, atol=1e-4, rtol=1e-4)
-    assert g_warp.params.grad.abs().max() > 1e-3
-
-
-# ---------------------------------------------------------------- warp / torch parity
-@needs_warp
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("threads", [1, 3])  # CPU kernels may split levels over concurrent launches
-def test_warp_forward_backward_parity(device, threads, monkeypatch):
+# ---------------------------------------------------------------- fast kernel / torch parity
+@pytest.mark.parametrize("impl,device", KERNEL_DEVICES)
+@pytest.mark.parametrize("threads", [1, 3])  # CPU kernels split levels over threads (Warp: concurrent launches)
+def test_kernel_forward_backward_parity(impl, device, threads, monkeypatch):
     monkeypatch.setattr(fast, "_CPU_THREADS", 1)
+    monkeypatch.setattr(hash_grid_numba, "_THREADS", None)
     fast.set_cpu_threads(threads)
-    g_torch, g_warp = _twins(device)
+    hash_grid_numba.set_cpu_threads(threads)
+    g_torch, g_fast = _twins(device, impl)
     x = _points(3000, device)
     outs, grads = [], []
     up = torch.randn(3000, 10, generator=torch.Generator().manual_seed(5)).to(device)
-    for grid in (g_torch, g_warp):
+    for grid in (g_torch, g_fast):
         xr = x.clone().requires_grad_()
         out = grid(xr)
         assert out.device == x.device and out.shape == (3000, 10)
         outs.append(out)
         grads.append(_grads([out], [xr, grid.params], [up]))
-    assert len(fast._level_groups(5, x.device)) == (threads if device == "cpu" else 1)
-    assert fast.warp_status(device) is None, fast.warp_status(device)
+    if impl == "warp":
+        assert len(fast._level_groups(5, x.device)) == (threads if device == "cpu" else 1)
+    assert hg.kernel_status(impl, device) is None, hg.kernel_status(impl, device)
     assert torch.allclose(outs[0], outs[1], atol=1e-5)
     assert torch.allclose(grads[0][0], grads[1][0], atol=1e-3, rtol=1e-4)  # d/dx ~ res * table
     assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5)
 
 
-@needs_warp
-@pytest.mark.parametrize("device", DEVICES)
-def test_warp_forward_with_grad_parity(device):
-    g_torch, g_warp = _twins(device)
+@pytest.mark.parametrize("impl,device", KERNEL_DEVICES)
+@pytest.mark.parametrize("n_features", [1, 2, 4])  # the numba kernels take features in pairs (odd F: a half pair)
+def test_kernel_forward_with_grad_parity(impl, device, n_features):
+    g_torch, g_fast = _twins(device, impl, n_features=n_features)
     x = _points(2000, device, seed=7)
     gen = torch.Generator().manual_seed(8)
-    up = [torch.randn(2000, 10, generator=gen).to(device), torch.randn(2000, 10, 3, generator=gen).to(device)]
+    cols = 5 * n_features
+    up = [torch.randn(2000, cols, generator=gen).to(device), torch.randn(2000, cols, 3, generator=gen).to(device)]
     res = []
-    for grid in (g_torch, g_warp):
+    for grid in (g_torch, g_fast):
         xr = x.clone().requires_grad_()
         feat, jac = grid.forward_with_grad(xr)
         res.append((feat, jac, *_grads([feat, jac], [xr, grid.params], up)))
@@ -204,7 +196,83 @@ def test_warp_forward_with_grad_parity(device):
     assert gx1.abs().max() > 1.0
 
 
-@pytest.mark.parametrize("impl", ["torch", "warp"])
+@pytest.mark.parametrize("impl,device", KERNEL_DEVICES)
+def test_kernel_eikonal_gradient_matches_double_backward(impl, device):
+    """The training path: an eikonal loss through dfeat_dx of the fast kernel == torch's double backward."""
+    g_torch, g_fast = _twins(device, impl)
+    x = _points(500, device, spread=0.9)
+    direction = torch.randn(10, generator=torch.Generator().manual_seed(3)).to(device)
+    xr = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(g_torch(xr) @ direction, xr, torch.ones(500, device=device), create_graph=True)
+    ((gx.norm(dim=-1) - 1) ** 2).mean().backward()
+    _, jac = g_fast.forward_with_grad(x)
+    ((torch.einsum("nkd,k->nd", jac, direction).norm(dim=-1) - 1) ** 2).mean().backward()
+    assert torch.allclose(g_torch.params.grad, g_fast.params.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_auto_takes_the_fastest_kernel_that_runs(monkeypatch):
+    """auto: numba on the CPU, else Warp; Warp on CUDA; a named kernel is the only choice; torch: none."""
+    assert hg._candidates("auto", "cpu") == ("numba", "warp") and hg._candidates("auto", "cuda") == ("warp",)
+    assert hg._candidates("torch", "cpu") == () and hg._candidates("numba", "cuda") == ("numba",)
+    g_torch, g_auto = _twins(impl="auto")
+    calls = []
+    for name in ("numba", "warp"):
+        kernel = hg.GRID_KERNELS.get(name)
+        spy = (lambda n, f: lambda *a: calls.append(n) or f(*a))(name, kernel.apply)
+        monkeypatch.setitem(hg.GRID_KERNELS._items, name, hg.GridKernel(spy, kernel.missing, kernel.devices))
+    x = _points(300)
+    assert torch.allclose(g_auto(x), g_torch(x), atol=1e-5)
+    expected = next((n for n in ("numba", "warp") if hg.GRID_KERNELS.get(n).missing() is None), None)
+    assert calls == ([expected] if expected else [])
+    calls.clear()
+    g_auto.double()(x.double())  # float64: the torch twin, silently
+    assert calls == []
+
+
+@pytest.mark.parametrize("broken", ["numba", "warp"])
+def test_kernel_failure_falls_back_with_one_warning(broken, monkeypatch):
+    """A kernel that fails (compile or launch) is remembered, named in one warning, and the call goes on to the
+    next choice: under auto numba -> Warp -> torch; a named kernel -> torch."""
+    g_torch, g_named = _twins(impl=broken)
+    _, g_auto = _twins(impl="auto")
+    x = _points(100)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("simulated compile error")
+
+    monkeypatch.setattr(hg, "_FAILURES", {})
+    monkeypatch.setattr(hg, "_WARNED", set())
+    monkeypatch.setitem(hg.GRID_KERNELS._items, broken, hg.GridKernel(fail, lambda: None, ("cpu", "cuda")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out1, out2 = g_named(x), g_named.forward_with_grad(x)[0]
+        out3 = g_auto(x)
+    assert len(caught) == 1 and "simulated compile error" in str(caught[0].message), [str(c.message) for c in caught]
+    assert broken in str(caught[0].message)
+    assert "simulated" in hg.kernel_status(broken, "cpu")
+    assert torch.allclose(out1, g_torch(x), atol=1e-5) and torch.allclose(out2, out1) and torch.allclose(out3, out1, atol=1e-5)
+
+
+def test_missing_kernel_falls_back_with_one_line(monkeypatch):
+    """A kernel that is not installed: auto takes the next one and says so once."""
+    g_torch, g_auto = _twins(impl="auto")
+    monkeypatch.setattr(hg, "_FAILURES", {})
+    monkeypatch.setattr(hg, "_WARNED", set())
+    numba_kernel = hg.GRID_KERNELS.get("numba")
+    monkeypatch.setitem(hg.GRID_KERNELS._items, "numba",
+                        hg.GridKernel(numba_kernel.apply, lambda: "numba import failed: simulated", ("cpu",)))
+    x = _points(100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = g_auto(x)
+        g_auto(x)
+    msgs = [str(c.message) for c in caught]
+    assert len(msgs) == 1 and "numba" in msgs[0] and "simulated" in msgs[0], msgs
+    assert ("using warp" if HAVE_WARP else "torch reference") in msgs[0]
+    assert torch.allclose(out, g_torch(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["torch", "warp", "numba"])
 def test_active_level_masking(impl):
     grid = _grid(impl)
     x = _points(500)
@@ -231,22 +299,3 @@ def test_batch_shape_and_float64_inputs():
     assert f.shape == (2, 4, 3, 10) and j.shape == (2, 4, 3, 10, 3)
     # float64 goes through the torch twin (the kernels are float32 only)
     assert torch.allclose(g_warp.double()(x.double()), g_torch.double()(x.double()))
-
-
-@needs_warp
-def test_warp_failure_falls_back_with_one_warning(monkeypatch):
-    g_torch, g_warp = _twins()
-    x = _points(100)
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("simulated compile error")
-
-    monkeypatch.setattr(fast, "_FAILURES", {})
-    monkeypatch.setattr(fast, "_WARNED", set())
-    monkeypatch.setattr(fast._HashEncodeWarp, "apply", broken)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out1, out2 = g_warp(x), g_warp.forward_with_grad(x)[0]
-    assert len(caught) == 1 and "simulated compile error" in str(caught[0].message)
-    assert "simulated" in fast.warp_status("cpu")
-    assert torch.allclose(out1, g_torch(x)) and torch.allclose(out2, out1)

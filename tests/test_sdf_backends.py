@@ -19,7 +19,7 @@ from lumisurf.fields.base import SDFField, build_sdf
 # levels res 4, 10, 25, 64: two dense (125, 1331 rows <= 2^12) and two hashed
 GRID = dict(n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=64)
 BACKENDS = ["hash", "hybrid"]
-IMPLS = ["torch", "warp"]
+IMPLS = ["torch", "warp", "numba"]
 
 
 def _cfg(backend: str, impl: str = "torch", normals: str = "autograd", **kw) -> SDFConfig:

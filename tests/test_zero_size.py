@@ -13,8 +13,7 @@ import torch
 
 from lumisurf.config import apply_overrides
 from lumisurf.encodings import hash_grid_torch as ref
-from lumisurf.encodings import hash_grid_warp as fast
-from lumisurf.encodings.hash_grid import HashGrid, HashGridConfig
+from lumisurf.encodings.hash_grid import GRID_KERNELS, HashGrid, HashGridConfig, kernel_status
 from lumisurf.fields.assignment import AssignmentField
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
@@ -53,19 +52,19 @@ def _grads_zero(module: torch.nn.Module) -> bool:
 
 
 # ----------------------------------------------------------------------------- hash grid (Warp + torch twin)
-def _uses_warp() -> bool:
-    return fast.warp_status("cpu") is None
+def _uses_kernel(impl: str) -> bool:
+    return kernel_status(impl, "cpu") is None
 
 
 def test_to_level_major_hand_values():
     g = torch.arange(12.0).reshape(2, 6)  # N = 2 points, L = 3 levels, F = 2: column l * F + f
-    out = fast._to_level_major(g, 2, 2)  # first k = 2 levels -> [k, N, F]
+    out = ref.to_level_major(g, 2, 2)  # first k = 2 levels -> [k, N, F]
     assert torch.equal(out, torch.tensor([[[0.0, 1], [6, 7]], [[2, 3], [8, 9]]]))
-    assert fast._to_level_major(torch.zeros(0, 6), 2, 2).shape == (2, 0, 2)  # used to raise
-    assert fast._to_level_major(torch.zeros(0, 6, 3), 3, 2).shape == (3, 0, 2, 3)
+    assert ref.to_level_major(torch.zeros(0, 6), 2, 2).shape == (2, 0, 2)  # used to raise
+    assert ref.to_level_major(torch.zeros(0, 6, 3), 3, 2).shape == (3, 0, 2, 3)
 
 
-@pytest.mark.parametrize("impl", ["warp", "torch"])
+@pytest.mark.parametrize("impl", ["warp", "numba", "torch"])
 @pytest.mark.parametrize("levels", [None, 0])
 @pytest.mark.parametrize("with_jac", [False, True])
 def test_hash_grid_zero_points(impl, levels, with_jac):
@@ -83,11 +82,11 @@ def test_hash_grid_zero_points(impl, levels, with_jac):
     assert feat.shape == (0, 8)
     assert grid.params.grad.shape == grid.params.shape and not grid.params.grad.any()
     assert x.grad is None or x.grad.shape == (0, 3)
-    if impl == "warp" and fast.wp is not None:
-        assert _uses_warp()  # the Warp kernels ran (a failure would have switched to the torch twin)
+    if impl != "torch" and GRID_KERNELS.get(impl).missing() is None:
+        assert _uses_kernel(impl)  # the kernels ran (a failure would have switched to the torch twin)
 
 
-@pytest.mark.parametrize("impl", ["warp", "torch"])
+@pytest.mark.parametrize("impl", ["warp", "numba", "torch"])
 def test_hash_grid_no_active_level_keeps_graph(impl):
     """0 active levels: zero features that still hang on the table, so backward gives zero grads (both twins)."""
     grid = HashGrid(HashGridConfig(**{**SMALL_GRID.__dict__, "implementation": impl}))

@@ -1,21 +1,91 @@
-"""Multi-resolution hash grid encoding (Instant-NGP) as an nn.Module, with config and backend choice.
+"""Multi-resolution hash grid encoding (Instant-NGP) as an nn.Module, with config and kernel choice.
 
-`implementation="warp"` runs the Warp kernels (CPU or CUDA, from the input's device) and falls back
-to the plain-torch twin with one warning when Warp cannot be used; `"torch"` always uses the twin
-(full second-order autograd).  Inputs are points in normalised world units inside [-bound, bound]^3;
-points outside are clamped.  See `hash_grid_torch` for indexing/hash conventions.
+The fast kernels are registered by name in :data:`GRID_KERNELS`: ``numba`` (multi-threaded CPU kernels) and
+``warp`` (NVIDIA Warp: the CUDA path, and a one-thread CPU path). ``implementation="auto"`` (the default) takes
+the fastest one that can run a call (CPU: numba, then Warp; CUDA: Warp); naming a kernel uses that kernel only.
+A kernel that cannot run (not installed, failed to compile or launch) hands the call to the next choice and,
+in the end, to the plain-torch twin, with one warning naming the reason; other dtypes or devices go there
+silently. ``"torch"`` always uses the twin (full second-order autograd). Inputs are points in normalised world
+units inside [-bound, bound]^3; points outside are clamped. See `hash_grid_torch` for the conventions.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
 
+from lumisurf.encodings import hash_grid_numba, hash_grid_warp
 from lumisurf.encodings import hash_grid_torch as ref
-from lumisurf.encodings import hash_grid_warp as fast
 from lumisurf.errors import ConfigError
+from lumisurf.registry import Registry
+
+GridImplementation = Literal["auto", "torch", "warp", "numba"]
+
+
+@dataclass(frozen=True)
+class GridKernel:
+    """A fast twin of the torch encoding for float32 on ``devices``. ``missing()``: why it cannot run at all (not
+    installed), else None; ``apply(x, table, layout, bound, k, want_jac)``: feat [N, L*F] (and dfeat_dx
+    [N, L*F, 3] when want_jac) from the first k levels."""
+
+    apply: Callable
+    missing: Callable[[], "str | None"]
+    devices: tuple[str, ...]
+
+
+GRID_KERNELS: Registry[GridKernel] = Registry("hash grid kernel")
+GRID_KERNELS.register("numba")(GridKernel(hash_grid_numba.apply, hash_grid_numba.missing, ("cpu",)))
+GRID_KERNELS.register("warp")(GridKernel(hash_grid_warp.apply, hash_grid_warp.missing, ("cpu", "cuda")))
+AUTO_KERNELS = {"cpu": ("numba", "warp"), "cuda": ("warp",)}  # fastest first (benchmarks/hash_grid_speed.py)
+_FAILURES: dict[tuple[str, str], str] = {}  # (kernel, device type) -> why it failed; later calls skip it
+_WARNED: set[tuple[str, str]] = set()
+
+
+def kernel_status(name: str, device_type: str = "cpu") -> str | None:
+    """None when kernel ``name`` is usable so far on ``device_type``, else the reason it is not."""
+    kernel = GRID_KERNELS.get(name)
+    if device_type not in kernel.devices:
+        return f"{name} kernels do not run on {device_type}"
+    return _FAILURES.get((name, device_type)) or kernel.missing()
+
+
+def _candidates(implementation: str, device_type: str) -> tuple[str, ...]:
+    if implementation == "auto":
+        return AUTO_KERNELS.get(device_type, ())
+    return () if implementation == "torch" else (implementation,)
+
+
+def _warn_once(name: str, device_type: str, reason: str, then: str) -> None:
+    if (name, device_type) not in _WARNED:
+        _WARNED.add((name, device_type))
+        warnings.warn(f"lumisurf hash grid: {name} kernels unavailable on {device_type}, using {then} ({reason})",
+                      RuntimeWarning, stacklevel=4)
+
+
+def encode(implementation: str, x: torch.Tensor, table: torch.Tensor, layout: ref.GridLayout, bound: float,
+           active_levels: int | None, want_jac: bool):
+    """x [N,3] -> feat [N, L*F] (and dfeat_dx [N, L*F, 3] when want_jac) with the first fast kernel of
+    ``implementation`` that runs, else the torch twin."""
+    k = layout.n_levels if active_levels is None else max(0, min(int(active_levels), layout.n_levels))
+    names, dev = _candidates(implementation, x.device.type), x.device.type
+    if x.dtype != torch.float32 or table.dtype != torch.float32:
+        names = ()  # the kernels are float32 only: other dtypes (float64 checks) take the twin silently
+    for j, name in enumerate(names):
+        kernel = GRID_KERNELS.get(name)
+        if dev not in kernel.devices:
+            continue
+        reason = _FAILURES.get((name, dev)) or kernel.missing()
+        if reason is None:
+            try:
+                return kernel.apply(x, table, layout, bound, k, want_jac)
+            except Exception as exc:  # compile or launch failure: remember it, go on to the next choice
+                reason = _FAILURES[(name, dev)] = f"{name} kernel failed: {type(exc).__name__}: {exc}"
+        _warn_once(name, dev, reason, names[j + 1] if j + 1 < len(names) else "the torch reference")
+    fn = ref.hash_encode_with_grad_torch if want_jac else ref.hash_encode_torch
+    return fn(x, table, layout, bound, k)
 
 
 @dataclass
@@ -32,7 +102,7 @@ class HashGridConfig:
     max_resolution: int = 2048
     growth_factor: float | None = None
     bound: float = 1.0
-    implementation: Literal["torch", "warp"] = "warp"
+    implementation: GridImplementation = "auto"
 
     def validate(self) -> None:
         """Raise ConfigError on values the encoding cannot use."""
@@ -46,8 +116,9 @@ class HashGridConfig:
             raise ConfigError(f"hash grid: growth_factor must be >= 1, got {self.growth_factor}")
         if self.bound <= 0:
             raise ConfigError(f"hash grid: bound must be > 0, got {self.bound}")
-        if self.implementation not in ("torch", "warp"):
-            raise ConfigError(f"hash grid: implementation must be 'torch' or 'warp', got {self.implementation!r}")
+        if self.implementation != "auto" and self.implementation != "torch" and self.implementation not in GRID_KERNELS:
+            raise ConfigError(f"hash grid: implementation must be one of auto, torch, "
+                              f"{', '.join(GRID_KERNELS.names())}; got {self.implementation!r}")
 
     def growth(self) -> float:
         if self.growth_factor is not None:
@@ -95,9 +166,8 @@ class HashGrid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., 3] -> [..., L*F]."""
-        flat = self._flat(x)
-        fn = fast.hash_encode_warp if self.cfg.implementation == "warp" else ref.hash_encode_torch
-        feat = fn(flat, self.params, self.layout, self.cfg.bound, self.active_levels)
+        feat = encode(self.cfg.implementation, self._flat(x), self.params, self.layout, self.cfg.bound,
+                      self.active_levels, want_jac=False)
         return feat.reshape(*x.shape[:-1], self.output_dim)
 
     def forward_with_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,9 +176,8 @@ class HashGrid(nn.Module):
         Both outputs are differentiable w.r.t. the table (and x), so an eikonal loss built from
         dfeat_dx trains the grid without double backward.
         """
-        flat = self._flat(x)
-        fn = fast.hash_encode_with_grad_warp if self.cfg.implementation == "warp" else ref.hash_encode_with_grad_torch
-        feat, jac = fn(flat, self.params, self.layout, self.cfg.bound, self.active_levels)
+        feat, jac = encode(self.cfg.implementation, self._flat(x), self.params, self.layout, self.cfg.bound,
+                           self.active_levels, want_jac=True)
         lead = x.shape[:-1]
         return feat.reshape(*lead, self.output_dim), jac.reshape(*lead, self.output_dim, 3)
 

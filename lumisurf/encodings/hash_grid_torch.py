@@ -1,6 +1,6 @@
 """Plain-torch multi-resolution hash encoding (Instant-NGP): the reference twin of the Warp kernels.
 
-Conventions (shared with `hash_grid_warp.py`):
+Conventions (shared with the kernels in `hash_grid_warp.py` and `hash_grid_numba.py`):
 - Points x in [-bound, bound]^3 (normalised world units) are clamped to the cube, then mapped to
   grid coordinates p = (x + bound) / (2 bound) * res, so level l has vertices 0..res per axis.
 - The cell origin is i0 = min(floor(p), res - 1) and the local coordinate frac = p - i0 in [0, 1].
@@ -123,6 +123,27 @@ def trilinear_weights(frac: torch.Tensor):
 def _gather(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """rows [N,L,8] -> corner features [N,L,8,F] (index_select: its backward is a fast index_add)."""
     return table.index_select(0, rows.reshape(-1)).view(*rows.shape, table.shape[1])
+
+
+def to_point_major(t_lm: torch.Tensor, n_levels: int) -> torch.Tensor:
+    """[k, N, F(, 3)] level-major kernel output -> [N, L*F(, 3)], zero for levels >= k (one copy)."""
+    k, n_pts, n_feat = t_lm.shape[:3]
+    tail = tuple(t_lm.shape[3:])
+    if k == n_levels:  # one copy, no zero fill
+        return t_lm.transpose(0, 1).reshape((n_pts, n_levels * n_feat) + tail)
+    out = t_lm.new_zeros((n_pts, n_levels, n_feat) + tail)
+    out[:, :k] = t_lm.transpose(0, 1)
+    return out.reshape((n_pts, n_levels * n_feat) + tail)
+
+
+def to_level_major(g: torch.Tensor, k: int, n_feat: int) -> torch.Tensor:
+    """[N, L*F(, 3)] upstream gradient -> contiguous [k, N, F(, 3)] for the first k levels.
+
+    L is spelled out (not -1) so that N = 0 reshapes too (no samples reached the field).
+    """
+    n_pts, n_levels = g.shape[0], g.shape[1] // n_feat
+    g = g.reshape((n_pts, n_levels, n_feat) + tuple(g.shape[2:]))[:, :k]
+    return g.transpose(0, 1).contiguous()
 
 
 def _pad_levels(t: torch.Tensor, n_levels: int) -> torch.Tensor:

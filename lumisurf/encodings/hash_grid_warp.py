@@ -6,21 +6,16 @@ atomic adds, input gradient including the term from upstream gradients on dfeat_
 this is one launch; on CPU (LLVM, one thread per launch) too by default, or the levels are split
 round-robin over `set_cpu_threads(n)` concurrent launches (they write disjoint table rows).  The Warp
 device follows the tensor's device; tensors are shared zero-copy through `wp.from_torch`.
-Only float32 is handled; other dtypes use the torch twin silently, and a missing Warp or a
-failing compile/launch uses it with one `warnings.warn` (per device type) naming the reason.
+Only float32 is handled. `lumisurf.encodings.hash_grid` chooses between the kernels and the torch twin
+(other dtypes silently, a missing Warp or a failing compile/launch with one warning naming the reason).
 """
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from lumisurf.encodings.hash_grid_torch import (
-    GridLayout,
-    hash_encode_torch,
-    hash_encode_with_grad_torch,
-)
+from lumisurf.encodings.hash_grid_torch import GridLayout, to_level_major, to_point_major
 
 try:
     import warp as wp
@@ -29,9 +24,6 @@ try:
 except Exception as exc:  # pragma: no cover - depends on the environment
     wp = None
     _IMPORT_ERROR = f"warp import failed: {exc!r}"
-
-_FAILURES: dict[str, str] = {}  # device type -> why Warp failed there; later calls go straight to torch
-_WARNED: set[str] = set()  # device types already warned about
 
 if wp is not None:
     if hasattr(wp, "LOG_WARNING"):  # no init banner / compile chatter
@@ -277,27 +269,6 @@ def _launch(kernel, groups: list[torch.Tensor], n_pts: int, device: torch.device
         fut.result()
 
 
-def _to_point_major(t_lm: torch.Tensor, n_levels: int) -> torch.Tensor:
-    """[k, N, F(, 3)] level-major kernel output -> [N, L*F(, 3)], zero for levels >= k."""
-    k, n_pts, n_feat = t_lm.shape[:3]
-    tail = tuple(t_lm.shape[3:])
-    if k == n_levels:  # one copy, no zero fill
-        return t_lm.transpose(0, 1).reshape((n_pts, n_levels * n_feat) + tail)
-    out = t_lm.new_zeros((n_pts, n_levels, n_feat) + tail)
-    out[:, :k] = t_lm.transpose(0, 1)
-    return out.reshape((n_pts, n_levels * n_feat) + tail)
-
-
-def _to_level_major(g: torch.Tensor, k: int, n_feat: int) -> torch.Tensor:
-    """[N, L*F(, 3)] upstream gradient -> contiguous [k, N, F(, 3)] for the first k levels.
-
-    L is spelled out (not -1) so that N = 0 reshapes too (no samples reached the field).
-    """
-    n_pts, n_levels = g.shape[0], g.shape[1] // n_feat
-    g = g.reshape((n_pts, n_levels, n_feat) + tuple(g.shape[2:]))[:, :k]
-    return g.transpose(0, 1).contiguous()
-
-
 class _HashEncodeWarp(torch.autograd.Function):
     """x [N,3], table [R,F] -> feat [N,L*F] (+ jac [N,L*F,3] when want_jac); first-order backward."""
 
@@ -313,9 +284,9 @@ class _HashEncodeWarp(torch.autograd.Function):
             _launch(_forward_kernel, _level_groups(k, x.device), n_pts, x.device, args)
         ctx.save_for_backward(x, table)
         ctx.meta = (layout, float(bound), k, want_jac)
-        feat = _to_point_major(feat, layout.n_levels)
+        feat = to_point_major(feat, layout.n_levels)
         if want_jac:
-            return feat, _to_point_major(jac, layout.n_levels)
+            return feat, to_point_major(jac, layout.n_levels)
         return feat
 
     @staticmethod
@@ -329,8 +300,8 @@ class _HashEncodeWarp(torch.autograd.Function):
         if g_feat is None:
             g_feat = table.new_zeros(n_pts, layout.n_levels * n_feat)
         has_gjac = want_jac and g_jac is not None
-        g_feat = _to_level_major(g_feat, k, n_feat)
-        g_jac = _to_level_major(g_jac, k, n_feat) if has_gjac else table.new_zeros(1, 1, 1, 3)
+        g_feat = to_level_major(g_feat, k, n_feat)
+        g_jac = to_level_major(g_jac, k, n_feat) if has_gjac else table.new_zeros(1, 1, 1, 3)
         groups = _level_groups(k, x.device) if n_pts > 0 and k > 0 else []  # nothing to launch: zero grads
         # one input-gradient buffer per group: groups share points, so they would race on one
         g_xs = [torch.zeros_like(x) if need_x else x.new_zeros(1, 3) for _ in range(max(1, len(groups)))]
@@ -343,53 +314,12 @@ class _HashEncodeWarp(torch.autograd.Function):
         return (g_x if need_x else None), (g_table if need_table else None), None, None, None, None
 
 
-def _fallback_reason(x: torch.Tensor, table: torch.Tensor) -> str | None:
-    """Why this call cannot use Warp (None if it can); dtype mismatches fall back silently."""
-    if _IMPORT_ERROR is not None:
-        return _IMPORT_ERROR
-    if x.device.type in _FAILURES:
-        return _FAILURES[x.device.type]
-    if x.dtype != torch.float32 or table.dtype != torch.float32:
-        return "dtype"
-    return None
+def missing() -> str | None:
+    """Why these kernels cannot run here at all (warp not importable), else None."""
+    return _IMPORT_ERROR
 
 
-def _warn_once(device_type: str, reason: str) -> None:
-    if device_type not in _WARNED:
-        _WARNED.add(device_type)
-        warnings.warn(f"lumisurf hash grid: Warp path unavailable on {device_type}, using the torch "
-                      f"reference ({reason})", RuntimeWarning, stacklevel=4)
-
-
-def _run(x, table, layout, bound, active_levels, want_jac: bool):
-    torch_fn = hash_encode_with_grad_torch if want_jac else hash_encode_torch
-    reason = _fallback_reason(x, table)
-    if reason is not None:
-        if reason != "dtype":
-            _warn_once(x.device.type, reason)
-        return torch_fn(x, table, layout, bound, active_levels)
-    k = layout.n_levels if active_levels is None else max(0, min(int(active_levels), layout.n_levels))
-    try:
-        wp.init()  # no-op after the first call; compile/load happens on the first launch
-        return _HashEncodeWarp.apply(x, table, layout, bound, k, want_jac)
-    except Exception as exc:  # compile or launch failure: remember it and stay on torch for this device type
-        _FAILURES[x.device.type] = f"warp kernel failed: {type(exc).__name__}: {exc}"
-        _warn_once(x.device.type, _FAILURES[x.device.type])
-        return torch_fn(x, table, layout, bound, active_levels)
-
-
-def hash_encode_warp(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0,
-                     active_levels: int | None = None) -> torch.Tensor:
-    """Warp twin of `hash_encode_torch`: x [N,3] float32, table [R,F] -> [N, L*F]."""
-    return _run(x, table, layout, bound, active_levels, want_jac=False)
-
-
-def hash_encode_with_grad_warp(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0,
-                               active_levels: int | None = None):
-    """Warp twin of `hash_encode_with_grad_torch`: -> (feat [N, L*F], dfeat_dx [N, L*F, 3])."""
-    return _run(x, table, layout, bound, active_levels, want_jac=True)
-
-
-def warp_status(device_type: str = "cpu") -> str | None:
-    """None when the Warp path is usable so far on `device_type`, else the reason it is not."""
-    return _IMPORT_ERROR or _FAILURES.get(device_type)
+def apply(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float, k: int, want_jac: bool):
+    """Encode x [N,3] with the first k levels: feat [N, L*F] (and dfeat_dx [N, L*F, 3] when want_jac)."""
+    wp.init()  # no-op after the first call; compile/load happens on the first launch
+    return _HashEncodeWarp.apply(x, table, layout, bound, k, want_jac)
