@@ -57,14 +57,24 @@ def budget_args(minutes: float, steps: int | None) -> list[str]:
     return ["--max-steps", str(steps)] if steps else ["--max-minutes", str(minutes)]
 
 
-def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, overrides: list[str]) -> dict:
-    """Train, extract, evaluate one run; never raises for a failing run (it becomes the row's status)."""
+def code_env(code: Path | None) -> dict | None:
+    """The environment that runs the lumisurf of checkout ``code`` (an older commit, for before/after tables) in
+    the CLI's subprocesses; None: this checkout."""
+    if code is None:
+        return None
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(code).resolve()), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, overrides: list[str],
+            env: dict | None = None) -> dict:
+    """Train, extract, evaluate one run (``env``: :func:`code_env`); never raises for a failing run (it becomes the
+    row's status)."""
     row = {"scene": scene.name, "preset": preset, "seed": seed, "load_avg": round(os.getloadavg()[0], 2)}
     t0 = time.perf_counter()
     train = subprocess.run(_cli("train", "--data", str(scene), "--preset", preset, "--seed", str(seed),
                                 *budget, "--out", str(out), "--force", "--no-progress",
                                 "train.finalize=false", *overrides),
-                           cwd=ROOT, capture_output=True, text=True)
+                           cwd=ROOT, capture_output=True, text=True, env=env)
     log = train.stdout + train.stderr
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.log").write_text(log)
@@ -74,18 +84,18 @@ def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, o
         row["error"] = (train.stderr.strip().splitlines() or ["?"])[-1][:300]
     summary = next((json.loads(line) for line in reversed(train.stdout.splitlines()) if line.startswith("{")), {})
     row.update(steps=summary.get("steps"), train_seconds=summary.get("train_seconds"))
-    measure(out, row)
+    measure(out, row, env=env)
     row["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return row
 
 
-def measure(out: Path, row: dict, mesh_only: bool = False) -> dict:
+def measure(out: Path, row: dict, mesh_only: bool = False, env: dict | None = None) -> dict:
     """Extract and evaluate the run in ``out`` and put its metrics in ``row`` (status, error, steps, psnr, ...);
     ``mesh_only`` keeps the image metrics already in its metrics.json (a new extraction, same renders)."""
     if (out / "ckpt" / "last.pt").exists():  # a diverged run still leaves its healthy checkpoint: measure it
         evaluate = _cli("eval", str(out), "--force", *(["--mesh-only"] if mesh_only else []))
         for cmd in (_cli("extract", str(out), "--force"), evaluate):
-            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 row["status"] = "crashed" if row["status"] == "ok" else row["status"]
                 row["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
@@ -194,6 +204,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-root", type=Path, default=ROOT / "runs" / "sweep")
     ap.add_argument("--name", help="results name (default: the suite or the public scenes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
+    ap.add_argument("--code", type=Path, default=None,
+                    help="run the lumisurf of this checkout (e.g. a git worktree of an older commit) instead of this "
+                         "one: the 'before' side of a before/after table")
     ap.add_argument("--reeval", action="store_true",
                     help="runs already done: extract their checkpoints again and recompute the mesh metrics "
                          "(after a change to extraction), keep their training and image metrics")
@@ -211,11 +224,11 @@ def main(argv=None) -> int:
                     row = json.loads(cached.read_text())
                     if args.reeval and row.get("status") != "crashed":
                         print(f"$ {scene.name} {preset} seed {seed}: extract + eval again", flush=True)
-                        cached.write_text(json.dumps(measure(out, row, mesh_only=True)))
+                        cached.write_text(json.dumps(measure(out, row, mesh_only=True, env=code_env(args.code))))
                 else:
                     budget = budget_args(args.minutes, args.steps)
                     print(f"$ {scene.name} {preset} seed {seed} ({' '.join(budget)})", flush=True)
-                    row = run_one(scene, preset, seed, budget, out, args.set)
+                    row = run_one(scene, preset, seed, budget, out, args.set, env=code_env(args.code))
                     cached.write_text(json.dumps(row))
                 print("  " + ", ".join(f"{k}={fmt(row.get(k), '.4g')}" for k in FIELDS[3:12]), flush=True)
                 rows.append(row)

@@ -49,6 +49,20 @@ class DataConfig:
 
 
 @dataclass
+class ExpertsConfig:
+    """Gated resolution experts (``hash`` SDF; a measured variant, off by default). The cheap expert, the first
+    ``coarse_levels`` grid levels and a 1 x ``hidden`` decoder distilled from the full field (L1, ``weight``), answers
+    the up-sampler's coarse queries in training wherever its |SDF| exceeds ``margin`` plus three times its running
+    error; the queries near the surface get every level (``fields/sdf_hash.py``)."""
+
+    enabled: bool = False
+    coarse_levels: int = 6
+    hidden: int = 32
+    margin: float = 0.1
+    weight: float = 0.1
+
+
+@dataclass
 class SDFConfig:
     backend: SDFBackend = "mlp"
     hidden: int = 256
@@ -66,6 +80,7 @@ class SDFConfig:
     normals: Literal["autograd", "finite_difference", "analytic"] = "autograd"
     grid: HashGridConfig = field(default_factory=HashGridConfig)  # hash / hybrid backends
     hybrid_residual_scale: float = 0.1  # hybrid: sdf = mlp + scale * tanh(hash residual)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)  # hash backend
 
 
 @dataclass

@@ -59,18 +59,22 @@ NEURALANGELO = {
 }
 
 # lumisurf: our CPU default. Hash SDF with ANALYTIC normals (the grid kernel's Jacobian: no double
-# backward through the grid, no six extra evaluations), occupancy-grid skipping, coarse-to-fine levels,
-# a small hash table (2^17) that fits caches, SH colour network.
+# backward through the grid, no six extra evaluations) and a 1 x 64 decoder (instant-nsr-pl, NeuS2), occupancy-grid
+# skipping, coarse-to-fine levels, a small hash table (2^17) that fits caches, SH colour network. Per step (issue 32,
+# benchmarks/results/speed_issue32.md): only the samples whose weight can matter get the field with gradients
+# (plus 256 random eikonal points), 16 + 32 samples a ray, the up-sampler's last evaluation skipped, and the
+# occupancy grid refreshed partially (occupied cells, their neighbours, 1/8 of the rest).
 LUMISURF = {
     **INSTANT_NSR,
     "preset": "lumisurf",
     "model": {**INSTANT_NSR["model"],
-              "sdf": {**INSTANT_NSR["model"]["sdf"], "normals": "analytic", "multires": 0,
+              "sdf": {**INSTANT_NSR["model"]["sdf"], "normals": "analytic", "multires": 0, "layers": 2,
                       "grid": {"n_levels": 16, "n_features": 2, "log2_table_size": 17, "base_resolution": 16,
                                "max_resolution": 1024}}},
     # uniform pixel sampling: context sampling's rays hit the object, so its steps cost more and it lost at the
     # 5-min budget (benchmarks/results/ablate_glossy_bunny)
-    "sampler": {**INSTANT_NSR["sampler"], "pixels": "uniform"},
+    "sampler": {**INSTANT_NSR["sampler"], "pixels": "uniform", "n_samples": 16, "render_samples": "significant",
+                "occupancy_explore": 0.125},
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
     # the A-E phase schedule drives the optimizer groups; without a material assignment phases C/D only
     # switch on the segmentation terms, which this preset leaves off (see lumisurf-seg)

@@ -49,11 +49,25 @@ class SamplerConfig:
     n_importance: int = 64  # NeuS up-sampled samples (split over up_sample_steps)
     up_sample_steps: int = 4
     perturb: bool = True
+    # the SDF the first up-sampling step reads at the stratified samples: the field itself, or (training only)
+    # a trilinear lookup in the occupancy grid's last refresh (needs occupancy; the field until the first refresh)
+    coarse_sdf: Literal["field", "occupancy"] = "field"
+    # training samples that get the field with gradients: all, or only those whose interval weight, estimated
+    # from the up-sampler's SDF values at the current sharpness, exceeds significant_threshold (with one
+    # interval of margin); the others composite with zero opacity (nerfacc-style skipping of empty space)
+    render_samples: Literal["all", "significant"] = "all"
+    significant_threshold: float = 1e-4
+    # with render_samples=significant: points uniform in the unit sphere that get the eikonal term besides the
+    # rendered samples (which then all lie near the surface)
+    eikonal_points: int = 256
     # nerfacc-style occupancy grid: rays march only occupied cells (near/far tightened to them, rays
     # through empty space skip the field); refreshed from the SDF every `occupancy_every` steps
     occupancy: bool = False
     occupancy_resolution: int = 64
     occupancy_every: int = 32
+    # refreshes after a process's first evaluate only the occupied cells, their neighbours and this random
+    # fraction of the others (nerfacc's partial update; 1: every cell, every time)
+    occupancy_explore: float = 1.0
     occupancy_march_steps: int = 128
     # training-pixel sampler (lumisurf.data.pixel_sampling): uniform, soft_mining, context or quadtree
     pixels: PixelSamplerName = "uniform"

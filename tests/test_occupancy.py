@@ -158,7 +158,8 @@ def test_surface_model_skips_rays_that_miss_the_shell():
     assert (out_on["depth"][miss] == 0).all() and (out_on["normal"][miss] == 0).all()
     assert (out_on["opacity"][~miss] > 0.5).all()  # rays through the shell still see the surface
     assert (out_off["opacity"][3:5] > 0).all()  # without the grid those two rays reach the field
-    assert out_on["gradients"].shape[0] == 3 and out_off["gradients"].shape[0] == 5  # 5 rays in the unit sphere
+    # gradients of every evaluated sample (16 a ray): 5 rays in the unit sphere, 3 of them through the shell
+    assert out_on["gradients"].shape == (3 * 16, 3) and out_off["gradients"].shape == (5 * 16, 3)
     assert 0 < out_on["samples_per_ray"] < out_off["samples_per_ray"]
     assert math.isclose(out_on["samples_per_ray"].item() / out_off["samples_per_ray"].item(), 3 / 5, rel_tol=1e-6)
 

@@ -36,6 +36,25 @@ def test_two_steps_every_preset(preset, tiny_scene, tmp_path):
     _viewer_renders(run.root, tiny_scene)
 
 
+@pytest.mark.parametrize("variant", [
+    ["sampler.render_samples=all"], ["sampler.coarse_sdf=occupancy", "sampler.occupancy_explore=0.5"],
+    ["model.sdf.experts.enabled=true", "model.sdf.experts.coarse_levels=4"],
+    ["model.sdf.grid.implementation=warp"], ["model.sdf.grid.implementation=torch"]])
+def test_two_steps_speed_levers(variant, tiny_scene, tmp_path):
+    """Every sampling / kernel lever of the default preset, on or off, trains (a few steps past the first
+    occupancy refresh, so the cache and the partial refresh run)."""
+    cfg = apply_overrides(preset_config("lumisurf"), TINY + ["train.max_steps=3", "sampler.occupancy_every=1",
+                                                             *variant])
+    run = RunDir(tmp_path / "lever")
+    run.prepare_new(cfg, force=False, resume=False)
+    trainer = build_trainer(cfg, run, scene=tiny_scene, progress=False)
+    assert trainer.fit().steps == 3
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    scalars = (run.root / "scalars.csv").read_text().splitlines()
+    if "model.sdf.experts.enabled=true" in variant:
+        assert "loss_expert" in scalars[0] and "expert_coarse" in scalars[0]
+
+
 def _viewer_renders(root, scene):
     """What `lumisurf view` draws from a run of the preset: each view mode, band by band, and the preview mesh."""
     from dataclasses import replace

@@ -164,10 +164,11 @@ class HashGrid(nn.Module):
             raise ValueError(f"HashGrid expects points [..., 3], got {tuple(x.shape)}")
         return x.reshape(-1, 3)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [..., 3] -> [..., L*F]."""
+    def forward(self, x: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+        """x [..., 3] -> [..., L*F]; ``levels``: only that many first levels are evaluated (the rest are 0)."""
+        active = self.active_levels if levels is None else min(self.active_levels, int(levels))
         feat = encode(self.cfg.implementation, self._flat(x), self.params, self.layout, self.cfg.bound,
-                      self.active_levels, want_jac=False)
+                      active, want_jac=False)
         return feat.reshape(*x.shape[:-1], self.output_dim)
 
     def forward_with_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,9 +21,19 @@ class SDFField(nn.Module):
     normals_mode: str = "autograd"
     fd_eps: float = 5e-3
     last_laplacian: Tensor | None = None  # set by finite differences: [N] of the last call
+    last_expert_loss: Tensor | None = None  # set by gated experts in training: the cheap expert's distillation
 
     def sdf(self, points: Tensor) -> Tensor:  # [N]
         return self.forward(points)[0]
+
+    def sdf_proposal(self, points: Tensor) -> Tensor:
+        """The SDF [N] where only its rough value matters (the up-sampler's coarse samples): the field's own here;
+        a backend with a cheaper expert may answer far from the surface with it."""
+        return self.sdf(points)
+
+    def proposal_stats(self) -> dict[str, float]:
+        """Scalars for the training log about :meth:`sdf_proposal` (none here)."""
+        return {}
 
     def hash_grid(self):
         """The backend's multi-resolution grid (its level schedule, the grid TV loss), or None."""

@@ -43,6 +43,38 @@ def _differentiable(enc: Tensor) -> Tensor:
     return enc if enc.requires_grad else enc.detach().requires_grad_(True)
 
 
+class CoarseExpert(nn.Module):
+    """The cheap resolution expert: the first ``coarse_levels`` grid levels (and the position encoding) -> a small
+    decoder -> SDF [N]. Distilled from the full field on the training samples (its inputs detached, so it never
+    shapes the grid); ``gate_margin`` is the |SDF| above which its answer stands for the full field's."""
+
+    def __init__(self, cfg, pe_dim: int, n_features: int):
+        super().__init__()
+        ex = cfg.experts
+        if ex.coarse_levels < 1 or ex.coarse_levels >= cfg.grid.n_levels:
+            raise ConfigError(f"model.sdf.experts.coarse_levels must be in [1, {cfg.grid.n_levels - 1}], "
+                              f"got {ex.coarse_levels}")
+        self.levels, self.cols, self.margin = ex.coarse_levels, ex.coarse_levels * n_features, ex.margin
+        self.layers = _decoder(pe_dim + self.cols, ex.hidden, 2, 1, cfg, cfg.geometric_init)
+        self.act = nn.Softplus(beta=cfg.softplus_beta)
+        self.register_buffer("error", torch.tensor(0.0))  # running mean |coarse - full| on training samples
+        self.queries, self.coarse_only = 0, 0  # proposal queries, and those the cheap expert answered alone
+
+    def forward(self, pe: Tensor, enc: Tensor) -> Tensor:
+        h = self.act(self.layers[0](torch.cat([pe, enc[:, : self.cols]], -1)))
+        return self.layers[1](h)[:, 0]
+
+    def distill(self, pe: Tensor, enc: Tensor, sdf: Tensor) -> Tensor:
+        """L1 to the full field's SDF at the same points (everything detached but the expert); updates the error."""
+        err = (self(pe.detach(), enc.detach()) - sdf.detach()).abs()
+        with torch.no_grad():
+            self.error.lerp_(err.mean() if err.numel() else self.error, 0.05)
+        return err.mean() if err.numel() else err.sum()
+
+    def gate_margin(self) -> float:
+        return self.margin + 3.0 * float(self.error)
+
+
 @SDF_BACKENDS.register("hash")
 class HashSDF(SDFField):
     """sdf, feature = decoder([x, PE(x), hashgrid(x)]) with softplus(beta) hidden activations."""
@@ -56,6 +88,29 @@ class HashSDF(SDFField):
         d_in = self.pe.output_dim + self.grid.output_dim
         self.layers = _decoder(d_in, cfg.hidden, cfg.layers, 1 + cfg.feature_dim, cfg, cfg.geometric_init)
         self.act = nn.Softplus(beta=cfg.softplus_beta)
+        self.expert = CoarseExpert(cfg, self.pe.output_dim, cfg.grid.n_features) if cfg.experts.enabled else None
+
+    @torch.no_grad()
+    def sdf_proposal(self, points: Tensor) -> Tensor:
+        """With experts, in training: the cheap expert's SDF where its |SDF| clears its gate margin (far from the
+        surface), the full field's elsewhere; otherwise the full field's."""
+        if self.expert is None or not self.training:
+            return self.sdf(points)
+        coarse = self.expert(self.pe(points), self.grid(points, levels=self.expert.levels))
+        near = (coarse.abs() < self.expert.gate_margin()).nonzero()[:, 0]
+        if near.numel() > 0:
+            coarse[near] = self.sdf(points[near])
+        self.expert.queries += points.shape[0]
+        self.expert.coarse_only += points.shape[0] - near.numel()
+        return coarse
+
+    def proposal_stats(self) -> dict[str, float]:
+        """expert_coarse: the share of proposal queries so far that the cheap expert answered alone (each skipped
+        the fine levels' gathers); expert_error: its running mean |error| on the training samples."""
+        if self.expert is None:
+            return {}
+        return {"expert_coarse": self.expert.coarse_only / max(self.expert.queries, 1),
+                "expert_error": float(self.expert.error)}
 
     def _decode(self, h: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
@@ -85,6 +140,8 @@ class HashSDF(SDFField):
             grad = g_x + torch.einsum("nf,nfk->nk", g_enc, jac)
         if not create_graph:
             grad = grad.detach()
+        elif self.expert is not None:
+            self.last_expert_loss = self.expert.distill(pe, enc, out[:, 0])
         return out[:, 0], out[:, 1:], grad
 
     def _decode_with_input_grad(self, h: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,13 +6,14 @@ schedules live in the trainer. Everything runs in the normalised frame (object i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumisurf.data.color_space import linear_to_srgb
+from lumisurf.errors import ConfigError
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
@@ -22,7 +23,8 @@ from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
 from lumisurf.sampler_config import SurfaceRenderConfig
 from lumisurf.samplers.occupancy import OccupancyGrid
 from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
-                                            merge_samples, near_far_sphere, neus_upsample, stratified_samples)
+                                            merge_samples, near_far_sphere, neus_upsample, section_weights,
+                                            significant_samples, stratified_samples)
 from lumisurf.shading.nero import NeroShading
 from lumisurf.shading.neus_color import NeuSColor
 from lumisurf.shading.segmented import SegmentedShading
@@ -43,9 +45,19 @@ class RenderState:
         return self.surface is not None and self.surface.enabled
 
 
+class Samples(NamedTuple):
+    """A foreground's samples: sorted distances ``t`` [k, S] (interval starts), the samples that get the field
+    with gradients ``keep`` [k, S] (None: all of them) and the no-grad field evaluations per ray spent placing
+    them (``evals``)."""
+
+    t: Tensor
+    keep: Optional[Tensor]
+    evals: int
+
+
 def _scatter(n: int, idx: Tensor, values: Tensor, fill: float = 0.0) -> Tensor:
-    """Rows ``values`` [k, C] placed at ``idx`` [k] of an [n, C] tensor (differentiable)."""
-    out = torch.full((n, values.shape[-1]), fill, dtype=values.dtype, device=values.device)
+    """Rows ``values`` [k, ...] placed at ``idx`` [k] of an [n, ...] tensor (differentiable)."""
+    out = torch.full((n,) + tuple(values.shape[1:]), fill, dtype=values.dtype, device=values.device)
     return out.index_put((idx,), values)
 
 
@@ -69,6 +81,7 @@ class SurfaceModel(nn.Module):
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
         self.occupancy = OccupancyGrid(sampler_cfg.occupancy_resolution) if sampler_cfg.occupancy else None
+        _check_sampler(sampler_cfg)
 
     # ------------------------------------------------------------------ what the trainer may ask
     @property
@@ -87,21 +100,57 @@ class SurfaceModel(nn.Module):
             self.color.solo = None if name is None else self.color.head_names.index(name)
 
     # ------------------------------------------------------------------ sampling
+    def _field_sdf(self, o: Tensor, d: Tensor, t: Tensor) -> Tensor:
+        """The field's SDF at the points ``o + t d`` of ``t`` [k, S] (no graph), [k, S]."""
+        return self.sdf.sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape)
+
+    def _coarse_sdf(self, o: Tensor, d: Tensor, t: Tensor) -> tuple[Tensor, Optional[float]]:
+        """The SDF the first up-sampling step reads at the stratified ``t`` [k, S] and, when it is the occupancy
+        grid's cache (training with ``coarse_sdf=occupancy``, after the grid's first refresh), the cache's error
+        margin (its cell size; None for the field's own values)."""
+        if self.training and self.sampler_cfg.coarse_sdf == "occupancy" and self.occupancy is not None:
+            cached = self.occupancy.coarse_sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3))
+            if cached is not None:
+                return cached.reshape(t.shape), self.occupancy.cell_size
+        return self.sdf.sdf_proposal((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape), None
+
+    def _selects_samples(self, need_grad_graph: bool) -> bool:
+        """Whether this render gives the field (with gradients) only to the significant samples."""
+        return need_grad_graph and self.training and self.sampler_cfg.render_samples == "significant"
+
     @torch.no_grad()
-    def _sample_t(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState) -> Tensor:
-        """Stratified samples then NeuS hierarchical up-sampling; returns sorted t [n_rays, S]."""
+    def _sample_t(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
+                  select: bool = False) -> Samples:
+        """Stratified samples then NeuS hierarchical up-sampling (see :class:`Samples`).
+
+        The last step's new samples are not evaluated (NeuS' ``last=True``): nothing reads their SDF. With
+        ``select``, the section weights of the evaluated samples at the model's current sharpness decide which
+        samples get the field with gradients (:func:`significant_samples`)."""
         cfg = self.sampler_cfg
         t = stratified_samples(near, far, cfg.n_samples, state.perturb, state.generator)
         if cfg.n_importance <= 0 or cfg.up_sample_steps <= 0:
-            return t
-        sdf = self.sdf.sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape)
+            return Samples(t, None, 0)
+        sdf, margin = self._coarse_sdf(o, d, t)
+        evals = 0 if margin is not None else cfg.n_samples
+        estimated = torch.full_like(t, margin is not None, dtype=torch.bool)  # [k, S] values from the cache
         per_step = cfg.n_importance // cfg.up_sample_steps
-        for i in range(cfg.up_sample_steps):
+        for i in range(cfg.up_sample_steps - 1):
             new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2 ** i)
-            new_sdf = self.sdf.sdf((o[:, None] + d[:, None] * new_t[..., None]).reshape(-1, 3)).reshape(new_t.shape)
+            new_sdf = self._field_sdf(o, d, new_t)
+            evals += per_step
             t, order = merge_samples(t, new_t)
             sdf = torch.gather(torch.cat([sdf, new_sdf], -1), 1, order)
-        return t
+            estimated = torch.gather(torch.cat([estimated, torch.zeros_like(new_t, dtype=torch.bool)], -1), 1, order)
+        t_all, _ = merge_samples(t, neus_upsample(o, d, t, sdf, per_step, 64.0 * 2 ** (cfg.up_sample_steps - 1)))
+        keep = None
+        if select:
+            weights = section_weights(o, d, t, sdf, float(self.variance.inv_s()))
+            unsure = None
+            if margin is not None:  # a cached value within its error of the surface: its intervals stay
+                near = estimated & (sdf.abs() < margin)
+                unsure = near[:, :-1] | near[:, 1:]
+            keep = significant_samples(t, weights, t_all, cfg.significant_threshold, also=unsure)
+        return Samples(t_all, keep, evals)
 
     # ------------------------------------------------------------------ forward
     def forward(self, origins: Tensor, dirs: Tensor, bg_color: Tensor, state: RenderState,
@@ -136,6 +185,8 @@ class SurfaceModel(nn.Module):
             out["head_rgb"] = _scatter(n, idx, fg["head_rgb"].reshape(-1, K * 3)).reshape(n, K, 3)
         if self.sdf.last_laplacian is not None:
             out["laplacian"], self.sdf.last_laplacian = self.sdf.last_laplacian, None
+        if self.sdf.last_expert_loss is not None:  # gated experts: the cheap expert's distillation
+            out["expert_loss"], self.sdf.last_expert_loss = self.sdf.last_expert_loss, None
         return out
 
     def _foreground(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
@@ -144,32 +195,60 @@ class SurfaceModel(nn.Module):
         ``state.surface`` set, surface-first (``models/surface_first.py``)."""
         if state.surface_first and not self.training and not need_grad_graph:
             return surface_first_foreground(self, o, d, near, far, state)
-        fg = self._render_samples(o, d, self._sample_t(o, d, near, far, state), far, state, need_grad_graph)
-        fg["n_samples"] += (self.sampler_cfg.n_samples + self.sampler_cfg.n_importance
-                            if self.sampler_cfg.up_sample_steps > 0 and self.sampler_cfg.n_importance > 0 else 0)
+        samples = self._sample_t(o, d, near, far, state, select=self._selects_samples(need_grad_graph))
+        extra = None  # with selected samples (all near the surface), free space keeps its eikonal term
+        if samples.keep is not None and self.sampler_cfg.eikonal_points > 0 and o.shape[0] > 0:
+            extra = self._eikonal_points(self.sampler_cfg.eikonal_points, o, state.generator)
+        fg = self._render_samples(o, d, samples.t, far, state, need_grad_graph, samples.keep, extra)
+        fg["n_samples"] += samples.evals
         return fg
 
+    @staticmethod
+    def _eikonal_points(n: int, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+        """n points [n, 3] uniform in the unit sphere."""
+        u = torch.rand(n, 4, generator=generator, dtype=like.dtype, device=generator.device if generator else None)
+        u = u.to(like.device)
+        return F.normalize(u[:, :3] * 2.0 - 1.0, dim=-1) * u[:, 3:].pow(1.0 / 3.0)
+
     def _render_samples(self, o: Tensor, d: Tensor, t: Tensor, far: Tensor, state: RenderState,
-                        need_grad_graph: bool) -> dict[str, Tensor]:
+                        need_grad_graph: bool, keep: Optional[Tensor] = None,
+                        extra: Optional[Tensor] = None) -> dict[str, Tensor]:
         """Shade and composite the samples ``t`` [k, S] (interval starts; the last interval ends at ``far``
-        [k, 1]) of the k rays ``o``, ``d`` [k, 3]; ``n_samples`` counts S field evaluations per ray."""
+        [k, 1]) of the k rays ``o``, ``d`` [k, 3]. Only the samples ``keep`` [k, S] (all when None) get the field;
+        the others composite with zero opacity. ``extra`` points [P, 3] share the field's call (one kernel pass)
+        for their gradients only. ``n_samples`` counts the field evaluations per ray; ``gradients`` [M + P, 3]
+        and ``inside`` [M + P] are those of the M evaluated samples and the extra points."""
         dists, t_mid = interval_dists(t, far)
         pts = o[:, None] + d[:, None] * t_mid[..., None]  # [k, S, 3]
         k, n_s = t_mid.shape
-        sdf, feat, grad = self.sdf.sdf_and_gradient(pts.reshape(-1, 3), create_graph=need_grad_graph)
-        view = d[:, None].expand(k, n_s, 3).reshape(-1, 3)
-        shade = self.shade(pts.reshape(-1, 3), grad, view, feat, o[:, None].expand(k, n_s, 3).reshape(-1, 3))
-        rgb_s = shade["rgb"].reshape(k, n_s, 3)
-        grad = grad.reshape(k, n_s, 3)
+        sel = None if keep is None else keep.reshape(-1).nonzero()[:, 0]  # [M] flat sample indices
+
+        def pick(x: Tensor) -> Tensor:  # [k, S, C] -> [M, C]
+            x = x.reshape(k * n_s, *x.shape[2:])
+            return x if sel is None else x[sel]
+
+        def dense(x: Tensor) -> Tensor:  # [M, ...] -> [k * S, ...], zero where not evaluated
+            return x if sel is None else _scatter(k * n_s, sel, x)
+
+        p, view = pick(pts), pick(d[:, None].expand(k, n_s, 3))
+        m = p.shape[0]
+        sdf, feat, grad_all = self.sdf.sdf_and_gradient(p if extra is None else torch.cat([p, extra]),
+                                                        create_graph=need_grad_graph)
+        sdf, feat, grad = sdf[:m], feat[:m], grad_all[:m]
+        shade = self.shade(p, grad, view, feat, pick(o[:, None].expand(k, n_s, 3)))
         inv_s = self.variance.inv_s()
-        true_cos = (d[:, None] * grad).sum(-1)  # [k, S]
-        alpha = neus_alpha(sdf.reshape(k, n_s), true_cos, dists, inv_s, state.cos_anneal_ratio)
-        radius = pts.norm(dim=-1)
-        alpha = alpha * (radius < 1.0).to(alpha)
+        radius = p.norm(dim=-1)  # [M]
+        alpha = neus_alpha(sdf, (view * grad).sum(-1), pick(dists[..., None])[:, 0], inv_s, state.cos_anneal_ratio)
+        alpha = dense((alpha * (radius < 1.0).to(alpha))[:, None]).reshape(k, n_s)
         weights = render_weights(alpha)  # [k, S]
-        fg = {"rgb": accumulate(weights, rgb_s), "opacity": accumulate(weights),
-              "depth": accumulate(weights, t_mid[..., None]), "normal": accumulate(weights, F.normalize(grad, dim=-1)),
-              "gradients": grad, "inside": radius < 1.2, "inv_s": inv_s, "n_samples": n_s}
+        inside = radius < 1.2 if extra is None else torch.cat([radius < 1.2, extra.norm(dim=-1) < 1.2])
+        fg = {"gradients": grad_all, "inside": inside, "inv_s": inv_s, "n_samples": grad_all.shape[0] / max(k, 1)}
+        if sel is not None:  # per-sample shading densified; 'reflectance' stays per evaluated sample (a loss term)
+            shade = {key: (v if key == "reflectance" else dense(v)) for key, v in shade.items()}
+        grad = dense(grad).reshape(k, n_s, 3)
+        fg.update({"rgb": accumulate(weights, shade["rgb"].reshape(k, n_s, 3)), "opacity": accumulate(weights),
+                   "depth": accumulate(weights, t_mid[..., None]),
+                   "normal": accumulate(weights, F.normalize(grad, dim=-1))})
         if self.nero is not None:
             fg.update(self._nero_terms(shade, weights, pts, grad, d, inv_s, need_grad_graph, state))
         if self.segmented:
@@ -243,6 +322,16 @@ class SurfaceModel(nn.Module):
                                      d[:, None].expand_as(x).reshape(-1, 3))
         alpha = 1.0 - torch.exp(-sigma.reshape(t.shape) * dists)
         return accumulate(render_weights(alpha), rgb.reshape(*t.shape, 3))
+
+
+def _check_sampler(cfg) -> None:
+    """ConfigError for sampler settings the model cannot use."""
+    if cfg.coarse_sdf == "occupancy" and not cfg.occupancy:
+        raise ConfigError("sampler.coarse_sdf=occupancy reads the occupancy grid's SDF: set sampler.occupancy=true")
+    if not 0.0 < cfg.occupancy_explore <= 1.0:
+        raise ConfigError(f"sampler.occupancy_explore must be in (0, 1], got {cfg.occupancy_explore}")
+    if cfg.significant_threshold < 0.0 or cfg.eikonal_points < 0:
+        raise ConfigError("sampler.significant_threshold and sampler.eikonal_points must be >= 0")
 
 
 def background_kind(kind: str, has_masks: bool) -> str:

@@ -6,10 +6,17 @@ plus a band that follows the NeuS density width (``band / inv_s``), so early, bl
 wide shells and late training keeps a thin one. Rays are marched at fixed steps through the grid; the
 first and last occupied steps bound the interval where the fine samples go; rays that meet no
 occupied cell never touch the field.
+
+The refresh's SDF values at the cell centres are kept too (:meth:`coarse_sdf`): a trilinear lookup in them is
+the coarse SDF a proposal network would give, at no field evaluation (``sampler.coarse_sdf=occupancy``). They
+live only in memory (not in checkpoints): until the first refresh of a process there is no cache.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lumisurf.samplers.occupancy_warp import ray_bounds_warp
@@ -21,6 +28,8 @@ class OccupancyGrid(nn.Module):
         self.resolution, self.bound, self.band = resolution, bound, band
         self.register_buffer("occupied", torch.ones(resolution, resolution, resolution, dtype=torch.bool))
         self.register_buffer("initialized", torch.tensor(False))
+        # the last refresh's SDF at the cell centres [1, 1, R, R, R] (index order x, y, z); not saved
+        self.register_buffer("sdf_cache", torch.zeros(0), persistent=False)
 
     @property
     def cell_size(self) -> float:
@@ -32,17 +41,44 @@ class OccupancyGrid(nn.Module):
         return torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
 
     @torch.no_grad()
-    def update(self, sdf_fn, inv_s: float, chunk: int = 65536) -> float:
-        """Re-mark cells from ``sdf_fn`` ([N,3] -> [N]); returns the occupied fraction."""
-        centers = self.cell_centers()
+    def update(self, sdf_fn, inv_s: float, chunk: int = 65536, explore: float = 1.0,
+               generator: Optional[torch.Generator] = None) -> float:
+        """Re-mark cells from ``sdf_fn`` ([N,3] -> [N]); returns the occupied fraction.
+
+        ``explore`` < 1 (nerfacc's partial update): once this process has refreshed the whole grid, only the cells
+        that can hold the surface now are evaluated: the occupied ones and their 26 neighbours (the surface moves
+        continuously, less than a cell between refreshes) and a random ``explore`` fraction of the others (a
+        surface appearing far from the old one is found within a few refreshes). The rest keep their state."""
+        centers = self.cell_centers()  # [R^3, 3]
+        cand = None  # flat indices of the cells evaluated (None: all)
+        if explore < 1.0 and self.sdf_cache.numel() > 0:
+            near = F.max_pool3d(self.occupied[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+            draw = torch.rand(near.shape, generator=generator, device=generator.device if generator else None)
+            cand = (near | (draw.to(near.device) < explore)).reshape(-1).nonzero()[:, 0]
+            centers = centers[cand]
         sdf = torch.cat([sdf_fn(centers[i:i + chunk]) for i in range(0, centers.shape[0], chunk)])
         threshold = 0.5 * 3 ** 0.5 * self.cell_size + self.band / max(inv_s, 1e-6)
-        occ = (sdf.abs() <= threshold).reshape(self.occupied.shape)
         # rays are only sampled inside the unit sphere: cells wholly outside it never matter
-        occ &= (centers.norm(dim=-1) <= self.bound + 0.5 * 3 ** 0.5 * self.cell_size).reshape(occ.shape)
-        self.occupied.copy_(occ)
+        occ = (sdf.abs() <= threshold) & (centers.norm(dim=-1) <= self.bound + 0.5 * 3 ** 0.5 * self.cell_size)
+        if cand is None:
+            self.occupied.copy_(occ.reshape(self.occupied.shape))
+            self.sdf_cache = sdf.reshape(1, 1, *self.occupied.shape).to(torch.float32)
+        else:
+            self.occupied.view(-1)[cand] = occ
+            self.sdf_cache.view(-1)[cand] = sdf.to(torch.float32)
         self.initialized.fill_(True)
-        return float(occ.float().mean())
+        return float(self.occupied.float().mean())
+
+    @torch.no_grad()
+    def coarse_sdf(self, points: Tensor) -> Optional[Tensor]:
+        """The SDF at points [N, 3] interpolated trilinearly between the last refresh's cell-centre values (clamped
+        to the outer centres), [N]; None before the first refresh of this process."""
+        if self.sdf_cache.numel() == 0:
+            return None
+        # grid_sample's last coordinate runs along the volume's last axis: (z, y, x) for our [x, y, z] cells
+        g = (points.to(self.sdf_cache.dtype) / self.bound).flip(-1).reshape(1, 1, 1, -1, 3)
+        out = F.grid_sample(self.sdf_cache, g, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.reshape(-1).to(points.dtype)
 
     def lookup(self, points: Tensor) -> Tensor:
         """Occupancy of points [..., 3] (outside the cube: False)."""

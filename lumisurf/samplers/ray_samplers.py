@@ -70,15 +70,13 @@ def sample_pdf(bins: Tensor, weights: Tensor, n_samples: int, deterministic: boo
     return bin_lo + frac * (bin_hi - bin_lo)
 
 
-def neus_upsample(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_importance: int,
-                  inv_s: float, radius: float = 1.0) -> Tensor:
-    """One NeuS hierarchical up-sampling step (Wang et al. 2021, sec. 3.4).
+def section_weights(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, inv_s, radius: float = 1.0) -> Tensor:
+    """NeuS' estimate of the compositing weights of the ``S - 1`` intervals between samples (sec. 3.4).
 
-    ``t`` ``[n_rays, S]`` sorted, ``sdf`` ``[n_rays, S]`` at those points. The slope of the SDF
-    between consecutive samples (min with the previous interval's, clamped to [-1e3, 0]; zero for
-    intervals with both ends outside the sphere) gives interval SDFs and opacities at the fixed
-    ``inv_s`` (NeuS: ``64 * 2**i`` at step ``i``). New samples are drawn deterministically from the
-    resulting weights on the ``S - 1`` intervals. Returns detached ``t`` ``[n_rays, n_importance]``.
+    ``t`` ``[n_rays, S]`` sorted, ``sdf`` ``[n_rays, S]`` at those points. The slope of the SDF between
+    consecutive samples (min with the previous interval's, clamped to [-1e3, 0], so only surfaces the ray enters
+    count; zero for intervals with both ends outside the sphere of ``radius``) gives interval SDFs and opacities
+    at the sharpness ``inv_s``. Returns detached weights ``[n_rays, S - 1]``.
     """
     t, sdf = t.detach(), sdf.detach()
     pts = origins.detach()[:, None, :] + dirs.detach()[:, None, :] * t[..., None]  # [n_rays, S, 3]
@@ -91,8 +89,38 @@ def neus_upsample(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_impor
     cos = torch.minimum(cos, prev_cos).clip(-1e3, 0.0) * inside.to(cos.dtype)
     mid_sdf = 0.5 * (prev_sdf + next_sdf)
     alpha = alpha_from_sdf_interval(mid_sdf - cos * dist * 0.5, mid_sdf + cos * dist * 0.5, inv_s)
-    weights = render_weights(alpha)  # [n_rays, S-1]
-    return sample_pdf(t, weights, n_importance, deterministic=True).detach()
+    return render_weights(alpha)
+
+
+def neus_upsample(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_importance: int,
+                  inv_s: float, radius: float = 1.0) -> Tensor:
+    """One NeuS hierarchical up-sampling step (Wang et al. 2021, sec. 3.4).
+
+    The :func:`section_weights` of ``t``, ``sdf`` ``[n_rays, S]`` at the fixed ``inv_s`` (NeuS: ``64 * 2**i`` at
+    step ``i``) give a pdf over the ``S - 1`` intervals; new samples are drawn deterministically from it.
+    Returns detached ``t`` ``[n_rays, n_importance]``.
+    """
+    weights = section_weights(origins, dirs, t, sdf, inv_s, radius)  # [n_rays, S-1]
+    return sample_pdf(t.detach(), weights, n_importance, deterministic=True).detach()
+
+
+def significant_samples(t_ref: Tensor, weights_ref: Tensor, t: Tensor, threshold: float,
+                        also: Optional[Tensor] = None) -> Tensor:
+    """Which samples of ``t`` ``[n_rays, S']`` (sorted, a refinement of ``t_ref`` ``[n_rays, S]``: every sample of
+    ``t_ref`` is in ``t``) lie in an interval of ``t_ref`` whose weight ``weights_ref`` ``[n_rays, S - 1]`` (e.g.
+    :func:`section_weights`) exceeds ``threshold``, or next to one (one interval of margin on each side, for
+    the estimate's error). A sample's interval runs to the next sample, so it lies inside the ``t_ref`` interval
+    that holds its start; samples at or after the last ``t_ref`` sample take the last interval.
+    ``also`` ``[n_rays, S - 1]`` (bool) marks intervals to keep whatever their weight (e.g. where the SDF values
+    are only estimates). Returns ``keep`` ``[n_rays, S']`` (bool): the samples whose compositing weight can matter.
+    """
+    sig = weights_ref > threshold  # [n_rays, S-1]
+    if also is not None:
+        sig = sig | also
+    pad = torch.zeros_like(sig[:, :1])
+    sig = sig | torch.cat([sig[:, 1:], pad], -1) | torch.cat([pad, sig[:, :-1]], -1)
+    j = torch.searchsorted(t_ref.detach().contiguous(), t.detach().contiguous(), right=True) - 1  # [n_rays, S']
+    return sig.gather(1, j.clamp(0, sig.shape[1] - 1))
 
 
 def merge_samples(t_a: Tensor, t_b: Tensor) -> tuple[Tensor, Tensor]:

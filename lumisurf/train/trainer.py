@@ -117,7 +117,9 @@ class Trainer(TrainingLoop):
         self.model.sdf.set_progress(self.step, active_levels=levels, fd_eps=self.fd_step.update(p, levels))
         occ = self.model.occupancy
         if occ is not None and self.step % self.cfg.sampler.occupancy_every == 0:
-            self.occupied_fraction = occ.update(self.model.sdf.sdf, self.model.variance.inv_s().item())
+            self.occupied_fraction = occ.update(self.model.sdf.sdf, self.model.variance.inv_s().item(),
+                                                explore=self.cfg.sampler.occupancy_explore,
+                                                generator=self.render_generator)
             self.dist.broadcast_module(occ, buffers_only=True)  # every rank skips the same space
 
     def _lift_pending(self) -> bool:
@@ -185,7 +187,8 @@ class Trainer(TrainingLoop):
             mse = torch.mean((out["rgb"].clamp(0, 1) - target) ** 2)
         local = {f"loss_{name}": value.item() for name, (_, value) in terms.items()}
         local.update(samples_per_ray=float(out["samples_per_ray"]), loss=loss.item(), mse=mse.item(),
-                     inv_s=out["inv_s"].item(), coverage=batch_coverage(out["opacity"], part.mask))
+                     inv_s=out["inv_s"].item(), coverage=batch_coverage(out["opacity"], part.mask),
+                     **self.model.sdf.proposal_stats())
         return out, loss, local
 
     def _loss_terms(self, out, batch, target, o, d) -> dict[str, tuple[float, torch.Tensor]]:
@@ -208,6 +211,8 @@ class Trainer(TrainingLoop):
             terms["grid_tv"] = (lc.grid_tv_weight, grid_tv_loss(grid))
         if self.has_masks and lc.mask_weight > 0:
             terms["mask"] = (lc.mask_weight, mask_loss(out["opacity"], batch.mask))
+        if "expert_loss" in out:  # gated resolution experts: distil the cheap expert
+            terms["expert"] = (self.cfg.model.sdf.experts.weight, out["expert_loss"])
         if lc.occlusion_weight > 0 and "occ_pred" in out:  # NeRO shading
             terms["occ"] = (lc.occlusion_weight, occlusion_loss(out["occ_pred"], out["occ_target"]))
         return terms
