@@ -9,7 +9,7 @@ its wheel: nothing is compiled at install time) and run on as many threads as to
 * the trilinear maths is factored per (y, z) corner pair: the two x-neighbours are interpolated first, so a
   point costs 4 row computations and 4 x-edge lerps per level instead of 8 corner weights and derivatives;
 * outputs are level-major (``[k, N, F]``, ``[k, N, F, 3]``: each thread writes one contiguous stretch) and are
-  turned point-major by one copy (``to_point_major``), as the Warp path does.
+  turned point-major by one copy, in the autograd shell both kernels share (``hash_grid_kernel``).
 
 float32 only. `lumisurf.encodings.hash_grid` chooses between the kernels and the torch twin (other dtypes or
 devices silently, a missing numba or a failing compile with one warning). Compiled code is cached next to this
@@ -22,7 +22,8 @@ import math
 import numpy as np
 import torch
 
-from lumisurf.encodings.hash_grid_torch import GridLayout, to_level_major, to_point_major
+from lumisurf.encodings.hash_grid_kernel import LevelMajorEncode
+from lumisurf.encodings.hash_grid_torch import GridLayout
 
 try:
     import numba
@@ -54,6 +55,14 @@ if numba is not None:
         return i0, p - np.float32(i0), scale
 
     @njit(inline="always", cache=True)
+    def _cell(x, i, bound, res):
+        """_axis of point i's three coordinates: (ix, fx, sx, iy, fy, sy, iz, fz, sz)."""
+        ix, fx, sx = _axis(x[i, 0], bound, res)
+        iy, fy, sy = _axis(x[i, 1], bound, res)
+        iz, fz, sz = _axis(x[i, 2], bound, res)
+        return ix, fx, sx, iy, fy, sy, iz, fz, sz
+
+    @njit(inline="always", cache=True)
     def _edge(ix, iy, iz, by, bz, res, hashed, mask, offset):
         """Rows of the x-edge (ix, iy + by, iz + bz) -> (ix + 1, ...): dense index or the XOR spatial hash."""
         if hashed:
@@ -80,9 +89,7 @@ if numba is not None:
     @njit(inline="always", cache=True)
     def _encode_pair(x, i, table, f0, has1, res, offset, hashed, mask, bound):
         """Features f0 and f0 + 1 of point i at one level and their x, y, z derivatives (1 / world units)."""
-        ix, fx, sx = _axis(x[i, 0], bound, res)
-        iy, fy, sy = _axis(x[i, 1], bound, res)
-        iz, fz, sz = _axis(x[i, 2], bound, res)
+        ix, fx, sx, iy, fy, sy, iz, fz, sz = _cell(x, i, bound, res)
         a0 = a1 = jx0 = jx1 = jy0 = jy1 = jz0 = jz1 = _ZERO
         for yz in range(4):
             by, bz = yz & 1, yz >> 1
@@ -133,9 +140,7 @@ if numba is not None:
             lvl = k - 1 - j
             res, offset, hashed = res_a[lvl], off_a[lvl], hashed_a[lvl]
             for i in range(n):
-                ix, fx, sx = _axis(x[i, 0], bound, res)
-                iy, fy, sy = _axis(x[i, 1], bound, res)
-                iz, fz, sz = _axis(x[i, 2], bound, res)
+                ix, fx, sx, iy, fy, sy, iz, fz, sz = _cell(x, i, bound, res)
                 for yz in range(4):
                     by, bz = yz & 1, yz >> 1
                     r0, r1 = _edge(ix, iy, iz, by, bz, res, hashed, mask, offset)
@@ -158,9 +163,7 @@ if numba is not None:
             lvl = k - 1 - j
             res, offset, hashed = res_a[lvl], off_a[lvl], hashed_a[lvl]
             for i in range(n):
-                ix, fx, sx = _axis(x[i, 0], bound, res)
-                iy, fy, sy = _axis(x[i, 1], bound, res)
-                iz, fz, sz = _axis(x[i, 2], bound, res)
+                ix, fx, sx, iy, fy, sy, iz, fz, sz = _cell(x, i, bound, res)
                 px = py = pz = _ZERO
                 for c in range(8):
                     bx, by, bz = c & 1, (c >> 1) & 1, (c >> 2) & 1
@@ -214,47 +217,23 @@ def _call(kernel, *args) -> None:
         numba.set_parallel_chunksize(old)
 
 
-class _HashEncodeNumba(torch.autograd.Function):
-    """x [N,3], table [R,F] -> feat [N,L*F] (+ jac [N,L*F,3] when want_jac); first-order backward."""
+class _NumbaRunner:
+    """The numba kernels behind :class:`LevelMajorEncode`."""
 
     @staticmethod
-    def forward(ctx, x, table, layout: GridLayout, bound: float, k: int, want_jac: bool):
-        n_pts, n_feat = x.shape[0], table.shape[1]
-        x, table = x.detach().contiguous(), table.detach().contiguous()
-        feat = table.new_empty(k, n_pts, n_feat)
-        jac = table.new_empty(k, n_pts, n_feat, 3) if want_jac else table.new_empty(1, 1, 1, 3)
-        if n_pts > 0 and k > 0:
-            _call(_forward, _np(x), _np(table), *_layout_args(layout), np.float32(bound), want_jac, _np(feat),
-                  _np(jac))
-        ctx.save_for_backward(x, table)
-        ctx.meta = (layout, float(bound), k, want_jac)
-        feat = to_point_major(feat, layout.n_levels)
-        return (feat, to_point_major(jac, layout.n_levels)) if want_jac else feat
+    def forward(x, table, layout, bound, want_jac, feat, jac) -> None:
+        _call(_forward, _np(x), _np(table), *_layout_args(layout), np.float32(bound), want_jac, _np(feat), _np(jac))
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g_feat, g_jac=None):
-        x, table = ctx.saved_tensors
-        layout, bound, k, want_jac = ctx.meta
-        need_x, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        n_pts, n_feat = x.shape[0], table.shape[1]
-        g_table = torch.zeros_like(table) if need_table else None
-        g_x = torch.zeros_like(x) if need_x else None
-        if n_pts == 0 or k == 0:
-            return g_x, g_table, None, None, None, None
-        if g_feat is None:
-            g_feat = table.new_zeros(n_pts, layout.n_levels * n_feat)
-        has_gjac = bool(want_jac and g_jac is not None)
-        g_feat = to_level_major(g_feat, k, n_feat)
-        g_jac = to_level_major(g_jac, k, n_feat) if has_gjac else table.new_zeros(1, 1, 1, 3)
+    def backward(x, table, layout, bound, g_feat, g_jac, has_gjac, g_table, need_x):
         args = (*_layout_args(layout), np.float32(bound), _np(g_feat), _np(g_jac), has_gjac)
-        if need_table:
+        if g_table is not None:
             _call(_backward_table, _np(x), *args, _np(g_table))
-        if need_x:
-            per_level = x.new_empty(k, n_pts, 3)
-            _call(_backward_x, _np(x), _np(table), *args, _np(per_level))
-            g_x = per_level.sum(0)
-        return g_x, g_table, None, None, None, None
+        if not need_x:
+            return None
+        per_level = x.new_empty(g_feat.shape[0], x.shape[0], 3)  # summed here: no two threads add into one row
+        _call(_backward_x, _np(x), _np(table), *args, _np(per_level))
+        return per_level.sum(0)
 
 
 def missing() -> str | None:
@@ -264,4 +243,4 @@ def missing() -> str | None:
 
 def apply(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float, k: int, want_jac: bool):
     """Encode x [N,3] with the first k levels: feat [N, L*F] (and dfeat_dx [N, L*F, 3] when want_jac)."""
-    return _HashEncodeNumba.apply(x, table, layout, bound, k, want_jac)
+    return LevelMajorEncode.apply(x, table, layout, bound, k, want_jac, _NumbaRunner)

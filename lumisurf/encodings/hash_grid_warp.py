@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from lumisurf.encodings.hash_grid_torch import GridLayout, to_level_major, to_point_major
+from lumisurf.encodings.hash_grid_kernel import LevelMajorEncode
+from lumisurf.encodings.hash_grid_torch import GridLayout
 
 try:
     import warp as wp
@@ -269,49 +270,26 @@ def _launch(kernel, groups: list[torch.Tensor], n_pts: int, device: torch.device
         fut.result()
 
 
-class _HashEncodeWarp(torch.autograd.Function):
-    """x [N,3], table [R,F] -> feat [N,L*F] (+ jac [N,L*F,3] when want_jac); first-order backward."""
+class _WarpRunner:
+    """The Warp kernels behind :class:`LevelMajorEncode` (launches over level groups; see :func:`_launch`)."""
 
     @staticmethod
-    def forward(ctx, x, table, layout: GridLayout, bound: float, k: int, want_jac: bool):
-        n_pts, n_feat = x.shape[0], table.shape[1]
-        x, table = x.detach().contiguous(), table.detach().contiguous()
-        feat = table.new_empty(k, n_pts, n_feat)
-        jac = table.new_empty(k, n_pts, n_feat, 3) if want_jac else table.new_zeros(1, 1, 1, 3)
-        if n_pts > 0 and k > 0:
-            args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
-                    2**layout.log2_table_size - 1, float(bound), int(want_jac), _wp(feat), _wp(jac)]
-            _launch(_forward_kernel, _level_groups(k, x.device), n_pts, x.device, args)
-        ctx.save_for_backward(x, table)
-        ctx.meta = (layout, float(bound), k, want_jac)
-        feat = to_point_major(feat, layout.n_levels)
-        if want_jac:
-            return feat, to_point_major(jac, layout.n_levels)
-        return feat
+    def forward(x, table, layout, bound, want_jac, feat, jac) -> None:
+        args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
+                2**layout.log2_table_size - 1, bound, int(want_jac), _wp(feat), _wp(jac)]
+        _launch(_forward_kernel, _level_groups(feat.shape[0], x.device), x.shape[0], x.device, args)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g_feat, g_jac=None):
-        x, table = ctx.saved_tensors
-        layout, bound, k, want_jac = ctx.meta
-        n_pts, n_feat = x.shape[0], table.shape[1]
-        need_x, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        g_table = torch.zeros_like(table) if need_table else table.new_zeros(1, n_feat)
-        if g_feat is None:
-            g_feat = table.new_zeros(n_pts, layout.n_levels * n_feat)
-        has_gjac = want_jac and g_jac is not None
-        g_feat = to_level_major(g_feat, k, n_feat)
-        g_jac = to_level_major(g_jac, k, n_feat) if has_gjac else table.new_zeros(1, 1, 1, 3)
-        groups = _level_groups(k, x.device) if n_pts > 0 and k > 0 else []  # nothing to launch: zero grads
+    def backward(x, table, layout, bound, g_feat, g_jac, has_gjac, g_table, need_x):
+        groups = _level_groups(g_feat.shape[0], x.device)
         # one input-gradient buffer per group: groups share points, so they would race on one
-        g_xs = [torch.zeros_like(x) if need_x else x.new_zeros(1, 3) for _ in range(max(1, len(groups)))]
-        if groups and (need_x or need_table):
-            args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
-                    2**layout.log2_table_size - 1, bound, _wp(g_feat), _wp(g_jac), int(has_gjac),
-                    int(need_table), int(need_x), _wp(g_table)]
-            _launch(_backward_kernel, groups, n_pts, x.device, args, [[_wp(g)] for g in g_xs])
-        g_x = torch.stack(g_xs).sum(0) if len(g_xs) > 1 else g_xs[0]
-        return (g_x if need_x else None), (g_table if need_table else None), None, None, None, None
+        g_xs = [torch.zeros_like(x) if need_x else x.new_zeros(1, 3) for _ in groups]
+        need_table = g_table is not None
+        args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
+                2**layout.log2_table_size - 1, bound, _wp(g_feat), _wp(g_jac), int(has_gjac),
+                int(need_table), int(need_x), _wp(g_table if need_table else table.new_zeros(1, table.shape[1]))]
+        _launch(_backward_kernel, groups, x.shape[0], x.device, args, [[_wp(g)] for g in g_xs])
+        return (torch.stack(g_xs).sum(0) if len(g_xs) > 1 else g_xs[0]) if need_x else None
 
 
 def missing() -> str | None:
@@ -322,4 +300,4 @@ def missing() -> str | None:
 def apply(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float, k: int, want_jac: bool):
     """Encode x [N,3] with the first k levels: feat [N, L*F] (and dfeat_dx [N, L*F, 3] when want_jac)."""
     wp.init()  # no-op after the first call; compile/load happens on the first launch
-    return _HashEncodeWarp.apply(x, table, layout, bound, k, want_jac)
+    return LevelMajorEncode.apply(x, table, layout, bound, k, want_jac, _WarpRunner)
