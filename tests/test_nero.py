@@ -78,6 +78,35 @@ def test_march_occlusion_on_sphere():
     assert 0.3 < soft.item() < 0.99
 
 
+def test_march_occlusion_evaluates_only_occupied_cells():
+    """With an occupancy grid, the march asks the SDF only in occupied cells and gives the same probabilities:
+    rays from one sphere, some of them blocked by a second one."""
+    from lumisurf.samplers.occupancy import OccupancyGrid
+
+    def two_spheres(x):
+        a = (x - torch.tensor([-0.3, 0.0, 0.0])).norm(dim=-1) - 0.25
+        return torch.minimum(a, (x - torch.tensor([0.35, 0.0, 0.0])).norm(dim=-1) - 0.2)
+
+    grid = OccupancyGrid(64)
+    grid.update(two_spheres, 200.0)
+    g = torch.Generator().manual_seed(3)
+    n = _unit(torch.randn(200, 3, generator=g) + torch.tensor([1.5, 0.0, 0.0]))  # mostly towards the other sphere
+    pts = torch.tensor([-0.3, 0.0, 0.0]) + 0.25 * n
+    dirs = _unit(torch.tensor([1.0, 0.0, 0.0]) + 0.6 * torch.randn(200, 3, generator=g))
+    dirs = torch.where(((dirs * n).sum(-1, keepdim=True) > 0), dirs, -dirs)  # leaving the surface
+    asked = []
+
+    def counted(x):
+        asked.append(x.shape[0])
+        return two_spheres(x)
+
+    full = march_occlusion(two_spheres, pts, dirs, 200.0, 64)
+    skipped = march_occlusion(counted, pts, dirs, 200.0, 64, occupied_fn=grid.lookup)
+    assert 20 < (full > 0.5).sum() < 180  # some rays are blocked, some escape
+    assert (full - skipped).abs().max() < 1e-3
+    assert sum(asked) < 0.3 * 200 * 64
+
+
 def test_occlusion_loss_by_hand():
     pred, target = torch.tensor([[0.2], [0.9]]), torch.tensor([[0.0], [1.0]])
     assert torch.isclose(occlusion_loss(pred, target), torch.tensor(0.15))

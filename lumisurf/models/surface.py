@@ -279,9 +279,12 @@ class SurfaceModel(nn.Module):
         if sel.numel() == 0:
             return res
         res["occ_pred"] = shade["occ_raw"][sel]
+        occ = self.occupancy  # a refreshed grid: the march evaluates the SDF only in its occupied cells
         res["occ_target"] = march_occlusion(self.sdf.sdf, pts.reshape(-1, 3)[sel].detach(),
                                             shade["reflected"][sel].detach(), float(inv_s.detach()),
-                                            self.nero.occ_steps, self.nero.occ_t_start)
+                                            self.nero.occ_steps, self.nero.occ_t_start,
+                                            occupied_fn=occ.lookup if occ is not None and bool(occ.initialized)
+                                            else None)
         return res
 
     @torch.no_grad()

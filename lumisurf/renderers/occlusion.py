@@ -8,7 +8,7 @@ ray is blocked: ``1 - prod(1 - alpha)``. No gradients: the result is a training 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -30,12 +30,18 @@ def entering_alpha(t: Tensor, sdf: Tensor, inv_s: float) -> Tensor:
 
 @torch.no_grad()
 def march_occlusion(sdf_fn: Callable[[Tensor], Tensor], points: Tensor, dirs: Tensor, inv_s: float,
-                    n_steps: int, t_start: float = 0.0, radius: float = 1.0) -> Tensor:
+                    n_steps: int, t_start: float = 0.0, radius: float = 1.0,
+                    occupied_fn: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
     """Probability ``[M, 1]`` that rays from ``points`` ``[M, 3]`` along unit ``dirs`` ``[M, 3]`` hit the SDF.
 
     ``sdf_fn``: points ``[P, 3]`` -> sdf ``[P]`` (normalised frame). The SDF is evaluated at ``n_steps``
     evenly spaced distances from ``t_start`` to the exit of the sphere of ``radius``; ``inv_s`` is the NeuS
     sharpness (1 / length). Rays starting outside that sphere, or leaving it before ``t_start``, get 0.
+
+    ``occupied_fn`` (points ``[P, 3]`` -> bool ``[P]``, e.g. an occupancy grid's lookup): the SDF is evaluated only
+    where it says the surface may be; elsewhere |SDF| is known to be large and it stands at +1e3. An interval from
+    such a point into the surface then counts as entering, as it should; one from the object's inside (also
+    'far') into a leaving surface counts too, but only behind a surface the ray has already entered.
     """
     m = points.shape[0]
     if m == 0 or n_steps < 2:
@@ -45,7 +51,13 @@ def march_occlusion(sdf_fn: Callable[[Tensor], Tensor], points: Tensor, dirs: Te
     u = torch.linspace(0.0, 1.0, n_steps, dtype=points.dtype, device=points.device)
     t = near + (far - near).clamp_min(0.0) * u  # [M, n_steps]
     x = points[:, None] + dirs[:, None] * t[..., None]  # [M, n_steps, 3]
-    sdf = sdf_fn(x.reshape(-1, 3)).reshape(m, n_steps)
+    if occupied_fn is None:
+        sdf = sdf_fn(x.reshape(-1, 3)).reshape(m, n_steps)
+    else:
+        near_surface = occupied_fn(x.reshape(-1, 3)).nonzero()[:, 0]
+        sdf = x.new_full((m * n_steps,), 1e3)
+        sdf[near_surface] = sdf_fn(x.reshape(-1, 3)[near_surface]).to(sdf.dtype)
+        sdf = sdf.reshape(m, n_steps)
     alpha = entering_alpha(t, sdf, inv_s)  # [M, n_steps - 1]
     miss = torch.prod(1.0 - alpha, dim=-1, keepdim=True)
     return (1.0 - miss) * (hit & inside).to(points.dtype)[:, None]
