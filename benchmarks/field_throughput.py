@@ -35,7 +35,11 @@ from dataclasses import dataclass, replace
 import torch
 
 from lumisurf.encodings import hash_grid_warp
-from lumisurf.encodings.hash_grid import kernel_status
+try:
+    from lumisurf.encodings.hash_grid import kernel_status
+except ImportError:  # a --baseline checkout older than the kernel registry: its rows carry no fallback note
+    def kernel_status(impl: str, device_type: str) -> None:
+        return None
 from lumisurf.fields.base import build_sdf
 from lumisurf.presets import preset_config
 
@@ -116,7 +120,11 @@ def measure(row: Row, x: torch.Tensor, repeats: int, max_seconds: float, device:
     if reason:
         row.note = reason
         return row
-    field = build_sdf(sdf_config(row.backend, row.preset, row.impl, row.normals)).to(device)
+    try:
+        field = build_sdf(sdf_config(row.backend, row.preset, row.impl, row.normals)).to(device)
+    except Exception as exc:  # noqa: BLE001 - a --baseline checkout without this implementation
+        row.note = f"not built by this code: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+        return row
     row.ms, row.n = time_field(field, x, repeats, max_seconds)
     row.msps = x.shape[0] / (row.ms / 1e3) / 1e6
     if row.backend == "mlp" and row.normals == "analytic":
