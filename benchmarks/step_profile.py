@@ -141,7 +141,7 @@ def compare_variants(data: str | None, preset: str, variants: list[str], warmup:
 def chamfer_at_steps(args) -> str:
     """The same seeds' Chamfer after exactly N training steps, this code and ``--baseline``; a Markdown table."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from sweep import code_env, run_one
+    from sweep import run_one
 
     if args.data is None:
         raise SystemExit("--chamfer-steps needs --data (a dataset with a ground-truth mesh)")
@@ -156,7 +156,7 @@ def chamfer_at_steps(args) -> str:
                 else:
                     print(f"$ {label}: {steps} steps, seed {seed}", flush=True)
                     row = run_one(Path(args.data), args.preset, seed, ["--max-steps", str(steps)], out, args.set,
-                                  env=code_env(code))
+                                  code=code)
                     (out / "row.json").write_text(json.dumps(row))
                 res[(label, steps, seed)] = row
     cols = [label for label, _ in sides]
