@@ -6,6 +6,7 @@ process, and prints the peak resident memory (``ru_maxrss``) and the bytes the i
 
     python benchmarks/load_memory.py [--views 100] [--width 4000] [--height 3000] [--downscale 1 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,11 @@ def load_once(root: str, downscale: int) -> None:
     images = sum(s.images.numel() * s.images.element_size() for s in scene.splits.values())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     sp = scene.split("train")
-    print(f"| {len(sp)} | {sp.images.shape[2]}x{sp.images.shape[1]} | {downscale} | {sp.images.dtype} | "
-          f"{images / 2**30:.2f} | {peak:.2f} | {time.perf_counter() - t0:.0f} |", flush=True)
+    print(
+        f"| {len(sp)} | {sp.images.shape[2]}x{sp.images.shape[1]} | {downscale} | {sp.images.dtype} | "
+        f"{images / 2**30:.2f} | {peak:.2f} | {time.perf_counter() - t0:.0f} |",
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ of ``scalars.csv``) to one JSON file. Two such files (before / after a refactor)
     python benchmarks/parity.py --out /tmp/before.json
     python benchmarks/parity.py --compare /tmp/before.json /tmp/after.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,13 +27,23 @@ sys.path.insert(0, str(ROOT))
 def _metrics(run: Path) -> dict:
     out = {}
     if (run / "metrics.json").exists():
-        out.update({f"eval.{k}": v for k, v in json.loads((run / "metrics.json").read_text()).items()
-                    if isinstance(v, (int, float)) and "seconds" not in k})
+        out.update(
+            {
+                f"eval.{k}": v
+                for k, v in json.loads((run / "metrics.json").read_text()).items()
+                if isinstance(v, (int, float)) and "seconds" not in k
+            }
+        )
     if (run / "scalars.csv").exists():
         rows = list(csv.DictReader(open(run / "scalars.csv")))
         if rows:
-            out.update({f"last.{k}": float(v) for k, v in rows[-1].items()
-                        if v not in ("", None) and "time" not in k and "seconds" not in k and "rate" not in k})
+            out.update(
+                {
+                    f"last.{k}": float(v)
+                    for k, v in rows[-1].items()
+                    if v not in ("", None) and "time" not in k and "seconds" not in k and "rate" not in k
+                }
+            )
     return out
 
 
@@ -42,8 +53,23 @@ def run_all(steps: int, presets: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for name, preset, n in jobs:
             run = Path(tmp) / name
-            cmd = [sys.executable, "-m", "lumisurf.cli", "train", "--preset", preset, "--seed", "0",
-                   "--max-steps", str(n), "--out", str(run), "--no-progress", "--device", "cpu"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "lumisurf.cli",
+                "train",
+                "--preset",
+                preset,
+                "--seed",
+                "0",
+                "--max-steps",
+                str(n),
+                "--out",
+                str(run),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
             done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             results[name] = {"rc": done.returncode, **_metrics(run)}
             print(name, json.dumps(results[name]), flush=True)
@@ -57,8 +83,9 @@ def compare(a: dict, b: dict) -> int:
             x, y = a.get(run, {}).get(key), b.get(run, {}).get(key)
             if x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y)):
                 verdict = "identical"
-            elif isinstance(x, (int, float)) and isinstance(y, (int, float)) and \
-                    abs(x - y) <= 1e-4 * max(abs(x), abs(y)):
+            elif (
+                isinstance(x, (int, float)) and isinstance(y, (int, float)) and abs(x - y) <= 1e-4 * max(abs(x), abs(y))
+            ):
                 verdict, worst = "within 1e-4", max(worst, 1)
             else:
                 verdict, worst = "DIFFERENT", 2

@@ -3,6 +3,7 @@
 A run is described by one :class:`Config`. Presets (``lumisurf.presets``) fill it for a method;
 ``dotted.key=value`` overrides on the command line change single fields, type-checked.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,6 +27,7 @@ DatasetFormat = Literal["blender", "neus", "llff", "ngp", "colmap"]  # lumisurf.
 SDFBackend = Literal["mlp", "hash", "hybrid"]  # lumisurf.fields.base.SDF_BACKENDS
 HeadName = Literal["lambert", "specular", "transmission", "subsurface"]  # lumisurf.shading.heads.HEADS
 RgbLoss = Literal["l1", "l2", "charbonnier", "huber"]  # lumisurf.losses.photometric.PHOTOMETRIC
+
 
 @dataclass
 class DataConfig:
@@ -274,6 +276,7 @@ class Config:
 
 # ----------------------------------------------------------------------------- (de)serialisation
 
+
 def to_dict(cfg) -> dict:
     """Plain nested dict (tuples become lists) for YAML/JSON."""
     return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(cfg))))
@@ -295,8 +298,9 @@ def from_dict(cls, data: dict, where: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"unknown config key(s) {sorted(where + k for k in unknown)}; "
-                          f"known under '{where or '.'}': {sorted(names)}")
+        raise ConfigError(
+            f"unknown config key(s) {sorted(where + k for k in unknown)}; known under '{where or '.'}': {sorted(names)}"
+        )
     kwargs = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, where + key)

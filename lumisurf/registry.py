@@ -1,4 +1,5 @@
 """Name -> constructor registries; backends are switched by config name."""
+
 from __future__ import annotations
 
 from typing import Callable, Dict, Generic, TypeVar

@@ -2,6 +2,7 @@
 pixels become rays (each adaptive pixel sampler has its own section). Kept apart from ``lumisurf.config``
 only for size; a nested section of the one typed :class:`lumisurf.config.Config`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -110,4 +111,4 @@ def migrate_sampler(sampler: dict) -> None:
         if old:
             sub = sampler.setdefault(section, {})
             for k in old:
-                sub[k[len(section) + 1:]] = sampler.pop(k)
+                sub[k[len(section) + 1 :]] = sampler.pop(k)

@@ -2,6 +2,7 @@
 ``lumisurf material`` and ``lumisurf relight``. Kept apart from ``lumisurf.config`` only for size; it is a
 nested section of the one typed :class:`lumisurf.config.Config`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

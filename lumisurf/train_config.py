@@ -5,6 +5,7 @@ nested sections of the one typed :class:`lumisurf.config.Config`.
 Every schedule length is a fraction of the one training progress in [0, 1] (``lumisurf.train.progress``):
 elapsed / budget under ``--max-minutes``, step / max_steps under ``--max-steps``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@ SVRaster's synthetic-scene setting where it has one (learning rates, Adam's beta
 density, a 64^3 start, 5 % subdivision per round, the pruning threshold ramp), except the starting density:
 -5 instead of -10, because a 5-minute CPU run makes about 1000 steps where SVRaster makes 20000.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """A textured box on a textured floor, ray-cast in numpy from an orbit of cameras: photos with known poses for
 structure-from-motion tests (SIFT needs texture; the analytic scenes of the unit tests have little)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,9 @@ def orbit(n: int, radius: float = 3.0, height: float = 1.2) -> np.ndarray:
     """n cameras [n, 4, 4] on a circle around the box, looking at its centre."""
     a = np.linspace(0, 2 * np.pi, n, endpoint=False)
     up, target = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
-    return np.stack([look_at(torch.tensor([radius * np.cos(t), radius * np.sin(t), height]), target, up).numpy()
-                     for t in a])
+    return np.stack(
+        [look_at(torch.tensor([radius * np.cos(t), radius * np.sin(t), height]), target, up).numpy() for t in a]
+    )
 
 
 def render(c2w: np.ndarray, w: int, h: int, f: float, tex_seed: int = 0, with_mask: bool = False):

@@ -3,6 +3,7 @@
 Built from the source with ``ast`` (module-level and function-level imports alike), so a cycle cannot hide
 behind an import inside a function. Nodes are lumisurf's subpackages and top-level modules.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,7 +50,7 @@ def find_cycle(edges) -> list[str] | None:
         state[v] = 1
         for w in sorted(succ[v]):
             if state.get(w) == 1:
-                return stack[stack.index(w):] + [w]
+                return stack[stack.index(w) :] + [w]
             if w not in state:
                 found = visit(w, stack + [w])
                 if found:

@@ -13,14 +13,16 @@ def test_round_trip(tmp_path):
 
 
 def test_overrides_typed():
-    cfg = apply_overrides(Config(), ["train.max_steps=12", "loss.rgb=huber", "model.sdf.skip_in=[2]",
-                                     "optim.lr=1", "data.path=/x"])
+    cfg = apply_overrides(
+        Config(), ["train.max_steps=12", "loss.rgb=huber", "model.sdf.skip_in=[2]", "optim.lr=1", "data.path=/x"]
+    )
     assert cfg.train.max_steps == 12 and cfg.loss.rgb == "huber" and cfg.model.sdf.skip_in == (2,)
     assert isinstance(cfg.optim.lr, float) and cfg.optim.lr == 1.0 and cfg.data.path == "/x"
 
 
-@pytest.mark.parametrize("bad", ["train.nope=1", "nope.x=1", "loss.rgb=l3", "train.max_steps=abc",
-                                 "train.max_steps", "sampler.perturb=3"])
+@pytest.mark.parametrize(
+    "bad", ["train.nope=1", "nope.x=1", "loss.rgb=l3", "train.max_steps=abc", "train.max_steps", "sampler.perturb=3"]
+)
 def test_bad_overrides_rejected(bad):
     with pytest.raises(ConfigError):
         apply_overrides(Config(), [bad])

@@ -1,4 +1,5 @@
 """Scalar CSV logging: columns that appear later (phase-gated losses) widen the file, old rows keep theirs."""
+
 from __future__ import annotations
 
 import csv

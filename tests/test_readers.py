@@ -1,4 +1,5 @@
 """Dataset readers: real shared scenes (skipped when absent), fakes for every error, COLMAP txt/bin."""
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,12 @@ from lumisurf.data.readers.neus import decompose_projection
 from lumisurf.errors import DataError
 
 DATA = SHARED_DATA
-BLENDER = {"lego": (80, 20, 0), "glossy_bunny": (64, 16, 16), "glossy_spot": (64, 16, 16),
-           "two_materials": (64, 16, 16)}
+BLENDER = {
+    "lego": (80, 20, 0),
+    "glossy_bunny": (64, 16, 16),
+    "glossy_spot": (64, 16, 16),
+    "two_materials": (64, 16, 16),
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -186,8 +191,13 @@ def _encode_png16(arr: np.ndarray, path: Path):
 
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(out)) + chunk(b"IEND", b""))
+
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(out))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_png16_all_filters(tmp_path):
@@ -206,8 +216,16 @@ def test_distortion_round_trip():
     c2w = torch.eye(4)[None].clone()
     c2w[0, :3, :3] = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
     c2w[0, :3, 3] = torch.tensor([1.0, 2, 3])
-    cams = Cameras(c2w, torch.tensor([343.88]), torch.tensor([343.62]), torch.tensor([138.6]),
-                   torch.tensor([241.3]), 270, 480, distortion=k)
+    cams = Cameras(
+        c2w,
+        torch.tensor([343.88]),
+        torch.tensor([343.62]),
+        torch.tensor([138.6]),
+        torch.tensor([241.3]),
+        270,
+        480,
+        distortion=k,
+    )
     px, py = torch.tensor([0.5, 10.0, 135.0, 269.5]), torch.tensor([0.5, 470.0, 240.0, 3.0])
     o, d = cams.rays(torch.zeros(4, dtype=torch.long), px, py)
     dc = d @ c2w[0, :3, :3]  # world -> camera directions
@@ -250,7 +268,7 @@ EYES = [(3.0, 0.5, 1.0), (-0.5, 3.0, 0.8), (-3.0, -0.4, 1.2), (0.3, -3.0, 0.5)]
 def _write_rgba(path: Path, w=16, h=12, alpha=True):
     arr = np.zeros((h, w, 4), np.uint8)
     arr[..., :3] = 128
-    arr[h // 4:3 * h // 4, w // 4:3 * w // 4, 3] = 255 if alpha else 0
+    arr[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4, 3] = 255 if alpha else 0
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr, "RGBA").save(path)
 
@@ -259,8 +277,12 @@ def _fake_blender(root: Path, n=3, sizes=None) -> Path:
     frames = []
     for i in range(n):
         _write_rgba(root / "train" / f"r_{i}.png", *(sizes[i] if sizes else (16, 12)))
-        frames.append({"file_path": f"./train/r_{i}", "transform_matrix": (_look_at_cv(EYES[i])
-                                                                          @ np.diag([1, -1, -1, 1])).tolist()})
+        frames.append(
+            {
+                "file_path": f"./train/r_{i}",
+                "transform_matrix": (_look_at_cv(EYES[i]) @ np.diag([1, -1, -1, 1])).tolist(),
+            }
+        )
     (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": frames}))
     return root
 
@@ -280,16 +302,28 @@ def test_fake_blender_reads_and_converts(tmp_path):
     assert sc.splits["train"].masks[0].sum() == 48 and "test" not in sc.splits
 
 
-@pytest.mark.parametrize("case,needle", [
-    ("missing", "r_9"), ("nonrigid", "rigid"), ("nan", "not finite"), ("size", "r_1.png"),
-    ("empty_alpha", "empty"), ("garbage", "cannot read image")])
+@pytest.mark.parametrize(
+    "case,needle",
+    [
+        ("missing", "r_9"),
+        ("nonrigid", "rigid"),
+        ("nan", "not finite"),
+        ("size", "r_1.png"),
+        ("empty_alpha", "empty"),
+        ("garbage", "cannot read image"),
+    ],
+)
 def test_fake_blender_errors(tmp_path, case, needle):
     root = _fake_blender(tmp_path, sizes=[(16, 12), (20, 12), (16, 12)] if case == "size" else None)
     if case == "missing":
         _edit_blender(root, lambda fr: fr[1].update(file_path="./train/r_9"))
     elif case == "nonrigid":
-        _edit_blender(root, lambda fr: fr[1].update(transform_matrix=(np.diag([1.1, 1, 1, 1]) @ np.array(
-            fr[1]["transform_matrix"])).tolist()))
+        _edit_blender(
+            root,
+            lambda fr: fr[1].update(
+                transform_matrix=(np.diag([1.1, 1, 1, 1]) @ np.array(fr[1]["transform_matrix"])).tolist()
+            ),
+        )
     elif case == "nan":
         _edit_blender(root, lambda fr: fr[2]["transform_matrix"][0].__setitem__(3, float("nan")))
     elif case == "empty_alpha":
@@ -335,9 +369,14 @@ def test_fake_neus_world_frame(tmp_path):
     assert np.allclose(uv[0].numpy(), [8.0, 6.0], atol=1e-4) and z[0] > 0
 
 
-@pytest.mark.parametrize("kw,needle", [
-    ({"n_images": 4}, "has 3 views but"), ({"empty_mask": 1}, "001.png"),
-    ({"scale_mat": np.diag([2.0, 1.0, 2.0, 1.0])}, "uniform scale")])
+@pytest.mark.parametrize(
+    "kw,needle",
+    [
+        ({"n_images": 4}, "has 3 views but"),
+        ({"empty_mask": 1}, "001.png"),
+        ({"scale_mat": np.diag([2.0, 1.0, 2.0, 1.0])}, "uniform scale"),
+    ],
+)
 def test_fake_neus_errors(tmp_path, kw, needle):
     with pytest.raises(DataError, match=needle):
         load_scene(_fake_neus(tmp_path, **kw))
@@ -391,8 +430,11 @@ def test_undetectable_and_unknown_format(tmp_path):
 
 
 # ---------------------------------------------------------------- COLMAP
-COLMAP_CAMS = {1: ("PINHOLE", [20.0, 22.0, 8.0, 6.0]), 2: ("SIMPLE_RADIAL", [21.0, 7.5, 6.5, 0.05]),
-               3: ("OPENCV", [20.0, 19.0, 8.2, 5.9, 0.03, -0.02, 0.001, -0.002])}
+COLMAP_CAMS = {
+    1: ("PINHOLE", [20.0, 22.0, 8.0, 6.0]),
+    2: ("SIMPLE_RADIAL", [21.0, 7.5, 6.5, 0.05]),
+    3: ("OPENCV", [20.0, 19.0, 8.2, 5.9, 0.03, -0.02, 0.001, -0.002]),
+}
 MODEL_ID = {"PINHOLE": 1, "SIMPLE_RADIAL": 2, "OPENCV": 4, "FULL_OPENCV": 6}
 
 
@@ -431,8 +473,10 @@ def _write_colmap(root: Path, binary: bool, cams=COLMAP_CAMS):
         (d / "cameras.txt").write_text("\n".join(lines) + "\n")
         il = ["# Image list", "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME"]
         for iid, q, t, cid, name in _colmap_images():
-            il += [f"{iid} " + " ".join(repr(float(v)) for v in [*q, *t]) + f" {cid} {name}",
-                   "1.0 2.0 5" if iid == 2 else ""]
+            il += [
+                f"{iid} " + " ".join(repr(float(v)) for v in [*q, *t]) + f" {cid} {name}",
+                "1.0 2.0 5" if iid == 2 else "",
+            ]
         (d / "images.txt").write_text("\n".join(il) + "\n")
     return root
 

@@ -1,4 +1,5 @@
 """Every registry matches the config choices that name its entries, and refuses duplicates."""
+
 from __future__ import annotations
 
 import typing
@@ -13,8 +14,13 @@ from lumisurf.losses.photometric import PHOTOMETRIC
 from lumisurf.registry import Registry
 from lumisurf.shading.heads import HEADS
 
-CASES = [(config.DatasetFormat, READERS), (config.SDFBackend, SDF_BACKENDS), (config.HeadName, HEADS),
-         (config.PixelSamplerName, PIXEL_SAMPLERS), (config.RgbLoss, PHOTOMETRIC)]
+CASES = [
+    (config.DatasetFormat, READERS),
+    (config.SDFBackend, SDF_BACKENDS),
+    (config.HeadName, HEADS),
+    (config.PixelSamplerName, PIXEL_SAMPLERS),
+    (config.RgbLoss, PHOTOMETRIC),
+]
 
 
 @pytest.mark.parametrize("choices, registry", CASES, ids=[r.kind for _, r in CASES])

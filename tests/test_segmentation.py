@@ -1,4 +1,5 @@
 """Soft material segmentation: assignment field, losses, cross-view tensor, phases, EM, metrics, warm start."""
+
 from __future__ import annotations
 
 import math
@@ -14,19 +15,32 @@ from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import DataError
 from lumisurf.eval.material_metrics import cross_view_consistency, matid_iou, read_matid_maps
 from lumisurf.fields.assignment import AssignmentField, kmeans_soft_maps, load_mask_folder
-from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, crease_weight,
-                                          em_assignment_loss, em_posterior, energy_conservation_loss,
-                                          entropy_loss, gather_probs_per_view, project_points, range_loss,
-                                          sample_view_maps, smoothness_loss, sparsity_loss)
+from lumisurf.losses.segmentation import (
+    boundary_smoothness_loss,
+    consistency_loss,
+    crease_weight,
+    em_assignment_loss,
+    em_posterior,
+    energy_conservation_loss,
+    entropy_loss,
+    gather_probs_per_view,
+    project_points,
+    range_loss,
+    sample_view_maps,
+    smoothness_loss,
+    sparsity_loss,
+)
 from lumisurf.train.phases import PhaseConfig, PhaseSchedule, default_phases, phases_from_config
 
 from conftest import shared_dataset
 
-SMALL_GRID = HashGridConfig(n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=32,
-                            implementation="torch")
+SMALL_GRID = HashGridConfig(
+    n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=32, implementation="torch"
+)
 
 
 # ----------------------------------------------------------------------------- assignment field
+
 
 @pytest.mark.parametrize("backend", ["hash", "mlp"])
 def test_assignment_field(backend):
@@ -44,8 +58,15 @@ def test_assignment_field(backend):
 
 
 def test_config_round_trip_with_segmentation():
-    cfg = apply_overrides(Config(), ["model.assignment.K=3", "model.assignment.heads=[lambert,specular,subsurface]",
-                                     "schedule.phases=abcde", "loss.segmentation.entropy_weight=0.5"])
+    cfg = apply_overrides(
+        Config(),
+        [
+            "model.assignment.K=3",
+            "model.assignment.heads=[lambert,specular,subsurface]",
+            "schedule.phases=abcde",
+            "loss.segmentation.entropy_weight=0.5",
+        ],
+    )
     assert cfg.model.assignment.heads == ("lambert", "specular", "subsurface") and cfg.model.assignment.K == 3
     assert from_dict(Config, to_dict(cfg)) == cfg
     assert cfg.model.assignment.grid.implementation == "auto"  # the fastest kernel that runs here
@@ -54,6 +75,7 @@ def test_config_round_trip_with_segmentation():
 
 
 # ----------------------------------------------------------------------------- losses
+
 
 def test_entropy_sparsity_hand_values():
     for K in (2, 3, 5):
@@ -109,6 +131,7 @@ def test_em_posterior_and_loss():
 
 # ----------------------------------------------------------------------------- projection and sampling
 
+
 def _cameras() -> Cameras:
     """Two 8x6 OpenCV cameras at distance 3 looking at the origin along +z and along -x."""
     c2w = torch.eye(4).repeat(2, 1, 1)
@@ -163,6 +186,7 @@ def test_gather_probs_per_view_consistent_labels():
 
 # ----------------------------------------------------------------------------- phases
 
+
 def test_phase_schedule_switches_and_freezes():
     phases = default_phases((0.1, 0.3, 0.7, 1.0))
     sched = PhaseSchedule(phases)
@@ -193,6 +217,7 @@ def test_phase_schedule_em_alternation():
 
 
 # ----------------------------------------------------------------------------- metrics
+
 
 def test_matid_iou_permuted_labels():
     gt = np.array([[[0, 1, 1, 2], [2, 2, 1, 0]]])  # [1, 2, 4]
@@ -232,6 +257,7 @@ def test_cross_view_consistency():
 
 
 # ----------------------------------------------------------------------------- 2D warm starts
+
 
 def test_kmeans_splits_two_colour_image():
     img = torch.zeros(2, 6, 8, 3)

@@ -1,4 +1,5 @@
 """Segmentation wired into Stage I: the mixture shading, phase-gated losses, EM, named optimizer groups."""
+
 from __future__ import annotations
 
 import math
@@ -14,9 +15,17 @@ from lumisurf.train.phases import named_param_groups
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
-TINY = ["model.sdf.grid.implementation=torch", "data.synthetic_views=4", "data.synthetic_resolution=24",
-        "train.batch_rays=128", "train.val_every=0", "train.max_steps=8", "train.log_every=1",
-        "model.assignment.lift.points=2000", "model.assignment.lift.fit_steps=20"]
+TINY = [
+    "model.sdf.grid.implementation=torch",
+    "data.synthetic_views=4",
+    "data.synthetic_resolution=24",
+    "train.batch_rays=128",
+    "train.val_every=0",
+    "train.max_steps=8",
+    "train.log_every=1",
+    "model.assignment.lift.points=2000",
+    "model.assignment.lift.fit_steps=20",
+]
 
 
 def _trainer(tmp_path, extra=()):
@@ -56,10 +65,18 @@ def test_named_groups_cover_every_parameter(tmp_path):
 
 def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path):
     # phases A, B end at step 0, C runs the whole training: every segmentation term is live
-    tr = _trainer(tmp_path, ["schedule.phase_ends=[0.0,0.0,1.0,1.0]", "loss.segmentation.em_weight=1.0",
-                             "model.assignment.init=kmeans", "loss.segmentation.smoothness_weight=0.1",
-                             "loss.segmentation.material_range_weight=0.1", "loss.segmentation.sparsity_weight=0.1",
-                             "loss.segmentation.metal_prior_weight=1.0"])
+    tr = _trainer(
+        tmp_path,
+        [
+            "schedule.phase_ends=[0.0,0.0,1.0,1.0]",
+            "loss.segmentation.em_weight=1.0",
+            "model.assignment.init=kmeans",
+            "loss.segmentation.smoothness_weight=0.1",
+            "loss.segmentation.material_range_weight=0.1",
+            "loss.segmentation.sparsity_weight=0.1",
+            "loss.segmentation.metal_prior_weight=1.0",
+        ],
+    )
     assert tr.warm_maps is not None and tr.warm_maps.shape[-1] == 2  # k-means soft maps of the train views
     before = [p.detach().clone() for p in tr.model.color.assignment.parameters()]
     seen: dict[str, float] = {}
@@ -67,8 +84,17 @@ def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path
         tr._update_schedules()
         seen.update(tr.train_step())
         tr.step += 1
-    for key in ("loss_entropy", "loss_boundary", "loss_consistency", "loss_energy", "loss_warm_start",
-                "loss_smoothness", "loss_material_range", "loss_sparsity", "loss_metal_prior"):
+    for key in (
+        "loss_entropy",
+        "loss_boundary",
+        "loss_consistency",
+        "loss_energy",
+        "loss_warm_start",
+        "loss_smoothness",
+        "loss_material_range",
+        "loss_sparsity",
+        "loss_metal_prior",
+    ):
         assert key in seen and math.isfinite(seen[key]) and seen[key] >= 0, (key, seen.get(key))
     assert "loss_em" not in seen  # EM is a phase-D term
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
@@ -139,11 +165,21 @@ def test_segmented_run_extract_eval_vis(tmp_path):
     from lumisurf.cli import main
 
     run = tmp_path / "seg"
-    common = ["model.sdf.grid.implementation=torch", "model.assignment.grid.implementation=torch",
-              "data.synthetic_views=4", "data.synthetic_resolution=24", "train.batch_rays=64", "train.val_every=0",
-              "eval.mesh_resolution=32", "eval.chamfer_samples=2000", "train.finalize=false"]
-    assert main(["train", "--preset", "lumisurf-seg", "--max-steps", "3", "--out", str(run), "--no-progress",
-                 *common]) == 0
+    common = [
+        "model.sdf.grid.implementation=torch",
+        "model.assignment.grid.implementation=torch",
+        "data.synthetic_views=4",
+        "data.synthetic_resolution=24",
+        "train.batch_rays=64",
+        "train.val_every=0",
+        "eval.mesh_resolution=32",
+        "eval.chamfer_samples=2000",
+        "train.finalize=false",
+    ]
+    assert (
+        main(["train", "--preset", "lumisurf-seg", "--max-steps", "3", "--out", str(run), "--no-progress", *common])
+        == 0
+    )
     assert main(["extract", str(run)]) == 0
     ply = trimesh.load(run / "mesh_materials.ply", process=False)
     names = ply.metadata["_ply_raw"]["vertex"]["data"].dtype.names

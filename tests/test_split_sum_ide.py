@@ -1,4 +1,5 @@
 """Split-sum GGX table (against NeRO's reference) and the integrated directional encoding."""
+
 import math
 
 import numpy as np

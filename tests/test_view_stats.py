@@ -1,4 +1,5 @@
 """What the photos say about surface points (``train/view_stats.py``): visibility, median colour, spread."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,12 +49,14 @@ def test_median_colour_and_spread_by_hand():
 
 
 def test_unseen_points_take_the_median_of_the_seen():
-    stats = ViewStats(torch.tensor([[0.2] * 3, [0.4] * 3, [0.9] * 3]), torch.tensor([0.1, 0.3, 5.0]),
-                      torch.tensor([4, 6, 0]))
+    stats = ViewStats(
+        torch.tensor([[0.2] * 3, [0.4] * 3, [0.9] * 3]), torch.tensor([0.1, 0.3, 5.0]), torch.tensor([4, 6, 0])
+    )
     from lumisurf.train.view_stats import _fill_unseen
 
     filled = _fill_unseen(stats, 3)
     assert filled.spread.tolist() == pytest.approx([0.1, 0.3, 0.1])  # torch median of two: the lower
     assert filled.relative_spread(floor=0.0, cap=1.0).tolist() == pytest.approx([0.5, 0.75, 0.5])
-    assert view_statistics(sphere, 200.0, _cams([[0, 0, 3.0]]), torch.zeros(1, 32, 32, 3),
-                           torch.zeros(0, 3), torch.zeros(0, 3)).colour.shape == (0, 3)  # no points
+    assert view_statistics(
+        sphere, 200.0, _cams([[0, 0, 3.0]]), torch.zeros(1, 32, 32, 3), torch.zeros(0, 3), torch.zeros(0, 3)
+    ).colour.shape == (0, 3)  # no points

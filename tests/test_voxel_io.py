@@ -1,4 +1,5 @@
 """Voxel set export / import: the file round-trips to the same renders; the PLY has one vertex per voxel."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """SparseVoxelModel: rendering a camera, structure changes that keep the image, optimizer state carried."""
+
 from __future__ import annotations
 
 import copy
@@ -15,8 +16,7 @@ def _sphere_model(mode: str) -> SparseVoxelModel:
     tree = VoxelOctree.dense(3, torch.full((3,), -1.0), 2.0)
     pos = tree.corner_positions()
     sdf = pos.norm(dim=-1) - 0.55
-    model = SparseVoxelModel(tree, mode=mode, sh_bands=2, geo_init=sdf if mode == "sdf" else -sdf * 40.0,
-                             inv_s=30.0)
+    model = SparseVoxelModel(tree, mode=mode, sh_bands=2, geo_init=sdf if mode == "sdf" else -sdf * 40.0, inv_s=30.0)
     with torch.no_grad():
         model.sh0[:, 0] = torch.rand(len(tree), 3, generator=torch.Generator().manual_seed(0))
     return model

@@ -1,4 +1,5 @@
 """Soft rasterization variants (voxels/soft.py): limits, hand values, gradients, a training smoke."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Sparse voxel set: dense init, subdivision that preserves the trilinear field, pruning, state remapping."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,12 +41,12 @@ def test_subdivision_preserves_the_field_and_carries_state():
     pts = torch.rand(2000, 3, generator=g) * 1.98 - 0.99
     assert torch.allclose(field_at(new, new_values, pts), field_at(tree, values, pts), atol=1e-5)
     # a child's colour row is its parent's
-    kids = remap.voxels(colour)[len(tree) - int(mask.sum()):]
+    kids = remap.voxels(colour)[len(tree) - int(mask.sum()) :]
     assert torch.equal(kids, colour[mask].repeat_interleave(8, 0))
     # a second round (mixed levels) still preserves it; a moment tensor maps the same way, staying >= 0
     new2, remap2 = new.subdivide(torch.rand(len(new), generator=g) < 0.2)
     assert torch.allclose(field_at(new2, remap2.corners(new_values), pts), field_at(tree, values, pts), atol=1e-5)
-    assert (remap2.corners(new_values ** 2) >= 0).all()
+    assert (remap2.corners(new_values**2) >= 0).all()
 
 
 def test_prune_keeps_values_and_drops_orphan_corners():

@@ -1,4 +1,5 @@
 """The sparse-voxel presets through the CLI: train (with pruning/subdivision), extract, render, eval, resume."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,22 @@ import torch
 
 from lumisurf.cli import main
 
-TINY = ["--device", "cpu", "--no-progress", "data.synthetic_resolution=24", "data.synthetic_views=6",
-        "eval.mesh_resolution=32", "eval.chamfer_samples=2000", "train.finalize=false", "train.val_every=0",
-        "voxels.init_level=4", "voxels.adapt_every=0.2", "voxels.adapt_min_steps=1", "voxels.adapt_until=0.9", "voxels.sh_band_every=0.2"]
+TINY = [
+    "--device",
+    "cpu",
+    "--no-progress",
+    "data.synthetic_resolution=24",
+    "data.synthetic_views=6",
+    "eval.mesh_resolution=32",
+    "eval.chamfer_samples=2000",
+    "train.finalize=false",
+    "train.val_every=0",
+    "voxels.init_level=4",
+    "voxels.adapt_every=0.2",
+    "voxels.adapt_min_steps=1",
+    "voxels.adapt_until=0.9",
+    "voxels.sh_band_every=0.2",
+]
 
 
 @pytest.mark.parametrize("preset", ["svraster", "svraster-sdf"])
@@ -31,8 +45,23 @@ def test_voxel_preset_end_to_end(preset, tmp_path, capsys):
     assert main(args[:5] + ["--max-steps", "7", "--resume"] + args[7:]) == 0
     assert torch.load(out / "ckpt" / "last.pt", weights_only=True)["step"] == 7
     warm = tmp_path / "warm"  # a new run started from the exported voxel set
-    assert main(["train", "--preset", preset, "--out", str(warm), "--max-steps", "2", "voxels.init_from="
-                 + str(out / "voxels.pt")] + TINY + extra) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                preset,
+                "--out",
+                str(warm),
+                "--max-steps",
+                "2",
+                "voxels.init_from=" + str(out / "voxels.pt"),
+            ]
+            + TINY
+            + extra
+        )
+        == 0
+    )
     assert torch.load(warm / "ckpt" / "last.pt", weights_only=True)["model"]["geo"].shape[0] > 0
 
 
@@ -42,8 +71,12 @@ def _tiny_voxel_trainer(tmp_path, preset: str = "svraster", extra: tuple = ()):
     from lumisurf.train.run_dir import RunDir
     from lumisurf.train.voxel_trainer import VoxelTrainer
 
-    overrides = [a for a in TINY if "=" in a] + ["train.device=cpu", "train.max_steps=12",
-                                                  "train.guard.snapshot_every=2", "train.guard.check_every=1"]
+    overrides = [a for a in TINY if "=" in a] + [
+        "train.device=cpu",
+        "train.max_steps=12",
+        "train.guard.snapshot_every=2",
+        "train.guard.check_every=1",
+    ]
     cfg = apply_overrides(preset_config(preset), overrides + list(extra))
     (tmp_path / "ckpt").mkdir(parents=True)
     return VoxelTrainer(cfg, RunDir(tmp_path), progress=False)
@@ -77,16 +110,29 @@ def test_sdf_regularizers_enter_the_loss(tmp_path):
     scalars = trainer.guarded_step()
     assert scalars["loss_eikonal"] > 0 and scalars["loss_twist"] >= 0 and scalars["inv_s"] > 0
     assert scalars["loss_smooth"] > 0 and len(trainer.pairs) > 0  # the sphere SDF curves across faces
-    assert math.isclose(scalars["loss"], scalars["loss_rgb"] + 0.1 * scalars["loss_mask"]
-                        + 0.01 * scalars["loss_eikonal"] + 0.1 * scalars["loss_twist"]
-                        + 0.2 * scalars["loss_smooth"], rel_tol=1e-4)
+    assert math.isclose(
+        scalars["loss"],
+        scalars["loss_rgb"]
+        + 0.1 * scalars["loss_mask"]
+        + 0.01 * scalars["loss_eikonal"]
+        + 0.1 * scalars["loss_twist"]
+        + 0.2 * scalars["loss_smooth"],
+        rel_tol=1e-4,
+    )
 
 
 def test_image_terms_enter_the_loss(tmp_path):
     """SSIM, distortion, the median-depth normal term and a GT depth term (a fake constant depth map) are
     weighted into the loss, and the step still updates the corners."""
-    extra = ("voxels.ssim_weight=0.02", "voxels.distortion_weight=0.1", "voxels.distortion_from=0",
-             "voxels.normal_weight=0.01", "voxels.normal_from=0", "voxels.depth_weight=0.05", "voxels.geo_init=0.0")
+    extra = (
+        "voxels.ssim_weight=0.02",
+        "voxels.distortion_weight=0.1",
+        "voxels.distortion_from=0",
+        "voxels.normal_weight=0.01",
+        "voxels.normal_from=0",
+        "voxels.depth_weight=0.05",
+        "voxels.geo_init=0.0",
+    )
     trainer = _tiny_voxel_trainer(tmp_path, extra=extra)
     split = trainer.train_split
     split.depths = torch.full(split.images.shape[:3], 2.5)
@@ -94,8 +140,14 @@ def test_image_terms_enter_the_loss(tmp_path):
     scalars = trainer.guarded_step()
     for k in ("ssim", "distortion", "normal", "depth"):
         assert math.isfinite(scalars[f"loss_{k}"]) and scalars[f"loss_{k}"] > 0, k
-    total = (scalars["loss_rgb"] + 0.1 * scalars["loss_mask"] + 0.02 * scalars["loss_ssim"] + 0.1
-             * scalars["loss_distortion"] + 0.01 * scalars["loss_normal"] + 0.05 * scalars["loss_depth"])
+    total = (
+        scalars["loss_rgb"]
+        + 0.1 * scalars["loss_mask"]
+        + 0.02 * scalars["loss_ssim"]
+        + 0.1 * scalars["loss_distortion"]
+        + 0.01 * scalars["loss_normal"]
+        + 0.05 * scalars["loss_depth"]
+    )
     assert math.isclose(scalars["loss"], total, rel_tol=1e-4)
     assert not torch.equal(before, trainer.model.geo.detach())
 
@@ -147,46 +199,114 @@ def test_inv_s_floor_follows_its_schedule(tmp_path):
         trainer.guarded_step()
         floors.append(float(trainer.model.inv_s_floor))
     assert floors[0] == 50.0 and floors[-1] == 800.0  # progress 6 / 12 = inv_s_until
-    assert floors[3] == pytest.approx(50.0 * 16.0 ** 0.5)  # geometric: progress 3 / 12 is half-way
+    assert floors[3] == pytest.approx(50.0 * 16.0**0.5)  # geometric: progress 3 / 12 is half-way
     assert float(trainer.model.inv_s.detach()) >= 800.0
 
 
 def test_deferred_nero_shading_trains_resumes_and_renders(tmp_path):
     out = tmp_path / "nero"
-    args = ["train", "--preset", "svraster-sdf", "--out", str(out), "--max-steps", "3", "voxels.shading=nero",
-            "model.nero.hidden=16", "model.nero.layers=2", "model.nero.weight_norm=false"] + TINY
+    args = [
+        "train",
+        "--preset",
+        "svraster-sdf",
+        "--out",
+        str(out),
+        "--max-steps",
+        "3",
+        "voxels.shading=nero",
+        "model.nero.hidden=16",
+        "model.nero.layers=2",
+        "model.nero.weight_norm=false",
+    ] + TINY
     assert main(args) == 0
     assert main(args[:5] + ["--max-steps", "4", "--resume"] + args[7:]) == 0
     state = torch.load(out / "ckpt" / "last.pt", weights_only=True)
     assert state["step"] == 4 and any(k.startswith("shading.") for k in state["model"])
     assert main(["render", str(out)]) == 0
     seg = tmp_path / "seg"  # the lumisurf-seg mixture, deferred the same way
-    assert main(["train", "--preset", "svraster-sdf", "--out", str(seg), "--max-steps", "2",
-                 "voxels.shading=segmented", "model.assignment.head_hidden=16", "model.nero.hidden=16"] + TINY) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "svraster-sdf",
+                "--out",
+                str(seg),
+                "--max-steps",
+                "2",
+                "voxels.shading=segmented",
+                "model.assignment.head_hidden=16",
+                "model.nero.hidden=16",
+            ]
+            + TINY
+        )
+        == 0
+    )
     assert main(["eval", str(seg)]) == 0
     rows = (seg / "scalars.csv").read_text().splitlines()
     assert "loss_entropy" in rows[0].split(",")  # the mixture's entropy term (loss.segmentation)
-    bad = ["train", "--preset", "svraster", "--out", str(tmp_path / "bad"), "--max-steps", "1",
-           "voxels.shading=nero"] + TINY
+    bad = [
+        "train",
+        "--preset",
+        "svraster",
+        "--out",
+        str(tmp_path / "bad"),
+        "--max-steps",
+        "1",
+        "voxels.shading=nero",
+    ] + TINY
     assert main(bad) != 0  # density voxels have no SDF normals to shade with
 
 
 def test_warm_start_from_a_neural_field_run(tmp_path):
     """extract --voxels turns a field run's SDF into a band of voxels that svraster-sdf starts from."""
     field = tmp_path / "field"
-    assert main(["train", "--out", str(field), "--max-steps", "2", "--device", "cpu", "--no-progress",
-                 "data.synthetic_resolution=16", "data.synthetic_views=5", "train.finalize=false",
-                 "train.batch_rays=32", "sampler.n_samples=8", "sampler.n_importance=8",
-                 "sampler.up_sample_steps=2", "model.background.n_samples=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(field),
+                "--max-steps",
+                "2",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "data.synthetic_resolution=16",
+                "data.synthetic_views=5",
+                "train.finalize=false",
+                "train.batch_rays=32",
+                "sampler.n_samples=8",
+                "sampler.n_importance=8",
+                "sampler.up_sample_steps=2",
+                "model.background.n_samples=4",
+            ]
+        )
+        == 0
+    )
     assert main(["extract", str(field), "--voxels", "4"]) == 0
     from lumisurf.voxels.io import load_voxels
 
     voxels = load_voxels(field / "voxels.pt")
-    assert voxels.mode == "sdf" and 0 < len(voxels.tree) < 16 ** 3
+    assert voxels.mode == "sdf" and 0 < len(voxels.tree) < 16**3
     assert voxels.geo.min() < 0 < voxels.geo.max()  # the band straddles the surface
     warm = tmp_path / "warm"
-    assert main(["train", "--preset", "svraster-sdf", "--out", str(warm), "--max-steps", "2",
-                 f"voxels.init_from={field / 'voxels.pt'}"] + TINY) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "svraster-sdf",
+                "--out",
+                str(warm),
+                "--max-steps",
+                "2",
+                f"voxels.init_from={field / 'voxels.pt'}",
+            ]
+            + TINY
+        )
+        == 0
+    )
     assert main(["extract", str(warm), "--voxels", "4"]) == 2  # a voxel run is not converted again
 
 

@@ -20,6 +20,7 @@ Schema (unknown keys are errors)::
 ``${SHARED}`` is the environment variable SHARED, else ``<repo>/../shared/data``; ``dataset: null``
 is the built-in synthetic scene.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -89,8 +90,13 @@ def parse_spec(raw, path: Path) -> AblationSpec:
 
 
 def _check_values(spec: AblationSpec, path: Path) -> None:
-    positive = {"minutes": spec.minutes, "eval_every": spec.eval_every, "eval_views": spec.eval_views,
-                "eval_downscale": spec.eval_downscale, "chamfer_samples": spec.chamfer_samples}
+    positive = {
+        "minutes": spec.minutes,
+        "eval_every": spec.eval_every,
+        "eval_views": spec.eval_views,
+        "eval_downscale": spec.eval_downscale,
+        "chamfer_samples": spec.chamfer_samples,
+    }
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{path}: {key} must be > 0, got {value!r}")
@@ -103,8 +109,10 @@ def _check_values(spec: AblationSpec, path: Path) -> None:
     seen: set[str] = set()
     for k, v in enumerate(spec.variants):
         if not v.name or not NAME_RE.match(v.name):
-            raise ConfigError(f"{path}: variant {k + 1}: name {v.name!r} must be non-empty letters, digits "
-                              f"and _.+=- (it names a folder)")
+            raise ConfigError(
+                f"{path}: variant {k + 1}: name {v.name!r} must be non-empty letters, digits "
+                f"and _.+=- (it names a folder)"
+            )
         if not v.preset:
             raise ConfigError(f"{path}: variant '{v.name}': missing 'preset'")
         if v.name in seen:
@@ -145,6 +153,8 @@ def build_configs(spec: AblationSpec) -> dict[str, Config]:
         except ConfigError as exc:
             errors.append(f"  - {v.name} (preset {v.preset}): {exc}")
     if errors:
-        raise ConfigError(f"{spec.source}: {len(errors)} of {len(spec.variants)} variant(s) invalid, nothing "
-                          f"was trained:\n" + "\n".join(errors))
+        raise ConfigError(
+            f"{spec.source}: {len(errors)} of {len(spec.variants)} variant(s) invalid, nothing "
+            f"was trained:\n" + "\n".join(errors)
+        )
     return configs

@@ -7,6 +7,7 @@ when the dataset has a GT mesh, by the Chamfer distance of a marching-cubes mesh
 Time-to-target is the training time of the first evaluation that reaches the target, so it is
 resolved to ``every_s`` seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,6 +30,7 @@ SSIM_WINDOW = 11  # images smaller than this get no SSIM (None)
 
 
 # ----------------------------------------------------------------------------- evaluation
+
 
 @dataclass
 class EvalSettings:
@@ -58,8 +60,9 @@ def _mean(values: list) -> Optional[float]:
     return float(np.mean(vals)) if vals else None
 
 
-def image_scores(model, scene, cfg, device, n_views: int, downscale: int = 2,
-                 extra: bool = True) -> dict[str, Optional[float]]:
+def image_scores(
+    model, scene, cfg, device, n_views: int, downscale: int = 2, extra: bool = True
+) -> dict[str, Optional[float]]:
     """Means over ``n_views`` test views: ``psnr`` (dB), ``ssim``, ``normal_mae_deg`` (degrees).
 
     Ground truth is composited on the training background colour (``data.background``). SSIM is
@@ -81,8 +84,11 @@ def image_scores(model, scene, cfg, device, n_views: int, downscale: int = 2,
             acc["ssim"].append(ssim(pred[:h, :w], gt[:h, :w]))
         if split.normals is not None:
             gt_n = _pool(split.normals[i], downscale)[:h, :w]  # [h, w, 3] (normalised inside the metric)
-            weight = (_pool(split.masks[i][..., None], downscale)[:h, :w, 0] if split.masks is not None
-                      else (gt_n.norm(dim=-1) > 0).float())
+            weight = (
+                _pool(split.masks[i][..., None], downscale)[:h, :w, 0]
+                if split.masks is not None
+                else (gt_n.norm(dim=-1) > 0).float()
+            )
             acc["normal_mae_deg"].append(normal_mae_deg(out["normal"].cpu()[:h, :w], gt_n, weight))
     return {k: _mean(v) for k, v in acc.items()}
 
@@ -140,11 +146,9 @@ class CheckpointEvaluator:
         img = image_scores(model, scene, cfg, device, s.n_views, s.downscale, s.extra_image_metrics)
         chamfer = None
         if self.gt_mesh is not None:
-            chamfer, mesh = chamfer_to_gt(model, scene, self.gt_mesh, device, s.mesh_resolution,
-                                          s.chamfer_samples)
+            chamfer, mesh = chamfer_to_gt(model, scene, self.gt_mesh, device, s.mesh_resolution, s.chamfer_samples)
             self.last_mesh = mesh if mesh is not None else self.last_mesh
-        row = {"train_seconds": round(trainer.elapsed, 2), "steps": trainer.step,
-               "psnr": _round(img["psnr"], 4)}
+        row = {"train_seconds": round(trainer.elapsed, 2), "steps": trainer.step, "psnr": _round(img["psnr"], 4)}
         if s.extra_image_metrics:
             row.update(ssim=_round(img["ssim"], 4), normal_mae_deg=_round(img["normal_mae_deg"], 3))
         row.update(chamfer=_round(chamfer, 6), eval_seconds=round(time.perf_counter() - t0, 1))
@@ -153,9 +157,16 @@ class CheckpointEvaluator:
 
 # ----------------------------------------------------------------------------- training loop
 
-def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callable[[object], dict],
-                     on_row: Optional[Callable[[dict], None]] = None,
-                     progress: Optional[str] = None, early: Optional[tuple[float, float]] = None) -> list[dict]:
+
+def train_with_evals(
+    trainer,
+    budget_s: float,
+    every_s: float,
+    evaluate: Callable[[object], dict],
+    on_row: Optional[Callable[[dict], None]] = None,
+    progress: Optional[str] = None,
+    early: Optional[tuple[float, float]] = None,
+) -> list[dict]:
     """Train ``trainer`` for ``budget_s`` seconds of training time, evaluating every ``every_s`` s.
 
     The clock is paused while ``evaluate(trainer)`` runs; a last evaluation follows the end of the
@@ -167,8 +178,10 @@ def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callabl
     """
     from tqdm import tqdm
 
-    bar = tqdm(total=round(budget_s, 1), desc=progress, unit="s", disable=progress is None,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=round(budget_s, 1), desc=progress, unit="s", disable=progress is None, dynamic_ncols=True, leave=True
+    )
+
     def next_after(t: float) -> float:
         step = early[0] if early is not None and t < early[1] else every_s
         return (math.floor(t / step) + 1) * step
@@ -200,6 +213,7 @@ def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callabl
 
 # ----------------------------------------------------------------------------- summaries and plots
 
+
 def first_time(rows: list[dict], key: str, ok: Callable[[float], bool]) -> Optional[float]:
     """Training seconds of the first row whose ``key`` satisfies ``ok`` (None if never)."""
     for r in rows:
@@ -227,8 +241,9 @@ class MetricPanel:
     empty_text: str = "no data"
 
 
-def plot_metric_grid(groups: dict[str, dict[str, list[dict]]], panels: list[MetricPanel], path: Path,
-                     title: str, xmax: float) -> None:
+def plot_metric_grid(
+    groups: dict[str, dict[str, list[dict]]], panels: list[MetricPanel], path: Path, title: str, xmax: float
+) -> None:
     """Metric vs training seconds: one row of panels per group, one line per series (same colour
     for a series name in every group). ``groups``: {group title: {series name: rows}}."""
     import matplotlib
@@ -238,8 +253,7 @@ def plot_metric_grid(groups: dict[str, dict[str, list[dict]]], panels: list[Metr
 
     names = dict.fromkeys(n for series in groups.values() for n in series)
     colors = {n: f"C{k % 10}" for k, n in enumerate(names)}
-    fig, axes = plt.subplots(len(groups), len(panels), figsize=(5.5 * len(panels), 3.6 * len(groups)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(5.5 * len(panels), 3.6 * len(groups)), squeeze=False)
     for i, (group, series) in enumerate(groups.items()):
         for j, panel in enumerate(panels):
             _draw_panel(axes[i, j], group, series, panel, colors, xmax)
@@ -249,12 +263,14 @@ def plot_metric_grid(groups: dict[str, dict[str, list[dict]]], panels: list[Metr
     plt.close(fig)
 
 
-def _draw_panel(ax, group: str, series: dict[str, list[dict]], panel: MetricPanel, colors: dict,
-                xmax: float) -> None:
+def _draw_panel(ax, group: str, series: dict[str, list[dict]], panel: MetricPanel, colors: dict, xmax: float) -> None:
     drawn = False
     for name, rows in series.items():
-        pts = [(r["train_seconds"], r[panel.key]) for r in rows
-               if r.get(panel.key) is not None and np.isfinite(r[panel.key])]
+        pts = [
+            (r["train_seconds"], r[panel.key])
+            for r in rows
+            if r.get(panel.key) is not None and np.isfinite(r[panel.key])
+        ]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=name, color=colors[name])
             drawn = True

@@ -14,6 +14,7 @@ Convention (said once, here; every reader converts to it at the boundary):
 * World units are those of the frame the cameras live in; after normalisation the object sits
   inside the unit sphere (see ``normalization.py``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -45,23 +46,35 @@ class Cameras:
 
     def to(self, device) -> "Cameras":
         dist = None if self.distortion is None else self.distortion.to(device)
-        return replace(self, c2w=self.c2w.to(device), fx=self.fx.to(device), fy=self.fy.to(device),
-                       cx=self.cx.to(device), cy=self.cy.to(device), distortion=dist)
+        return replace(
+            self,
+            c2w=self.c2w.to(device),
+            fx=self.fx.to(device),
+            fy=self.fy.to(device),
+            cx=self.cx.to(device),
+            cy=self.cy.to(device),
+            distortion=dist,
+        )
 
     def subset(self, idx) -> "Cameras":
         """Cameras ``idx`` (list, slice or tensor of indices)."""
         idx = torch.as_tensor(idx, dtype=torch.long) if not isinstance(idx, slice) else idx
         dist = None if self.distortion is None else self.distortion[idx]
-        return replace(self, c2w=self.c2w[idx], fx=self.fx[idx], fy=self.fy[idx], cx=self.cx[idx],
-                       cy=self.cy[idx], distortion=dist)
+        return replace(
+            self, c2w=self.c2w[idx], fx=self.fx[idx], fy=self.fy[idx], cx=self.cx[idx], cy=self.cy[idx], distortion=dist
+        )
 
     @staticmethod
     def concatenate(batches: list["Cameras"]) -> "Cameras":
         """One batch of the cameras of ``batches`` (same image size), in order."""
         c = batches[0]
         dist = None if c.distortion is None else torch.cat([b.distortion for b in batches])
-        return Cameras(*(torch.cat([getattr(b, a) for b in batches]) for a in ("c2w", "fx", "fy", "cx", "cy")),
-                       width=c.width, height=c.height, distortion=dist)
+        return Cameras(
+            *(torch.cat([getattr(b, a) for b in batches]) for a in ("c2w", "fx", "fy", "cx", "cy")),
+            width=c.width,
+            height=c.height,
+            distortion=dist,
+        )
 
     def transformed(self, scale: float, center: Tensor) -> "Cameras":
         """Cameras in the frame ``x' = (x - center) / scale`` (rotation unchanged)."""

@@ -4,6 +4,7 @@ All loaders return numpy arrays: colour as float32 in [0, 1] (values as stored, 
 ordinary photos/renders), alpha/masks as float32 [H, W]. Pillow decodes PNG/JPEG; 16-bit RGB PNGs
 (which Pillow silently reduces to 8 bits) are decoded here with zlib.
 """
+
 from __future__ import annotations
 
 import struct
@@ -132,8 +133,8 @@ def _png_chunks(data: bytes, path: Path):
         raise DataError(f"{path} is not a PNG file")
     i = 8
     while i + 8 <= len(data):
-        (n,) = struct.unpack(">I", data[i:i + 4])
-        yield data[i + 4:i + 8], data[i + 8:i + 8 + n]
+        (n,) = struct.unpack(">I", data[i : i + 4])
+        yield data[i + 4 : i + 8], data[i + 8 : i + 8 + n]
         i += 12 + n
 
 
@@ -153,16 +154,16 @@ def _unfilter(raw: np.ndarray, h: int, stride: int, bpp: int, path: Path) -> np.
         elif ftype in (3, 4):  # Average / Paeth: sequential along the row
             cur = np.zeros(stride, np.int64)
             for x in range(0, stride, bpp):
-                a = cur[x - bpp:x] if x else np.zeros(bpp, np.int64)
-                b = prev[x:x + bpp]
+                a = cur[x - bpp : x] if x else np.zeros(bpp, np.int64)
+                b = prev[x : x + bpp]
                 if ftype == 3:
                     pred = (a + b) // 2
                 else:
-                    c = prev[x - bpp:x] if x else np.zeros(bpp, np.int64)
+                    c = prev[x - bpp : x] if x else np.zeros(bpp, np.int64)
                     p = a + b - c
                     pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
                     pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-                cur[x:x + bpp] = (line[x:x + bpp] + pred) % 256
+                cur[x : x + bpp] = (line[x : x + bpp] + pred) % 256
         else:
             raise DataError(f"{path}: corrupt PNG (filter type {ftype})")
         out[r] = cur
@@ -187,8 +188,10 @@ def read_png16(path: Path) -> np.ndarray:
     w, h, depth, ctype, _, _, interlace = header
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
     if depth != 16 or channels is None or interlace:
-        raise DataError(f"{path}: expected a non-interlaced 16-bit grey/RGB(A) PNG "
-                        f"(got bit depth {depth}, colour type {ctype}, interlace {interlace})")
+        raise DataError(
+            f"{path}: expected a non-interlaced 16-bit grey/RGB(A) PNG "
+            f"(got bit depth {depth}, colour type {ctype}, interlace {interlace})"
+        )
     try:
         raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
     except zlib.error as e:

@@ -1,4 +1,5 @@
 """Load the scene a config names (a dataset folder or the built-in synthetic scene), normalised."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,10 +26,16 @@ def load_raw_scene(data_cfg) -> SceneData:
     """Scene for ``data_cfg`` in the dataset's own world frame (not normalised)."""
     if data_cfg.path is None:
         n_test = max(4, data_cfg.synthetic_views // 5)
-        return make_synthetic_scene(n_train=data_cfg.synthetic_views, n_test=n_test,
-                                    resolution=data_cfg.synthetic_resolution)
-    return load_scene(Path(data_cfg.path), format=data_cfg.format, holdout_every=data_cfg.holdout_every,
-                      max_views=data_cfg.max_views, downscale=data_cfg.downscale)
+        return make_synthetic_scene(
+            n_train=data_cfg.synthetic_views, n_test=n_test, resolution=data_cfg.synthetic_resolution
+        )
+    return load_scene(
+        Path(data_cfg.path),
+        format=data_cfg.format,
+        holdout_every=data_cfg.holdout_every,
+        max_views=data_cfg.max_views,
+        downscale=data_cfg.downscale,
+    )
 
 
 def background_color(kind: str, n: int, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -53,5 +60,7 @@ def load_scene_normalized_as(data_cfg, normalization) -> SceneData:
 
     scene = load_raw_scene(data_cfg)
     center = torch.tensor(normalization.center, dtype=torch.float32)
-    splits = {k: replace(s, cameras=s.cameras.transformed(normalization.scale, center)) for k, s in scene.splits.items()}
+    splits = {
+        k: replace(s, cameras=s.cameras.transformed(normalization.scale, center)) for k, s in scene.splits.items()
+    }
     return replace(scene, splits=splits, normalization=normalization, normalized=True)

@@ -1,4 +1,5 @@
 """Dataset containers shared by every reader: a scene is named splits of cameras + images."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,9 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalization":
-        return cls(center=tuple(float(v) for v in d["center"]), scale=float(d["scale"]),
-                   source=d.get("source", "identity"))
+        return cls(
+            center=tuple(float(v) for v in d["center"]), scale=float(d["scale"]), source=d.get("source", "identity")
+        )
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
@@ -78,11 +80,14 @@ class Split:
 
     def subset(self, idx) -> "Split":
         idx = list(idx)
-        return Split(self.cameras.subset(idx), self.images[idx],
-                     None if self.masks is None else self.masks[idx],
-                     [self.files[i] for i in idx] if self.files else [],
-                     None if self.normals is None else self.normals[idx],
-                     None if self.depths is None else self.depths[idx])
+        return Split(
+            self.cameras.subset(idx),
+            self.images[idx],
+            None if self.masks is None else self.masks[idx],
+            [self.files[i] for i in idx] if self.files else [],
+            None if self.normals is None else self.normals[idx],
+            None if self.depths is None else self.depths[idx],
+        )
 
 
 @dataclass

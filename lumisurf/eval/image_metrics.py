@@ -4,6 +4,7 @@ alpha-weighted normal angular error.
 Images are torch tensors ``[H, W, 3]`` or ``[B, H, W, 3]``, float in ``[0, 1]`` (sRGB unless the
 caller decides otherwise). Scalar metrics return Python floats.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.losses.ssim import ssim_map  # noqa: F401  (part of the metrics API)
+
 
 def _batched(x: Tensor) -> Tensor:
     """``[H, W, C]`` -> ``[1, H, W, C]``; ``[B, H, W, C]`` unchanged."""
@@ -81,8 +83,10 @@ def lpips_available(net: str = "alex") -> tuple[bool, str]:
             return False, f"the '{pkg}' package is not installed"
     ckpt = _hub_checkpoint(net)
     if ckpt is None:
-        return False, (f"no {_HUB_WEIGHTS[net]}*.pth backbone weights in "
-                       f"{Path(torch.hub.get_dir()) / 'checkpoints'} (LPIPS would download them)")
+        return False, (
+            f"no {_HUB_WEIGHTS[net]}*.pth backbone weights in "
+            f"{Path(torch.hub.get_dir()) / 'checkpoints'} (LPIPS would download them)"
+        )
     lin = Path(importlib.util.find_spec("lpips").origin).parent / "weights" / "v0.1" / f"{net}.pth"
     if not lin.is_file():
         return False, f"the lpips linear-layer weights {lin} are missing"

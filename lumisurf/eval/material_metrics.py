@@ -1,5 +1,6 @@
 """Material-segmentation metrics: material-id IoU against GT id maps (clusters matched to GT ids by
 the best one-to-one assignment over all views) and cross-view consistency of predicted probabilities."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Plus optional 2D warm starts: k-means soft maps on colour (and a specular residu
 user-given per-view integer-id masks, both returned as per-pixel probability maps [n, H, W, K]
 (all zeros on background pixels).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,6 +63,7 @@ class AssignmentField(nn.Module):
 
 # ----------------------------------------------------------------------------- 2D warm starts
 
+
 def _kmeans_pp_init(x: Tensor, k: int, gen: torch.Generator) -> Tensor:
     """k-means++ seeds: x [P, D] -> centres [k, D]."""
     first = torch.randint(x.shape[0], (1,), generator=gen)
@@ -115,8 +117,15 @@ def gaussian_mixture(x: Tensor, k: int, iters: int = 50, seed: int = 0, reg: flo
     return resp.to(x.dtype), (resp.T @ xd / (resp.sum(0)[:, None] + 1e-9)).to(x.dtype)
 
 
-def kmeans_soft_maps(images: Tensor, masks: Optional[Tensor], K: int, residual: Optional[Tensor] = None,
-                     temperature: float = 0.01, iters: int = 20, seed: int = 0) -> Tensor:
+def kmeans_soft_maps(
+    images: Tensor,
+    masks: Optional[Tensor],
+    K: int,
+    residual: Optional[Tensor] = None,
+    temperature: float = 0.01,
+    iters: int = 20,
+    seed: int = 0,
+) -> Tensor:
     """Soft material maps by k-means on pixel colour (+ an optional residual channel).
 
     images [n, H, W, 3] in [0, 1]; masks [n, H, W] (foreground > 0.5) or None (all foreground);
@@ -125,7 +134,9 @@ def kmeans_soft_maps(images: Tensor, masks: Optional[Tensor], K: int, residual: 
     float32 on the CPU, zero on background pixels.
     """
     images = torch.as_tensor(images).detach().cpu().float()  # preprocessing: runs on the CPU
-    feats = images if residual is None else torch.cat([images, torch.as_tensor(residual).cpu().to(images)[..., None]], -1)
+    feats = (
+        images if residual is None else torch.cat([images, torch.as_tensor(residual).cpu().to(images)[..., None]], -1)
+    )
     fg = torch.ones(images.shape[:3], dtype=torch.bool) if masks is None else torch.as_tensor(masks).cpu() > 0.5
     x = feats[fg]  # [P, D]
     out = torch.zeros(*images.shape[:3], K, dtype=torch.float32)

@@ -1,4 +1,5 @@
 """NeRF++ background: a NeRF over the inverted sphere for rays leaving the unit sphere."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The SDF field interface shared by every backend, and its spatial gradient (three modes)."""
+
 from __future__ import annotations
 
 import torch
@@ -75,7 +76,7 @@ class SDFField(nn.Module):
         s = self.sdf(shifted.reshape(-1, 3)).reshape(n, 6)
         grad = (s[:, :3] - s[:, 3:]) / (2 * self.fd_eps)
         # the same six values give the Laplacian (Neuralangelo's curvature loss) for free
-        self.last_laplacian = (s.sum(-1) - 6.0 * sdf) / (self.fd_eps ** 2)
+        self.last_laplacian = (s.sum(-1) - 6.0 * sdf) / (self.fd_eps**2)
         return sdf, feat, grad
 
     def set_progress(self, step: int, active_levels: int | None = None, fd_eps: float | None = None) -> None:

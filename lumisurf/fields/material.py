@@ -4,6 +4,7 @@
 [roughness_min, 1] (GGX alpha = roughness^2). ``IndirectLight``: position + direction -> radiance seen
 along an occluded direction (light bounced off the object itself), positive, HDR.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,11 @@ class MaterialField(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h = self.mlp(torch.cat([self.grid(x), x], -1))
         s = torch.sigmoid(h)
-        return {"albedo": s[:, :3], "metallic": s[:, 3:4],
-                "roughness": self.roughness_min + (1.0 - self.roughness_min) * s[:, 4:5]}
+        return {
+            "albedo": s[:, :3],
+            "metallic": s[:, 3:4],
+            "roughness": self.roughness_min + (1.0 - self.roughness_min) * s[:, 4:5],
+        }
 
 
 class IndirectLight(nn.Module):

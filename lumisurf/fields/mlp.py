@@ -1,4 +1,5 @@
 """The one plain-MLP builder of the package (the SDF MLP, with its geometric init and skip, is its own)."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -4,6 +4,7 @@ Both support ``normals: analytic``: the grid kernel returns d features / d x and
 is differentiated twice, so an eikonal loss needs neither a double backward through the grid nor six
 extra evaluations.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -33,8 +34,10 @@ def _decoder(d_in: int, hidden: int, n_linear: int, d_out: int, cfg, geometric: 
 
 def _check_normals(cfg) -> None:
     if cfg.normals == "autograd" and cfg.grid.implementation != "torch":
-        raise ConfigError("model.sdf.normals=autograd needs a twice-differentiable grid: set "
-                          "model.sdf.grid.implementation=torch, or use normals=analytic|finite_difference")
+        raise ConfigError(
+            "model.sdf.normals=autograd needs a twice-differentiable grid: set "
+            "model.sdf.grid.implementation=torch, or use normals=analytic|finite_difference"
+        )
 
 
 def _differentiable(enc: Tensor) -> Tensor:
@@ -52,8 +55,9 @@ class CoarseExpert(nn.Module):
         super().__init__()
         ex = cfg.experts
         if ex.coarse_levels < 1 or ex.coarse_levels >= cfg.grid.n_levels:
-            raise ConfigError(f"model.sdf.experts.coarse_levels must be in [1, {cfg.grid.n_levels - 1}], "
-                              f"got {ex.coarse_levels}")
+            raise ConfigError(
+                f"model.sdf.experts.coarse_levels must be in [1, {cfg.grid.n_levels - 1}], got {ex.coarse_levels}"
+            )
         self.levels, self.cols, self.margin = ex.coarse_levels, ex.coarse_levels * n_features, ex.margin
         self.layers = _decoder(pe_dim + self.cols, ex.hidden, 2, 1, cfg, cfg.geometric_init)
         self.act = nn.Softplus(beta=cfg.softplus_beta)
@@ -109,8 +113,10 @@ class HashSDF(SDFField):
         the fine levels' gathers); expert_error: its running mean |error| on the training samples."""
         if self.expert is None:
             return {}
-        return {"expert_coarse": self.expert.coarse_only / max(self.expert.queries, 1),
-                "expert_error": float(self.expert.error)}
+        return {
+            "expert_coarse": self.expert.coarse_only / max(self.expert.queries, 1),
+            "expert_error": float(self.expert.error),
+        }
 
     def _decode(self, h: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
@@ -132,7 +138,7 @@ class HashSDF(SDFField):
             enc, jac = self.grid.forward_with_grad(points.detach())  # [N, LF], [N, LF, 3]
             pe = self.pe(x)  # [N, P]
             out, g_in = self._decode_with_input_grad(torch.cat([pe, enc], -1))
-            g_pe, g_enc = g_in[:, : pe.shape[1]], g_in[:, pe.shape[1]:]
+            g_pe, g_enc = g_in[:, : pe.shape[1]], g_in[:, pe.shape[1] :]
             if self.pe.n_freqs > 0:  # d PE / d x by autograd (elementwise, cheap)
                 (g_x,) = torch.autograd.grad(pe, x, g_pe, create_graph=create_graph)
             else:  # PE is the identity
@@ -175,8 +181,9 @@ class HybridSDF(SDFField):
         _check_normals(cfg)
         self.base = MLPSDF(cfg)
         self.grid = HashGrid(cfg.grid)
-        self.residual = nn.Sequential(nn.Linear(self.grid.output_dim, 32), nn.Softplus(beta=cfg.softplus_beta),
-                                      nn.Linear(32, 1))
+        self.residual = nn.Sequential(
+            nn.Linear(self.grid.output_dim, 32), nn.Softplus(beta=cfg.softplus_beta), nn.Linear(32, 1)
+        )
         nn.init.zeros_(self.residual[-1].weight)
         nn.init.zeros_(self.residual[-1].bias)
         self.scale = cfg.hybrid_residual_scale

@@ -1,4 +1,5 @@
 """NeuS/IDR SDF MLP with geometric initialisation, skip connection and weight normalisation."""
+
 from __future__ import annotations
 
 import math
@@ -66,7 +67,7 @@ def _geometric_init(lin: nn.Linear, i: int, last: int, d_in: int, cfg) -> None:
         elif cfg.multires > 0 and i in cfg.skip_in:
             nn.init.constant_(lin.bias, 0.0)
             nn.init.normal_(lin.weight, 0.0, math.sqrt(2) / math.sqrt(out_dim))
-            nn.init.constant_(lin.weight[:, -(d_in - 3):], 0.0)
+            nn.init.constant_(lin.weight[:, -(d_in - 3) :], 0.0)
         else:
             nn.init.constant_(lin.bias, 0.0)
             nn.init.normal_(lin.weight, 0.0, math.sqrt(2) / math.sqrt(out_dim))

@@ -7,6 +7,7 @@ Runs with NeRO or segmented shading also get ``RUN/mesh_materials.ply``: the sam
 materials per vertex (albedo, metallic, roughness) and, with a material assignment, ``material_prob_k``
 and ``material_id`` per vertex.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,13 @@ from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.mesh.material_export import write_material_ply
 
 
-def extract_run(loaded, resolution: int | None = None, force: bool = False, progress: bool = True,
-                formats: tuple[str, ...] = ("ply",)) -> Path:
+def extract_run(
+    loaded,
+    resolution: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    formats: tuple[str, ...] = ("ply",),
+) -> Path:
     """Extract ``RUN/mesh.ply`` (vertex colours: the radiance seen along the normal) from a
     :class:`lumisurf.jobs.restore.LoadedRun`, plus ``RUN/mesh.<fmt>`` for the other ``formats`` (glb, obj);
     returns the PLY's path.
@@ -40,12 +46,12 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
     cams = training_cameras(loaded) if loaded.cfg.eval.fill_unseen or uses_depth_fusion(model) else None
     surface = surface_function(model, cams, res, progress)
     cams = cams if loaded.cfg.eval.fill_unseen else None
-    mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress,
-                        cameras=cams)
+    mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress, cameras=cams)
     vertices = np.asarray(mesh.vertices, np.float32)
     # one pass of the field's shading at the vertices serves the vertex colours and the Stage I materials
-    shading = field_vertex_shading(model, vertices, loaded.device) if hasattr(model, "shade") and len(vertices) \
-        else None
+    shading = (
+        field_vertex_shading(model, vertices, loaded.device) if hasattr(model, "shade") and len(vertices) else None
+    )
     if getattr(loaded.model, "nero", None) is not None and len(vertices):
         mats = stage1_vertex_materials(loaded.model, vertices, loaded.device, shading)
         world = mesh_to_world(mesh.copy(), loaded.normalization)
@@ -74,7 +80,7 @@ def field_vertex_shading(model, vertices: np.ndarray, device, chunk: int = 8192)
     probs (those do not depend on the view)."""
     acc: dict[str, list] = {}
     for i in range(0, len(vertices), chunk):
-        x = torch.as_tensor(vertices[i:i + chunk], device=device)
+        x = torch.as_tensor(vertices[i : i + chunk], device=device)
         _, feat, grad = model.sdf.sdf_and_gradient(x, create_graph=False)
         n = F.normalize(grad.detach(), dim=-1)
         with torch.no_grad():
@@ -108,8 +114,10 @@ def export_voxels(loaded) -> None:
     to_world = torch.eye(4)
     to_world[:3, :3] *= float(norm.scale)
     to_world[:3, 3] = torch.tensor(norm.center, dtype=torch.float32)
-    for path in (save_voxels(loaded.model, loaded.run.root / "voxels.pt", to_world),
-                 write_voxel_ply(loaded.model, loaded.run.root / "voxels.ply", to_world)):
+    for path in (
+        save_voxels(loaded.model, loaded.run.root / "voxels.pt", to_world),
+        write_voxel_ply(loaded.model, loaded.run.root / "voxels.ply", to_world),
+    ):
         print(f"wrote {path}")
 
 
@@ -128,8 +136,7 @@ def field_to_voxels(loaded, level: int, band: float = 2.0, sh_bands: int = 4) ->
     sdf = loaded.model.sdf.sdf
     dense = VoxelOctree.dense(level, torch.full((3,), -1.0), 2.0)
     centres, size = dense.centres(), float(dense.boxes()[1][0])
-    near = torch.cat([sdf(c.to(loaded.device)).reshape(-1).abs().cpu() < band * size
-                      for c in centres.split(65536)])
+    near = torch.cat([sdf(c.to(loaded.device)).reshape(-1).abs().cpu() < band * size for c in centres.split(65536)])
     if not near.any():
         raise LumisurfError(f"the field has no surface inside [-1, 1]^3 at level {level}")
     tree = dense.select(near)[0]

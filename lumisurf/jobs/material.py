@@ -4,6 +4,7 @@ Stage II reads ``RUN/mesh.ply`` (extracted first when missing), the run's datase
 it writes ``RUN/material/`` (see ``train/material_stage.py``) and, through ``mesh/material_export.py``,
 ``RUN/material/export/`` (per-vertex PLY, OBJ + MTL + textures, GLB, Mitsuba 3 scene).
 """
+
 from __future__ import annotations
 
 import json
@@ -68,7 +69,9 @@ def material_dir(run: RunDir) -> Path:
     return run.root / "material"
 
 
-def load_normalized_mesh(run: RunDir, normalization: Normalization, device) -> tuple[MeshTracer, np.ndarray, np.ndarray]:
+def load_normalized_mesh(
+    run: RunDir, normalization: Normalization, device
+) -> tuple[MeshTracer, np.ndarray, np.ndarray]:
     import trimesh
 
     if not run.mesh_path.exists():
@@ -101,9 +104,16 @@ def material_config(run: RunDir, overrides: list[str], steps: Optional[int], max
     return apply_overrides(cfg, extra)
 
 
-def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, max_minutes: Optional[float] = None,
-                 device: Optional[str] = None, force: bool = False, progress: bool = True,
-                 export: bool = True) -> dict:
+def material_job(
+    root: Path,
+    overrides: list[str],
+    steps: Optional[int] = None,
+    max_minutes: Optional[float] = None,
+    device: Optional[str] = None,
+    force: bool = False,
+    progress: bool = True,
+    export: bool = True,
+) -> dict:
     """Fit Stage II for run ``root``; returns a summary dict (also in RUN/material/summary.json)."""
 
     run = RunDir(root)
@@ -156,20 +166,32 @@ def _write_env(lighting: Lighting, path: Path) -> None:
 
 def world_material_fn(mrun: MaterialRun):
     """Material callable over WORLD points (numpy), for the exporters."""
+
     def fn(points: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.as_tensor(np.asarray(mrun.normalization.to_normalized(points), np.float32), device=mrun.device)
         with torch.no_grad():
             m = mrun.field(x)
-        return {"albedo": m["albedo"].cpu().numpy(), "roughness": m["roughness"][:, 0].cpu().numpy(),
-                "metallic": m["metallic"][:, 0].cpu().numpy()}
+        return {
+            "albedo": m["albedo"].cpu().numpy(),
+            "roughness": m["roughness"][:, 0].cpu().numpy(),
+            "metallic": m["metallic"][:, 0].cpu().numpy(),
+        }
+
     return fn
 
 
 def export_run(mrun: MaterialRun, progress: bool = True, force: bool = False) -> dict:
     env = mrun.root / "env_map.hdr"
-    return export_materials(mrun.root / "export", mrun.vertices_world.astype(np.float32), mrun.faces,
-                            world_material_fn(mrun), texture_size=mrun.cfg.material.texture_size,
-                            env_map=env if env.exists() else None, progress=progress, force=force)
+    return export_materials(
+        mrun.root / "export",
+        mrun.vertices_world.astype(np.float32),
+        mrun.faces,
+        world_material_fn(mrun),
+        texture_size=mrun.cfg.material.texture_size,
+        env_map=env if env.exists() else None,
+        progress=progress,
+        force=force,
+    )
 
 
 def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
@@ -186,8 +208,11 @@ def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
     field.load_state_dict(state["field"])
     m = cfg.material
     levels = 1 + sum(k.startswith("env.coarse.") for k in state["lighting"])
-    env = EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2], levels=levels) \
-        if "env.log_radiance" in state["lighting"] else EnvironmentMap(m.env_height, 2 * m.env_height)
+    env = (
+        EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2], levels=levels)
+        if "env.log_radiance" in state["lighting"]
+        else EnvironmentMap(m.env_height, 2 * m.env_height)
+    )
     lighting = Lighting(env, IndirectLight() if m.indirect == "learned" else None).to(dev)
     lighting.load_state_dict(state["lighting"])
     field.eval()

@@ -1,4 +1,5 @@
 """Rebuild a trained model from a run folder alone (config + normalisation + checkpoint)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,5 +1,6 @@
 """The YAML spec files of ``lumisurf bench ablate`` and ``lumisurf batch``: reading them, ``${SHARED}``, paths
 relative to the spec, names that become folder names."""
+
 from __future__ import annotations
 
 import os

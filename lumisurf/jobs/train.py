@@ -1,4 +1,5 @@
 """The ``lumisurf train`` job: build the config, train, then (optionally) extract, render and evaluate."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,15 @@ from lumisurf.train.trainer import check_data_parallel, train
 DEFAULT_SYNTHETIC_MINUTES = 3.0  # the built-in scene trains for this long unless told otherwise
 
 
-def build_train_config(data: Optional[str], preset: Optional[str], max_steps: Optional[int],
-                       max_minutes: Optional[float], device: Optional[str], seed: Optional[int],
-                       overrides: list[str]) -> Config:
+def build_train_config(
+    data: Optional[str],
+    preset: Optional[str],
+    max_steps: Optional[int],
+    max_minutes: Optional[float],
+    device: Optional[str],
+    seed: Optional[int],
+    overrides: list[str],
+) -> Config:
     cfg = preset_config(preset or DEFAULT_PRESET)
     cli = []
     if data is not None:
@@ -46,9 +53,17 @@ def default_out(cfg: Config) -> Path:
     return Path("runs") / f"{name}-{cfg.preset}"
 
 
-def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool = True,
-              max_steps: Optional[int] = None, max_minutes: Optional[float] = None,
-              viewer: Optional[tuple[str, int]] = None, hooks: tuple = ()) -> Optional[dict]:
+def train_job(
+    cfg: Config,
+    out: Optional[str],
+    resume: bool,
+    force: bool,
+    progress: bool = True,
+    max_steps: Optional[int] = None,
+    max_minutes: Optional[float] = None,
+    viewer: Optional[tuple[str, int]] = None,
+    hooks: tuple = (),
+) -> Optional[dict]:
     """Train a run folder; with ``train.finalize`` also write mesh, renders and metrics. Returns a summary.
     ``viewer``: (host, port) of a live page of the training (:mod:`lumisurf.jobs.viewer.live`); ``hooks``:
     callables ``(loop, scalars)`` after every step (a batch task's progress).
@@ -66,9 +81,18 @@ def train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progre
         shutdown(dist)
 
 
-def _train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progress: bool,
-               max_steps: Optional[int], max_minutes: Optional[float], viewer: Optional[tuple[str, int]],
-               dist: Distributed, hooks: tuple) -> Optional[dict]:
+def _train_job(
+    cfg: Config,
+    out: Optional[str],
+    resume: bool,
+    force: bool,
+    progress: bool,
+    max_steps: Optional[int],
+    max_minutes: Optional[float],
+    viewer: Optional[tuple[str, int]],
+    dist: Distributed,
+    hooks: tuple,
+) -> Optional[dict]:
     run = RunDir(Path(out) if out else default_out(cfg))
     if resume:
         cfg = run.load_config()
@@ -86,8 +110,15 @@ def _train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progr
         run.prepare_new(cfg, force=force, resume=resume)
     dist.barrier()
     try:
-        result = train(cfg, run, resume=resume, progress=progress, scene=scene,
-                       hooks=tuple(hooks) + ((live.on_step,) if live else ()), dist=dist)
+        result = train(
+            cfg,
+            run,
+            resume=resume,
+            progress=progress,
+            scene=scene,
+            hooks=tuple(hooks) + ((live.on_step,) if live else ()),
+            dist=dist,
+        )
     finally:
         if live:
             live.stop()
@@ -97,8 +128,13 @@ def _train_job(cfg: Config, out: Optional[str], resume: bool, force: bool, progr
     shutdown(dist)
     if not dist.is_main:
         return None
-    summary = {"run": str(run.root), "steps": result.steps, "train_seconds": round(result.train_seconds, 1),
-               "last_batch_psnr": result.final_psnr, "ranks": dist.world_size}
+    summary = {
+        "run": str(run.root),
+        "steps": result.steps,
+        "train_seconds": round(result.train_seconds, 1),
+        "last_batch_psnr": result.final_psnr,
+        "ranks": dist.world_size,
+    }
     finalize = cfg.train.finalize if cfg.train.finalize is not None else cfg.data.path is None
     if finalize:
         summary["metrics"] = finalize_run(run.root, progress=progress)
@@ -123,8 +159,10 @@ def launch_ranks(cfg: Config, out: Optional[str], resume: bool, force: bool, npr
         torchrun(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "lumisurf", *rest]))
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        raise LumisurfError(f"rank {rank} of {nproc} stopped with exit code {failure.exitcode} (its message is "
-                            f"above); the other ranks were stopped") from None
+        raise LumisurfError(
+            f"rank {rank} of {nproc} stopped with exit code {failure.exitcode} (its message is "
+            f"above); the other ranks were stopped"
+        ) from None
     return 0
 
 
@@ -132,8 +170,11 @@ def _start_viewer(scene, where: tuple[str, int]):
     from lumisurf.jobs.viewer.live import TrainingViewer
 
     live = TrainingViewer(scene, *where)
-    print(f"lumisurf train: live page at http://{where[0]}:{live.server.get_port()} (stops with the training; "
-          f"afterwards: lumisurf view RUN)", flush=True)
+    print(
+        f"lumisurf train: live page at http://{where[0]}:{live.server.get_port()} (stops with the training; "
+        f"afterwards: lumisurf view RUN)",
+        flush=True,
+    )
     return live
 
 

@@ -6,6 +6,7 @@
 * ``hash-features``: per-level feature magnitude of the SDF hash grid on the three axis-aligned slices
   through the origin (normalised frame), one row per level.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,11 +36,21 @@ def _pick_pixel(out: dict, pixel: Optional[tuple[int, int]]) -> tuple[int, int]:
     return col, row
 
 
-def seg_reprojection(loaded, scene, out_path: Path, split_name: str = "test", view: int = 0,
-                     pixel: Optional[tuple[int, int]] = None, downscale: int = 2, max_views: int = 12) -> Path:
+def seg_reprojection(
+    loaded,
+    scene,
+    out_path: Path,
+    split_name: str = "test",
+    view: int = 0,
+    pixel: Optional[tuple[int, int]] = None,
+    downscale: int = 2,
+    max_views: int = 12,
+) -> Path:
     if not getattr(loaded.model, "segmented", False):
-        raise LumisurfError("seg-reprojection: this run has no material assignment (train with "
-                            "--preset lumisurf-seg or model.assignment.enabled=true)")
+        raise LumisurfError(
+            "seg-reprojection: this run has no material assignment (train with "
+            "--preset lumisurf-seg or model.assignment.enabled=true)"
+        )
     split = scene.split(split_name)
     cams = split.cameras.to(loaded.device)
     n = min(len(split), max_views)

@@ -1,4 +1,5 @@
 """Geometry regularisers on the SDF: eikonal, mask (silhouette), curvature and normal smoothness."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -40,8 +41,15 @@ def curvature_loss(laplacian_or_hessian_trace: Tensor) -> Tensor:
     return safe_mean(laplacian_or_hessian_trace.abs())
 
 
-def surface_point_pairs(origins: Tensor, dirs: Tensor, depth: Tensor, opacity: Tensor, eps: float, n: int,
-                        generator: Optional[torch.Generator] = None) -> Tensor:
+def surface_point_pairs(
+    origins: Tensor,
+    dirs: Tensor,
+    depth: Tensor,
+    opacity: Tensor,
+    eps: float,
+    n: int,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
     """Points where rays hit the surface (opacity > 0.5; at most ``n``, detached) and each one moved by a random
     offset of length ``eps`` (normalised-frame units): ``[2, P, 3]`` (first the points, then the moved ones).
 

@@ -5,6 +5,7 @@ is repeated ``repeats`` times (the first copy in order, the others randomly perm
 ``[3, patch_height, W]`` image and compared with SSIM over ``kernel x kernel`` windows at stride
 ``kernel`` (Gaussian window, sigma 1.5, as the paper's SSIM). Colours in [0, 1].
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -24,8 +25,15 @@ def virtual_patch_index(n_rays: int, repeats: int, generator: Optional[torch.Gen
     return torch.cat(parts)
 
 
-def s3im_loss(pred: Tensor, target: Tensor, kernel: int = 4, stride: int = 4, repeats: int = 10,
-              patch_height: int = 64, generator: Optional[torch.Generator] = None) -> Tensor:
+def s3im_loss(
+    pred: Tensor,
+    target: Tensor,
+    kernel: int = 4,
+    stride: int = 4,
+    repeats: int = 10,
+    patch_height: int = 64,
+    generator: Optional[torch.Generator] = None,
+) -> Tensor:
     """``1 - mean SSIM`` of the virtual patches of pred, target ``[n_rays, 3]`` (scalar).
 
     The ``repeats * n_rays`` re-ordered colours fill a ``[3, h, W]`` image row by row with
@@ -40,8 +48,10 @@ def s3im_loss(pred: Tensor, target: Tensor, kernel: int = 4, stride: int = 4, re
     h = min(patch_height, n)
     width = repeats * n // h
     if h < kernel or width < kernel:
-        raise ValueError(f"s3im_loss: {n} rays x {repeats} repeats make a {h}x{width} patch, "
-                         f"smaller than the {kernel}x{kernel} window")
+        raise ValueError(
+            f"s3im_loss: {n} rays x {repeats} repeats make a {h}x{width} patch, "
+            f"smaller than the {kernel}x{kernel} window"
+        )
     idx = virtual_patch_index(n, repeats, generator)[: h * width].to(pred.device)
 
     def patch(x: Tensor) -> Tensor:

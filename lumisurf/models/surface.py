@@ -3,6 +3,7 @@
 Holds only networks (SDF, variance, colour, background) and the occupancy grid; data, poses and
 schedules live in the trainer. Everything runs in the normalised frame (object inside the unit sphere).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,9 +23,17 @@ from lumisurf.renderers.occlusion import march_occlusion
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
 from lumisurf.sampler_config import SurfaceRenderConfig
 from lumisurf.samplers.occupancy import OccupancyGrid
-from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
-                                            merge_samples, near_far_sphere, neus_upsample, section_weights,
-                                            significant_samples, stratified_samples)
+from lumisurf.samplers.ray_samplers import (
+    background_samples,
+    contract_inverted_sphere,
+    interval_dists,
+    merge_samples,
+    near_far_sphere,
+    neus_upsample,
+    section_weights,
+    significant_samples,
+    stratified_samples,
+)
 from lumisurf.shading.nero import NeroShading
 from lumisurf.shading.neus_color import NeuSColor
 from lumisurf.shading.segmented import SegmentedShading
@@ -74,8 +83,11 @@ class SurfaceModel(nn.Module):
         if segmented:
             self.color = SegmentedShading(model_cfg, self.sdf.feature_dim)
         else:
-            self.color = (NeroShading(model_cfg.nero, self.sdf.feature_dim) if self.nero is not None
-                          else NeuSColor(model_cfg.color, self.sdf.feature_dim))
+            self.color = (
+                NeroShading(model_cfg.nero, self.sdf.feature_dim)
+                if self.nero is not None
+                else NeuSColor(model_cfg.color, self.sdf.feature_dim)
+            )
         self.segmented = segmented
         self.background_kind = background_kind
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
@@ -119,8 +131,9 @@ class SurfaceModel(nn.Module):
         return need_grad_graph and self.training and self.sampler_cfg.render_samples == "significant"
 
     @torch.no_grad()
-    def _sample_t(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
-                  select: bool = False) -> Samples:
+    def _sample_t(
+        self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState, select: bool = False
+    ) -> Samples:
         """Stratified samples then NeuS hierarchical up-sampling (see :class:`Samples`).
 
         The last step's new samples are not evaluated (NeuS' ``last=True``): nothing reads their SDF. With
@@ -135,7 +148,7 @@ class SurfaceModel(nn.Module):
         estimated = torch.full_like(t, margin is not None, dtype=torch.bool)  # [k, S] values from the cache
         per_step = cfg.n_importance // cfg.up_sample_steps
         for i in range(cfg.up_sample_steps - 1):
-            new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2 ** i)
+            new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2**i)
             new_sdf = self._field_sdf(o, d, new_t)
             evals += per_step
             t, order = merge_samples(t, new_t)
@@ -153,8 +166,9 @@ class SurfaceModel(nn.Module):
         return Samples(t_all, keep, evals)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, origins: Tensor, dirs: Tensor, bg_color: Tensor, state: RenderState,
-                need_grad_graph: bool = True) -> dict[str, Tensor]:
+    def forward(
+        self, origins: Tensor, dirs: Tensor, bg_color: Tensor, state: RenderState, need_grad_graph: bool = True
+    ) -> dict[str, Tensor]:
         """origins, dirs [n_rays, 3] (unit dirs), bg_color [n_rays, 3] used by a constant background.
 
         Returns rgb [n_rays,3], opacity [n_rays,1], depth [n_rays,1], normal [n_rays,3] (world, unit-ish);
@@ -166,16 +180,22 @@ class SurfaceModel(nn.Module):
         near, far, hit = near_far_sphere(origins, dirs, 1.0)
         sphere_far = far  # the NeRF++ background starts where the ray leaves the unit sphere
         if self.occupancy is not None:
-            near, far, hit = self.occupancy.ray_bounds(origins, dirs, near, far,
-                                                       self.sampler_cfg.occupancy_march_steps)
+            near, far, hit = self.occupancy.ray_bounds(origins, dirs, near, far, self.sampler_cfg.occupancy_march_steps)
         idx = hit.nonzero()[:, 0]
         fg = self._foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
         opacity = _scatter(n, idx, fg["opacity"])
         rgb = _scatter(n, idx, fg["rgb"])
         rgb = rgb + (1.0 - opacity) * self._background_behind(origins, dirs, sphere_far, bg_color, state, opacity)
-        out = {"rgb": rgb, "opacity": opacity, "depth": _scatter(n, idx, fg["depth"]),
-               "normal": _scatter(n, idx, fg["normal"]), "gradients": fg["gradients"], "inside": fg["inside"],
-               "inv_s": fg["inv_s"], "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1))}
+        out = {
+            "rgb": rgb,
+            "opacity": opacity,
+            "depth": _scatter(n, idx, fg["depth"]),
+            "normal": _scatter(n, idx, fg["normal"]),
+            "gradients": fg["gradients"],
+            "inside": fg["inside"],
+            "inv_s": fg["inv_s"],
+            "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1)),
+        }
         # NeRO shading: per-ray materials; in training, occlusion prediction/target at surface points [M, 1]
         out.update({key: _scatter(n, idx, fg[key]) for key in ("albedo", "metallic", "roughness") if key in fg})
         out.update({key: fg[key] for key in ("occ_pred", "occ_target", "reflectance") if key in fg})
@@ -189,8 +209,9 @@ class SurfaceModel(nn.Module):
             out["expert_loss"], self.sdf.last_expert_loss = self.sdf.last_expert_loss, None
         return out
 
-    def _foreground(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
-                    need_grad_graph: bool) -> dict[str, Tensor]:
+    def _foreground(
+        self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState, need_grad_graph: bool
+    ) -> dict[str, Tensor]:
         """Volume-render the SDF along the k rays given (all tensors [k, ...]); in eval mode with
         ``state.surface`` set, surface-first (``models/surface_first.py``)."""
         if state.surface_first and not self.training and not need_grad_graph:
@@ -210,9 +231,17 @@ class SurfaceModel(nn.Module):
         u = u.to(like.device)
         return F.normalize(u[:, :3] * 2.0 - 1.0, dim=-1) * u[:, 3:].pow(1.0 / 3.0)
 
-    def _render_samples(self, o: Tensor, d: Tensor, t: Tensor, far: Tensor, state: RenderState,
-                        need_grad_graph: bool, keep: Optional[Tensor] = None,
-                        extra: Optional[Tensor] = None) -> dict[str, Tensor]:
+    def _render_samples(
+        self,
+        o: Tensor,
+        d: Tensor,
+        t: Tensor,
+        far: Tensor,
+        state: RenderState,
+        need_grad_graph: bool,
+        keep: Optional[Tensor] = None,
+        extra: Optional[Tensor] = None,
+    ) -> dict[str, Tensor]:
         """Shade and composite the samples ``t`` [k, S] (interval starts; the last interval ends at ``far``
         [k, 1]) of the k rays ``o``, ``d`` [k, 3]. Only the samples ``keep`` [k, S] (all when None) get the field;
         the others composite with zero opacity. ``extra`` points [P, 3] share the field's call (one kernel pass)
@@ -232,8 +261,9 @@ class SurfaceModel(nn.Module):
 
         p, view = pick(pts), pick(d[:, None].expand(k, n_s, 3))
         m = p.shape[0]
-        sdf, feat, grad_all = self.sdf.sdf_and_gradient(p if extra is None else torch.cat([p, extra]),
-                                                        create_graph=need_grad_graph)
+        sdf, feat, grad_all = self.sdf.sdf_and_gradient(
+            p if extra is None else torch.cat([p, extra]), create_graph=need_grad_graph
+        )
         sdf, feat, grad = sdf[:m], feat[:m], grad_all[:m]
         shade = self.shade(p, grad, view, feat, pick(o[:, None].expand(k, n_s, 3)))
         inv_s = self.variance.inv_s()
@@ -246,9 +276,14 @@ class SurfaceModel(nn.Module):
         if sel is not None:  # per-sample shading densified; 'reflectance' stays per evaluated sample (a loss term)
             shade = {key: (v if key == "reflectance" else dense(v)) for key, v in shade.items()}
         grad = dense(grad).reshape(k, n_s, 3)
-        fg.update({"rgb": accumulate(weights, shade["rgb"].reshape(k, n_s, 3)), "opacity": accumulate(weights),
-                   "depth": accumulate(weights, t_mid[..., None]),
-                   "normal": accumulate(weights, F.normalize(grad, dim=-1))})
+        fg.update(
+            {
+                "rgb": accumulate(weights, shade["rgb"].reshape(k, n_s, 3)),
+                "opacity": accumulate(weights),
+                "depth": accumulate(weights, t_mid[..., None]),
+                "normal": accumulate(weights, F.normalize(grad, dim=-1)),
+            }
+        )
         if self.nero is not None:
             fg.update(self._nero_terms(shade, weights, pts, grad, d, inv_s, need_grad_graph, state))
         if self.segmented:
@@ -267,12 +302,24 @@ class SurfaceModel(nn.Module):
             return {"rgb": self.color(pts, grad, view, feat)}
         return self.color(pts, grad, view, feat, cam_origins=cam)
 
-    def _nero_terms(self, shade: dict, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor, inv_s: Tensor,
-                    training: bool, state: RenderState) -> dict[str, Tensor]:
+    def _nero_terms(
+        self,
+        shade: dict,
+        weights: Tensor,
+        pts: Tensor,
+        grad: Tensor,
+        d: Tensor,
+        inv_s: Tensor,
+        training: bool,
+        state: RenderState,
+    ) -> dict[str, Tensor]:
         """Per-ray albedo/metallic/roughness and, when training, NeRO's occlusion pairs at surface points:
         occ_pred (the occlusion MLP, unclamped) and occ_target (SDF-marched hit probability), both [M, 1]."""
         k, n_s = weights.shape
-        res = {key: accumulate(weights, shade[key].reshape(k, n_s, shade[key].shape[-1])) for key in ("albedo", "metallic", "roughness")}
+        res = {
+            key: accumulate(weights, shade[key].reshape(k, n_s, shade[key].shape[-1]))
+            for key in ("albedo", "metallic", "roughness")
+        }
         if not training or self.nero.occ_points <= 0 or k == 0:
             return res
         sel = self._occlusion_samples(weights, pts, grad, d, state.generator)
@@ -280,16 +327,21 @@ class SurfaceModel(nn.Module):
             return res
         res["occ_pred"] = shade["occ_raw"][sel]
         occ = self.occupancy  # a refreshed grid: the march evaluates the SDF only in its occupied cells
-        res["occ_target"] = march_occlusion(self.sdf.sdf, pts.reshape(-1, 3)[sel].detach(),
-                                            shade["reflected"][sel].detach(), float(inv_s.detach()),
-                                            self.nero.occ_steps, self.nero.occ_t_start,
-                                            occupied_fn=occ.lookup if occ is not None and bool(occ.initialized)
-                                            else None)
+        res["occ_target"] = march_occlusion(
+            self.sdf.sdf,
+            pts.reshape(-1, 3)[sel].detach(),
+            shade["reflected"][sel].detach(),
+            float(inv_s.detach()),
+            self.nero.occ_steps,
+            self.nero.occ_t_start,
+            occupied_fn=occ.lookup if occ is not None and bool(occ.initialized) else None,
+        )
         return res
 
     @torch.no_grad()
-    def _occlusion_samples(self, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor,
-                           generator: Optional[torch.Generator]) -> Tensor:
+    def _occlusion_samples(
+        self, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor, generator: Optional[torch.Generator]
+    ) -> Tensor:
         """Flat sample indices [M <= occ_points]: the highest-weight sample of random rays that reach the
         surface (opacity > 0.5), inside the unit sphere and facing the camera."""
         k, n_s = weights.shape
@@ -303,8 +355,9 @@ class SurfaceModel(nn.Module):
             cand = cand[perm.to(cand.device)]
         return cand
 
-    def _background_behind(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState,
-                           opacity: Tensor) -> Tensor:
+    def _background_behind(
+        self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState, opacity: Tensor
+    ) -> Tensor:
         """The background [n, 3]; surface-first renders (``state.surface``, no grad) skip the rays the foreground
         covers (1 - opacity < 1e-4: the skipped term is below 1e-4 of the pixel), others evaluate every ray."""
         if self.background is None or torch.is_grad_enabled() or not state.surface_first:
@@ -321,8 +374,7 @@ class SurfaceModel(nn.Module):
         t = background_samples(far, self.n_bg_samples, state.perturb, state.generator)  # [n_rays, B]
         dists, t_mid = interval_dists(t, t[:, -1:], last=1e10)
         x = o[:, None] + d[:, None] * t_mid[..., None]
-        sigma, rgb = self.background(contract_inverted_sphere(x).reshape(-1, 4),
-                                     d[:, None].expand_as(x).reshape(-1, 3))
+        sigma, rgb = self.background(contract_inverted_sphere(x).reshape(-1, 4), d[:, None].expand_as(x).reshape(-1, 3))
         alpha = 1.0 - torch.exp(-sigma.reshape(t.shape) * dists)
         return accumulate(render_weights(alpha), rgb.reshape(*t.shape, 3))
 

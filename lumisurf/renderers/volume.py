@@ -4,6 +4,7 @@ Pure functions over ``[n_rays, n_samples]`` tensors; device and dtype come from 
 Distances ``t`` along a ray are in scene units (unit rays, so depth = t). Samples are ordered
 front to back along each ray.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -20,8 +21,7 @@ def _interval_alpha(prev_cdf: Tensor, next_cdf: Tensor) -> Tensor:
     return ((prev_cdf - next_cdf + _ALPHA_EPS) / (prev_cdf + _ALPHA_EPS)).clip(0.0, 1.0)
 
 
-def neus_alpha(sdf: Tensor, true_cos: Tensor, dists: Tensor, inv_s: Tensor,
-               cos_anneal_ratio: float = 1.0) -> Tensor:
+def neus_alpha(sdf: Tensor, true_cos: Tensor, dists: Tensor, inv_s: Tensor, cos_anneal_ratio: float = 1.0) -> Tensor:
     """NeuS discrete opacity of each sample interval (Wang et al. 2021, eq. 13) with cos annealing.
 
     ``sdf`` is evaluated at the interval mid point, ``true_cos`` = dot(ray dir, sdf gradient)

@@ -5,6 +5,7 @@ scene units (the object sits inside the unit sphere after normalisation). ``t`` 
 ``[n_rays, n_samples]`` sorted increasingly. Random draws take an optional ``torch.Generator``
 (its device is used for the draw, the result moves to the inputs' device).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -24,8 +25,9 @@ def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tenso
     return u.to(like.device)
 
 
-def stratified_samples(near: Tensor, far: Tensor, n_samples: int, perturb: bool,
-                       generator: Optional[torch.Generator] = None) -> Tensor:
+def stratified_samples(
+    near: Tensor, far: Tensor, n_samples: int, perturb: bool, generator: Optional[torch.Generator] = None
+) -> Tensor:
     """``n_samples`` distances in ``[near, far]`` (both ``[n_rays, 1]``), one per equal stratum.
 
     Deterministic: stratum mid points. ``perturb``: uniform within each stratum.
@@ -40,8 +42,9 @@ def stratified_samples(near: Tensor, far: Tensor, n_samples: int, perturb: bool,
     return near + (far - near) * u
 
 
-def sample_pdf(bins: Tensor, weights: Tensor, n_samples: int, deterministic: bool,
-               generator: Optional[torch.Generator] = None) -> Tensor:
+def sample_pdf(
+    bins: Tensor, weights: Tensor, n_samples: int, deterministic: bool, generator: Optional[torch.Generator] = None
+) -> Tensor:
     """Inverse-CDF sampling of the piecewise-constant pdf given by ``weights`` on ``bins``.
 
     ``bins`` ``[n_rays, S + 1]`` sorted edges, ``weights`` ``[n_rays, S]`` (non-negative, a small
@@ -54,8 +57,9 @@ def sample_pdf(bins: Tensor, weights: Tensor, n_samples: int, deterministic: boo
     pdf = w / w.sum(-1, keepdim=True)
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, -1)], dim=-1)  # [n_rays, S+1]
     if deterministic:
-        u = torch.linspace(0.5 / n_samples, 1.0 - 0.5 / n_samples, n_samples,
-                           dtype=bins.dtype, device=bins.device).expand(n_rays, n_samples)
+        u = torch.linspace(
+            0.5 / n_samples, 1.0 - 0.5 / n_samples, n_samples, dtype=bins.dtype, device=bins.device
+        ).expand(n_rays, n_samples)
     else:
         u = torch.sort(_uniform((n_rays, n_samples), bins, generator), dim=-1).values
     u = u.contiguous()
@@ -92,8 +96,9 @@ def section_weights(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, inv_s
     return render_weights(alpha)
 
 
-def neus_upsample(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_importance: int,
-                  inv_s: float, radius: float = 1.0) -> Tensor:
+def neus_upsample(
+    origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_importance: int, inv_s: float, radius: float = 1.0
+) -> Tensor:
     """One NeuS hierarchical up-sampling step (Wang et al. 2021, sec. 3.4).
 
     The :func:`section_weights` of ``t``, ``sdf`` ``[n_rays, S]`` at the fixed ``inv_s`` (NeuS: ``64 * 2**i`` at
@@ -104,8 +109,9 @@ def neus_upsample(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_impor
     return sample_pdf(t.detach(), weights, n_importance, deterministic=True).detach()
 
 
-def significant_samples(t_ref: Tensor, weights_ref: Tensor, t: Tensor, threshold: float,
-                        also: Optional[Tensor] = None) -> Tensor:
+def significant_samples(
+    t_ref: Tensor, weights_ref: Tensor, t: Tensor, threshold: float, also: Optional[Tensor] = None
+) -> Tensor:
     """Which samples of ``t`` ``[n_rays, S']`` (sorted, a refinement of ``t_ref`` ``[n_rays, S]``: every sample of
     ``t_ref`` is in ``t``) lie in an interval of ``t_ref`` whose weight ``weights_ref`` ``[n_rays, S - 1]`` (e.g.
     :func:`section_weights`) exceeds ``threshold``, or next to one (one interval of margin on each side, for
@@ -147,8 +153,9 @@ def interval_dists(t: Tensor, far: Tensor, last: Optional[float] = None) -> tupl
     return dists, t + 0.5 * dists
 
 
-def background_samples(far: Tensor, n_samples: int, perturb: bool,
-                       generator: Optional[torch.Generator] = None) -> Tensor:
+def background_samples(
+    far: Tensor, n_samples: int, perturb: bool, generator: Optional[torch.Generator] = None
+) -> Tensor:
     """NeRF++ outside samples beyond ``far`` ``[n_rays, 1]``, uniform in inverse depth.
 
     Sample ``k`` sits at ``t = far / u_k`` with ``u`` from ``1 - 1/(n+1)`` down to ``1e-3``
@@ -156,8 +163,9 @@ def background_samples(far: Tensor, n_samples: int, perturb: bool,
     Returns sorted ``t`` ``[n_rays, n_samples]``, all ``> far``.
     """
     n_rays = far.shape[0]
-    u = torch.linspace(1e-3, 1.0 - 1.0 / (n_samples + 1), n_samples, dtype=far.dtype,
-                       device=far.device).expand(n_rays, n_samples)
+    u = torch.linspace(1e-3, 1.0 - 1.0 / (n_samples + 1), n_samples, dtype=far.dtype, device=far.device).expand(
+        n_rays, n_samples
+    )
     if perturb and n_samples > 1:
         mids = 0.5 * (u[:, 1:] + u[:, :-1])
         upper = torch.cat([mids, u[:, -1:]], dim=-1)

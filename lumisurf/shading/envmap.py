@@ -6,6 +6,7 @@ pointing towards the environment, u = (atan2(x, y) / 2 pi) mod 1 (column = u * W
 v = acos(z) / pi (row = v * H, row 0 = top = +z). Texel (i, j) covers u in [j, j+1) / W and
 v in [i, i+1) / H; its centre is at ((j + 0.5) / W, (i + 0.5) / H). Radiance is linear RGB.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,8 +85,9 @@ def downsample_envmap(img: Tensor | np.ndarray, h: int, w: int) -> Tensor | np.n
     rows = rows / rows.sum(1, keepdim=True)
     cols = _overlap(big_w, w)
     cols = cols / cols.sum(1, keepdim=True)  # [w, W]
-    out = torch.einsum("ik,kl...,jl->ij...", rows.to(dtype=dtype, device=x.device), x.to(dtype),
-                       cols.to(dtype=dtype, device=x.device))
+    out = torch.einsum(
+        "ik,kl...,jl->ij...", rows.to(dtype=dtype, device=x.device), x.to(dtype), cols.to(dtype=dtype, device=x.device)
+    )
     return out.numpy() if as_numpy else out
 
 
@@ -103,10 +105,9 @@ def _upsample_wrapped(x: Tensor, h: int, w: int) -> Tensor:
     w0 = x.shape[1]
     padded = torch.cat([x[:, -1:], x, x[:, :1]], 1).permute(2, 0, 1)[None]  # one wrapped column each side
     scale = w / w0
-    up = nn.functional.interpolate(padded, size=(h, int(round((w0 + 2) * scale))), mode="bilinear",
-                                   align_corners=False)
+    up = nn.functional.interpolate(padded, size=(h, int(round((w0 + 2) * scale))), mode="bilinear", align_corners=False)
     off = int(round(scale))
-    return up[0, :, :, off:off + w].permute(1, 2, 0)
+    return up[0, :, :, off : off + w].permute(1, 2, 0)
 
 
 class EnvironmentMap(nn.Module):
@@ -171,7 +172,7 @@ class EnvImportanceSampler:
             weight = omega.expand(self.h, self.w)
         self.prob = (weight / weight.sum()).reshape(-1)  # [H*W] texel probabilities
         self.cdf = torch.cumsum(self.prob, 0)
-        self.density = (self.prob.reshape(self.h, self.w) / omega)  # [H, W] pdf per steradian
+        self.density = self.prob.reshape(self.h, self.w) / omega  # [H, W] pdf per steradian
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """n directions [n, 3] and their pdf [n] (per steradian); the generator may live on any device."""

@@ -16,6 +16,7 @@ Each head returns a dict with "rgb" [N, 3] (linear), its parameters, and "reflec
 per-channel directional albedo of the head (<= 1 means energy conserving), used by the energy term.
 Parameters are squashed to their valid ranges by sigmoid; the heads hold no light model of their own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -116,8 +117,14 @@ class SpecularHead(_Head):
     gives_materials = True
     uses_lut = True
 
-    def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, lut_table: Optional[Tensor] = None,
-                 energy_compensated: bool = False):
+    def __init__(
+        self,
+        feature_dim: int,
+        hidden: int = 64,
+        layers: int = 2,
+        lut_table: Optional[Tensor] = None,
+        energy_compensated: bool = False,
+    ):
         super().__init__(feature_dim, hidden, layers, init_bias=[0.0, 0.0, 0.0, -2.0, 0.0])
         self.energy_compensated = energy_compensated
         self.register_buffer("lut_table", lut_table, persistent=False)
@@ -136,8 +143,15 @@ class SpecularHead(_Head):
             kd = kd * (1.0 - spec_albedo)
         diffuse = kd * ctx.diffuse_light
         specular = _light(ctx.specular_light, roughness) * spec_albedo
-        return {"rgb": diffuse + specular, "albedo": albedo, "metallic": metallic, "roughness": roughness,
-                "diffuse": diffuse, "specular": specular, "reflectance": (kd + spec_albedo).amax(-1)}
+        return {
+            "rgb": diffuse + specular,
+            "albedo": albedo,
+            "metallic": metallic,
+            "roughness": roughness,
+            "diffuse": diffuse,
+            "specular": specular,
+            "reflectance": (kd + spec_albedo).amax(-1),
+        }
 
 
 def schlick_fresnel(f0: Tensor, cos_theta: Tensor) -> Tensor:
@@ -189,8 +203,14 @@ class TransmissionHead(_Head):
         reflected = fresnel * _light(ctx.specular_light, torch.zeros_like(ior))
         transmitted = (1.0 - fresnel) * tint * behind
         refl = (fresnel + (1.0 - fresnel) * tint).amax(-1)
-        return {"rgb": reflected + transmitted, "tint": tint, "ior": ior, "fresnel": fresnel,
-                "refracted_dir": t_dir, "reflectance": refl}
+        return {
+            "rgb": reflected + transmitted,
+            "tint": tint,
+            "ior": ior,
+            "fresnel": fresnel,
+            "refracted_dir": t_dir,
+            "reflectance": refl,
+        }
 
 
 @HEADS.register("subsurface")
@@ -222,8 +242,9 @@ class SubsurfaceHead(_Head):
         return {"rgb": rgb, "albedo": albedo, "scatter": scatter, "wrap": wrap, "reflectance": refl}
 
 
-def build_heads(names, feature_dim: int, hidden: int = 64, layers: int = 2,
-                lut_table: Optional[Tensor] = None) -> nn.ModuleList:
+def build_heads(
+    names, feature_dim: int, hidden: int = 64, layers: int = 2, lut_table: Optional[Tensor] = None
+) -> nn.ModuleList:
     """One head per name (``HEADS`` names), in order; heads that ``uses_lut`` get ``lut_table``."""
     heads = []
     for name in names:

@@ -4,6 +4,7 @@ Directions are world directions pointing towards the environment (normalisation 
 scales, so they are the same in the normalised frame); maps follow ``shading/envmap.py``'s lat-long
 convention (top row = world +z).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,8 +55,9 @@ def find_env_file(data_path: Optional[str | Path], name: str) -> Path:
     p = Path(name)
     if p.is_absolute() and p.exists():
         return p
-    roots = [] if data_path is None else [Path(data_path), Path(data_path) / "envmaps",
-                                           Path(data_path).parent / "envmaps"]
+    roots = (
+        [] if data_path is None else [Path(data_path), Path(data_path) / "envmaps", Path(data_path).parent / "envmaps"]
+    )
     for root in roots:
         if (root / name).exists():
             return root / name

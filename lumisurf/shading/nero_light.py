@@ -4,6 +4,7 @@ probability that blends them, and the optional light reflected from the person h
 All lights are linear HDR radiance, ``exp(min(x, exp_max))`` of an MLP output. Directions are unit
 vectors in the normalised frame; ``roughness`` in [0, 1] widens the integrated directional encoding.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,8 +66,9 @@ class HumanLight(nn.Module):
         super().__init__()
         self.mlp = make_mlp(2 * 2 * HUMAN_FREQS, 4, cfg)
         set_output_bias(self.mlp, math.log(0.01))
-        self.register_buffer("up", F.normalize(torch.tensor(cfg.human_up, dtype=torch.float32), dim=0),
-                             persistent=False)
+        self.register_buffer(
+            "up", F.normalize(torch.tensor(cfg.human_up, dtype=torch.float32), dim=0), persistent=False
+        )
         self.fixed_camera = cfg.human_fixed_camera
 
     def forward(self, points: Tensor, refl: Tensor, roughness: Tensor, cam_origins: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,8 +110,9 @@ class NeroLights(nn.Module):
         """Irradiance-like light [N, 3]: the outer light seen through the widest lobe (roughness 1)."""
         return exp_light(self.outer(self.ide(normals, torch.ones_like(normals[:, :1]))), self.exp_max)
 
-    def specular(self, points: Tensor, refl: Tensor, roughness: Tensor,
-                 cam_origins: Optional[Tensor] = None) -> dict[str, Tensor]:
+    def specular(
+        self, points: Tensor, refl: Tensor, roughness: Tensor, cam_origins: Optional[Tensor] = None
+    ) -> dict[str, Tensor]:
         """Pre-filtered light along the reflected direction ``refl`` [N, 3] at ``points`` [N, 3].
 
         Returns light [N, 3] = inner * occ + outer' * (1 - occ) (outer' mixes in the human light), occ_raw

@@ -14,6 +14,7 @@ healthy: model, optimiser and the caller's extra state) and multiplies the learn
 After ``max_recoveries`` recoveries one more divergence raises :class:`TrainingDiverged` with the healthy
 state restored, so the caller can save it as the run's checkpoint.
 """
+
 from __future__ import annotations
 
 import copy
@@ -77,8 +78,7 @@ class DivergenceGuard:
         self.coverage_ema = value if self.coverage_ema is None else 0.9 * self.coverage_ema + 0.1 * value
         self.coverage_peak = max(self.coverage_peak, self.coverage_ema)
         if self.coverage_peak > 0.3 and self.coverage_ema < self.cfg.coverage_drop * self.coverage_peak:
-            return (f"the surface is vanishing: batch coverage {self.coverage_ema:.3f} "
-                    f"(peak {self.coverage_peak:.3f})")
+            return f"the surface is vanishing: batch coverage {self.coverage_ema:.3f} (peak {self.coverage_peak:.3f})"
         return None
 
     def _inv_s(self, inv_s: float) -> Optional[str]:
@@ -129,6 +129,7 @@ class DivergenceGuard:
         if self.recoveries >= self.cfg.max_recoveries:
             raise TrainingDiverged(
                 f"training diverged {self.recoveries + 1} times (last at step {step}: {reason}); stopped with "
-                f"the state of step {good_step} saved. Try a lower optim.lr or a longer budget.")
+                f"the state of step {good_step} saved. Try a lower optim.lr or a longer budget."
+            )
         self.recoveries += 1
         return good_step, extra

@@ -8,6 +8,7 @@ A trainer using :class:`TrainingLoop` provides ``cfg``, ``run``, ``progress``, `
 optional hooks. In a data-parallel run (``dist``, :mod:`lumisurf.train.distributed`) every rank runs the loop on
 the same clock; only the main rank logs, validates, runs the step hooks and writes checkpoints.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,10 +39,19 @@ class TrainingLoop:
     def fit(self, resume: bool = False) -> TrainResult:
         if resume:
             self._resume()
-        logger = ScalarLogger(self.run.scalars_path, self.run.root / "tb" if self.tensorboard else None,
-                              append=resume) if self.dist.is_main else None
-        bar = tqdm(total=self.clock.estimated_total_steps(self.step, self.elapsed), initial=self.step,
-                   disable=not self.progress, dynamic_ncols=True, desc=self.loop_desc, unit="it")
+        logger = (
+            ScalarLogger(self.run.scalars_path, self.run.root / "tb" if self.tensorboard else None, append=resume)
+            if self.dist.is_main
+            else None
+        )
+        bar = tqdm(
+            total=self.clock.estimated_total_steps(self.step, self.elapsed),
+            initial=self.step,
+            disable=not self.progress,
+            dynamic_ncols=True,
+            desc=self.loop_desc,
+            unit="it",
+        )
         start = time.perf_counter() - self.elapsed
         self._last_save = self.elapsed
         scalars: dict[str, float] = {"psnr": float("nan")}
@@ -54,8 +64,9 @@ class TrainingLoop:
                 self._after_step(scalars, logger, bar)
         except KeyboardInterrupt:
             self.save()
-            tqdm.write(f"interrupted at step {self.step}: checkpoint saved to {self.run.ckpt_path}; "
-                       f"continue with --resume")
+            tqdm.write(
+                f"interrupted at step {self.step}: checkpoint saved to {self.run.ckpt_path}; continue with --resume"
+            )
             raise
         except BaseException:
             self.save()  # a run never ends without a checkpoint (the healthy state if the weights are NaN)
@@ -101,8 +112,7 @@ class TrainingLoop:
             return
         if not parameters_finite(self.model) and self.guard.snapshots:
             self.guard.restore(self.model, self.optimizer)
-        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed,
-                        self._extra_state())
+        save_checkpoint(self.run.ckpt_path, self.model, self.optimizer, self.step, self.elapsed, self._extra_state())
         self._last_save = self.elapsed
 
     def _pre_step_reason(self) -> str | None:
@@ -127,6 +137,7 @@ class TrainingLoop:
                 bar.set_postfix(self._postfix(scalars))
             if cfg.val_every > 0 and self.step % cfg.val_every == 0:
                 self.validate()
-        if (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0) or \
-                self.elapsed - self._last_save >= 60.0 * cfg.ckpt_every_minutes:
+        if (
+            cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0
+        ) or self.elapsed - self._last_save >= 60.0 * cfg.ckpt_every_minutes:
             self.save()

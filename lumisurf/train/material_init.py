@@ -5,6 +5,7 @@ traced surface points (L1, a few hundred Adam steps). ``bake_env``: fill a lat-l
 of direction (Stage I's direct-light network). The prior terms work on one batch of shaded surface pixels
 (``material_priors``) or on the learned map (``env_priors``); every weight of 0 switches its term off.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -17,8 +18,15 @@ from lumisurf.shading.envmap import EnvironmentMap, _row_solid_angles, latlong_d
 MATERIAL_KEYS = ("albedo", "metallic", "roughness")
 
 
-def distil_materials(field, points: Tensor, targets: dict[str, Tensor], steps: int, lr: float = 1e-2,
-                     batch: int = 4096, generator: Optional[torch.Generator] = None) -> float:
+def distil_materials(
+    field,
+    points: Tensor,
+    targets: dict[str, Tensor],
+    steps: int,
+    lr: float = 1e-2,
+    batch: int = 4096,
+    generator: Optional[torch.Generator] = None,
+) -> float:
     """Fit ``field`` (x [N, 3] -> albedo [N, 3], metallic, roughness [N, 1]) to ``targets`` at ``points``
     [M, 3] (same keys, [M, C]) by L1; returns the last batch's mean L1 over the three maps."""
     opt = torch.optim.Adam(field.parameters(), lr=lr)

@@ -6,6 +6,7 @@ visibility traced against the mesh, and fits the material field and the lighting
 Outputs go to ``RUN/material/``: ``material.pt`` (field + lighting), ``config.yaml`` (the Stage II
 config used), ``scalars.csv``, ``env_map.hdr`` (the lighting), ``preview.png`` and ``export/``.
 """
+
 from __future__ import annotations
 
 import time
@@ -73,8 +74,16 @@ class MaterialTrainer:
     from Stage I passes ``cfg.baked_env_lr``) and a learned indirect light (``cfg.env_lr``); one step = one
     batch of surface pixels."""
 
-    def __init__(self, field, lighting: Lighting, tracer: MeshTracer, hits: SurfaceHits,
-                 cfg: MaterialStageConfig, seed: int = 0, env_lr: Optional[float] = None):
+    def __init__(
+        self,
+        field,
+        lighting: Lighting,
+        tracer: MeshTracer,
+        hits: SurfaceHits,
+        cfg: MaterialStageConfig,
+        seed: int = 0,
+        env_lr: Optional[float] = None,
+    ):
         self.field, self.lighting, self.tracer, self.hits, self.cfg = field, lighting, tracer, hits, cfg
         groups = [{"params": list(field.parameters()), "lr": cfg.lr}]
         env_params = [p for p in lighting.env.parameters() if p.requires_grad]
@@ -89,8 +98,9 @@ class MaterialTrainer:
         self.generator = torch.Generator().manual_seed(seed)
         # one-sample mixture: GGX lobe, cosine lobe and the environment's own luminance (its sampler is
         # rebuilt from the current map every env_sampler_every steps; a known map never changes)
-        self.strategy = Strategy(ggx=cfg.specular_fraction, cosine=1.0 - cfg.specular_fraction,
-                                 env=cfg.env_sample_fraction)
+        self.strategy = Strategy(
+            ggx=cfg.specular_fraction, cosine=1.0 - cfg.specular_fraction, env=cfg.env_sample_fraction
+        )
         self.env_sampler = None
         self.step = 0
 
@@ -125,15 +135,32 @@ class MaterialTrainer:
         loss.backward()
         self.optimizer.step()
         mse = torch.mean((pred.detach() - target) ** 2).clamp_min(1e-10)
-        scalars.update(loss=loss.item(), psnr=float(-10 * torch.log10(mse)),
-                       roughness=mat["roughness"].mean().item(), metallic=mat["metallic"].mean().item())
+        scalars.update(
+            loss=loss.item(),
+            psnr=float(-10 * torch.log10(mse)),
+            roughness=mat["roughness"].mean().item(),
+            metallic=mat["metallic"].mean().item(),
+        )
         return scalars
 
     def _shade(self, x: Tensor, n: Tensor, wo: Tensor, mat: dict[str, Tensor], samples: int) -> Tensor:
         """sRGB [B, 3] of one Monte-Carlo estimate with ``samples`` light directions per pixel."""
-        return linear_to_srgb(shade(x, n, wo, mat["albedo"], mat["metallic"], mat["roughness"],
-                                    self.lighting.radiance, self.occluded, samples, self.strategy, self.generator,
-                                    self.env_sampler))
+        return linear_to_srgb(
+            shade(
+                x,
+                n,
+                wo,
+                mat["albedo"],
+                mat["metallic"],
+                mat["roughness"],
+                self.lighting.radiance,
+                self.occluded,
+                samples,
+                self.strategy,
+                self.generator,
+                self.env_sampler,
+            )
+        )
 
     def _photometric(self, x: Tensor, n: Tensor, wo: Tensor, mat: dict[str, Tensor], target: Tensor):
         """(prediction [B, 3], loss): ``decorrelated`` shades twice with half the samples each."""
@@ -159,8 +186,12 @@ class MaterialTrainer:
                 elapsed = time.perf_counter() - start
                 if logger is not None:
                     logger.log(self.step, {**scalars, "seconds": elapsed})
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}",
-                                rough=f"{scalars['roughness']:.2f}", metal=f"{scalars['metallic']:.2f}")
+                bar.set_postfix(
+                    loss=f"{scalars['loss']:.4f}",
+                    psnr=f"{scalars['psnr']:.2f}",
+                    rough=f"{scalars['roughness']:.2f}",
+                    metal=f"{scalars['metallic']:.2f}",
+                )
             if budget is not None and time.perf_counter() - start >= budget:
                 break
         bar.close()
@@ -174,5 +205,11 @@ def initial_env_level(hits: SurfaceHits) -> float:
 
 def save_material_state(path: Path, field, lighting: Lighting, summary: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"field": field.state_dict(), "lighting": lighting.state_dict(),
-                "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}}, path)
+    torch.save(
+        {
+            "field": field.state_dict(),
+            "lighting": lighting.state_dict(),
+            "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str))},
+        },
+        path,
+    )

@@ -5,6 +5,7 @@ end when the budget ends whatever the machine's speed; under a step budget it is
 both bind, the one further along wins (the run stops at whichever comes first). ``elapsed`` and ``step`` are
 saved in checkpoints, so a resumed run continues at the same progress.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

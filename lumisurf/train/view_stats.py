@@ -13,6 +13,7 @@ These need no material model, so they separate materials before Stage I has deco
 material lift, ``train/material_lift.py``). Points seen by fewer than ``min_views`` views get the median
 statistics of the well-seen points.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,8 +52,16 @@ class ViewStats:
         return torch.log(self.relative_spread() + floor)
 
 
-def visible_views(sdf_fn: Callable[[Tensor], Tensor], inv_s: float, cameras, view_ids: Tensor, points: Tensor,
-                  normals: Tensor, n_steps: int = 24, min_cos: float = 0.2) -> tuple[Tensor, Tensor]:
+def visible_views(
+    sdf_fn: Callable[[Tensor], Tensor],
+    inv_s: float,
+    cameras,
+    view_ids: Tensor,
+    points: Tensor,
+    normals: Tensor,
+    n_steps: int = 24,
+    min_cos: float = 0.2,
+) -> tuple[Tensor, Tensor]:
     """Pixel positions ``[P, V, 2]`` of points ``[P, 3]`` in views ``view_ids`` ``[V]`` and whether each view
     sees the point ``[P, V]`` (inside the image, the surface faces the camera by ``cos > min_cos``, and the
     SDF does not block the segment to the camera)."""
@@ -66,9 +75,19 @@ def visible_views(sdf_fn: Callable[[Tensor], Tensor], inv_s: float, cameras, vie
 
 
 @torch.no_grad()
-def view_statistics(sdf_fn: Callable[[Tensor], Tensor], inv_s: float, cameras, images: Tensor, points: Tensor,
-                    normals: Tensor, masks: Tensor | None = None, max_views: int = 16, n_steps: int = 24,
-                    min_views: int = 3, chunk: int = 4096) -> ViewStats:
+def view_statistics(
+    sdf_fn: Callable[[Tensor], Tensor],
+    inv_s: float,
+    cameras,
+    images: Tensor,
+    points: Tensor,
+    normals: Tensor,
+    masks: Tensor | None = None,
+    max_views: int = 16,
+    n_steps: int = 24,
+    min_views: int = 3,
+    chunk: int = 4096,
+) -> ViewStats:
     """Median colour and luminance spread of ``points`` over up to ``max_views`` evenly chosen training views.
 
     ``images`` ``[N, H, W, 3]`` are the training images (sRGB, straight colour) of ``cameras``, ``masks``

@@ -1,4 +1,5 @@
 """Pictures people look at: validation strips and per-view render PNGs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -71,7 +72,14 @@ def save_validation_image(model, split, cam: int, cfg, device, path: Path) -> No
     out = render_views_for(model, split, cam, cfg, device, ds)
     gt = gt_image(split, cam, cfg, ds).to(out["rgb"])
     h, w = out["rgb"].shape[:2]
-    strip = torch.cat([gt[:h, :w], out["rgb"], normal_image(out["normal"], out["opacity"]),
-                       depth_image(out["depth"], out["opacity"])], dim=1)
+    strip = torch.cat(
+        [
+            gt[:h, :w],
+            out["rgb"],
+            normal_image(out["normal"], out["opacity"]),
+            depth_image(out["depth"], out["opacity"]),
+        ],
+        dim=1,
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(strip)).save(path)

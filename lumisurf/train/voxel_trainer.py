@@ -17,6 +17,7 @@ The divergence guard (``train/guard.py``) watches the loss, the mask coverage, i
 and rolls back to a healthy snapshot (its voxel layout included) with a lower learning rate. Checkpoints hold
 the voxel layout, the optimizer state, the RNG and the step; a run never ends without one (``train/loop.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,14 @@ from lumisurf.data.scene import SceneData
 from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
 from lumisurf.losses.segmentation import entropy_loss
 from lumisurf.losses.ssim import ssim_map
-from lumisurf.losses.voxels import (face_neighbours, laplacian_smooth_, voxel_eikonal, voxel_smoothness, voxel_tv,
-                                    voxel_twist)
+from lumisurf.losses.voxels import (
+    face_neighbours,
+    laplacian_smooth_,
+    voxel_eikonal,
+    voxel_smoothness,
+    voxel_tv,
+    voxel_twist,
+)
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop
@@ -52,8 +59,7 @@ def build_shading(cfg):
     from lumisurf.voxels.deferred import DeferredShading
 
     if cfg.voxels.mode != "sdf":
-        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the "
-                          f"SDF)")
+        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the SDF)")
     return DeferredShading(cfg.voxels.shading, cfg.model, amp=cfg.voxels.amp)
 
 
@@ -67,14 +73,23 @@ def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
 
         model = load_voxels(vc.init_from)
         if model.mode != vc.mode or model.sh_bands != vc.sh_bands:
-            raise ConfigError(f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
-                              f"bands; this run wants {vc.mode} with {vc.sh_bands}")
+            raise ConfigError(
+                f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
+                f"bands; this run wants {vc.mode} with {vc.sh_bands}"
+            )
         model.n_samples, model.shading = vc.n_samples, build_shading(cfg)
         return with_soft(model, vc)
     tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
     geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
-    model = SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
-                             n_samples=vc.n_samples, shading=build_shading(cfg))
+    model = SparseVoxelModel(
+        tree,
+        mode=vc.mode,
+        sh_bands=vc.sh_bands,
+        geo_init=geo,
+        inv_s=vc.inv_s_init,
+        n_samples=vc.n_samples,
+        shading=build_shading(cfg),
+    )
     return with_soft(model, vc)
 
 
@@ -90,8 +105,12 @@ def with_soft(model: SparseVoxelModel, vc) -> SparseVoxelModel:
 def voxel_model_from_checkpoint(cfg, path, device) -> SparseVoxelModel:
     """A model shaped like the checkpoint at ``path`` (not yet loaded)."""
     state = read_checkpoint(path, device)["model"]
-    return with_soft(SparseVoxelModel.from_state(state, cfg.voxels.mode, cfg.voxels.sh_bands,
-                                                 torch.full((3,), SCENE_MIN), EXTENT, build_shading(cfg)), cfg.voxels)
+    return with_soft(
+        SparseVoxelModel.from_state(
+            state, cfg.voxels.mode, cfg.voxels.sh_bands, torch.full((3,), SCENE_MIN), EXTENT, build_shading(cfg)
+        ),
+        cfg.voxels,
+    )
 
 
 def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
@@ -106,8 +125,7 @@ def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
 class VoxelTrainer(TrainingLoop):
     loop_desc, tensorboard = "train voxels", False
 
-    def __init__(self, cfg, run: RunDir, scene: SceneData | None = None, progress: bool = True,
-                 resume: bool = False):
+    def __init__(self, cfg, run: RunDir, scene: SceneData | None = None, progress: bool = True, resume: bool = False):
         self.cfg, self.run, self.progress, self.vc = cfg, run, progress, cfg.voxels
         from lumisurf.train.trainer import resolve_device
 
@@ -118,8 +136,11 @@ class VoxelTrainer(TrainingLoop):
         self.train_split = self.scene.split("train")
         self.cameras = self.train_split.cameras.to(self.device)
         masks = self.train_split.masks
-        self.model = (voxel_model_from_checkpoint(cfg, run.ckpt_path, self.device) if resume
-                      else build_voxel_model(cfg, self.train_split.cameras, None if masks is None else masks > 0.5))
+        self.model = (
+            voxel_model_from_checkpoint(cfg, run.ckpt_path, self.device)
+            if resume
+            else build_voxel_model(cfg, self.train_split.cameras, None if masks is None else masks > 0.5)
+        )
         self.model.to(self.device)
         self.optimizer = self._make_optimizer()
         self.clock = TrainingClock.from_config(cfg.train)
@@ -157,11 +178,15 @@ class VoxelTrainer(TrainingLoop):
 
     def train_step(self) -> dict[str, float]:
         view = int(torch.randint(len(self.cameras), (1,), generator=self.generator))
-        bg = torch.rand(3, generator=self.generator).to(self.device) if self.train_split.masks is not None \
+        bg = (
+            torch.rand(3, generator=self.generator).to(self.device)
+            if self.train_split.masks is not None
             else torch.ones(3, device=self.device)
+        )
         target, mask = self._target(view, bg)
-        out = self.model.render_view(downscaled(self.cameras, self.vc.train_downscale), view, bg,
-                                     backend=self.vc.backend)
+        out = self.model.render_view(
+            downscaled(self.cameras, self.vc.train_downscale), view, bg, backend=self.vc.backend
+        )
         self.max_weight = torch.maximum(self.max_weight, out["max_weight"].detach())
         self.views_seen.add(view)
         loss_rgb = ((out["rgb"] - target) ** 2).mean()
@@ -175,12 +200,17 @@ class VoxelTrainer(TrainingLoop):
         if torch.isfinite(loss):
             loss.backward()
             if self.vc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                               self.vc.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for g in self.optimizer.param_groups for p in g["params"]], self.vc.grad_clip
+                )
             self._optimizer_step()
         scalars = {f"loss_{k}": v.item() for k, (_, v) in terms.items()}
-        scalars.update(loss=loss.item(), psnr=-10.0 * math.log10(max(loss_rgb.item(), 1e-10)),
-                       voxels=float(len(self.model.tree)), coverage=batch_coverage(out["opacity"], mask))
+        scalars.update(
+            loss=loss.item(),
+            psnr=-10.0 * math.log10(max(loss_rgb.item(), 1e-10)),
+            voxels=float(len(self.model.tree)),
+            coverage=batch_coverage(out["opacity"], mask),
+        )
         if self.model.mode == "sdf":
             scalars["inv_s"] = float(self.model.inv_s.detach())
         return scalars
@@ -205,7 +235,7 @@ class VoxelTrainer(TrainingLoop):
             size = tree.boxes()[1][:, None].expand(-1, 8).reshape(-1)
             smallest = torch.full((tree.n_corners,), EXTENT, device=size.device)
             smallest = smallest.scatter_reduce(0, tree.vox_key.reshape(-1), size, "amin")
-            self.corner_scale = (smallest / (EXTENT * 2.0 ** -self.vc.init_level)).clamp_max(1.0)
+            self.corner_scale = (smallest / (EXTENT * 2.0**-self.vc.init_level)).clamp_max(1.0)
         return self.corner_scale
 
     def _image_terms(self, out: dict, view: int, target: torch.Tensor) -> dict:
@@ -234,7 +264,7 @@ class VoxelTrainer(TrainingLoop):
             terms["normal"] = (vc.normal_weight, normal_consistency(out["normal"].reshape(h, w, 3), n_d, ok))
         if want_depth:
             ds = vc.train_downscale
-            z = self.train_split.depths[view, ds // 2::ds, ds // 2::ds][:h, :w].to(self.device).reshape(-1)
+            z = self.train_split.depths[view, ds // 2 :: ds, ds // 2 :: ds][:h, :w].to(self.device).reshape(-1)
             gt = ray_depth(z, d, cams.c2w[view, :3, 2])
             terms["depth"] = (vc.depth_weight, depth_l1(out["depth"].reshape(-1), gt))
         return terms
@@ -245,13 +275,15 @@ class VoxelTrainer(TrainingLoop):
         if self.clock.progress(self.step, self.elapsed) >= vc.regularize_until:
             return {}
         corners, size = self.model.corners(), self.model.tree.boxes()[1]
-        wanted = {"tv": (vc.tv_weight, lambda: voxel_tv(corners)),
-                  "eikonal": (vc.eikonal_weight if self.model.mode == "sdf" else 0.0,
-                              lambda: voxel_eikonal(corners, size)),
-                  "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0,
-                            lambda: voxel_twist(corners, size)),
-                  "smooth": (vc.smooth_weight if self.model.mode == "sdf" else 0.0,
-                             lambda: voxel_smoothness(corners, size, self._pairs()))}
+        wanted = {
+            "tv": (vc.tv_weight, lambda: voxel_tv(corners)),
+            "eikonal": (vc.eikonal_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_eikonal(corners, size)),
+            "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_twist(corners, size)),
+            "smooth": (
+                vc.smooth_weight if self.model.mode == "sdf" else 0.0,
+                lambda: voxel_smoothness(corners, size, self._pairs()),
+            ),
+        }
         return {k: (w, f()) for k, (w, f) in wanted.items() if w > 0}
 
     def _pairs(self) -> torch.Tensor:
@@ -274,9 +306,11 @@ class VoxelTrainer(TrainingLoop):
         self.lr_scale *= self.cfg.train.guard.lr_factor
         self._set_lr_scale()
         self._reset_weight_stats()
-        tqdm.write(f"recovered from divergence at step {step}: {reason}; back to the voxels of step "
-                   f"{self.guard.snapshots[0][0]}, learning rate x{self.lr_scale:.3g} "
-                   f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)")
+        tqdm.write(
+            f"recovered from divergence at step {step}: {reason}; back to the voxels of step "
+            f"{self.guard.snapshots[0][0]}, learning rate x{self.lr_scale:.3g} "
+            f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)"
+        )
 
     def _set_lr_scale(self) -> None:
         """Every group's learning rate: its base x the guard's ``lr_scale``, the geometry's also x its decay."""
@@ -306,11 +340,20 @@ class VoxelTrainer(TrainingLoop):
             threshold = vc.prune_from + (vc.prune_to - vc.prune_from) * ramp if formed else 0.0
             cams = downscaled(self.cameras, vc.train_downscale)
             can_split = 0.5 * self.model.tree.boxes()[1] > vc.subdivide_min_footprint * pixel_footprint(
-                self.model.tree.centres(), cams)
+                self.model.tree.centres(), cams
+            )
             if vc.max_level is not None:
                 can_split &= self.model.tree.level < vc.max_level
-            res = adapt(self.model, self.optimizer, self._max_weights(), self._priority(), threshold,
-                        vc.subdivide_fraction, self.cap, can_split)
+            res = adapt(
+                self.model,
+                self.optimizer,
+                self._max_weights(),
+                self._priority(),
+                threshold,
+                vc.subdivide_fraction,
+                self.cap,
+                can_split,
+            )
             self._reset_weight_stats()
             tqdm.write(f"step {self.step}: {res.line()}")
 
@@ -322,8 +365,12 @@ class VoxelTrainer(TrainingLoop):
         cams = downscaled(self.cameras, self.vc.train_downscale)
         best = self.max_weight
         for view in extra_views(len(cams), self.views_seen, self.vc.prune_views):
-            best = torch.maximum(best, self.model.render_view(cams, view, torch.ones(3, device=self.device),
-                                                              backend=self.vc.backend)["max_weight"])
+            best = torch.maximum(
+                best,
+                self.model.render_view(cams, view, torch.ones(3, device=self.device), backend=self.vc.backend)[
+                    "max_weight"
+                ],
+            )
         return best
 
     def _priority(self) -> torch.Tensor:
@@ -332,13 +379,18 @@ class VoxelTrainer(TrainingLoop):
 
     # ------------------------------------------------------------------ checkpoints
     def _extra_state(self) -> dict:
-        return {"generator": self.generator.get_state(), "adapt_round": self.adapt_round,
-                "last_adapt_step": self.last_adapt_step, "coverage_ema": self.coverage_ema,
-                "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_scale}}
+        return {
+            "generator": self.generator.get_state(),
+            "adapt_round": self.adapt_round,
+            "last_adapt_step": self.last_adapt_step,
+            "coverage_ema": self.coverage_ema,
+            "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_scale},
+        }
 
     def _resume(self) -> None:
-        self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
-                                                             self.device)
+        self.step, self.elapsed, extra = load_training_state(
+            self.run.ckpt_path, self.model, self.optimizer, self.device
+        )
         self.generator.set_state(extra["generator"])
         self.adapt_round, self.last_adapt_step = int(extra["adapt_round"]), int(extra.get("last_adapt_step", 0))
         self.coverage_ema = float(extra.get("coverage_ema", 0.0))

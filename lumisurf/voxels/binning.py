@@ -6,6 +6,7 @@ A voxel is listed once per (tile it may cover, octant of the rays that may hit i
 entries are sorted by :func:`lumisurf.voxels.octree.order_rank` of their octant, so a pixel walking its tile's
 list and keeping the entries of its own ray's octant meets its voxels front to back.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ class Binned:
     tiles_y: int
 
 
-def screen_boxes(lo: Tensor, size: Tensor, c2w: Tensor, fx: float, fy: float, cx: float, cy: float,
-                 width: int, height: int) -> Tensor:
+def screen_boxes(
+    lo: Tensor, size: Tensor, c2w: Tensor, fx: float, fy: float, cx: float, cy: float, width: int, height: int
+) -> Tensor:
     """Pixel boxes ``[N, 4]`` (x0, x1, y0, y1; half-open, clipped; empty when x0 >= x1) of voxel boxes.
 
     The box of the 8 projected corners, grown to every pixel whose centre it may contain. A voxel with a
@@ -67,8 +69,19 @@ def corner_octants(lo: Tensor, size: Tensor, eye: Tensor) -> Tensor:
     return bits
 
 
-def bin_voxels(path: Tensor, lo: Tensor, size: Tensor, c2w: Tensor, fx: float, fy: float, cx: float, cy: float,
-               width: int, height: int, backend: str = "auto") -> Binned:
+def bin_voxels(
+    path: Tensor,
+    lo: Tensor,
+    size: Tensor,
+    c2w: Tensor,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    width: int,
+    height: int,
+    backend: str = "auto",
+) -> Binned:
     """Screen boxes, octants and the tile-sorted entry list of one view (see the module docstring).
 
     ``backend``: ``warp`` (float32; the per-voxel work in kernels), ``torch`` (this function's body, the

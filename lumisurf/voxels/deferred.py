@@ -11,6 +11,7 @@ geometry cannot buy reflections with bumps as per-voxel SH colour can. The gradi
 the normal and depth outputs of the rasterizer. ``amp``: the networks run under bfloat16 autocast on CUDA
 (ignored on CPU, where it does not pay).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,14 @@ class DeferredShading(nn.Module):
     """``model_cfg``: :class:`lumisurf.config.ModelConfig` (its ``nero``, and ``assignment`` for segmented); the
     hash grid gives ``n_levels * n_features`` features per point (normalised frame, bound 1)."""
 
-    def __init__(self, kind: Literal["nero", "segmented"], model_cfg, grid_cfg: HashGridConfig | None = None,
-                 min_opacity: float = 1e-3, amp: bool = False):
+    def __init__(
+        self,
+        kind: Literal["nero", "segmented"],
+        model_cfg,
+        grid_cfg: HashGridConfig | None = None,
+        min_opacity: float = 1e-3,
+        amp: bool = False,
+    ):
         super().__init__()
         self.grid = HashGrid(grid_cfg or HashGridConfig(n_levels=12, log2_table_size=17, max_resolution=512))
         if kind == "nero":

@@ -5,6 +5,7 @@ voxel and view, along the direction from the camera to the voxel centre (SVRaste
 ``max(0, sum_k sh_k Y_k(d) + 0.5)``. Structural changes (:meth:`SparseVoxelModel.restructure`) replace the
 parameters and carry the optimizer's per-element state through the same linear maps.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,16 +25,23 @@ from lumisurf.voxels.structure import Remap, VoxelOctree
 class SparseVoxelModel(nn.Module):
     """``mode`` density (raw values, exp-linear activation) or sdf (signed distances, NeuS opacity)."""
 
-    def __init__(self, tree: VoxelOctree, mode: GeometryMode = "density", sh_bands: int = 4,
-                 geo_init: Tensor | float = -10.0, inv_s: float = 50.0, n_samples: int = 1,
-                 shading: nn.Module | None = None):
+    def __init__(
+        self,
+        tree: VoxelOctree,
+        mode: GeometryMode = "density",
+        sh_bands: int = 4,
+        geo_init: Tensor | float = -10.0,
+        inv_s: float = 50.0,
+        n_samples: int = 1,
+        shading: nn.Module | None = None,
+    ):
         super().__init__()
         self.shading = shading  # None: SH colour per voxel; else deferred per-pixel shading (voxels/deferred.py)
         self.tree, self.mode, self.sh_bands, self.n_samples = tree, mode, sh_bands, n_samples
         geo = torch.as_tensor(geo_init, dtype=torch.float32)
         self.geo = nn.Parameter(geo.expand(tree.n_corners).clone() if geo.dim() == 0 else geo.clone())
         self.sh0 = nn.Parameter(torch.zeros(len(tree), 1, 3))  # SH DC (colour 0.5 at the start)
-        self.shs = nn.Parameter(torch.zeros(len(tree), sh_bands ** 2 - 1, 3))  # higher bands
+        self.shs = nn.Parameter(torch.zeros(len(tree), sh_bands**2 - 1, 3))  # higher bands
         self.log_inv_s = nn.Parameter(torch.tensor(math.log(inv_s)))  # used in sdf mode only
         self.register_buffer("inv_s_floor", torch.tensor(0.0))  # sdf mode: the sharpness never drops below this
         self.priority = nn.Parameter(torch.ones(len(tree)))  # never optimised: its grad is the subdivision priority
@@ -43,8 +51,15 @@ class SparseVoxelModel(nn.Module):
         self.soft: SoftRaster | None = None  # soft rasterization variants (voxels/soft.py; pixel_angle set per view)
 
     @classmethod
-    def from_state(cls, state: dict, mode: GeometryMode, sh_bands: int, scene_min: Tensor, extent: float,
-                   shading: nn.Module | None = None):
+    def from_state(
+        cls,
+        state: dict,
+        mode: GeometryMode,
+        sh_bands: int,
+        scene_min: Tensor,
+        extent: float,
+        shading: nn.Module | None = None,
+    ):
         """An empty model shaped like the saved ``state`` (its ``tree_path`` / ``tree_level``), to load it into."""
         tree = VoxelOctree(state["tree_path"], state["tree_level"], scene_min, extent)
         return cls(tree, mode=mode, sh_bands=sh_bands, geo_init=state["geo"], shading=shading)
@@ -68,12 +83,15 @@ class SparseVoxelModel(nn.Module):
                 param.grad = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def optimizer_groups(self, lr_geo: float, lr_sh0: float, lr_shs: float, lr_inv_s: float,
-                         lr_shading: float = 0.005) -> list[dict]:
+    def optimizer_groups(
+        self, lr_geo: float, lr_sh0: float, lr_shs: float, lr_inv_s: float, lr_shading: float = 0.005
+    ) -> list[dict]:
         """Adam parameter groups: geometry, SH DC, higher SH bands, (sdf mode) log inv_s, (deferred) shading."""
-        groups = [{"params": [self.geo], "lr": lr_geo, "name": "geo"},
-                  {"params": [self.sh0], "lr": lr_sh0, "name": "sh0"},
-                  {"params": [self.shs], "lr": lr_shs, "name": "shs"}]
+        groups = [
+            {"params": [self.geo], "lr": lr_geo, "name": "geo"},
+            {"params": [self.sh0], "lr": lr_sh0, "name": "sh0"},
+            {"params": [self.shs], "lr": lr_shs, "name": "shs"},
+        ]
         if self.mode == "sdf":
             groups.append({"params": [self.log_inv_s], "lr": lr_inv_s, "name": "inv_s"})
         if self.shading is not None:
@@ -118,9 +136,9 @@ class SparseVoxelModel(nn.Module):
 
     def _sh_colour(self, vox: Tensor, d: Tensor) -> Tensor:
         """Colour ``[P, 3]`` of voxels ``vox`` ``[P]`` seen along unit directions ``d`` ``[P, 3]``."""
-        k = self.active_bands ** 2
+        k = self.active_bands**2
         basis = sh_basis(d, self.active_bands)  # [P, k]
-        sh = torch.cat([self.sh0[vox], self.shs[vox, :k - 1]], 1)  # [P, k, 3]
+        sh = torch.cat([self.sh0[vox], self.shs[vox, : k - 1]], 1)  # [P, k, 3]
         return ((basis[..., None] * sh).sum(1) + 0.5).clamp_min(0.0)
 
     @torch.no_grad()
@@ -146,14 +164,39 @@ class SparseVoxelModel(nn.Module):
         soft = None if self.soft is None else replace(self.soft, pixel_angle=1.0 / float(cameras.fx[cam]))
         grow = margin(lo, size, c2w[:3, 3], soft) if soft is not None and soft.footprint else None
         blo, bsize = (lo, size) if grow is None else (lo - grow[:, None], size + 2.0 * grow)  # boxes to bin
-        binned = bin_voxels(self.tree.path, blo, bsize, c2w, float(cameras.fx[cam]), float(cameras.fy[cam]),
-                            float(cameras.cx[cam]), float(cameras.cy[cam]), cameras.width, cameras.height,
-                            backend=backend)
+        binned = bin_voxels(
+            self.tree.path,
+            blo,
+            bsize,
+            c2w,
+            float(cameras.fx[cam]),
+            float(cameras.fy[cam]),
+            float(cameras.cx[cam]),
+            float(cameras.cy[cam]),
+            cameras.width,
+            cameras.height,
+            backend=backend,
+        )
         o, d, _, _ = cameras.pixel_rays(cam)
         colours = self.voxel_colours(c2w[:3, 3]) if self.shading is None else lo.new_zeros(lo.shape)
-        out = rasterize_tiles(binned, o, d, lo, size, self.corners(), colours, background, cameras.width,
-                              cameras.height, mode=self.mode, inv_s=self.inv_s, backend=backend,
-                              n_samples=self.n_samples, priority=self.priority, soft=soft)
+        out = rasterize_tiles(
+            binned,
+            o,
+            d,
+            lo,
+            size,
+            self.corners(),
+            colours,
+            background,
+            cameras.width,
+            cameras.height,
+            mode=self.mode,
+            inv_s=self.inv_s,
+            backend=backend,
+            n_samples=self.n_samples,
+            priority=self.priority,
+            soft=soft,
+        )
         if self.shading is not None:
             out.update(self.shading(out, o, d, background))
         return out
@@ -167,8 +210,17 @@ class SparseVoxelModel(nn.Module):
         cams = downscaled(cameras, downscale)
         out = self.render_view(cams, cam, background.reshape(3))
         h, w = cams.height, cams.width
-        keys = ("rgb", "opacity", "depth", "normal", "median_depth", "albedo", "metallic", "roughness",
-                "material_probs")
+        keys = (
+            "rgb",
+            "opacity",
+            "depth",
+            "normal",
+            "median_depth",
+            "albedo",
+            "metallic",
+            "roughness",
+            "material_probs",
+        )
         return {k: out[k].reshape(h, w, -1) for k in keys if k in out}
 
     @property
@@ -179,8 +231,11 @@ class SparseVoxelModel(nn.Module):
     def restructure(self, tree: VoxelOctree, remap: Remap, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Adopt ``tree`` (from :meth:`VoxelOctree.subdivide` / ``select`` of the current one): parameters and
         the optimizer's per-element state go through ``remap``."""
-        new = {"geo": remap.corners(self.geo.detach()), "sh0": remap.voxels(self.sh0.detach()),
-               "shs": remap.voxels(self.shs.detach())}
+        new = {
+            "geo": remap.corners(self.geo.detach()),
+            "sh0": remap.voxels(self.sh0.detach()),
+            "shs": remap.voxels(self.shs.detach()),
+        }
         self.priority = nn.Parameter(torch.ones(len(tree), device=self.geo.device))
         self.tree_path, self.tree_level = tree.path.clone(), tree.level.clone()
         for name, value in new.items():
@@ -196,8 +251,15 @@ def downscaled(cameras, factor: int):
     """The same cameras at 1 / ``factor`` resolution (intrinsics scaled; pixel centres kept)."""
     if factor == 1:
         return cameras
-    return replace(cameras, fx=cameras.fx / factor, fy=cameras.fy / factor, cx=cameras.cx / factor,
-                   cy=cameras.cy / factor, width=cameras.width // factor, height=cameras.height // factor)
+    return replace(
+        cameras,
+        fx=cameras.fx / factor,
+        fy=cameras.fy / factor,
+        cx=cameras.cx / factor,
+        cy=cameras.cy / factor,
+        width=cameras.width // factor,
+        height=cameras.height // factor,
+    )
 
 
 def _swap_in_optimizer(optimizer: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter, mapping) -> None:
@@ -208,5 +270,6 @@ def _swap_in_optimizer(optimizer: torch.optim.Optimizer, old: nn.Parameter, new:
                 group["params"][i] = new
     state = optimizer.state.pop(old, None)
     if state is not None:
-        optimizer.state[new] = {k: mapping(v) if torch.is_tensor(v) and v.shape == old.shape else v
-                                for k, v in state.items()}
+        optimizer.state[new] = {
+            k: mapping(v) if torch.is_tensor(v) and v.shape == old.shape else v for k, v in state.items()
+        }

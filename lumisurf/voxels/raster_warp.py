@@ -10,6 +10,7 @@ On CPU a launch is split into interleaved tile sets run on ``torch.get_num_threa
 own max-weight and gradient buffers (summed after), since Warp runs one CPU launch on one thread.
 Only float32 is handled.
 """
+
 from __future__ import annotations
 
 import torch
@@ -90,8 +91,17 @@ if wp is not None:
         return a + (float(k) + 0.5) / float(n_samples) * wp.max(b - a, 0.0)
 
     @wp.func
-    def _sigma_sum(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, a: float, b: float,
-                   lo: wp.vec3, size: float, n_samples: int):
+    def _sigma_sum(
+        corners: wp.array2d(dtype=wp.float32),
+        v: int,
+        o: wp.vec3,
+        d: wp.vec3,
+        a: float,
+        b: float,
+        lo: wp.vec3,
+        size: float,
+        n_samples: int,
+    ):
         """Sum of the activated densities at the segment's sample points."""
         vol = float(0.0)
         for k in range(n_samples):
@@ -99,8 +109,19 @@ if wp is not None:
         return vol
 
     @wp.func
-    def _alpha(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, a: float, b: float,
-               lo: wp.vec3, size: float, mode: int, inv_s: float, n_samples: int):
+    def _alpha(
+        corners: wp.array2d(dtype=wp.float32),
+        v: int,
+        o: wp.vec3,
+        d: wp.vec3,
+        a: float,
+        b: float,
+        lo: wp.vec3,
+        size: float,
+        mode: int,
+        inv_s: float,
+        n_samples: int,
+    ):
         if mode == 0:
             vol = _sigma_sum(corners, v, o, d, a, b, lo, size, n_samples)
             return wp.min(1.0 - wp.exp(-_STEP_SCALE * wp.max(b - a, 0.0) / float(n_samples) * vol), _MAX_ALPHA)
@@ -109,9 +130,22 @@ if wp is not None:
         return wp.min(wp.clamp((pa - pb + _EPS) / (pa + _EPS), 0.0, 1.0), _MAX_ALPHA)
 
     @wp.func
-    def _alpha_backward(corners: wp.array2d(dtype=wp.float32), v: int, o: wp.vec3, d: wp.vec3, a: float,
-                        b: float, lo: wp.vec3, size: float, mode: int, inv_s: float, n_samples: int,
-                        g_alpha: float, g_corners: wp.array2d(dtype=wp.float32), g_inv_s: wp.array(dtype=wp.float32)):
+    def _alpha_backward(
+        corners: wp.array2d(dtype=wp.float32),
+        v: int,
+        o: wp.vec3,
+        d: wp.vec3,
+        a: float,
+        b: float,
+        lo: wp.vec3,
+        size: float,
+        mode: int,
+        inv_s: float,
+        n_samples: int,
+        g_alpha: float,
+        g_corners: wp.array2d(dtype=wp.float32),
+        g_inv_s: wp.array(dtype=wp.float32),
+    ):
         if mode == 0:
             vol = _sigma_sum(corners, v, o, d, a, b, lo, size, n_samples)
             scale = _STEP_SCALE * wp.max(b - a, 0.0) / float(n_samples)
@@ -187,18 +221,28 @@ if wp is not None:
         return a, b, alpha
 
     @wp.kernel
-    def _forward_tiles(view: _View, stop_t: float,
-                       trans: wp.array(dtype=wp.float32), acc_rgb: wp.array(dtype=wp.vec3),
-                       acc_depth: wp.array(dtype=wp.float32), acc_n: wp.array(dtype=wp.vec3),
-                       last: wp.array(dtype=wp.int32), max_w: wp.array(dtype=wp.float32),
-                       n_seg: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32),
-                       median: wp.array(dtype=wp.float32), dist: wp.array(dtype=wp.float32), stride: int,
-                       offset: int):
+    def _forward_tiles(
+        view: _View,
+        stop_t: float,
+        trans: wp.array(dtype=wp.float32),
+        acc_rgb: wp.array(dtype=wp.vec3),
+        acc_depth: wp.array(dtype=wp.float32),
+        acc_n: wp.array(dtype=wp.vec3),
+        last: wp.array(dtype=wp.int32),
+        max_w: wp.array(dtype=wp.float32),
+        n_seg: wp.array(dtype=wp.int32),
+        tile_last: wp.array(dtype=wp.int32),
+        median: wp.array(dtype=wp.float32),
+        dist: wp.array(dtype=wp.float32),
+        stride: int,
+        offset: int,
+    ):
         t = wp.tid() * stride + offset
         ty = t // view.tiles_x
         tx = t - ty * view.tiles_x
         alive = (wp.min((tx + 1) * _TILE, view.width) - tx * _TILE) * (
-            wp.min((ty + 1) * _TILE, view.height) - ty * _TILE)  # pixels of the tile still collecting
+            wp.min((ty + 1) * _TILE, view.height) - ty * _TILE
+        )  # pixels of the tile still collecting
         for e in range(view.tile_start[t], view.tile_start[t + 1]):
             if alive == 0:  # every pixel of the tile has stopped
                 break
@@ -231,17 +275,30 @@ if wp is not None:
                     wp.atomic_max(max_w, v, w)
 
     @wp.kernel
-    def _backward_tiles(view: _View, last: wp.array(dtype=wp.int32), tile_last: wp.array(dtype=wp.int32),
-                        t_final: wp.array(dtype=wp.float32), g_rgb: wp.array(dtype=wp.vec3),
-                        g_op: wp.array(dtype=wp.float32), g_depth: wp.array(dtype=wp.float32),
-                        g_n: wp.array(dtype=wp.vec3), g_dist: wp.array(dtype=wp.float32),
-                        depth_final: wp.array(dtype=wp.float32), trans: wp.array(dtype=wp.float32),
-                        suf_rgb: wp.array(dtype=wp.vec3), suf_depth: wp.array(dtype=wp.float32),
-                        suf_n: wp.array(dtype=wp.vec3), suf_dist: wp.array(dtype=wp.float32),
-                        g_corners: wp.array2d(dtype=wp.float32),
-                        g_col: wp.array(dtype=wp.vec3), g_normals: wp.array(dtype=wp.vec3),
-                        g_inv_s: wp.array(dtype=wp.float32), g_prio: wp.array(dtype=wp.float32),
-                        stride: int, offset: int):
+    def _backward_tiles(
+        view: _View,
+        last: wp.array(dtype=wp.int32),
+        tile_last: wp.array(dtype=wp.int32),
+        t_final: wp.array(dtype=wp.float32),
+        g_rgb: wp.array(dtype=wp.vec3),
+        g_op: wp.array(dtype=wp.float32),
+        g_depth: wp.array(dtype=wp.float32),
+        g_n: wp.array(dtype=wp.vec3),
+        g_dist: wp.array(dtype=wp.float32),
+        depth_final: wp.array(dtype=wp.float32),
+        trans: wp.array(dtype=wp.float32),
+        suf_rgb: wp.array(dtype=wp.vec3),
+        suf_depth: wp.array(dtype=wp.float32),
+        suf_n: wp.array(dtype=wp.vec3),
+        suf_dist: wp.array(dtype=wp.float32),
+        g_corners: wp.array2d(dtype=wp.float32),
+        g_col: wp.array(dtype=wp.vec3),
+        g_normals: wp.array(dtype=wp.vec3),
+        g_inv_s: wp.array(dtype=wp.float32),
+        g_prio: wp.array(dtype=wp.float32),
+        stride: int,
+        offset: int,
+    ):
         t = wp.tid() * stride + offset
         n_ent = tile_last[t] + 1 - view.tile_start[t]  # nothing after the tile's last contribution matters
         for k in range(n_ent):
@@ -270,8 +327,11 @@ if wp is not None:
                     if g_dist[p] != 0.0:
                         after_w = trans[p] - t_final[p]
                         before_wm = depth_final[p] - suf_depth[p] - w * depth_i
-                        c_dist = 2.0 * (depth_i * (1.0 - t_i) - before_wm) + 2.0 * (
-                            suf_depth[p] - depth_i * after_w) + 2.0 / 3.0 * w * (b - a)
+                        c_dist = (
+                            2.0 * (depth_i * (1.0 - t_i) - before_wm)
+                            + 2.0 * (suf_depth[p] - depth_i * after_w)
+                            + 2.0 / 3.0 * w * (b - a)
+                        )
                         g_alpha = g_alpha + g_dist[p] * (t_i * c_dist - suf_dist[p] * inv)
                         suf_dist[p] = suf_dist[p] + w * c_dist
                     wp.atomic_add(g_col, v, w * g_rgb[p])
@@ -281,8 +341,22 @@ if wp is not None:
                     suf_depth[p] = suf_depth[p] + w * depth_i
                     suf_n[p] = suf_n[p] + w * view.normals[v]
                     trans[p] = t_i
-                    _alpha_backward(view.corners, v, o, d, a, b, view.lo[v], view.size[v], view.mode, view.inv_s,
-                                    view.n_samples, g_alpha, g_corners, g_inv_s)
+                    _alpha_backward(
+                        view.corners,
+                        v,
+                        o,
+                        d,
+                        a,
+                        b,
+                        view.lo[v],
+                        view.size[v],
+                        view.mode,
+                        view.inv_s,
+                        view.n_samples,
+                        g_alpha,
+                        g_corners,
+                        g_inv_s,
+                    )
 
 
 def _wp(t: torch.Tensor, dtype=None):
@@ -308,15 +382,28 @@ class _RasterWarp(torch.autograd.Function):
         median, dist = torch.zeros(n_pix, device=dev), torch.zeros(n_pix, device=dev)
         view = _view(geo, corners, rgb, normals, inv_s)
         shared = [view, geo["stop_t"], _wp(trans), _vec(acc_rgb), _wp(acc_depth), _vec(acc_n), _wp(last)]
-        split_launch(_forward_tiles, geo["n_tiles"], dev, parts,
-                lambda k: shared + [_wp(max_w[k]), _wp(n_seg), _wp(tile_last), _wp(median), _wp(dist)])
+        split_launch(
+            _forward_tiles,
+            geo["n_tiles"],
+            dev,
+            parts,
+            lambda k: shared + [_wp(max_w[k]), _wp(n_seg), _wp(tile_last), _wp(median), _wp(dist)],
+        )
         max_w = max_w.amax(0)
         ctx.geo, ctx.view, ctx.parts = geo, view, parts
         ctx.save_for_backward(corners, rgb, normals, trans, last, background, tile_last, acc_depth)
         ctx.mark_non_differentiable(max_w, n_seg, median)
         rgb_out = acc_rgb + trans[:, None] * background
-        return (rgb_out, (1.0 - trans)[:, None], acc_depth[:, None], acc_n, max_w, n_seg, median[:, None],
-                dist[:, None])
+        return (
+            rgb_out,
+            (1.0 - trans)[:, None],
+            acc_depth[:, None],
+            acc_n,
+            max_w,
+            n_seg,
+            median[:, None],
+            dist[:, None],
+        )
 
     @staticmethod
     def backward(ctx, g_rgb, g_op, g_depth, g_n, _g_max_w, _g_n_seg, _g_median, g_dist):
@@ -327,21 +414,44 @@ class _RasterWarp(torch.autograd.Function):
         g_normals, g_inv_s = normals.new_zeros(parts, *normals.shape), corners.new_zeros(parts, 1)
         g_prio = corners.new_zeros(parts, corners.shape[0])
         suf_rgb = (trans[:, None] * background).expand(trans.shape[0], 3).contiguous()
-        shared = [ctx.view, _wp(last), _wp(tile_last), _wp(trans), _vec(g_rgb), _wp(g_op.reshape(-1)),
-                  _wp(g_depth.reshape(-1)), _vec(g_n), _wp(g_dist.reshape(-1).contiguous()), _wp(depth_final),
-                  _wp(trans.clone()), _vec(suf_rgb), _wp(torch.zeros_like(trans)), _vec(torch.zeros_like(suf_rgb)),
-                  _wp(torch.zeros_like(trans))]
-        split_launch(_backward_tiles, ctx.geo["n_tiles"], dev, parts,
-                lambda k: shared + [_wp(g_corners[k]), _vec(g_col[k]), _vec(g_normals[k]), _wp(g_inv_s[k]),
-                                    _wp(g_prio[k])])
+        shared = [
+            ctx.view,
+            _wp(last),
+            _wp(tile_last),
+            _wp(trans),
+            _vec(g_rgb),
+            _wp(g_op.reshape(-1)),
+            _wp(g_depth.reshape(-1)),
+            _vec(g_n),
+            _wp(g_dist.reshape(-1).contiguous()),
+            _wp(depth_final),
+            _wp(trans.clone()),
+            _vec(suf_rgb),
+            _wp(torch.zeros_like(trans)),
+            _vec(torch.zeros_like(suf_rgb)),
+            _wp(torch.zeros_like(trans)),
+        ]
+        split_launch(
+            _backward_tiles,
+            ctx.geo["n_tiles"],
+            dev,
+            parts,
+            lambda k: shared + [_wp(g_corners[k]), _vec(g_col[k]), _vec(g_normals[k]), _wp(g_inv_s[k]), _wp(g_prio[k])],
+        )
         g_prio = g_prio.sum(0) if ctx.needs_input_grad[4] else None
         return g_corners.sum(0), g_col.sum(0), g_normals.sum(0), g_inv_s.sum(), g_prio, None, None
 
 
 def _view(geo: dict, corners, rgb, normals, inv_s) -> "_View":
     view = _View()
-    for name, key in (("tile_start", "tile_start"), ("ent_vox", "voxel"), ("ent_oct", "octant"), ("bbox", "bbox"),
-                      ("size", "size"), ("ray_oct", "ray_oct")):
+    for name, key in (
+        ("tile_start", "tile_start"),
+        ("ent_vox", "voxel"),
+        ("ent_oct", "octant"),
+        ("bbox", "bbox"),
+        ("size", "size"),
+        ("ray_oct", "ray_oct"),
+    ):
         setattr(view, name, _wp(geo[key]))
     view.lo, view.ray_o, view.ray_d = _vec(geo["lo"]), _vec(geo["ray_o"]), _vec(geo["ray_d"])
     view.corners, view.rgb, view.normals = _wp(corners), _vec(rgb), _vec(normals)
@@ -371,6 +481,12 @@ def rasterize_tiles_warp(geo: dict, corners, rgb, normals, inv_s, background, pr
     inv_s_t = torch.as_tensor(inv_s, dtype=torch.float32, device=corners.device).reshape(())
     if priority is None:
         priority = torch.ones(corners.shape[0], device=corners.device)
-    return _RasterWarp.apply(corners.contiguous(), rgb.contiguous(), normals.contiguous(), inv_s_t, priority, geo,
-                             background.expand(geo["ray_o"].shape[0], 3).contiguous())
-
+    return _RasterWarp.apply(
+        corners.contiguous(),
+        rgb.contiguous(),
+        normals.contiguous(),
+        inv_s_t,
+        priority,
+        geo,
+        background.expand(geo["ray_o"].shape[0], 3).contiguous(),
+    )

@@ -10,6 +10,7 @@ optimizer state (Adam's moments) follows the parameters through it:
 
 The root cube is ``[scene_min, scene_min + extent]^3`` in the normalised frame (object in the unit sphere).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,15 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from lumisurf.voxels.octree import (CORNER_OFFSETS, MAX_LEVEL, children, ijk_to_path, lattice_to_world,
-                                    shared_corners, voxel_boxes)
+from lumisurf.voxels.octree import (
+    CORNER_OFFSETS,
+    MAX_LEVEL,
+    children,
+    ijk_to_path,
+    lattice_to_world,
+    shared_corners,
+    voxel_boxes,
+)
 from lumisurf.voxels.raster_torch import trilinear_weights
 
 
@@ -123,23 +131,31 @@ class VoxelOctree:
             raise ValueError(f"cannot subdivide voxels at the maximum level {MAX_LEVEL}")
         kept = (~mask).nonzero().squeeze(1)
         kid_path, kid_level = children(self.path[split], self.level[split])
-        new = VoxelOctree(torch.cat([self.path[kept], kid_path]), torch.cat([self.level[kept], kid_level]),
-                          self.scene_min, self.extent)
+        new = VoxelOctree(
+            torch.cat([self.path[kept], kid_path]),
+            torch.cat([self.level[kept], kid_level]),
+            self.scene_min,
+            self.extent,
+        )
         source = torch.cat([kept, split.repeat_interleave(8)])
         # kept voxels: each corner is its old corner; children: the parent's trilinear field at the corner
         off = CORNER_OFFSETS.to(self.path.device).float()
         local = (off[:, None, :] + off[None, :, :]) / 2.0  # [8 children, 8 corners, 3] in the parent
         w = trilinear_weights(local)  # [8, 8, 8 parent corners]
         n_kid = split.numel() * 8
-        kid_rows = new.vox_key[len(kept):].reshape(n_kid, 8, 1).expand(-1, -1, 8)
+        kid_rows = new.vox_key[len(kept) :].reshape(n_kid, 8, 1).expand(-1, -1, 8)
         kid_cols = self.vox_key[split][:, None, None, :].expand(-1, 8, 8, -1).reshape(n_kid, 8, 8)
         kid_vals = w[None].expand(split.numel(), -1, -1, -1).reshape(n_kid, 8, 8)
-        rows = torch.cat([new.vox_key[:len(kept)].reshape(-1), kid_rows.reshape(-1)])
+        rows = torch.cat([new.vox_key[: len(kept)].reshape(-1), kid_rows.reshape(-1)])
         cols = torch.cat([self.vox_key[kept].reshape(-1), kid_cols.reshape(-1)])
         dev = self.path.device
         vals = torch.cat([torch.ones(len(kept) * 8, device=dev), kid_vals.reshape(-1)])
-        entries = torch.cat([torch.arange(len(kept) * 8, device=dev),
-                             len(kept) * 8 + torch.arange(n_kid * 8, device=dev).repeat_interleave(8)])
+        entries = torch.cat(
+            [
+                torch.arange(len(kept) * 8, device=dev),
+                len(kept) * 8 + torch.arange(n_kid * 8, device=dev).repeat_interleave(8),
+            ]
+        )
         return new, Remap(source, *_mean_map(rows, cols, vals, new.n_corners, entries))
 
 

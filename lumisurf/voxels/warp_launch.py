@@ -2,6 +2,7 @@
 launch is split into interleaved tile sets run concurrently, each part writing its own output buffers.
 On CUDA a launch stays one launch.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +27,12 @@ def split_launch(kernel, n_tiles: int, device: torch.device, parts: int, inputs)
 
     global _POOL, _POOL_SIZE
     wdev = wp.device_from_torch(device)
-    run = lambda k: wp.launch(kernel, dim=(n_tiles - k + parts - 1) // parts, device=wdev,  # noqa: E731
-                              inputs=inputs(k) + [parts, k])
+    run = lambda k: wp.launch(
+        kernel,
+        dim=(n_tiles - k + parts - 1) // parts,
+        device=wdev,  # noqa: E731
+        inputs=inputs(k) + [parts, k],
+    )
     if parts == 1 or kernel.key not in _WARM:  # the first launch loads the module: not from two threads
         for k in range(parts):
             run(k)

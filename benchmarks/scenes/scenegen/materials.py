@@ -3,6 +3,7 @@
 A material is a dict in the ``meta.json`` form: ``id, name, base_color ([r, g, b] linear or "texture"),
 metallic, roughness, specular`` (+ ``pattern`` for textured ones, moved to meta's ``texture``).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -26,25 +27,48 @@ def _hsv(rng: np.random.Generator, sat, val) -> list[float]:
 
 def metal(rng, mid: int, roughness=(0.05, 0.4)) -> dict:
     """metallic 1, coloured: tinted bright base colour (linear RGB)."""
-    return {"id": mid, "name": "metal", "base_color": _hsv(rng, (0.0, 0.6), (0.6, 1.0)),
-            "metallic": 1.0, "roughness": _r(rng.uniform(*roughness)), "specular": SPECULAR}
+    return {
+        "id": mid,
+        "name": "metal",
+        "base_color": _hsv(rng, (0.0, 0.6), (0.6, 1.0)),
+        "metallic": 1.0,
+        "roughness": _r(rng.uniform(*roughness)),
+        "specular": SPECULAR,
+    }
 
 
 def dielectric(rng, mid: int, roughness=(0.1, 0.4), name="glossy_dielectric") -> dict:
     # value <= 0.6: studio_small_03 (mean radiance ~2.2) saturates brighter diffuse albedos
-    return {"id": mid, "name": name, "base_color": _hsv(rng, (0.3, 0.9), (0.15, 0.6)),
-            "metallic": 0.0, "roughness": _r(rng.uniform(*roughness)), "specular": SPECULAR}
+    return {
+        "id": mid,
+        "name": name,
+        "base_color": _hsv(rng, (0.3, 0.9), (0.15, 0.6)),
+        "metallic": 0.0,
+        "roughness": _r(rng.uniform(*roughness)),
+        "specular": SPECULAR,
+    }
 
 
 def textured(rng, mid: int) -> dict:
     """Glossy dielectric whose base colour is a smooth procedural pattern of two colours by position."""
     kind = ["stripes", "checker", "rings"][int(rng.integers(3))]
     axis = rng.normal(size=3)
-    pattern = {"kind": kind, "colors": [_hsv(rng, (0.4, 0.9), (0.35, 0.6)), _hsv(rng, (0.0, 0.5), (0.03, 0.2))],
-               "period": _r(rng.uniform(0.18, 0.4)), "axis": [_r(a) for a in axis / np.linalg.norm(axis)],
-               "sharpness": _r(rng.uniform(3.0, 6.0))}
-    return {"id": mid, "name": f"textured_{kind}", "base_color": "texture", "metallic": 0.0,
-            "roughness": _r(rng.uniform(0.1, 0.5)), "specular": SPECULAR, "pattern": pattern}
+    pattern = {
+        "kind": kind,
+        "colors": [_hsv(rng, (0.4, 0.9), (0.35, 0.6)), _hsv(rng, (0.0, 0.5), (0.03, 0.2))],
+        "period": _r(rng.uniform(0.18, 0.4)),
+        "axis": [_r(a) for a in axis / np.linalg.norm(axis)],
+        "sharpness": _r(rng.uniform(3.0, 6.0)),
+    }
+    return {
+        "id": mid,
+        "name": f"textured_{kind}",
+        "base_color": "texture",
+        "metallic": 0.0,
+        "roughness": _r(rng.uniform(0.1, 0.5)),
+        "specular": SPECULAR,
+        "pattern": pattern,
+    }
 
 
 def glossy_material(rng) -> dict:

@@ -16,6 +16,7 @@ see (the ``sparse_points`` normalisation). Per view, at most ``max_size`` pixels
    (inside the eroded hull: object, outside the dilated hull: background), which fixes views where colour alone
    was ambiguous.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,14 @@ GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = 0, 1, 2, 3  # OpenCV's GrabCut labels
 
 
 # ----------------------------------------------------------------------------- ground plane
-def ground_plane(points: np.ndarray, centers: np.ndarray, tol: float = 0.03, iters: int = 400,
-                 min_inliers: float = 0.15, seed: int = 0) -> tuple[np.ndarray, float] | None:
+def ground_plane(
+    points: np.ndarray,
+    centers: np.ndarray,
+    tol: float = 0.03,
+    iters: int = 400,
+    min_inliers: float = 0.15,
+    seed: int = 0,
+) -> tuple[np.ndarray, float] | None:
     """A plane ``n . x = d`` (unit ``n`` towards the cameras) that supports >= ``min_inliers`` of ``points``
     [N, 3] within ``tol``, with >= 90 % of the cameras ``centers`` [n, 3] above it and < 5 % of the other points
     below it (a table under the object, not a face of it); None when there is none."""
@@ -163,8 +170,9 @@ def hull_labels(region: np.ndarray, hull: np.ndarray, first: np.ndarray, margin:
 
 
 # ----------------------------------------------------------------------------- across views
-def vote_hull(cams: Cameras, masks: list[np.ndarray], plane, res: int = 96, vote: float = 0.8,
-              tol: float = 0.03) -> torch.Tensor:
+def vote_hull(
+    cams: Cameras, masks: list[np.ndarray], plane, res: int = 96, vote: float = 0.8, tol: float = 0.03
+) -> torch.Tensor:
     """Centres [M, 3] of the voxels of [-1, 1]^3 inside the unit sphere and above the plane that lie inside at
     least ``vote`` of the masks [h, w] of the views that see them."""
     pts, _ = _grid(torch.full((3,), -1.0), torch.full((3,), 1.0), res)
@@ -208,8 +216,14 @@ def points_frame(cams: Cameras, points: np.ndarray) -> tuple[Cameras, np.ndarray
     return cams.transformed(norm.scale, torch.as_tensor(c, dtype=torch.float32)), (points - c) / norm.scale
 
 
-def auto_masks(images: Iterable[np.ndarray], cams: Cameras, points: np.ndarray | None = None, max_size: int = 400,
-               rounds: int = 2, progress=None) -> list[np.ndarray]:
+def auto_masks(
+    images: Iterable[np.ndarray],
+    cams: Cameras,
+    points: np.ndarray | None = None,
+    max_size: int = 400,
+    rounds: int = 2,
+    progress=None,
+) -> list[np.ndarray]:
     """Object masks [h, w] bool (the images resized to at most ``max_size`` pixels a side; :func:`full_size`
     brings one back), one per image [H, W, 3] uint8 of ``cams`` (any world frame; images are read one at a time).
 
@@ -248,5 +262,6 @@ def auto_masks(images: Iterable[np.ndarray], cams: Cameras, points: np.ndarray |
 def full_size(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     """A mask of :func:`auto_masks` at the image size: [height, width] uint8, 255 = object."""
     cv2 = opencv()
-    return ((cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5) * 255
-            ).astype(np.uint8)
+    return ((cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5) * 255).astype(
+        np.uint8
+    )

@@ -1,5 +1,6 @@
 """Automatic masks for a whole dataset (any format lumisurf reads): ``lumisurf data masks`` and
 ``lumisurf data process --masks auto``. Masks are PNGs named by image stem, 255 = object."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,11 +27,15 @@ class MaskReport:
     iou: list[float] = field(default_factory=list)  # against the dataset's own masks, when it has some
 
     def lines(self) -> list[str]:
-        out = [f"{self.n_views} masks of {self.size[0]}x{self.size[1]}, object covers {100 * self.coverage:.1f} % "
-               "of an image on average"]
+        out = [
+            f"{self.n_views} masks of {self.size[0]}x{self.size[1]}, object covers {100 * self.coverage:.1f} % "
+            "of an image on average"
+        ]
         if self.iou:
-            out.append(f"IoU against the dataset's masks: mean {np.mean(self.iou):.3f}, median "
-                       f"{np.median(self.iou):.3f}, worst {np.min(self.iou):.3f}")
+            out.append(
+                f"IoU against the dataset's masks: mean {np.mean(self.iou):.3f}, median "
+                f"{np.median(self.iou):.3f}, worst {np.min(self.iou):.3f}"
+            )
         return out
 
 
@@ -57,13 +62,24 @@ def dataset_auto_masks(path: Path, fmt: str = "auto", progress: bool = True):
     scene = load_scene(path, format=fmt, holdout_every=0, downscale=n)
     cams, images, given, files = all_views(scene)
     points = scene.meta.get("points3D")
-    masks = auto_masks((im.numpy() for im in images), cams, points, max_size=WORK_SIZE,
-                       progress=(lambda total: tqdm(total=total, desc="auto masks", unit="view")) if progress else None)
+    masks = auto_masks(
+        (im.numpy() for im in images),
+        cams,
+        points,
+        max_size=WORK_SIZE,
+        progress=(lambda total: tqdm(total=total, desc="auto masks", unit="view")) if progress else None,
+    )
     return masks, files, size, given
 
 
-def write_masks(masks: list[np.ndarray], files: list[Path], size: tuple[int, int], out: Path,
-                given: torch.Tensor | None = None, overview_png: Path | None = None) -> MaskReport:
+def write_masks(
+    masks: list[np.ndarray],
+    files: list[Path],
+    size: tuple[int, int],
+    out: Path,
+    given: torch.Tensor | None = None,
+    overview_png: Path | None = None,
+) -> MaskReport:
     """``out/<image stem>.png`` at the image ``size`` (W, H), a contact sheet (``overview_png``, default
     ``out/overview.png``), and the report."""
     out.mkdir(parents=True, exist_ok=True)
@@ -90,5 +106,5 @@ def overview(masks: list[np.ndarray], files: list[Path], out_png: Path, n: int =
         tiles.append(np.where(masks[i][..., None], rgb, rgb // 4).astype(np.uint8))
     while len(tiles) % 4:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.concatenate(tiles[k:k + 4], 1) for k in range(0, len(tiles), 4)]
+    rows = [np.concatenate(tiles[k : k + 4], 1) for k in range(0, len(tiles), 4)]
     Image.fromarray(np.concatenate(rows, 0)).save(out_png)

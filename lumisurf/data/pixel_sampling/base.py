@@ -4,6 +4,7 @@ The adaptive samplers (soft mining, context prior, quadtree) and the ``PIXEL_SAM
 live in :mod:`lumisurf.data.pixel_sampling.adaptive`. All random draws use the caller's (CPU) generator and
 are moved to the sampler's device afterwards, so runs are reproducible on any device.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

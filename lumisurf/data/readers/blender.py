@@ -7,6 +7,7 @@ colour -> ``images``, alpha -> ``masks``. 16-bit ``*_normal.png`` maps next to T
 ``Split.normals`` (world frame); ``*_depth.npy`` z-depth maps (0 = background) next to the images of any split
 become ``Split.depths``.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,9 @@ def _depths(files: list[Path], size: tuple[int, int]) -> Optional[torch.Tensor]:
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read {p}: {e}") from None
         if d.shape != out.shape[1:]:
-            raise DataError(f"{p}: depth map {d.shape[1] if d.ndim > 1 else '?'}x{d.shape[0]} but images are "
-                            f"{size[0]}x{size[1]}")
+            raise DataError(
+                f"{p}: depth map {d.shape[1] if d.ndim > 1 else '?'}x{d.shape[0]} but images are {size[0]}x{size[1]}"
+            )
         out[k] = np.nan_to_num(d.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     return torch.from_numpy(out)
 
@@ -128,5 +130,13 @@ def read_blender(root: Path, holdout_every: int = 8, max_views: Optional[int] = 
     if (root / "meta.json").is_file():
         meta["meta_json"] = root / "meta.json"
     gt = root / "gt_mesh.ply"
-    return SceneData(name=root.name, root=root, format="blender", splits=splits, normalization=None,
-                     normalized=False, gt_mesh=gt if gt.is_file() else None, meta=meta)
+    return SceneData(
+        name=root.name,
+        root=root,
+        format="blender",
+        splits=splits,
+        normalization=None,
+        normalized=False,
+        gt_mesh=gt if gt.is_file() else None,
+        meta=meta,
+    )

@@ -24,6 +24,7 @@ Schema (unknown keys are errors)::
 A scene's ``overrides`` come after the pipeline's. Paths are relative to the spec file; ``${SHARED}`` is the
 environment variable SHARED, else ``<repo>/../shared/data``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -125,8 +126,11 @@ def _expand(spec: BatchSpec, raw, k: int, path: Path) -> list[ScenePlan]:
     """One plan per dataset of scene entry ``k`` (a glob gives several)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: scene {k + 1} must be a mapping (keys name, data, and pipeline keys)")
-    merged = {**asdict(spec.pipeline), **{key: v for key, v in raw.items() if key != "overrides"},
-              "overrides": list(spec.pipeline.overrides) + list(raw.get("overrides") or [])}
+    merged = {
+        **asdict(spec.pipeline),
+        **{key: v for key, v in raw.items() if key != "overrides"},
+        "overrides": list(spec.pipeline.overrides) + list(raw.get("overrides") or []),
+    }
     try:
         entry = from_dict(SceneEntry, merged, f"scenes[{k}].")
     except ConfigError as exc:

@@ -1,5 +1,6 @@
 """The viewer's relit mode for Stage II runs (``RUN/material/material.pt``): the mesh and its fitted materials
 path-traced (1 ray a pixel, few light samples: a preview) under the learned environment map or a chosen .hdr."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,9 +40,17 @@ class Relighter:
             if cancelled():
                 return None
             with torch.no_grad():
-                rgb, alpha = render_mesh_view(self.mrun.tracer, self.mrun.field, lighting, band, 0, spp=1,
-                                              light_samples=self.light_samples, env_sampler=sampler,
-                                              generator=torch.Generator().manual_seed(0))
+                rgb, alpha = render_mesh_view(
+                    self.mrun.tracer,
+                    self.mrun.field,
+                    lighting,
+                    band,
+                    0,
+                    spp=1,
+                    light_samples=self.light_samples,
+                    env_sampler=sampler,
+                    generator=torch.Generator().manual_seed(0),
+                )
             a = alpha[..., None]
             rows.append(to_uint8(linear_to_srgb(rgb) * a + (1 - a)))
         return np.concatenate(rows, 0)

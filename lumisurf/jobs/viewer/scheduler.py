@@ -5,6 +5,7 @@ level at once (the view follows the mouse), then, once the camera has rested ``r
 level in turn. A render checks ``cancelled()`` between bands and gives up as soon as the version moves on, so a
 stale picture is never published and a move never waits for a fine render to finish.
 """
+
 from __future__ import annotations
 
 import threading
@@ -20,8 +21,14 @@ class ProgressiveRenderer:
     """Renders ``request`` objects (a camera and a mode: opaque here) at ``levels`` (longest image side, pixels,
     coarse to fine) through ``render`` and hands finished images to ``publish``."""
 
-    def __init__(self, render: RenderFn, publish: PublishFn, levels: Sequence[int] = (64, 160, 320),
-                 rest_s: float = 0.25, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        render: RenderFn,
+        publish: PublishFn,
+        levels: Sequence[int] = (64, 160, 320),
+        rest_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.render, self.publish, self.levels, self.rest_s, self.clock = render, publish, tuple(levels), rest_s, clock
         self._cond = threading.Condition()
         self._request = None

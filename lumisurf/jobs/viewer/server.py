@@ -5,6 +5,7 @@ rests, dropped when it moves again. Renders of one model take turns (one lock); 
 is shown: the mesh, or the field's rgb / normal / depth (and albedo / metallic / roughness for material runs)
 as the background behind the frustums.
 """
+
 from __future__ import annotations
 
 import threading
@@ -16,8 +17,7 @@ import numpy as np
 import torch
 
 from lumisurf.jobs.extract import set_vertex_colours
-from lumisurf.jobs.viewer.scene import (add_mesh, bands_of, client_camera, mesh_colourings, setup_scene,
-                                        viser)
+from lumisurf.jobs.viewer.scene import add_mesh, bands_of, client_camera, mesh_colourings, setup_scene, viser
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
 
@@ -53,6 +53,7 @@ def picture(out: dict, mode: str) -> np.ndarray:
 @dataclass
 class ViewerState:
     """What the page shows; shared by the GUI callbacks and the render threads."""
+
     mode: str = "mesh"
     last_render: dict = field(default_factory=dict)  # side, seconds (last finished); published version and side
     clicked: int | None = None  # the last frustum clicked
@@ -61,8 +62,17 @@ class ViewerState:
 class RunViewer:
     """The page of one loaded run (:class:`lumisurf.jobs.restore.LoadedRun`) and its scene (normalised frame)."""
 
-    def __init__(self, loaded, scene, mesh, host: str = "127.0.0.1", port: int = 8080,
-                 levels=(64, 160, 320), rest_s: float = 0.25, relighter=None):
+    def __init__(
+        self,
+        loaded,
+        scene,
+        mesh,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        levels=(64, 160, 320),
+        rest_s: float = 0.25,
+        relighter=None,
+    ):
         self.loaded, self.scene, self.levels, self.rest_s, self.relighter = loaded, scene, levels, rest_s, relighter
         self.state = ViewerState()
         self.lock = threading.Lock()
@@ -93,8 +103,11 @@ class RunViewer:
         if len(self.colourings) > 1:  # material runs: the mesh in albedo / roughness / metallic / material id
             self.colour_dropdown = gui.add_dropdown("mesh colour", tuple(self.colourings), initial_value="radiance")
             self.colour_dropdown.on_update(lambda _: self.set_mesh_colour(self.colour_dropdown.value))
-        hint = "move the camera; pick a view mode; click a camera" if self.mesh is not None else \
-            "no mesh: the field has no surface yet (pick a render mode)"
+        hint = (
+            "move the camera; pick a view mode; click a camera"
+            if self.mesh is not None
+            else "no mesh: the field has no surface yet (pick a render mode)"
+        )
         self.status = gui.add_markdown(hint)
         self.compare = gui.add_image(np.zeros((8, 16, 3), np.uint8), label="clicked camera: image | render")
 
@@ -116,9 +129,12 @@ class RunViewer:
 
     # ------------------------------------------------------------------ clients
     def on_connect(self, client) -> None:
-        r = ProgressiveRenderer(lambda req, side, cancelled: self._render(req, side, cancelled),
-                                lambda img, side, v, c=client: self._publish(c, img, side, v),
-                                levels=self.levels, rest_s=self.rest_s)
+        r = ProgressiveRenderer(
+            lambda req, side, cancelled: self._render(req, side, cancelled),
+            lambda img, side, v, c=client: self._publish(c, img, side, v),
+            levels=self.levels,
+            rest_s=self.rest_s,
+        )
         self.renderers[client.client_id] = r
         client.camera.on_update(lambda cam: self.state.mode != "mesh" and r.update((cam, self.state.mode)))
 
@@ -135,7 +151,7 @@ class RunViewer:
         with self.lock:
             cams = client_camera(camera, side, self.loaded.device)
             if mode.startswith(RELIT):
-                img = self.relighter.render(cams, mode[len(RELIT):], cancelled)
+                img = self.relighter.render(cams, mode[len(RELIT) :], cancelled)
             else:
                 img = render_image(self.loaded.model, self.loaded.cfg, cams, mode, cancelled, self.loaded.device)
         self.state.last_render.update(side=side, seconds=time.perf_counter() - t0)
@@ -204,8 +220,13 @@ def preview_mesh(model, device, resolution: int = 96):
 
     try:
         with torch.no_grad():
-            mesh = extract_mesh(surface_function(model, None, resolution), resolution=resolution, bound=1.0,
-                                device=device, progress=False)
+            mesh = extract_mesh(
+                surface_function(model, None, resolution),
+                resolution=resolution,
+                bound=1.0,
+                device=device,
+                progress=False,
+            )
     except LumisurfError:  # no zero crossing yet (an untrained or collapsed field): the page shows no mesh
         return None
     if len(mesh.vertices) == 0:
@@ -214,8 +235,7 @@ def preview_mesh(model, device, resolution: int = 96):
     return mesh
 
 
-def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None,
-             env_files=()) -> None:
+def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None, env_files=()) -> None:
     """Serve RUN until Ctrl-C; a Stage II run adds relit modes (its learned lighting and ``env_files``)."""
     from lumisurf.data.load import load_scene_normalized_as
     from lumisurf.jobs.restore import load_run
