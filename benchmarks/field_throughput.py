@@ -17,7 +17,8 @@ Usage: python benchmarks/field_throughput.py [--points 65536] [--repeats 3] [--m
        [--backends mlp hash hybrid] [--json out.json] [--baseline OLD_CHECKOUT] [--markdown out.md]
 ``--baseline DIR`` first times a checkout of older code (a git worktree) in a subprocess, then this code,
 and prints before / after side by side. Prints a Markdown table: warm-up 1 iteration, then the median wall time
-of ``--repeats`` iterations (fewer, at least one, once a combination's timed iterations passed ``--max-seconds``; column ``n`` says how many).
+of ``--repeats`` iterations (fewer, at least one, once a combination's timed iterations passed
+``--max-seconds``; column ``n`` says how many).
 """
 
 from __future__ import annotations

@@ -201,7 +201,8 @@ def write_results(rows: list[dict], name: str, args) -> Path:
         f"# Materials benchmark `{name}`",
         "",
         f"Stage I `{args.preset}` {args.stage1_minutes} min, Stage II {args.stage2_minutes} min, one process at "
-        f"a time on this machine; errors over the first {args.eval_views or 'all'} test and relight views. Relight PSNR: sRGB over the background, raw and after a per-channel "
+        f"a time on this machine; errors over the first {args.eval_views or 'all'} test and relight views. "
+        "Relight PSNR: sRGB over the background, raw and after a per-channel "
         "least-squares scale of the linear render (`_scaled`). Albedo PSNR linear, raw and scale-aligned. "
         "MAE over pixels where both GT and mesh are hit. Noise: PSNR of one relit view against an "
         "independent re-render, +3.01 dB (training sample count / render settings).",

@@ -16,8 +16,8 @@ import torch
 
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.eval.image_metrics import psnr, ssim
-from lumisurf.models.surface import RenderState
 from lumisurf.jobs.restore import load_run
+from lumisurf.models.surface import RenderState
 from lumisurf.train.visualize import gt_image
 
 

@@ -35,7 +35,8 @@ def _metrics(run: Path) -> dict:
             }
         )
     if (run / "scalars.csv").exists():
-        rows = list(csv.DictReader(open(run / "scalars.csv")))
+        with open(run / "scalars.csv") as f:
+            rows = list(csv.DictReader(f))
         if rows:
             out.update(
                 {

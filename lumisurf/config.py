@@ -10,17 +10,16 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
 from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import ConfigError
-from lumisurf.stage2_config import MaterialStageConfig
 from lumisurf.sampler_config import PixelSamplerName, SamplerConfig, SurfaceRenderConfig, migrate_sampler  # noqa: F401
+from lumisurf.stage2_config import MaterialStageConfig
 from lumisurf.train_config import GuardConfig, OptimConfig, ScheduleConfig, TrainConfig  # noqa: F401
 from lumisurf.voxel_config import VoxelConfig
-
 
 # choices that name a registry's entries; tests/test_registries.py checks each against its registry
 DatasetFormat = Literal["blender", "neus", "llff", "ngp", "colmap"]  # lumisurf.data.readers.READERS
@@ -31,12 +30,12 @@ RgbLoss = Literal["l1", "l2", "charbonnier", "huber"]  # lumisurf.losses.photome
 
 @dataclass
 class DataConfig:
-    path: Optional[str] = None  # None: the built-in synthetic scene
+    path: str | None = None  # None: the built-in synthetic scene
     format: Literal["auto", DatasetFormat] = "auto"
     background: Literal["white", "black", "random"] = "white"  # colour behind masked (RGBA) images
     normalization: Literal["auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity"] = "auto"
     holdout_every: int = 8  # formats without a test split: every k-th view is a test view
-    max_views: Optional[int] = None  # keep an evenly spaced subset of training views
+    max_views: int | None = None  # keep an evenly spaced subset of training views
     # load dataset images, masks and GT maps at 1/N resolution (N x N block means, intrinsics scaled; COLMAP's
     # images_N/ copies are read when present); the built-in scene ignores it (data.synthetic_resolution)
     downscale: int = 1
@@ -162,8 +161,8 @@ class AssignmentConfig:
     init: Literal["none", "kmeans", "masks", "materials"] = "none"
     # phases before the assignment trains (A/B) render with this head alone, so its parameters are fitted to
     # the whole object first (the metal prior reads the specular head's metallic); None: the mixture
-    pretrain_head: Optional[HeadName] = None
-    mask_path: Optional[str] = None  # init=masks: folder of <image stem>.png integer-id maps
+    pretrain_head: HeadName | None = None
+    mask_path: str | None = None  # init=masks: folder of <image stem>.png integer-id maps
     lift: LiftConfig = field(default_factory=LiftConfig)  # init=materials
 
 
@@ -255,7 +254,7 @@ class EvalConfig:
     fill_unseen: bool = True  # extract: outside space no training camera sees becomes solid (mesh/visibility.py)
     chamfer_samples: int = 100_000
     render_downscale: int = 1
-    max_views: Optional[int] = None
+    max_views: int | None = None
     surface: SurfaceRenderConfig = field(default_factory=SurfaceRenderConfig)
 
 

@@ -16,9 +16,10 @@ NEUS_PAPER = {
     "loss": {"rgb": "l1", "eikonal_weight": 0.1, "mask_weight": 0.1},
 }
 
-# The same method sized for CPU budgets (neus-paper costs about 10 s a step on 2 cores): every NeuS component is kept (geometric init, weight norm, skip, PE, variance, NeRF++
-# background, hierarchical up-sampling, cos-anneal, eikonal); networks are 128 wide and 32 + 32
-# samples per ray are used. Schedules are fractions of the training progress (steps, or a --max-minutes budget).
+# The same method sized for CPU budgets (neus-paper is the published size): every NeuS component is kept (geometric
+# init, weight norm, skip, PE, variance, NeRF++ background, hierarchical up-sampling, cos-anneal, eikonal); networks
+# are 128 wide and 32 + 32 samples per ray are used. Schedules are fractions of the training progress (steps, or a
+# --max-minutes budget).
 NEUS = {
     **NEUS_PAPER,
     "preset": "neus",

@@ -6,7 +6,7 @@ nested section of the one typed :class:`lumisurf.config.Config`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from lumisurf.encodings.hash_grid import HashGridConfig
 
@@ -41,7 +41,7 @@ class MaterialStageConfig:
     relight_indirect: Literal["none", "bounce"] = "bounce"  # occluded directions when relighting
     bounce_dirs: int = 128  # directions of the bounce's per-vertex visibility table
     steps: int = 3000
-    max_minutes: Optional[float] = None
+    max_minutes: float | None = None
     batch_rays: int = 1024
     light_samples: int = 32  # Monte-Carlo directions per pixel per step
     specular_fraction: float = 0.5  # share of directions drawn from the GGX lobe (rest: cosine) ...

@@ -9,18 +9,18 @@ density, a 64^3 start, 5 % subdivision per round, the pruning threshold ramp), e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 
 @dataclass
 class VoxelConfig:
     mode: Literal["density", "sdf"] = "density"  # density: SVRaster; sdf: corner SDF with NeuS opacity
-    init_from: Optional[str] = None  # a voxels.pt (lumisurf extract of a voxel run) to start from instead
+    init_from: str | None = None  # a voxels.pt (lumisurf extract of a voxel run) to start from instead
     init_level: int = 6  # 2^level cells a side at the start, inside the masks' visual hull when there are masks
     sh_bands: int = 4  # colour SH bands (4 = degree 3)
     sh_band_every: float = 0.05  # one more active band every this much progress (starts with 1)
     max_voxels: int = 400_000
-    max_memory_mb: Optional[float] = 2048.0  # the voxel cap also follows from this (parameters + Adam state)
+    max_memory_mb: float | None = 2048.0  # the voxel cap also follows from this (parameters + Adam state)
     adapt_every: float = 0.05  # prune + subdivide every this much progress ...
     adapt_until: float = 0.75  # ... until this progress
     adapt_min_steps: int = 50  # and never sooner than this many steps after the start or the last round (a
@@ -31,7 +31,7 @@ class VoxelConfig:
     prune_min_coverage: float = 0.5  # no pruning while the batch coverage (mask IoU of opacity > 0.5, or the
     # opaque fraction without masks; an EMA) is below this: from SVRaster's transparent start every voxel's
     # max weight is below any threshold until the density has grown (hundreds of steps)
-    max_level: Optional[int] = None  # never subdivide past this level (2^level cells a side; None: the footprint
+    max_level: int | None = None  # never subdivide past this level (2^level cells a side; None: the footprint
     # rule alone)
     subdivide_fraction: float = 0.05  # of the voxels, by accumulated priority
     subdivide_min_footprint: float = 0.5  # children must stay larger than this x the smallest pixel footprint
@@ -39,7 +39,7 @@ class VoxelConfig:
     prune_views: int = 24  # max blending weights for pruning come from at least this many views (extra renders
     # of evenly spaced views the training steps missed since the last layout change; all views if fewer)
     lr_geo: float = 0.025
-    lr_geo_final: Optional[float] = None  # the geometry's rate decays geometrically to this at the end (None:
+    lr_geo_final: float | None = None  # the geometry's rate decays geometrically to this at the end (None:
     # constant, SVRaster's). Adam moves every corner by about the rate each step whatever its voxel's size, so a
     # constant rate keeps a fine SDF's gradient jittering by lr / voxel size
     lr_geo_by_size: bool = False  # scale each corner's step by its smallest voxel's edge / the starting edge
@@ -47,12 +47,12 @@ class VoxelConfig:
     lr_shs: float = 0.00025
     lr_inv_s: float = 0.01  # sdf mode: log inv_s
     beta1: float = 0.1
-    grad_clip: Optional[float] = None  # clip the gradient norm over all parameters to this (None: SVRaster's none)
+    grad_clip: float | None = None  # clip the gradient norm over all parameters to this (None: SVRaster's none)
     geo_init: float = -5.0  # density mode: raw value of every corner at the start (SVRaster: -10, made for 20k
     # steps; at -10 a 5-min CPU run spent its first hundreds of steps transparent: lego 26.45-26.75 -> 29.75)
     sdf_init_radius: float = 0.5  # sdf mode: the corners start as the SDF of a sphere of this radius
     inv_s_init: float = 50.0
-    inv_s_final: Optional[float] = None  # sdf mode: a floor under the learned inv_s rising geometrically from
+    inv_s_final: float | None = None  # sdf mode: a floor under the learned inv_s rising geometrically from
     inv_s_until: float = 0.75  # inv_s_init to this by this progress (None: learned only, as NeuS)
     shading: Literal["sh", "nero", "segmented"] = "sh"  # sh: colour per voxel (SVRaster); nero: deferred per-pixel
     # NeRO shading with model.nero's networks; segmented: deferred K-head mixture of model.assignment (sdf mode;

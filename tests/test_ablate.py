@@ -140,8 +140,8 @@ def test_bad_override_key_or_preset_fails_before_training(tmp_path, capsys):
 def test_paused_clock_loop_and_evaluator(tiny_scene, tmp_path):
     import time
 
-    from lumisurf.config import apply_overrides
     from lumisurf.bench.time_to_target import CheckpointEvaluator, EvalSettings, train_with_evals
+    from lumisurf.config import apply_overrides
     from lumisurf.presets import preset_config
     from lumisurf.train.run_dir import RunDir
     from lumisurf.train.trainer import Trainer

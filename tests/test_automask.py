@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from lumisurf.data.cameras import Cameras
 from lumisurf.data.capture.automask import ground_plane, split_points
 from lumisurf.data.capture.triangulate import confirmed, dlt, epipolar_distance, fundamental, reprojection
-from lumisurf.data.cameras import Cameras
 
 sys.path.insert(0, str(Path(__file__).parent))
 from capture_scene import box_masks, orbit, write_photos  # noqa: E402

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from lumisurf.data.hdr import read_hdr, write_hdr
 from lumisurf.errors import DataError
@@ -21,8 +22,6 @@ from lumisurf.shading.envmap import (
     uv_to_dir,
 )
 from lumisurf.shading.split_sum import integrate_brdf
-
-from conftest import SHARED_DATA
 
 F64 = torch.float64
 

@@ -9,9 +9,8 @@ import warnings
 import pytest
 import torch
 
-from lumisurf.encodings import HashGrid, HashGridConfig
+from lumisurf.encodings import HashGrid, HashGridConfig, hash_grid_numba
 from lumisurf.encodings import hash_grid as hg
-from lumisurf.encodings import hash_grid_numba
 from lumisurf.encodings import hash_grid_torch as ref
 from lumisurf.encodings import hash_grid_warp as fast
 from lumisurf.errors import ConfigError

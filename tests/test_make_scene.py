@@ -9,13 +9,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from conftest import SHARED_DATA
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
-
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scenes" / "make_scene.py"
 TINY = dict(res=32, spp=4, n_train=4, n_test=2, n_relight=2)

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from lumisurf.config import Config, NeroConfig
+from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.ipe import IPEncoding, integrated_positional_encoding
 from lumisurf.losses.occlusion import occlusion_loss
 from lumisurf.renderers.occlusion import entering_alpha, march_occlusion
 from lumisurf.shading.nero import NeroShading
-from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.shading.split_sum import compute_lut
 
 SMALL_LUT = torch.from_numpy(compute_lut(16, 64))  # [16, 16, 2]; the real table is 256 x 256

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_dataset
 from PIL import Image
 
 from lumisurf.data import normalization as N
 from lumisurf.data.cameras import Cameras
-from conftest import shared_dataset
 from lumisurf.data.normalization import estimate_normalization, normalize_scene
 from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import Normalization, SceneData, Split

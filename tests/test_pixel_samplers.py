@@ -6,9 +6,6 @@ import pytest
 import torch
 
 from lumisurf.config import apply_overrides
-from lumisurf.sampler_config import QuadtreeConfig, SamplerConfig, SoftMiningConfig
-from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
-from lumisurf.data.pixel_sampling.base import PixelBatch, UniformPixelSampler
 from lumisurf.data.pixel_sampling.adaptive import (
     PIXEL_SAMPLERS,
     build_pixel_sampler,
@@ -16,9 +13,12 @@ from lumisurf.data.pixel_sampling.adaptive import (
     soft_mining_weights,
     subdivide_levels,
 )
+from lumisurf.data.pixel_sampling.base import PixelBatch, UniformPixelSampler
+from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
 from lumisurf.data.scene import Split
 from lumisurf.losses.s3im import s3im_loss
 from lumisurf.presets import preset_config
+from lumisurf.sampler_config import QuadtreeConfig, SamplerConfig, SoftMiningConfig
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 

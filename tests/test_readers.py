@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA, shared_dataset
 from PIL import Image
 
-from conftest import SHARED_DATA, shared_dataset
 from lumisurf.data.cameras import Cameras, distort_points
 from lumisurf.data.images import load_normal_png16, read_png16
 from lumisurf.data.readers import READERS, detect_format, load_scene
@@ -31,7 +31,7 @@ BLENDER = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scene(name: str):
     return load_scene(shared_dataset(name))
 
@@ -83,7 +83,7 @@ def test_blender_scene(name):
     for split_name, sp in sc.splits.items():
         assert sp.images.shape[1:] == (200, 200, 3) and sp.images.dtype == torch.uint8  # 8-bit PNGs, as stored
         assert sp.masks is not None and sp.masks.shape[1:] == (200, 200)
-        assert 0 <= float(sp.masks.min()) and float(sp.masks.max()) <= 1
+        assert float(sp.masks.min()) >= 0 and float(sp.masks.max()) <= 1
         assert (sp.cameras.cx == 100).all() and (sp.cameras.cy == 100).all()
         _assert_rigid(sp.cameras.c2w)
         cams, masks = _all_views(sc, (split_name,))
@@ -489,7 +489,7 @@ def test_colmap_txt_bin_round_trip(tmp_path):
         assert torch.allclose(getattr(a.cameras, k), getattr(b.cameras, k), atol=1e-6), k
     assert torch.allclose(a.cameras.distortion[1], torch.tensor([0.05, 0, 0, 0]))
     X = torch.tensor([0.1, -0.2, 0.05], dtype=torch.float64)
-    for i, (iid, q, t, cid, name) in enumerate(_colmap_images()):
+    for i, (_iid, _q, _t, cid, _name) in enumerate(_colmap_images()):
         model, p = COLMAP_CAMS[cid]
         fx, fy, cx, cy = (p[0], p[1], p[2], p[3]) if model != "SIMPLE_RADIAL" else (p[0], p[0], p[1], p[2])
         w2c = np.linalg.inv(_look_at_cv(EYES[i]))

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import shared_dataset
 from PIL import Image
 
 from lumisurf.config import AssignmentConfig, Config, apply_overrides, from_dict, to_dict
@@ -31,8 +32,6 @@ from lumisurf.losses.segmentation import (
     sparsity_loss,
 )
 from lumisurf.train.phases import PhaseConfig, PhaseSchedule, default_phases, phases_from_config
-
-from conftest import shared_dataset
 
 SMALL_GRID = HashGridConfig(
     n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=32, implementation="torch"

@@ -171,7 +171,7 @@ def test_stage2_cli_smoke(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["surface_pixels"] > 0 and math.isfinite(summary["loss"])
     assert summary["init"] == "constant" and summary["env_lr"] == 0.02  # no Stage I heads: a learned map from grey
-    for key in ("obj", "glb", "ply", "xml"):
+    for _key in ("obj", "glb", "ply", "xml"):
         assert (out / "export").exists() and any((out / "export").iterdir())
     env = tmp_path / "sky.hdr"
     sky = np.ones((8, 16, 3), np.float32)

@@ -8,14 +8,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from conftest import shared_dataset
 
 from lumisurf.cli import main
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.eval.image_metrics import psnr
 from lumisurf.jobs.restore import load_run
 from lumisurf.train.visualize import gt_image, render_views_for
-
-from conftest import shared_dataset
 
 
 @pytest.mark.parametrize("name", ["glossy_spot", "fox"])  # masked (constant background) and NeRF++ background

@@ -63,7 +63,7 @@ def test_shapes_and_metadata(scene):
     assert (len(tr), len(te)) == (8, 4)
     assert tr.images.shape == (8, 48, 48, 3) and tr.masks.shape == (8, 48, 48)
     assert te.normals.shape == (4, 48, 48, 3) and tr.normals is None
-    assert tr.images.dtype == torch.float32 and 0 <= float(tr.images.min()) and float(tr.images.max()) <= 1
+    assert tr.images.dtype == torch.float32 and float(tr.images.min()) >= 0 and float(tr.images.max()) <= 1
     assert scene.format == "synthetic" and scene.name == "synthetic" and str(scene.root) == "<builtin>"
     assert scene.normalization is None and not scene.normalized
     assert (tr.masks.flatten(1).sum(1) > 20).all()  # every view sees the object

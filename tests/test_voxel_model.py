@@ -29,7 +29,7 @@ def test_render_view_shapes_and_ranges():
     for mode in ("density", "sdf"):
         out = _sphere_model(mode).render_view(CAMS, 0, torch.ones(3))
         assert out["rgb"].shape == (480, 3) and out["opacity"].shape == (480, 1)
-        assert 0 <= out["opacity"].min() and out["opacity"].max() <= 1
+        assert out["opacity"].min() >= 0 and out["opacity"].max() <= 1
         assert out["opacity"].max() > 0.9 and out["opacity"].min() < 0.1  # the sphere and the background
 
 

@@ -82,9 +82,8 @@ def scene_state(out: Path, kind: str, seed: int, params: dict) -> str:
 def _render_split(
     scene, geo, recipe, out: Path, split: str, cams: np.ndarray, params: dict, gt: bool, progress: bool
 ) -> float:
-    from tqdm import tqdm
-
     from scenegen import render as R
+    from tqdm import tqdm
 
     t0, two = time.time(), recipe["kind"] == "two_material"
     name = out.name.removesuffix(".partial")
@@ -118,7 +117,8 @@ def _write_static(tmp: Path, recipe: dict, geo, cams: dict, data_root: Path) -> 
 
 
 def _write_scene(tmp: Path, kind: str, seed: int, params: dict, data_root: Path, progress: bool, verify: bool) -> None:
-    from scenegen import geometry, render as R
+    from scenegen import geometry
+    from scenegen import render as R
     from scenegen.meta import build_meta
 
     mi = R.mitsuba()

@@ -24,14 +24,13 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 from lumisurf.bench.spec import AblationSpec, VariantSpec, build_configs, load_spec, select
+from lumisurf.bench.time_to_target import EvalSettings, MetricPanel, first_time, fmt_value, plot_metric_grid
 from lumisurf.bench.variant import ROW_FIELDS
 from lumisurf.config import Config, to_dict
 from lumisurf.errors import LumisurfError
 from lumisurf.jobs.spec_paths import REPO_ROOT
-from lumisurf.bench.time_to_target import EvalSettings, MetricPanel, first_time, fmt_value, plot_metric_grid
 
 OUTPUTS = ("ablation.csv", "ablation.md", "ablation.png")
 INT_FIELDS = ("steps",)
@@ -181,7 +180,7 @@ def summarize(spec: AblationSpec, outcomes: list[Outcome]) -> list[dict]:
     return out
 
 
-def _reached(t: Optional[float], rows_seen: bool) -> str:
+def _reached(t: float | None, rows_seen: bool) -> str:
     return fmt_value(t, ".0f", "not reached" if rows_seen else "-")
 
 
@@ -266,9 +265,9 @@ def write_outputs(out: Path, spec: AblationSpec, outcomes: list[Outcome]) -> str
 
 def run_ablation(
     spec_path: Path,
-    out: Optional[Path] = None,
-    minutes: Optional[float] = None,
-    only: Optional[list[str]] = None,
+    out: Path | None = None,
+    minutes: float | None = None,
+    only: list[str] | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Path:

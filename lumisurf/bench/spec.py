@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from lumisurf.config import Config, apply_overrides, from_dict
-from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.errors import ConfigError
+from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.presets import preset_config
 
 
@@ -42,11 +42,11 @@ class VariantSpec:
 
 @dataclass
 class AblationSpec:
-    dataset: Optional[str] = None
+    dataset: str | None = None
     minutes: float = 5.0
     eval_every: float = 30.0
     target_psnr: float = 25.0
-    target_chamfer: Optional[float] = None
+    target_chamfer: float | None = None
     eval_views: int = 4
     eval_downscale: int = 2
     mesh_resolution: int = 128
@@ -57,7 +57,7 @@ class AblationSpec:
     variants: tuple[VariantSpec, ...] = ()
     # filled by load_spec (not spec keys)
     name: str = field(default="", metadata={"internal": True})
-    source: Optional[Path] = field(default=None, metadata={"internal": True})
+    source: Path | None = field(default=None, metadata={"internal": True})
 
 
 SPEC_KEYS = [k for k in AblationSpec.__dataclass_fields__ if k not in ("name", "source")]
@@ -120,7 +120,7 @@ def _check_values(spec: AblationSpec, path: Path) -> None:
         seen.add(v.name)
 
 
-def select(spec: AblationSpec, only: Optional[list[str]] = None, minutes: Optional[float] = None) -> AblationSpec:
+def select(spec: AblationSpec, only: list[str] | None = None, minutes: float | None = None) -> AblationSpec:
     """The spec restricted to the variants named in ``only`` (spec order kept), with ``minutes`` replaced."""
     if minutes is not None:
         if not minutes > 0:

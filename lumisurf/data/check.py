@@ -8,17 +8,16 @@ when most training cameras lie inside the unit sphere, see ``normalization.check
 
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lumisurf.data.images import as_float
 from lumisurf.data.cameras import Cameras
+from lumisurf.data.images import as_float
 from lumisurf.data.normalization import cameras_inside, cameras_inside_message, normalize_scene, project_points
 from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import SceneData

@@ -75,7 +75,7 @@ def _parse_header(data: bytes, path: Path) -> tuple[int, int, int, list[tuple[st
         raise DataError(f"{path}: bad HDR resolution line {' '.join(parts)!r}") from None
     if axes[0][1] <= 0 or axes[1][1] <= 0:
         raise DataError(f"{path}: bad HDR image size {' '.join(parts)!r}")
-    sizes = dict((name[1], n) for name, n in axes)
+    sizes = {name[1]: n for name, n in axes}
     return res_end + 1, sizes["Y"], sizes["X"], axes
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import struct
 import zlib
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -64,7 +63,7 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
-def load_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def load_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Colour [H, W, 3] float32 in [0, 1] and alpha [H, W] (or None when the file has none).
 
     Colour is returned as stored (straight, not premultiplied); grey images are expanded to RGB.
@@ -81,7 +80,7 @@ def load_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     return arr, None
 
 
-def load_image_uint8(path: Path, downscale: int = 1) -> tuple[np.ndarray, Optional[np.ndarray], tuple[int, int]]:
+def load_image_uint8(path: Path, downscale: int = 1) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
     """Colour [h, w, 3] uint8 and alpha [h, w] float32 in [0, 1] (or None), decoded straight to 8 bits (no
     float copy of a 12 MP photo), at 1/``downscale``: the bottom/right remainder cropped, blocks averaged
     (Pillow's ``reduce``). Also returns the file's full size (width, height). 16-bit files go through floats."""

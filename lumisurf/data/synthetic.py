@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from lumisurf.data.cameras import Cameras
-from lumisurf.data.scene import SceneData, Split
 from lumisurf.data.color_space import linear_to_srgb  # noqa: F401  (re-exported)
+from lumisurf.data.scene import SceneData, Split
 
 SPHERE_CENTER = (0.0, 0.0, 0.12)
 SPHERE_RADIUS = 0.38

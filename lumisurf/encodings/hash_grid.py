@@ -12,8 +12,9 @@ units inside [-bound, bound]^3; points outside are clamped. See `hash_grid_torch
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ class GridKernel:
     [N, L*F, 3] when want_jac) from the first k levels."""
 
     apply: Callable
-    missing: Callable[[], "str | None"]
+    missing: Callable[[], str | None]
     devices: tuple[str, ...]
 
 

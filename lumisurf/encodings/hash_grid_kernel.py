@@ -9,7 +9,7 @@ Conventions: `hash_grid_torch`.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Protocol
 
 import torch
 
@@ -38,9 +38,9 @@ class KernelRunner(Protocol):
         g_feat: torch.Tensor,
         g_jac: torch.Tensor,
         has_gjac: bool,
-        g_table: Optional[torch.Tensor],
+        g_table: torch.Tensor | None,
         need_x: bool,
-    ) -> Optional[torch.Tensor]:
+    ) -> torch.Tensor | None:
         """Add d loss / d table into g_table (when given) from g_feat [k, N, F] and (has_gjac) g_jac [k, N, F, 3];
         return d loss / d x [N, 3] when need_x (else None)."""
 

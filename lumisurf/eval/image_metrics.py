@@ -1,5 +1,5 @@
-"""Image metrics: PSNR, SSIM (its differentiable map lives in :mod:`lumisurf.losses.ssim`), LPIPS (if available offline), mask IoU,
-alpha-weighted normal angular error.
+"""Image metrics: PSNR, SSIM (its differentiable map lives in :mod:`lumisurf.losses.ssim`), LPIPS (if available
+offline), mask IoU, alpha-weighted normal angular error.
 
 Images are torch tensors ``[H, W, 3]`` or ``[B, H, W, 3]``, float in ``[0, 1]`` (sRGB unless the
 caller decides otherwise). Scalar metrics return Python floats.
@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,7 @@ def _batched(x: Tensor) -> Tensor:
     return x
 
 
-def psnr(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> float:
+def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
     """Peak signal-to-noise ratio in dB for data range 1: ``-10 log10(mse)``.
 
     ``mask`` ([H, W], [B, H, W] or broadcastable to the image, values in [0, 1]) weights the
@@ -65,7 +64,7 @@ _HUB_WEIGHTS = {"alex": "alexnet-owt-", "vgg": "vgg16-"}
 _LPIPS_CACHE: dict = {}
 
 
-def _hub_checkpoint(net: str) -> Optional[Path]:
+def _hub_checkpoint(net: str) -> Path | None:
     """The torchvision backbone weights in the torch hub cache, if present (never downloads)."""
     ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
     if not ckpt_dir.is_dir():
@@ -93,7 +92,7 @@ def lpips_available(net: str = "alex") -> tuple[bool, str]:
     return True, f"lpips with {net} backbone ({ckpt.name})"
 
 
-def lpips_score(pred: Tensor, target: Tensor, net: str = "alex") -> Optional[float]:
+def lpips_score(pred: Tensor, target: Tensor, net: str = "alex") -> float | None:
     """Mean LPIPS distance (lower is better), or None when :func:`lpips_available` says no."""
     ok, _ = lpips_available(net)
     if not ok:

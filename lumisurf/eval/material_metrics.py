@@ -40,7 +40,7 @@ def matid_iou(pred_ids, gt_ids) -> dict:
     gt_count = np.bincount(g - 1, minlength=G)
     rows, cols = linear_sum_assignment(-inter)
     mapping = {int(r): int(c) + 1 for r, c in zip(rows, cols)}
-    ious = {gid: 0.0 for gid in range(1, G + 1)}
+    ious = dict.fromkeys(range(1, G + 1), 0.0)
     for r, c in zip(rows, cols):
         union = pred_count[r] + gt_count[c] - inter[r, c]
         ious[int(c) + 1] = float(inter[r, c] / union) if union > 0 else 0.0

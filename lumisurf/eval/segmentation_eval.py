@@ -4,8 +4,6 @@ assignment (surface points of every view reprojected into the others, visibility
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import torch
 from PIL import Image
@@ -45,9 +43,9 @@ def segmentation_metrics(
     split,
     renders: list[dict],
     downscale: int,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     out_dir=None,
-    stems: Optional[list[str]] = None,
+    stems: list[str] | None = None,
 ) -> dict:
     """``renders``: per view of ``split`` (in order) the dict of ``render_view`` with material_probs."""
     ids = [id_map(r["material_probs"], r["opacity"]) for r in renders]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ class AssignmentField(nn.Module):
     temperature is exp(log_temperature), learnable when ``learn_temperature``.
     """
 
-    def __init__(self, cfg: Optional[AssignmentConfig] = None):
+    def __init__(self, cfg: AssignmentConfig | None = None):
         super().__init__()
         cfg = cfg or AssignmentConfig()
         if cfg.K < 1:
@@ -119,9 +118,9 @@ def gaussian_mixture(x: Tensor, k: int, iters: int = 50, seed: int = 0, reg: flo
 
 def kmeans_soft_maps(
     images: Tensor,
-    masks: Optional[Tensor],
+    masks: Tensor | None,
     K: int,
-    residual: Optional[Tensor] = None,
+    residual: Tensor | None = None,
     temperature: float = 0.01,
     iters: int = 20,
     seed: int = 0,
@@ -155,7 +154,7 @@ def _read_ids(path: Path) -> np.ndarray:
     return a[..., 0] if a.ndim == 3 else a
 
 
-def load_mask_folder(path, files: Optional[list] = None, K: Optional[int] = None) -> Tensor:
+def load_mask_folder(path, files: list | None = None, K: int | None = None) -> Tensor:
     """User-given material masks: one PNG per view with integer ids (0 = background, 1..K = material).
 
     ``files``: the image file of each view; its mask is ``<stem>.png`` or ``<stem>_matid.png`` in the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ METRIC_KEYS = (
 )
 
 
-def _mean(values: list[float]) -> Optional[float]:
+def _mean(values: list[float]) -> float | None:
     vals = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.mean(vals)) if vals else None
 
@@ -112,7 +111,7 @@ def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:
 
 def evaluate_run(
     loaded,
-    data_path: Optional[str] = None,
+    data_path: str | None = None,
     split: str = "test",
     progress: bool = True,
     force: bool = False,
@@ -144,7 +143,7 @@ def evaluate_run(
     return metrics
 
 
-def _update_mesh_metrics(loaded, data_path: Optional[str], progress: bool) -> dict:
+def _update_mesh_metrics(loaded, data_path: str | None, progress: bool) -> dict:
     if not loaded.run.metrics_path.exists():
         raise LumisurfError(f"--mesh-only needs an existing {loaded.run.metrics_path}; run eval without it first")
     metrics = json.loads(loaded.run.metrics_path.read_text())

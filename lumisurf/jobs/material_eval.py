@@ -10,15 +10,14 @@ Relit images are compared in sRGB after compositing both on the training backgro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from lumisurf.data.images import as_float
 from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
+from lumisurf.data.images import as_float
 from lumisurf.data.scene import Split
 from lumisurf.eval.image_metrics import psnr, ssim
 from lumisurf.renderers.mesh_render import material_maps, render_mesh_view
@@ -27,7 +26,7 @@ from lumisurf.shading.lighting import Lighting, load_env
 from lumisurf.train.visualize import to_uint8
 
 
-def gt_material_maps(image_file: Path) -> Optional[dict[str, torch.Tensor]]:
+def gt_material_maps(image_file: Path) -> dict[str, torch.Tensor] | None:
     """GT albedo (linear) [H, W, 3], roughness, metallic [H, W] and hit mask [H, W] beside an image, or None."""
     stem, parent = Path(image_file).stem, Path(image_file).parent
     files = {k: parent / f"{stem}_{k}.png" for k in ("albedo", "roughness", "metallic")}
@@ -55,7 +54,7 @@ def _albedo_scale(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (pred * gt).sum(0) / (pred * pred).sum(0).clamp_min(1e-8)
 
 
-def material_errors(mrun, split: Split, max_views: Optional[int] = None, progress: bool = True) -> dict:
+def material_errors(mrun, split: Split, max_views: int | None = None, progress: bool = True) -> dict:
     """Albedo PSNR (raw and scale-aligned, linear), albedo / roughness / metallic MAE over the split."""
     n = len(split) if max_views is None else min(max_views, len(split))
     preds, gts = [], []
@@ -119,10 +118,10 @@ def relight_views(
     mrun,
     split: Split,
     env_file: Path,
-    out_dir: Optional[Path],
+    out_dir: Path | None,
     spp: int,
     light_samples: int,
-    max_views: Optional[int] = None,
+    max_views: int | None = None,
     progress: bool = True,
 ):
     """Render ``split``'s cameras under ``env_file``; yields (index, linear rgb [H,W,3], alpha [H,W]) and
@@ -156,8 +155,8 @@ def relight_metrics(
     split: Split,
     env_file: Path,
     bg: float,
-    out_dir: Optional[Path],
-    max_views: Optional[int] = None,
+    out_dir: Path | None,
+    max_views: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Relit-image PSNR / SSIM against the split's images (both composited over grey level ``bg``).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from lumisurf.data.hdr import read_hdr
 from lumisurf.data.load import load_scene_normalized_as
@@ -16,10 +15,10 @@ def relight_job(
     root: Path,
     env: Path,
     split_name: str = "test",
-    spp: Optional[int] = None,
-    samples: Optional[int] = None,
-    out: Optional[str] = None,
-    device: Optional[str] = None,
+    spp: int | None = None,
+    samples: int | None = None,
+    out: str | None = None,
+    device: str | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> Path:

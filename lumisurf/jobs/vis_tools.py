@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import matplotlib
 
@@ -24,7 +23,7 @@ from lumisurf.eval.segmentation_eval import id_map, id_map_image, z_depth  # noq
 from lumisurf.train.visualize import render_views_for  # noqa: E402
 
 
-def _pick_pixel(out: dict, pixel: Optional[tuple[int, int]]) -> tuple[int, int]:
+def _pick_pixel(out: dict, pixel: tuple[int, int] | None) -> tuple[int, int]:
     opacity = out["opacity"][..., 0]
     if pixel is not None:
         return pixel
@@ -42,7 +41,7 @@ def seg_reprojection(
     out_path: Path,
     split_name: str = "test",
     view: int = 0,
-    pixel: Optional[tuple[int, int]] = None,
+    pixel: tuple[int, int] | None = None,
     downscale: int = 2,
     max_views: int = 12,
 ) -> Path:

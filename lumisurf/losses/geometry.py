@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -11,7 +9,7 @@ from torch import Tensor
 from lumisurf.losses.reduce import safe_mean
 
 
-def eikonal_loss(gradients: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+def eikonal_loss(gradients: Tensor, weight: Tensor | None = None) -> Tensor:
     """Mean of ``(|grad sdf| - 1)^2`` over points (0 for no points).
 
     ``gradients`` ``[..., 3]``; ``weight`` (mask or soft weight) broadcastable to ``[...]`` or with a
@@ -48,7 +46,7 @@ def surface_point_pairs(
     opacity: Tensor,
     eps: float,
     n: int,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Points where rays hit the surface (opacity > 0.5; at most ``n``, detached) and each one moved by a random
     offset of length ``eps`` (normalised-frame units): ``[2, P, 3]`` (first the points, then the moved ones).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -44,7 +45,7 @@ def rgb_loss(
     pred: Tensor,
     target: Tensor,
     kind: Literal["l1", "l2", "charbonnier", "huber"],
-    weight: Optional[Tensor] = None,
+    weight: Tensor | None = None,
     delta: float = 0.1,
     eps: float = 1e-3,
 ) -> Tensor:

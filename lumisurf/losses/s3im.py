@@ -8,8 +8,6 @@ is repeated ``repeats`` times (the first copy in order, the others randomly perm
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -18,7 +16,7 @@ from lumisurf.losses.ssim import ssim_map
 S3IM_SIGMA = 1.5
 
 
-def virtual_patch_index(n_rays: int, repeats: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def virtual_patch_index(n_rays: int, repeats: int, generator: torch.Generator | None = None) -> Tensor:
     """Ray indices [repeats * n_rays] (CPU): identity, then ``repeats - 1`` random permutations."""
     parts = [torch.arange(n_rays)]
     parts += [torch.randperm(n_rays, generator=generator) for _ in range(repeats - 1)]
@@ -32,7 +30,7 @@ def s3im_loss(
     stride: int = 4,
     repeats: int = 10,
     patch_height: int = 64,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """``1 - mean SSIM`` of the virtual patches of pred, target ``[n_rays, 3]`` (scalar).
 

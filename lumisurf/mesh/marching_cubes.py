@@ -9,7 +9,7 @@ and have outward-facing normals.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def extract_mesh(
     chunk: int = 65536,
     device=None,
     progress: bool = False,
-    grid: Optional[np.ndarray] = None,
+    grid: np.ndarray | None = None,
     fill_voids: bool = False,
     cameras=None,
 ) -> trimesh.Trimesh:

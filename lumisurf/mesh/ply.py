@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -11,10 +11,7 @@ _PLY_TYPE = {np.dtype(np.uint8): "uchar", np.dtype(np.int32): "int", np.dtype(np
 
 
 def write_ply(
-    path: Path,
-    columns: Sequence[tuple[str, np.ndarray]],
-    faces: Optional[np.ndarray] = None,
-    comments: Sequence[str] = (),
+    path: Path, columns: Sequence[tuple[str, np.ndarray]], faces: np.ndarray | None = None, comments: Sequence[str] = ()
 ) -> Path:
     """Write ``columns`` (name, 1-D uint8 / int32 / float32 array of one length) as the vertex element and,
     if given, ``faces`` ``[F, 3]`` as ``vertex_indices`` lists."""

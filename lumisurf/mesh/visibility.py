@@ -66,8 +66,9 @@ def unseen_outside(grid: np.ndarray, cameras, bound: float = 1.0, level: float =
     """Voxels ``[R, R, R]`` above ``level`` that no camera sees (out of its image or behind the surface).
 
     Tested on every ``stride``-th voxel within the bounding box (grown by 2 voxels) of the inside voxels;
-    a fine voxel is unseen when a coarse voxel at a corner of its cell is and none is seen. ``cameras``: a :class:`lumisurf.data.cameras.Cameras`
-    in the grid's frame. A voxel stops being tested at the first camera that sees it.
+    a fine voxel is unseen when a coarse voxel at a corner of its cell is and none is seen. ``cameras``: a
+    :class:`lumisurf.data.cameras.Cameras` in the grid's frame. A voxel stops being tested at the first camera that
+    sees it.
     """
     r = grid.shape[0]
     vox = 2.0 * bound / (r - 1)

@@ -7,7 +7,7 @@ schedules live in the trainer. Everything runs in the normalised frame (object i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +45,8 @@ class RenderState:
 
     cos_anneal_ratio: float = 1.0
     perturb: bool = False
-    generator: Optional[torch.Generator] = None
-    surface: Optional[SurfaceRenderConfig] = None  # eval renders: surface-first settings (None: full sampler)
+    generator: torch.Generator | None = None
+    surface: SurfaceRenderConfig | None = None  # eval renders: surface-first settings (None: full sampler)
 
     @property
     def surface_first(self) -> bool:
@@ -60,7 +60,7 @@ class Samples(NamedTuple):
     them (``evals``)."""
 
     t: Tensor
-    keep: Optional[Tensor]
+    keep: Tensor | None
     evals: int
 
 
@@ -102,11 +102,11 @@ class SurfaceModel(nn.Module):
         return self.color.assignment if self.segmented else None
 
     @property
-    def solo_head(self) -> Optional[int]:
+    def solo_head(self) -> int | None:
         """Index of the head a segmented model renders alone (pre-training one head), else None."""
         return self.color.solo if self.segmented else None
 
-    def set_solo_head(self, name: Optional[str]) -> None:
+    def set_solo_head(self, name: str | None) -> None:
         """Segmented models: render with head ``name`` alone (None: the mixture); no-op for other shading."""
         if self.segmented:
             self.color.solo = None if name is None else self.color.head_names.index(name)
@@ -116,7 +116,7 @@ class SurfaceModel(nn.Module):
         """The field's SDF at the points ``o + t d`` of ``t`` [k, S] (no graph), [k, S]."""
         return self.sdf.sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape)
 
-    def _coarse_sdf(self, o: Tensor, d: Tensor, t: Tensor) -> tuple[Tensor, Optional[float]]:
+    def _coarse_sdf(self, o: Tensor, d: Tensor, t: Tensor) -> tuple[Tensor, float | None]:
         """The SDF the first up-sampling step reads at the stratified ``t`` [k, S] and, when it is the occupancy
         grid's cache (training with ``coarse_sdf=occupancy``, after the grid's first refresh), the cache's error
         margin (its cell size; None for the field's own values)."""
@@ -225,7 +225,7 @@ class SurfaceModel(nn.Module):
         return fg
 
     @staticmethod
-    def _eikonal_points(n: int, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    def _eikonal_points(n: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
         """n points [n, 3] uniform in the unit sphere."""
         u = torch.rand(n, 4, generator=generator, dtype=like.dtype, device=generator.device if generator else None)
         u = u.to(like.device)
@@ -239,8 +239,8 @@ class SurfaceModel(nn.Module):
         far: Tensor,
         state: RenderState,
         need_grad_graph: bool,
-        keep: Optional[Tensor] = None,
-        extra: Optional[Tensor] = None,
+        keep: Tensor | None = None,
+        extra: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Shade and composite the samples ``t`` [k, S] (interval starts; the last interval ends at ``far``
         [k, 1]) of the k rays ``o``, ``d`` [k, 3]. Only the samples ``keep`` [k, S] (all when None) get the field;
@@ -340,7 +340,7 @@ class SurfaceModel(nn.Module):
 
     @torch.no_grad()
     def _occlusion_samples(
-        self, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor, generator: Optional[torch.Generator]
+        self, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor, generator: torch.Generator | None
     ) -> Tensor:
         """Flat sample indices [M <= occ_points]: the highest-weight sample of random rays that reach the
         surface (opacity > 0.5), inside the unit sphere and facing the camera."""

@@ -16,7 +16,7 @@ environment and materials enter at query time, so the bounce is differentiable w
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

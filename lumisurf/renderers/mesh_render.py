@@ -7,8 +7,6 @@ that hit the mesh); the caller encodes to sRGB and composites over a background.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -42,9 +40,9 @@ def render_mesh_view(
     cam: int,
     spp: int = 4,
     light_samples: int = 128,
-    strategy: Optional[Strategy] = None,
+    strategy: Strategy | None = None,
     env_sampler=None,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     chunk: int = 2048,
 ) -> tuple[Tensor, Tensor]:
     """Linear rgb [H, W, 3] and coverage [H, W] of camera ``cam`` (pixel box filter, ``spp`` rays a pixel)."""

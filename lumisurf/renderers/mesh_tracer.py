@@ -88,7 +88,8 @@ class MeshTracer:
         if backend == "auto":
             backend = "embree" if HAS_EMBREE else "torch"
             if not HAS_EMBREE and not _warned_fallback:
-                warnings.warn("embreex is not installed: MeshTracer uses the brute-force torch backend (slow)")
+                msg = "embreex is not installed: MeshTracer uses the brute-force torch backend (slow)"
+                warnings.warn(msg, stacklevel=2)
                 _warned_fallback = True
         if backend == "embree" and not HAS_EMBREE:
             raise ImportError("MeshTracer backend 'embree' needs the embreex package (pip install embreex)")

@@ -9,7 +9,7 @@ ray is blocked: ``1 - prod(1 - alpha)``. No gradients: the result is a training 
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -38,7 +38,7 @@ def march_occlusion(
     n_steps: int,
     t_start: float = 0.0,
     radius: float = 1.0,
-    occupied_fn: Optional[Callable[[Tensor], Tensor]] = None,
+    occupied_fn: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Probability ``[M, 1]`` that rays from ``points`` ``[M, 3]`` along unit ``dirs`` ``[M, 3]`` hit the SDF.
 

@@ -13,8 +13,8 @@ Pure functions of ``[n_rays]`` / ``[n_rays, n_samples]`` tensors, no autograd (r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

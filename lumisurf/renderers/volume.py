@@ -7,8 +7,6 @@ front to back along each ray.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -61,7 +59,7 @@ def render_weights(alpha: Tensor) -> Tensor:
     return alpha * transmittance(alpha)
 
 
-def accumulate(weights: Tensor, values: Optional[Tensor] = None) -> Tensor:
+def accumulate(weights: Tensor, values: Tensor | None = None) -> Tensor:
     """Weighted sum over samples.
 
     ``weights`` ``[n_rays, n_samples]``; ``values`` ``[n_rays, n_samples, C]`` -> ``[n_rays, C]``.

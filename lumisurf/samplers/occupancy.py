@@ -14,8 +14,6 @@ live only in memory (not in checkpoints): until the first refresh of a process t
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,12 +41,7 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(
-        self,
-        sdf_fn,
-        inv_s: float,
-        chunk: int = 65536,
-        explore: float = 1.0,
-        generator: Optional[torch.Generator] = None,
+        self, sdf_fn, inv_s: float, chunk: int = 65536, explore: float = 1.0, generator: torch.Generator | None = None
     ) -> float:
         """Re-mark cells from ``sdf_fn`` ([N,3] -> [N]); returns the occupied fraction.
 
@@ -77,7 +70,7 @@ class OccupancyGrid(nn.Module):
         return float(self.occupied.float().mean())
 
     @torch.no_grad()
-    def coarse_sdf(self, points: Tensor) -> Optional[Tensor]:
+    def coarse_sdf(self, points: Tensor) -> Tensor | None:
         """The SDF at points [N, 3] interpolated trilinearly between the last refresh's cell-centre values (clamped
         to the outer centres), [N]; None before the first refresh of this process."""
         if self.sdf_cache.numel() == 0:

@@ -8,8 +8,6 @@ or when a launch fails, :func:`ray_bounds_warp` returns None and the caller uses
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -47,7 +45,7 @@ if wp is not None:
             ix = int(wp.floor((o[r, 0] + d[r, 0] * t + bound) / cell))
             iy = int(wp.floor((o[r, 1] + d[r, 1] * t + bound) / cell))
             iz = int(wp.floor((o[r, 2] + d[r, 2] * t + bound) / cell))
-            if ix >= 0 and ix < res and iy >= 0 and iy < res and iz >= 0 and iz < res:
+            if ix >= 0 and ix < res and iy >= 0 and iy < res and iz >= 0 and iz < res:  # noqa: SIM102 - Warp kernel
                 if occ[ix, iy, iz] != wp.uint8(0):
                     if first[r] < 0:
                         first[r] = k
@@ -56,7 +54,7 @@ if wp is not None:
 
 def ray_bounds_warp(
     occupied: Tensor, bound: float, cell: float, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int
-) -> Optional[tuple[Tensor, Tensor]]:
+) -> tuple[Tensor, Tensor] | None:
     """First and last occupied step ``[n_rays]`` (int64, -1: none) of rays ``origins``, ``dirs`` ``[n_rays, 3]``
     over ``[near, far]`` ``[n_rays, 1]``; None when the kernel cannot run here."""
     dev = origins.device.type

@@ -8,8 +8,6 @@ scene units (the object sits inside the unit sphere after normalisation). ``t`` 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -17,7 +15,7 @@ from lumisurf.renderers.rays import near_far_sphere  # noqa: F401  (part of the 
 from lumisurf.renderers.volume import alpha_from_sdf_interval, render_weights
 
 
-def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+def _uniform(shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """U[0, 1) samples of ``shape`` with ``like``'s dtype and device."""
     if generator is None:
         return torch.rand(shape, dtype=like.dtype, device=like.device)
@@ -26,7 +24,7 @@ def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tenso
 
 
 def stratified_samples(
-    near: Tensor, far: Tensor, n_samples: int, perturb: bool, generator: Optional[torch.Generator] = None
+    near: Tensor, far: Tensor, n_samples: int, perturb: bool, generator: torch.Generator | None = None
 ) -> Tensor:
     """``n_samples`` distances in ``[near, far]`` (both ``[n_rays, 1]``), one per equal stratum.
 
@@ -43,7 +41,7 @@ def stratified_samples(
 
 
 def sample_pdf(
-    bins: Tensor, weights: Tensor, n_samples: int, deterministic: bool, generator: Optional[torch.Generator] = None
+    bins: Tensor, weights: Tensor, n_samples: int, deterministic: bool, generator: torch.Generator | None = None
 ) -> Tensor:
     """Inverse-CDF sampling of the piecewise-constant pdf given by ``weights`` on ``bins``.
 
@@ -110,7 +108,7 @@ def neus_upsample(
 
 
 def significant_samples(
-    t_ref: Tensor, weights_ref: Tensor, t: Tensor, threshold: float, also: Optional[Tensor] = None
+    t_ref: Tensor, weights_ref: Tensor, t: Tensor, threshold: float, also: Tensor | None = None
 ) -> Tensor:
     """Which samples of ``t`` ``[n_rays, S']`` (sorted, a refinement of ``t_ref`` ``[n_rays, S]``: every sample of
     ``t_ref`` is in ``t``) lie in an interval of ``t_ref`` whose weight ``weights_ref`` ``[n_rays, S - 1]`` (e.g.
@@ -139,7 +137,7 @@ def merge_samples(t_a: Tensor, t_b: Tensor) -> tuple[Tensor, Tensor]:
     return t_sorted, idx
 
 
-def interval_dists(t: Tensor, far: Tensor, last: Optional[float] = None) -> tuple[Tensor, Tensor]:
+def interval_dists(t: Tensor, far: Tensor, last: float | None = None) -> tuple[Tensor, Tensor]:
     """Interval lengths and mid points of samples ``t`` ``[n_rays, S]``.
 
     ``dists[:, i] = t[:, i+1] - t[:, i]``; the last one is ``far - t[:, -1]`` (``far`` ``[n_rays, 1]``,
@@ -153,9 +151,7 @@ def interval_dists(t: Tensor, far: Tensor, last: Optional[float] = None) -> tupl
     return dists, t + 0.5 * dists
 
 
-def background_samples(
-    far: Tensor, n_samples: int, perturb: bool, generator: Optional[torch.Generator] = None
-) -> Tensor:
+def background_samples(far: Tensor, n_samples: int, perturb: bool, generator: torch.Generator | None = None) -> Tensor:
     """NeRF++ outside samples beyond ``far`` ``[n_rays, 1]``, uniform in inverse depth.
 
     Sample ``k`` sits at ``t = far / u_k`` with ``u`` from ``1 - 1/(n+1)`` down to ``1e-3``

@@ -19,8 +19,8 @@ Parameters are squashed to their valid ranges by sigmoid; the heads hold no ligh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,7 @@ from lumisurf.fields.mlp import mlp
 from lumisurf.registry import Registry
 from lumisurf.shading.split_sum import fresnel_f0, sample_lut, specular_albedo
 
-LightTerm = Union[Tensor, Callable[[Tensor], Tensor]]
+LightTerm = Tensor | Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -42,16 +42,16 @@ class ShadingContext:
     features: Tensor  # [N, F] SDF features
     diffuse_light: Tensor  # [N, 3] irradiance / pi
     specular_light: LightTerm  # [N, 3] or roughness [N, 1] -> [N, 3]
-    lut: Optional[Tensor] = None  # [N, 2] split-sum (scale, bias) or None
-    env_fn: Optional[Callable[[Tensor], Tensor]] = None  # direction [N, 3] -> radiance [N, 3] (transmission)
-    back_light: Optional[Tensor] = None  # [N, 3] irradiance / pi for the normal -n (subsurface)
+    lut: Tensor | None = None  # [N, 2] split-sum (scale, bias) or None
+    env_fn: Callable[[Tensor], Tensor] | None = None  # direction [N, 3] -> radiance [N, 3] (transmission)
+    back_light: Tensor | None = None  # [N, 3] irradiance / pi for the normal -n (subsurface)
 
     @property
     def n_dot_v(self) -> Tensor:  # [N]
         return (-(self.normals * self.view_dirs).sum(-1)).clamp(0.0, 1.0)
 
 
-HEADS: Registry[type["_Head"]] = Registry("material head")
+HEADS: Registry[type[_Head]] = Registry("material head")
 
 
 class _Head(nn.Module):
@@ -70,7 +70,7 @@ class _Head(nn.Module):
     gives_materials = False
     uses_lut = False
 
-    def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, init_bias: Optional[list] = None):
+    def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, init_bias: list | None = None):
         super().__init__()
         self.mlp = mlp([feature_dim + 3] + [hidden] * layers + [self.n_params])
         if init_bias is not None:
@@ -122,7 +122,7 @@ class SpecularHead(_Head):
         feature_dim: int,
         hidden: int = 64,
         layers: int = 2,
-        lut_table: Optional[Tensor] = None,
+        lut_table: Tensor | None = None,
         energy_compensated: bool = False,
     ):
         super().__init__(feature_dim, hidden, layers, init_bias=[0.0, 0.0, 0.0, -2.0, 0.0])
@@ -243,7 +243,7 @@ class SubsurfaceHead(_Head):
 
 
 def build_heads(
-    names, feature_dim: int, hidden: int = 64, layers: int = 2, lut_table: Optional[Tensor] = None
+    names, feature_dim: int, hidden: int = 64, layers: int = 2, lut_table: Tensor | None = None
 ) -> nn.ModuleList:
     """One head per name (``HEADS`` names), in order; heads that ``uses_lut`` get ``lut_table``."""
     heads = []

@@ -10,8 +10,8 @@ All directions are unit vectors in the normalised world frame; ``wo`` points fro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -45,7 +45,7 @@ def sample_directions(
     roughness: Tensor,
     n_samples: int,
     strategy: Strategy,
-    generator: Optional[torch.Generator],
+    generator: torch.Generator | None,
     env_sampler=None,
 ) -> tuple[Tensor, Tensor]:
     """Directions [N, S, 3] and their mixture pdf [N, S] (per steradian). n, wo [N, 3]; roughness [N, 1]."""
@@ -86,10 +86,10 @@ def shade(
     metallic: Tensor,
     roughness: Tensor,
     radiance: RadianceFn,
-    occluded: Optional[VisibilityFn],
+    occluded: VisibilityFn | None,
     n_samples: int,
     strategy: Strategy,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
     env_sampler=None,
     offset: float = 1e-3,
 ) -> Tensor:

@@ -14,8 +14,6 @@ with (scale, bias) from the split-sum GGX table (``lumisurf.shading.split_sum``)
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -45,7 +43,7 @@ class MaterialHeads(nn.Module):
 class NeroShading(nn.Module):
     """NeRO Stage I shading network; ``cfg`` is a :class:`lumisurf.config.NeroConfig`."""
 
-    def __init__(self, cfg, feature_dim: int, lut: Optional[Tensor] = None):
+    def __init__(self, cfg, feature_dim: int, lut: Tensor | None = None):
         super().__init__()
         if not 1 <= cfg.ide_degree <= 5:
             raise ConfigError(f"model.nero.ide_degree must be in 1..5, got {cfg.ide_degree}")
@@ -58,7 +56,7 @@ class NeroShading(nn.Module):
         self.register_buffer("lut", lut.to(torch.float32), persistent=False)  # [256, 256, 2], rebuilt on load
 
     def forward(
-        self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor, cam_origins: Optional[Tensor] = None
+        self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor, cam_origins: Tensor | None = None
     ) -> dict[str, Tensor]:
         """points [N,3], normals [N,3] (SDF gradient, any length), view_dirs [N,3] (ray directions, camera ->
         point), features [N,F], cam_origins [N,3] (camera centres; only the human light uses them).

@@ -8,7 +8,6 @@ vectors in the normalised frame; ``roughness`` in [0, 1] widens the integrated d
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +110,7 @@ class NeroLights(nn.Module):
         return exp_light(self.outer(self.ide(normals, torch.ones_like(normals[:, :1]))), self.exp_max)
 
     def specular(
-        self, points: Tensor, refl: Tensor, roughness: Tensor, cam_origins: Optional[Tensor] = None
+        self, points: Tensor, refl: Tensor, roughness: Tensor, cam_origins: Tensor | None = None
     ) -> dict[str, Tensor]:
         """Pre-filtered light along the reflected direction ``refl`` [N, 3] at ``points`` [N, 3].
 

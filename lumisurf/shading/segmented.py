@@ -10,7 +10,6 @@ blended by the occlusion MLP), so the occlusion loss of the ``nero`` preset appl
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -52,10 +51,10 @@ class SegmentedShading(nn.Module):
         # set by the trainer: render with this head alone (one-hot mixture); the other heads still run, on
         # a detached context, so their own fit to the images (``head_rgb``, the head_fit loss) cannot move
         # the geometry or the lights
-        self.solo: Optional[int] = None
+        self.solo: int | None = None
 
     def forward(
-        self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor, cam_origins: Optional[Tensor] = None
+        self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor, cam_origins: Tensor | None = None
     ) -> dict[str, Tensor]:
         """Inputs as :class:`lumisurf.shading.nero.NeroShading`. Returns its keys (rgb sRGB [N, 3]; albedo,
         metallic, roughness as probability-weighted means; occ_raw, occ_prob, reflected) plus probs [N, K],

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from lumisurf.errors import LumisurfError
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, extra: Optional[dict] = None) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, extra: dict | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")

@@ -8,7 +8,7 @@ of direction (Stage I's direct-light network). The prior terms work on one batch
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -25,7 +25,7 @@ def distil_materials(
     steps: int,
     lr: float = 1e-2,
     batch: int = 4096,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> float:
     """Fit ``field`` (x [N, 3] -> albedo [N, 3], metallic, roughness [N, 1]) to ``targets`` at ``points``
     [M, 3] (same keys, [M, C]) by L1; returns the last batch's mean L1 over the three maps."""
@@ -60,7 +60,7 @@ def _segment_spread(values: Tensor, segment: Tensor) -> Tensor:
     return (values - mean[segment]).abs().mean()
 
 
-def material_priors(mat: dict[str, Tensor], cfg, segment: Optional[Tensor] = None) -> dict[str, Tensor]:
+def material_priors(mat: dict[str, Tensor], cfg, segment: Tensor | None = None) -> dict[str, Tensor]:
     """Weighted prior losses on one batch of materials (keys of MaterialField's output).
 
     ``metallic_binary``: mean m (1 - m) (zero at m = 0 and m = 1); ``dielectric``: mean m (a dark metal and a

@@ -12,23 +12,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from lumisurf.data.images import as_float
 from lumisurf.config import MaterialStageConfig
+from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
+from lumisurf.data.images import as_float
 from lumisurf.data.scene import Split
 from lumisurf.losses.photometric import decorrelated_l2, rgb_loss
 from lumisurf.renderers.mesh_tracer import MeshTracer
-from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.shading.envmap import EnvImportanceSampler
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.monte_carlo import Strategy, shade
-from lumisurf.train.material_init import env_priors, material_priors
 from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.material_init import env_priors, material_priors
 
 
 @dataclass
@@ -39,7 +38,7 @@ class SurfaceHits:
     normals: Tensor  # [M, 3] unit, facing the camera
     wo: Tensor  # [M, 3] unit, surface -> camera
     rgb: Tensor  # [M, 3] target sRGB (straight colour)
-    segment: Optional[Tensor] = None  # [M] int64 material segment of each hit (segmented Stage I runs)
+    segment: Tensor | None = None  # [M] int64 material segment of each hit (segmented Stage I runs)
 
     def __len__(self) -> int:
         return self.points.shape[0]
@@ -82,7 +81,7 @@ class MaterialTrainer:
         hits: SurfaceHits,
         cfg: MaterialStageConfig,
         seed: int = 0,
-        env_lr: Optional[float] = None,
+        env_lr: float | None = None,
     ):
         self.field, self.lighting, self.tracer, self.hits, self.cfg = field, lighting, tracer, hits, cfg
         groups = [{"params": list(field.parameters()), "lr": cfg.lr}]

@@ -19,13 +19,15 @@ fed from the model's outputs. Orchestration only; the maths lives in the loss fu
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.data.images import as_float
+from lumisurf.errors import ConfigError
+from lumisurf.fields.assignment import kmeans_soft_maps, load_mask_folder
 from lumisurf.losses.reduce import safe_mean
 from lumisurf.losses.segmentation import (
     boundary_smoothness_loss,
@@ -39,8 +41,6 @@ from lumisurf.losses.segmentation import (
     smoothness_loss,
     sparsity_loss,
 )
-from lumisurf.errors import ConfigError
-from lumisurf.fields.assignment import kmeans_soft_maps, load_mask_folder
 from lumisurf.shading.heads import HEADS
 
 CONSISTENCY_RAYS = 128

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from lumisurf.voxels.structure import VoxelOctree
 FORMAT = "lumisurf-voxels-1"
 
 
-def save_voxels(model: SparseVoxelModel, path: Path, to_world: Optional[torch.Tensor] = None) -> Path:
+def save_voxels(model: SparseVoxelModel, path: Path, to_world: torch.Tensor | None = None) -> Path:
     tree = model.tree
     state = {
         "format": FORMAT,
@@ -67,7 +66,7 @@ def load_voxels(path: Path, device="cpu") -> SparseVoxelModel:
     return model
 
 
-def write_voxel_ply(model: SparseVoxelModel, path: Path, to_world: Optional[torch.Tensor] = None) -> Path:
+def write_voxel_ply(model: SparseVoxelModel, path: Path, to_world: torch.Tensor | None = None) -> Path:
     """Voxel centres with size, level, DC colour and mean corner value (see the module doc)."""
     centre, size = model.tree.centres().detach().cpu(), model.tree.boxes()[1].detach().cpu()
     if to_world is not None:

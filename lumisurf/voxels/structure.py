@@ -62,7 +62,7 @@ class VoxelOctree:
         self.corner_keys, self.vox_key = shared_corners(self.path, self.level)  # [M, 3], [N, 8]
 
     @classmethod
-    def dense(cls, level: int, scene_min: Tensor, extent: float, device=None) -> "VoxelOctree":
+    def dense(cls, level: int, scene_min: Tensor, extent: float, device=None) -> VoxelOctree:
         """Every cell of level ``level`` (``2^level`` per axis)."""
         n = 1 << level
         r = torch.arange(n, device=device)
@@ -114,7 +114,7 @@ class VoxelOctree:
             found = torch.where(hit, members[order][pos], found)
         return found
 
-    def select(self, keep: Tensor) -> tuple["VoxelOctree", Remap]:
+    def select(self, keep: Tensor) -> tuple[VoxelOctree, Remap]:
         """The leaves where ``keep`` ``[N]`` (bool) holds; corners keep their values."""
         idx = keep.nonzero().squeeze(1)
         if idx.numel() == 0:
@@ -124,7 +124,7 @@ class VoxelOctree:
         cols = self.vox_key[idx].reshape(-1)
         return new, Remap(idx, *_mean_map(rows, cols, torch.ones(rows.shape, device=rows.device), new.n_corners))
 
-    def subdivide(self, mask: Tensor) -> tuple["VoxelOctree", Remap]:
+    def subdivide(self, mask: Tensor) -> tuple[VoxelOctree, Remap]:
         """Replace the leaves where ``mask`` ``[N]`` holds by their 8 children (appended after the others)."""
         split = mask.nonzero().squeeze(1)
         if split.numel() and (self.level[split] >= MAX_LEVEL).any():

@@ -38,7 +38,7 @@ def split_launch(kernel, n_tiles: int, device: torch.device, parts: int, inputs)
             run(k)
         _WARM.add(kernel.key)
         return
-    if _POOL is None or _POOL_SIZE < parts:
+    if _POOL is None or parts > _POOL_SIZE:
         _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="lumisurf-warp"), parts
     for f in [_POOL.submit(run, k) for k in range(parts)]:
         f.result()

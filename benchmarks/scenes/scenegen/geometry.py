@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import trimesh
 
 from scenegen import shapes as S
 from scenegen.materials import pattern_colors
-
 
 # shared meshes whose duplicated (UV-seam) vertices are welded for smooth shading normals; the
 # two_materials mesh keeps its split box vertices (flat box faces, as in that scene)
@@ -29,7 +27,7 @@ class Part:
     F: np.ndarray
     N: np.ndarray
     matid: int
-    colors: Optional[np.ndarray] = None
+    colors: np.ndarray | None = None
 
 
 @dataclass

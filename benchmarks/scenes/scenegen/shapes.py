@@ -66,9 +66,10 @@ def rot_x(angle: float) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
-def transform(mesh: Mesh, R: np.ndarray = np.eye(3), t=(0.0, 0.0, 0.0), scale=1.0) -> Mesh:
-    """x -> R @ (scale * x) + t (scale may be a 3-vector)."""
+def transform(mesh: Mesh, R: np.ndarray | None = None, t=(0.0, 0.0, 0.0), scale=1.0) -> Mesh:
+    """x -> R @ (scale * x) + t (scale may be a 3-vector; R defaults to the identity)."""
     V, F = mesh
+    R = np.eye(3) if R is None else R
     return (V * np.asarray(scale, dtype=np.float64)) @ R.T + np.asarray(t, dtype=np.float64), F
 
 
@@ -96,7 +97,7 @@ def torus(major: float = 1.0, minor: float = 0.35, nu: int = 160, nv: int = 48) 
     ring = major + minor * np.cos(v)
     V = np.stack([ring * np.cos(u), ring * np.sin(u), minor * np.sin(v)], -1).reshape(-1, 3)
     F = grid_faces(nu + 1, nv, wrap_cols=True)
-    F[F >= nu * nv] -= nu * nv  # wrap the rows too
+    F[nu * nv <= F] -= nu * nv  # wrap the rows too
     return orient_outward(V, F)
 
 
@@ -135,7 +136,7 @@ def trefoil(tube: float = 0.4, nu: int = 360, nv: int = 32) -> Mesh:
     v = np.linspace(0, 2 * np.pi, nv, endpoint=False)
     V = C[:, None] + tube * (np.cos(v)[None, :, None] * N[:, None] + np.sin(v)[None, :, None] * B[:, None])
     F = grid_faces(nu + 1, nv, wrap_cols=True)
-    F[F >= nu * nv] -= nu * nv
+    F[nu * nv <= F] -= nu * nv
     return orient_outward(V.reshape(-1, 3), F)
 
 

@@ -20,8 +20,8 @@ see (the ``sparse_points`` normalisation). Per view, at most ``max_size`` pixels
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 import numpy as np
 import torch

@@ -6,8 +6,8 @@ Everything here returns or writes 8-bit RGB; nothing is resized (downscaled copi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError

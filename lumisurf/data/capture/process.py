@@ -151,9 +151,9 @@ def _auto_masks(root: Path, progress: bool, log) -> dict:
     return {"coverage": rep.coverage, "seconds": time.perf_counter() - t0}
 
 
-def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions(), log=print) -> dict:
+def process_capture(src: Path, root: Path, opts: ProcessOptions | None = None, log=print) -> dict:
     """Photos folder or video ``src`` -> the dataset folder ``root``; returns the report written beside it."""
-    src, root = Path(src), Path(root)
+    src, root, opts = Path(src), Path(root), opts or ProcessOptions()
     if not src.exists():
         raise DataError(f"input not found: {src}")
     from_video = src.is_file()

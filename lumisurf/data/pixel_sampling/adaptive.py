@@ -17,18 +17,18 @@ in low-resolution per-view maps (:class:`~lumisurf.data.pixel_sampling.error_map
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.data.images import as_float
-from lumisurf.sampler_config import SamplerConfig
-from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
 from lumisurf.data.pixel_sampling.base import PixelBatch, PixelSampler, UniformPixelSampler
+from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
 from lumisurf.data.scene import Split
 from lumisurf.registry import Registry
+from lumisurf.sampler_config import SamplerConfig
 
 PIXEL_SAMPLERS: Registry[Callable[..., PixelSampler]] = Registry("pixel sampler")
 PIXEL_SAMPLERS.register("uniform")(UniformPixelSampler)

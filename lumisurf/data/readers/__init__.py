@@ -9,7 +9,6 @@ the format defines one (NeuS ``scale_mat``). Formats without a test split hold o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +49,7 @@ def _pool_maps(split, n: int):
 
 
 def load_scene(
-    path, format: str = "auto", holdout_every: int = 8, max_views: Optional[int] = None, downscale: int = 1
+    path, format: str = "auto", holdout_every: int = 8, max_views: int | None = None, downscale: int = 1
 ) -> SceneData:
     """Load the scene in folder ``path`` (a file inside it is accepted too).
 

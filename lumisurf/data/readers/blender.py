@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -53,7 +52,7 @@ def _frames(meta: dict, src: Path, root: Path) -> tuple[list[Path], np.ndarray]:
     return files, c2w @ GL_TO_CV
 
 
-def _normals(files: list[Path]) -> Optional[torch.Tensor]:
+def _normals(files: list[Path]) -> torch.Tensor | None:
     """GT normals [n, H, W, 3] from ``<image>_normal.png`` files (zeros where one is missing)."""
     paths = [f.with_name(f.stem + "_normal.png") for f in files]
     if not any(p.is_file() for p in paths):
@@ -66,7 +65,7 @@ def _normals(files: list[Path]) -> Optional[torch.Tensor]:
     return torch.from_numpy(np.stack([m if m is not None else np.zeros(shape, np.float32) for m in maps]))
 
 
-def _depths(files: list[Path], size: tuple[int, int]) -> Optional[torch.Tensor]:
+def _depths(files: list[Path], size: tuple[int, int]) -> torch.Tensor | None:
     """GT z-depth [n, H, W] from ``<image>_depth.npy`` files (zeros where one is missing), or None if none."""
     paths = [f.with_name(f.stem + "_depth.npy") for f in files]
     if not any(p.is_file() for p in paths):
@@ -87,7 +86,7 @@ def _depths(files: list[Path], size: tuple[int, int]) -> Optional[torch.Tensor]:
     return torch.from_numpy(out)
 
 
-def _read_split(root: Path, name: str, max_views: Optional[int]) -> tuple[Split, dict]:
+def _read_split(root: Path, name: str, max_views: int | None) -> tuple[Split, dict]:
     src = root / f"transforms_{name}.json"
     meta = _read_json(src)
     if "camera_angle_x" not in meta:
@@ -111,7 +110,7 @@ def _read_split(root: Path, name: str, max_views: Optional[int]) -> tuple[Split,
 
 
 @register_reader("blender", markers=("transforms_train.json",), priority=0)
-def read_blender(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_blender(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read a Blender/NeRF-synthetic scene; splits are the transforms files present.
 
     ``holdout_every`` is unused (the format has its own test split); ``max_views`` subsamples train.

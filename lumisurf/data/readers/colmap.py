@@ -12,7 +12,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -73,7 +72,7 @@ def _lines(path: Path) -> list[str]:
 def read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
     """``CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]`` per line."""
     cams = {}
-    for k, ln in enumerate(_lines(path)):
+    for _k, ln in enumerate(_lines(path)):
         tok = ln.split()
         if not tok:
             continue
@@ -243,7 +242,7 @@ def read_model(folder: Path) -> tuple[dict[int, ColmapCamera], dict[int, ColmapI
     markers=("sparse/0/cameras.bin", "sparse/0/cameras.txt", "sparse/cameras.bin", "sparse/cameras.txt"),
     priority=4,
 )
-def read_colmap(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_colmap(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read a COLMAP reconstruction; views sorted by image name."""
     root = Path(root)
     folder = model_folder(root)

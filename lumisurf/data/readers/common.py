@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -100,7 +100,7 @@ def holdout_split(n: int, holdout_every: int) -> tuple[list[int], list[int]]:
     return (train or list(range(n))), test
 
 
-def even_subset(idx: Sequence[int], max_views: Optional[int]) -> list[int]:
+def even_subset(idx: Sequence[int], max_views: int | None) -> list[int]:
     """At most ``max_views`` evenly spaced entries of ``idx`` (all of them when None)."""
     idx = list(idx)
     if max_views is None or max_views >= len(idx):
@@ -111,7 +111,7 @@ def even_subset(idx: Sequence[int], max_views: Optional[int]) -> list[int]:
     return [idx[p] for p in pos]
 
 
-def select_views(n: int, holdout_every: int, max_views: Optional[int]) -> dict[str, list[int]]:
+def select_views(n: int, holdout_every: int, max_views: int | None) -> dict[str, list[int]]:
     """Split indices for formats without their own test split: {'train': [...], 'test': [...]}."""
     train, test = holdout_split(n, holdout_every)
     out = {"train": even_subset(train, max_views)}
@@ -138,7 +138,7 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
-def masks_by_stem(mdir: Path, files: Sequence[Path]) -> Optional[list[Path]]:
+def masks_by_stem(mdir: Path, files: Sequence[Path]) -> list[Path] | None:
     """The mask of each image file in folder ``mdir``, matched by file stem (case-insensitive); None when
     there is no such folder, a DataError naming the first image without one."""
     if not mdir.is_dir():
@@ -159,11 +159,11 @@ def _check_size(path: Path, got: tuple[int, int], want: tuple[int, int], what: s
 
 def load_views(
     files: Sequence[Path],
-    mask_files: Optional[Sequence[Path]] = None,
-    size: Optional[tuple[int, int]] = None,
+    mask_files: Sequence[Path] | None = None,
+    size: tuple[int, int] | None = None,
     size_what: str = "the first image",
     mask_threshold: int = 127,
-) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[int, int]]:
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]:
     """Load images [n, H, W, 3] uint8 and masks [n, H, W] float32 (mask files, else alpha when every image has it).
 
     ``size`` (width, height) is the expected size (from intrinsics fields); by default the
@@ -207,7 +207,7 @@ def load_views(
 
 
 def make_cameras(
-    c2w: np.ndarray, fx, fy, cx, cy, width: int, height: int, distortion: Optional[np.ndarray] = None
+    c2w: np.ndarray, fx, fy, cx, cy, width: int, height: int, distortion: np.ndarray | None = None
 ) -> Cameras:
     """Cameras (float32) from OpenCV c2w [n, 4, 4] and per-view (or scalar) intrinsics."""
     n = len(c2w)
@@ -237,9 +237,9 @@ def build_split(
     files: Sequence[Path],
     c2w: np.ndarray,
     intr: np.ndarray,
-    distortion: Optional[np.ndarray] = None,
-    mask_files: Optional[Sequence[Path]] = None,
-    size: Optional[tuple[int, int]] = None,
+    distortion: np.ndarray | None = None,
+    mask_files: Sequence[Path] | None = None,
+    size: tuple[int, int] | None = None,
     size_what: str = "the first image",
 ) -> Split:
     """A Split of views ``idx``: c2w [N, 4, 4] OpenCV, intr [N, 4] = fx, fy, cx, cy in pixels."""

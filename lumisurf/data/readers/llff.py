@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -54,7 +53,7 @@ def llff_to_opencv(poses: np.ndarray) -> np.ndarray:
     return gl @ GL_TO_CV
 
 
-def _mask_files(root: Path, folder: Path, files: list[Path]) -> Optional[list[Path]]:
+def _mask_files(root: Path, folder: Path, files: list[Path]) -> list[Path] | None:
     """Masks in ``masks_N`` (same suffix as the image folder), matched by file stem."""
     return masks_by_stem(root / folder.name.replace("images", "masks", 1), files)
 
@@ -72,7 +71,7 @@ def _load_rows(src: Path) -> np.ndarray:
 
 
 @register_reader("llff", markers=("poses_bounds.npy",), priority=2)
-def read_llff(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_llff(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read an LLFF scene (``poses_bounds.npy``, downsampled ``images_N/``, optional ``masks_N/``)."""
     root = Path(root)
     src = root / "poses_bounds.npy"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import scipy.linalg
@@ -99,7 +98,7 @@ def _cameras(npz: dict, n: int, src: Path, s: float, c: np.ndarray) -> tuple[np.
 
 
 @register_reader("neus", markers=("cameras_sphere.npz",), priority=1)
-def read_neus(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_neus(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read a NeuS/IDR scene (``cameras_sphere.npz``, ``image/``, optional ``mask/``)."""
     root = Path(root)
     src = root / "cameras_sphere.npz"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -61,7 +60,7 @@ def _intrinsics(frame: dict, top: dict, img: Path, src: Path, label: str) -> tup
     return vals, (iw, ih)
 
 
-def _mask_files(frames: list[dict], root: Path, src: Path, files: list[Path]) -> Optional[list[Path]]:
+def _mask_files(frames: list[dict], root: Path, src: Path, files: list[Path]) -> list[Path] | None:
     """Every frame's ``mask_path`` (all or none of them), else ``masks/<image stem>.*``, else None."""
     given = [fr.get("mask_path") for fr in frames]
     if any(given):
@@ -76,7 +75,7 @@ def _mask_files(frames: list[dict], root: Path, src: Path, files: list[Path]) ->
 
 
 @register_reader("ngp", markers=("transforms.json",), priority=3)
-def read_ngp(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_ngp(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read an instant-ngp scene (``transforms.json``; a missing image file is a DataError)."""
     root = Path(root)
     src = root / "transforms.json"

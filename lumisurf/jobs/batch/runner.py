@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 from tqdm import tqdm
 
@@ -104,7 +103,7 @@ class Monitor:
 
     def poll(self) -> dict:
         states = {p.name: SceneStatus(scene_folder(self.root, p)).read() for p in self.plans}
-        counts = {k: 0 for k in ("ok", "running", "failed", "pending")}
+        counts = dict.fromkeys(("ok", "running", "failed", "pending"), 0)
         work = 0.0
         for name, s in states.items():
             kind = s.get("status", "pending")
@@ -142,7 +141,7 @@ class Monitor:
         )
 
 
-def eta_seconds(states: list[dict], now: float) -> Optional[float]:
+def eta_seconds(states: list[dict], now: float) -> float | None:
     """Seconds until every scene is done (None: nothing to go on yet). A running scene's remaining time is its own
     rate so far (time since it started / its training progress); a pending one takes the median time of the scenes
     done (else of the running ones' projections); the scenes share as many slots as are running now."""
@@ -176,7 +175,7 @@ def _clock(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def start_ray(ray, address: Optional[str], cpus: float, gpus: float) -> bool:
+def start_ray(ray, address: str | None, cpus: float, gpus: float) -> bool:
     """Start (no address) or join Ray and check the tasks fit; returns whether this call started it."""
     if ray.is_initialized():
         started = False
@@ -245,8 +244,8 @@ def _record_failure(root: Path, plan: ScenePlan, error: str) -> None:
 
 def run_batch(
     spec_path: Path,
-    out: Optional[Path] = None,
-    address: Optional[str] = None,
+    out: Path | None = None,
+    address: str | None = None,
     cpus_per_task: float = 1,
     gpus_per_task: float = 0,
     local: bool = False,

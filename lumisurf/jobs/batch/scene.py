@@ -21,7 +21,6 @@ import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Optional
 
 from lumisurf.errors import LumisurfError
 from lumisurf.jobs.batch.spec import ScenePlan
@@ -68,7 +67,7 @@ class ProgressHook:
             )
 
 
-def run_scene(plan: ScenePlan, root: str, threads: Optional[int] = None) -> dict:
+def run_scene(plan: ScenePlan, root: str, threads: int | None = None) -> dict:
     """Run (or continue) one scene's pipeline; returns its final ``status.json``. Never raises for a failed
     scene; KeyboardInterrupt and the loss of the process leave it ``running`` with its checkpoint."""
     status = SceneStatus(scene_folder(Path(root), plan))

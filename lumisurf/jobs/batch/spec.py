@@ -32,43 +32,43 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
-from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.config import from_dict
 from lumisurf.errors import ConfigError
+from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.jobs.train import build_train_config
 
 
 @dataclass
 class MaterialStep:
-    steps: Optional[int] = None  # None: the material config's
-    max_minutes: Optional[float] = None
+    steps: int | None = None  # None: the material config's
+    max_minutes: float | None = None
     overrides: tuple[str, ...] = ()
 
 
 @dataclass
 class Pipeline:
     preset: str = "lumisurf"
-    max_minutes: Optional[float] = None
-    max_steps: Optional[int] = None
+    max_minutes: float | None = None
+    max_steps: int | None = None
     overrides: tuple[str, ...] = ()
     extract: bool = True
-    mesh_resolution: Optional[int] = None
-    material: Optional[MaterialStep] = None
+    mesh_resolution: int | None = None
+    material: MaterialStep | None = None
     relight: tuple[str, ...] = ()
     eval: bool = True
 
 
 @dataclass
 class SceneEntry(Pipeline):
-    name: Optional[str] = None
-    data: Optional[str] = None
+    name: str | None = None
+    data: str | None = None
 
 
 @dataclass
 class BatchSpec:
-    out: Optional[str] = None
+    out: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     retries: int = 2
@@ -82,7 +82,7 @@ class ScenePlan:
     """Everything one scene's task needs (plain values: it travels to Ray workers)."""
 
     name: str
-    data: Optional[str]  # absolute dataset folder; None: the built-in scene
+    data: str | None  # absolute dataset folder; None: the built-in scene
     pipeline: Pipeline
     device: str
     seed: int

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 # render(request, long_side, cancelled) -> image, or None when it gave up because cancelled() turned true
-RenderFn = Callable[[Any, int, Callable[[], bool]], Optional[Any]]
+RenderFn = Callable[[Any, int, Callable[[], bool]], Any | None]
 PublishFn = Callable[[Any, int, int], None]  # publish(image, long_side, version)
 
 
@@ -81,7 +82,7 @@ class ProgressiveRenderer:
             return True  # a new camera: the coarse level, now
         return done_level + 1 < len(self.levels) and self.clock() - self._last_move >= self.rest_s
 
-    def _wait_time(self, done_version: int, done_level: int) -> Optional[float]:
+    def _wait_time(self, done_version: int, done_level: int) -> float | None:
         """How long to sleep before the camera counts as resting (None: until notified)."""
         if self._request is None or done_version != self._version or done_level + 1 >= len(self.levels):
             return None
