@@ -1,8 +1,8 @@
 """Time to target: presets x datasets under the same wall-clock TRAINING budget, evaluated along the way.
 
 Every run trains with its preset's trainer (neural field or sparse voxels) for ``--minutes`` of training time (the
-schedules read the progress of that budget's clock, as ``lumisurf train --max-minutes`` does). Every ``--eval-every`` seconds of training time the clock is
-paused and the model is evaluated:
+schedules read the progress of that budget's clock, as ``lumisurf train --max-minutes`` does). Every
+``--eval-every`` seconds of training time the clock is paused and the model is evaluated:
 
 * PSNR: mean over ``--eval-views`` evenly spaced test views rendered at downscale 2, ground truth
   composited on the same background colour as training (``data.background``);
@@ -27,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lumisurf.config import apply_overrides
-from lumisurf.data.load import load_config_scene
 from lumisurf.bench.time_to_target import (
     CheckpointEvaluator,
     EvalSettings,
@@ -39,9 +37,12 @@ from lumisurf.bench.time_to_target import (
     plot_metric_grid,
     train_with_evals,
 )
+from lumisurf.config import apply_overrides
+from lumisurf.data.load import load_config_scene
 from lumisurf.presets import preset_config
+from lumisurf.train.build import build_trainer
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import Trainer, build_trainer
+from lumisurf.train.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
@@ -129,8 +130,9 @@ def summary_rows(results: dict, args) -> list[dict]:
             if c_base is None or not np.isfinite(c_base):
                 s["speedup_base_final"] = f"n/a ({BASELINE} has no surface)"
             else:
-                t_b = first_time(base, "chamfer", lambda v: v <= c_base)
-                s["speedup_base_final"] = speedup(t_b, first_time(rows, "chamfer", lambda v: v <= c_base), base_end)
+                t_b = first_time(base, "chamfer", lambda v, c=c_base: v <= c)
+                t_a = first_time(rows, "chamfer", lambda v, c=c_base: v <= c)
+                s["speedup_base_final"] = speedup(t_b, t_a, base_end)
         out.append(s)
     return out
 

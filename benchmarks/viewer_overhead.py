@@ -22,8 +22,8 @@ import numpy as np
 from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene
 from lumisurf.presets import preset_config
+from lumisurf.train.build import train
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import train
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

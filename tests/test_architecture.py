@@ -1,7 +1,9 @@
 """The package's import graph: library subpackages form a DAG and never import the application layer.
 
 Built from the source with ``ast`` (module-level and function-level imports alike), so a cycle cannot hide
-behind an import inside a function. Nodes are lumisurf's subpackages and top-level modules.
+behind an import inside a function. Nodes are lumisurf's subpackages and top-level modules; a second graph has the
+modules of each package as nodes (``train.trainer`` -> ``train.voxel_trainer``), so that a cycle inside a package is
+found too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,34 @@ def import_graph(root: Path = PKG) -> dict[tuple[str, str], list[str]]:
             for name in names:
                 if name.startswith("lumisurf.") and _node(name) != src:
                     edges[(src, _node(name))].append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return edges
+
+
+def _modules(root: Path = PKG) -> dict[str, Path]:
+    """``{"lumisurf.train.trainer": path}`` for every module (a package's ``__init__`` is not a node)."""
+    out = {}
+    for path in root.rglob("*.py"):
+        if path.name != "__init__.py":
+            out[".".join(path.relative_to(root.parent).with_suffix("").parts)] = path
+    return out
+
+
+def module_graph(root: Path = PKG) -> dict[tuple[str, str], list[str]]:
+    """``{(importer, imported): ["file:line", ...]}`` between distinct modules of the same package."""
+    mods = _modules(root)
+    edges: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for src, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                same_pkg = name.rpartition(".")[0] == src.rpartition(".")[0]
+                if name in mods and name != src and same_pkg:
+                    edges[(src, name)].append(f"{path.relative_to(root.parent)}:{node.lineno}")
     return edges
 
 
@@ -80,6 +110,14 @@ def test_no_cycles_between_subpackages():
     assert cycle is None, "import cycle " + " -> ".join(cycle) + "\n" + "\n".join(where)
 
 
+def test_no_cycles_between_modules_of_a_package():
+    edges = module_graph()
+    assert ("lumisurf.train.trainer", "lumisurf.train.loop") in edges  # the graph sees in-package imports
+    cycle = find_cycle(edges)
+    where = [f"{a} -> {b}: {edges[(a, b)][:3]}" for a, b in zip(cycle, cycle[1:])] if cycle else []
+    assert cycle is None, "import cycle " + " -> ".join(cycle) + "\n" + "\n".join(where)
+
+
 def test_library_never_imports_the_application_layer():
     bad = {k: v for k, v in import_graph().items() if k[0] not in APP_LAYER and k[1] in APP_LAYER}
     assert not bad, f"library modules import the application layer: {bad}"
@@ -89,3 +127,38 @@ def test_find_cycle_on_hand_made_graphs():
     assert find_cycle({("a", "b"): [], ("b", "c"): []}) is None
     assert find_cycle({("a", "b"): [], ("b", "c"): [], ("c", "a"): []}) == ["a", "b", "c", "a"]
     assert find_cycle({("x", "y"): [], ("y", "x"): [], ("a", "x"): []}) == ["x", "y", "x"]
+
+
+MODEL_PACKAGES = {"models", "voxels", "fields", "shading"}  # a model may ask itself what it is
+PROBE_CEILING = 17  # model-kind branches + capability probes outside the model packages today; only ever lower it
+
+
+def model_probes(root: Path = PKG) -> list[str]:
+    """``file:line`` of every ``cfg.model.kind ==/!=`` branch and ``hasattr``/``getattr`` on a model outside the
+    model packages: the places that should ask the model protocol instead."""
+    hits = []
+    for path in root.rglob("*.py"):
+        if path.relative_to(root).parts[0] in MODEL_PACKAGES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            kind = (
+                isinstance(node, ast.Compare)
+                and ast.unparse(node.left).endswith("model.kind")
+                and isinstance(node.ops[0], (ast.Eq, ast.NotEq))
+            )
+            probe = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("hasattr", "getattr")
+                and bool(node.args)
+                and ast.unparse(node.args[0]).split(".")[-1] == "model"
+            )
+            if kind or probe:
+                hits.append(f"{path.relative_to(root.parent)}:{node.lineno} {ast.unparse(node)[:60]}")
+    return sorted(hits)
+
+
+def test_model_probes_never_grow():
+    hits = model_probes()
+    assert any("train/build.py" in h for h in hits)  # the counter sees today's kind branch
+    assert len(hits) <= PROBE_CEILING, "new model-kind branch or capability probe:\n" + "\n".join(hits)

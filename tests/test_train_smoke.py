@@ -10,8 +10,9 @@ from lumisurf.cli import main
 from lumisurf.config import apply_overrides
 from lumisurf.models.surface import RenderState
 from lumisurf.presets import PRESETS, preset_config
+from lumisurf.train.build import build_trainer
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import Trainer, build_trainer
+from lumisurf.train.trainer import Trainer
 
 TINY = [
     "train.batch_rays=32",

@@ -137,8 +137,8 @@ def test_training_page_in_chromium(tmp_path):
     from lumisurf.data.load import load_config_scene
     from lumisurf.jobs.viewer.live import TrainingViewer
     from lumisurf.presets import preset_config
+    from lumisurf.train.build import train
     from lumisurf.train.run_dir import RunDir
-    from lumisurf.train.trainer import train
 
     cfg = apply_overrides(
         preset_config("lumisurf"),

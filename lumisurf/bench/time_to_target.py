@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -55,14 +55,14 @@ def _pool(t: torch.Tensor, f: int) -> torch.Tensor:
     return torch.nn.functional.avg_pool2d(t.permute(2, 0, 1)[None].float(), f)[0].permute(1, 2, 0)
 
 
-def _mean(values: list) -> Optional[float]:
+def _mean(values: list) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(vals)) if vals else None
 
 
 def image_scores(
     model, scene, cfg, device, n_views: int, downscale: int = 2, extra: bool = True
-) -> dict[str, Optional[float]]:
+) -> dict[str, float | None]:
     """Means over ``n_views`` test views: ``psnr`` (dB), ``ssim``, ``normal_mae_deg`` (degrees).
 
     Ground truth is composited on the training background colour (``data.background``). SSIM is
@@ -93,11 +93,6 @@ def image_scores(
     return {k: _mean(v) for k, v in acc.items()}
 
 
-def mean_psnr(model, scene, cfg, device, n_views: int, downscale: int = 2) -> float:
-    """Mean PSNR (dB) of ``n_views`` test views (train views when there is no test split)."""
-    return image_scores(model, scene, cfg, device, n_views, downscale, extra=False)["psnr"]
-
-
 def load_gt_mesh(scene):
     """The scene's GT mesh as a ``trimesh.Trimesh`` in the dataset's world frame, or None."""
     gt = scene.gt_mesh
@@ -122,7 +117,7 @@ def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
     return chamfer_distance(mesh, gt_mesh, n_samples=samples)["chamfer"], mesh
 
 
-def _round(v: Optional[float], digits: int):
+def _round(v: float | None, digits: int):
     if v is None:
         return None
     return round(v, digits) if math.isfinite(v) else math.nan
@@ -163,9 +158,9 @@ def train_with_evals(
     budget_s: float,
     every_s: float,
     evaluate: Callable[[object], dict],
-    on_row: Optional[Callable[[dict], None]] = None,
-    progress: Optional[str] = None,
-    early: Optional[tuple[float, float]] = None,
+    on_row: Callable[[dict], None] | None = None,
+    progress: str | None = None,
+    early: tuple[float, float] | None = None,
 ) -> list[dict]:
     """Train ``trainer`` for ``budget_s`` seconds of training time, evaluating every ``every_s`` s.
 
@@ -214,7 +209,7 @@ def train_with_evals(
 # ----------------------------------------------------------------------------- summaries and plots
 
 
-def first_time(rows: list[dict], key: str, ok: Callable[[float], bool]) -> Optional[float]:
+def first_time(rows: list[dict], key: str, ok: Callable[[float], bool]) -> float | None:
     """Training seconds of the first row whose ``key`` satisfies ``ok`` (None if never)."""
     for r in rows:
         v = r.get(key)
@@ -236,7 +231,7 @@ def fmt_value(v, spec: str, none: str = "-") -> str:
 class MetricPanel:
     key: str  # row key, e.g. "psnr"
     label: str  # y-axis label
-    target: Optional[float] = None  # dashed horizontal line
+    target: float | None = None  # dashed horizontal line
     log: bool = False
     empty_text: str = "no data"
 

@@ -16,12 +16,13 @@ import resource
 import sys
 import traceback
 from pathlib import Path
+
 from lumisurf.bench.time_to_target import CheckpointEvaluator, EvalSettings, fmt_value, train_with_evals
-from lumisurf.config import from_dict, Config, save_config
+from lumisurf.config import Config, from_dict, save_config
 from lumisurf.data.load import load_config_scene
 from lumisurf.errors import LumisurfError
+from lumisurf.train.build import build_trainer
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import build_trainer
 
 ROW_FIELDS = (
     "variant",

@@ -18,7 +18,6 @@ Convention (said once, here; every reader converts to it at the boundary):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -35,7 +34,7 @@ class Cameras:
     cy: Tensor  # [n]
     width: int
     height: int
-    distortion: Optional[Tensor] = None  # [n, 4] k1, k2, p1, p2 or None
+    distortion: Tensor | None = None  # [n, 4] k1, k2, p1, p2 or None
 
     def __len__(self) -> int:
         return int(self.c2w.shape[0])
@@ -44,7 +43,7 @@ class Cameras:
     def device(self) -> torch.device:
         return self.c2w.device
 
-    def to(self, device) -> "Cameras":
+    def to(self, device) -> Cameras:
         dist = None if self.distortion is None else self.distortion.to(device)
         return replace(
             self,
@@ -56,7 +55,7 @@ class Cameras:
             distortion=dist,
         )
 
-    def subset(self, idx) -> "Cameras":
+    def subset(self, idx) -> Cameras:
         """Cameras ``idx`` (list, slice or tensor of indices)."""
         idx = torch.as_tensor(idx, dtype=torch.long) if not isinstance(idx, slice) else idx
         dist = None if self.distortion is None else self.distortion[idx]
@@ -65,7 +64,7 @@ class Cameras:
         )
 
     @staticmethod
-    def concatenate(batches: list["Cameras"]) -> "Cameras":
+    def concatenate(batches: list[Cameras]) -> Cameras:
         """One batch of the cameras of ``batches`` (same image size), in order."""
         c = batches[0]
         dist = None if c.distortion is None else torch.cat([b.distortion for b in batches])
@@ -76,7 +75,7 @@ class Cameras:
             distortion=dist,
         )
 
-    def transformed(self, scale: float, center: Tensor) -> "Cameras":
+    def transformed(self, scale: float, center: Tensor) -> Cameras:
         """Cameras in the frame ``x' = (x - center) / scale`` (rotation unchanged)."""
         c2w = self.c2w.clone()
         c2w[:, :3, 3] = (c2w[:, :3, 3] - center.to(c2w)) / scale
@@ -155,11 +154,3 @@ def undistort_points(xd: Tensor, yd: Tensor, k: Tensor, iters: int = 10) -> tupl
         x = (xd - dx) / radial
         y = (yd - dy) / radial
     return x, y
-
-
-def opengl_to_opencv(c2w: Tensor) -> Tensor:
-    """Convert camera-to-world matrices [..., 4, 4] from OpenGL/Blender (-z look, y up) to OpenCV."""
-    out = c2w.clone()
-    out[..., :3, 1] = -out[..., :3, 1]
-    out[..., :3, 2] = -out[..., :3, 2]
-    return out

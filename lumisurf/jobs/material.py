@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -30,10 +29,10 @@ from lumisurf.renderers.bounce import MeshBounce, fibonacci_sphere, visibility_t
 from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.shading.envmap import EnvironmentMap
 from lumisurf.shading.lighting import Lighting, find_env_file, load_env
+from lumisurf.train.device import resolve_device
 from lumisurf.train.logging import ScalarLogger
 from lumisurf.train.material_stage import MaterialTrainer, initial_env_level, save_material_state, trace_split
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import resolve_device
 
 
 @dataclass
@@ -48,7 +47,7 @@ class MaterialRun:
     lighting: Lighting
     device: torch.device
     summary: dict
-    bounce_table: Optional[torch.Tensor] = None  # [V, D] visibility of the mesh (computed on first use)
+    bounce_table: torch.Tensor | None = None  # [V, D] visibility of the mesh (computed on first use)
 
     @property
     def root(self) -> Path:
@@ -94,7 +93,7 @@ def build_lighting(cfg: Config, scene: SceneData, init_level: float) -> Lighting
     return Lighting(env, IndirectLight() if m.indirect == "learned" else None)
 
 
-def material_config(run: RunDir, overrides: list[str], steps: Optional[int], max_minutes: Optional[float]) -> Config:
+def material_config(run: RunDir, overrides: list[str], steps: int | None, max_minutes: float | None) -> Config:
     cfg = run.load_config()
     extra = [o if o.startswith("material.") else f"material.{o}" for o in overrides]
     if steps is not None:
@@ -107,9 +106,9 @@ def material_config(run: RunDir, overrides: list[str], steps: Optional[int], max
 def material_job(
     root: Path,
     overrides: list[str],
-    steps: Optional[int] = None,
-    max_minutes: Optional[float] = None,
-    device: Optional[str] = None,
+    steps: int | None = None,
+    max_minutes: float | None = None,
+    device: str | None = None,
     force: bool = False,
     progress: bool = True,
     export: bool = True,
@@ -194,7 +193,7 @@ def export_run(mrun: MaterialRun, progress: bool = True, force: bool = False) ->
     )
 
 
-def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
+def load_material_run(root: Path, device: str | None = None) -> MaterialRun:
     run = RunDir(root)
     out = material_dir(run)
     if not (out / "material.pt").exists():

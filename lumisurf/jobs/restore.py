@@ -11,8 +11,8 @@ from lumisurf.config import Config
 from lumisurf.data.scene import Normalization
 from lumisurf.models.surface import build_model
 from lumisurf.train.checkpoint import load_checkpoint
+from lumisurf.train.device import resolve_device
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import resolve_device
 
 
 @dataclass

@@ -5,30 +5,29 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 from lumisurf.config import Config, apply_overrides
-from lumisurf.errors import LumisurfError
 from lumisurf.data.load import load_config_scene
+from lumisurf.errors import LumisurfError
 from lumisurf.jobs.evaluate import evaluate_run, format_table
 from lumisurf.jobs.extract import extract_run
 from lumisurf.jobs.restore import load_run
 from lumisurf.models.surface import background_kind
 from lumisurf.presets import DEFAULT_PRESET, preset_config
+from lumisurf.train.build import check_data_parallel, train
 from lumisurf.train.distributed import Distributed, init_distributed, shutdown
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import check_data_parallel, train
 
 DEFAULT_SYNTHETIC_MINUTES = 3.0  # the built-in scene trains for this long unless told otherwise
 
 
 def build_train_config(
-    data: Optional[str],
-    preset: Optional[str],
-    max_steps: Optional[int],
-    max_minutes: Optional[float],
-    device: Optional[str],
-    seed: Optional[int],
+    data: str | None,
+    preset: str | None,
+    max_steps: int | None,
+    max_minutes: float | None,
+    device: str | None,
+    seed: int | None,
     overrides: list[str],
 ) -> Config:
     cfg = preset_config(preset or DEFAULT_PRESET)
@@ -55,15 +54,15 @@ def default_out(cfg: Config) -> Path:
 
 def train_job(
     cfg: Config,
-    out: Optional[str],
+    out: str | None,
     resume: bool,
     force: bool,
     progress: bool = True,
-    max_steps: Optional[int] = None,
-    max_minutes: Optional[float] = None,
-    viewer: Optional[tuple[str, int]] = None,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    viewer: tuple[str, int] | None = None,
     hooks: tuple = (),
-) -> Optional[dict]:
+) -> dict | None:
     """Train a run folder; with ``train.finalize`` also write mesh, renders and metrics. Returns a summary.
     ``viewer``: (host, port) of a live page of the training (:mod:`lumisurf.jobs.viewer.live`); ``hooks``:
     callables ``(loop, scalars)`` after every step (a batch task's progress).
@@ -83,16 +82,16 @@ def train_job(
 
 def _train_job(
     cfg: Config,
-    out: Optional[str],
+    out: str | None,
     resume: bool,
     force: bool,
     progress: bool,
-    max_steps: Optional[int],
-    max_minutes: Optional[float],
-    viewer: Optional[tuple[str, int]],
+    max_steps: int | None,
+    max_minutes: float | None,
+    viewer: tuple[str, int] | None,
     dist: Distributed,
     hooks: tuple,
-) -> Optional[dict]:
+) -> dict | None:
     run = RunDir(Path(out) if out else default_out(cfg))
     if resume:
         cfg = run.load_config()
@@ -141,7 +140,7 @@ def _train_job(
     return summary
 
 
-def launch_ranks(cfg: Config, out: Optional[str], resume: bool, force: bool, nproc: int, argv: list[str]) -> int:
+def launch_ranks(cfg: Config, out: str | None, resume: bool, force: bool, nproc: int, argv: list[str]) -> int:
     """``lumisurf train --nproc N ...``: refuse what every rank would refuse (a taken run folder, a batch N ranks
     cannot split, sparse voxels), then run the same command line as N ranks on this machine (``torchrun
     --standalone``) and wait. Returns 0; LumisurfError naming the rank that failed first."""
@@ -151,7 +150,8 @@ def launch_ranks(cfg: Config, out: Optional[str], resume: bool, force: bool, npr
     run.check_new(force, resume)
     check_data_parallel(run.load_config() if resume else cfg, nproc)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run as torchrun
+    from torch.distributed.run import get_args_parser
+    from torch.distributed.run import run as torchrun
 
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # ranks share the cores
     rest = [a for k, a in enumerate(argv) if not (a.startswith("--nproc") or (k and argv[k - 1] == "--nproc"))]

@@ -9,10 +9,10 @@ import torch
 from tqdm import tqdm
 
 from lumisurf.config import Config
-from lumisurf.errors import ConfigError
 from lumisurf.data.load import background_color, composite, load_config_scene
 from lumisurf.data.pixel_sampling.adaptive import build_pixel_sampler
 from lumisurf.data.scene import SceneData
+from lumisurf.errors import ConfigError
 from lumisurf.losses.geometry import (
     curvature_loss,
     eikonal_loss,
@@ -27,25 +27,17 @@ from lumisurf.losses.s3im import s3im_loss
 from lumisurf.losses.segmentation import head_fit_loss
 from lumisurf.models.surface import RenderState, build_model
 from lumisurf.train.checkpoint import load_training_state
+from lumisurf.train.device import resolve_device
 from lumisurf.train.distributed import SINGLE, Distributed
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop, TrainResult  # noqa: F401  (TrainResult: re-exported)
-from lumisurf.train.run_dir import RunDir
 from lumisurf.train.material_lift import FEATURE_NAMES, LiftNotReady, LiftTargets, lift_materials
 from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
 from lumisurf.train.progress import TrainingClock
-from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
+from lumisurf.train.run_dir import RunDir
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
+from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
 from lumisurf.train.visualize import save_validation_strip
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available (use --device auto or cpu)")
-    return torch.device(name)
 
 
 class Trainer(TrainingLoop):
@@ -380,47 +372,3 @@ class Trainer(TrainingLoop):
     def validate(self) -> None:
         """Render one held-out view at ``val_downscale`` and save a PNG strip (gt | rgb | normal | depth)."""
         save_validation_strip(self.model, self.scene, self.cfg, self.step, self.device, self.run.root)
-
-
-def check_data_parallel(cfg: Config, world_size: int) -> None:
-    """ConfigError when ``world_size`` ranks cannot train ``cfg`` (checked before any rank does any work)."""
-    if world_size <= 1:
-        return
-    if cfg.model.kind == "voxels":
-        raise ConfigError(
-            f"preset {cfg.preset}: sparse voxels train on one process (their octree is subdivided and "
-            f"pruned in place); data-parallel training is for the neural-field presets"
-        )
-    Distributed(0, world_size).share(cfg.train.batch_rays)  # an uneven split is refused
-
-
-def build_trainer(
-    cfg: Config,
-    run: RunDir,
-    scene: SceneData | None = None,
-    progress: bool = True,
-    resume: bool = False,
-    dist: Distributed = SINGLE,
-):
-    """The trainer of the config's method: the neural-field :class:`Trainer` or the sparse-voxel one."""
-    check_data_parallel(cfg, dist.world_size)
-    if cfg.model.kind == "voxels":
-        from lumisurf.train.voxel_trainer import VoxelTrainer
-
-        return VoxelTrainer(cfg, run, scene=scene, progress=progress, resume=resume)
-    return Trainer(cfg, run, scene=scene, progress=progress, dist=dist)
-
-
-def train(
-    cfg: Config,
-    run: RunDir,
-    resume: bool = False,
-    progress: bool = True,
-    scene: SceneData | None = None,
-    hooks=(),
-    dist: Distributed = SINGLE,
-) -> TrainResult:
-    """Build the config's trainer and fit; ``hooks``: callables ``(loop, scalars)`` after every step (rank 0)."""
-    trainer = build_trainer(cfg, run, scene, progress, resume, dist)
-    trainer.step_hooks = tuple(hooks)
-    return trainer.fit(resume=resume)

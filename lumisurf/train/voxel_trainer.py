@@ -40,6 +40,7 @@ from lumisurf.losses.voxels import (
     voxel_twist,
 )
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint
+from lumisurf.train.device import resolve_device
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop
 from lumisurf.train.progress import TrainingClock
@@ -127,8 +128,6 @@ class VoxelTrainer(TrainingLoop):
 
     def __init__(self, cfg, run: RunDir, scene: SceneData | None = None, progress: bool = True, resume: bool = False):
         self.cfg, self.run, self.progress, self.vc = cfg, run, progress, cfg.voxels
-        from lumisurf.train.trainer import resolve_device
-
         self.device = resolve_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_config_scene(cfg.data)

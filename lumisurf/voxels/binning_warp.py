@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from lumisurf.voxels.binning import NEAR, TILE, Binned
+from lumisurf.voxels.binned import NEAR, TILE, Binned
 from lumisurf.voxels.octree import TRIPLES
 
 try:
@@ -24,7 +24,7 @@ if wp is not None:
 
     @wp.func
     def _pow2(q: int):
-        return wp.lshift(int(1), q)
+        return wp.lshift(1, q)
 
     @wp.func
     def _has(bits: int, q: int):
@@ -48,12 +48,12 @@ if wp is not None:
         count: wp.array(dtype=wp.int32),
     ):
         v = wp.tid()
-        umin = float(1.0e30)
-        umax = float(-1.0e30)
-        vmin = float(1.0e30)
-        vmax = float(-1.0e30)
-        n_behind = int(0)
-        bits = int(0)
+        umin = 1.0e30
+        umax = -1.0e30
+        vmin = 1.0e30
+        vmax = -1.0e30
+        n_behind = 0
+        bits = 0
         for c in range(8):
             off = wp.vec3(float(c // 4), float((c // 2) % 2), float(c % 2))
             corner = lo[v] + off * size[v]
@@ -96,11 +96,11 @@ if wp is not None:
         bbox[v, 2] = y0
         bbox[v, 3] = y1
         octbits[v] = bits
-        n_oct = int(0)
+        n_oct = 0
         for q in range(8):
             n_oct = n_oct + _has(bits, q)
-        ntx = int(0)
-        nty = int(0)
+        ntx = 0
+        nty = 0
         if x1 > x0 and y1 > y0:
             ntx = (x1 - 1) // TILE - x0 // TILE + 1
             nty = (y1 - 1) // TILE - y0 // TILE + 1

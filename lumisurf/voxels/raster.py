@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from lumisurf.renderers.volume import accumulate, composite_background, render_weights
-from lumisurf.voxels.binning import TILE, Binned
+from lumisurf.voxels.binned import TILE, Binned
 from lumisurf.voxels.octree import direction_octant
 from lumisurf.voxels.raster_torch import (
     GeometryMode,

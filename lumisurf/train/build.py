@@ -1,0 +1,57 @@
+"""The trainer of a config's method (the neural-field :class:`Trainer` or the sparse-voxel one) and ``train``.
+
+Kept apart from both trainers so that neither imports the other.
+"""
+
+from __future__ import annotations
+
+from lumisurf.config import Config
+from lumisurf.data.scene import SceneData
+from lumisurf.errors import ConfigError
+from lumisurf.train.distributed import SINGLE, Distributed
+from lumisurf.train.loop import TrainResult
+from lumisurf.train.run_dir import RunDir
+from lumisurf.train.trainer import Trainer
+from lumisurf.train.voxel_trainer import VoxelTrainer
+
+
+def check_data_parallel(cfg: Config, world_size: int) -> None:
+    """ConfigError when ``world_size`` ranks cannot train ``cfg`` (checked before any rank does any work)."""
+    if world_size <= 1:
+        return
+    if cfg.model.kind == "voxels":
+        raise ConfigError(
+            f"preset {cfg.preset}: sparse voxels train on one process (their octree is subdivided and "
+            f"pruned in place); data-parallel training is for the neural-field presets"
+        )
+    Distributed(0, world_size).share(cfg.train.batch_rays)  # an uneven split is refused
+
+
+def build_trainer(
+    cfg: Config,
+    run: RunDir,
+    scene: SceneData | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    dist: Distributed = SINGLE,
+):
+    """The trainer of the config's method: the neural-field :class:`Trainer` or the sparse-voxel one."""
+    check_data_parallel(cfg, dist.world_size)
+    if cfg.model.kind == "voxels":
+        return VoxelTrainer(cfg, run, scene=scene, progress=progress, resume=resume)
+    return Trainer(cfg, run, scene=scene, progress=progress, dist=dist)
+
+
+def train(
+    cfg: Config,
+    run: RunDir,
+    resume: bool = False,
+    progress: bool = True,
+    scene: SceneData | None = None,
+    hooks=(),
+    dist: Distributed = SINGLE,
+) -> TrainResult:
+    """Build the config's trainer and fit; ``hooks``: callables ``(loop, scalars)`` after every step (rank 0)."""
+    trainer = build_trainer(cfg, run, scene, progress, resume, dist)
+    trainer.step_hooks = tuple(hooks)
+    return trainer.fit(resume=resume)
