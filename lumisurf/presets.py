@@ -8,7 +8,7 @@ from lumisurf.errors import ConfigError
 # NeuS (Wang et al. 2021) as published: 8x256 SDF MLP (PE 6, skip at 4, geometric init, weight norm),
 # 4x256 colour MLP (view PE 4), NeRF++ background (8x256), 64 + 64 samples (4 up-sampling steps of 16),
 # 512 rays, lr 5e-4 with 5k warm-up and cosine decay to 0.05x over 300k steps, cos-anneal to 50k,
-# eikonal 0.1, mask 0.1 (when masks exist). About 10 s a step on 2 CPU cores: a GPU preset.
+# eikonal 0.1, mask 0.1 (when masks exist). A GPU preset (its step cost on the CPU: README, Methods).
 NEUS_PAPER = {
     "preset": "neus-paper",
     "optim": {"lr": 5e-4, "warmup": 5000 / 300_000, "lr_min_factor": 0.05},

@@ -98,8 +98,8 @@ class SurfaceRenderConfig:
     trace_steps: int = 32  # sphere-tracing steps before a ray is handed to the full sampler
     relax: float = 0.9  # step = relax * sdf (the learned SDF is only roughly 1-Lipschitz)
     refine: int = 3  # regula-falsi steps on the bracketed crossing
-    # rays traced together: the hash grid runs ~3x faster per point on batches of 10^4-10^5 than on 10^2-10^3
-    # (one level's table stays in cache); bands are shaded 8192 rays at a time
+    # rays traced together: the hash grid runs faster per point on large batches (one level's table stays in
+    # cache); bands are shaded 8192 rays at a time
     chunk_rays: int = 65536
 
 

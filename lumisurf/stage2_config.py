@@ -49,8 +49,8 @@ class MaterialStageConfig:
     env_sampler_every: int = 50  # steps between rebuilds of the environment sampler (learned lighting)
     lr: float = 1e-2
     env_lr: float = 2e-2
-    # a map baked from Stage I's light (init stage1 / light) learns at this rate; 0 keeps it as baked. On
-    # glossy_spot a learned map drifts to a rough, partly metallic fit that relights at 21 dB (26.8 kept)
+    # a map baked from Stage I's light (init stage1 / light) learns at this rate; 0 keeps it as baked (a learned
+    # map drifts to a rough, partly metallic fit: benchmarks/results/materials.md)
     baked_env_lr: float = 0.0
     roughness_min: float = 0.02
     smooth_weight: float = 0.02  # |m(x) - m(x + eps)| on albedo / roughness / metallic
@@ -62,9 +62,8 @@ class MaterialStageConfig:
     # benchmarks/results/materials.md
     metallic_binary_weight: float = 0.0  # mean m (1 - m): metallic pushed to 0 or 1
     # mean m: dielectric wherever metal explains the pixels no better (a dark metal looks like a dark dielectric).
-    # Off: on glossy_spot 0.05 takes metallic MAE 0.29 -> 0.00 and roughness MAE 0.29 -> 0.16 at the same relight
-    # PSNR, but on the gold glossy_bunny it calls the metal that reflects dark light a black dielectric (metallic
-    # MAE 0.09 -> 0.38, relight 21.4 -> 20.8 dB)
+    # Off: it fixes the metallic map of a dielectric but calls a metal that reflects dark light a black dielectric
+    # (benchmarks/results/materials.md)
     dielectric_weight: float = 0.0
     segment_weight: float = 0.0  # metallic and roughness pulled to their segment's batch mean (segmented runs)
     env_white_weight: float = 0.0  # the learned map's mean colour pulled to grey (white balance)

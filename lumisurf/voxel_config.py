@@ -49,7 +49,7 @@ class VoxelConfig:
     beta1: float = 0.1
     grad_clip: float | None = None  # clip the gradient norm over all parameters to this (None: SVRaster's none)
     geo_init: float = -5.0  # density mode: raw value of every corner at the start (SVRaster: -10, made for 20k
-    # steps; at -10 a 5-min CPU run spent its first hundreds of steps transparent: lego 26.45-26.75 -> 29.75)
+    # steps; a short CPU run at -10 spends its first hundreds of steps transparent: benchmarks/results/svraster.md)
     sdf_init_radius: float = 0.5  # sdf mode: the corners start as the SDF of a sphere of this radius
     inv_s_init: float = 50.0
     inv_s_final: float | None = None  # sdf mode: a floor under the learned inv_s rising geometrically from

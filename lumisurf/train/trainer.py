@@ -64,7 +64,7 @@ class Trainer(TrainingLoop):
         self.model = build_model(cfg.model, cfg.sampler, self.train_split.masks is not None).to(self.device)
         dist.broadcast_module(self.model)  # the same seed builds the same weights; rank 0's make sure of it
         # the fused Adam kernel (CPU and CUDA): one pass over the 4M-entry hash table instead of a dozen
-        # (glossy_bunny: 20 -> ~6 ms of a ~200 ms step; benchmarks/results/step_profile.md)
+        # (measured in benchmarks/results/step_profile.md)
         self.optimizer = torch.optim.Adam(
             named_param_groups(self.model, cfg.optim.lr),
             weight_decay=cfg.optim.weight_decay,
