@@ -263,7 +263,7 @@ def carve(points: Tensor, cams: Cameras, masks: Tensor, factor: int, min_views: 
     return alive[seen >= min_views]
 
 
-def _grid(lo: Tensor, hi: Tensor, res: int) -> tuple[Tensor, Tensor]:
+def cell_centres(lo: Tensor, hi: Tensor, res: int) -> tuple[Tensor, Tensor]:
     """Cell-centre grid points [res^3, 3] of the box [lo, hi] and the cell size [3]."""
     cell = (hi - lo) / res
     axes = [lo[k] + (torch.arange(res, dtype=lo.dtype, device=lo.device) + 0.5) * cell[k] for k in range(3)]
@@ -311,7 +311,7 @@ def visual_hull_normalization(
     half = dist * min(1.0, 1.5 * view_cone_tan(cams))
     lo, hi = p - half, p + half
     for _ in range(2):
-        pts, cell = _grid(lo, hi, res)
+        pts, cell = cell_centres(lo, hi, res)
         kept = pts[carve(pts, cams, masks, factor, min_views)]
         if kept.shape[0] == 0:
             raise DataError(

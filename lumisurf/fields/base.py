@@ -51,13 +51,13 @@ class SDFField(nn.Module):
                 return self._fd_gradient(points)
             with torch.no_grad():
                 return self._fd_gradient(points)
-        fn = self._analytic_gradient if self.normals_mode == "analytic" else self._autograd_gradient
+        fn = self._analytic_gradient if self.normals_mode == "analytic" else self.autograd_gradient
         sdf, feat, grad = fn(points, create_graph)
         if not create_graph:
             sdf, feat, grad = sdf.detach(), feat.detach(), grad.detach()
         return sdf, feat, grad
 
-    def _autograd_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def autograd_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
         with torch.enable_grad():
             x = points.detach().requires_grad_(True)
             sdf, feat = self.forward(x)
@@ -65,7 +65,7 @@ class SDFField(nn.Module):
         return sdf, feat, grad
 
     def _analytic_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
-        return self._autograd_gradient(points, create_graph)
+        return self.autograd_gradient(points, create_graph)
 
     def _fd_gradient(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Central differences with step ``fd_eps``: 6 extra SDF evaluations in one batch."""

@@ -16,7 +16,7 @@ from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.hash_grid import HashGrid
 from lumisurf.errors import ConfigError
 from lumisurf.fields.base import SDF_BACKENDS, SDFField
-from lumisurf.fields.sdf_mlp import MLPSDF, _geometric_init
+from lumisurf.fields.sdf_mlp import MLPSDF, geometric_init_
 
 
 def _decoder(d_in: int, hidden: int, n_linear: int, d_out: int, cfg, geometric: bool) -> nn.ModuleList:
@@ -27,7 +27,7 @@ def _decoder(d_in: int, hidden: int, n_linear: int, d_out: int, cfg, geometric: 
     for i in range(len(dims) - 1):
         lin = nn.Linear(dims[i], dims[i + 1])
         if geometric:
-            _geometric_init(lin, i, len(dims) - 2, d_in, init_cfg)
+            geometric_init_(lin, i, len(dims) - 2, d_in, init_cfg)
         layers.append(lin)
     return layers
 
@@ -196,7 +196,7 @@ class HybridSDF(SDFField):
         return sdf, torch.cat([feat_b, enc], -1)
 
     def _analytic_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
-        sdf_b, feat_b, g_b = self.base._autograd_gradient(points, create_graph)
+        sdf_b, feat_b, g_b = self.base.autograd_gradient(points, create_graph)
         with torch.enable_grad():
             enc, jac = self.grid.forward_with_grad(points.detach())
             enc = _differentiable(enc)

@@ -35,7 +35,7 @@ class MLPSDF(SDFField):
             out_dim = dims[i + 1] - d_in if (i + 1) in self.skip_in else dims[i + 1]
             lin = nn.Linear(dims[i], out_dim)
             if cfg.geometric_init:
-                _geometric_init(lin, i, len(dims) - 2, d_in, cfg)
+                geometric_init_(lin, i, len(dims) - 2, d_in, cfg)
             self.layers.append(_weight_norm(lin, cfg.weight_norm))
         self.act = nn.Softplus(beta=cfg.softplus_beta)
         self.d_in = d_in
@@ -52,7 +52,7 @@ class MLPSDF(SDFField):
         return x[:, 0], x[:, 1:]
 
 
-def _geometric_init(lin: nn.Linear, i: int, last: int, d_in: int, cfg) -> None:
+def geometric_init_(lin: nn.Linear, i: int, last: int, d_in: int, cfg) -> None:
     """IDR geometric initialisation (Atzmon & Lipman SAL) so the SDF starts as a sphere."""
     out_dim, in_dim = lin.weight.shape
     sign = -1.0 if cfg.inside_out else 1.0

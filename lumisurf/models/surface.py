@@ -182,7 +182,7 @@ class SurfaceModel(nn.Module):
         if self.occupancy is not None:
             near, far, hit = self.occupancy.ray_bounds(origins, dirs, near, far, self.sampler_cfg.occupancy_march_steps)
         idx = hit.nonzero()[:, 0]
-        fg = self._foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
+        fg = self.render_foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
         opacity = _scatter(n, idx, fg["opacity"])
         rgb = _scatter(n, idx, fg["rgb"])
         rgb = rgb + (1.0 - opacity) * self._background_behind(origins, dirs, sphere_far, bg_color, state, opacity)
@@ -209,7 +209,7 @@ class SurfaceModel(nn.Module):
             out["expert_loss"], self.sdf.last_expert_loss = self.sdf.last_expert_loss, None
         return out
 
-    def _foreground(
+    def render_foreground(
         self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState, need_grad_graph: bool
     ) -> dict[str, Tensor]:
         """Volume-render the SDF along the k rays given (all tensors [k, ...]); in eval mode with
@@ -220,7 +220,7 @@ class SurfaceModel(nn.Module):
         extra = None  # with selected samples (all near the surface), free space keeps its eikonal term
         if samples.keep is not None and self.sampler_cfg.eikonal_points > 0 and o.shape[0] > 0:
             extra = self._eikonal_points(self.sampler_cfg.eikonal_points, o, state.generator)
-        fg = self._render_samples(o, d, samples.t, far, state, need_grad_graph, samples.keep, extra)
+        fg = self.render_at_samples(o, d, samples.t, far, state, need_grad_graph, samples.keep, extra)
         fg["n_samples"] += samples.evals
         return fg
 
@@ -231,7 +231,7 @@ class SurfaceModel(nn.Module):
         u = u.to(like.device)
         return F.normalize(u[:, :3] * 2.0 - 1.0, dim=-1) * u[:, 3:].pow(1.0 / 3.0)
 
-    def _render_samples(
+    def render_at_samples(
         self,
         o: Tensor,
         d: Tensor,

@@ -49,13 +49,13 @@ def _full(model, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state, chunk: 
     """The full sampler on rays [m, ...], ``chunk`` rays at a time (its [chunk, S] tensors stay in cache);
     ``n_samples`` per ray."""
     full_state = replace(state, surface=None)
-    return _in_chunks(lambda *c: model._foreground(*c, full_state, False), (o, d, near, far), chunk)
+    return _in_chunks(lambda *c: model.render_foreground(*c, full_state, False), (o, d, near, far), chunk)
 
 
 def _shade(model, o: Tensor, d: Tensor, t: Tensor, end: Tensor, state, chunk: int = 8192) -> dict:
     """The model's sample renderer on band samples ``t`` [m, S] (ending at ``end`` [m, 1]), ``chunk`` rays at a
     time: tracing gains from large batches, shading only costs memory ([chunk, S] samples through the heads)."""
-    return _in_chunks(lambda *c: model._render_samples(*c, state, False), (o, d, t, end), chunk)
+    return _in_chunks(lambda *c: model.render_at_samples(*c, state, False), (o, d, t, end), chunk)
 
 
 @torch.no_grad()

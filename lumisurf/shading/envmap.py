@@ -34,7 +34,7 @@ def uv_to_dir(uv: Tensor) -> Tensor:
     return torch.stack([s * torch.sin(phi), s * torch.cos(phi), torch.cos(theta)], -1)
 
 
-def _row_solid_angles(h: int, w: int, dtype=torch.float64, device=None) -> Tensor:
+def row_solid_angles(h: int, w: int, dtype=torch.float64, device=None) -> Tensor:
     """[h] exact solid angle of one texel in each row: (2 pi / w) (cos theta_top - cos theta_bottom)."""
     edges = torch.cos(torch.linspace(0.0, math.pi, h + 1, dtype=torch.float64))
     return ((edges[:-1] - edges[1:]) * (2 * math.pi / w)).to(dtype=dtype, device=device)
@@ -46,7 +46,7 @@ def latlong_directions(h: int, w: int, dtype=torch.float32, device=None) -> tupl
     u = (torch.arange(w, dtype=torch.float64) + 0.5) / w
     uv = torch.stack(torch.meshgrid(u, v, indexing="xy"), -1)  # [h, w, 2]
     dirs = uv_to_dir(uv).to(dtype=dtype, device=device)
-    omega = _row_solid_angles(h, w, dtype, device)[:, None].expand(h, w).contiguous()
+    omega = row_solid_angles(h, w, dtype, device)[:, None].expand(h, w).contiguous()
     return dirs, omega
 
 
@@ -81,7 +81,7 @@ def downsample_envmap(img: Tensor | np.ndarray, h: int, w: int) -> Tensor | np.n
     x = torch.as_tensor(img)
     dtype = x.dtype if x.is_floating_point() else torch.float32
     big_h, big_w = x.shape[0], x.shape[1]
-    rows = _overlap(big_h, h) * _row_solid_angles(big_h, 1)[None]  # [h, H]
+    rows = _overlap(big_h, h) * row_solid_angles(big_h, 1)[None]  # [h, H]
     rows = rows / rows.sum(1, keepdim=True)
     cols = _overlap(big_w, w)
     cols = cols / cols.sum(1, keepdim=True)  # [w, W]
@@ -166,7 +166,7 @@ class EnvImportanceSampler:
         self.h, self.w = x.shape[0], x.shape[1]
         self.dtype = x.dtype if x.is_floating_point() else torch.float32
         self.device = x.device
-        omega = _row_solid_angles(self.h, self.w, torch.float64, x.device)[:, None]  # [H, 1]
+        omega = row_solid_angles(self.h, self.w, torch.float64, x.device)[:, None]  # [H, 1]
         weight = luminance(x.to(torch.float64)).clamp_min(0.0) * omega  # [H, W]
         if not bool(weight.sum() > 0):
             weight = omega.expand(self.h, self.w)

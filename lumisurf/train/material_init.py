@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lumisurf.shading.envmap import EnvironmentMap, _row_solid_angles, latlong_directions
+from lumisurf.shading.envmap import EnvironmentMap, latlong_directions, row_solid_angles
 
 MATERIAL_KEYS = ("albedo", "metallic", "roughness")
 
@@ -88,7 +88,7 @@ def env_priors(env: EnvironmentMap, cfg) -> dict[str, Tensor]:
     log_r = env.log_image()  # [H, W, 3]
     if cfg.env_white_weight > 0:
         h, w = log_r.shape[:2]
-        omega = _row_solid_angles(h, w, log_r.dtype, log_r.device)[:, None, None]
+        omega = row_solid_angles(h, w, log_r.dtype, log_r.device)[:, None, None]
         mean = (torch.exp(log_r) * omega).sum((0, 1)) / (omega.sum() * w)  # [3]
         lm = torch.log(mean.clamp_min(1e-8))
         out["env_white"] = cfg.env_white_weight * ((lm - lm.mean()) ** 2).mean()

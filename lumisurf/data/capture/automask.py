@@ -28,7 +28,7 @@ import torch
 
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.capture.triangulate import opencv, triangulate_known_poses
-from lumisurf.data.normalization import _grid, project_points, sparse_points_normalization
+from lumisurf.data.normalization import cell_centres, project_points, sparse_points_normalization
 
 GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = 0, 1, 2, 3  # OpenCV's GrabCut labels
 
@@ -175,7 +175,7 @@ def vote_hull(
 ) -> torch.Tensor:
     """Centres [M, 3] of the voxels of [-1, 1]^3 inside the unit sphere and above the plane that lie inside at
     least ``vote`` of the masks [h, w] of the views that see them."""
-    pts, _ = _grid(torch.full((3,), -1.0), torch.full((3,), 1.0), res)
+    pts, _ = cell_centres(torch.full((3,), -1.0), torch.full((3,), 1.0), res)
     keep = pts.norm(dim=-1) < 1.0
     if plane is not None:
         keep &= pts @ torch.as_tensor(plane[0], dtype=pts.dtype) - plane[1] > tol
