@@ -22,6 +22,7 @@ import torch
 from lumisurf.errors import LumisurfError
 from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
 from lumisurf.eval.image_metrics import normal_mae_deg, psnr, ssim
+from lumisurf.jobs.extract import surface_function
 from lumisurf.mesh.export import mesh_to_world
 from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.train.visualize import gt_image, render_views_for
@@ -106,7 +107,6 @@ def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
     density voxels go through TSDF fusion of the training views' depth). Returns (nan, None) when there is
     no surface to extract yet.
     """
-    from lumisurf.jobs.extract import surface_function
 
     try:
         surface = surface_function(model, scene.split("train").cameras, resolution)

@@ -16,10 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.errors import LumisurfError
 from lumisurf.mesh.export import mesh_to_world, save_mesh
 from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.mesh.material_export import write_material_ply
+from lumisurf.mesh.tsdf import fuse_rendered_depth
+from lumisurf.voxels.io import save_voxels, write_voxel_ply
+from lumisurf.voxels.model import SparseVoxelModel
+from lumisurf.voxels.structure import VoxelOctree
 
 
 def extract_run(
@@ -108,7 +113,6 @@ def vertex_radiance(model, mesh, device, shading: dict | None = None, chunk: int
 
 def export_voxels(loaded) -> None:
     """``RUN/voxels.pt`` and ``RUN/voxels.ply`` of a sparse-voxel run (:mod:`lumisurf.voxels.io`)."""
-    from lumisurf.voxels.io import save_voxels, write_voxel_ply
 
     norm = loaded.normalization
     to_world = torch.eye(4)
@@ -126,10 +130,6 @@ def field_to_voxels(loaded, level: int, band: float = 2.0, sh_bands: int = 4) ->
     """``RUN/voxels.pt`` from a neural-field run: the voxels of octree ``level`` (root cube [-1, 1]^3, the
     normalised frame the voxel presets use) whose centre lies within ``band`` voxel edges of the zero level
     set, with the field's SDF on their corners and grey SH colour: a warm start for ``svraster-sdf``."""
-    from lumisurf.errors import LumisurfError
-    from lumisurf.voxels.io import save_voxels
-    from lumisurf.voxels.model import SparseVoxelModel
-    from lumisurf.voxels.structure import VoxelOctree
 
     if hasattr(loaded.model, "tree"):
         raise LumisurfError("extract --voxels converts a neural-field run; this run already holds voxels")
@@ -158,7 +158,6 @@ def surface_function(model, cameras, resolution: int, progress: bool = False):
         return model.sdf.sdf
     if not uses_depth_fusion(model) or cameras is None:
         return model.surface_sdf
-    from lumisurf.mesh.tsdf import fuse_rendered_depth
 
     device = model.geo.device
     bg = torch.zeros(3, device=device)
@@ -173,7 +172,6 @@ def surface_function(model, cameras, resolution: int, progress: bool = False):
 
 def training_cameras(loaded):
     """The run's training cameras in its normalised frame, or None (with one line) when its data is gone."""
-    from lumisurf.data.load import load_scene_normalized_as
 
     try:
         return load_scene_normalized_as(loaded.cfg.data, loaded.normalization).split("train").cameras.to("cpu")

@@ -13,6 +13,7 @@ from lumisurf.models.surface import build_model
 from lumisurf.train.checkpoint import load_checkpoint
 from lumisurf.train.device import resolve_device
 from lumisurf.train.run_dir import RunDir
+from lumisurf.train.voxel_trainer import voxel_model_from_checkpoint
 
 
 @dataclass
@@ -32,8 +33,6 @@ def load_run(root: Path, device: str | None = None) -> LoadedRun:
     dev = resolve_device(device or cfg.train.device)
     ckpt = run.require_checkpoint()
     if cfg.model.kind == "voxels":
-        from lumisurf.train.voxel_trainer import voxel_model_from_checkpoint
-
         model = voxel_model_from_checkpoint(cfg, ckpt, dev).to(dev)
         step, elapsed = load_checkpoint(ckpt, model, None, dev)
         model.eval()

@@ -167,7 +167,7 @@ def launch_ranks(cfg: Config, out: str | None, resume: bool, force: bool, nproc:
 
 
 def _start_viewer(scene, where: tuple[str, int]):
-    from lumisurf.jobs.viewer.live import TrainingViewer
+    from lumisurf.jobs.viewer.live import TrainingViewer  # lazy: the viewer extra (viser) only with --viewer
 
     live = TrainingViewer(scene, *where)
     print(

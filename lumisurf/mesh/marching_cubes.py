@@ -19,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
 from lumisurf.errors import LumisurfError
+from lumisurf.mesh.visibility import fill_unseen
 
 SdfFn = Callable[[Tensor], Tensor]  # [N, 3] float32 -> [N] (or [N, 1])
 
@@ -155,8 +156,6 @@ def extract_mesh(
     if fill_voids:
         grid, _ = fill_cavities(grid, level)
     if cameras is not None:
-        from lumisurf.mesh.visibility import fill_unseen
-
         grid, _ = fill_unseen(grid, cameras, bound, level)
     step = 2.0 * bound / (resolution - 1)
     # skimage's "descent" winding is the one whose face normals point towards increasing values

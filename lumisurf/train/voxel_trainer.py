@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from lumisurf.data.images import as_float
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
+from lumisurf.errors import ConfigError
 from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
 from lumisurf.losses.segmentation import entropy_loss
 from lumisurf.losses.ssim import ssim_map
@@ -47,7 +48,10 @@ from lumisurf.train.progress import TrainingClock
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.visualize import save_validation_strip
 from lumisurf.voxels.adaptive import adapt, pixel_footprint, visual_hull_octree, voxel_cap
+from lumisurf.voxels.deferred import DeferredShading
+from lumisurf.voxels.io import load_voxels
 from lumisurf.voxels.model import SparseVoxelModel, downscaled
+from lumisurf.voxels.soft import SoftRaster
 
 SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]^3
 
@@ -56,8 +60,6 @@ def build_shading(cfg):
     """The deferred shading module ``voxels.shading`` asks for (None for SH colour)."""
     if cfg.voxels.shading == "sh":
         return None
-    from lumisurf.errors import ConfigError
-    from lumisurf.voxels.deferred import DeferredShading
 
     if cfg.voxels.mode != "sdf":
         raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the SDF)")
@@ -69,9 +71,6 @@ def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
     cube) at ``init_level``; density -> ``geo_init``, or the SDF of a sphere of ``sdf_init_radius``."""
     vc = cfg.voxels
     if vc.init_from:
-        from lumisurf.errors import ConfigError
-        from lumisurf.voxels.io import load_voxels
-
         model = load_voxels(vc.init_from)
         if model.mode != vc.mode or model.sh_bands != vc.sh_bands:
             raise ConfigError(
@@ -96,7 +95,6 @@ def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
 
 def with_soft(model: SparseVoxelModel, vc) -> SparseVoxelModel:
     """``model`` set to the soft rasterization variants ``vc`` asks for (none by default)."""
-    from lumisurf.voxels.soft import SoftRaster
 
     soft = SoftRaster(sigma=vc.soft_sigma, temperature=vc.soft_temperature)
     model.soft = soft if soft.active else None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lumisurf.data.normalization import carve, carving_masks
+from lumisurf.data.normalization import carve, carving_masks, project_points
 from lumisurf.voxels.octree import MAX_LEVEL
 from lumisurf.voxels.structure import VoxelOctree
 
@@ -63,7 +63,6 @@ class AdaptResult:
 def pixel_footprint(centres: Tensor, cameras, chunk: int = 65536) -> Tensor:
     """Smallest pixel footprint ``[N]`` (scene units: depth along the optical axis / fx) of points ``[N, 3]``
     over the ``cameras`` whose image holds them; inf where none does (SVRaster's minimum sampling interval)."""
-    from lumisurf.data.normalization import project_points
 
     out = torch.full((centres.shape[0],), math.inf, device=centres.device)
     for s in range(0, centres.shape[0], chunk):

@@ -72,7 +72,7 @@ def bin_voxels(
     reference) or ``auto`` (Warp when it can run).
     """
     if backend != "torch":
-        from lumisurf.voxels import binning_warp
+        from lumisurf.voxels import binning_warp  # lazy: Warp (seconds to import) loads only for its path
 
         reason = binning_warp.unavailable(lo)
         if reason is None:

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from lumisurf.encodings.hash_grid import HashGrid, HashGridConfig
+from lumisurf.shading.nero import NeroShading
+from lumisurf.shading.segmented import SegmentedShading
 
 MAPS = (("albedo", 3), ("metallic", 1), ("roughness", 1))
 
@@ -40,12 +42,8 @@ class DeferredShading(nn.Module):
         super().__init__()
         self.grid = HashGrid(grid_cfg or HashGridConfig(n_levels=12, log2_table_size=17, max_resolution=512))
         if kind == "nero":
-            from lumisurf.shading.nero import NeroShading
-
             self.shader = NeroShading(model_cfg.nero, self.grid.output_dim)
         else:
-            from lumisurf.shading.segmented import SegmentedShading
-
             self.shader = SegmentedShading(model_cfg, self.grid.output_dim)
         self.kind, self.min_opacity, self.amp = kind, min_opacity, amp
 

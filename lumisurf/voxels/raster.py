@@ -53,7 +53,7 @@ def rasterize_tiles(
     torch twin (``torch``, whenever Warp cannot run, and for the ``soft`` variants). Arguments and outputs as
     :func:`rasterize_tiles_torch`; the Warp path adds ``segments`` ``[P]``, the ray-voxel segments each pixel
     evaluated."""
-    from lumisurf.voxels import raster_warp
+    from lumisurf.voxels import raster_warp  # lazy: Warp (seconds to import) loads only for its path
 
     reason = raster_warp.unavailable([origins, dirs, lo, size, corners, rgb])
     if soft is not None and soft.active:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.capture.automask import auto_masks, full_size
+from lumisurf.data.images import load_image_uint8
 from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import SceneData
 
@@ -96,7 +97,6 @@ def write_masks(
 
 def overview(masks: list[np.ndarray], files: list[Path], out_png: Path, n: int = 16) -> None:
     """Up to ``n`` evenly spaced views, object kept, background darkened, in a 4-wide grid."""
-    from lumisurf.data.images import load_image_uint8
 
     picks = np.linspace(0, len(masks) - 1, min(n, len(masks))).round().astype(int)
     tiles = []

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from lumisurf.data.capture.dataset_masks import dataset_auto_masks, write_masks
 from lumisurf.data.capture.frames import VIDEO_EXTS, count_frames, list_photos, load_photo, photo_size, pick_frames
 from lumisurf.data.capture.sfm import Matcher, pick_matcher, run_sfm
 from lumisurf.data.images import reduce_image
@@ -140,7 +141,6 @@ def copy_masks(mask_dir: Path, root: Path, names: list[str], size: tuple[int, in
 
 def _auto_masks(root: Path, progress: bool, log) -> dict:
     """``masks/`` from the model just written (GrabCut seeded by its points; see ``automask``)."""
-    from lumisurf.data.capture.dataset_masks import dataset_auto_masks, write_masks
 
     t0 = time.perf_counter()
     masks, files, size, _ = dataset_auto_masks(root, "colmap", progress)

@@ -24,6 +24,14 @@ from pathlib import Path
 
 from lumisurf.errors import LumisurfError
 from lumisurf.jobs.batch.spec import ScenePlan
+from lumisurf.jobs.evaluate import evaluate_run
+from lumisurf.jobs.extract import extract_run
+from lumisurf.jobs.material import material_job
+from lumisurf.jobs.relight import relight_job
+from lumisurf.jobs.restore import load_run
+from lumisurf.jobs.train import build_train_config, train_job
+from lumisurf.train.checkpoint import read_checkpoint
+from lumisurf.train.run_dir import RunDir
 
 
 class SceneStatus:
@@ -111,11 +119,6 @@ def run_scene(plan: ScenePlan, root: str, threads: int | None = None) -> dict:
 
 def _pipeline(plan: ScenePlan, status: SceneStatus) -> dict:
     """The stages not done yet, in order; returns the metrics (``{}`` without eval)."""
-    from lumisurf.jobs.evaluate import evaluate_run
-    from lumisurf.jobs.extract import extract_run
-    from lumisurf.jobs.material import material_job
-    from lumisurf.jobs.relight import relight_job
-    from lumisurf.jobs.restore import load_run
 
     p, run = plan.pipeline, status.folder / "run"
     done = list(status.read().get("stages") or [])
@@ -154,9 +157,6 @@ def _pipeline(plan: ScenePlan, status: SceneStatus) -> dict:
 
 def _train(plan: ScenePlan, run: Path, status: SceneStatus) -> None:
     """Train from scratch, or resume from the run's checkpoint (a previous attempt's)."""
-    from lumisurf.jobs.train import build_train_config, train_job
-    from lumisurf.train.checkpoint import read_checkpoint
-    from lumisurf.train.run_dir import RunDir
 
     p = plan.pipeline
     ckpt = RunDir(run).ckpt_path

@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 
 from lumisurf.jobs.viewer.scene import setup_scene, viser
+from lumisurf.jobs.viewer.server import preview_mesh
 
 
 def occupied_cells(model) -> np.ndarray | None:
@@ -111,8 +112,6 @@ class TrainingViewer:
         self.psnr_plot.data = (h[keep, 0], h[keep, 2])
 
     def _send_geometry(self, model) -> None:
-        from lumisurf.jobs.viewer.server import preview_mesh
-
         was_training = model.training
         model.eval()
         try:

@@ -9,7 +9,10 @@ import numpy as np
 import torch
 
 from lumisurf.data.color_space import linear_to_srgb
+from lumisurf.jobs.material import load_material_run
+from lumisurf.jobs.material_eval import relight_lighting
 from lumisurf.jobs.viewer.scene import bands_of
+from lumisurf.renderers.mesh_render import render_mesh_view
 from lumisurf.train.visualize import to_uint8
 
 
@@ -17,9 +20,6 @@ class Relighter:
     """Relit renders of a Stage II run; ``names``: "learned" and the stems of ``env_files``."""
 
     def __init__(self, root: Path, env_files=(), device=None, light_samples: int = 16):
-        from lumisurf.jobs.material import load_material_run
-        from lumisurf.jobs.material_eval import relight_lighting
-
         self.mrun = load_material_run(Path(root), device)
         self.light_samples = light_samples
         self.envs = {"learned": (self.mrun.lighting, None)}
@@ -32,7 +32,6 @@ class Relighter:
 
     def render(self, cams, name: str, cancelled, bands: int = 8) -> np.ndarray | None:
         """uint8 [h, w, 3] of camera 0 under environment ``name``, over white; None when ``cancelled()``."""
-        from lumisurf.renderers.mesh_render import render_mesh_view
 
         lighting, sampler = self.envs[name]
         rows = []

@@ -13,14 +13,13 @@ import torch
 from PIL import Image
 
 from lumisurf.data.cameras import Cameras
+from lumisurf.errors import LumisurfError
 
 
 def viser():
     try:
         import viser
     except ImportError:
-        from lumisurf.errors import LumisurfError
-
         raise LumisurfError('the viewer needs viser: pip install -e ".[viewer]"') from None
     return viser
 

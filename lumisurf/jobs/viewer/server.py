@@ -16,9 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lumisurf.jobs.extract import set_vertex_colours
+from lumisurf.data.load import load_scene_normalized_as
+from lumisurf.errors import LumisurfError
+from lumisurf.jobs.extract import set_vertex_colours, surface_function, vertex_radiance
+from lumisurf.jobs.restore import load_run
+from lumisurf.jobs.viewer.relit import Relighter
 from lumisurf.jobs.viewer.scene import add_mesh, bands_of, client_camera, mesh_colourings, setup_scene, viser
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
+from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
 
 FIELD_MODES = ("rgb", "normal", "depth")
@@ -214,9 +219,6 @@ def run_mesh(loaded, resolution: int = 96):
 def preview_mesh(model, device, resolution: int = 96):
     """Marching cubes of the field at ``resolution`` with its vertex radiance (normalised frame); None without a
     surface."""
-    from lumisurf.errors import LumisurfError
-    from lumisurf.jobs.extract import surface_function, vertex_radiance
-    from lumisurf.mesh.marching_cubes import extract_mesh
 
     try:
         with torch.no_grad():
@@ -237,16 +239,12 @@ def preview_mesh(model, device, resolution: int = 96):
 
 def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None, env_files=()) -> None:
     """Serve RUN until Ctrl-C; a Stage II run adds relit modes (its learned lighting and ``env_files``)."""
-    from lumisurf.data.load import load_scene_normalized_as
-    from lumisurf.jobs.restore import load_run
 
     viser()  # a missing extra is one clear line, before the run is loaded
     loaded = load_run(Path(root), device)
     scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
     relighter = None
     if (Path(root) / "material" / "material.pt").exists():
-        from lumisurf.jobs.viewer.relit import Relighter
-
         relighter = Relighter(Path(root), env_files, device)
     elif env_files:
         print("lumisurf view: --env needs a Stage II run (lumisurf material RUN); ignored")
