@@ -17,7 +17,7 @@ from lumisurf.jobs.material_eval import per_material_errors
 from lumisurf.jobs.material_init import resolve_init
 from lumisurf.presets import preset_config
 from lumisurf.shading.envmap import EnvironmentMap, latlong_directions
-from lumisurf.train.material_init import bake_env, distil_materials, env_priors, material_priors
+from lumisurf.train.material_priors import bake_env, distil_materials, env_priors, material_priors
 
 
 def _cfg(**kw) -> MaterialStageConfig:

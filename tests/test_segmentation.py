@@ -25,7 +25,7 @@ from lumisurf.losses.segmentation import (
     energy_conservation_loss,
     entropy_loss,
     gather_probs_per_view,
-    project_points,
+    project_to_views,
     range_loss,
     sample_view_maps,
     smoothness_loss,
@@ -141,15 +141,15 @@ def _cameras() -> Cameras:
     return Cameras(c2w, f, f, torch.full((2,), 4.0), torch.full((2,), 3.0), width=8, height=6)
 
 
-def test_project_points_matches_cameras_project():
+def test_project_to_views_matches_cameras_project():
     cams = _cameras()
     pts = torch.rand(7, 3) - 0.5
-    uv, z, inside = project_points(pts, cams, [0, 1])
+    uv, z, inside = project_to_views(pts, cams, [0, 1])
     for v in range(2):
         uv_ref, z_ref = cams.project(pts, v)
         assert torch.allclose(uv[:, v], uv_ref, atol=1e-5) and torch.allclose(z[:, v], z_ref, atol=1e-6)
     assert inside.all()
-    uv0, _, _ = project_points(torch.zeros(1, 3), cams, [0, 1])
+    uv0, _, _ = project_to_views(torch.zeros(1, 3), cams, [0, 1])
     assert torch.allclose(uv0, torch.tensor([[[4.0, 3.0], [4.0, 3.0]]]))
 
 

@@ -116,7 +116,7 @@ def test_gt_normals(scene):
     # normals face the camera at the centre pixel and equal the SDF gradient at the hit point
     cams = te.cameras
     o, d = cams.rays(torch.arange(4), torch.full((4,), 24.25), torch.full((4,), 24.25))
-    hit, t = S.sphere_trace(o, d)
+    hit, t = S.trace_scene(o, d)
     assert hit.all()
     p = o + t[:, None] * d
     assert synthetic_sdf(p).abs().max() < 1e-3

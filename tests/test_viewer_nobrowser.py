@@ -111,7 +111,7 @@ def test_training_hook_without_a_browser_only_records(tiny_scene):
 def test_material_run_offers_albedo_roughness_metallic_on_the_mesh(tmp_path):
     from lumisurf.cli import main
     from lumisurf.jobs.restore import load_run
-    from lumisurf.jobs.viewer.scene import mesh_colourings
+    from lumisurf.jobs.viewer.scene_graph import mesh_colourings
     from lumisurf.jobs.viewer.server import run_mesh
 
     run = tmp_path / "nero"
@@ -211,7 +211,7 @@ def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):
         assert v.modes[-2:] == ("relit: learned", "relit: sky")
         from types import SimpleNamespace
 
-        from lumisurf.jobs.viewer.scene import wxyz
+        from lumisurf.jobs.viewer.scene_graph import wxyz
 
         c2w = cams.c2w[0].numpy()
         camera = SimpleNamespace(wxyz=wxyz(c2w[:3, :3]), position=c2w[:3, 3], fov=0.8, aspect=1.5)

@@ -27,7 +27,7 @@ CAMS = look_at_cameras(np.array([[2.0, 1.4, 1.0], [-1.5, 2.2, -0.7]]), 24, 20, f
 
 def test_render_view_shapes_and_ranges():
     for mode in ("density", "sdf"):
-        out = _sphere_model(mode).render_view(CAMS, 0, torch.ones(3))
+        out = _sphere_model(mode).rasterize_view(CAMS, 0, torch.ones(3))
         assert out["rgb"].shape == (480, 3) and out["opacity"].shape == (480, 1)
         assert out["opacity"].min() >= 0 and out["opacity"].max() <= 1
         assert out["opacity"].max() > 0.9 and out["opacity"].min() < 0.1  # the sphere and the background
@@ -39,10 +39,10 @@ def test_subdividing_keeps_the_sdf_image():
     in the segment's middle that can see the dip below zero its end points missed (a few silhouette pixels)."""
     model = _sphere_model("sdf")
     model.active_bands = 1  # view-independent colour: children see their parent's colour
-    before = model.render_view(CAMS, 1, torch.ones(3))
+    before = model.rasterize_view(CAMS, 1, torch.ones(3))
     mask = torch.rand(len(model.tree), generator=torch.Generator().manual_seed(1)) < 0.5
     model.restructure(*model.tree.subdivide(mask))
-    after = model.render_view(CAMS, 1, torch.ones(3))
+    after = model.rasterize_view(CAMS, 1, torch.ones(3))
     assert len(model.tree) == 512 + 7 * int(mask.sum())
     for k in ("rgb", "opacity"):
         diff = (after[k] - before[k]).abs().amax(-1)
@@ -52,7 +52,7 @@ def test_subdividing_keeps_the_sdf_image():
 def test_optimizer_state_follows_a_subdivision_and_pruning():
     model = _sphere_model("density")
     opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=1e-2)
-    model.render_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     old_geo_avg = opt.state[model.geo]["exp_avg"].clone()
     tree, remap = model.tree.subdivide(torch.arange(len(model.tree)) % 5 == 0)
@@ -63,7 +63,7 @@ def test_optimizer_state_follows_a_subdivision_and_pruning():
     tree, remap = model.tree.select(model.tree.centres().norm(dim=-1) < 0.9)
     model.restructure(tree, remap, opt)
     opt.zero_grad()
-    model.render_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
     opt.step()  # the optimizer still works on the new parameters
     assert all(p.grad is not None for p in (model.geo, model.sh0))
 
@@ -75,12 +75,12 @@ def test_fitting_one_view_lowers_the_loss():
         reference.sh0.zero_()
         reference.sh0[:, 0] = torch.tensor([0.3, -1.2, -1.2])
         reference.geo += 8.0
-        target = reference.render_view(CAMS, 0, torch.ones(3))["rgb"]
+        target = reference.rasterize_view(CAMS, 0, torch.ones(3))["rgb"]
     opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=5e-2)
     losses = []
     for _ in range(15):
         opt.zero_grad()
-        loss = ((model.render_view(CAMS, 0, torch.ones(3))["rgb"] - target) ** 2).mean()
+        loss = ((model.rasterize_view(CAMS, 0, torch.ones(3))["rgb"] - target) ** 2).mean()
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -113,7 +113,7 @@ def test_load_state_dict_adopts_a_saved_layout_in_place():
     optimizer that holds them loads its saved state too and keeps stepping."""
     model = _sphere_model("density")
     opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=1e-2)
-    model.render_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     saved_opt = copy.deepcopy(opt.state_dict())
@@ -124,7 +124,7 @@ def test_load_state_dict_adopts_a_saved_layout_in_place():
     assert model.geo is geo_param and len(model.tree) == 512 and torch.equal(model.geo, saved["geo"])
     assert torch.equal(model.tree.path, saved["tree_path"]) and model.priority.shape == (512,)
     opt.zero_grad()
-    model.render_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     assert opt.state[model.geo]["exp_avg"].shape == model.geo.shape
 
@@ -143,7 +143,7 @@ def test_deferred_nero_shading_reaches_corners_and_networks():
 
     model = _sphere_model("sdf")
     model.shading = DeferredShading("nero", _small_model_cfg())
-    out = model.render_view(CAMS, 0, torch.ones(3))
+    out = model.rasterize_view(CAMS, 0, torch.ones(3))
     assert out["rgb"].shape == (480, 3) and out["albedo"].shape == (480, 3) and out["metallic"].shape == (480, 1)
     background = out["opacity"][:, 0] < 1e-3
     assert background.any() and torch.allclose(out["rgb"][background], torch.ones(3))
@@ -163,7 +163,7 @@ def test_deferred_segmented_shading_gives_material_probabilities():
 
     model = _sphere_model("sdf")
     model.shading = DeferredShading("segmented", _small_model_cfg())
-    out = model.render_view(CAMS, 0, torch.ones(3))
+    out = model.rasterize_view(CAMS, 0, torch.ones(3))
     probs, covered = out["material_probs"], out["opacity"][:, 0] > 1e-3
     assert probs.shape == (480, 2) and covered.any() and not covered.all()
     assert torch.allclose(probs[covered].sum(-1), torch.ones(int(covered.sum()))) and (probs[~covered] == 0).all()

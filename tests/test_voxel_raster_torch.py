@@ -11,10 +11,10 @@ from lumisurf.voxels.octree import children, voxel_boxes
 from lumisurf.voxels.raster_torch import (
     MAX_ALPHA,
     STEP_SCALE,
+    corner_weights,
     exp_linear,
     rasterize_reference,
     ray_box,
-    trilinear_weights,
     voxel_normals,
 )
 
@@ -29,7 +29,7 @@ def test_exp_linear_values_and_continuity():
 
 def test_trilinear_weights_corners_and_sum():
     u = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 1.0], [0.3, 0.6, 0.2]])
-    w = trilinear_weights(u)
+    w = corner_weights(u)
     assert w[0, 0] == 1 and w[1, 5] == 1  # corner 4*1 + 2*0 + 1 = 5
     assert torch.allclose(w.sum(-1), torch.ones(3))
 

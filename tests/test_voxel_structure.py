@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lumisurf.voxels.octree import MAX_LEVEL
-from lumisurf.voxels.raster_torch import trilinear_weights
+from lumisurf.voxels.raster_torch import corner_weights
 from lumisurf.voxels.structure import VoxelOctree
 
 SMIN = torch.tensor([-1.0, -1.0, -1.0])
@@ -19,7 +19,7 @@ def field_at(tree: VoxelOctree, values: torch.Tensor, pts: torch.Tensor) -> torc
     assert (inside.sum(1) == 1).all()
     v = inside.float().argmax(1)
     u = (pts - lo[v]) / size[v, None]
-    return (trilinear_weights(u) * values[tree.vox_key[v]]).sum(-1)
+    return (corner_weights(u) * values[tree.vox_key[v]]).sum(-1)
 
 
 def test_dense_counts_and_shared_corners():

@@ -81,7 +81,7 @@ def sdf_normals(points: Tensor) -> Tensor:
     return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def sphere_trace(o: Tensor, d: Tensor, max_steps: int = 128, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+def trace_scene(o: Tensor, d: Tensor, max_steps: int = 128, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
     """First hit of rays o, d [N, 3] (unit d) with the object. Returns hit [N] bool and t [N]."""
     b = (o * d).sum(-1)
     disc = b * b - ((o * o).sum(-1) - BOUND_RADIUS**2)
@@ -176,7 +176,7 @@ def render_views(cams: Cameras, ss: int = 2) -> tuple[Tensor, Tensor, Tensor]:
     k = py.numel()
     cam_idx = torch.arange(n).repeat_interleave(k)
     o, d = cams.rays(cam_idx, px.reshape(-1).repeat(n), py.reshape(-1).repeat(n))
-    hit, t = sphere_trace(o, d)
+    hit, t = trace_scene(o, d)
     rgb = torch.zeros(n * k, 3)
     nrm = torch.zeros(n * k, 3)
     if hit.any():

@@ -111,7 +111,7 @@ def corner_rows(
     return local + off[None, :, None]
 
 
-def trilinear_weights(frac: torch.Tensor):
+def trilinear_weights_and_grad(frac: torch.Tensor):
     """frac [N,L,3] -> weights [N,L,8] and their derivative w.r.t. frac [N,L,8,3]."""
     w1 = torch.stack([1 - frac, frac], dim=-1)  # [N, L, 3, 2] per-axis weights of the two vertices
     sign = torch.tensor([-1.0, 1.0], dtype=frac.dtype, device=frac.device).expand_as(w1[:, :, 0])
@@ -183,7 +183,7 @@ def _encode(x, table, layout, bound, active_levels, with_grad: bool):
     res, off, hashed = _level_tensors(layout, k, x.device)
     i0, frac, dp_dx = grid_coords(x.to(table.dtype), res, bound)
     rows = corner_rows(i0, res, off, hashed, layout.log2_table_size)
-    weights, dw = trilinear_weights(frac)
+    weights, dw = trilinear_weights_and_grad(frac)
     corners = _gather(table, rows)  # [N, k, 8, F]
     feat = (weights[..., None] * corners).sum(dim=2)  # [N, k, F]
     feat = _pad_levels(feat, n_levels).reshape(n_pts, n_levels * n_feat)

@@ -17,7 +17,7 @@ from lumisurf.jobs.extract import stage1_vertex_materials
 from lumisurf.jobs.restore import load_run
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.nero_light import exp_light
-from lumisurf.train.material_init import bake_env, distil_materials
+from lumisurf.train.material_priors import bake_env, distil_materials
 from lumisurf.train.material_stage import SurfaceHits
 
 

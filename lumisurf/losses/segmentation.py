@@ -20,7 +20,7 @@ _EPS = 1e-8
 # ----------------------------------------------------------------------------- cross-view tensor
 
 
-def project_points(points: Tensor, cameras, view_ids) -> tuple[Tensor, Tensor, Tensor]:
+def project_to_views(points: Tensor, cameras, view_ids) -> tuple[Tensor, Tensor, Tensor]:
     """Project world points [M, 3] into cameras ``view_ids`` [V] (pinhole, distortion ignored).
 
     Returns pixel coordinates uv [M, V, 2] (col, row; pixel centres at +0.5), camera depth z [M, V]
@@ -59,7 +59,7 @@ def gather_probs_per_view(
     prob_maps [V, H, W, K]: rendered assignment probabilities of views ``view_ids``; depth_maps
     [V, H, W] (camera z, optional): a projection counts only where |z - depth| < depth_tol (visible).
     """
-    uv, z, valid = project_points(points, cameras, view_ids)
+    uv, z, valid = project_to_views(points, cameras, view_ids)
     probs = sample_view_maps(prob_maps, uv)
     if depth_maps is not None:
         d = sample_view_maps(depth_maps[..., None], uv)[..., 0]

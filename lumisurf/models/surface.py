@@ -18,7 +18,7 @@ from lumisurf.errors import ConfigError
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
-from lumisurf.models.surface_first import surface_first_foreground
+from lumisurf.models.traced_render import surface_first_foreground
 from lumisurf.renderers.occlusion import march_occlusion
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
 from lumisurf.sampler_config import SurfaceRenderConfig
@@ -213,7 +213,7 @@ class SurfaceModel(nn.Module):
         self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState, need_grad_graph: bool
     ) -> dict[str, Tensor]:
         """Volume-render the SDF along the k rays given (all tensors [k, ...]); in eval mode with
-        ``state.surface`` set, surface-first (``models/surface_first.py``)."""
+        ``state.surface`` set, surface-first (``models/traced_render.py``)."""
         if state.surface_first and not self.training and not need_grad_graph:
             return surface_first_foreground(self, o, d, near, far, state)
         samples = self._sample_t(o, d, near, far, state, select=self._selects_samples(need_grad_graph))

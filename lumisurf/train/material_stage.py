@@ -27,7 +27,7 @@ from lumisurf.shading.envmap import EnvImportanceSampler
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.monte_carlo import Strategy, shade
 from lumisurf.train.logging import ScalarLogger
-from lumisurf.train.material_init import env_priors, material_priors
+from lumisurf.train.material_priors import env_priors, material_priors
 
 
 @dataclass

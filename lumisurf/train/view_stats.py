@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.data.images import as_float
-from lumisurf.losses.segmentation import project_points, sample_view_maps
+from lumisurf.losses.segmentation import project_to_views, sample_view_maps
 from lumisurf.renderers.occlusion import march_occlusion
 
 LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 weights
@@ -65,7 +65,7 @@ def visible_views(
     """Pixel positions ``[P, V, 2]`` of points ``[P, 3]`` in views ``view_ids`` ``[V]`` and whether each view
     sees the point ``[P, V]`` (inside the image, the surface faces the camera by ``cos > min_cos``, and the
     SDF does not block the segment to the camera)."""
-    uv, _, inside = project_points(points, cameras, view_ids)
+    uv, _, inside = project_to_views(points, cameras, view_ids)
     to_cam = F.normalize(cameras.centers[view_ids].to(points)[None] - points[:, None], dim=-1)  # [P, V, 3]
     seen = inside & ((to_cam * normals[:, None]).sum(-1) > min_cos)
     pi, vi = seen.nonzero(as_tuple=True)

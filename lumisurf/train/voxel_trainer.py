@@ -181,7 +181,7 @@ class VoxelTrainer(TrainingLoop):
             else torch.ones(3, device=self.device)
         )
         target, mask = self._target(view, bg)
-        out = self.model.render_view(
+        out = self.model.rasterize_view(
             downscaled(self.cameras, self.vc.train_downscale), view, bg, backend=self.vc.backend
         )
         self.max_weight = torch.maximum(self.max_weight, out["max_weight"].detach())
@@ -364,7 +364,7 @@ class VoxelTrainer(TrainingLoop):
         for view in extra_views(len(cams), self.views_seen, self.vc.prune_views):
             best = torch.maximum(
                 best,
-                self.model.render_view(cams, view, torch.ones(3, device=self.device), backend=self.vc.backend)[
+                self.model.rasterize_view(cams, view, torch.ones(3, device=self.device), backend=self.vc.backend)[
                     "max_weight"
                 ],
             )

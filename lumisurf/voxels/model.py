@@ -1,6 +1,6 @@
 """A trainable sparse voxel field: geometry on shared corners, spherical-harmonics colour per voxel.
 
-It holds no data or poses: :meth:`SparseVoxelModel.render_view` takes a camera. Colour is evaluated once per
+It holds no data or poses: :meth:`SparseVoxelModel.rasterize_view` takes a camera. Colour is evaluated once per
 voxel and view, along the direction from the camera to the voxel centre (SVRaster), as
 ``max(0, sum_k sh_k Y_k(d) + 0.5)``. Structural changes (:meth:`SparseVoxelModel.restructure`) replace the
 parameters and carry the optimizer's per-element state through the same linear maps.
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from lumisurf.encodings.spherical_harmonics import sh_basis
 from lumisurf.voxels.binning import bin_voxels
 from lumisurf.voxels.raster import rasterize_tiles
-from lumisurf.voxels.raster_torch import STEP_SCALE, GeometryMode, trilinear_weights
+from lumisurf.voxels.raster_torch import STEP_SCALE, GeometryMode, corner_weights
 from lumisurf.voxels.soft import SoftRaster, margin
 from lumisurf.voxels.structure import Remap, VoxelOctree
 
@@ -113,7 +113,7 @@ class SparseVoxelModel(nn.Module):
         lo, size = self.tree.boxes()
         safe = v.clamp_min(0)
         u = ((points - lo[safe]) / size[safe, None]).clamp(0.0, 1.0)
-        val = (trilinear_weights(u) * self.corners()[safe]).sum(-1)
+        val = (corner_weights(u) * self.corners()[safe]).sum(-1)
         return torch.where(v >= 0, val, torch.full_like(val, outside))
 
     def surface_sdf(self, points: Tensor) -> Tensor:
@@ -156,7 +156,7 @@ class SparseVoxelModel(nn.Module):
         out[hit] = self._sh_colour(vox[hit], dirs[hit])
         return out.clamp(0.0, 1.0)
 
-    def render_view(self, cameras, cam: int, background: Tensor, backend: str = "auto") -> dict[str, Tensor]:
+    def rasterize_view(self, cameras, cam: int, background: Tensor, backend: str = "auto") -> dict[str, Tensor]:
         """All pixels of camera ``cam`` (row-major ``[H * W, ...]``); outputs of
         :func:`lumisurf.voxels.raster.rasterize_tiles`."""
         c2w = cameras.c2w[cam]
@@ -208,7 +208,7 @@ class SparseVoxelModel(nn.Module):
         deferred shading's material maps (and material_probs of the mixture) when there is one, and
         median_depth (where the transmittance falls below one half; 0 where it never does)."""
         cams = downscaled(cameras, downscale)
-        out = self.render_view(cams, cam, background.reshape(3))
+        out = self.rasterize_view(cams, cam, background.reshape(3))
         h, w = cams.height, cams.width
         keys = (
             "rgb",

@@ -36,7 +36,7 @@ def exp_linear(x: Tensor) -> Tensor:
     return torch.where(x > k, x, torch.exp(x.clamp_max(k) / k - 1.0 + math.log(k)))
 
 
-def trilinear_weights(u: Tensor) -> Tensor:
+def corner_weights(u: Tensor) -> Tensor:
     """Weights ``[..., 8]`` of the 8 corners at local coordinates ``u`` ``[..., 3]`` in [0, 1]^3."""
     off = CORNER_OFFSETS.to(u.device, u.dtype)  # [8, 3]
     w = torch.where(off.bool(), u[..., None, :], 1.0 - u[..., None, :])  # [..., 8, 3]
@@ -63,7 +63,7 @@ def segment_field(corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, di
     """
     p = origins[:, None, None] + dirs[:, None, None] * t[..., None]  # [R, N, K, 3]
     u = ((p - lo[:, :, None]) / size[..., None, None]).clamp(0.0, 1.0)
-    return (trilinear_weights(u) * corners[:, :, None]).sum(-1)
+    return (corner_weights(u) * corners[:, :, None]).sum(-1)
 
 
 def density_alpha(

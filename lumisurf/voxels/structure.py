@@ -28,7 +28,7 @@ from lumisurf.voxels.octree import (
     shared_corners,
     voxel_boxes,
 )
-from lumisurf.voxels.raster_torch import trilinear_weights
+from lumisurf.voxels.raster_torch import corner_weights
 
 
 @dataclass
@@ -141,7 +141,7 @@ class VoxelOctree:
         # kept voxels: each corner is its old corner; children: the parent's trilinear field at the corner
         off = CORNER_OFFSETS.to(self.path.device).float()
         local = (off[:, None, :] + off[None, :, :]) / 2.0  # [8 children, 8 corners, 3] in the parent
-        w = trilinear_weights(local)  # [8, 8, 8 parent corners]
+        w = corner_weights(local)  # [8, 8, 8 parent corners]
         n_kid = split.numel() * 8
         kid_rows = new.vox_key[len(kept) :].reshape(n_kid, 8, 1).expand(-1, -1, 8)
         kid_cols = self.vox_key[split][:, None, None, :].expand(-1, 8, 8, -1).reshape(n_kid, 8, 8)

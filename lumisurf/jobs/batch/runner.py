@@ -2,7 +2,7 @@
 
 Each scene is a task with its resources declared (``--cpus-per-task``, ``--gpus-per-task``); a task whose
 worker is lost (a killed process, a lost node) is run again up to ``retries`` times and resumes from the
-scene's checkpoint (:mod:`lumisurf.jobs.batch.scene`). Scenes that failed for a data or config reason are
+scene's checkpoint (:mod:`lumisurf.jobs.batch.scene_job`). Scenes that failed for a data or config reason are
 not retried. A scene finished by an earlier run of the same spec (same pipeline) is skipped. The driver shows
 scenes done / running / failed / pending and an ETA, and writes ``OUT/summary.csv`` and ``OUT/summary.md``.
 Without Ray (or with ``--local``) the scenes run one after another in this process, with the same table.
@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lumisurf.errors import LumisurfError
-from lumisurf.jobs.batch.scene import SceneStatus, run_scene, scene_folder
+from lumisurf.jobs.batch.scene_job import SceneStatus, run_scene, scene_folder
 from lumisurf.jobs.batch.spec import ScenePlan, load_batch
 from lumisurf.jobs.batch.table import summary_row, write_tables
 

@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from lumisurf.jobs.viewer.scene import setup_scene, viser
+from lumisurf.jobs.viewer.scene_graph import setup_scene, viser
 from lumisurf.jobs.viewer.server import preview_mesh
 
 

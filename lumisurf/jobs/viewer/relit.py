@@ -11,7 +11,7 @@ import torch
 from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.jobs.material import load_material_run
 from lumisurf.jobs.material_eval import relight_lighting
-from lumisurf.jobs.viewer.scene import bands_of
+from lumisurf.jobs.viewer.scene_graph import bands_of
 from lumisurf.renderers.mesh_render import render_mesh_view
 from lumisurf.train.visualize import to_uint8
 

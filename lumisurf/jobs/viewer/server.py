@@ -21,7 +21,7 @@ from lumisurf.errors import LumisurfError
 from lumisurf.jobs.extract import set_vertex_colours, surface_function, vertex_radiance
 from lumisurf.jobs.restore import load_run
 from lumisurf.jobs.viewer.relit import Relighter
-from lumisurf.jobs.viewer.scene import add_mesh, bands_of, client_camera, mesh_colourings, setup_scene, viser
+from lumisurf.jobs.viewer.scene_graph import add_mesh, bands_of, client_camera, mesh_colourings, setup_scene, viser
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
 from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
