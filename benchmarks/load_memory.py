@@ -1,6 +1,6 @@
 """Peak memory of loading a large capture: N photos of W x H (default 100 of 12 MP) as a COLMAP dataset.
 
-Writes the photos (smooth random colours, JPEG quality 90) and a PINHOLE model with cameras on a circle into a
+Writes the photos (smooth random colors, JPEG quality 90) and a PINHOLE model with cameras on a circle into a
 temporary folder, then loads it the way training does (``load_config_scene``) at each ``--downscale`` in a fresh
 process, and prints the peak resident memory (``ru_maxrss``) and the bytes the images take.
 

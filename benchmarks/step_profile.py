@@ -7,7 +7,7 @@ also counted in its parent, the table says which):
 * ``schedules``: the schedules' update before the step (the occupancy grid's refresh every 32 steps is in it);
 * ``rays``: pixel sampling and ray generation; ``occupancy``: the occupancy grid's ray bounds;
 * ``up-sampling``: NeuS' no-grad hierarchical sampling (its SDF queries included);
-* ``field fwd``: the SDF and its analytic gradient at the render samples; ``shading fwd``: the colour network;
+* ``field fwd``: the SDF and its analytic gradient at the render samples; ``shading fwd``: the color network;
 * ``background fwd``: the NeRF++ background; ``losses``: every loss term;
 * ``backward``: ``loss.backward()``; ``optimizer``: the optimiser step; ``step``: the whole step.
 

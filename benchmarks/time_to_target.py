@@ -5,7 +5,7 @@ schedules read the progress of that budget's clock, as ``lumisurf train --max-mi
 ``--eval-every`` seconds of training time the clock is paused and the model is evaluated:
 
 * PSNR: mean over ``--eval-views`` evenly spaced test views rendered at downscale 2, ground truth
-  composited on the same background colour as training (``data.background``);
+  composited on the same background color as training (``data.background``);
 * Chamfer (datasets with a GT mesh): marching cubes at ``--mesh-resolution`` (128) in the normalised
   frame, mapped to the dataset's world frame with the scene normalisation, 20k samples each way.
 

@@ -54,7 +54,7 @@ def _add_run_commands(sub) -> None:
         nargs="+",
         choices=["ply", "glb", "obj"],
         default=["ply"],
-        help="mesh.ply is always written (with vertex colours); glb / obj add copies beside it",
+        help="mesh.ply is always written (with vertex colors); glb / obj add copies beside it",
     )
     p.add_argument(
         "--keep-unseen",

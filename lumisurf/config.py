@@ -32,7 +32,7 @@ RgbLoss = Literal["l1", "l2", "charbonnier", "huber"]  # lumisurf.losses.photome
 class DataConfig:
     path: str | None = None  # None: the built-in synthetic scene
     format: Literal["auto", DatasetFormat] = "auto"
-    background: Literal["white", "black", "random"] = "white"  # colour behind masked (RGBA) images
+    background: Literal["white", "black", "random"] = "white"  # color behind masked (RGBA) images
     normalization: Literal["auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity"] = "auto"
     holdout_every: int = 8  # formats without a test split: every k-th view is a test view
     max_views: int | None = None  # keep an evenly spaced subset of training views
@@ -45,7 +45,7 @@ class DataConfig:
     @property
     def eval_background(self) -> float:
         """Grey level (0 or 1) that renders and ground truth share in every evaluation and picture:
-        black for ``background=black``, else white (``random`` trains on random colours, evaluates on white)."""
+        black for ``background=black``, else white (``random`` trains on random colors, evaluates on white)."""
         return 0.0 if self.background == "black" else 1.0
 
 
@@ -100,7 +100,7 @@ class ColorConfig:
 
 @dataclass
 class BackgroundConfig:
-    # auto: 'constant' (the data.background colour) when the dataset has masks, else 'nerf++'
+    # auto: 'constant' (the data.background color) when the dataset has masks, else 'nerf++'
     kind: Literal["auto", "nerf++", "constant"] = "auto"
     hidden: int = 256
     layers: int = 8
@@ -118,7 +118,7 @@ class LiftConfig:
     """``init: materials`` (``lumisurf.train.material_lift``): how the Stage I materials become the assignment."""
 
     points: int = 20000  # training pixels rendered to surface points
-    # what the lift clusters on: the pretrain head's materials, the photos' median colour and view spread at the
+    # what the lift clusters on: the pretrain head's materials, the photos' median color and view spread at the
     # points (train/view_stats.py), or both
     features: Literal["materials", "views", "both"] = "materials"
     feature_smoothing: int = 0  # times the features are averaged over each point's ``neighbours`` first
@@ -139,8 +139,8 @@ class LiftConfig:
 class AssignmentConfig:
     """Soft material segmentation (Stage I phase C): A(p) -> K logits -> softmax(logits / temperature).
 
-    One shading head per component (``heads``, length K) and the rendered colour C = sum_k m_k R_k.
-    ``init``: optional warm start (2D: k-means on colour, or a folder of per-view id masks; 3D: the
+    One shading head per component (``heads``, length K) and the rendered color C = sum_k m_k R_k.
+    ``init``: optional warm start (2D: k-means on color, or a folder of per-view id masks; 3D: the
     Stage I materials of ``pretrain_head`` clustered when the assignment starts training).
     """
 
@@ -156,7 +156,7 @@ class AssignmentConfig:
     learn_temperature: bool = True
     head_hidden: int = 64
     head_layers: int = 2
-    # none | 2D warm start: kmeans (colour of the training images) or masks (mask_path) | materials: at the
+    # none | 2D warm start: kmeans (color of the training images) or masks (mask_path) | materials: at the
     # start of phase C, cluster the pretrain head's Stage I parameters (lumisurf.train.material_lift)
     init: Literal["none", "kmeans", "masks", "materials"] = "none"
     # phases before the assignment trains (A/B) render with this head alone, so its parameters are fitted to

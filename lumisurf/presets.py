@@ -6,7 +6,7 @@ from lumisurf.config import Config, merge
 from lumisurf.errors import ConfigError
 
 # NeuS (Wang et al. 2021) as published: 8x256 SDF MLP (PE 6, skip at 4, geometric init, weight norm),
-# 4x256 colour MLP (view PE 4), NeRF++ background (8x256), 64 + 64 samples (4 up-sampling steps of 16),
+# 4x256 color MLP (view PE 4), NeRF++ background (8x256), 64 + 64 samples (4 up-sampling steps of 16),
 # 512 rays, lr 5e-4 with 5k warm-up and cosine decay to 0.05x over 300k steps, cos-anneal to 50k,
 # eikonal 0.1, mask 0.1 (when masks exist). A GPU preset (its step cost on the CPU: README, Methods).
 NEUS_PAPER = {
@@ -34,7 +34,7 @@ NEUS = {
 }
 
 # Instant-NSR (Zhao et al. 2022; instant-nsr-pl defaults): hash SDF (16 levels x 2 features, 2^19, res
-# 16..2048) -> 2x64 softplus(100) decoder, finite-difference normals with step 5e-3 -> 5e-4, colour MLP
+# 16..2048) -> 2x64 softplus(100) decoder, finite-difference normals with step 5e-3 -> 5e-4, color MLP
 # 3x64 with SH degree-4 view encoding, Huber rgb + 0.1 eikonal, Adam 1e-2 decaying to 1.6e-3 (cosine here).
 INSTANT_NSR = {
     "preset": "instant-nsr",
@@ -84,7 +84,7 @@ NEURALANGELO = {
 
 # lumisurf: our CPU default. Hash SDF with ANALYTIC normals (the grid kernel's Jacobian: no double
 # backward through the grid, no six extra evaluations) and a 1 x 64 decoder (instant-nsr-pl, NeuS2), occupancy-grid
-# skipping, coarse-to-fine levels, a small hash table (2^17) that fits caches, SH colour network. Per step (issue 32,
+# skipping, coarse-to-fine levels, a small hash table (2^17) that fits caches, SH color network. Per step (issue 32,
 # benchmarks/results/speed_issue32.md): only the samples whose weight can matter get the field with gradients
 # (plus 256 random eikonal points), 16 + 32 samples a ray, the up-sampler's last evaluation skipped, and the
 # occupancy grid refreshed partially (occupied cells, their neighbours, 1/8 of the rest).
@@ -179,7 +179,7 @@ LUMISURF_SEG = {
 }
 
 # Sparse voxels rasterized front to back (SVRaster; lumisurf/voxels, issue 14): no MLP, a trilinear corner
-# value and SH colour per voxel, one training view per step, prune/subdivide on the progress clock. "svraster"
+# value and SH color per voxel, one training view per step, prune/subdivide on the progress clock. "svraster"
 # is SVRaster's density model; "svraster-sdf" keeps an SDF on the corners with NeuS' interval opacity so the
 # mesh is its zero level set. Both are new and untuned: see the README before relying on them.
 SVRASTER = {"preset": "svraster", "model": {"kind": "voxels"}, "voxels": {"mode": "density"}}

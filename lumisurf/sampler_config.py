@@ -26,9 +26,9 @@ class SoftMiningConfig:
 
 @dataclass
 class ContextConfig:
-    """Context prior (Zhang et al. 2023): 3x3 colour standard deviation mixed with uniform."""
+    """Context prior (Zhang et al. 2023): 3x3 color standard deviation mixed with uniform."""
 
-    fraction: float = 0.5  # rays drawn from the colour-std prior; the rest uniform (paper)
+    fraction: float = 0.5  # rays drawn from the color-std prior; the rest uniform (paper)
     floor: float = 0.01  # prior clamped below at floor * mean std (paper)
 
 

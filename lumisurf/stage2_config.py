@@ -66,7 +66,7 @@ class MaterialStageConfig:
     # (benchmarks/results/materials.md)
     dielectric_weight: float = 0.0
     segment_weight: float = 0.0  # metallic and roughness pulled to their segment's batch mean (segmented runs)
-    env_white_weight: float = 0.0  # the learned map's mean colour pulled to grey (white balance)
+    env_white_weight: float = 0.0  # the learned map's mean color pulled to grey (white balance)
     env_tv_weight: float = 0.0  # total variation of the learned map's log radiance (smooth lighting)
     texture_size: int = 1024
     render_spp: int = 4  # relight / eval renders: rays per pixel (jittered inside the pixel)

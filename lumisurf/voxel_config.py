@@ -17,7 +17,7 @@ class VoxelConfig:
     mode: Literal["density", "sdf"] = "density"  # density: SVRaster; sdf: corner SDF with NeuS opacity
     init_from: str | None = None  # a voxels.pt (lumisurf extract of a voxel run) to start from instead
     init_level: int = 6  # 2^level cells a side at the start, inside the masks' visual hull when there are masks
-    sh_bands: int = 4  # colour SH bands (4 = degree 3)
+    sh_bands: int = 4  # color SH bands (4 = degree 3)
     sh_band_every: float = 0.05  # one more active band every this much progress (starts with 1)
     max_voxels: int = 400_000
     max_memory_mb: float | None = 2048.0  # the voxel cap also follows from this (parameters + Adam state)
@@ -54,7 +54,7 @@ class VoxelConfig:
     inv_s_init: float = 50.0
     inv_s_final: float | None = None  # sdf mode: a floor under the learned inv_s rising geometrically from
     inv_s_until: float = 0.75  # inv_s_init to this by this progress (None: learned only, as NeuS)
-    shading: Literal["sh", "nero", "segmented"] = "sh"  # sh: colour per voxel (SVRaster); nero: deferred per-pixel
+    shading: Literal["sh", "nero", "segmented"] = "sh"  # sh: color per voxel (SVRaster); nero: deferred per-pixel
     # NeRO shading with model.nero's networks; segmented: deferred K-head mixture of model.assignment (sdf mode;
     # voxels/deferred.py)
     amp: bool = False  # deferred shading networks under bfloat16 autocast on CUDA (ignored on CPU)

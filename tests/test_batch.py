@@ -76,7 +76,7 @@ def test_spec_expands_globs_merges_overrides_and_rejects_mistakes(tmp_path):
     assert replace(plans[0], checkpoint_minutes=9.0).fingerprint() == plans[0].fingerprint()
     assert replace(plans[0], seed=1).fingerprint() != plans[0].fingerprint()
     bad = [
-        ([{"name": "x", "colour": 1}], "unknown config key"),
+        ([{"name": "x", "color": 1}], "unknown config key"),
         ([{"name": "x"}, {"name": "x"}], "used twice"),
         ([{"data": "data/none_*"}], "no folder matches"),
         ([{"relight": ["env.hdr"]}], "relight needs the material stage"),

@@ -99,7 +99,7 @@ def test_orbit_video_reads_back(tmp_path):
     assert sum(1 for _ in reader) == 8
 
 
-def test_meshes_carry_the_radiance_as_vertex_colours(tmp_path):
+def test_meshes_carry_the_radiance_as_vertex_colors(tmp_path):
     import numpy as np
     import trimesh
 
@@ -129,9 +129,9 @@ def test_meshes_carry_the_radiance_as_vertex_colours(tmp_path):
     )
     assert main(["extract", str(run), "--resolution", "32", "--format", "ply", "glb", "obj"]) == 0
     ply = trimesh.load(run / "mesh.ply", process=False)
-    colours = np.asarray(ply.visual.vertex_colors)[:, :3]
-    assert len(ply.vertices) > 0 and colours.std(0).max() > 0  # per-vertex colours, not one default
+    colors = np.asarray(ply.visual.vertex_colors)[:, :3]
+    assert len(ply.vertices) > 0 and colors.std(0).max() > 0  # per-vertex colors, not one default
     glb = trimesh.load(run / "mesh.glb", force="mesh", process=False)
     assert len(glb.vertices) == len(ply.vertices)
-    assert np.array_equal(np.asarray(glb.visual.vertex_colors)[:, :3], colours)
+    assert np.array_equal(np.asarray(glb.visual.vertex_colors)[:, :3], colors)
     assert (run / "mesh.obj").read_text().count("\nv ") == len(ply.vertices)

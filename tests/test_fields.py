@@ -62,7 +62,7 @@ def test_variance_and_heads():
     v = Variance(0.3)
     assert torch.isclose(v.inv_s(), torch.tensor(math.exp(3.0)))
     color = NeuSColor(ColorConfig(hidden=16, layers=2, weight_norm=False), feature_dim=8)
-    with torch.no_grad():  # a zero output layer leaves sigmoid(bias): hand-computed colours
+    with torch.no_grad():  # a zero output layer leaves sigmoid(bias): hand-computed colors
         color.mlp[-1].weight.zero_()
         color.mlp[-1].bias.copy_(torch.tensor([0.0, math.log(3.0), -math.log(3.0)]))
     rgb = color(torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 8))
@@ -72,7 +72,7 @@ def test_variance_and_heads():
     assert sigma.shape == (7,) and (sigma >= 0).all() and rgb.shape == (7, 3)
 
 
-def test_colour_net_reflected_view_input():
+def test_color_net_reflected_view_input():
     """view_input=reflected encodes the ray mirrored about the unit normal and appends n.d."""
     color = NeuSColor(ColorConfig(hidden=8, layers=2, view_input="reflected"), feature_dim=4)
     seen = []

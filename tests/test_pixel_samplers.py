@@ -36,7 +36,7 @@ def one_thread():
 
 
 def coded_split(masks: bool = True) -> Split:
-    """Images whose colour encodes (view, row, col); masks encode row parity."""
+    """Images whose color encodes (view, row, col); masks encode row parity."""
     cam, row, col = torch.meshgrid(torch.arange(N), torch.arange(H), torch.arange(W), indexing="ij")
     images = torch.stack([cam / N, row / H, col / W], dim=-1).float()
     m = (row % 2).float() if masks else None

@@ -258,7 +258,7 @@ def test_cross_view_consistency():
 # ----------------------------------------------------------------------------- 2D warm starts
 
 
-def test_kmeans_splits_two_colour_image():
+def test_kmeans_splits_two_color_image():
     img = torch.zeros(2, 6, 8, 3)
     img[:, :, :4] = torch.tensor([0.9, 0.2, 0.1])
     img[:, :, 4:] = torch.tensor([0.1, 0.3, 0.8])

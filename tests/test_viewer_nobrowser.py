@@ -1,5 +1,5 @@
 """The viewer without a browser: progressive rendering (coarse while the camera moves, finer levels once it rests,
-a fine render cancelled, never published, when the camera moves again), the training hook, the mesh colourings."""
+a fine render cancelled, never published, when the camera moves again), the training hook, the mesh colorings."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_training_hook_without_a_browser_only_records(tiny_scene):
 def test_material_run_offers_albedo_roughness_metallic_on_the_mesh(tmp_path):
     from lumisurf.cli import main
     from lumisurf.jobs.restore import load_run
-    from lumisurf.jobs.viewer.scene_graph import mesh_colourings
+    from lumisurf.jobs.viewer.scene_graph import mesh_colorings
     from lumisurf.jobs.viewer.server import run_mesh
 
     run = tmp_path / "nero"
@@ -142,10 +142,10 @@ def test_material_run_offers_albedo_roughness_metallic_on_the_mesh(tmp_path):
     )
     assert main(["extract", str(run), "--resolution", "24"]) == 0
     mesh = run_mesh(load_run(run, "cpu"))
-    col = mesh_colourings(mesh, run / "mesh_materials.ply")
+    col = mesh_colorings(mesh, run / "mesh_materials.ply")
     assert {"radiance", "albedo", "roughness", "metallic"} <= set(col)
     assert all(v.shape == (len(mesh.vertices), 3) and v.dtype.name == "uint8" for v in col.values())
-    assert set(mesh_colourings(mesh, None)) == {"radiance"}
+    assert set(mesh_colorings(mesh, None)) == {"radiance"}
 
 
 def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):

@@ -63,8 +63,8 @@ def test_three_sample_compositing_by_hand(alpha, weights, opacity, depth, rgb):
     torch.testing.assert_close(op, torch.tensor([[opacity]], dtype=torch.float64))
     t_mid = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
     torch.testing.assert_close(render_depth(w, t_mid), torch.tensor([[depth]], dtype=torch.float64))
-    colours = torch.eye(3, dtype=torch.float64)[None]  # samples red, green, blue: [1, 3, 3]
-    out = composite_background(accumulate(w, colours), op, torch.ones(3, dtype=torch.float64))
+    colors = torch.eye(3, dtype=torch.float64)[None]  # samples red, green, blue: [1, 3, 3]
+    out = composite_background(accumulate(w, colors), op, torch.ones(3, dtype=torch.float64))
     torch.testing.assert_close(out, torch.tensor([rgb], dtype=torch.float64))
 
 

@@ -38,7 +38,7 @@ def test_subdividing_keeps_the_sdf_image():
     image is unchanged except where a ray grazes the surface inside one voxel: the split adds an SDF sample
     in the segment's middle that can see the dip below zero its end points missed (a few silhouette pixels)."""
     model = _sphere_model("sdf")
-    model.active_bands = 1  # view-independent colour: children see their parent's colour
+    model.active_bands = 1  # view-independent color: children see their parent's color
     before = model.rasterize_view(CAMS, 1, torch.ones(3))
     mask = torch.rand(len(model.tree), generator=torch.Generator().manual_seed(1)) < 0.5
     model.restructure(*model.tree.subdivide(mask))
@@ -172,7 +172,7 @@ def test_deferred_segmented_shading_gives_material_probabilities():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shading.shader.assignment.parameters())
 
 
-def test_point_colours_are_the_holding_voxels_sh_colour():
+def test_point_colors_are_the_holding_voxels_sh_color():
     tree = VoxelOctree.dense(1, torch.full((3,), -1.0), 2.0)  # 8 voxels of edge 1
     model = SparseVoxelModel(tree, mode="sdf", sh_bands=1)
     with torch.no_grad():
@@ -180,9 +180,9 @@ def test_point_colours_are_the_holding_voxels_sh_colour():
     pts = tree.centres() * 0.9
     d = torch.tensor([[0.0, 0.0, 1.0]]).expand(8, 3)
     expected = (0.5 + 0.28209479 * torch.arange(8.0) * 0.1)[:, None].expand(8, 3).clamp(0, 1)
-    assert torch.allclose(model.point_colours(pts, d), expected, atol=1e-5)
+    assert torch.allclose(model.point_colors(pts, d), expected, atol=1e-5)
     # a point half a voxel outside the grid along the view falls back to the voxel behind it; none: grey
     edge = torch.tensor([[0.5, 0.5, -1.2], [5.0, 5.0, 5.0]])
-    out = model.point_colours(edge, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+    out = model.point_colors(edge, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
     v = int(tree.locate(torch.tensor([[0.5, 0.5, -0.7]]))[0])
     assert torch.allclose(out[0], expected[v]) and torch.allclose(out[1], torch.full((3,), 0.5))

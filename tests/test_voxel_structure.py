@@ -33,16 +33,16 @@ def test_subdivision_preserves_the_field_and_carries_state():
     tree = VoxelOctree.dense(2, SMIN, 2.0)
     g = torch.Generator().manual_seed(0)
     values = torch.randn(tree.n_corners, generator=g)
-    colour = torch.rand(len(tree), 3, generator=g)
+    color = torch.rand(len(tree), 3, generator=g)
     mask = torch.rand(len(tree), generator=g) < 0.3
     new, remap = tree.subdivide(mask)
     assert len(new) == len(tree) + 7 * int(mask.sum())
     new_values = remap.corners(values)
     pts = torch.rand(2000, 3, generator=g) * 1.98 - 0.99
     assert torch.allclose(field_at(new, new_values, pts), field_at(tree, values, pts), atol=1e-5)
-    # a child's colour row is its parent's
-    kids = remap.voxels(colour)[len(tree) - int(mask.sum()) :]
-    assert torch.equal(kids, colour[mask].repeat_interleave(8, 0))
+    # a child's color row is its parent's
+    kids = remap.voxels(color)[len(tree) - int(mask.sum()) :]
+    assert torch.equal(kids, color[mask].repeat_interleave(8, 0))
     # a second round (mixed levels) still preserves it; a moment tensor maps the same way, staying >= 0
     new2, remap2 = new.subdivide(torch.rand(len(new), generator=g) < 0.2)
     assert torch.allclose(field_at(new2, remap2.corners(new_values), pts), field_at(tree, values, pts), atol=1e-5)

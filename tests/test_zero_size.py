@@ -346,7 +346,7 @@ def test_model_rays_missing_the_sphere_nerfpp_background():
     assert not out["opacity"].any() and out["gradients"].shape[0] == 0
     loss = photometric.rgb_loss(out["rgb"], torch.ones(4, 3), "l1") + geometry.eikonal_loss(out["gradients"])
     loss.backward()
-    assert _grads_zero(model.sdf) and out["rgb"].requires_grad  # the colour comes from the background alone
+    assert _grads_zero(model.sdf) and out["rgb"].requires_grad  # the color comes from the background alone
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.background.parameters())
 
 

@@ -66,7 +66,7 @@ def image_scores(
 ) -> dict[str, float | None]:
     """Means over ``n_views`` test views: ``psnr`` (dB), ``ssim``, ``normal_mae_deg`` (degrees).
 
-    Ground truth is composited on the training background colour (``data.background``). SSIM is
+    Ground truth is composited on the training background color (``data.background``). SSIM is
     None for images smaller than its 11-pixel window; normal MAE (weighted by the GT mask, else by
     GT-normal presence) is None when the split has no GT normals. ``extra=False``: PSNR only.
     """
@@ -239,7 +239,7 @@ class MetricPanel:
 def plot_metric_grid(
     groups: dict[str, dict[str, list[dict]]], panels: list[MetricPanel], path: Path, title: str, xmax: float
 ) -> None:
-    """Metric vs training seconds: one row of panels per group, one line per series (same colour
+    """Metric vs training seconds: one row of panels per group, one line per series (same color
     for a series name in every group). ``groups``: {group title: {series name: rows}}."""
     import matplotlib
 

@@ -24,7 +24,7 @@ from lumisurf.data.scene import SceneData
 from lumisurf.data.synthetic import make_synthetic_scene
 from lumisurf.errors import DataWarning
 
-_SPLIT_COLOURS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:green"}
+_SPLIT_COLORS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:green"}
 
 
 def check_dataset(path: Path | None, out_png: Path) -> str:
@@ -156,14 +156,14 @@ def _draw_cameras(ax, scene: SceneData, extent: float, depth: float) -> None:
     ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.5", lw=0.4, alpha=0.6)
     drawn: list[Tensor] = []
     for k, sp in scene.splits.items():
-        colour = _SPLIT_COLOURS.get(k, "tab:purple")
+        color = _SPLIT_COLORS.get(k, "tab:purple")
         if any(c.shape == sp.cameras.c2w.shape and torch.allclose(c, sp.cameras.c2w) for c in drawn):
-            ax.scatter([], [], [], color=colour, s=4, label=f"{k} ({len(sp)}, same cameras as above)")
+            ax.scatter([], [], [], color=color, s=4, label=f"{k} ({len(sp)}, same cameras as above)")
             continue
         drawn.append(sp.cameras.c2w)
-        ax.add_collection3d(Line3DCollection(frustum_segments(sp.cameras, depth), colors=colour, lw=0.6))
+        ax.add_collection3d(Line3DCollection(frustum_segments(sp.cameras, depth), colors=color, lw=0.6))
         c = sp.cameras.centers.cpu().numpy()
-        ax.scatter(c[:, 0], c[:, 1], c[:, 2], color=colour, s=4, label=f"{k} ({len(sp)})")
+        ax.scatter(c[:, 0], c[:, 1], c[:, 2], color=color, s=4, label=f"{k} ({len(sp)})")
     ax.scatter([0], [0], [0], color="k", marker="+", s=40)
     pts = scene.meta.get("points3D")
     if pts is not None and scene.normalization is not None:  # SfM points in the normalised frame

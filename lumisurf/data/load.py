@@ -39,7 +39,7 @@ def load_raw_scene(data_cfg) -> SceneData:
 
 
 def background_color(kind: str, n: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    """Per-ray background colour [n, 3] for masked data: white, black or uniform random."""
+    """Per-ray background color [n, 3] for masked data: white, black or uniform random."""
     if kind == "white":
         return torch.ones(n, 3, device=device)
     if kind == "black":
@@ -48,7 +48,7 @@ def background_color(kind: str, n: int, generator: torch.Generator | None, devic
 
 
 def composite(rgb: torch.Tensor, mask: torch.Tensor | None, bg: torch.Tensor) -> torch.Tensor:
-    """Straight colour over a background by coverage: rgb * m + bg * (1 - m). rgb, bg [..., 3]; mask [..., 1]."""
+    """Straight color over a background by coverage: rgb * m + bg * (1 - m). rgb, bg [..., 3]; mask [..., 1]."""
     if mask is None:
         return rgb
     return rgb * mask + bg * (1.0 - mask)

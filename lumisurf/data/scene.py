@@ -62,7 +62,7 @@ class Normalization:
 class Split:
     """One split (train/test/relight) of a scene.
 
-    images: [n, H, W, 3] uint8 (readers) or float32 in [0, 1] (the built-in scene), **sRGB**, straight colour
+    images: [n, H, W, 3] uint8 (readers) or float32 in [0, 1] (the built-in scene), **sRGB**, straight color
     (``data.images.as_float`` converts one view or batch) (not composited when a mask
     exists: compose with a background at batch time). masks: [n, H, W] float32 coverage in [0, 1]
     or None. ``files``: the image path of each view (GT maps beside them are found from it).

@@ -37,7 +37,7 @@ _LIGHTS = (
     ((1.0, -1.0, 2.0), (2.0, 1.9, 1.7)),
     ((-1.5, 0.6, 0.8), (0.5, 0.6, 0.8)),
     ((0.3, 1.5, -0.4), (0.35, 0.3, 0.25)),
-)  # (direction towards light, colour)
+)  # (direction towards light, color)
 _AMBIENT = 0.08
 
 
@@ -102,7 +102,7 @@ def trace_scene(o: Tensor, d: Tensor, max_steps: int = 128, eps: float = 1e-4) -
 
 # ----------------------------------------------------------------------------- shading
 def albedo(p: Tensor) -> tuple[Tensor, Tensor]:
-    """Linear base colour [N, 3] (gold sphere part, blue torus, smooth blend) and sphere weight [N, 1]."""
+    """Linear base color [N, 3] (gold sphere part, blue torus, smooth blend) and sphere weight [N, 1]."""
     w = torch.sigmoid((torus_sdf(p) - sphere_sdf(p)) / 0.02)[:, None]  # 1 on the sphere
     return w * p.new_tensor(_SPHERE_ALBEDO) + (1 - w) * p.new_tensor(_TORUS_ALBEDO), w
 
@@ -124,10 +124,10 @@ def shade(p: Tensor, n: Tensor, v: Tensor) -> Tensor:
     fres = f0 + (1 - f0) * (1 - ndv) ** 5
     diffuse = torch.full_like(p, _AMBIENT)
     spec = torch.zeros_like(p)
-    for direction, colour in _LIGHTS:
+    for direction, color in _LIGHTS:
         l = p.new_tensor(direction)
         l = l / l.norm()
-        c = p.new_tensor(colour)
+        c = p.new_tensor(color)
         ndl = (n @ l).clamp_min(0)[:, None]
         h = v + l
         h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-8)
@@ -165,7 +165,7 @@ def look_at_cameras(eyes: np.ndarray, width: int, height: int, fov_deg: float = 
 def render_views(cams: Cameras, ss: int = 2) -> tuple[Tensor, Tensor, Tensor]:
     """Render every view with ``ss x ss`` supersampling.
 
-    Returns sRGB images [n, H, W, 3] (straight colour, 0 on background), coverage masks [n, H, W]
+    Returns sRGB images [n, H, W, 3] (straight color, 0 on background), coverage masks [n, H, W]
     and world unit normals [n, H, W, 3] (mean of the hit sub-samples, 0 on background).
     """
     n, h, w = len(cams), cams.height, cams.width

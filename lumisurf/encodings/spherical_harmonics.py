@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 _C0 = 0.28209479177387814  # 1 / (2 sqrt(pi))
-SH_C0 = _C0  # the band-0 basis value (a DC coefficient c gives colour c * SH_C0)
+SH_C0 = _C0  # the band-0 basis value (a DC coefficient c gives color c * SH_C0)
 _C1 = 0.4886025119029199  # sqrt(3 / (4 pi))
 _C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
 _C3 = (

@@ -14,7 +14,7 @@ from lumisurf.losses.segmentation import gather_probs_per_view
 PALETTE = np.array(
     [[230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66], [204, 121, 167], [213, 94, 0], [0, 114, 178]],
     dtype=np.uint8,
-)  # colour-blind safe (Okabe-Ito)
+)  # color-blind safe (Okabe-Ito)
 POINTS_PER_VIEW = 500
 
 
@@ -25,7 +25,7 @@ def id_map(probs: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
 
 
 def id_map_image(ids: np.ndarray) -> np.ndarray:
-    """[h, w, 3] uint8: one colour per cluster, white background."""
+    """[h, w, 3] uint8: one color per cluster, white background."""
     out = np.full((*ids.shape, 3), 255, np.uint8)
     fg = ids >= 0
     out[fg] = PALETTE[ids[fg] % len(PALETTE)]

@@ -1,6 +1,6 @@
 """Material assignment field A(p): position -> K logits -> softmax(logits / T) soft material ids.
 
-Plus optional 2D warm starts: k-means soft maps on colour (and a specular residual channel) and
+Plus optional 2D warm starts: k-means soft maps on color (and a specular residual channel) and
 user-given per-view integer-id masks, both returned as per-pixel probability maps [n, H, W, K]
 (all zeros on background pixels).
 """
@@ -125,7 +125,7 @@ def kmeans_soft_maps(
     iters: int = 20,
     seed: int = 0,
 ) -> Tensor:
-    """Soft material maps by k-means on pixel colour (+ an optional residual channel).
+    """Soft material maps by k-means on pixel color (+ an optional residual channel).
 
     images [n, H, W, 3] in [0, 1]; masks [n, H, W] (foreground > 0.5) or None (all foreground);
     residual [n, H, W] (e.g. the specular residual |I - diffuse fit|) appended as a 4th feature.

@@ -1,6 +1,6 @@
 """Stage II material field and indirect light (normalised frame; the object lies inside the unit sphere).
 
-``MaterialField``: position -> albedo (linear base colour in [0, 1]), metallic in [0, 1], roughness in
+``MaterialField``: position -> albedo (linear base color in [0, 1]), metallic in [0, 1], roughness in
 [roughness_min, 1] (GGX alpha = roughness^2). ``IndirectLight``: position + direction -> radiance seen
 along an occluded direction (light bounced off the object itself), positive, HDR.
 """

@@ -34,7 +34,7 @@ def extract_run(
     progress: bool = True,
     formats: tuple[str, ...] = ("ply",),
 ) -> Path:
-    """Extract ``RUN/mesh.ply`` (vertex colours: the radiance seen along the normal) from a
+    """Extract ``RUN/mesh.ply`` (vertex colors: the radiance seen along the normal) from a
     :class:`lumisurf.jobs.restore.LoadedRun`, plus ``RUN/mesh.<fmt>`` for the other ``formats`` (glb, obj);
     returns the PLY's path.
 
@@ -53,7 +53,7 @@ def extract_run(
     cams = cams if loaded.cfg.eval.fill_unseen else None
     mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress, cameras=cams)
     vertices = np.asarray(mesh.vertices, np.float32)
-    # one pass of the field's shading at the vertices serves the vertex colours and the Stage I materials
+    # one pass of the field's shading at the vertices serves the vertex colors and the Stage I materials
     shading = (
         field_vertex_shading(model, vertices, loaded.device) if hasattr(model, "shade") and len(vertices) else None
     )
@@ -62,7 +62,7 @@ def extract_run(
         world = mesh_to_world(mesh.copy(), loaded.normalization)
         write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
     if len(vertices):  # the radiance at the surface, seen along the normal
-        set_vertex_colours(mesh, vertex_radiance(model, mesh, loaded.device, shading))
+        set_vertex_colors(mesh, vertex_radiance(model, mesh, loaded.device, shading))
     mesh = mesh_to_world(mesh, loaded.normalization)
     path = save_mesh(mesh, loaded.run.mesh_path, force=force)
     for fmt in formats:  # extra copies: mesh.glb, mesh.obj
@@ -71,8 +71,8 @@ def extract_run(
     return path
 
 
-def set_vertex_colours(mesh, rgb: np.ndarray) -> None:
-    """``mesh``'s vertex colours from sRGB [V, 3] uint8 (opaque)."""
+def set_vertex_colors(mesh, rgb: np.ndarray) -> None:
+    """``mesh``'s vertex colors from sRGB [V, 3] uint8 (opaque)."""
     mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
 
 
@@ -97,15 +97,15 @@ def field_vertex_shading(model, vertices: np.ndarray, device, chunk: int = 8192)
 
 
 def vertex_radiance(model, mesh, device, shading: dict | None = None, chunk: int = 8192) -> np.ndarray:
-    """sRGB colour [V, 3] uint8 at the vertices of ``mesh`` (normalised frame), as a camera 2 units out along
+    """sRGB color [V, 3] uint8 at the vertices of ``mesh`` (normalised frame), as a camera 2 units out along
     the normal sees it (the view-dependent part of shiny surfaces is the one of that view): the field's shading
-    (neural fields, normals from the SDF; ``shading`` when already computed) or the voxels' SH colour (sparse
+    (neural fields, normals from the SDF; ``shading`` when already computed) or the voxels' SH color (sparse
     voxels, the mesh's normals)."""
     vertices = np.asarray(mesh.vertices, np.float32)
-    if hasattr(model, "point_colours"):
+    if hasattr(model, "point_colors"):
         x = torch.as_tensor(vertices, device=device)
         n = torch.as_tensor(np.asarray(mesh.vertex_normals, np.float32), device=device)
-        rgb = torch.cat([model.point_colours(p, -d) for p, d in zip(x.split(chunk), n.split(chunk))])
+        rgb = torch.cat([model.point_colors(p, -d) for p, d in zip(x.split(chunk), n.split(chunk))])
         return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
     rgb = (shading or field_vertex_shading(model, vertices, device, chunk))["rgb"]
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -129,7 +129,7 @@ def export_voxels(loaded) -> None:
 def field_to_voxels(loaded, level: int, band: float = 2.0, sh_bands: int = 4) -> Path:
     """``RUN/voxels.pt`` from a neural-field run: the voxels of octree ``level`` (root cube [-1, 1]^3, the
     normalised frame the voxel presets use) whose centre lies within ``band`` voxel edges of the zero level
-    set, with the field's SDF on their corners and grey SH colour: a warm start for ``svraster-sdf``."""
+    set, with the field's SDF on their corners and grey SH color: a warm start for ``svraster-sdf``."""
 
     if hasattr(loaded.model, "tree"):
         raise LumisurfError("extract --voxels converts a neural-field run; this run already holds voxels")

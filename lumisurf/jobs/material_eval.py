@@ -1,10 +1,10 @@
 """Stage II evaluation and relighting: material-map errors against GT maps, relit renders and their PSNR/SSIM.
 
-GT maps (synthetic glossy scenes) sit beside each image: ``r_i_albedo.png`` (sRGB-encoded base colour),
+GT maps (synthetic glossy scenes) sit beside each image: ``r_i_albedo.png`` (sRGB-encoded base color),
 ``r_i_roughness.png``, ``r_i_metallic.png`` (value / 255) and ``r_i_depth.npy`` (0 = background). Errors
 are over pixels where both the GT and our mesh are hit. Albedo is compared in linear units, raw and after
 the per-channel least-squares scale that the lighting/albedo ambiguity leaves free (reported separately).
-Relit images are compared in sRGB after compositing both on the training background colour.
+Relit images are compared in sRGB after compositing both on the training background color.
 """
 
 from __future__ import annotations

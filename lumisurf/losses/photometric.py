@@ -1,4 +1,4 @@
-"""Photometric losses between rendered and observed colours (sRGB in [0, 1] unless stated)."""
+"""Photometric losses between rendered and observed colors (sRGB in [0, 1] unless stated)."""
 
 from __future__ import annotations
 

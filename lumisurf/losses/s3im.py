@@ -3,7 +3,7 @@
 Rays of a random batch carry no image structure, so SSIM is taken over *virtual patches*: the batch
 is repeated ``repeats`` times (the first copy in order, the others randomly permuted), laid out as a
 ``[3, patch_height, W]`` image and compared with SSIM over ``kernel x kernel`` windows at stride
-``kernel`` (Gaussian window, sigma 1.5, as the paper's SSIM). Colours in [0, 1].
+``kernel`` (Gaussian window, sigma 1.5, as the paper's SSIM). Colors in [0, 1].
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def s3im_loss(
 ) -> Tensor:
     """``1 - mean SSIM`` of the virtual patches of pred, target ``[n_rays, 3]`` (scalar).
 
-    The ``repeats * n_rays`` re-ordered colours fill a ``[3, h, W]`` image row by row with
+    The ``repeats * n_rays`` re-ordered colors fill a ``[3, h, W]`` image row by row with
     ``h = min(patch_height, n_rays)`` and ``W = repeats * n_rays // h`` (a remainder is dropped).
     SSIM windows do not cross the image border (valid convolution). No rays give 0 (with a graph).
     """

@@ -31,7 +31,7 @@ def mesh_to_normalized(mesh: trimesh.Trimesh, normalization: Normalization) -> t
 
 
 def save_mesh(mesh: trimesh.Trimesh, path: Path, force: bool = False) -> Path:
-    """Save ``mesh`` as binary PLY, OBJ or GLB (chosen by the suffix; vertex colours kept in all three);
+    """Save ``mesh`` as binary PLY, OBJ or GLB (chosen by the suffix; vertex colors kept in all three);
     returns the path written.
 
     Refuses to overwrite an existing file unless ``force``; creates missing parent folders.

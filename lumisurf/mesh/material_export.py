@@ -53,7 +53,7 @@ def vertex_materials(
 
 
 def _ply_columns(materials: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """Named 1-D columns for the PLY: colours, roughness, metallic, linear albedo, then extras."""
+    """Named 1-D columns for the PLY: colors, roughness, metallic, linear albedo, then extras."""
     albedo = np.asarray(materials["albedo"], dtype=np.float64)
     rgb = to_uint8(linear_to_srgb(albedo))
     cols = [(c, rgb[:, i]) for i, c in enumerate(("red", "green", "blue"))]

@@ -1,6 +1,6 @@
 """SDF surface model (NeuS): rays -> rgb, opacity, depth, normal and the terms the losses need.
 
-Holds only networks (SDF, variance, colour, background) and the occupancy grid; data, poses and
+Holds only networks (SDF, variance, color, background) and the occupancy grid; data, poses and
 schedules live in the trainer. Everything runs in the normalised frame (object inside the unit sphere).
 """
 
@@ -76,7 +76,7 @@ class SurfaceModel(nn.Module):
         self.sampler_cfg = sampler_cfg
         self.sdf = build_sdf(model_cfg.sdf)
         self.variance = Variance(model_cfg.init_variance)
-        # shading: NeuS colour MLP, or NeRO's reflective shading (then self.nero holds its config)
+        # shading: NeuS color MLP, or NeRO's reflective shading (then self.nero holds its config)
         # (soft material segmentation: K heads mixed by an assignment field, on NeRO's light model)
         segmented = model_cfg.assignment.enabled
         self.nero = model_cfg.nero if (model_cfg.shading == "nero" or segmented) else None
@@ -390,7 +390,7 @@ def _check_sampler(cfg) -> None:
 
 
 def background_kind(kind: str, has_masks: bool) -> str:
-    """``model.background.kind`` resolved: ``auto`` is a constant colour behind masked data, else NeRF++."""
+    """``model.background.kind`` resolved: ``auto`` is a constant color behind masked data, else NeRF++."""
     if kind == "auto":
         return "constant" if has_masks else "nerf++"
     return kind

@@ -71,7 +71,7 @@ def accumulate(weights: Tensor, values: Tensor | None = None) -> Tensor:
 
 
 def composite_background(rgb: Tensor, opacity: Tensor, background: Tensor) -> Tensor:
-    """Over-composite a (premultiplied) ray colour on a background.
+    """Over-composite a (premultiplied) ray color on a background.
 
     ``rgb`` ``[n_rays, 3]``, ``opacity`` ``[n_rays, 1]``, ``background`` ``[n_rays, 3]`` or ``[3]``.
     Returns ``rgb + (1 - opacity) * background`` ``[n_rays, 3]``.

@@ -175,7 +175,7 @@ def refract(d: Tensor, n: Tensor, eta_ratio: Tensor) -> Tensor:
 class TransmissionHead(_Head):
     """Dielectric seen through (glass, clear plastic); an approximation, not a path tracer.
 
-    Learned: index of refraction ior in [1, 2], tint in [0, 1]^3 (absorption colour of the medium).
+    Learned: index of refraction ior in [1, 2], tint in [0, 1]^3 (absorption color of the medium).
     Reflection: Schlick Fresnel F with F0 = ((ior - 1)/(ior + 1))^2 at cos = n.v, reflected light =
     ``specular_light`` (a mirror-like lobe). Transmission: the light that arrives along the refracted
     direction t: ``thin`` = a thin shell (both interfaces cancel, t = view direction), else a solid body
@@ -217,7 +217,7 @@ class TransmissionHead(_Head):
 class SubsurfaceHead(_Head):
     """Subsurface scattering by a wrap-lighting / diffusion-kernel approximation (skin, wax, marble).
 
-    Learned: albedo in [0, 1]^3, scatter colour s in [0, 1]^3 (tint of light that travelled inside),
+    Learned: albedo in [0, 1]^3, scatter color s in [0, 1]^3 (tint of light that travelled inside),
     wrap w in [0, 1]. Wrap lighting widens the Lambert cosine kernel max(0, n.l) to
     max(0, (n.l + w)/(1 + w)); with only pre-integrated light available we approximate the wrapped
     irradiance by mixing the front irradiance E(n) with the two-sided mean 0.5 (E(n) + E(-n)) (the

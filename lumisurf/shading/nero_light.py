@@ -122,7 +122,7 @@ class NeroLights(nn.Module):
         pos = self.pos_enc(points)
         direct = exp_light(self.outer(ide), self.exp_max)
         indirect = exp_light(self.inner(torch.cat([pos, ide], -1)), self.exp_max)
-        # NeRO: the occlusion MLP sees detached inputs, so only the occlusion loss and colour shape it
+        # NeRO: the occlusion MLP sees detached inputs, so only the occlusion loss and color shape it
         occ_raw = 0.5 * self.occlusion(torch.cat([pos.detach(), self.dir_enc(refl.detach())], -1)) + 0.5
         occ = occ_raw.clamp(0.0, 1.0)
         outer = direct

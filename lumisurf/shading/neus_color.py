@@ -1,4 +1,4 @@
-"""NeuS/IDR colour network: rgb from position, SDF normal, view direction and SDF feature."""
+"""NeuS/IDR color network: rgb from position, SDF normal, view direction and SDF feature."""
 
 from __future__ import annotations
 

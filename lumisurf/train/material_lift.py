@@ -6,7 +6,7 @@ fitted to the whole object, as in NeRO's Stage I. When the assignment starts tra
    are rendered; the points at the rendered depth where opacity > 0.5 are kept;
 2. features (``lift.features``): ``materials``, the pretrain head's parameters there (albedo rgb, metallic,
    roughness, all in [0, 1]); ``views``, what the training photos show there (``train/view_stats.py``: the
-   chromaticity of the median colour over the views that see the point, and the log of the spread of its
+   chromaticity of the median color over the views that see the point, and the log of the spread of its
    luminance over them relative to the median: shading changes neither much, the material changes one or
    both); ``both``;
 3. the features averaged over each point's nearest neighbours (``lift.feature_smoothing`` times), then
@@ -28,7 +28,7 @@ the head of the largest cluster.
 Metal against dielectric and smooth against rough are the first splits of PBR materials, and Stage I
 recovers them where reflections are visible, though its albedo also follows the light (a sphere's lit top
 clusters with a bright metal). The view features need no material model: hue and view dependence.
-Materials that differ in neither (two dielectrics of the same colour and roughness) are not told apart.
+Materials that differ in neither (two dielectrics of the same color and roughness) are not told apart.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def material_priors(mat: dict[str, Tensor], cfg, segment: Tensor | None = None) 
 
 def env_priors(env: EnvironmentMap, cfg) -> dict[str, Tensor]:
     """Weighted prior losses on a learned map: ``env_white`` (variance of the log of its solid-angle-weighted
-    mean colour across channels: grey light) and ``env_tv`` (mean |step| of log radiance between neighbour
+    mean color across channels: grey light) and ``env_tv`` (mean |step| of log radiance between neighbour
     texels, wrapping in u)."""
     out: dict[str, Tensor] = {}
     if not env.log_radiance.requires_grad:

@@ -37,7 +37,7 @@ class SurfaceHits:
     points: Tensor  # [M, 3]
     normals: Tensor  # [M, 3] unit, facing the camera
     wo: Tensor  # [M, 3] unit, surface -> camera
-    rgb: Tensor  # [M, 3] target sRGB (straight colour)
+    rgb: Tensor  # [M, 3] target sRGB (straight color)
     segment: Tensor | None = None  # [M] int64 material segment of each hit (segmented Stage I runs)
 
     def __len__(self) -> int:

@@ -49,7 +49,7 @@ def default_phases(
     """The A-E phases; ``ends`` = fractions where A, B, C, D end (E is the zero-length end marker)."""
     if len(ends) != 4 or any(b < a for a, b in zip(ends, ends[1:])):
         raise ValueError(f"phase ends must be 4 non-decreasing fractions, got {ends}")
-    # the shading model (NeuS colour, or the heads and their shared lights) trains from the start: the rgb
+    # the shading model (NeuS color, or the heads and their shared lights) trains from the start: the rgb
     # loss that shapes the geometry goes through it; phase C switches the assignment on
     geo = ("sdf", "variance", "color", "shading", "heads", "background")
     everything = geo + ("assignment",)
@@ -131,7 +131,7 @@ class PhaseSchedule:
 
 def named_param_groups(model, lr: float) -> list[dict]:
     """Optimizer groups of a SurfaceModel, named as ``GROUPS`` (each with ``base_lr``): sdf, variance,
-    background, color (NeuS colour MLP or NeRO shading), and with segmentation assignment / heads /
+    background, color (NeuS color MLP or NeRO shading), and with segmentation assignment / heads /
     shading (the shared light model)."""
     color = model.color
     named: dict[str, list] = {

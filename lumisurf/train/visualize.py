@@ -21,7 +21,7 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def normal_image(normal: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
-    """World normals [H,W,3] -> colours (n + 1) / 2 over white background by opacity."""
+    """World normals [H,W,3] -> colors (n + 1) / 2 over white background by opacity."""
     n = torch.nn.functional.normalize(normal, dim=-1)
     return (n + 1) * 0.5 * opacity + (1 - opacity)
 

@@ -57,7 +57,7 @@ SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]
 
 
 def build_shading(cfg):
-    """The deferred shading module ``voxels.shading`` asks for (None for SH colour)."""
+    """The deferred shading module ``voxels.shading`` asks for (None for SH color)."""
     if cfg.voxels.shading == "sh":
         return None
 

@@ -6,8 +6,8 @@ then shaded once at ``x = o + d D / A`` with the normal ``N / |N|``, seen along 
 with material features from a hash grid at ``x``: NeRO's split-sum shading
 (:class:`lumisurf.shading.nero.NeroShading`) or the K-head material mixture of ``lumisurf-seg``
 (:class:`lumisurf.shading.segmented.SegmentedShading`, ``model.assignment``). The pixel is
-``A shade + (1 - A) background``. Colour then depends on the normal and the reflected direction, so the
-geometry cannot buy reflections with bumps as per-voxel SH colour can. The gradients reach the corners through
+``A shade + (1 - A) background``. Color then depends on the normal and the reflected direction, so the
+geometry cannot buy reflections with bumps as per-voxel SH color can. The gradients reach the corners through
 the normal and depth outputs of the rasterizer. ``amp``: the networks run under bfloat16 autocast on CUDA
 (ignored on CPU, where it does not pay).
 """

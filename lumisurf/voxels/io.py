@@ -6,8 +6,8 @@
   ``shs`` ``[N, B^2 - 1, 3]``, ``inv_s``, and ``to_world`` ``[4, 4]`` (normalised -> dataset frame) when known.
   :func:`load_voxels` gives back a trainable model (``voxels.init_from`` starts a run from one).
 * ``voxels.ply``: one vertex per voxel at its centre (dataset frame when ``to_world`` is given), with ``size``
-  (edge length, same frame), ``level``, the SH DC colour as sRGB-ish 8-bit ``red green blue`` (``sh0 + 0.5``
-  clipped, SVRaster's view-independent colour), ``geo_mean`` (mean corner value), for point-cloud viewers.
+  (edge length, same frame), ``level``, the SH DC color as sRGB-ish 8-bit ``red green blue`` (``sh0 + 0.5``
+  clipped, SVRaster's view-independent color), ``geo_mean`` (mean corner value), for point-cloud viewers.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def load_voxels(path: Path, device="cpu") -> SparseVoxelModel:
 
 
 def write_voxel_ply(model: SparseVoxelModel, path: Path, to_world: torch.Tensor | None = None) -> Path:
-    """Voxel centres with size, level, DC colour and mean corner value (see the module doc)."""
+    """Voxel centres with size, level, DC color and mean corner value (see the module doc)."""
     centre, size = model.tree.centres().detach().cpu(), model.tree.boxes()[1].detach().cpu()
     if to_world is not None:
         m = to_world.detach().cpu().float()

@@ -1,6 +1,6 @@
-"""A trainable sparse voxel field: geometry on shared corners, spherical-harmonics colour per voxel.
+"""A trainable sparse voxel field: geometry on shared corners, spherical-harmonics color per voxel.
 
-It holds no data or poses: :meth:`SparseVoxelModel.rasterize_view` takes a camera. Colour is evaluated once per
+It holds no data or poses: :meth:`SparseVoxelModel.rasterize_view` takes a camera. Color is evaluated once per
 voxel and view, along the direction from the camera to the voxel centre (SVRaster), as
 ``max(0, sum_k sh_k Y_k(d) + 0.5)``. Structural changes (:meth:`SparseVoxelModel.restructure`) replace the
 parameters and carry the optimizer's per-element state through the same linear maps.
@@ -36,11 +36,11 @@ class SparseVoxelModel(nn.Module):
         shading: nn.Module | None = None,
     ):
         super().__init__()
-        self.shading = shading  # None: SH colour per voxel; else deferred per-pixel shading (voxels/deferred.py)
+        self.shading = shading  # None: SH color per voxel; else deferred per-pixel shading (voxels/deferred.py)
         self.tree, self.mode, self.sh_bands, self.n_samples = tree, mode, sh_bands, n_samples
         geo = torch.as_tensor(geo_init, dtype=torch.float32)
         self.geo = nn.Parameter(geo.expand(tree.n_corners).clone() if geo.dim() == 0 else geo.clone())
-        self.sh0 = nn.Parameter(torch.zeros(len(tree), 1, 3))  # SH DC (colour 0.5 at the start)
+        self.sh0 = nn.Parameter(torch.zeros(len(tree), 1, 3))  # SH DC (color 0.5 at the start)
         self.shs = nn.Parameter(torch.zeros(len(tree), sh_bands**2 - 1, 3))  # higher bands
         self.log_inv_s = nn.Parameter(torch.tensor(math.log(inv_s)))  # used in sdf mode only
         self.register_buffer("inv_s_floor", torch.tensor(0.0))  # sdf mode: the sharpness never drops below this
@@ -128,23 +128,23 @@ class SparseVoxelModel(nn.Module):
         raw_star = sigma if sigma > 1.1 else 1.1 * (math.log(sigma) + 1.0 - math.log(1.1))
         return raw_star - self.field(points, outside=raw_star - 1.0)
 
-    def voxel_colours(self, eye: Tensor) -> Tensor:
-        """Colour ``[N, 3]`` of every voxel seen from ``eye`` ``[3]`` (first ``active_bands`` SH bands)."""
+    def voxel_colors(self, eye: Tensor) -> Tensor:
+        """Color ``[N, 3]`` of every voxel seen from ``eye`` ``[3]`` (first ``active_bands`` SH bands)."""
         d = self.tree.centres() - eye
         d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return self._sh_colour(torch.arange(len(self.tree), device=d.device), d)
+        return self._sh_color(torch.arange(len(self.tree), device=d.device), d)
 
-    def _sh_colour(self, vox: Tensor, d: Tensor) -> Tensor:
-        """Colour ``[P, 3]`` of voxels ``vox`` ``[P]`` seen along unit directions ``d`` ``[P, 3]``."""
+    def _sh_color(self, vox: Tensor, d: Tensor) -> Tensor:
+        """Color ``[P, 3]`` of voxels ``vox`` ``[P]`` seen along unit directions ``d`` ``[P, 3]``."""
         k = self.active_bands**2
         basis = sh_basis(d, self.active_bands)  # [P, k]
         sh = torch.cat([self.sh0[vox], self.shs[vox, : k - 1]], 1)  # [P, k, 3]
         return ((basis[..., None] * sh).sum(1) + 0.5).clamp_min(0.0)
 
     @torch.no_grad()
-    def point_colours(self, points: Tensor, dirs: Tensor) -> Tensor:
-        """Colour ``[P, 3]`` at surface points ``[P, 3]`` seen along unit ``dirs`` ``[P, 3]`` (eye towards point):
-        the SH colour of the voxel holding the point, else of the one half a finest voxel behind or in front of
+    def point_colors(self, points: Tensor, dirs: Tensor) -> Tensor:
+        """Color ``[P, 3]`` at surface points ``[P, 3]`` seen along unit ``dirs`` ``[P, 3]`` (eye towards point):
+        the SH color of the voxel holding the point, else of the one half a finest voxel behind or in front of
         it along the view; grey where none does (mesh vertices sit on voxel faces)."""
         step = 0.5 * self.finest_size
         vox = torch.full((points.shape[0],), -1, dtype=torch.long, device=points.device)
@@ -153,7 +153,7 @@ class SparseVoxelModel(nn.Module):
             vox[miss] = self.tree.locate(points[miss] + shift * dirs[miss]).long()
         out = torch.full_like(points, 0.5)
         hit = vox >= 0
-        out[hit] = self._sh_colour(vox[hit], dirs[hit])
+        out[hit] = self._sh_color(vox[hit], dirs[hit])
         return out.clamp(0.0, 1.0)
 
     def rasterize_view(self, cameras, cam: int, background: Tensor, backend: str = "auto") -> dict[str, Tensor]:
@@ -178,7 +178,7 @@ class SparseVoxelModel(nn.Module):
             backend=backend,
         )
         o, d, _, _ = cameras.pixel_rays(cam)
-        colours = self.voxel_colours(c2w[:3, 3]) if self.shading is None else lo.new_zeros(lo.shape)
+        colors = self.voxel_colors(c2w[:3, 3]) if self.shading is None else lo.new_zeros(lo.shape)
         out = rasterize_tiles(
             binned,
             o,
@@ -186,7 +186,7 @@ class SparseVoxelModel(nn.Module):
             lo,
             size,
             self.corners(),
-            colours,
+            colors,
             background,
             cameras.width,
             cameras.height,

@@ -156,7 +156,7 @@ def rasterize_reference(
     """Render ``n_rays`` rays through ``N`` voxels by brute force.
 
     origins, dirs ``[R, 3]`` (unit dirs); lo ``[N, 3]`` voxel min corners; size ``[N]`` edge lengths; corners
-    ``[N, 8]`` geometry values; rgb ``[N, 3]`` colours seen from this view; background ``[3]`` or ``[R, 3]``.
+    ``[N, 8]`` geometry values; rgb ``[N, 3]`` colors seen from this view; background ``[3]`` or ``[R, 3]``.
     Returns ``rgb`` ``[R, 3]``, ``opacity`` ``[R, 1]``, ``depth`` ``[R, 1]`` (expected entry-exit midpoint,
     not divided by opacity), ``normal`` ``[R, 3]`` (weighted, outward), ``distortion`` ``[R, 1]``
     (:func:`distortion`), ``max_weight`` ``[N]``. A ``priority``

@@ -5,7 +5,7 @@ One thread per 16x16 tile (the CPU layout: a tile's pixel state stays in cache).
 sorted entries front to back and, for each, only the pixels inside its screen box whose ray octant matches;
 a pixel stops once its transmittance is below ``stop_T``. The backward walks the same list back to front,
 recovering each pixel's transmittance by division (opacity is capped at 0.99999), and accumulates the
-gradients of the corners, colours, normals and ``inv_s`` with atomic adds (a voxel sits in several tiles).
+gradients of the corners, colors, normals and ``inv_s`` with atomic adds (a voxel sits in several tiles).
 On CPU a launch is split into interleaved tile sets run on ``torch.get_num_threads()`` threads, each with its
 own max-weight and gradient buffers (summed after), since Warp runs one CPU launch on one thread.
 Only float32 is handled.

@@ -1,9 +1,9 @@
-"""The sparse voxel set: octree leaves, geometry on shared corners, colour per voxel; subdivide and prune.
+"""The sparse voxel set: octree leaves, geometry on shared corners, color per voxel; subdivide and prune.
 
 Every structural change is expressed as two linear maps from the old parameters to the new ones, so the
 optimizer state (Adam's moments) follows the parameters through it:
 
-* per-voxel rows (colour): ``new[v'] = old[source[v']]`` (a child copies its parent);
+* per-voxel rows (color): ``new[v'] = old[source[v']]`` (a child copies its parent);
 * corner values (geometry): ``new = A @ old`` with ``A`` ``[M', M]`` sparse, kept as its (row, column, value)
   triplets and applied by a scatter-add (no coalescing sort); a child's corner is the parent's trilinear
   field at that point, and a corner shared by several voxels takes their mean.

@@ -2,7 +2,7 @@
 
 * ``r_i.png``            RGBA 8-bit, RGB sRGB-encoded (clipped at 1), straight alpha = pixel coverage,
                          RGB = 0 where alpha = 0
-* ``r_i_albedo.png``     RGB 8-bit, sRGB-encoded linear base colour, 0 = background
+* ``r_i_albedo.png``     RGB 8-bit, sRGB-encoded linear base color, 0 = background
 * ``r_i_roughness.png``  L 8-bit, round(255 * roughness); ``r_i_metallic.png`` likewise
 * ``r_i_matid.png``      L 8-bit material id, 0 = background (two-material scenes)
 * ``r_i_normal.png``     RGB 16-bit, round((n + 1) / 2 * 65535) of the world-space unit shading normal; 0 = background

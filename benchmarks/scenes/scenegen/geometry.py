@@ -20,7 +20,7 @@ WELD = {"glossy_spot"}
 
 @dataclass
 class Part:
-    """One rendered shape in world coordinates: vertices, faces, shading normals, material id, colours."""
+    """One rendered shape in world coordinates: vertices, faces, shading normals, material id, colors."""
 
     label: str
     V: np.ndarray

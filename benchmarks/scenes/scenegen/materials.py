@@ -26,7 +26,7 @@ def _hsv(rng: np.random.Generator, sat, val) -> list[float]:
 
 
 def metal(rng, mid: int, roughness=(0.05, 0.4)) -> dict:
-    """metallic 1, coloured: tinted bright base colour (linear RGB)."""
+    """metallic 1, colored: tinted bright base color (linear RGB)."""
     return {
         "id": mid,
         "name": "metal",
@@ -50,7 +50,7 @@ def dielectric(rng, mid: int, roughness=(0.1, 0.4), name="glossy_dielectric") ->
 
 
 def textured(rng, mid: int) -> dict:
-    """Glossy dielectric whose base colour is a smooth procedural pattern of two colours by position."""
+    """Glossy dielectric whose base color is a smooth procedural pattern of two colors by position."""
     kind = ["stripes", "checker", "rings"][int(rng.integers(3))]
     axis = rng.normal(size=3)
     pattern = {
@@ -82,8 +82,8 @@ def glossy_material(rng) -> dict:
     return textured(rng, 1)
 
 
-def _far_colour(rng, make, other: list[float], tries: int = 20) -> dict:
-    """A material from ``make`` whose base colour differs clearly from ``other``."""
+def _far_color(rng, make, other: list[float], tries: int = 20) -> dict:
+    """A material from ``make`` whose base color differs clearly from ``other``."""
     for _ in range(tries):
         m = make()
         if np.abs(np.subtract(m["base_color"], other)).sum() > 0.5:
@@ -99,11 +99,11 @@ def material_pair(rng) -> tuple[str, list[dict]]:
         b = dielectric(rng, 2, (0.1, 0.9), "dielectric")
     elif combo == "two_metals":
         a = metal(rng, 1, (0.05, 0.15))
-        b = _far_colour(rng, lambda: metal(rng, 2, (0.25, 0.4)), a["base_color"])
+        b = _far_color(rng, lambda: metal(rng, 2, (0.25, 0.4)), a["base_color"])
         a["name"], b["name"] = "smooth_metal", "rough_metal"
     else:
         a = dielectric(rng, 1, (0.1, 0.6))
-        b = _far_colour(rng, lambda: dielectric(rng, 2, (0.1, 0.6)), a["base_color"])
+        b = _far_color(rng, lambda: dielectric(rng, 2, (0.1, 0.6)), a["base_color"])
     if rng.uniform() < 0.5:  # which part/side gets which material
         a, b = b, a
         a["id"], b["id"] = 1, 2

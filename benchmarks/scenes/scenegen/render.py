@@ -2,7 +2,7 @@
 
 GT maps come from Mitsuba's ``aov`` integrator with ONE ray through each pixel centre (``stratified``
 sampler, 1 sample, no jitter, box filter): world hit position (-> z-depth), shading normal, shape index
-(-> material id, roughness, metallic) and the BSDF albedo (the principled base colour, textures included).
+(-> material id, roughness, metallic) and the BSDF albedo (the principled base color, textures included).
 """
 
 from __future__ import annotations

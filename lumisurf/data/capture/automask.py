@@ -10,10 +10,10 @@ see (the ``sparse_points`` normalisation). Per view, at most ``max_size`` pixels
 2. **Seeds**: any 3D point of the object projects inside its silhouette in every view, seen or hidden, so the
    silhouette lies in the convex hull of the projected points above the ground (dilated by 5 % of the image for
    textureless rims); outside it is background, as are the ground points away from object points. GrabCut
-   (OpenCV: colour GMMs + graph cut) labels the rest.
+   (OpenCV: color GMMs + graph cut) labels the rest.
 3. **Across views**: the round-1 masks vote on a voxel grid (a voxel stays when at least ``vote`` of the views
    that see it put it inside, and it lies above the ground); the hull's silhouette re-seeds a second GrabCut
-   (inside the eroded hull: object, outside the dilated hull: background), which fixes views where colour alone
+   (inside the eroded hull: object, outside the dilated hull: background), which fixes views where color alone
    was ambiguous.
 """
 
@@ -246,7 +246,7 @@ def auto_masks(
     for i, img in enumerate(small):
         seeds = splat(cams, i, obj)
         m = grabcut(img, first_labels(regions[i], seeds, splat(cams, i, ground), margin))
-        # a mask that lost most seeds (object and background of alike colours): the seeds' hull instead
+        # a mask that lost most seeds (object and background of alike colors): the seeds' hull instead
         masks.append(m if (m & seeds).sum() >= 0.5 * seeds.sum() else seed_hull(seeds, 1) & regions[i])
         bar and bar.update()
     for _ in range(rounds - 1):

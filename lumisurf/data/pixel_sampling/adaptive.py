@@ -4,7 +4,7 @@
 * ``soft_mining`` (Kheradmand et al., CVPR 2024): persistent samples moved by Langevin steps
   towards high error, importance distribution ``Q ~ error + floor * mean``, loss correction
   ``1 / sg(Q)^alpha`` with alpha ramped up from 0.
-* ``context`` (Zhang et al. 2023): a fixed prior ~ the 3x3 colour standard deviation (edges and
+* ``context`` (Zhang et al. 2023): a fixed prior ~ the 3x3 color standard deviation (edges and
   texture), mixed with uniform.
 * ``quadtree`` (Zhang et al. 2023): per-view quadtrees whose leaves split where the error is high;
   a leaf is drawn ~ error * area, then a pixel uniformly inside it.
@@ -152,7 +152,7 @@ class SoftMiningPixelSampler(PixelSampler):
 
 
 def color_std_map(images: Tensor) -> Tensor:
-    """Grey-level (Rec. 601) of the per-channel 3x3 colour standard deviation [n, H, W] of images
+    """Grey-level (Rec. 601) of the per-channel 3x3 color standard deviation [n, H, W] of images
     [n, H, W, 3] (uint8 or float in [0, 1]; borders reflected), as Zhang et al.'s ``sqrt(blur(I^2) - blur(I)^2)``."""
     out = []
     for img in images:  # one view at a time (converted to float one at a time): bounded memory
@@ -168,7 +168,7 @@ def color_std_map(images: Tensor) -> Tensor:
 
 @PIXEL_SAMPLERS.register("context")
 class ContextPixelSampler(PixelSampler):
-    """``fraction`` of the rays from the colour-std prior (per view: clamped below at
+    """``fraction`` of the rays from the color-std prior (per view: clamped below at
     ``floor * mean``, normalised; views equally likely), the rest uniform; optional unbiased
     weights ``1 / (N p_mix)`` when ``cfg.pixel_weights`` (off in the paper)."""
 

@@ -22,7 +22,7 @@ class PixelBatch:
     cam_idx: Tensor  # [n_rays] long
     px: Tensor  # [n_rays] continuous pixel x (col + 0.5)
     py: Tensor  # [n_rays] continuous pixel y (row + 0.5)
-    rgb: Tensor  # [n_rays, 3] straight sRGB colour
+    rgb: Tensor  # [n_rays, 3] straight sRGB color
     mask: Tensor | None  # [n_rays, 1] coverage or None
     weight: Tensor | None = None  # [n_rays, 1] per-ray loss correction (mean 1) or None
 

@@ -3,7 +3,7 @@
 Conventions of the format: ``transform_matrix`` is an OpenGL camera-to-world (x right, y up,
 looks along -z); ``f = 0.5 W / tan(0.5 camera_angle_x)``; principal point (W/2, H/2) with pixel
 centres at (col + 0.5, row + 0.5) already, so no shift. Images are straight-alpha RGBA in sRGB:
-colour -> ``images``, alpha -> ``masks``. 16-bit ``*_normal.png`` maps next to TEST images become
+color -> ``images``, alpha -> ``masks``. 16-bit ``*_normal.png`` maps next to TEST images become
 ``Split.normals`` (world frame); ``*_depth.npy`` z-depth maps (0 = background) next to the images of any split
 become ``Split.depths``.
 """

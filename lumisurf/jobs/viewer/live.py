@@ -3,7 +3,7 @@
 The training loop calls :meth:`TrainingViewer.on_step` after every step (``TrainingLoop.step_hooks``). With no
 browser connected it only appends the step's scalars to a ring buffer. With one, every ``refresh_s`` it sends the
 step, the ETA and the loss / PSNR curves, and it re-meshes the field (marching cubes at ``mesh_resolution``,
-vertex colours) and redraws the occupied cells in the training thread, no more often than keeps that work under
+vertex colors) and redraws the occupied cells in the training thread, no more often than keeps that work under
 ``max_overhead`` of the training time (the interval grows with what the last mesh cost). Everything runs between
 steps, so the model is never read while the optimiser writes it.
 """

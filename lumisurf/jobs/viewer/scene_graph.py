@@ -95,7 +95,7 @@ def add_bounds(server) -> None:
 
 
 def add_mesh(server, mesh):
-    """The mesh (trimesh, normalised frame) with its vertex colours when it has them; returns the handle."""
+    """The mesh (trimesh, normalised frame) with its vertex colors when it has them; returns the handle."""
     return server.scene.add_mesh_trimesh("/mesh", mesh)
 
 
@@ -162,14 +162,14 @@ PALETTE = np.array(
 )
 
 
-def mesh_colourings(mesh, materials_ply) -> dict[str, np.ndarray]:
-    """Vertex colours [V, 3] uint8 to switch between: the mesh's own (radiance), and from ``materials_ply``
+def mesh_colorings(mesh, materials_ply) -> dict[str, np.ndarray]:
+    """Vertex colors [V, 3] uint8 to switch between: the mesh's own (radiance), and from ``materials_ply``
     (``RUN/mesh_materials.ply``, same vertices, written by Stage I material runs) albedo, roughness, metallic and,
     for segmented runs, the material id."""
     out = {}
-    colours = getattr(mesh.visual, "vertex_colors", None)
-    if colours is not None and len(colours) == len(mesh.vertices):
-        out["radiance"] = np.asarray(colours)[:, :3]
+    colors = getattr(mesh.visual, "vertex_colors", None)
+    if colors is not None and len(colors) == len(mesh.vertices):
+        out["radiance"] = np.asarray(colors)[:, :3]
     if materials_ply is None or not materials_ply.exists():
         return out
     import trimesh

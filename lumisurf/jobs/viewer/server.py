@@ -18,10 +18,10 @@ import torch
 
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.errors import LumisurfError
-from lumisurf.jobs.extract import set_vertex_colours, surface_function, vertex_radiance
+from lumisurf.jobs.extract import set_vertex_colors, surface_function, vertex_radiance
 from lumisurf.jobs.restore import load_run
 from lumisurf.jobs.viewer.relit import Relighter
-from lumisurf.jobs.viewer.scene_graph import add_mesh, bands_of, client_camera, mesh_colourings, setup_scene, viser
+from lumisurf.jobs.viewer.scene_graph import add_mesh, bands_of, client_camera, mesh_colorings, setup_scene, viser
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
 from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
@@ -91,7 +91,7 @@ class RunViewer:
         self.frustums = setup_scene(self.server, self.split, self.on_frustum)
         self.mesh_data = mesh
         self.mesh = add_mesh(self.server, mesh) if mesh is not None else None
-        self.colourings = mesh_colourings(mesh, loaded.run.root / "mesh_materials.ply") if mesh is not None else {}
+        self.colorings = mesh_colorings(mesh, loaded.run.root / "mesh_materials.ply") if mesh is not None else {}
         relit = tuple(f"{RELIT}{n}" for n in relighter.names) if relighter else ()
         self.modes = ("mesh",) + view_modes(loaded) + relit
         self._gui()
@@ -105,9 +105,9 @@ class RunViewer:
         gui.add_markdown(f"**{run.name}** · step {self.loaded.step} · {len(self.frustums)} cameras")
         self.mode_dropdown = gui.add_dropdown("view", self.modes, initial_value="mesh")
         self.mode_dropdown.on_update(lambda _: self.set_mode(self.mode_dropdown.value))
-        if len(self.colourings) > 1:  # material runs: the mesh in albedo / roughness / metallic / material id
-            self.colour_dropdown = gui.add_dropdown("mesh colour", tuple(self.colourings), initial_value="radiance")
-            self.colour_dropdown.on_update(lambda _: self.set_mesh_colour(self.colour_dropdown.value))
+        if len(self.colorings) > 1:  # material runs: the mesh in albedo / roughness / metallic / material id
+            self.color_dropdown = gui.add_dropdown("mesh color", tuple(self.colorings), initial_value="radiance")
+            self.color_dropdown.on_update(lambda _: self.set_mesh_color(self.color_dropdown.value))
         hint = (
             "move the camera; pick a view mode; click a camera"
             if self.mesh is not None
@@ -126,9 +126,9 @@ class RunViewer:
             elif client.client_id in self.renderers:
                 self.renderers[client.client_id].update((client.camera, mode))
 
-    def set_mesh_colour(self, name: str) -> None:
+    def set_mesh_color(self, name: str) -> None:
         mesh = self.mesh_data.copy()
-        set_vertex_colours(mesh, self.colourings[name])
+        set_vertex_colors(mesh, self.colorings[name])
         self.mesh = add_mesh(self.server, mesh)  # same name: replaces the old one
         self.mesh.visible = self.state.mode == "mesh"
 
@@ -233,7 +233,7 @@ def preview_mesh(model, device, resolution: int = 96):
         return None
     if len(mesh.vertices) == 0:
         return None
-    set_vertex_colours(mesh, vertex_radiance(model, mesh, device))
+    set_vertex_colors(mesh, vertex_radiance(model, mesh, device))
     return mesh
 
 
