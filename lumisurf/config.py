@@ -207,7 +207,6 @@ class SegmentationConfig:
     entropy_weight: float = 1e-3  # per-point entropy of the assignment probabilities
     sparsity_weight: float = 0.0  # 1 - max prob
     consistency_weight: float = 0.1  # variance of reprojected probabilities across views
-    consistency_views: int = 4
     boundary_weight: float = 1e-2  # |A(p) - A(p + eps)|^2, down-weighted across creases
     boundary_eps: float = 1e-2
     boundary_sharpness: float = 4.0
@@ -368,9 +367,13 @@ def load_config(path) -> Config:
 def migrate(data: dict) -> dict:
     """Old run folders' keys in today's layout. Before the schedules read the training progress (2026-12-01)
     they held step lengths: ``optim.warmup_steps``, ``train.anneal_end``, ``schedule.grid_steps_per_level``;
-    these become the same fractions of ``train.max_steps``. The per-sampler keys move into their sections."""
+    these become the same fractions of ``train.max_steps``. The per-sampler keys move into their sections.
+    ``loss.segmentation.consistency_views`` was never read and is dropped."""
     if isinstance(data.get("sampler"), dict):
         migrate_sampler(data["sampler"])
+    seg = (data.get("loss") or {}).get("segmentation") if isinstance(data.get("loss"), dict) else None
+    if isinstance(seg, dict):
+        seg.pop("consistency_views", None)
     train, optim, sched = (data.get(k) if isinstance(data.get(k), dict) else {} for k in ("train", "optim", "schedule"))
     total = max(int(train.get("max_steps", TrainConfig.max_steps)), 1)
     if "warmup_steps" in optim:

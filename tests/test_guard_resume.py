@@ -196,6 +196,7 @@ def test_old_run_configs_are_migrated_to_progress_fractions(tmp_path):
         del old[section][new]
     old["optim"]["warmup_steps"], old["train"]["anneal_end"] = 500, 2000
     old["schedule"]["grid_steps_per_level"] = 250  # 8 -> 16 levels over 2000 of 20000 steps
+    old["loss"]["segmentation"]["consistency_views"] = 4  # a key that was never read, dropped
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(old))
     cfg = load_config(path)
