@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lumisurf.errors import ConfigError
+
 PixelSamplerName = Literal["uniform", "soft_mining", "context", "quadtree"]  # lumisurf.data.pixel_sampling
 
 
@@ -112,3 +114,13 @@ def migrate_sampler(sampler: dict) -> None:
             sub = sampler.setdefault(section, {})
             for k in old:
                 sub[k[len(section) + 1 :]] = sampler.pop(k)
+
+
+def check_sampler(cfg: SamplerConfig) -> None:
+    """ConfigError for sampler settings the model cannot use."""
+    if cfg.coarse_sdf == "occupancy" and not cfg.occupancy:
+        raise ConfigError("sampler.coarse_sdf=occupancy reads the occupancy grid's SDF: set sampler.occupancy=true")
+    if not 0.0 < cfg.occupancy_explore <= 1.0:
+        raise ConfigError(f"sampler.occupancy_explore must be in (0, 1], got {cfg.occupancy_explore}")
+    if cfg.significant_threshold < 0.0 or cfg.eikonal_points < 0:
+        raise ConfigError("sampler.significant_threshold and sampler.eikonal_points must be >= 0")

@@ -55,14 +55,13 @@ def test_fused_sphere_comes_back_with_its_radius():
 
 
 def test_density_voxels_are_meshed_from_their_depth():
-    from lumisurf.jobs.extract import surface_function
     from lumisurf.voxels.model import SparseVoxelModel
     from lumisurf.voxels.structure import VoxelOctree
 
     tree = VoxelOctree.dense(5, torch.full((3,), -1.0), 2.0)
     sdf = tree.corner_positions().norm(dim=-1) - R
     model = SparseVoxelModel(tree, mode="density", sh_bands=1, geo_init=-sdf * 400.0)
-    fused = surface_function(model, _ring_cameras(res=40), resolution=64)
+    fused = model.surface_function(_ring_cameras(res=40), resolution=64)
     assert isinstance(fused, FusedDepth)
     radii = np.linalg.norm(extract_mesh(fused, resolution=64, bound=1.0).vertices, axis=1)
     assert abs(np.median(radii) - R) < 0.04

@@ -22,7 +22,6 @@ import torch
 from lumisurf.errors import LumisurfError
 from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
 from lumisurf.eval.image_metrics import normal_mae_deg, psnr, ssim
-from lumisurf.jobs.extract import surface_function
 from lumisurf.mesh.export import mesh_to_world
 from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.train.visualize import gt_image, render_views_for
@@ -103,13 +102,13 @@ def load_gt_mesh(scene):
 def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
     """Chamfer (world units) of the marching-cubes mesh vs the GT mesh, and the world-frame mesh.
 
-    The surface is the one ``lumisurf extract`` meshes (:func:`lumisurf.jobs.extract.surface_function`:
+    The surface is the one ``lumisurf extract`` meshes (:meth:`lumisurf.models.protocol.SceneModel.surface_function`:
     density voxels go through TSDF fusion of the training views' depth). Returns (nan, None) when there is
     no surface to extract yet.
     """
 
     try:
-        surface = surface_function(model, scene.split("train").cameras, resolution)
+        surface = model.surface_function(scene.split("train").cameras, resolution)
         mesh = extract_mesh(surface, resolution=resolution, bound=1.0, device=device)
     except LumisurfError:
         return math.nan, None

@@ -15,6 +15,7 @@ from lumisurf.config import Config
 from lumisurf.errors import ConfigError
 from lumisurf.jobs.extract import stage1_vertex_materials
 from lumisurf.jobs.restore import load_run
+from lumisurf.kinds import model_kind
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.nero_light import exp_light
 from lumisurf.train.material_priors import bake_env, distil_materials
@@ -23,7 +24,7 @@ from lumisurf.train.material_stage import SurfaceHits
 
 def has_stage1_materials(cfg: Config) -> bool:
     """Whether the Stage I model has NeRO material heads and lights (``nero`` shading or a segmented model)."""
-    return cfg.model.kind != "voxels" and (cfg.model.shading == "nero" or cfg.model.assignment.enabled)
+    return model_kind(cfg.model.kind).cls.config_has_stage1_materials(cfg)
 
 
 def resolve_init(cfg: Config) -> str:
@@ -60,7 +61,7 @@ def warm_start(
     if mode == "constant" and not cfg.model.assignment.enabled:
         return hits, info
     model = load_run(root, str(device)).model
-    mats = stage1_vertex_materials(model, hits.points, device)
+    mats = stage1_vertex_materials(model.vertex_shading(hits.points.detach().cpu().numpy(), None))
     if "material_id" in mats:
         hits = replace(hits, segment=torch.as_tensor(mats["material_id"], dtype=torch.int64, device=device))
         info["segments"] = int(hits.segment.max()) + 1

@@ -45,7 +45,7 @@ def seg_reprojection(
     downscale: int = 2,
     max_views: int = 12,
 ) -> Path:
-    if not getattr(loaded.model, "segmented", False):
+    if not loaded.model.segmented:
         raise LumisurfError(
             "seg-reprojection: this run has no material assignment (train with "
             "--preset lumisurf-seg or model.assignment.enabled=true)"

@@ -11,17 +11,19 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from lumisurf.data.color_space import linear_to_srgb
-from lumisurf.errors import ConfigError
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
+from lumisurf.models.protocol import SceneModel
 from lumisurf.models.traced_render import surface_first_foreground
+from lumisurf.models.vertex_shading import field_vertex_shading
+from lumisurf.renderers.image import render_rays
 from lumisurf.renderers.occlusion import march_occlusion
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
-from lumisurf.sampler_config import SurfaceRenderConfig
+from lumisurf.sampler_config import SurfaceRenderConfig, check_sampler
 from lumisurf.samplers.occupancy import OccupancyGrid
 from lumisurf.samplers.ray_samplers import (
     background_samples,
@@ -70,7 +72,12 @@ def _scatter(n: int, idx: Tensor, values: Tensor, fill: float = 0.0) -> Tensor:
     return out.index_put((idx,), values)
 
 
-class SurfaceModel(nn.Module):
+class SurfaceModel(SceneModel):
+    """The neural SDF field (``model.kind=field``); see :class:`lumisurf.models.protocol.SceneModel`."""
+
+    kind = "field"
+    data_parallel = True
+
     def __init__(self, model_cfg, sampler_cfg, background_kind: str):
         super().__init__()
         self.sampler_cfg = sampler_cfg
@@ -93,7 +100,34 @@ class SurfaceModel(nn.Module):
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
         self.occupancy = OccupancyGrid(sampler_cfg.occupancy_resolution) if sampler_cfg.occupancy else None
-        _check_sampler(sampler_cfg)
+        check_sampler(sampler_cfg)
+
+    # ------------------------------------------------------------------ the model protocol
+    @property
+    def has_stage1_materials(self) -> bool:
+        return self.nero is not None
+
+    @classmethod
+    def config_has_stage1_materials(cls, cfg) -> bool:
+        return cfg.model.shading == "nero" or cfg.model.assignment.enabled
+
+    @torch.no_grad()
+    def render_camera(self, cameras, cam, bg_color, state=None, chunk=1024, downscale=1) -> dict[str, Tensor]:
+        o, d, h, w = cameras.pixel_rays(cam, downscale)
+        out = render_rays(self, o, d, bg_color, state if state is not None else RenderState(), chunk)
+        return {k: v.reshape(h, w, -1) for k, v in out.items()}
+
+    def surface_function(self, cameras=None, resolution=256, progress=False):
+        return self.sdf.sdf
+
+    def vertex_shading(self, vertices, normals, chunk=8192) -> dict:
+        return field_vertex_shading(self, vertices, chunk)  # normals from the SDF, not the mesh
+
+    def occupied_cells(self) -> Tensor | None:
+        occ = self.occupancy
+        if occ is None or not bool(occ.initialized):
+            return None
+        return occ.cell_centers()[occ.occupied.reshape(-1)]
 
     # ------------------------------------------------------------------ what the trainer may ask
     @property
@@ -377,16 +411,6 @@ class SurfaceModel(nn.Module):
         sigma, rgb = self.background(contract_inverted_sphere(x).reshape(-1, 4), d[:, None].expand_as(x).reshape(-1, 3))
         alpha = 1.0 - torch.exp(-sigma.reshape(t.shape) * dists)
         return accumulate(render_weights(alpha), rgb.reshape(*t.shape, 3))
-
-
-def _check_sampler(cfg) -> None:
-    """ConfigError for sampler settings the model cannot use."""
-    if cfg.coarse_sdf == "occupancy" and not cfg.occupancy:
-        raise ConfigError("sampler.coarse_sdf=occupancy reads the occupancy grid's SDF: set sampler.occupancy=true")
-    if not 0.0 < cfg.occupancy_explore <= 1.0:
-        raise ConfigError(f"sampler.occupancy_explore must be in (0, 1], got {cfg.occupancy_explore}")
-    if cfg.significant_threshold < 0.0 or cfg.eikonal_points < 0:
-        raise ConfigError("sampler.significant_threshold and sampler.eikonal_points must be >= 0")
 
 
 def background_kind(kind: str, has_masks: bool) -> str:

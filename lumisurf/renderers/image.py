@@ -40,11 +40,7 @@ def render_rays(
 def render_view(
     model, cameras: Cameras, cam: int, bg_color: Tensor, state, chunk: int = 1024, downscale: int = 1
 ) -> dict[str, Tensor]:
-    """Render camera ``cam``; returns rgb [h,w,3], opacity [h,w,1], depth [h,w,1] (ray distance), normal [h,w,3]
-    and, for a segmented model, material_probs [h,w,K] (opacity-weighted). A model that renders whole views
-    (``render_camera``, e.g. sparse voxels) renders it itself."""
-    if hasattr(model, "render_camera"):
-        return model.render_camera(cameras, cam, bg_color, downscale)
-    o, d, h, w = cameras.pixel_rays(cam, downscale)
-    out = render_rays(model, o, d, bg_color, state, chunk)
-    return {k: v.reshape(h, w, -1) for k, v in out.items()}
+    """Render camera ``cam`` (:meth:`lumisurf.models.protocol.SceneModel.render_camera`): rgb [h,w,3], opacity
+    [h,w,1], depth [h,w,1] (ray distance), normal [h,w,3] and, for a segmented model, material_probs [h,w,K]
+    (opacity-weighted)."""
+    return model.render_camera(cameras, cam, bg_color, state, chunk=chunk, downscale=downscale)

@@ -8,21 +8,27 @@ from __future__ import annotations
 from lumisurf.config import Config
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import ConfigError
+from lumisurf.kinds import model_kind
+from lumisurf.registry import Registry
 from lumisurf.train.distributed import SINGLE, Distributed
 from lumisurf.train.loop import TrainResult
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 from lumisurf.train.voxel_trainer import VoxelTrainer
 
+TRAINERS: Registry[type] = Registry("trainer")  # model.kind -> its training loop
+TRAINERS.register("field")(Trainer)
+TRAINERS.register("voxels")(VoxelTrainer)
+
 
 def check_data_parallel(cfg: Config, world_size: int) -> None:
     """ConfigError when ``world_size`` ranks cannot train ``cfg`` (checked before any rank does any work)."""
     if world_size <= 1:
         return
-    if cfg.model.kind == "voxels":
+    if not model_kind(cfg.model.kind).cls.data_parallel:
         raise ConfigError(
-            f"preset {cfg.preset}: sparse voxels train on one process (their octree is subdivided and "
-            f"pruned in place); data-parallel training is for the neural-field presets"
+            f"preset {cfg.preset}: {cfg.model.kind} models train on one process (sparse voxels: their octree is "
+            f"subdivided and pruned in place); data-parallel training is for the neural-field presets"
         )
     Distributed(0, world_size).share(cfg.train.batch_rays)  # an uneven split is refused
 
@@ -35,11 +41,9 @@ def build_trainer(
     resume: bool = False,
     dist: Distributed = SINGLE,
 ):
-    """The trainer of the config's method: the neural-field :class:`Trainer` or the sparse-voxel one."""
+    """The trainer of the config's model kind (:data:`TRAINERS`)."""
     check_data_parallel(cfg, dist.world_size)
-    if cfg.model.kind == "voxels":
-        return VoxelTrainer(cfg, run, scene=scene, progress=progress, resume=resume)
-    return Trainer(cfg, run, scene=scene, progress=progress, dist=dist)
+    return TRAINERS.get(cfg.model.kind)(cfg, run, scene=scene, progress=progress, dist=dist, resume=resume)
 
 
 def train(

@@ -139,7 +139,7 @@ def named_param_groups(model, lr: float) -> list[dict]:
         "variance": list(model.variance.parameters()),
         "background": [] if model.background is None else list(model.background.parameters()),
     }
-    if getattr(model, "segmented", False):
+    if model.segmented:
         named["assignment"] = list(color.assignment.parameters())
         named["heads"] = list(color.heads.parameters())
         named["shading"] = list(color.lights.parameters())

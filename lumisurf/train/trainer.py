@@ -50,6 +50,7 @@ class Trainer(TrainingLoop):
         scene: SceneData | None = None,
         progress: bool = True,
         dist: Distributed = SINGLE,
+        resume: bool = False,  # the common constructor of the trainers; this one resumes in fit(resume=True)
     ):
         self.cfg, self.run, self.progress, self.dist = cfg, run, progress and dist.is_main, dist
         self.device = dist.device(resolve_device(cfg.train.device))

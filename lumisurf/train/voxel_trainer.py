@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from lumisurf.data.images import as_float
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
-from lumisurf.errors import ConfigError
 from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
 from lumisurf.losses.segmentation import entropy_loss
 from lumisurf.losses.ssim import ssim_map
@@ -42,74 +41,15 @@ from lumisurf.losses.voxels import (
 )
 from lumisurf.train.checkpoint import load_training_state, read_checkpoint
 from lumisurf.train.device import resolve_device
+from lumisurf.train.distributed import SINGLE, Distributed
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
 from lumisurf.train.loop import TrainingLoop
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.visualize import save_validation_strip
-from lumisurf.voxels.adaptive import adapt, pixel_footprint, visual_hull_octree, voxel_cap
-from lumisurf.voxels.deferred import DeferredShading
-from lumisurf.voxels.io import load_voxels
-from lumisurf.voxels.model import SparseVoxelModel, downscaled
-from lumisurf.voxels.soft import SoftRaster
-
-SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]^3
-
-
-def build_shading(cfg):
-    """The deferred shading module ``voxels.shading`` asks for (None for SH color)."""
-    if cfg.voxels.shading == "sh":
-        return None
-
-    if cfg.voxels.mode != "sdf":
-        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the SDF)")
-    return DeferredShading(cfg.voxels.shading, cfg.model, amp=cfg.voxels.amp)
-
-
-def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
-    """A fresh model: the voxel set of ``init_from`` (its mode must match), else the visual hull (or the dense
-    cube) at ``init_level``; density -> ``geo_init``, or the SDF of a sphere of ``sdf_init_radius``."""
-    vc = cfg.voxels
-    if vc.init_from:
-        model = load_voxels(vc.init_from)
-        if model.mode != vc.mode or model.sh_bands != vc.sh_bands:
-            raise ConfigError(
-                f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
-                f"bands; this run wants {vc.mode} with {vc.sh_bands}"
-            )
-        model.n_samples, model.shading = vc.n_samples, build_shading(cfg)
-        return with_soft(model, vc)
-    tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
-    geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
-    model = SparseVoxelModel(
-        tree,
-        mode=vc.mode,
-        sh_bands=vc.sh_bands,
-        geo_init=geo,
-        inv_s=vc.inv_s_init,
-        n_samples=vc.n_samples,
-        shading=build_shading(cfg),
-    )
-    return with_soft(model, vc)
-
-
-def with_soft(model: SparseVoxelModel, vc) -> SparseVoxelModel:
-    """``model`` set to the soft rasterization variants ``vc`` asks for (none by default)."""
-
-    soft = SoftRaster(sigma=vc.soft_sigma, temperature=vc.soft_temperature)
-    model.soft = soft if soft.active else None
-    return model
-
-
-def voxel_model_from_checkpoint(cfg, path, device) -> SparseVoxelModel:
-    """A model shaped like the checkpoint at ``path`` (not yet loaded)."""
-    state = read_checkpoint(path, device)["model"]
-    return with_soft(
-        SparseVoxelModel.from_state(
-            state, cfg.voxels.mode, cfg.voxels.sh_bands, torch.full((3,), SCENE_MIN), EXTENT, build_shading(cfg)
-        ),
-        cfg.voxels,
-    )
+from lumisurf.voxels.adaptive import adapt, pixel_footprint, voxel_cap
+from lumisurf.voxels.build import EXTENT, build_voxel_model, voxel_model_from_state
+from lumisurf.voxels.model import downscaled
 
 
 def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
@@ -124,7 +64,15 @@ def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
 class VoxelTrainer(TrainingLoop):
     loop_desc, tensorboard = "train voxels", False
 
-    def __init__(self, cfg, run: RunDir, scene: SceneData | None = None, progress: bool = True, resume: bool = False):
+    def __init__(
+        self,
+        cfg,
+        run: RunDir,
+        scene: SceneData | None = None,
+        progress: bool = True,
+        dist: Distributed = SINGLE,  # one rank only: check_data_parallel refuses more before this is built
+        resume: bool = False,
+    ):
         self.cfg, self.run, self.progress, self.vc = cfg, run, progress, cfg.voxels
         self.device = resolve_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
@@ -134,7 +82,7 @@ class VoxelTrainer(TrainingLoop):
         self.cameras = self.train_split.cameras.to(self.device)
         masks = self.train_split.masks
         self.model = (
-            voxel_model_from_checkpoint(cfg, run.ckpt_path, self.device)
+            voxel_model_from_state(cfg, read_checkpoint(run.ckpt_path, self.device)["model"])
             if resume
             else build_voxel_model(cfg, self.train_split.cameras, None if masks is None else masks > 0.5)
         )

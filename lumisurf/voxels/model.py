@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from lumisurf.encodings.spherical_harmonics import sh_basis
+from lumisurf.mesh.tsdf import fuse_rendered_depth
+from lumisurf.models.protocol import SceneModel
 from lumisurf.voxels.binning import bin_voxels
 from lumisurf.voxels.raster import rasterize_tiles
 from lumisurf.voxels.raster_torch import STEP_SCALE, GeometryMode, corner_weights
@@ -22,8 +24,12 @@ from lumisurf.voxels.soft import SoftRaster, margin
 from lumisurf.voxels.structure import Remap, VoxelOctree
 
 
-class SparseVoxelModel(nn.Module):
-    """``mode`` density (raw values, exp-linear activation) or sdf (signed distances, NeuS opacity)."""
+class SparseVoxelModel(SceneModel):
+    """``mode`` density (raw values, exp-linear activation) or sdf (signed distances, NeuS opacity);
+    ``model.kind=voxels`` (see :class:`lumisurf.models.protocol.SceneModel`)."""
+
+    kind = "voxels"
+    stores_voxels = True
 
     def __init__(
         self,
@@ -201,14 +207,48 @@ class SparseVoxelModel(nn.Module):
             out.update(self.shading(out, o, d, background))
         return out
 
+    # ------------------------------------------------------------------ the model protocol
+    @property
+    def surface_needs_cameras(self) -> bool:
+        return self.mode == "density"  # density is meshed by TSDF fusion of the median depth (SVRaster)
+
+    def surface_function(self, cameras=None, resolution: int = 256, progress: bool = False):
+        """The voxel SDF, or for density voxels the TSDF fused from the median depth of every view of
+        ``cameras`` (the level set at half opacity without cameras). Truncation: 4 finest voxels or 3 grid
+        cells, whichever is larger."""
+        if not self.surface_needs_cameras or cameras is None:
+            return self.surface_sdf
+        bg = torch.zeros(3, device=self.geo.device)
+
+        def render(cams, i):
+            out = self.render_camera(cams, i, bg)
+            return out["median_depth"][..., 0], out["opacity"][..., 0] > 0.5
+
+        trunc = max(4.0 * self.finest_size, 3.0 * 2.0 / resolution)
+        return fuse_rendered_depth(render, cameras.to(self.geo.device), trunc, progress)  # moved once
+
+    def vertex_shading(self, vertices, normals, chunk: int = 8192) -> dict:
+        """The SH color of the voxel at each vertex, seen along the mesh normal (required: voxels have none)."""
+        if normals is None:
+            raise ValueError("sparse voxels shade vertices along the mesh normals: pass them")
+        x = torch.as_tensor(vertices, device=self.geo.device)
+        n = torch.as_tensor(normals, dtype=x.dtype, device=x.device)
+        rgb = torch.cat([self.point_colors(p, -d) for p, d in zip(x.split(chunk), n.split(chunk))])
+        return {"rgb": rgb.cpu().numpy()}
+
+    def occupied_cells(self) -> Tensor:
+        return self.tree.centres().detach()
+
     @torch.no_grad()
-    def render_camera(self, cameras, cam: int, background: Tensor, downscale: int = 1) -> dict[str, Tensor]:
+    def render_camera(
+        self, cameras, cam: int, bg_color: Tensor, state=None, chunk: int = 1024, downscale: int = 1
+    ) -> dict[str, Tensor]:
         """Maps ``[h, w, C]`` of camera ``cam`` at 1 / ``downscale`` resolution, as the field models give them:
         rgb, opacity, depth (expected ray distance, not divided by opacity), normal (weighted, outward), the
         deferred shading's material maps (and material_probs of the mixture) when there is one, and
         median_depth (where the transmittance falls below one half; 0 where it never does)."""
         cams = downscaled(cameras, downscale)
-        out = self.rasterize_view(cams, cam, background.reshape(3))
+        out = self.rasterize_view(cams, cam, bg_color.reshape(3))  # one whole view: no chunks, no render state
         h, w = cams.height, cams.width
         keys = (
             "rgb",

@@ -20,15 +20,10 @@ from lumisurf.jobs.viewer.server import preview_mesh
 
 
 def occupied_cells(model) -> np.ndarray | None:
-    """Centres [M, 3] of the occupied cells: the occupancy grid of a neural field, the voxels of a sparse-voxel
-    model; None before the grid's first refresh or without either."""
-    occ = getattr(model, "occupancy", None)
-    if occ is not None and bool(occ.initialized):
-        return occ.cell_centers()[occ.occupied.reshape(-1)].cpu().numpy()
-    tree = getattr(model, "tree", None)
-    if tree is not None:
-        return tree.centres().detach().cpu().numpy()
-    return None
+    """Centres [M, 3] of the space the model fills (the occupancy grid of a neural field, the voxels of a
+    sparse-voxel model), or None before there is any."""
+    cells = model.occupied_cells()
+    return None if cells is None else cells.cpu().numpy()
 
 
 class TrainingViewer:

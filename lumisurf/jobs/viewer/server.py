@@ -18,7 +18,7 @@ import torch
 
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.errors import LumisurfError
-from lumisurf.jobs.extract import set_vertex_colors, surface_function, vertex_radiance
+from lumisurf.jobs.extract import set_vertex_colors, vertex_radiance
 from lumisurf.jobs.restore import load_run
 from lumisurf.jobs.viewer.relit import Relighter
 from lumisurf.jobs.viewer.scene_graph import add_mesh, bands_of, client_camera, mesh_colorings, setup_scene, viser
@@ -201,7 +201,7 @@ def initial_position(cams) -> np.ndarray:
 def view_modes(loaded) -> tuple[str, ...]:
     """The field renders a run offers: rgb / normal / depth, and albedo / metallic / roughness for Stage I
     material runs (a NeRO-style head)."""
-    return FIELD_MODES + (MATERIAL_MODES if getattr(loaded.model, "nero", None) is not None else ())
+    return FIELD_MODES + (MATERIAL_MODES if loaded.model.has_stage1_materials else ())
 
 
 def run_mesh(loaded, resolution: int = 96):
@@ -223,7 +223,7 @@ def preview_mesh(model, device, resolution: int = 96):
     try:
         with torch.no_grad():
             mesh = extract_mesh(
-                surface_function(model, None, resolution),
+                model.surface_function(None, resolution),
                 resolution=resolution,
                 bound=1.0,
                 device=device,
@@ -233,7 +233,7 @@ def preview_mesh(model, device, resolution: int = 96):
         return None
     if len(mesh.vertices) == 0:
         return None
-    set_vertex_colors(mesh, vertex_radiance(model, mesh, device))
+    set_vertex_colors(mesh, vertex_radiance(model, mesh))
     return mesh
 
 
