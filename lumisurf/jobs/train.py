@@ -12,7 +12,7 @@ from lumisurf.errors import LumisurfError
 from lumisurf.jobs.evaluate import evaluate_run, format_table
 from lumisurf.jobs.extract import extract_run
 from lumisurf.jobs.restore import load_run
-from lumisurf.models.surface import background_kind
+from lumisurf.models.surface_io import background_kind
 from lumisurf.presets import DEFAULT_PRESET, preset_config
 from lumisurf.train.build import check_data_parallel, train
 from lumisurf.train.distributed import Distributed, init_distributed, shutdown

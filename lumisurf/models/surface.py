@@ -411,15 +411,3 @@ class SurfaceModel(SceneModel):
         sigma, rgb = self.background(contract_inverted_sphere(x).reshape(-1, 4), d[:, None].expand_as(x).reshape(-1, 3))
         alpha = 1.0 - torch.exp(-sigma.reshape(t.shape) * dists)
         return accumulate(render_weights(alpha), rgb.reshape(*t.shape, 3))
-
-
-def background_kind(kind: str, has_masks: bool) -> str:
-    """``model.background.kind`` resolved: ``auto`` is a constant color behind masked data, else NeRF++."""
-    if kind == "auto":
-        return "constant" if has_masks else "nerf++"
-    return kind
-
-
-def build_model(model_cfg, sampler_cfg, has_masks: bool) -> SurfaceModel:
-    """The surface model of a config for a dataset with (or without) foreground masks."""
-    return SurfaceModel(model_cfg, sampler_cfg, background_kind(model_cfg.background.kind, has_masks))

@@ -1,8 +1,21 @@
-"""The surface model's factories (registered in :mod:`lumisurf.kinds`)."""
+"""The surface model's factories (``build_surface_model`` and ``surface_model_from_state`` are registered in
+:mod:`lumisurf.kinds`)."""
 
 from __future__ import annotations
 
-from lumisurf.models.surface import SurfaceModel, build_model
+from lumisurf.models.surface import SurfaceModel
+
+
+def background_kind(kind: str, has_masks: bool) -> str:
+    """``model.background.kind`` resolved: ``auto`` is a constant color behind masked data, else NeRF++."""
+    if kind == "auto":
+        return "constant" if has_masks else "nerf++"
+    return kind
+
+
+def build_model(model_cfg, sampler_cfg, has_masks: bool) -> SurfaceModel:
+    """The surface model of a config for a dataset with (or without) foreground masks."""
+    return SurfaceModel(model_cfg, sampler_cfg, background_kind(model_cfg.background.kind, has_masks))
 
 
 def build_surface_model(cfg, cameras=None, masks=None) -> SurfaceModel:

@@ -25,7 +25,8 @@ from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
 from lumisurf.losses.regularizers import grid_tv_loss
 from lumisurf.losses.s3im import s3im_loss
 from lumisurf.losses.segmentation import head_fit_loss
-from lumisurf.models.surface import RenderState, build_model
+from lumisurf.models.surface import RenderState
+from lumisurf.models.surface_io import build_model
 from lumisurf.train.checkpoint import load_training_state
 from lumisurf.train.device import resolve_device
 from lumisurf.train.distributed import SINGLE, Distributed
