@@ -132,16 +132,16 @@ if wp is not None:
         n_feat = table.shape[1]
         if want_jac == 0:
             for f in range(n_feat):
-                acc = 0.0
+                acc = float(0.0)
                 for c in range(8):
                     acc += w[c] * table[rows[c], f]
                 feat[l, n, f] = acc
         else:
             for f in range(n_feat):
-                acc = 0.0
-                ax = 0.0
-                ay = 0.0
-                az = 0.0
+                acc = float(0.0)
+                ax = float(0.0)
+                ay = float(0.0)
+                az = float(0.0)
                 for c in range(8):
                     v = table[rows[c], f]
                     acc += w[c] * v
@@ -210,14 +210,14 @@ if wp is not None:
                 for c in range(8):
                     wp.atomic_add(g_table, rows[c], f, coef[c])
         if need_x != 0:
-            px = 0.0
-            py = 0.0
-            pz = 0.0
+            px = float(0.0)
+            py = float(0.0)
+            pz = float(0.0)
             for f in range(n_feat):
                 gf = g_feat[l, n, f]
-                qx = 0.0  # upstream grad on d feat / d p (grid units)
-                qy = 0.0
-                qz = 0.0
+                qx = float(0.0)  # upstream grad on d feat / d p (grid units)
+                qy = float(0.0)
+                qz = float(0.0)
                 if has_gjac != 0:
                     qx = g_jac[l, n, f, 0] * sx
                     qy = g_jac[l, n, f, 1] * sy

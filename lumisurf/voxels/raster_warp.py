@@ -37,8 +37,8 @@ if wp is not None:
 
     @wp.func
     def _ray_box(o: wp.vec3, d: wp.vec3, lo: wp.vec3, hi: wp.vec3):
-        a = 0.0
-        b = 1.0e30
+        a = float(0.0)
+        b = float(1.0e30)
         for k in range(3):
             dk = d[k]
             if wp.abs(dk) < 1.0e-12:
@@ -51,7 +51,7 @@ if wp is not None:
 
     @wp.func
     def _corner_w(u: wp.vec3, c: int):
-        w = 1.0
+        w = float(1.0)
         for k in range(3):
             bit = (c >> (2 - k)) & 1
             if bit == 1:
@@ -68,7 +68,7 @@ if wp is not None:
 
     @wp.func
     def _field(corners: wp.array2d(dtype=wp.float32), v: int, u: wp.vec3):
-        s = 0.0
+        s = float(0.0)
         for c in range(8):
             s = s + _corner_w(u, c) * corners[v, c]
         return s
@@ -103,7 +103,7 @@ if wp is not None:
         n_samples: int,
     ):
         """Sum of the activated densities at the segment's sample points."""
-        vol = 0.0
+        vol = float(0.0)
         for k in range(n_samples):
             vol = vol + _exp_linear(_field(corners, v, _local(o, d, _sample_t(a, b, k, n_samples), lo, size)))
         return vol
@@ -215,7 +215,7 @@ if wp is not None:
         lo = view.lo[v]
         size = view.size[v]
         a, b = _ray_box(o, d, lo, lo + wp.vec3(size, size, size))
-        alpha = 0.0
+        alpha = float(0.0)
         if b > a:
             alpha = _alpha(view.corners, v, o, d, a, b, lo, size, view.mode, view.inv_s, view.n_samples)
         return a, b, alpha
@@ -323,7 +323,7 @@ if wp is not None:
                     g_alpha = g_alpha + g_depth[p] * (t_i * depth_i - suf_depth[p] * inv)
                     g_alpha = g_alpha + wp.dot(g_n[p], t_i * view.normals[v] - suf_n[p] * inv)
                     g_alpha = g_alpha + g_op[p] * t_final[p] * inv
-                    c_dist = 0.0  # dL_dist / dw of this segment (the other weights held)
+                    c_dist = float(0.0)  # dL_dist / dw of this segment (the other weights held)
                     if g_dist[p] != 0.0:
                         after_w = trans[p] - t_final[p]
                         before_wm = depth_final[p] - suf_depth[p] - w * depth_i
