@@ -29,6 +29,7 @@ class SceneModel(nn.Module, ABC):
     kind: ClassVar[str] = ""  # the ``model.kind`` that builds it
     stores_voxels: ClassVar[bool] = False  # extract writes RUN/voxels.pt and RUN/voxels.ply
     data_parallel: ClassVar[bool] = False  # can train on several ranks (``train --nproc``)
+    single_process_why: ClassVar[str] = "this model trains on one process"  # said when ranks are refused
     segmented: bool = False  # a material assignment over K shading heads
 
     @property

@@ -25,10 +25,10 @@ def check_data_parallel(cfg: Config, world_size: int) -> None:
     """ConfigError when ``world_size`` ranks cannot train ``cfg`` (checked before any rank does any work)."""
     if world_size <= 1:
         return
-    if not model_kind(cfg.model.kind).cls.data_parallel:
+    cls = model_kind(cfg.model.kind).cls
+    if not cls.data_parallel:
         raise ConfigError(
-            f"preset {cfg.preset}: {cfg.model.kind} models train on one process (sparse voxels: their octree is "
-            f"subdivided and pruned in place); data-parallel training is for the neural-field presets"
+            f"preset {cfg.preset}: {cls.single_process_why}; data-parallel training is for the neural-field presets"
         )
     Distributed(0, world_size).share(cfg.train.batch_rays)  # an uneven split is refused
 

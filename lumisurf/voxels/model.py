@@ -30,6 +30,7 @@ class SparseVoxelModel(SceneModel):
 
     kind = "voxels"
     stores_voxels = True
+    single_process_why = "sparse voxels train on one process (their octree is subdivided and pruned in place)"
 
     def __init__(
         self,
