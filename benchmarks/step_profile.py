@@ -163,7 +163,7 @@ def compare_variants(
 def chamfer_at_steps(args) -> str:
     """The same seeds' Chamfer after exactly N training steps, this code and ``--baseline``; a Markdown table."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from sweep import code_env, run_one
+    from sweep import run_one
 
     if args.data is None:
         raise SystemExit("--chamfer-steps needs --data (a dataset with a ground-truth mesh)")
@@ -178,13 +178,7 @@ def chamfer_at_steps(args) -> str:
                 else:
                     print(f"$ {label}: {steps} steps, seed {seed}", flush=True)
                     row = run_one(
-                        Path(args.data),
-                        args.preset,
-                        seed,
-                        ["--max-steps", str(steps)],
-                        out,
-                        args.set,
-                        env=code_env(code),
+                        Path(args.data), args.preset, seed, ["--max-steps", str(steps)], out, args.set, code=code
                     )
                     (out / "row.json").write_text(json.dumps(row))
                 res[(label, steps, seed)] = row

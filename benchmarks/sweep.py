@@ -88,14 +88,22 @@ def code_env(code: Path | None) -> dict | None:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(code).resolve()), os.environ.get("PYTHONPATH", "")])}
 
 
+def _run(cmd: list[str], code: Path | None) -> subprocess.CompletedProcess:
+    """Run a CLI command with the lumisurf of ``code`` (None: this checkout). ``python -m`` puts its working
+    folder first on sys.path, so an older checkout runs from its own folder (paths are passed absolute)."""
+    cwd = Path(code).resolve() if code is not None else ROOT
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=code_env(code))
+
+
 def run_one(
-    scene: Path, preset: str, seed: int, budget: list[str], out: Path, overrides: list[str], env: dict | None = None
+    scene: Path, preset: str, seed: int, budget: list[str], out: Path, overrides: list[str], code: Path | None = None
 ) -> dict:
-    """Train, extract, evaluate one run (``env``: :func:`code_env`); never raises for a failing run (it becomes the
-    row's status)."""
+    """Train, extract, evaluate one run (``code``: an older checkout's lumisurf, see :func:`_run`); never raises
+    for a failing run (it becomes the row's status)."""
+    scene, out = Path(scene).resolve(), Path(out).resolve()
     row = {"scene": scene.name, "preset": preset, "seed": seed, "load_avg": round(os.getloadavg()[0], 2)}
     t0 = time.perf_counter()
-    train = subprocess.run(
+    train = _run(
         _cli(
             "train",
             "--data",
@@ -112,10 +120,7 @@ def run_one(
             "train.finalize=false",
             *overrides,
         ),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
+        code,
     )
     log = train.stdout + train.stderr
     out.mkdir(parents=True, exist_ok=True)
@@ -126,18 +131,19 @@ def run_one(
         row["error"] = (train.stderr.strip().splitlines() or ["?"])[-1][:300]
     summary = next((json.loads(line) for line in reversed(train.stdout.splitlines()) if line.startswith("{")), {})
     row.update(steps=summary.get("steps"), train_seconds=summary.get("train_seconds"))
-    measure(out, row, env=env)
+    measure(out, row, code=code)
     row["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return row
 
 
-def measure(out: Path, row: dict, mesh_only: bool = False, env: dict | None = None) -> dict:
+def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = None) -> dict:
     """Extract and evaluate the run in ``out`` and put its metrics in ``row`` (status, error, steps, psnr, ...);
     ``mesh_only`` keeps the image metrics already in its metrics.json (a new extraction, same renders)."""
     if (out / "ckpt" / "last.pt").exists():  # a diverged run still leaves its healthy checkpoint: measure it
-        evaluate = _cli("eval", str(out), "--force", *(["--mesh-only"] if mesh_only else []))
-        for cmd in (_cli("extract", str(out), "--force"), evaluate):
-            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        run = str(Path(out).resolve())
+        evaluate = _cli("eval", run, "--force", *(["--mesh-only"] if mesh_only else []))
+        for cmd in (_cli("extract", run, "--force"), evaluate):
+            done = _run(cmd, code)
             if done.returncode != 0:
                 row["status"] = "crashed" if row["status"] == "ok" else row["status"]
                 row["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
@@ -316,11 +322,11 @@ def main(argv=None) -> int:
                     row = json.loads(cached.read_text())
                     if args.reeval and row.get("status") != "crashed":
                         print(f"$ {scene.name} {preset} seed {seed}: extract + eval again", flush=True)
-                        cached.write_text(json.dumps(measure(out, row, mesh_only=True, env=code_env(args.code))))
+                        cached.write_text(json.dumps(measure(out, row, mesh_only=True, code=args.code)))
                 else:
                     budget = budget_args(args.minutes, args.steps)
                     print(f"$ {scene.name} {preset} seed {seed} ({' '.join(budget)})", flush=True)
-                    row = run_one(scene, preset, seed, budget, out, args.set, env=code_env(args.code))
+                    row = run_one(scene, preset, seed, budget, out, args.set, code=args.code)
                     cached.write_text(json.dumps(row))
                 print("  " + ", ".join(f"{k}={fmt(row.get(k), '.4g')}" for k in FIELDS[3:12]), flush=True)
                 rows.append(row)
