@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reader_fakes import fake_blender
 
 from lumisurf.data.capture.process import write_downscaled
 from lumisurf.data.images import as_float
@@ -89,9 +90,7 @@ def test_colmap_reads_images_n_and_masks(tmp_path):
 
 
 def test_blender_gt_maps_follow_the_downscale(tmp_path):
-    from test_readers import _fake_blender
-
-    root = _fake_blender(tmp_path)
+    root = fake_blender(tmp_path)
     np.save(root / "train" / "r_0_depth.npy", np.full((12, 16), 2.0, np.float32))
     sc = load_scene(root, downscale=2).split("train")
     assert sc.images.shape == (3, 6, 8, 3) and sc.depths.shape == (3, 6, 8)

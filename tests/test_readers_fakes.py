@@ -10,32 +10,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reader_fakes import EYES, look_at_cv
+from reader_fakes import EYES, fake_blender, look_at_cv, write_rgba
 
 from lumisurf.data.readers import detect_format, load_scene
 from lumisurf.errors import DataError
-
-
-def _write_rgba(path: Path, w=16, h=12, alpha=True):
-    arr = np.zeros((h, w, 4), np.uint8)
-    arr[..., :3] = 128
-    arr[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4, 3] = 255 if alpha else 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, "RGBA").save(path)
-
-
-def _fake_blender(root: Path, n=3, sizes=None) -> Path:
-    frames = []
-    for i in range(n):
-        _write_rgba(root / "train" / f"r_{i}.png", *(sizes[i] if sizes else (16, 12)))
-        frames.append(
-            {
-                "file_path": f"./train/r_{i}",
-                "transform_matrix": (look_at_cv(EYES[i]) @ np.diag([1, -1, -1, 1])).tolist(),
-            }
-        )
-    (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": frames}))
-    return root
 
 
 def _edit_blender(root: Path, fn):
@@ -45,8 +23,8 @@ def _edit_blender(root: Path, fn):
     p.write_text(json.dumps(meta))
 
 
-def test_fake_blender_reads_and_converts(tmp_path):
-    sc = load_scene(_fake_blender(tmp_path))
+def testfake_blender_reads_and_converts(tmp_path):
+    sc = load_scene(fake_blender(tmp_path))
     cams = sc.splits["train"].cameras
     assert np.allclose(cams.c2w[0].numpy(), look_at_cv(EYES[0]), atol=1e-6)
     assert float(cams.fx[0]) == pytest.approx(8 / math.tan(0.35)) and float(cams.cy[0]) == 6.0
@@ -64,8 +42,8 @@ def test_fake_blender_reads_and_converts(tmp_path):
         ("garbage", "cannot read image"),
     ],
 )
-def test_fake_blender_errors(tmp_path, case, needle):
-    root = _fake_blender(tmp_path, sizes=[(16, 12), (20, 12), (16, 12)] if case == "size" else None)
+def testfake_blender_errors(tmp_path, case, needle):
+    root = fake_blender(tmp_path, sizes=[(16, 12), (20, 12), (16, 12)] if case == "size" else None)
     if case == "missing":
         _edit_blender(root, lambda fr: fr[1].update(file_path="./train/r_9"))
     elif case == "nonrigid":
@@ -78,7 +56,7 @@ def test_fake_blender_errors(tmp_path, case, needle):
     elif case == "nan":
         _edit_blender(root, lambda fr: fr[2]["transform_matrix"][0].__setitem__(3, float("nan")))
     elif case == "empty_alpha":
-        _write_rgba(root / "train" / "r_2.png", alpha=False)
+        write_rgba(root / "train" / "r_2.png", alpha=False)
     elif case == "garbage":
         (root / "train" / "r_1.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=needle):
