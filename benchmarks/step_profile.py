@@ -88,7 +88,7 @@ def instrument(trainer: Trainer) -> None:
     _wrap(SurfaceModel, "_background", "background fwd")
     _wrap(trainer.model.sdf, "sdf_and_gradient", "field fwd")
     _wrap(trainer, "_loss_terms", "losses")
-    _wrap(trainer, "_update_schedules", "schedules")
+    _wrap(trainer, "update_schedules", "schedules")
     _wrap(torch.Tensor, "backward", "backward")
     _wrap(trainer.optimizer, "step", "optimizer")
 

@@ -104,6 +104,7 @@ def _cmd_material(a) -> None:
         a.force,
         progress=not a.no_progress,
         export=not a.no_export,
+        resume=a.resume,
     )
     print(json.dumps(summary, default=str))
 

@@ -57,7 +57,7 @@ def _add_run_commands(sub) -> None:
         type=int,
         metavar="LEVEL",
         help="instead of a mesh, write RUN/voxels.pt: the SDF of a neural-field run on the voxels of "
-        "octree LEVEL within 2 voxels of its surface (warm start: voxels.init_from=RUN/voxels.pt)",
+        "octree LEVEL within 2 voxels of its surface (warm start: voxels.model.init_from=RUN/voxels.pt)",
     )
     p = sub.add_parser("view", help="a browser page (viser; extra 'viewer'): mesh, cameras, live render of the field")
     p.add_argument("run")
@@ -141,6 +141,7 @@ def _add_stage2(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-export", action="store_true", help="skip the OBJ/GLB/PLY/Mitsuba export")
     p.add_argument("--force", action="store_true", help="refit and replace RUN/material")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted fit from RUN/material/ckpt")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="material.key=value overrides (the 'material.' prefix is optional)")
     p = sub.add_parser("relight", help="render a split of a Stage II run under a new HDR environment map")

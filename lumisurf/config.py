@@ -17,15 +17,16 @@ import yaml
 from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import ConfigError
 from lumisurf.sampler_config import PixelSamplerName, SamplerConfig, SurfaceRenderConfig, migrate_sampler  # noqa: F401
+from lumisurf.segmentation_config import AssignmentConfig, HeadName, LiftConfig, SegmentationConfig  # noqa: F401
 from lumisurf.stage2_config import MaterialStageConfig
 from lumisurf.train_config import GuardConfig, OptimConfig, ScheduleConfig, TrainConfig  # noqa: F401
-from lumisurf.voxel_config import VoxelConfig
+from lumisurf.voxel_config import VoxelConfig, migrate_voxels, moved_voxel_key
 
 # choices that name a registry's entries; tests/test_registries.py checks each against its registry
 DatasetFormat = Literal["blender", "neus", "llff", "ngp", "colmap"]  # lumisurf.data.readers.READERS
 SDFBackend = Literal["mlp", "hash", "hybrid"]  # lumisurf.fields.base.SDF_BACKENDS
-HeadName = Literal["lambert", "specular", "transmission", "subsurface"]  # lumisurf.shading.heads.HEADS
 RgbLoss = Literal["l1", "l2", "charbonnier", "huber"]  # lumisurf.losses.photometric.PHOTOMETRIC
+ModelKindName = Literal["field", "voxels"]  # lumisurf.kinds (MODEL_KINDS)
 
 
 @dataclass
@@ -109,63 +110,6 @@ class BackgroundConfig:
     n_samples: int = 32
 
 
-def _assignment_grid() -> HashGridConfig:
-    return HashGridConfig(n_levels=8, n_features=2, log2_table_size=15, base_resolution=4, max_resolution=128)
-
-
-@dataclass
-class LiftConfig:
-    """``init: materials`` (``lumisurf.train.material_lift``): how the Stage I materials become the assignment."""
-
-    points: int = 20000  # training pixels rendered to surface points
-    # what the lift clusters on: the pretrain head's materials, the photos' median color and view spread at the
-    # points (train/view_stats.py), or both
-    features: Literal["materials", "views", "both"] = "materials"
-    feature_smoothing: int = 0  # times the features are averaged over each point's ``neighbours`` first
-    clustering: Literal["kmeans", "gmm"] = "kmeans"  # gmm: full-covariance Gaussian mixture (EM from k-means)
-    neighbours: int = 16  # kNN graph of the points (two materials: min-cut smoothing)
-    crease_sharpness: float = 8.0  # edge weight ((1 + n_i.n_j) / 2)^s: label changes are cheap across creases
-    # which creases lower the weight: all, or concave ones only (where parts meet; the convex edges of one part
-    # stay together). 5-min two_materials runs: all 0.912 / 0.909 / 0.893 matid IoU, concave 0.889 / 0.899 / 0.899
-    creases: Literal["all", "concave"] = "all"
-    smoothness: float = 8.0  # weight of the Potts term against the -log p cluster costs (0: no min-cut)
-    unary_floor: float = 0.1  # cluster probabilities clipped below at this (bounds one point's cost)
-    min_separation: float = 0.15  # closest cluster centres nearer than this (feature units): one material
-    fit_steps: int = 300  # Adam steps fitting the assignment field alone to the labels
-    fit_lr: float = 1e-2
-
-
-@dataclass
-class AssignmentConfig:
-    """Soft material segmentation (Stage I phase C): A(p) -> K logits -> softmax(logits / temperature).
-
-    One shading head per component (``heads``, length K) and the rendered color C = sum_k m_k R_k.
-    ``init``: optional warm start (2D: k-means on color, or a folder of per-view id masks; 3D: the
-    Stage I materials of ``pretrain_head`` clustered when the assignment starts training).
-    """
-
-    enabled: bool = False
-    K: int = 2
-    heads: tuple[HeadName, ...] = ("specular", "lambert")
-    backend: Literal["hash", "mlp"] = "hash"
-    grid: HashGridConfig = field(default_factory=_assignment_grid)  # hash backend
-    multires: int = 4  # mlp backend: frequency octaves of the position
-    hidden: int = 32
-    layers: int = 2
-    temperature: float = 1.0  # softmax temperature at the start
-    learn_temperature: bool = True
-    head_hidden: int = 64
-    head_layers: int = 2
-    # none | 2D warm start: kmeans (color of the training images) or masks (mask_path) | materials: at the
-    # start of phase C, cluster the pretrain head's Stage I parameters (lumisurf.train.material_lift)
-    init: Literal["none", "kmeans", "masks", "materials"] = "none"
-    # phases before the assignment trains (A/B) render with this head alone, so its parameters are fitted to
-    # the whole object first (the metal prior reads the specular head's metallic); None: the mixture
-    pretrain_head: HeadName | None = None
-    mask_path: str | None = None  # init=masks: folder of <image stem>.png integer-id maps
-    lift: LiftConfig = field(default_factory=LiftConfig)  # init=materials
-
-
 @dataclass
 class NeroConfig:
     """NeRO Stage I reflective shading (``model.shading: nero``); defaults are NeRO's published sizes."""
@@ -190,7 +134,7 @@ class NeroConfig:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["field", "voxels"] = "field"  # field: neural SDF + volume rendering; voxels: Config.voxels
+    kind: ModelKindName = "field"  # field: neural SDF + volume rendering; voxels: Config.voxels
     sdf: SDFConfig = field(default_factory=SDFConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
@@ -198,29 +142,6 @@ class ModelConfig:
     shading: Literal["neus", "nero"] = "neus"  # neus: NeuSColor; nero: NeRO Stage I reflective shading
     nero: NeroConfig = field(default_factory=NeroConfig)
     assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
-
-
-@dataclass
-class SegmentationConfig:
-    """Weights of the material-segmentation terms (``lumisurf.losses.segmentation``); used in phases C/D."""
-
-    entropy_weight: float = 1e-3  # per-point entropy of the assignment probabilities
-    sparsity_weight: float = 0.0  # 1 - max prob
-    consistency_weight: float = 0.1  # variance of reprojected probabilities across views
-    boundary_weight: float = 1e-2  # |A(p) - A(p + eps)|^2, down-weighted across creases
-    boundary_eps: float = 1e-2
-    boundary_sharpness: float = 4.0
-    energy_weight: float = 0.1  # relu(mixture reflectance - 1)^2
-    material_range_weight: float = 0.0
-    smoothness_weight: float = 0.0  # head parameters at p and p + eps
-    warm_start_weight: float = 0.1  # model.assignment.init kmeans|masks: CE of rendered A to the 2D maps
-    metal_prior_weight: float = 0.0  # BCE: metallic of the specular head -> view-dependent heads
-    metal_prior_threshold: float = 0.5
-    metal_prior_width: float = 0.1
-    lift_weight: float = 1.0  # model.assignment.init=materials: CE of A to the lifted Stage I clusters
-    head_fit_weight: float = 1.0  # while the pretrain head renders alone, each other head's own rgb loss
-    em_weight: float = 1.0  # phase D: cross-entropy of A to the E-step posterior
-    em_temperature: float = 0.05
 
 
 @dataclass
@@ -349,9 +270,39 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 raise ConfigError(f"unknown config key '{key}'")
             node = node[p]
         if not isinstance(node, dict) or parts[-1] not in node:
-            raise ConfigError(f"unknown config key '{key}'")
+            raise ConfigError(f"unknown config key '{key}'{_moved_hint(parts)}")
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() != "" else None
     return from_dict(Config, data)
+
+
+COMMON_SECTIONS = ("preset", "data", "train", "eval", "material")  # what every model kind's run reads
+
+
+def changed_settings(cfg: Config, base: Config) -> list[str]:
+    """Dotted keys whose value in ``cfg`` differs from ``base`` (e.g. its preset's defaults)."""
+    changed: list[str] = []
+
+    def walk(a, b, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in a:
+                walk(a[k], b.get(k), f"{prefix}{k}.")
+        elif a != b:
+            changed.append(prefix[:-1])
+
+    walk(to_dict(cfg), to_dict(base), "")
+    return changed
+
+
+def ignored_settings(cfg: Config, base: Config, reads: tuple[str, ...]) -> list[str]:
+    """The settings changed from ``base`` that lie outside the sections ``reads`` and :data:`COMMON_SECTIONS`
+    (what a model reading only those sections ignores)."""
+    inside = lambda key, sec: key == sec or key.startswith(sec + ".")  # noqa: E731
+    return [k for k in changed_settings(cfg, base) if not any(inside(k, s) for s in (*COMMON_SECTIONS, *reads))]
+
+
+def _moved_hint(parts: list[str]) -> str:
+    moved = moved_voxel_key(parts[1]) if len(parts) == 2 and parts[0] == "voxels" else None
+    return f" (the voxel settings moved into sections: voxels.{moved})" if moved else ""
 
 
 def save_config(cfg: Config, path) -> None:
@@ -368,9 +319,12 @@ def migrate(data: dict) -> dict:
     """Old run folders' keys in today's layout. Before the schedules read the training progress (2026-12-01)
     they held step lengths: ``optim.warmup_steps``, ``train.anneal_end``, ``schedule.grid_steps_per_level``;
     these become the same fractions of ``train.max_steps``. The per-sampler keys move into their sections.
-    ``loss.segmentation.consistency_views`` was never read and is dropped."""
+    ``loss.segmentation.consistency_views`` was never read and is dropped. The flat voxel settings move into
+    their sections (``voxel_config.migrate_voxels``)."""
     if isinstance(data.get("sampler"), dict):
         migrate_sampler(data["sampler"])
+    if isinstance(data.get("voxels"), dict):
+        migrate_voxels(data["voxels"])
     seg = (data.get("loss") or {}).get("segmentation") if isinstance(data.get("loss"), dict) else None
     if isinstance(seg, dict):
         seg.pop("consistency_views", None)

@@ -182,11 +182,11 @@ LUMISURF_SEG = {
 # value and SH color per voxel, one training view per step, prune/subdivide on the progress clock. "svraster"
 # is SVRaster's density model; "svraster-sdf" keeps an SDF on the corners with NeuS' interval opacity so the
 # mesh is its zero level set. Both are new and untuned: see the README before relying on them.
-SVRASTER = {"preset": "svraster", "model": {"kind": "voxels"}, "voxels": {"mode": "density"}}
+SVRASTER = {"preset": "svraster", "model": {"kind": "voxels"}, "voxels": {"model": {"mode": "density"}}}
 SVRASTER_SDF = {
     "preset": "svraster-sdf",
     "model": {"kind": "voxels"},
-    "voxels": {"mode": "sdf", "lr_geo": 0.005, "inv_s_init": 50.0},
+    "voxels": {"model": {"mode": "sdf", "inv_s_init": 50.0}, "train": {"lr_geo": 0.005}},
 }
 
 PRESETS: dict[str, dict] = {

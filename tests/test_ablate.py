@@ -262,7 +262,7 @@ def test_two_variants_end_to_end_through_the_cli(tmp_path, capsys):
 
 def test_sparse_voxel_variants_through_bench_ablate(tmp_path, capsys):
     """Both voxel presets run as ablation variants (their own trainer, the same evaluator and table)."""
-    voxels = DATA + ["voxels.init_level=4", "train.max_steps=2"]
+    voxels = DATA + ["voxels.model.init_level=4", "train.max_steps=2"]
     spec_path = write_spec(
         tmp_path,
         minutes=0.5,
@@ -270,7 +270,7 @@ def test_sparse_voxel_variants_through_bench_ablate(tmp_path, capsys):
         eval_views=1,
         overrides=voxels,
         variants=[
-            {"name": "svr", "preset": "svraster", "overrides": ["voxels.geo_init=0.0"]},
+            {"name": "svr", "preset": "svraster", "overrides": ["voxels.model.geo_init=0.0"]},
             {"name": "svr-sdf", "preset": "svraster-sdf"},
         ],
     )

@@ -179,12 +179,16 @@ def test_every_model_kind_implements_the_whole_protocol():
 
     from lumisurf.kinds import MODEL_KINDS
     from lumisurf.models.protocol import SceneModel, missing_protocol
+    from lumisurf.train.loop import TrainingLoop
 
     assert set(MODEL_KINDS.names()) >= {"field", "voxels"}
     for name in MODEL_KINDS:
         cls = MODEL_KINDS.get(name).cls
         assert issubclass(cls, SceneModel) and cls.kind == name
         assert not missing_protocol(cls) and not inspect.isabstract(cls), (name, missing_protocol(cls))
+        trainer = MODEL_KINDS.get(name).trainer  # trained by the one loop
+        assert issubclass(trainer, TrainingLoop) and not inspect.isabstract(trainer), name
+        assert cls.config_sections, f"{name}: which config sections does it read?"
 
 
 def test_a_kind_missing_a_protocol_member_is_caught():
@@ -196,4 +200,26 @@ def test_a_kind_missing_a_protocol_member_is_caught():
         def render_camera(self, cameras, cam, bg_color, state=None, chunk=1024, downscale=1):
             return {}
 
-    assert missing_protocol(Half) == ["surface_function", "vertex_shading"]
+    assert missing_protocol(Half) == ["param_groups", "surface_function", "vertex_shading"]
+
+
+def test_one_training_loop():
+    """Every class with a ``train_step`` (Stage I fields and voxels, Stage II) is a client of the one loop, and
+    only ``train/loop.py`` writes checkpoints or builds a divergence guard's rollback."""
+    import importlib
+
+    from lumisurf.train.loop import TrainingLoop
+
+    steppers, writers = [], []
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(f, ast.FunctionDef) and f.name == "train_step" for f in node.body
+            ):
+                steppers.append(getattr(importlib.import_module(module), node.name))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "save_checkpoint":
+                writers.append(module)
+    assert len(steppers) >= 3, steppers  # field, voxels, Stage II
+    assert all(issubclass(c, TrainingLoop) for c in steppers), [c for c in steppers if not issubclass(c, TrainingLoop)]
+    assert set(writers) == {"lumisurf.train.loop"}, writers

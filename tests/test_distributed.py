@@ -113,8 +113,8 @@ def test_two_ranks_with_half_batches_equal_one_rank_and_resume_with_another_rank
 
 
 def test_sparse_voxels_refuse_ranks_with_a_clear_message():
+    from lumisurf.kinds import build_trainer
     from lumisurf.presets import preset_config
-    from lumisurf.train.build import build_trainer
 
     with pytest.raises(ConfigError, match="sparse voxels train on one process"):
         build_trainer(preset_config("svraster"), None, dist=Distributed(0, 2))

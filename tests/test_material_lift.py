@@ -107,7 +107,7 @@ def _train_to_lift(tmp_path, overrides):
     tr = Trainer(cfg, run, scene=load_config_scene(cfg.data), progress=False)
     seen: dict[str, float] = {}
     for _ in range(4):
-        tr._update_schedules()
+        tr.update_schedules()
         if tr.step < 2:
             assert tr.lift is None and tr.model.color.solo == 0
         seen.update(tr.train_step())

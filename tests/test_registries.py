@@ -10,6 +10,7 @@ from lumisurf import config
 from lumisurf.data.pixel_sampling.adaptive import PIXEL_SAMPLERS
 from lumisurf.data.readers import MARKERS, READERS
 from lumisurf.fields.base import SDF_BACKENDS
+from lumisurf.kinds import MODEL_KINDS
 from lumisurf.losses.photometric import PHOTOMETRIC
 from lumisurf.registry import Registry
 from lumisurf.shading.heads import HEADS
@@ -20,6 +21,7 @@ CASES = [
     (config.HeadName, HEADS),
     (config.PixelSamplerName, PIXEL_SAMPLERS),
     (config.RgbLoss, PHOTOMETRIC),
+    (config.ModelKindName, MODEL_KINDS),
 ]
 
 

@@ -11,7 +11,6 @@ from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene
 from lumisurf.presets import preset_config
 from lumisurf.shading.segmented import SegmentedShading
-from lumisurf.train.phases import named_param_groups
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
@@ -56,7 +55,7 @@ def test_segmented_shading_mixture_and_ranges():
 
 def test_named_groups_cover_every_parameter(tmp_path):
     tr = _trainer(tmp_path)
-    groups = named_param_groups(tr.model, 1e-2)
+    groups = tr.model.param_groups(tr.cfg)
     names = {g["name"] for g in groups}
     assert {"sdf", "variance", "assignment", "heads", "shading"} <= names
     n_grouped = sum(p.numel() for g in groups for p in g["params"])
@@ -81,7 +80,7 @@ def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path
     before = [p.detach().clone() for p in tr.model.color.assignment.parameters()]
     seen: dict[str, float] = {}
     for _ in range(3):
-        tr._update_schedules()
+        tr.update_schedules()
         seen.update(tr.train_step())
         tr.step += 1
     for key in (
@@ -119,12 +118,12 @@ def test_metal_prior_hand_values():
 
 def test_pretrain_head_renders_alone_until_the_assignment_trains(tmp_path):
     tr = _trainer(tmp_path, ["schedule.phase_ends=[0.5,0.5,1.0,1.0]", "model.assignment.pretrain_head=specular"])
-    tr._update_schedules()  # phase A
+    tr.update_schedules()  # phase A
     assert tr.model.color.solo == 0
     scalars = tr.train_step()
     assert scalars["loss"] == scalars["loss"]
     tr.step = 4  # progress 4 / 8 = 0.5
-    tr._update_schedules()  # phase C: the mixture
+    tr.update_schedules()  # phase C: the mixture
     assert tr.model.color.solo is None
     shading = tr.model.color
     shading.solo = 1
@@ -141,14 +140,14 @@ def test_pretrain_head_renders_alone_until_the_assignment_trains(tmp_path):
 
 def test_phase_a_freezes_the_assignment_and_d_runs_em(tmp_path):
     tr = _trainer(tmp_path, ["schedule.phase_ends=[1.0,1.0,1.0,1.0]"])
-    tr._update_schedules()
+    tr.update_schedules()
     scalars = tr.train_step()
     assert {g["name"]: g["lr"] for g in tr.optimizer.param_groups}["assignment"] == 0.0
     assert not any(k in scalars for k in ("loss_entropy", "loss_consistency"))
     tr = _trainer(tmp_path / "d", ["schedule.phase_ends=[0.0,0.0,0.0,1.0]", "schedule.em_every=1"])
-    tr._update_schedules()  # D is entered at step 0
+    tr.update_schedules()  # D is entered at step 0
     tr.step = 1  # odd EM block: only the assignment trains, against the E-step posterior
-    tr._update_schedules()
+    tr.update_schedules()
     scalars = tr.train_step()
     assert "loss_em" in scalars
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}

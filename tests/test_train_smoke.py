@@ -8,9 +8,9 @@ import torch
 
 from lumisurf.cli import main
 from lumisurf.config import apply_overrides
+from lumisurf.kinds import build_trainer
 from lumisurf.models.surface import RenderState
 from lumisurf.presets import PRESETS, preset_config
-from lumisurf.train.build import build_trainer
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
@@ -32,7 +32,7 @@ TINY = [
 def test_two_steps_every_preset(preset, tiny_scene, tmp_path):
     cfg = apply_overrides(preset_config(preset), TINY)
     if cfg.model.kind == "voxels":
-        cfg = apply_overrides(cfg, ["voxels.init_level=4"])  # 16^3 cells before the visual hull
+        cfg = apply_overrides(cfg, ["voxels.model.init_level=4"])  # 16^3 cells before the visual hull
     run = RunDir(tmp_path / preset)
     run.prepare_new(cfg, force=False, resume=False)
     trainer = build_trainer(cfg, run, scene=tiny_scene, progress=False)

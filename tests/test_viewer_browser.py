@@ -136,8 +136,8 @@ def test_training_page_in_chromium(tmp_path):
     from lumisurf.config import apply_overrides
     from lumisurf.data.load import load_config_scene
     from lumisurf.jobs.viewer.live import TrainingViewer
+    from lumisurf.kinds import train
     from lumisurf.presets import preset_config
-    from lumisurf.train.build import train
     from lumisurf.train.run_dir import RunDir
 
     cfg = apply_overrides(

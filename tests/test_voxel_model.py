@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import torch
 
+from lumisurf.config import Config
 from lumisurf.data.synthetic import look_at_cameras
 from lumisurf.voxels.model import SparseVoxelModel
 from lumisurf.voxels.structure import VoxelOctree
@@ -152,7 +153,7 @@ def test_deferred_nero_shading_reaches_corners_and_networks():
     assert model.geo.grad.abs().sum() > 0  # through the composited normal and depth
     assert all(p.grad is not None for p in model.shading.shader.materials.albedo.parameters())
     assert model.shading.grid.params.grad.abs().sum() > 0
-    groups = {g["name"] for g in model.optimizer_groups(1e-2, 1e-2, 1e-2, 1e-2)}
+    groups = {g["name"] for g in model.param_groups(Config())}
     assert groups == {"geo", "sh0", "shs", "inv_s", "shading"}
 
 

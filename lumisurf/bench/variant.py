@@ -21,7 +21,7 @@ from lumisurf.bench.time_to_target import CheckpointEvaluator, EvalSettings, fmt
 from lumisurf.config import Config, from_dict, save_config
 from lumisurf.data.load import load_config_scene
 from lumisurf.errors import LumisurfError
-from lumisurf.train.build import build_trainer
+from lumisurf.kinds import build_trainer
 from lumisurf.train.run_dir import RunDir
 
 ROW_FIELDS = (

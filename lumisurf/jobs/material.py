@@ -30,7 +30,7 @@ from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.shading.envmap import EnvironmentMap
 from lumisurf.shading.lighting import Lighting, find_env_file, load_env
 from lumisurf.train.device import resolve_device
-from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.loop import LoopFiles
 from lumisurf.train.material_stage import MaterialTrainer, initial_env_level, save_material_state, trace_split
 from lumisurf.train.run_dir import RunDir
 
@@ -93,6 +93,39 @@ def build_lighting(cfg: Config, scene: SceneData, init_level: float) -> Lighting
     return Lighting(env, IndirectLight() if m.indirect == "learned" else None)
 
 
+def material_files(run: RunDir) -> LoopFiles:
+    """Stage II's checkpoint and scalars, inside ``RUN/material/``."""
+    out = material_dir(run)
+    return LoopFiles(out / "ckpt" / "last.pt", out / "scalars.csv")
+
+
+def _checked_material_config(
+    run: RunDir, overrides: list[str], steps: int | None, max_minutes: float | None, force: bool, resume: bool
+) -> Config:
+    """The Stage II config of a new fit (the run's, with ``overrides``) or of a resumed one (the one it
+    started with); refuses to replace a finished fit without ``force`` and to resume without a checkpoint."""
+    out, files = material_dir(run), material_files(run)
+    if resume:
+        if force:
+            raise LumisurfError("--resume continues the fit in RUN/material; --force starts a new one: pick one")
+        if not files.checkpoint.exists():
+            raise LumisurfError(f"--resume: no Stage II checkpoint at {files.checkpoint}")
+        if overrides:
+            raise LumisurfError("--resume keeps the config the fit started with: drop the material.* overrides")
+        extra = [f"material.steps={steps}"] if steps is not None else []
+        extra += [f"material.max_minutes={max_minutes}"] if max_minutes is not None else []
+        return apply_overrides(load_config(out / "config.yaml"), extra)
+    if ((out / "material.pt").exists() or files.checkpoint.exists()) and not force:
+        raise LumisurfError(
+            f"{out} holds a Stage II fit; pass --force to refit the materials or --resume to continue it"
+        )
+    if force and files.checkpoint.exists():
+        files.checkpoint.unlink()
+    if force and files.scalars.exists():
+        files.scalars.unlink()
+    return material_config(run, overrides, steps, max_minutes)
+
+
 def material_config(run: RunDir, overrides: list[str], steps: int | None, max_minutes: float | None) -> Config:
     cfg = run.load_config()
     extra = [o if o.startswith("material.") else f"material.{o}" for o in overrides]
@@ -112,14 +145,16 @@ def material_job(
     force: bool = False,
     progress: bool = True,
     export: bool = True,
+    resume: bool = False,
 ) -> dict:
-    """Fit Stage II for run ``root``; returns a summary dict (also in RUN/material/summary.json)."""
+    """Fit Stage II for run ``root``; returns a summary dict (also in RUN/material/summary.json). ``resume``
+    continues an interrupted fit from ``RUN/material/ckpt/last.pt`` with the config it started with
+    (``steps`` / ``max_minutes`` may extend its budget)."""
 
     run = RunDir(root)
     out = material_dir(run)
-    if (out / "material.pt").exists() and not force:
-        raise LumisurfError(f"{out / 'material.pt'} exists; pass --force to refit the materials")
-    cfg = material_config(run, overrides, steps, max_minutes)
+    files = material_files(run)
+    cfg = _checked_material_config(run, overrides, steps, max_minutes, force, resume)
     dev = resolve_device(device or cfg.train.device)
     if not run.mesh_path.exists():
         extract_run(load_run(root, str(dev)), progress=progress)
@@ -141,13 +176,18 @@ def material_job(
         lighting.indirect = MeshBounce(tracer, field, lighting.env, table)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    logger = ScalarLogger(out / "scalars.csv", None)
     env_lr = cfg.material.baked_env_lr if "init_env_mean" in init_info else cfg.material.env_lr
     init_info["env_lr"] = env_lr if cfg.material.lighting == "learned" else 0.0
-    trainer = MaterialTrainer(field, lighting, tracer, hits, cfg.material, cfg.train.seed, env_lr)
-    result = trainer.fit(logger, progress)
-    logger.close()
-    summary = {**result, **init_info, "surface_pixels": len(hits), "tracer": tracer.backend}
+    trainer = MaterialTrainer(field, lighting, tracer, hits, cfg, files, env_lr, progress)
+    result = trainer.fit(resume=resume)
+    summary = {
+        **trainer.last_scalars,
+        "steps": result.steps,
+        "seconds": result.train_seconds,
+        **init_info,
+        "surface_pixels": len(hits),
+        "tracer": tracer.backend,
+    }
     save_material_state(out / "material.pt", field, lighting, summary)
     _write_env(lighting, out / "env_map.hdr")
     loaded = MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, summary, table)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
-from lumisurf.config import Config, apply_overrides
+from lumisurf.config import Config, apply_overrides, ignored_settings
 from lumisurf.data.load import load_config_scene
 from lumisurf.errors import LumisurfError
 from lumisurf.jobs.evaluate import evaluate_run, format_table
 from lumisurf.jobs.extract import extract_run
 from lumisurf.jobs.restore import load_run
+from lumisurf.kinds import check_data_parallel, model_kind, train
 from lumisurf.models.surface_io import background_kind
-from lumisurf.presets import DEFAULT_PRESET, preset_config
-from lumisurf.train.build import check_data_parallel, train
+from lumisurf.presets import DEFAULT_PRESET, PRESETS, preset_config
 from lumisurf.train.distributed import Distributed, init_distributed, shutdown
 from lumisurf.train.run_dir import RunDir
 
@@ -45,6 +46,16 @@ def build_train_config(
     if seed is not None:
         cli.append(f"train.seed={seed}")
     return apply_overrides(cfg, cli + list(overrides))
+
+
+def ignored_note(cfg: Config) -> str | None:
+    """One line naming the settings changed from the preset that the config's model kind does not read."""
+    base = preset_config(cfg.preset) if cfg.preset in PRESETS else Config()
+    ignored = ignored_settings(cfg, base, model_kind(cfg.model.kind).cls.config_sections)
+    if not ignored:
+        return None
+    shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+    return f"note: model.kind={cfg.model.kind} (preset {cfg.preset}) does not read {shown}"
 
 
 def default_out(cfg: Config) -> Path:
@@ -98,6 +109,9 @@ def _train_job(
         if max_steps is not None:
             cfg.train.max_steps = max_steps
         cfg.train.max_minutes = max_minutes
+    note = None if resume else ignored_note(cfg)
+    if note and dist.is_main:
+        print(note, file=sys.stderr)
     scene = load_config_scene(cfg.data)  # before the run folder is made: bad data leaves no half-made run
     # the saved config names the background model, so a run folder rebuilds its model without the dataset
     cfg.model.background.kind = background_kind(cfg.model.background.kind, scene.split("train").masks is not None)

@@ -34,6 +34,13 @@ def mask_loss(opacity: Tensor, mask: Tensor) -> Tensor:
     return F.binary_cross_entropy(op, mask.reshape(-1).to(op.dtype))
 
 
+def mask_l2_loss(opacity: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared difference between ray opacity ``[n_rays, 1]`` and the object mask ``[n_rays]`` or
+    ``[n_rays, 1]`` in [0, 1] (the sparse voxels' mask term: no clamp, a bounded gradient at 0 and 1). 0 for
+    no rays."""
+    return safe_mean((opacity.reshape(-1) - mask.reshape(-1).to(opacity.dtype)) ** 2)
+
+
 def curvature_loss(laplacian_or_hessian_trace: Tensor) -> Tensor:
     """Mean absolute mean curvature proxy: ``mean |trace(Hessian sdf)|`` (Neuralangelo); 0 for no points."""
     return safe_mean(laplacian_or_hessian_trace.abs())

@@ -31,6 +31,9 @@ class SceneModel(nn.Module, ABC):
     data_parallel: ClassVar[bool] = False  # can train on several ranks (``train --nproc``)
     single_process_why: ClassVar[str] = "this model trains on one process"  # said when ranks are refused
     segmented: bool = False  # a material assignment over K shading heads
+    # the config sections (dotted) its kind reads besides those every run reads (data, train, eval, material);
+    # a run that sets anything else is told, in one line, that its model ignores it
+    config_sections: ClassVar[tuple[str, ...]] = ()
 
     @property
     def has_stage1_materials(self) -> bool:
@@ -67,6 +70,11 @@ class SceneModel(nn.Module, ABC):
         for a field that has them), seen by a camera 2 units out along the normal: ``rgb`` [V, 3] (sRGB in [0, 1])
         and, with material heads, ``albedo`` [V, 3], ``metallic`` [V, 1], ``roughness`` [V, 1], ``probs`` [V, K]."""
 
+    @abstractmethod
+    def param_groups(self, cfg) -> list[dict]:
+        """Its optimiser groups, each named (``name``) and holding ``params`` and ``lr`` from the run's config
+        ``cfg`` (a :class:`lumisurf.config.Config`); together they hold every trainable parameter once."""
+
     def occupied_cells(self) -> Tensor | None:
         """Centres [M, 3] of the space the model fills now (the live viewer's point cloud), or None."""
         return None
@@ -74,16 +82,18 @@ class SceneModel(nn.Module, ABC):
 
 @dataclass(frozen=True)
 class ModelKind:
-    """A registered model kind: its class and factories.
+    """A registered model kind: its class, factories and trainer.
 
     ``build(cfg, cameras, masks)``: a fresh model for training (``cameras``: the training views; ``masks``
     [N, H, W] bool or None). ``from_checkpoint(cfg, path, device)``: a model shaped like the checkpoint (its
-    weights not yet loaded).
+    weights not yet loaded). ``trainer(cfg, run, scene=, progress=, dist=, resume=)``: its client of the one
+    training loop (:class:`lumisurf.train.loop.TrainingLoop`).
     """
 
     cls: type[SceneModel]
     build: Callable[..., SceneModel]
     from_checkpoint: Callable[..., SceneModel]
+    trainer: type
 
 
 MODEL_KINDS: Registry[ModelKind] = Registry("model kind")

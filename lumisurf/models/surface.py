@@ -17,11 +17,11 @@ from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
+from lumisurf.models.nero_terms import nero_ray_terms
 from lumisurf.models.protocol import SceneModel
 from lumisurf.models.traced_render import surface_first_foreground
 from lumisurf.models.vertex_shading import field_vertex_shading
 from lumisurf.renderers.image import render_rays
-from lumisurf.renderers.occlusion import march_occlusion
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
 from lumisurf.sampler_config import SurfaceRenderConfig, check_sampler
 from lumisurf.samplers.occupancy import OccupancyGrid
@@ -77,6 +77,7 @@ class SurfaceModel(SceneModel):
 
     kind = "field"
     data_parallel = True
+    config_sections = ("model", "sampler", "loss", "optim", "schedule")
 
     def __init__(self, model_cfg, sampler_cfg, background_kind: str):
         super().__init__()
@@ -122,6 +123,24 @@ class SurfaceModel(SceneModel):
 
     def vertex_shading(self, vertices, normals, chunk=8192) -> dict:
         return field_vertex_shading(self, vertices, chunk)  # normals from the SDF, not the mesh
+
+    def param_groups(self, cfg) -> list[dict]:
+        """Groups named as the phases' ``GROUPS`` (each with ``base_lr`` = ``cfg.optim.lr``): sdf, variance,
+        background, color (NeuS color MLP or NeRO shading), and with segmentation assignment / heads / shading
+        (the shared light model)."""
+        named: dict[str, list] = {
+            "sdf": list(self.sdf.parameters()),
+            "variance": list(self.variance.parameters()),
+            "background": [] if self.background is None else list(self.background.parameters()),
+        }
+        if self.segmented:
+            named["assignment"] = list(self.color.assignment.parameters())
+            named["heads"] = list(self.color.heads.parameters())
+            named["shading"] = list(self.color.lights.parameters())
+        else:
+            named["color"] = list(self.color.parameters())
+        lr = cfg.optim.lr
+        return [{"name": k, "params": v, "lr": lr, "base_lr": lr} for k, v in named.items() if v]
 
     def occupied_cells(self) -> Tensor | None:
         occ = self.occupancy
@@ -319,7 +338,23 @@ class SurfaceModel(SceneModel):
             }
         )
         if self.nero is not None:
-            fg.update(self._nero_terms(shade, weights, pts, grad, d, inv_s, need_grad_graph, state))
+            occ = self.occupancy  # a refreshed grid: the occlusion march evaluates the SDF only in its cells
+            occupied = occ.lookup if occ is not None and bool(occ.initialized) else None
+            fg.update(
+                nero_ray_terms(
+                    shade,
+                    weights,
+                    pts,
+                    grad,
+                    d,
+                    inv_s,
+                    self.nero,
+                    self.sdf.sdf,
+                    occupied,
+                    need_grad_graph,
+                    state.generator,
+                )
+            )
         if self.segmented:
             K = shade["probs"].shape[-1]
             fg["material_probs"] = accumulate(weights, shade["probs"].reshape(k, n_s, K))
@@ -335,59 +370,6 @@ class SurfaceModel(SceneModel):
         if self.nero is None:
             return {"rgb": self.color(pts, grad, view, feat)}
         return self.color(pts, grad, view, feat, cam_origins=cam)
-
-    def _nero_terms(
-        self,
-        shade: dict,
-        weights: Tensor,
-        pts: Tensor,
-        grad: Tensor,
-        d: Tensor,
-        inv_s: Tensor,
-        training: bool,
-        state: RenderState,
-    ) -> dict[str, Tensor]:
-        """Per-ray albedo/metallic/roughness and, when training, NeRO's occlusion pairs at surface points:
-        occ_pred (the occlusion MLP, unclamped) and occ_target (SDF-marched hit probability), both [M, 1]."""
-        k, n_s = weights.shape
-        res = {
-            key: accumulate(weights, shade[key].reshape(k, n_s, shade[key].shape[-1]))
-            for key in ("albedo", "metallic", "roughness")
-        }
-        if not training or self.nero.occ_points <= 0 or k == 0:
-            return res
-        sel = self._occlusion_samples(weights, pts, grad, d, state.generator)
-        if sel.numel() == 0:
-            return res
-        res["occ_pred"] = shade["occ_raw"][sel]
-        occ = self.occupancy  # a refreshed grid: the march evaluates the SDF only in its occupied cells
-        res["occ_target"] = march_occlusion(
-            self.sdf.sdf,
-            pts.reshape(-1, 3)[sel].detach(),
-            shade["reflected"][sel].detach(),
-            float(inv_s.detach()),
-            self.nero.occ_steps,
-            self.nero.occ_t_start,
-            occupied_fn=occ.lookup if occ is not None and bool(occ.initialized) else None,
-        )
-        return res
-
-    @torch.no_grad()
-    def _occlusion_samples(
-        self, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor, generator: torch.Generator | None
-    ) -> Tensor:
-        """Flat sample indices [M <= occ_points]: the highest-weight sample of random rays that reach the
-        surface (opacity > 0.5), inside the unit sphere and facing the camera."""
-        k, n_s = weights.shape
-        rows = torch.arange(k, device=weights.device)
-        best = weights.argmax(-1)  # [k]
-        p, g = pts[rows, best], grad[rows, best]
-        ok = (weights.sum(-1) > 0.5) & (p.norm(dim=-1) < 0.999) & ((g * d).sum(-1) < 0)
-        cand = (rows * n_s + best)[ok]
-        if cand.numel() > self.nero.occ_points:
-            perm = torch.randperm(cand.numel(), generator=generator)[: self.nero.occ_points]
-            cand = cand[perm.to(cand.device)]
-        return cand
 
     def _background_behind(
         self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState, opacity: Tensor

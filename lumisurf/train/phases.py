@@ -127,22 +127,3 @@ class PhaseSchedule:
             base = g.setdefault("base_lr", g["lr"])
             g["lr"] = base * lr_factor * self.lr_scale(name, step)
         return phase
-
-
-def named_param_groups(model, lr: float) -> list[dict]:
-    """Optimizer groups of a SurfaceModel, named as ``GROUPS`` (each with ``base_lr``): sdf, variance,
-    background, color (NeuS color MLP or NeRO shading), and with segmentation assignment / heads /
-    shading (the shared light model)."""
-    color = model.color
-    named: dict[str, list] = {
-        "sdf": list(model.sdf.parameters()),
-        "variance": list(model.variance.parameters()),
-        "background": [] if model.background is None else list(model.background.parameters()),
-    }
-    if model.segmented:
-        named["assignment"] = list(color.assignment.parameters())
-        named["heads"] = list(color.heads.parameters())
-        named["shading"] = list(color.lights.parameters())
-    else:
-        named["color"] = list(color.parameters())
-    return [{"name": k, "params": v, "lr": lr, "base_lr": lr} for k, v in named.items() if v]

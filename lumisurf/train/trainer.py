@@ -27,13 +27,12 @@ from lumisurf.losses.s3im import s3im_loss
 from lumisurf.losses.segmentation import head_fit_loss
 from lumisurf.models.surface import RenderState
 from lumisurf.models.surface_io import build_model
-from lumisurf.train.checkpoint import load_training_state
 from lumisurf.train.device import resolve_device
 from lumisurf.train.distributed import SINGLE, Distributed
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
-from lumisurf.train.loop import TrainingLoop, TrainResult  # noqa: F401  (TrainResult: re-exported)
+from lumisurf.train.loop import LoopFiles, TrainingLoop, TrainResult, require_finite  # noqa: F401  (TrainResult: re-exported)
 from lumisurf.train.material_lift import FEATURE_NAMES, LiftNotReady, LiftTargets, lift_materials
-from lumisurf.train.phases import PhaseSchedule, named_param_groups, phases_from_config
+from lumisurf.train.phases import PhaseSchedule, phases_from_config
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
@@ -54,6 +53,7 @@ class Trainer(TrainingLoop):
         resume: bool = False,  # the common constructor of the trainers; this one resumes in fit(resume=True)
     ):
         self.cfg, self.run, self.progress, self.dist = cfg, run, progress and dist.is_main, dist
+        self.loop_cfg, self.files = cfg.train, LoopFiles(run.ckpt_path, run.scalars_path, run.root / "tb")
         self.device = dist.device(resolve_device(cfg.train.device))
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
@@ -68,9 +68,7 @@ class Trainer(TrainingLoop):
         # the fused Adam kernel (CPU and CUDA): one pass over the 4M-entry hash table instead of a dozen
         # (measured in benchmarks/results/step_profile.md)
         self.optimizer = torch.optim.Adam(
-            named_param_groups(self.model, cfg.optim.lr),
-            weight_decay=cfg.optim.weight_decay,
-            fused=self.device.type in ("cpu", "cuda"),
+            self.model.param_groups(cfg), weight_decay=cfg.optim.weight_decay, fused=self.device.type in ("cpu", "cuda")
         )
         phases = phases_from_config(cfg.schedule)
         self.phases = None if phases is None else PhaseSchedule(phases)
@@ -109,7 +107,7 @@ class Trainer(TrainingLoop):
         """Whether a loss term is on at this step (always, without a phase schedule)."""
         return self.phases is None or self.phases.current.is_active(loss)
 
-    def _update_schedules(self) -> None:
+    def update_schedules(self) -> None:
         p = self.progress_value = self.clock.progress(self.step, self.elapsed)
         factor = self.lr_schedule.update(p, self.step)
         if self.phases is not None:  # phase E is Stage II: the end of the budget stays in D
@@ -196,8 +194,10 @@ class Trainer(TrainingLoop):
                 raise
             out, loss, local = {}, None, {"loss": math.nan}
             failure = f"rank {self.dist.rank}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        if not math.isfinite(self.dist.mean_values([local["loss"]], self.device)[0]):  # never step on a NaN
-            raise FloatingPointError(failure or f"loss is not finite ({ {k: round(v, 4) for k, v in local.items()} })")
+        mean_loss = self.dist.mean_values([local["loss"]], self.device)[0]  # NaN on every rank if one failed
+        if failure is not None:
+            raise FloatingPointError(failure)
+        require_finite(mean_loss, local)  # never step on a NaN: every rank raises alike
         scalars = dict(zip(local, self.dist.mean_values(list(local.values()), self.device)))
         scalars["psnr"] = psnr_from_mse(torch.tensor(scalars.pop("mse"))).item()
         return out, loss, scalars
@@ -283,25 +283,19 @@ class Trainer(TrainingLoop):
         return {name: (getattr(seg, f"{name}_weight"), value) for name, value in terms.items()}
 
     # ------------------------------------------------------------------ guarded step and loop
-    def _pre_step_reason(self) -> str | None:
+    def pre_step_reason(self) -> str | None:
         return self.guard.check_occupancy(self.occupied_fraction)
 
-    def _snapshot_extra(self) -> dict:
+    def snapshot_extra(self) -> dict:
         return {"sampler": self.sampler.state_dict(), "lift": self._lift_state()}
 
-    def _recover(self, reason: str) -> None:
-        step = self.step
-        _, extra = self.guard.recover(step, reason, self.model, self.optimizer)  # may raise TrainingDiverged
-        self.lr_schedule.scale *= self.cfg.train.guard.lr_factor
+    def restore_snapshot_extra(self, extra: dict) -> None:
         self.sampler.load_state_dict(extra["sampler"])
         self._load_lift_state(extra["lift"])
         self.occupied_fraction = self._grid_occupied()
-        good = self.guard.snapshots[0][0]
-        tqdm.write(
-            f"recovered from divergence at step {step}: {reason}; back to the weights of step {good}, "
-            f"learning rate x{self.lr_schedule.scale:.3g} "
-            f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)"
-        )
+
+    def set_lr_scale(self, scale: float) -> None:
+        self.lr_schedule.scale = scale
 
     def _grid_occupied(self) -> float:
         """Occupied fraction of the occupancy grid as it stands (1 without a grid or before its first refresh)."""
@@ -326,7 +320,7 @@ class Trainer(TrainingLoop):
             state["points"].to(self.device), state["targets"].to(self.device), state["centres"], state["separation"]
         )
 
-    def _extra_state(self) -> dict:
+    def extra_state(self) -> dict:
         """Everything besides weights that a resumed run needs to continue where it stopped."""
         return {
             "generator": self.generator.get_state(),
@@ -334,22 +328,16 @@ class Trainer(TrainingLoop):
             "render_generator": self.render_generator.get_state(),
             "sampler": self.sampler.state_dict(),
             "lift": self._lift_state(),
-            "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_schedule.scale},
             "phase_entered_step": 0 if self.phases is None else self.phases.entered_step,
         }
 
-    def _resume(self) -> None:
-        self.step, self.elapsed, extra = load_training_state(
-            self.run.ckpt_path, self.model, self.optimizer, self.device
-        )
-        if "generator" in extra:
+    def load_extra_state(self, extra: dict) -> None:
+        if "generator" in extra:  # older checkpoints hold only the weights
             self.generator.set_state(extra["generator"])
             self._resume_render_generator(extra.get("render_generator"))
             torch.set_rng_state(extra["torch_rng"])
             self.sampler.load_state_dict(extra["sampler"])
             self._load_lift_state(extra["lift"])
-            self.guard.recoveries = int(extra["guard"]["recoveries"])
-            self.lr_schedule.scale = float(extra["guard"]["lr_scale"])
         self.dist.broadcast_module(self.model)  # rank 0's state everywhere (it is the checkpoint's already)
         self.occupied_fraction = self._grid_occupied()
         if self.phases is not None:
@@ -363,7 +351,7 @@ class Trainer(TrainingLoop):
         else:
             self.render_generator.manual_seed(self.cfg.train.seed + 7919 * (self.dist.rank + 1) + 104729 * self.step)
 
-    def _postfix(self, scalars: dict) -> dict:
+    def postfix(self, scalars: dict) -> dict:
         nan = float("nan")
         return {
             "loss": f"{scalars.get('loss', nan):.4f}",

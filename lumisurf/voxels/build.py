@@ -17,24 +17,24 @@ SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]
 
 
 def build_shading(cfg):
-    """The deferred shading module ``voxels.shading`` asks for (None for SH color)."""
-    if cfg.voxels.shading == "sh":
+    """The deferred shading module ``voxels.model.shading`` asks for (None for SH color)."""
+    vm = cfg.voxels.model
+    if vm.shading == "sh":
         return None
-
-    if cfg.voxels.mode != "sdf":
-        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the SDF)")
-    return DeferredShading(cfg.voxels.shading, cfg.model, amp=cfg.voxels.amp)
+    if vm.mode != "sdf":
+        raise ConfigError(f"voxels.model.shading={vm.shading} needs voxels.model.mode=sdf (normals come from the SDF)")
+    return DeferredShading(vm.shading, cfg.model, amp=vm.amp)
 
 
 def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
     """A fresh model: the voxel set of ``init_from`` (its mode must match), else the visual hull (or the dense
     cube) at ``init_level``; density -> ``geo_init``, or the SDF of a sphere of ``sdf_init_radius``."""
-    vc = cfg.voxels
+    vc = cfg.voxels.model
     if vc.init_from:
         model = load_voxels(vc.init_from)
         if model.mode != vc.mode or model.sh_bands != vc.sh_bands:
             raise ConfigError(
-                f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
+                f"voxels.model.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
                 f"bands; this run wants {vc.mode} with {vc.sh_bands}"
             )
         model.n_samples, model.shading = vc.n_samples, build_shading(cfg)
@@ -65,7 +65,12 @@ def voxel_model_from_state(cfg, state: dict) -> SparseVoxelModel:
     """A model shaped like the checkpoint's model ``state`` (not yet loaded)."""
     return with_soft(
         SparseVoxelModel.from_state(
-            state, cfg.voxels.mode, cfg.voxels.sh_bands, torch.full((3,), SCENE_MIN), EXTENT, build_shading(cfg)
+            state,
+            cfg.voxels.model.mode,
+            cfg.voxels.model.sh_bands,
+            torch.full((3,), SCENE_MIN),
+            EXTENT,
+            build_shading(cfg),
         ),
-        cfg.voxels,
+        cfg.voxels.model,
     )

@@ -1,4 +1,4 @@
-"""Deferred shading of a sparse-voxel render (``voxels.shading = nero | segmented``, sdf mode).
+"""Deferred shading of a sparse-voxel render (``voxels.model.shading = nero | segmented``, sdf mode).
 
 The rasterizer composites per pixel the opacity ``A``, the expected ray distance ``D`` and the weighted voxel
 normal ``N`` (:func:`lumisurf.voxels.raster.rasterize_tiles`). Each pixel with ``A`` above ``min_opacity`` is

@@ -4,7 +4,7 @@
   ``[3]`` and ``extent`` of the root cube (normalised frame), ``path`` / ``level`` ``[N]`` (octree leaves),
   ``geo`` ``[M]`` (corner values), ``vox_key`` ``[N, 8]`` (each voxel's corners), ``sh0`` ``[N, 1, 3]``,
   ``shs`` ``[N, B^2 - 1, 3]``, ``inv_s``, and ``to_world`` ``[4, 4]`` (normalised -> dataset frame) when known.
-  :func:`load_voxels` gives back a trainable model (``voxels.init_from`` starts a run from one).
+  :func:`load_voxels` gives back a trainable model (``voxels.model.init_from`` starts a run from one).
 * ``voxels.ply``: one vertex per voxel at its centre (dataset frame when ``to_world`` is given), with ``size``
   (edge length, same frame), ``level``, the SH DC color as sRGB-ish 8-bit ``red green blue`` (``sh0 + 0.5``
   clipped, SVRaster's view-independent color), ``geo_mean`` (mean corner value), for point-cloud viewers.

@@ -30,6 +30,7 @@ class SparseVoxelModel(SceneModel):
 
     kind = "voxels"
     stores_voxels = True
+    config_sections = ("voxels", "model.kind", "model.nero", "model.assignment", "loss.segmentation")
     single_process_why = "sparse voxels train on one process (their octree is subdivided and pruned in place)"
 
     def __init__(
@@ -90,19 +91,19 @@ class SparseVoxelModel(SceneModel):
                 param.grad = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def optimizer_groups(
-        self, lr_geo: float, lr_sh0: float, lr_shs: float, lr_inv_s: float, lr_shading: float = 0.005
-    ) -> list[dict]:
-        """Adam parameter groups: geometry, SH DC, higher SH bands, (sdf mode) log inv_s, (deferred) shading."""
+    def param_groups(self, cfg) -> list[dict]:
+        """Adam parameter groups (rates from ``cfg.voxels.train``): geometry, SH DC, higher SH bands, (sdf mode)
+        log inv_s, (deferred) shading."""
+        t = cfg.voxels.train
         groups = [
-            {"params": [self.geo], "lr": lr_geo, "name": "geo"},
-            {"params": [self.sh0], "lr": lr_sh0, "name": "sh0"},
-            {"params": [self.shs], "lr": lr_shs, "name": "shs"},
+            {"params": [self.geo], "lr": t.lr_geo, "name": "geo"},
+            {"params": [self.sh0], "lr": t.lr_sh0, "name": "sh0"},
+            {"params": [self.shs], "lr": t.lr_shs, "name": "shs"},
         ]
         if self.mode == "sdf":
-            groups.append({"params": [self.log_inv_s], "lr": lr_inv_s, "name": "inv_s"})
+            groups.append({"params": [self.log_inv_s], "lr": t.lr_inv_s, "name": "inv_s"})
         if self.shading is not None:
-            groups.append({"params": list(self.shading.parameters()), "lr": lr_shading, "name": "shading"})
+            groups.append({"params": list(self.shading.parameters()), "lr": t.lr_shading, "name": "shading"})
         return groups
 
     @property
