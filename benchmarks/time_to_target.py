@@ -39,8 +39,8 @@ from lumisurf.bench.time_to_target import (
 )
 from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene
+from lumisurf.kinds import build_trainer
 from lumisurf.presets import preset_config
-from lumisurf.train.build import build_trainer
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
