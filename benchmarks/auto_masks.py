@@ -7,6 +7,7 @@
 
     python benchmarks/auto_masks.py [--data ../shared/data] [--seeds 0 1 2 3] [--views 12 18] [--skip-public]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def public(data: Path, out: Path) -> list[str]:
         t0 = time.perf_counter()
         masks, files, size, given = dataset_auto_masks(data / name, progress=False)
         rep = write_masks(masks, files, size, out / name, given)
-        rows.append(f"| {name} | {len(masks)} | {np.mean(rep.iou):.3f} / {np.median(rep.iou):.3f} / "
-                    f"{np.min(rep.iou):.3f} | {time.perf_counter() - t0:.0f} | {out / name / 'overview.png'} |")
+        rows.append(
+            f"| {name} | {len(masks)} | {np.mean(rep.iou):.3f} / {np.median(rep.iou):.3f} / "
+            f"{np.min(rep.iou):.3f} | {time.perf_counter() - t0:.0f} | {out / name / 'overview.png'} |"
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -49,11 +52,13 @@ def box(n: int, seed: int) -> str:
     (root / "photos").mkdir()
     for k, c2w in enumerate(poses):
         Image.fromarray(capture_scene.render(c2w, 320, 240, 300.0, tex_seed=10 * seed)).save(
-            root / "photos" / f"view_{k:02d}.png")
+            root / "photos" / f"view_{k:02d}.png"
+        )
     t0 = time.perf_counter()
     try:
-        rep = process_capture(root / "photos", root / "ds", ProcessOptions(progress=False, masks="auto"),
-                              log=lambda s: None)
+        rep = process_capture(
+            root / "photos", root / "ds", ProcessOptions(progress=False, masks="auto"), log=lambda s: None
+        )
     except Exception as e:  # a failed SfM is a result too
         return f"| {n} | {seed} | failed: {str(e)[:60]} | | | |"
     cams = read_colmap(root / "ds", holdout_every=0).split("train")
@@ -64,8 +69,10 @@ def box(n: int, seed: int) -> str:
     for k in range(n):
         m = np.asarray(Image.open(root / "ds" / "masks" / f"view_{k:02d}.png")) > 127
         ious.append(float((m & gt[k]).sum() / max((m | gt[k]).sum(), 1)))
-    return (f"| {n} | {seed} | {rep['n_registered']}/{n} | {rot:.2f} | {np.mean(ious):.3f} / {np.min(ious):.3f} | "
-            f"{time.perf_counter() - t0:.0f} |")
+    return (
+        f"| {n} | {seed} | {rep['n_registered']}/{n} | {rot:.2f} | {np.mean(ious):.3f} / {np.min(ious):.3f} | "
+        f"{time.perf_counter() - t0:.0f} |"
+    )
 
 
 def main() -> None:
@@ -79,8 +86,10 @@ def main() -> None:
     if not a.skip_public:
         print("| scene (given cameras) | views | IoU mean / median / worst | s | overview |\n|---|---:|---|---:|---|")
         public(Path(a.data), Path(a.out))
-    print("\n| box views | texture seed | registered | SfM rotation error (deg, median) | IoU mean / worst | s |\n"
-          "|---:|---:|---|---:|---|---:|")
+    print(
+        "\n| box views | texture seed | registered | SfM rotation error (deg, median) | IoU mean / worst | s |\n"
+        "|---:|---:|---|---:|---|---:|"
+    )
     for n in a.views:
         for seed in a.seeds:
             print(box(n, seed), flush=True)

@@ -17,8 +17,10 @@ Usage: python benchmarks/field_throughput.py [--points 65536] [--repeats 3] [--m
        [--backends mlp hash hybrid] [--json out.json] [--baseline OLD_CHECKOUT] [--markdown out.md]
 ``--baseline DIR`` first times a checkout of older code (a git worktree) in a subprocess, then this code,
 and prints before / after side by side. Prints a Markdown table: warm-up 1 iteration, then the median wall time
-of ``--repeats`` iterations (fewer, at least one, once a combination's timed iterations passed ``--max-seconds``; column ``n`` says how many).
+of ``--repeats`` iterations (fewer, at least one, once a combination's timed iterations passed
+``--max-seconds``; column ``n`` says how many).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,11 +37,15 @@ from dataclasses import dataclass, replace
 import torch
 
 from lumisurf.encodings import hash_grid_warp
+
 try:
     from lumisurf.encodings.hash_grid import kernel_status
 except ImportError:  # a --baseline checkout older than the kernel registry: its rows carry no fallback note
+
     def kernel_status(impl: str, device_type: str) -> None:
         return None
+
+
 from lumisurf.fields.base import build_sdf
 from lumisurf.presets import preset_config
 
@@ -72,7 +78,7 @@ def combos(backends: list[str]) -> list[Row]:
     for backend, preset in FIELDS:
         if backend not in backends:
             continue
-        for impl in (("-",) if backend == "mlp" else ("torch", "warp", "numba")):
+        for impl in ("-",) if backend == "mlp" else ("torch", "warp", "numba"):
             for normals in NORMALS:
                 rows.append(Row(backend, preset, impl, normals))
     return rows
@@ -135,8 +141,10 @@ def measure(row: Row, x: torch.Tensor, repeats: int, max_seconds: float, device:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| backend | preset | impl | normals | ms/iter | M samples/s | n | note |",
-             "|---|---|---|---|---:|---:|---:|---|"]
+    lines = [
+        "| backend | preset | impl | normals | ms/iter | M samples/s | n | note |",
+        "|---|---|---|---|---:|---:|---:|---|",
+    ]
     for r in rows:
         ms = "-" if r.ms is None else f"{r.ms:.1f}"
         sps = "-" if r.msps is None else f"{r.msps:.4f}"
@@ -148,18 +156,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=65536, help="points per iteration (default 65536)")
     ap.add_argument("--repeats", type=int, default=3, help="timed iterations; the median is reported (default 3)")
-    ap.add_argument("--max-seconds", type=float, default=10.0,
-                    help="per combination: stop timing once the timed iterations took this long "
-                         "(at least one; 0 = always --repeats). Default 10")
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=10.0,
+        help="per combination: stop timing once the timed iterations took this long "
+        "(at least one; 0 = always --repeats). Default 10",
+    )
     ap.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, ...")
     ap.add_argument("--backends", nargs="+", default=["mlp", "hash", "hybrid"], choices=["mlp", "hash", "hybrid"])
-    ap.add_argument("--warp-cpu-threads", type=int, default=1,
-                    help="concurrent Warp CPU launches (level groups); default 1")
+    ap.add_argument(
+        "--warp-cpu-threads", type=int, default=1, help="concurrent Warp CPU launches (level groups); default 1"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    ap.add_argument("--baseline", default=None,
-                    help="a checkout of older code (e.g. a git worktree): time it too, in a subprocess right "
-                         "before this code, and print both side by side (same run, same machine)")
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        help="a checkout of older code (e.g. a git worktree): time it too, in a subprocess right "
+        "before this code, and print both side by side (same run, same machine)",
+    )
     ap.add_argument("--markdown", default=None, help="also write the table(s) to this Markdown file")
     return ap.parse_args(argv)
 
@@ -168,9 +184,26 @@ def run_baseline(args, path: str) -> list[dict]:
     """The same measurement with ``lumisurf`` imported from the checkout ``path``; its rows as dicts."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rows.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--points", str(args.points), "--repeats", str(args.repeats),
-               "--max-seconds", str(args.max_seconds), "--device", args.device, "--backends", *args.backends,
-               "--warp-cpu-threads", str(args.warp_cpu_threads), "--seed", str(args.seed), "--json", out]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--points",
+            str(args.points),
+            "--repeats",
+            str(args.repeats),
+            "--max-seconds",
+            str(args.max_seconds),
+            "--device",
+            args.device,
+            "--backends",
+            *args.backends,
+            "--warp-cpu-threads",
+            str(args.warp_cpu_threads),
+            "--seed",
+            str(args.seed),
+            "--json",
+            out,
+        ]
         env = {**os.environ, "PYTHONPATH": os.path.abspath(path) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         subprocess.run(cmd, env=env, cwd=path, check=True)
         with open(out) as f:
@@ -178,16 +211,20 @@ def run_baseline(args, path: str) -> list[dict]:
 
 
 def compare_markdown(base: list[dict], rows: list[Row]) -> str:
-    lines = ["| backend | preset | impl | normals | before ms | after ms | before M/s | after M/s | speed-up |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| backend | preset | impl | normals | before ms | after ms | before M/s | after M/s | speed-up |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     by_key = {(b["backend"], b["preset"], b["impl"], b["normals"]): b for b in base}
     for r in rows:
         b = by_key.get((r.backend, r.preset, r.impl, r.normals), {})
         bms, ams = b.get("ms"), r.ms
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
         speed = "-" if bms is None or ams is None else f"{bms / ams:.2f}x"
-        lines.append(f"| {r.backend} | {r.preset} | {r.impl} | {r.normals} | {fmt(bms, '.1f')} | {fmt(ams, '.1f')} | "
-                     f"{fmt(b.get('msps'), '.4f')} | {fmt(r.msps, '.4f')} | {speed} |")
+        lines.append(
+            f"| {r.backend} | {r.preset} | {r.impl} | {r.normals} | {fmt(bms, '.1f')} | {fmt(ams, '.1f')} | "
+            f"{fmt(b.get('msps'), '.4f')} | {fmt(r.msps, '.4f')} | {speed} |"
+        )
     return "\n".join(lines)
 
 
@@ -198,18 +235,26 @@ def main(argv=None) -> None:
     hash_grid_warp.set_cpu_threads(args.warp_cpu_threads)
     torch.manual_seed(args.seed)
     x = torch.rand(args.points, 3, generator=torch.Generator().manual_seed(args.seed)).mul(1.8).sub(0.9).to(device)
-    header = (f"points={args.points} repeats={args.repeats} device={device} torch={torch.__version__} "
-              f"torch_threads={torch.get_num_threads()} warp_cpu_threads={args.warp_cpu_threads} "
-              f"cpu={platform.processor() or platform.machine()}")
+    header = (
+        f"points={args.points} repeats={args.repeats} device={device} torch={torch.__version__} "
+        f"torch_threads={torch.get_num_threads()} warp_cpu_threads={args.warp_cpu_threads} "
+        f"cpu={platform.processor() or platform.machine()}"
+    )
     print(header, flush=True)
     rows = []
     t_start = time.perf_counter()
     for row in combos(args.backends):
         rows.append(measure(row, x, args.repeats, args.max_seconds, device))
-        print(f"  {row.backend:6s} {row.preset:11s} {row.impl:5s} {row.normals:17s} "
-              f"{'-' if row.ms is None else f'{row.ms:9.1f} ms'}", flush=True)
-    text = markdown(rows) if base is None else (f"after: this checkout; before: {args.baseline}\n\n"
-                                                 + compare_markdown(base, rows))
+        print(
+            f"  {row.backend:6s} {row.preset:11s} {row.impl:5s} {row.normals:17s} "
+            f"{'-' if row.ms is None else f'{row.ms:9.1f} ms'}",
+            flush=True,
+        )
+    text = (
+        markdown(rows)
+        if base is None
+        else (f"after: this checkout; before: {args.baseline}\n\n" + compare_markdown(base, rows))
+    )
     print(f"\n{text}\n\ntotal {time.perf_counter() - t_start:.0f} s")
     if args.markdown:
         with open(args.markdown, "w") as f:

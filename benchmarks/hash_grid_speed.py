@@ -13,6 +13,7 @@ the backward with upstream gradients on both (the eikonal term's). Each row is t
 
     python benchmarks/hash_grid_speed.py [--points 65536] [--repeats 7] [--markdown out.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,10 @@ import torch
 from lumisurf.encodings import HashGrid, HashGridConfig, hash_grid_numba, hash_grid_warp
 from lumisurf.encodings.hash_grid import kernel_status
 
-LAYOUTS = {"16x2": dict(n_levels=16, n_features=2, log2_table_size=17),
-           "8x4": dict(n_levels=8, n_features=4, log2_table_size=16)}
+LAYOUTS = {
+    "16x2": dict(n_levels=16, n_features=2, log2_table_size=17),
+    "8x4": dict(n_levels=8, n_features=4, log2_table_size=16),
+}
 
 
 def ray_points(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -80,12 +83,14 @@ def main() -> None:
     ap.add_argument("--markdown", default=None)
     args = ap.parse_args()
     gen = torch.Generator().manual_seed(0)
-    points = {"rays": ray_points(args.points, gen),
-              "uniform": (torch.rand(args.points, 3, generator=gen) * 1.8 - 0.9)}
-    lines = [f"points={args.points}, repeats={args.repeats} (median), torch_threads={torch.get_num_threads()}, "
-             f"fwd = forward_with_grad, bwd = its backward", "",
-             "| kernel | layout | points | fwd ms | bwd ms | fwd+bwd ms | speed-up vs warp, 1 launch |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    points = {"rays": ray_points(args.points, gen), "uniform": (torch.rand(args.points, 3, generator=gen) * 1.8 - 0.9)}
+    lines = [
+        f"points={args.points}, repeats={args.repeats} (median), torch_threads={torch.get_num_threads()}, "
+        f"fwd = forward_with_grad, bwd = its backward",
+        "",
+        "| kernel | layout | points | fwd ms | bwd ms | fwd+bwd ms | speed-up vs warp, 1 launch |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
     for layout, kw in LAYOUTS.items():
         for pname, x in points.items():
             base = None

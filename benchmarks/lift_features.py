@@ -17,6 +17,7 @@ each pixel (``*_matid.png``) and, per variant (features x clustering x feature s
 of the cluster labels and of the min-cut labels against GT (mean over the two materials, best matching) and
 the separation of the centres. Written: ``benchmarks/results/lift_<name>.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,13 @@ import torch
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.eval.material_metrics import read_matid_maps
 from lumisurf.jobs.restore import load_run
-from lumisurf.train.material_lift import (cluster_to_heads, lift_features, pixel_surface_hits, smooth_features,
-                                          surface_normals)
+from lumisurf.train.material_lift import (
+    cluster_to_heads,
+    lift_features,
+    pixel_surface_hits,
+    smooth_features,
+    surface_normals,
+)
 from lumisurf.train.surface_graph import smooth_labels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,14 +70,17 @@ def evaluate(run: Path, n_points: int) -> dict:
     normals = surface_normals(loaded.model, pts)
     lc = loaded.cfg.model.assignment.lift
     heads = loaded.model.color.head_names
-    feats = {k: lift_features(loaded.model, split.cameras, split.images, split.masks, "specular", pts, normals, k)
-             for k in ("materials", "views", "both")}
+    feats = {
+        k: lift_features(loaded.model, split.cameras, split.images, split.masks, "specular", pts, normals, k)
+        for k in ("materials", "views", "both")
+    }
     row = {}
     for kind, method, smooth in VARIANTS:
         f = smooth_features(pts, feats[kind], lc.neighbours, smooth)
         targets, _, sep = cluster_to_heads(f, heads, kind, method)
-        cut = smooth_labels(pts, normals, targets, lc.neighbours, lc.crease_sharpness, lc.smoothness,
-                            lc.unary_floor, lc.creases).numpy()
+        cut = smooth_labels(
+            pts, normals, targets, lc.neighbours, lc.crease_sharpness, lc.smoothness, lc.unary_floor, lc.creases
+        ).numpy()
         row[(kind, method, smooth)] = (pair_iou(targets.argmax(-1).numpy(), gt), pair_iou(cut, gt), sep)
     return row
 
@@ -87,20 +96,27 @@ def main() -> None:
         rows[run.name] = evaluate(run, args.points)
         print(run.name, "done", flush=True)
     names = list(rows)
-    lines = ["| features | clustering | smoothing | " + " | ".join(names) + " | median | worst |",
-             "|" + "---|" * (len(names) + 5)]
+    lines = [
+        "| features | clustering | smoothing | " + " | ".join(names) + " | median | worst |",
+        "|" + "---|" * (len(names) + 5),
+    ]
     for v in VARIANTS:
         cuts = [rows[r][v][1] for r in names]
         cells = [f"{rows[r][v][0]:.3f} / {rows[r][v][1]:.3f}" for r in names]
-        lines.append(f"| {v[0]} | {v[1]} | {v[2]} | " + " | ".join(cells)
-                     + f" | {statistics.median(cuts):.3f} | {min(cuts):.3f} |")
+        lines.append(
+            f"| {v[0]} | {v[1]} | {v[2]} | "
+            + " | ".join(cells)
+            + f" | {statistics.median(cuts):.3f} | {min(cuts):.3f} |"
+        )
     table = "\n".join(lines)
     out = ROOT / "benchmarks" / "results" / f"lift_{args.name}.md"
-    out.write_text(f"# Material-lift variants on pre-lift checkpoints (`{args.name}`)\n\n"
-                   f"`python benchmarks/lift_features.py {' '.join(str(r) for r in args.runs)}`\n\n"
-                   "Per scene: IoU of the cluster labels / of the min-cut labels against the GT ids of "
-                   f"{args.points} random foreground training pixels; median and worst over scenes of the "
-                   f"min-cut IoU.\n\n{table}\n")
+    out.write_text(
+        f"# Material-lift variants on pre-lift checkpoints (`{args.name}`)\n\n"
+        f"`python benchmarks/lift_features.py {' '.join(str(r) for r in args.runs)}`\n\n"
+        "Per scene: IoU of the cluster labels / of the min-cut labels against the GT ids of "
+        f"{args.points} random foreground training pixels; median and worst over scenes of the "
+        f"min-cut IoU.\n\n{table}\n"
+    )
     print(table)
 
 

@@ -1,11 +1,12 @@
 """Peak memory of loading a large capture: N photos of W x H (default 100 of 12 MP) as a COLMAP dataset.
 
-Writes the photos (smooth random colours, JPEG quality 90) and a PINHOLE model with cameras on a circle into a
+Writes the photos (smooth random colors, JPEG quality 90) and a PINHOLE model with cameras on a circle into a
 temporary folder, then loads it the way training does (``load_config_scene``) at each ``--downscale`` in a fresh
 process, and prints the peak resident memory (``ru_maxrss``) and the bytes the images take.
 
     python benchmarks/load_memory.py [--views 100] [--width 4000] [--height 3000] [--downscale 1 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,11 @@ def load_once(root: str, downscale: int) -> None:
     images = sum(s.images.numel() * s.images.element_size() for s in scene.splits.values())
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     sp = scene.split("train")
-    print(f"| {len(sp)} | {sp.images.shape[2]}x{sp.images.shape[1]} | {downscale} | {sp.images.dtype} | "
-          f"{images / 2**30:.2f} | {peak:.2f} | {time.perf_counter() - t0:.0f} |", flush=True)
+    print(
+        f"| {len(sp)} | {sp.images.shape[2]}x{sp.images.shape[1]} | {downscale} | {sp.images.dtype} | "
+        f"{images / 2**30:.2f} | {peak:.2f} | {time.perf_counter() - t0:.0f} |",
+        flush=True,
+    )
 
 
 def main() -> None:

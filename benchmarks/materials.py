@@ -12,6 +12,7 @@ per-channel scale-aligned) on the relight split and the Monte-Carlo noise of one
 step runs in its own process, one at a time; a variant whose ``row.json`` exists is read, not redone.
 Written: ``benchmarks/results/<name>.csv`` and ``<name>.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,9 +60,22 @@ VARIANTS: dict[str, list[str]] = {
     "tv": ["init=stage1", "env_tv_weight=0.01"],
     "priors": ["init=stage1", "metallic_binary_weight=0.05", "env_white_weight=0.1", "env_tv_weight=0.01"],
 }
-KEYS = ["relight_psnr", "relight_psnr_scaled", "relight_ssim", "albedo_psnr", "albedo_psnr_aligned", "roughness_mae",
-        "metallic_mae", "roughness_mean", "metallic_mean", "noise_psnr_train", "noise_psnr_render", "train_psnr",
-        "steps", "seconds"]
+KEYS = [
+    "relight_psnr",
+    "relight_psnr_scaled",
+    "relight_ssim",
+    "albedo_psnr",
+    "albedo_psnr_aligned",
+    "roughness_mae",
+    "metallic_mae",
+    "roughness_mean",
+    "metallic_mean",
+    "noise_psnr_train",
+    "noise_psnr_render",
+    "train_psnr",
+    "steps",
+    "seconds",
+]
 
 
 def _cli(*args: str) -> list[str]:
@@ -83,8 +97,24 @@ def stage1(scene: Path, preset: str, seed: int, minutes: float, root: Path) -> t
     log = root / f"{run.name}.log"
     root.mkdir(parents=True, exist_ok=True)
     if not (run / "ckpt" / "last.pt").exists():
-        _run(_cli("train", "--data", str(scene), "--preset", preset, "--seed", str(seed), "--max-minutes",
-                  str(minutes), "--out", str(run), "--force", "--no-progress"), log)
+        _run(
+            _cli(
+                "train",
+                "--data",
+                str(scene),
+                "--preset",
+                preset,
+                "--seed",
+                str(seed),
+                "--max-minutes",
+                str(minutes),
+                "--out",
+                str(run),
+                "--force",
+                "--no-progress",
+            ),
+            log,
+        )
     if not (run / "mesh.ply").exists():
         _run(_cli("extract", str(run)), log)
     if not (run / "metrics.json").exists():
@@ -130,13 +160,23 @@ def stage2(run: Path, name: str, overrides: list[str], minutes: float, eval_view
         return json.loads(row_file.read_text())
     log = out / "log.txt"
     start = time.perf_counter()
-    _run(_cli("material", str(out), "--max-minutes", str(minutes), "--no-export", "--force", "--no-progress",
-              *overrides), log)
+    _run(
+        _cli(
+            "material", str(out), "--max-minutes", str(minutes), "--no-export", "--force", "--no-progress", *overrides
+        ),
+        log,
+    )
     _run([sys.executable, "-c", MEASURE, str(out), str(eval_views)], log)
     summary = json.loads((out / "material" / "summary.json").read_text())
     metrics = json.loads((out / "material" / "metrics.json").read_text())
-    row = {**metrics, "train_psnr": summary.get("psnr"), "steps": summary.get("steps"),
-           "seconds": summary.get("seconds"), "init": summary.get("init"), "wall_seconds": time.perf_counter() - start}
+    row = {
+        **metrics,
+        "train_psnr": summary.get("psnr"),
+        "steps": summary.get("steps"),
+        "seconds": summary.get("seconds"),
+        "init": summary.get("init"),
+        "wall_seconds": time.perf_counter() - start,
+    }
     row_file.write_text(json.dumps(row, indent=2))
     return row
 
@@ -157,23 +197,38 @@ def write_results(rows: list[dict], name: str, args) -> Path:
         w.writeheader()
         w.writerows(rows)
     cols = ["scene", "seed", "variant"] + KEYS[:9] + ["noise_psnr_train", "noise_psnr_render", "steps"]
-    lines = [f"# Materials benchmark `{name}`", "",
-             f"Stage I `{args.preset}` {args.stage1_minutes} min, Stage II {args.stage2_minutes} min, one process at "
-             f"a time on this machine; errors over the first {args.eval_views or 'all'} test and relight views. Relight PSNR: sRGB over the background, raw and after a per-channel "
-             "least-squares scale of the linear render (`_scaled`). Albedo PSNR linear, raw and scale-aligned. "
-             "MAE over pixels where both GT and mesh are hit. Noise: PSNR of one relit view against an "
-             "independent re-render, +3.01 dB (training sample count / render settings).", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = [
+        f"# Materials benchmark `{name}`",
+        "",
+        f"Stage I `{args.preset}` {args.stage1_minutes} min, Stage II {args.stage2_minutes} min, one process at "
+        f"a time on this machine; errors over the first {args.eval_views or 'all'} test and relight views. "
+        "Relight PSNR: sRGB over the background, raw and after a per-channel "
+        "least-squares scale of the linear render (`_scaled`). Albedo PSNR linear, raw and scale-aligned. "
+        "MAE over pixels where both GT and mesh are hit. Noise: PSNR of one relit view against an "
+        "independent re-render, +3.01 dB (training sample count / render settings).",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     if id_keys:
-        lines += ["", "Per GT material id:", "", "| scene | variant | " + " | ".join(id_keys) + " |",
-                  "|---|---|" + "---|" * len(id_keys)]
-        lines += ["| " + " | ".join([r["scene"], r["variant"]] + [fmt(r.get(k)) for k in id_keys]) + " |"
-                  for r in rows if any(k in r for k in id_keys)]
+        lines += [
+            "",
+            "Per GT material id:",
+            "",
+            "| scene | variant | " + " | ".join(id_keys) + " |",
+            "|---|---|" + "---|" * len(id_keys),
+        ]
+        lines += [
+            "| " + " | ".join([r["scene"], r["variant"]] + [fmt(r.get(k)) for k in id_keys]) + " |"
+            for r in rows
+            if any(k in r for k in id_keys)
+        ]
     stage1_rows = {(r["scene"], r["seed"]): r for r in rows}
     lines += ["", "Stage I:", "", "| scene | seed | test PSNR | Chamfer |", "|---|---|---|---|"]
-    lines += [f"| {s} | {sd} | {fmt(r['stage1_psnr'])} | {fmt(r['stage1_chamfer'])} |"
-              for (s, sd), r in stage1_rows.items()]
+    lines += [
+        f"| {s} | {sd} | {fmt(r['stage1_psnr'])} | {fmt(r['stage1_chamfer'])} |" for (s, sd), r in stage1_rows.items()
+    ]
     (res / f"{name}.md").write_text("\n".join(lines) + "\n")
     return res / f"{name}.md"
 
@@ -200,8 +255,16 @@ def main(argv=None) -> int:
             for v in args.variants:
                 print(f"[materials] {scene.name} s{seed} {v}", flush=True)
                 row = stage2(run, v, VARIANTS[v], args.stage2_minutes, args.eval_views)
-                rows.append({"scene": scene.name, "seed": seed, "variant": v, "stage1_psnr": m1.get("psnr"),
-                             "stage1_chamfer": m1.get("chamfer"), **row})
+                rows.append(
+                    {
+                        "scene": scene.name,
+                        "seed": seed,
+                        "variant": v,
+                        "stage1_psnr": m1.get("psnr"),
+                        "stage1_chamfer": m1.get("chamfer"),
+                        **row,
+                    }
+                )
                 print(write_results(rows, args.name, args), flush=True)
     return 0
 

@@ -7,6 +7,7 @@ directions, t_max = inf. The torch backend runs on a small subset of the rays (i
     python benchmarks/mesh_tracer.py                       # glossy_bunny gt_mesh.ply, Markdown table
     python benchmarks/mesh_tracer.py --mesh some.ply --rays 1000000 --torch-rays 512
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     mesh = trimesh.load(args.mesh, process=False, force="mesh")
-    print(f"mesh {args.mesh} : {len(mesh.vertices)} vertices, {len(mesh.faces)} faces; "
-          f"torch threads {torch.get_num_threads()}\n")
+    print(
+        f"mesh {args.mesh} : {len(mesh.vertices)} vertices, {len(mesh.faces)} faces; "
+        f"torch threads {torch.get_num_threads()}\n"
+    )
     print("| backend | query | rays | hit fraction | seconds | rays/s |\n|---|---|---|---|---|---|")
     backends = (["embree"] if HAS_EMBREE else []) + ["torch"]
     t0 = time.perf_counter()
@@ -75,8 +78,10 @@ def main() -> None:
         so, sd = shadow_rays(ref, n)
         frac = tracer.intersect(o, d).hit.float().mean().item()
         occ = tracer.occluded(so, sd).float().mean().item()
-        for query, fn, k, f in (("intersect", lambda: tracer.intersect(o, d), n, frac),
-                                ("occluded", lambda: tracer.occluded(so, sd), so.shape[0], occ)):
+        for query, fn, k, f in (
+            ("intersect", lambda: tracer.intersect(o, d), n, frac),  # noqa: B023 - timed in this iteration
+            ("occluded", lambda: tracer.occluded(so, sd), so.shape[0], occ),  # noqa: B023 - timed in this iteration
+        ):
             sec = timed(fn, args.repeats if name == "embree" else 1)
             print(f"| {name} | {query} | {k} | {f:.3f} | {sec:.3f} | {k / sec:,.0f} |")
     print(f"\n(MeshTracer construction incl. vertex normals: {build:.3f} s)")

@@ -5,6 +5,7 @@ samples per ray, seconds and PSNR/SSIM against the ground truth for both.
 
     python benchmarks/occupancy_skip.py RUN [--views 4] [--downscale 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import torch
 
 from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.eval.image_metrics import psnr, ssim
-from lumisurf.models.surface import RenderState
 from lumisurf.jobs.restore import load_run
+from lumisurf.models.surface import RenderState
 from lumisurf.train.visualize import gt_image
 
 
@@ -29,7 +30,7 @@ def render_stats(loaded, split, views: int, ds: int) -> dict:
         o, d, h, w = cams.pixel_rays(i, ds)
         rgb = []
         for j in range(0, o.shape[0], cfg.train.chunk_rays):
-            oc, dc = o[j:j + cfg.train.chunk_rays], d[j:j + cfg.train.chunk_rays]
+            oc, dc = o[j : j + cfg.train.chunk_rays], d[j : j + cfg.train.chunk_rays]
             out = model(oc, dc, bg.expand(oc.shape[0], 3), RenderState(1.0, False, None), need_grad_graph=False)
             evals += float(out["samples_per_ray"]) * out["rgb"].shape[0]
             rays += out["rgb"].shape[0]
@@ -38,8 +39,12 @@ def render_stats(loaded, split, views: int, ds: int) -> dict:
         gt = gt_image(split, i, cfg, ds)[:h, :w]
         ps.append(psnr(pred, gt))
         ss.append(ssim(pred, gt))
-    return {"samples_per_ray": evals / rays, "seconds": time.perf_counter() - t0,
-            "psnr": sum(ps) / len(ps), "ssim": sum(ss) / len(ss)}
+    return {
+        "samples_per_ray": evals / rays,
+        "seconds": time.perf_counter() - t0,
+        "psnr": sum(ps) / len(ps),
+        "ssim": sum(ss) / len(ss),
+    }
 
 
 def main() -> None:

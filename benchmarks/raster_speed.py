@@ -8,6 +8,7 @@ rising to opaque inside it, cut from a dense grid at level 7 (about 50k voxels) 
 cameras at distance 2.5 looking at the centre. One process; the numbers are medians over ``--repeats``
 renders after one warm-up (Warp compiles its kernels once, on the first call ever).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,18 @@ def time_view(tree, lo, size, corners, rgb, width, height, backend, repeats, gra
         r = rgb.clone().requires_grad_(grad)
         t0 = time.perf_counter()
         with torch.set_grad_enabled(grad):
-            binned = bin_voxels(tree.path, lo, size, cams.c2w[0], float(cams.fx[0]), float(cams.fy[0]),
-                                float(cams.cx[0]), float(cams.cy[0]), width, height)
+            binned = bin_voxels(
+                tree.path,
+                lo,
+                size,
+                cams.c2w[0],
+                float(cams.fx[0]),
+                float(cams.fy[0]),
+                float(cams.cx[0]),
+                float(cams.cy[0]),
+                width,
+                height,
+            )
             out = rasterize_tiles(binned, o, d, lo, size, c, r, bg, width, height, backend=backend)
             if grad:
                 (out["rgb"].sum() + out["depth"].sum()).backward()
@@ -77,24 +88,32 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="warp", choices=["warp", "torch"])
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    rows = ["| voxels | view | backend | render ms (no grad) | spread ms | fwd+bwd ms | segments | "
-            "fwd+bwd M segments/s |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| voxels | view | backend | render ms (no grad) | spread ms | fwd+bwd ms | segments | fwd+bwd M segments/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for level, layers in ((7, 1.6), (8, 2.1)):
         scene = shell_scene(level, layers)
         for w, h in ((200, 200), (400, 300)):
             ms, spread, segs = time_view(*scene, w, h, args.backend, args.repeats, grad=False)
             ms_g, _, segs = time_view(*scene, w, h, args.backend, args.repeats, grad=True)
             rate = segs / ms_g / 1e6 if segs else float("nan")
-            rows.append(f"| {len(scene[0])} | {w}x{h} | {args.backend} | {1e3 * ms:.0f} | {1e3 * spread:.0f} | "
-                        f"{1e3 * ms_g:.0f} | {segs} | {rate:.2f} |")
+            rows.append(
+                f"| {len(scene[0])} | {w}x{h} | {args.backend} | {1e3 * ms:.0f} | {1e3 * spread:.0f} | "
+                f"{1e3 * ms_g:.0f} | {segs} | {rate:.2f} |"
+            )
             print(rows[-1], flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    text = "\n".join(rows) + f"\n\npeak resident memory of the process: {peak:.0f} MiB; torch threads: " \
-                             f"{torch.get_num_threads()}\n"
+    text = (
+        "\n".join(rows) + f"\n\npeak resident memory of the process: {peak:.0f} MiB; torch threads: "
+        f"{torch.get_num_threads()}\n"
+    )
     print(text)
     if args.out:
-        args.out.write_text(f"# Sparse-voxel rasterizer speed\n\n`python benchmarks/raster_speed.py "
-                            f"{' '.join(argv or sys.argv[1:])}`\n\n{text}")
+        args.out.write_text(
+            f"# Sparse-voxel rasterizer speed\n\n`python benchmarks/raster_speed.py "
+            f"{' '.join(argv or sys.argv[1:])}`\n\n{text}"
+        )
     return 0
 
 

@@ -17,6 +17,7 @@ render time. ``--threads`` sets the Warp CPU launches of the hash grid (``hash_g
         [--markdown benchmarks/results/render_speed.md]
     PYTHONPATH=OLD_CHECKOUT python benchmarks/render_speed.py RUN ... --volume-only   # older code's renderer
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,7 @@ def _timed_background(fn):
         out = fn(self, *args, **kwargs)
         _BG_SECONDS[0] += time.perf_counter() - t0
         return out
+
     return wrapped
 
 
@@ -51,8 +53,13 @@ surface_model.SurfaceModel._background = _timed_background(surface_model.Surface
 
 def render_mode(loaded, split, views: int, ds: int, surface: bool | None) -> dict:
     """``surface`` None: the run's config as it is (older code without ``eval.surface``: its only renderer)."""
-    cfg = loaded.cfg if surface is None else \
-        replace(loaded.cfg, eval=replace(loaded.cfg.eval, surface=replace(loaded.cfg.eval.surface, enabled=surface)))
+    cfg = (
+        loaded.cfg
+        if surface is None
+        else replace(
+            loaded.cfg, eval=replace(loaded.cfg.eval, surface=replace(loaded.cfg.eval.surface, enabled=surface))
+        )
+    )
     seconds, bg, outs = [], [], []
     for i in range(views):
         _BG_SECONDS[0] = 0.0
@@ -72,9 +79,13 @@ def volume_only(run: Path, views: int, ds: int) -> dict:
     render_views_for(loaded.model, split, 0, loaded.cfg, loaded.device, 8)  # warm-up
     res = render_mode(loaded, split, views, ds, None)
     gts = [gt_image(split, i, loaded.cfg, ds) for i in range(views)]
-    return {"run": run.name, "seconds": statistics.median(res["seconds"]),
-            "psnr": statistics.mean(psnr(o["rgb"].clamp(0, 1), g[: o["rgb"].shape[0], : o["rgb"].shape[1]])
-                                    for o, g in zip(res["outs"], gts))}
+    return {
+        "run": run.name,
+        "seconds": statistics.median(res["seconds"]),
+        "psnr": statistics.mean(
+            psnr(o["rgb"].clamp(0, 1), g[: o["rgb"].shape[0], : o["rgb"].shape[1]]) for o, g in zip(res["outs"], gts)
+        ),
+    }
 
 
 def compare(run: Path, views: int, ds: int) -> dict:
@@ -84,18 +95,24 @@ def compare(run: Path, views: int, ds: int) -> dict:
     views = min(views, len(split))
     render_views_for(loaded.model, split, 0, loaded.cfg, loaded.device, 8)  # warm-up (kernel load, caches)
     full, fast = (render_mode(loaded, split, views, ds, s) for s in (False, True))
-    row = {"run": run.name, "views": views, "size": "x".join(map(str, full["outs"][0]["rgb"].shape[:2])),
-           "background": loaded.model.background_kind}
+    row = {
+        "run": run.name,
+        "views": views,
+        "size": "x".join(map(str, full["outs"][0]["rgb"].shape[:2])),
+        "background": loaded.model.background_kind,
+    }
     gts = [gt_image(split, i, loaded.cfg, ds) for i in range(views)]
     for name, res in (("volume", full), ("surface", fast)):
         row[f"{name}_s"] = statistics.median(res["seconds"])
         row[f"{name}_bg_share"] = sum(res["bg"]) / sum(res["seconds"])
-        row[f"{name}_psnr"] = statistics.mean(psnr(o["rgb"].clamp(0, 1), g[: o["rgb"].shape[0], : o["rgb"].shape[1]])
-                                              for o, g in zip(res["outs"], gts))
+        row[f"{name}_psnr"] = statistics.mean(
+            psnr(o["rgb"].clamp(0, 1), g[: o["rgb"].shape[0], : o["rgb"].shape[1]]) for o, g in zip(res["outs"], gts)
+        )
     row["speedup"] = row["volume_s"] / row["surface_s"]
     row["dpsnr"] = row["surface_psnr"] - row["volume_psnr"]
-    row["mutual_psnr"] = statistics.mean(psnr(a["rgb"].clamp(0, 1), b["rgb"].clamp(0, 1))
-                                         for a, b in zip(full["outs"], fast["outs"]))
+    row["mutual_psnr"] = statistics.mean(
+        psnr(a["rgb"].clamp(0, 1), b["rgb"].clamp(0, 1)) for a, b in zip(full["outs"], fast["outs"])
+    )
     normal_d, depth_d = [], []
     for a, b in zip(full["outs"], fast["outs"]):
         solid = ((a["opacity"] > 0.5) & (b["opacity"] > 0.5))[..., 0]
@@ -105,10 +122,22 @@ def compare(run: Path, views: int, ds: int) -> dict:
     return row
 
 
-COLUMNS = (("run", "{}"), ("size", "{}"), ("background", "{}"), ("volume_s", "{:.2f}"), ("surface_s", "{:.2f}"),
-           ("speedup", "{:.1f}x"), ("volume_psnr", "{:.3f}"), ("surface_psnr", "{:.3f}"), ("dpsnr", "{:+.3f}"),
-           ("mutual_psnr", "{:.1f}"), ("normal_diff", "{:.4f}"), ("depth_diff", "{:.4f}"),
-           ("volume_bg_share", "{:.0%}"), ("surface_bg_share", "{:.0%}"))
+COLUMNS = (
+    ("run", "{}"),
+    ("size", "{}"),
+    ("background", "{}"),
+    ("volume_s", "{:.2f}"),
+    ("surface_s", "{:.2f}"),
+    ("speedup", "{:.1f}x"),
+    ("volume_psnr", "{:.3f}"),
+    ("surface_psnr", "{:.3f}"),
+    ("dpsnr", "{:+.3f}"),
+    ("mutual_psnr", "{:.1f}"),
+    ("normal_diff", "{:.4f}"),
+    ("depth_diff", "{:.4f}"),
+    ("volume_bg_share", "{:.0%}"),
+    ("surface_bg_share", "{:.0%}"),
+)
 
 
 def markdown(rows: list[dict], header: str) -> str:
@@ -125,8 +154,11 @@ def main() -> None:
     ap.add_argument("--downscale", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--markdown", type=Path, default=None)
-    ap.add_argument("--volume-only", action="store_true",
-                    help="time only the run's own renderer (run with PYTHONPATH=OLD_CHECKOUT to time older code)")
+    ap.add_argument(
+        "--volume-only",
+        action="store_true",
+        help="time only the run's own renderer (run with PYTHONPATH=OLD_CHECKOUT to time older code)",
+    )
     args = ap.parse_args()
     hash_grid_warp.set_cpu_threads(args.threads)
     if args.volume_only:
@@ -137,8 +169,10 @@ def main() -> None:
             print(lines[-1], flush=True)
         print("\n".join(lines))
         return
-    header = (f"views={args.views} downscale={args.downscale} warp_cpu_threads={args.threads} "
-              f"torch_threads={torch.get_num_threads()} (seconds: median per view; PSNR: mean over views)")
+    header = (
+        f"views={args.views} downscale={args.downscale} warp_cpu_threads={args.threads} "
+        f"torch_threads={torch.get_num_threads()} (seconds: median per view; PSNR: mean over views)"
+    )
     rows = []
     for run in args.runs:
         rows.append(compare(run, args.views, args.downscale))

@@ -8,6 +8,7 @@ MAE, material-id IoU per GT material) with the mean over seeds per preset. Run f
     python benchmarks/segmentation.py                              # two_materials, 3 seeds, 5 min each (~45 min)
     python benchmarks/segmentation.py --seeds 0 --minutes 1        # a quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,17 +19,39 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = [("steps", "steps", "d"), ("psnr", "PSNR", ".2f"), ("chamfer", "Chamfer", ".4f"),
-           ("normal_mae_deg", "normal MAE (deg)", ".1f"), ("matid_iou", "matid IoU", ".3f")]
+COLUMNS = [
+    ("steps", "steps", "d"),
+    ("psnr", "PSNR", ".2f"),
+    ("chamfer", "Chamfer", ".4f"),
+    ("normal_mae_deg", "normal MAE (deg)", ".1f"),
+    ("matid_iou", "matid IoU", ".3f"),
+]
 
 
 def run_one(data: Path, preset: str, seed: int, minutes: float, out: Path, reuse: bool) -> dict:
     if reuse and (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
     cli = [sys.executable, "-m", "lumisurf.cli"]
-    steps = [[*cli, "train", "--data", str(data), "--preset", preset, "--seed", str(seed), "--max-minutes",
-              str(minutes), "--out", str(out), "--force", "--no-progress"],
-             [*cli, "extract", str(out)], [*cli, "eval", str(out), "--force"]]
+    steps = [
+        [
+            *cli,
+            "train",
+            "--data",
+            str(data),
+            "--preset",
+            preset,
+            "--seed",
+            str(seed),
+            "--max-minutes",
+            str(minutes),
+            "--out",
+            str(out),
+            "--force",
+            "--no-progress",
+        ],
+        [*cli, "extract", str(out)],
+        [*cli, "eval", str(out), "--force"],
+    ]
     for cmd in steps:
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -48,8 +71,15 @@ def table(results: dict[tuple[str, int], dict]) -> str:
         rows = [(s, m) for (p, s), m in sorted(results.items()) if p == preset]
         for seed, m in rows:
             per = m.get("matid_iou_per_class") or {}
-            lines.append("| " + " | ".join([preset, str(seed)] + [cell(m.get(k), f) for k, _, f in COLUMNS]
-                                           + [" / ".join(f"{v:.3f}" for v in per.values()) or "—"]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [preset, str(seed)]
+                    + [cell(m.get(k), f) for k, _, f in COLUMNS]
+                    + [" / ".join(f"{v:.3f}" for v in per.values()) or "—"]
+                )
+                + " |"
+            )
         means = []
         for key, _, fmt in COLUMNS:
             vals = [m[key] for _, m in rows if m.get(key) is not None]

@@ -7,7 +7,7 @@ also counted in its parent, the table says which):
 * ``schedules``: the schedules' update before the step (the occupancy grid's refresh every 32 steps is in it);
 * ``rays``: pixel sampling and ray generation; ``occupancy``: the occupancy grid's ray bounds;
 * ``up-sampling``: NeuS' no-grad hierarchical sampling (its SDF queries included);
-* ``field fwd``: the SDF and its analytic gradient at the render samples; ``shading fwd``: the colour network;
+* ``field fwd``: the SDF and its analytic gradient at the render samples; ``shading fwd``: the color network;
 * ``background fwd``: the NeRF++ background; ``losses``: every loss term;
 * ``backward``: ``loss.backward()``; ``optimizer``: the optimiser step; ``step``: the whole step.
 
@@ -26,6 +26,7 @@ Chamfer, this code against ``--baseline DIR`` (a checkout of the old code, e.g. 
     python benchmarks/step_profile.py --data ../shared/data/glossy_bunny --chamfer-steps 1000 4000 --seeds 0 1 2 \
         --baseline ../lumisurf-old --markdown benchmarks/results/chamfer_at_step.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,19 @@ from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
 _ACC: dict[str, float] = defaultdict(float)
-PARTS = ("schedules", "rays", "occupancy", "up-sampling", "field fwd", "shading fwd", "background fwd", "losses",
-         "backward", "optimizer", "step")
+PARTS = (
+    "schedules",
+    "rays",
+    "occupancy",
+    "up-sampling",
+    "field fwd",
+    "shading fwd",
+    "background fwd",
+    "losses",
+    "backward",
+    "optimizer",
+    "step",
+)
 
 
 def _wrap(owner, name: str, part: str) -> None:
@@ -62,6 +74,7 @@ def _wrap(owner, name: str, part: str) -> None:
             return fn(*args, **kwargs)
         finally:
             _ACC[part] += time.perf_counter() - t0
+
     timed._untimed = fn
     setattr(owner, name, timed)
 
@@ -75,15 +88,16 @@ def instrument(trainer: Trainer) -> None:
     _wrap(SurfaceModel, "_background", "background fwd")
     _wrap(trainer.model.sdf, "sdf_and_gradient", "field fwd")
     _wrap(trainer, "_loss_terms", "losses")
-    _wrap(trainer, "_update_schedules", "schedules")
+    _wrap(trainer, "update_schedules", "schedules")
     _wrap(torch.Tensor, "backward", "backward")
     _wrap(trainer.optimizer, "step", "optimizer")
 
 
-def profile(data: str | None, preset: str, steps: int, warmup: int, threads: int,
-            overrides: list[str] = ()) -> dict[str, float]:
+def profile(
+    data: str | None, preset: str, steps: int, warmup: int, threads: int, overrides: list[str] = ()
+) -> dict[str, float]:
     hash_grid_warp.set_cpu_threads(threads)
-    cfg = merge(preset_config(preset), {"data": {"path": data}, "train": {"max_steps": 10 ** 6}})
+    cfg = merge(preset_config(preset), {"data": {"path": data}, "train": {"max_steps": 10**6}})
     cfg = apply_overrides(cfg, list(overrides))
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "run").mkdir()
@@ -105,14 +119,16 @@ def profile(data: str | None, preset: str, steps: int, warmup: int, threads: int
 
 
 def _trainer(data: str | None, preset: str, overrides: list[str], root: Path) -> Trainer:
-    cfg = apply_overrides(merge(preset_config(preset), {"data": {"path": data}, "train": {"max_steps": 10 ** 6}}),
-                          overrides)
+    cfg = apply_overrides(
+        merge(preset_config(preset), {"data": {"path": data}, "train": {"max_steps": 10**6}}), overrides
+    )
     root.mkdir(parents=True)
     return Trainer(cfg, RunDir(root), progress=False)
 
 
-def compare_variants(data: str | None, preset: str, variants: list[str], warmup: int, rounds: int,
-                     per_round: int = 8) -> str:
+def compare_variants(
+    data: str | None, preset: str, variants: list[str], warmup: int, rounds: int, per_round: int = 8
+) -> str:
     """Mean step time of config variants measured side by side: every variant's trainer is warmed up, then the
     variants take turns (``per_round`` steps each, ``rounds`` times), so a machine that speeds up or slows down
     in between (this one does, by 10-30 %) weighs on all of them alike. A Markdown table."""
@@ -129,12 +145,18 @@ def compare_variants(data: str | None, preset: str, variants: list[str], warmup:
                     tr.guarded_step()
                     times[i].append((time.perf_counter() - t0) * 1e3)
     base = statistics.fmean(times[0])
-    lines = [f"preset={preset} data={data or '<built-in>'}: {warmup} warm-up steps each, then {rounds} rounds of "
-             f"{per_round} steps per variant in turn (occupancy refreshes included)", "",
-             "| variant | mean step ms | median step ms | vs the first |", "|---|---:|---:|---:|"]
+    lines = [
+        f"preset={preset} data={data or '<built-in>'}: {warmup} warm-up steps each, then {rounds} rounds of "
+        f"{per_round} steps per variant in turn (occupancy refreshes included)",
+        "",
+        "| variant | mean step ms | median step ms | vs the first |",
+        "|---|---:|---:|---:|",
+    ]
     for v, t in zip(variants, times):
-        lines.append(f"| {v or '(preset)'} | {statistics.fmean(t):.1f} | {statistics.median(t):.1f} | "
-                     f"{base / statistics.fmean(t):.2f}x |")
+        lines.append(
+            f"| {v or '(preset)'} | {statistics.fmean(t):.1f} | {statistics.median(t):.1f} | "
+            f"{base / statistics.fmean(t):.2f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -155,15 +177,19 @@ def chamfer_at_steps(args) -> str:
                     row = json.loads((out / "row.json").read_text())
                 else:
                     print(f"$ {label}: {steps} steps, seed {seed}", flush=True)
-                    row = run_one(Path(args.data), args.preset, seed, ["--max-steps", str(steps)], out, args.set,
-                                  code=code)
+                    row = run_one(
+                        Path(args.data), args.preset, seed, ["--max-steps", str(steps)], out, args.set, code=code
+                    )
                     (out / "row.json").write_text(json.dumps(row))
                 res[(label, steps, seed)] = row
     cols = [label for label, _ in sides]
-    lines = [f"preset={args.preset} data={args.data} overrides={' '.join(args.set) or '-'}; runs of exactly N steps "
-             f"(train, extract, eval), one at a time", "",
-             "| steps | seed | " + " | ".join(f"{c} Chamfer | {c} PSNR | {c} train s" for c in cols) + " |",
-             "|---|---|" + "---:|---:|---:|" * len(cols)]
+    lines = [
+        f"preset={args.preset} data={args.data} overrides={' '.join(args.set) or '-'}; runs of exactly N steps "
+        f"(train, extract, eval), one at a time",
+        "",
+        "| steps | seed | " + " | ".join(f"{c} Chamfer | {c} PSNR | {c} train s" for c in cols) + " |",
+        "|---|---|" + "---:|---:|---:|" * len(cols),
+    ]
     for steps in args.chamfer_steps:
         for seed in [*args.seeds, "median"]:
             cells = []
@@ -185,13 +211,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
-    ap.add_argument("--chamfer-steps", type=int, nargs="*", default=[],
-                    help="instead of profiling: Chamfer of runs of exactly these step counts (see above)")
+    ap.add_argument(
+        "--chamfer-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        help="instead of profiling: Chamfer of runs of exactly these step counts (see above)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--baseline", type=Path, default=None, help="a checkout of the old code for --chamfer-steps")
     ap.add_argument("--runs-root", type=Path, default=Path("runs/chamfer_at_step"))
-    ap.add_argument("--variants", nargs="+", default=None, metavar="'K=V K=V'",
-                    help="instead of profiling: mean step time of these override sets side by side ('' = the preset)")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        metavar="'K=V K=V'",
+        help="instead of profiling: mean step time of these override sets side by side ('' = the preset)",
+    )
     ap.add_argument("--rounds", type=int, default=8, help="--variants: rounds of 8 steps per variant")
     args = ap.parse_args()
     if args.variants:
@@ -208,10 +244,14 @@ def main() -> None:
         return
     cols = [profile(args.data, args.preset, args.steps, args.warmup, t, args.set) for t in args.threads]
     head = " | ".join(f"{t} Warp thread{'s' if t > 1 else ''} (ms)" for t in args.threads)
-    lines = [f"preset={args.preset} data={args.data or '<built-in>'} steps={args.steps} (after {args.warmup} warm-up) "
-             f"torch_threads={torch.get_num_threads()}; medians over steps, parts inclusive "
-             "(up-sampling and field/shading/background fwd are inside the forward; field fwd excludes up-sampling)",
-             "", f"| part | {head} |", "|---|" + "---:|" * len(cols)]
+    lines = [
+        f"preset={args.preset} data={args.data or '<built-in>'} steps={args.steps} (after {args.warmup} warm-up) "
+        f"torch_threads={torch.get_num_threads()}; medians over steps, parts inclusive "
+        "(up-sampling and field/shading/background fwd are inside the forward; field fwd excludes up-sampling)",
+        "",
+        f"| part | {head} |",
+        "|---|" + "---:|" * len(cols),
+    ]
     for part in PARTS + ("step (mean)",):
         lines.append(f"| {part} | " + " | ".join(f"{c[part]:.1f}" for c in cols) + " |")
     text = "\n".join(lines) + "\n"

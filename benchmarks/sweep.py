@@ -15,6 +15,7 @@ interrupted sweep continues. Written: ``benchmarks/results/sweep_<name>.csv`` (o
 material-id IoU, status (ok / crashed / diverged), divergence recoveries, NaN metrics, the 1-min load
 average when it started (a busy machine makes fewer steps).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-FIELDS = ["scene", "preset", "seed", "status", "recoveries", "nan", "steps", "train_seconds", "psnr", "chamfer",
-          "normal_mae_deg", "matid_iou", "load_avg", "wall_seconds", "error"]
+FIELDS = [
+    "scene",
+    "preset",
+    "seed",
+    "status",
+    "recoveries",
+    "nan",
+    "steps",
+    "train_seconds",
+    "psnr",
+    "chamfer",
+    "normal_mae_deg",
+    "matid_iou",
+    "load_avg",
+    "wall_seconds",
+    "error",
+]
 
 
 def scene_list(args) -> list[Path]:
@@ -40,8 +56,15 @@ def scene_list(args) -> list[Path]:
         sys.path.insert(0, str(ROOT / "benchmarks" / "scenes"))
         from make_scene import make_suite
 
-        scenes += make_suite(args.suite, args.count, args.scenes_root, base_seed=args.base_seed, res=args.res,
-                             spp=args.spp, progress=False)
+        scenes += make_suite(
+            args.suite,
+            args.count,
+            args.scenes_root,
+            base_seed=args.base_seed,
+            res=args.res,
+            spp=args.spp,
+            progress=False,
+        )
     missing = [s for s in scenes if not s.is_dir()]
     if missing:
         raise SystemExit(f"sweep: no dataset at {', '.join(map(str, missing))}")
@@ -72,15 +95,33 @@ def _run(cmd: list[str], code: Path | None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=code_env(code))
 
 
-def run_one(scene: Path, preset: str, seed: int, budget: list[str], out: Path, overrides: list[str],
-            code: Path | None = None) -> dict:
+def run_one(
+    scene: Path, preset: str, seed: int, budget: list[str], out: Path, overrides: list[str], code: Path | None = None
+) -> dict:
     """Train, extract, evaluate one run (``code``: an older checkout's lumisurf, see :func:`_run`); never raises
     for a failing run (it becomes the row's status)."""
     scene, out = Path(scene).resolve(), Path(out).resolve()
     row = {"scene": scene.name, "preset": preset, "seed": seed, "load_avg": round(os.getloadavg()[0], 2)}
     t0 = time.perf_counter()
-    train = _run(_cli("train", "--data", str(scene), "--preset", preset, "--seed", str(seed), *budget,
-                      "--out", str(out), "--force", "--no-progress", "train.finalize=false", *overrides), code)
+    train = _run(
+        _cli(
+            "train",
+            "--data",
+            str(scene),
+            "--preset",
+            preset,
+            "--seed",
+            str(seed),
+            *budget,
+            "--out",
+            str(out),
+            "--force",
+            "--no-progress",
+            "train.finalize=false",
+            *overrides,
+        ),
+        code,
+    )
     log = train.stdout + train.stderr
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.log").write_text(log)
@@ -112,8 +153,10 @@ def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = N
         row["steps"] = _steps_from_checkpoint(out)
     for key in ("psnr", "chamfer", "normal_mae_deg", "matid_iou"):
         row[key] = metrics.get(key)
-    row["nan"] = any(isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])
-                     for k in ("psnr", "chamfer", "normal_mae_deg"))
+    row["nan"] = any(
+        isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])
+        for k in ("psnr", "chamfer", "normal_mae_deg")
+    )
     return row
 
 
@@ -135,9 +178,19 @@ def fmt(v, spec=".4f") -> str:
 
 
 def rows_table(rows: list[dict]) -> str:
-    cols = [("scene", "s"), ("preset", "s"), ("seed", "d"), ("status", "s"), ("recoveries", "d"), ("steps", "d"),
-            ("psnr", ".2f"), ("chamfer", ".4f"), ("normal_mae_deg", ".1f"), ("matid_iou", ".3f"),
-            ("load_avg", ".2f")]
+    cols = [
+        ("scene", "s"),
+        ("preset", "s"),
+        ("seed", "d"),
+        ("status", "s"),
+        ("recoveries", "d"),
+        ("steps", "d"),
+        ("psnr", ".2f"),
+        ("chamfer", ".4f"),
+        ("normal_mae_deg", ".1f"),
+        ("matid_iou", ".3f"),
+        ("load_avg", ".2f"),
+    ]
     lines = ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lines.append("| " + " | ".join(fmt(r.get(c), f) for c, f in cols) + " |")
@@ -159,23 +212,52 @@ def _finite(v) -> bool:
 
 
 def summary_table(rows: list[dict]) -> str:
-    head = ["preset", "runs", "crashed", "diverged", "recovered", "NaN", "steps median (min)", "PSNR median",
-            "Chamfer median", "Chamfer worst", "Chamfer max/min per scene (worst)", "normal MAE median",
-            "matid IoU median", "matid IoU worst"]
+    head = [
+        "preset",
+        "runs",
+        "crashed",
+        "diverged",
+        "recovered",
+        "NaN",
+        "steps median (min)",
+        "PSNR median",
+        "Chamfer median",
+        "Chamfer worst",
+        "Chamfer max/min per scene (worst)",
+        "normal MAE median",
+        "matid IoU median",
+        "matid IoU worst",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for preset in dict.fromkeys(r["preset"] for r in rows):
         rs = [r for r in rows if r["preset"] == preset]
-        col = {k: [r[k] for r in rs if _finite(r.get(k))] for k in ("steps", "psnr", "chamfer", "normal_mae_deg",
-                                                                       "matid_iou")}
+        col = {
+            k: [r[k] for r in rs if _finite(r.get(k))]
+            for k in ("steps", "psnr", "chamfer", "normal_mae_deg", "matid_iou")
+        }
         med = {k: statistics.median(v) if v else None for k, v in col.items()}
-        lines.append("| " + " | ".join([
-            preset, str(len(rs)), str(sum(r["status"] == "crashed" for r in rs)),
-            str(sum(r["status"] == "diverged" for r in rs)), str(sum((r.get("recoveries") or 0) > 0 for r in rs)),
-            str(sum(bool(r.get("nan")) for r in rs)),
-            f"{fmt(med['steps'], '.0f')} ({fmt(min(col['steps']) if col['steps'] else None, 'd')})",
-            fmt(med["psnr"], ".2f"), fmt(med["chamfer"]), fmt(max(col["chamfer"]) if col["chamfer"] else None),
-            fmt(_spread(rs, "chamfer"), ".2f"), fmt(med["normal_mae_deg"], ".1f"), fmt(med["matid_iou"], ".3f"),
-            fmt(min(col["matid_iou"]) if col["matid_iou"] else None, ".3f")]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    preset,
+                    str(len(rs)),
+                    str(sum(r["status"] == "crashed" for r in rs)),
+                    str(sum(r["status"] == "diverged" for r in rs)),
+                    str(sum((r.get("recoveries") or 0) > 0 for r in rs)),
+                    str(sum(bool(r.get("nan")) for r in rs)),
+                    f"{fmt(med['steps'], '.0f')} ({fmt(min(col['steps']) if col['steps'] else None, 'd')})",
+                    fmt(med["psnr"], ".2f"),
+                    fmt(med["chamfer"]),
+                    fmt(max(col["chamfer"]) if col["chamfer"] else None),
+                    fmt(_spread(rs, "chamfer"), ".2f"),
+                    fmt(med["normal_mae_deg"], ".1f"),
+                    fmt(med["matid_iou"], ".3f"),
+                    fmt(min(col["matid_iou"]) if col["matid_iou"] else None, ".3f"),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -188,9 +270,11 @@ def write_results(rows: list[dict], name: str, args) -> Path:
         w.writerows(rows)
     cmd = " ".join(["python benchmarks/sweep.py", *sys.argv[1:]])
     budget = f"{args.steps} steps" if args.steps else f"{args.minutes} min"
-    md = (f"# Sweep `{name}`\n\n`{cmd}` — {budget} of training per run, one run at a time on "
-          f"{os.cpu_count()} CPU cores.\n\n## Summary\n\n{summary_table(rows)}\n\n## Every run\n\n"
-          f"{rows_table(rows)}\n")
+    md = (
+        f"# Sweep `{name}`\n\n`{cmd}` — {budget} of training per run, one run at a time on "
+        f"{os.cpu_count()} CPU cores.\n\n## Summary\n\n{summary_table(rows)}\n\n## Every run\n\n"
+        f"{rows_table(rows)}\n"
+    )
     (out / f"sweep_{name}.md").write_text(md)
     return out / f"sweep_{name}.md"
 
@@ -211,12 +295,19 @@ def main(argv=None) -> int:
     ap.add_argument("--runs-root", type=Path, default=ROOT / "runs" / "sweep")
     ap.add_argument("--name", help="results name (default: the suite or the public scenes)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides for every run")
-    ap.add_argument("--code", type=Path, default=None,
-                    help="run the lumisurf of this checkout (e.g. a git worktree of an older commit) instead of this "
-                         "one: the 'before' side of a before/after table")
-    ap.add_argument("--reeval", action="store_true",
-                    help="runs already done: extract their checkpoints again and recompute the mesh metrics "
-                         "(after a change to extraction), keep their training and image metrics")
+    ap.add_argument(
+        "--code",
+        type=Path,
+        default=None,
+        help="run the lumisurf of this checkout (e.g. a git worktree of an older commit) instead of this "
+        "one: the 'before' side of a before/after table",
+    )
+    ap.add_argument(
+        "--reeval",
+        action="store_true",
+        help="runs already done: extract their checkpoints again and recompute the mesh metrics "
+        "(after a change to extraction), keep their training and image metrics",
+    )
     args = ap.parse_args(argv)
     if not args.suite and not args.public:
         ap.error("give --suite and/or --public")

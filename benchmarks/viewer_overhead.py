@@ -7,6 +7,7 @@ median per configuration with its slowdown against no viewer.
 
     python benchmarks/viewer_overhead.py [--steps 150] [--repeats 2] [--preset lumisurf]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,12 +21,18 @@ import numpy as np
 
 from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene
+from lumisurf.kinds import train
 from lumisurf.presets import preset_config
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import train
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def chromium_cpu_seconds() -> float:
@@ -60,16 +67,16 @@ def run_once(kind: str, cfg, scene) -> dict:
             from playwright.sync_api import sync_playwright
 
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                            args=CHROMIUM_ARGS)
+                browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1280, "height": 720})
                 page.goto(f"http://127.0.0.1:{live.server.get_port()}/")
                 while not live.server.get_clients():
                     time.sleep(0.1)
                 time.sleep(2.0)
                 cpu0 = chromium_cpu_seconds()
-                worker = threading.Thread(target=lambda: out.update(r=train(cfg, run, progress=False, scene=scene,
-                                                                                 hooks=hooks)))
+                worker = threading.Thread(
+                    target=lambda: out.update(r=train(cfg, run, progress=False, scene=scene, hooks=hooks))
+                )
                 worker.start()
                 worker.join()
                 out["browser_cpu"] = chromium_cpu_seconds() - cpu0
@@ -81,9 +88,12 @@ def run_once(kind: str, cfg, scene) -> dict:
             live.stop()
         shutil.rmtree(root, ignore_errors=True)
     r = out["r"]
-    return {"ms": 1000 * r.train_seconds / r.steps, "meshes": live.meshes_sent if live else 0,
-            "hook": (live.hook_seconds if live else 0.0) / r.train_seconds,
-            "browser": out.get("browser_cpu", 0.0) / r.train_seconds}
+    return {
+        "ms": 1000 * r.train_seconds / r.steps,
+        "meshes": live.meshes_sent if live else 0,
+        "hook": (live.hook_seconds if live else 0.0) / r.train_seconds,
+        "browser": out.get("browser_cpu", 0.0) / r.train_seconds,
+    }
 
 
 def main() -> None:
@@ -92,26 +102,34 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--preset", default="lumisurf")
     a = ap.parse_args()
-    cfg = apply_overrides(preset_config(a.preset), [f"train.max_steps={a.steps}", "train.val_every=0",
-                                                    "train.finalize=false", "train.device=cpu", "train.seed=0"])
+    cfg = apply_overrides(
+        preset_config(a.preset),
+        [f"train.max_steps={a.steps}", "train.val_every=0", "train.finalize=false", "train.device=cpu", "train.seed=0"],
+    )
     scene = load_config_scene(cfg.data)
     kinds = {"none": "none", "viewer, no browser": "viewer", "browser": "browser"}  # label -> run_once kind
     per = {k: [] for k in kinds}
-    print("| round | configuration | ms / step | mesh previews sent | training thread on the page | browser CPU "
-          "(cores) |\n|---:|---|---:|---:|---:|---:|")
+    print(
+        "| round | configuration | ms / step | mesh previews sent | training thread on the page | browser CPU "
+        "(cores) |\n|---:|---|---:|---:|---:|---:|"
+    )
     for rnd in range(a.repeats):
         for kind in kinds:
             r = run_once(kinds[kind], cfg, scene)
             per[kind].append(r["ms"] / 1000)
-            print(f"| {rnd} | {kind} | {r['ms']:.1f} | {r['meshes']} | {100 * r['hook']:.1f} % | "
-                  f"{r['browser']:.2f} |", flush=True)
+            print(
+                f"| {rnd} | {kind} | {r['ms']:.1f} | {r['meshes']} | {100 * r['hook']:.1f} % | {r['browser']:.2f} |",
+                flush=True,
+            )
     base = float(np.median(per["none"]))
     print(f"\n{a.steps} steps of preset {a.preset} on the built-in scene, seed 0, {a.repeats} rounds\n")
     print("| configuration | median ms / step | min-max | slowdown vs none |\n|---|---:|---|---:|")
     for kind in kinds:
         v = np.asarray(per[kind]) * 1000
-        print(f"| {kind} | {np.median(v):.1f} | {v.min():.1f}-{v.max():.1f} | "
-              f"{100 * (np.median(v) / 1000 / base - 1):+.1f} % |")
+        print(
+            f"| {kind} | {np.median(v):.1f} | {v.min():.1f}-{v.max():.1f} | "
+            f"{100 * (np.median(v) / 1000 / base - 1):+.1f} % |"
+        )
 
 
 if __name__ == "__main__":

@@ -3,38 +3,40 @@
 A run is described by one :class:`Config`. Presets (``lumisurf.presets``) fill it for a method;
 ``dotted.key=value`` overrides on the command line change single fields, type-checked.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
 from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import ConfigError
-from lumisurf.stage2_config import MaterialStageConfig
 from lumisurf.sampler_config import PixelSamplerName, SamplerConfig, SurfaceRenderConfig, migrate_sampler  # noqa: F401
+from lumisurf.segmentation_config import AssignmentConfig, HeadName, LiftConfig, SegmentationConfig  # noqa: F401
+from lumisurf.stage2_config import MaterialStageConfig
 from lumisurf.train_config import GuardConfig, OptimConfig, ScheduleConfig, TrainConfig  # noqa: F401
-from lumisurf.voxel_config import VoxelConfig
-
+from lumisurf.voxel_config import VoxelConfig, migrate_voxels, moved_voxel_key
 
 # choices that name a registry's entries; tests/test_registries.py checks each against its registry
 DatasetFormat = Literal["blender", "neus", "llff", "ngp", "colmap"]  # lumisurf.data.readers.READERS
 SDFBackend = Literal["mlp", "hash", "hybrid"]  # lumisurf.fields.base.SDF_BACKENDS
-HeadName = Literal["lambert", "specular", "transmission", "subsurface"]  # lumisurf.shading.heads.HEADS
 RgbLoss = Literal["l1", "l2", "charbonnier", "huber"]  # lumisurf.losses.photometric.PHOTOMETRIC
+ModelKindName = Literal["field", "voxels"]  # lumisurf.kinds (MODEL_KINDS)
+
 
 @dataclass
 class DataConfig:
-    path: Optional[str] = None  # None: the built-in synthetic scene
+    path: str | None = None  # None: the built-in synthetic scene
     format: Literal["auto", DatasetFormat] = "auto"
-    background: Literal["white", "black", "random"] = "white"  # colour behind masked (RGBA) images
+    background: Literal["white", "black", "random"] = "white"  # color behind masked (RGBA) images
     normalization: Literal["auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity"] = "auto"
     holdout_every: int = 8  # formats without a test split: every k-th view is a test view
-    max_views: Optional[int] = None  # keep an evenly spaced subset of training views
+    max_views: int | None = None  # keep an evenly spaced subset of training views
     # load dataset images, masks and GT maps at 1/N resolution (N x N block means, intrinsics scaled; COLMAP's
     # images_N/ copies are read when present); the built-in scene ignores it (data.synthetic_resolution)
     downscale: int = 1
@@ -44,7 +46,7 @@ class DataConfig:
     @property
     def eval_background(self) -> float:
         """Grey level (0 or 1) that renders and ground truth share in every evaluation and picture:
-        black for ``background=black``, else white (``random`` trains on random colours, evaluates on white)."""
+        black for ``background=black``, else white (``random`` trains on random colors, evaluates on white)."""
         return 0.0 if self.background == "black" else 1.0
 
 
@@ -99,70 +101,13 @@ class ColorConfig:
 
 @dataclass
 class BackgroundConfig:
-    # auto: 'constant' (the data.background colour) when the dataset has masks, else 'nerf++'
+    # auto: 'constant' (the data.background color) when the dataset has masks, else 'nerf++'
     kind: Literal["auto", "nerf++", "constant"] = "auto"
     hidden: int = 256
     layers: int = 8
     multires: int = 10
     multires_view: int = 4
     n_samples: int = 32
-
-
-def _assignment_grid() -> HashGridConfig:
-    return HashGridConfig(n_levels=8, n_features=2, log2_table_size=15, base_resolution=4, max_resolution=128)
-
-
-@dataclass
-class LiftConfig:
-    """``init: materials`` (``lumisurf.train.material_lift``): how the Stage I materials become the assignment."""
-
-    points: int = 20000  # training pixels rendered to surface points
-    # what the lift clusters on: the pretrain head's materials, the photos' median colour and view spread at the
-    # points (train/view_stats.py), or both
-    features: Literal["materials", "views", "both"] = "materials"
-    feature_smoothing: int = 0  # times the features are averaged over each point's ``neighbours`` first
-    clustering: Literal["kmeans", "gmm"] = "kmeans"  # gmm: full-covariance Gaussian mixture (EM from k-means)
-    neighbours: int = 16  # kNN graph of the points (two materials: min-cut smoothing)
-    crease_sharpness: float = 8.0  # edge weight ((1 + n_i.n_j) / 2)^s: label changes are cheap across creases
-    # which creases lower the weight: all, or concave ones only (where parts meet; the convex edges of one part
-    # stay together). 5-min two_materials runs: all 0.912 / 0.909 / 0.893 matid IoU, concave 0.889 / 0.899 / 0.899
-    creases: Literal["all", "concave"] = "all"
-    smoothness: float = 8.0  # weight of the Potts term against the -log p cluster costs (0: no min-cut)
-    unary_floor: float = 0.1  # cluster probabilities clipped below at this (bounds one point's cost)
-    min_separation: float = 0.15  # closest cluster centres nearer than this (feature units): one material
-    fit_steps: int = 300  # Adam steps fitting the assignment field alone to the labels
-    fit_lr: float = 1e-2
-
-
-@dataclass
-class AssignmentConfig:
-    """Soft material segmentation (Stage I phase C): A(p) -> K logits -> softmax(logits / temperature).
-
-    One shading head per component (``heads``, length K) and the rendered colour C = sum_k m_k R_k.
-    ``init``: optional warm start (2D: k-means on colour, or a folder of per-view id masks; 3D: the
-    Stage I materials of ``pretrain_head`` clustered when the assignment starts training).
-    """
-
-    enabled: bool = False
-    K: int = 2
-    heads: tuple[HeadName, ...] = ("specular", "lambert")
-    backend: Literal["hash", "mlp"] = "hash"
-    grid: HashGridConfig = field(default_factory=_assignment_grid)  # hash backend
-    multires: int = 4  # mlp backend: frequency octaves of the position
-    hidden: int = 32
-    layers: int = 2
-    temperature: float = 1.0  # softmax temperature at the start
-    learn_temperature: bool = True
-    head_hidden: int = 64
-    head_layers: int = 2
-    # none | 2D warm start: kmeans (colour of the training images) or masks (mask_path) | materials: at the
-    # start of phase C, cluster the pretrain head's Stage I parameters (lumisurf.train.material_lift)
-    init: Literal["none", "kmeans", "masks", "materials"] = "none"
-    # phases before the assignment trains (A/B) render with this head alone, so its parameters are fitted to
-    # the whole object first (the metal prior reads the specular head's metallic); None: the mixture
-    pretrain_head: Optional[HeadName] = None
-    mask_path: Optional[str] = None  # init=masks: folder of <image stem>.png integer-id maps
-    lift: LiftConfig = field(default_factory=LiftConfig)  # init=materials
 
 
 @dataclass
@@ -189,7 +134,7 @@ class NeroConfig:
 
 @dataclass
 class ModelConfig:
-    kind: Literal["field", "voxels"] = "field"  # field: neural SDF + volume rendering; voxels: Config.voxels
+    kind: ModelKindName = "field"  # field: neural SDF + volume rendering; voxels: Config.voxels
     sdf: SDFConfig = field(default_factory=SDFConfig)
     color: ColorConfig = field(default_factory=ColorConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
@@ -197,30 +142,6 @@ class ModelConfig:
     shading: Literal["neus", "nero"] = "neus"  # neus: NeuSColor; nero: NeRO Stage I reflective shading
     nero: NeroConfig = field(default_factory=NeroConfig)
     assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
-
-
-@dataclass
-class SegmentationConfig:
-    """Weights of the material-segmentation terms (``lumisurf.losses.segmentation``); used in phases C/D."""
-
-    entropy_weight: float = 1e-3  # per-point entropy of the assignment probabilities
-    sparsity_weight: float = 0.0  # 1 - max prob
-    consistency_weight: float = 0.1  # variance of reprojected probabilities across views
-    consistency_views: int = 4
-    boundary_weight: float = 1e-2  # |A(p) - A(p + eps)|^2, down-weighted across creases
-    boundary_eps: float = 1e-2
-    boundary_sharpness: float = 4.0
-    energy_weight: float = 0.1  # relu(mixture reflectance - 1)^2
-    material_range_weight: float = 0.0
-    smoothness_weight: float = 0.0  # head parameters at p and p + eps
-    warm_start_weight: float = 0.1  # model.assignment.init kmeans|masks: CE of rendered A to the 2D maps
-    metal_prior_weight: float = 0.0  # BCE: metallic of the specular head -> view-dependent heads
-    metal_prior_threshold: float = 0.5
-    metal_prior_width: float = 0.1
-    lift_weight: float = 1.0  # model.assignment.init=materials: CE of A to the lifted Stage I clusters
-    head_fit_weight: float = 1.0  # while the pretrain head renders alone, each other head's own rgb loss
-    em_weight: float = 1.0  # phase D: cross-entropy of A to the E-step posterior
-    em_temperature: float = 0.05
 
 
 @dataclass
@@ -253,7 +174,7 @@ class EvalConfig:
     fill_unseen: bool = True  # extract: outside space no training camera sees becomes solid (mesh/visibility.py)
     chamfer_samples: int = 100_000
     render_downscale: int = 1
-    max_views: Optional[int] = None
+    max_views: int | None = None
     surface: SurfaceRenderConfig = field(default_factory=SurfaceRenderConfig)
 
 
@@ -273,6 +194,7 @@ class Config:
 
 
 # ----------------------------------------------------------------------------- (de)serialisation
+
 
 def to_dict(cfg) -> dict:
     """Plain nested dict (tuples become lists) for YAML/JSON."""
@@ -295,8 +217,9 @@ def from_dict(cls, data: dict, where: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"unknown config key(s) {sorted(where + k for k in unknown)}; "
-                          f"known under '{where or '.'}': {sorted(names)}")
+        raise ConfigError(
+            f"unknown config key(s) {sorted(where + k for k in unknown)}; known under '{where or '.'}': {sorted(names)}"
+        )
     kwargs = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, where + key)
@@ -347,9 +270,39 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 raise ConfigError(f"unknown config key '{key}'")
             node = node[p]
         if not isinstance(node, dict) or parts[-1] not in node:
-            raise ConfigError(f"unknown config key '{key}'")
+            raise ConfigError(f"unknown config key '{key}'{_moved_hint(parts)}")
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() != "" else None
     return from_dict(Config, data)
+
+
+COMMON_SECTIONS = ("preset", "data", "train", "eval", "material")  # what every model kind's run reads
+
+
+def changed_settings(cfg: Config, base: Config) -> list[str]:
+    """Dotted keys whose value in ``cfg`` differs from ``base`` (e.g. its preset's defaults)."""
+    changed: list[str] = []
+
+    def walk(a, b, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in a:
+                walk(a[k], b.get(k), f"{prefix}{k}.")
+        elif a != b:
+            changed.append(prefix[:-1])
+
+    walk(to_dict(cfg), to_dict(base), "")
+    return changed
+
+
+def ignored_settings(cfg: Config, base: Config, reads: tuple[str, ...]) -> list[str]:
+    """The settings changed from ``base`` that lie outside the sections ``reads`` and :data:`COMMON_SECTIONS`
+    (what a model reading only those sections ignores)."""
+    inside = lambda key, sec: key == sec or key.startswith(sec + ".")  # noqa: E731
+    return [k for k in changed_settings(cfg, base) if not any(inside(k, s) for s in (*COMMON_SECTIONS, *reads))]
+
+
+def _moved_hint(parts: list[str]) -> str:
+    moved = moved_voxel_key(parts[1]) if len(parts) == 2 and parts[0] == "voxels" else None
+    return f" (the voxel settings moved into sections: voxels.{moved})" if moved else ""
 
 
 def save_config(cfg: Config, path) -> None:
@@ -365,9 +318,16 @@ def load_config(path) -> Config:
 def migrate(data: dict) -> dict:
     """Old run folders' keys in today's layout. Before the schedules read the training progress (2026-12-01)
     they held step lengths: ``optim.warmup_steps``, ``train.anneal_end``, ``schedule.grid_steps_per_level``;
-    these become the same fractions of ``train.max_steps``. The per-sampler keys move into their sections."""
+    these become the same fractions of ``train.max_steps``. The per-sampler keys move into their sections.
+    ``loss.segmentation.consistency_views`` was never read and is dropped. The flat voxel settings move into
+    their sections (``voxel_config.migrate_voxels``)."""
     if isinstance(data.get("sampler"), dict):
         migrate_sampler(data["sampler"])
+    if isinstance(data.get("voxels"), dict):
+        migrate_voxels(data["voxels"])
+    seg = (data.get("loss") or {}).get("segmentation") if isinstance(data.get("loss"), dict) else None
+    if isinstance(seg, dict):
+        seg.pop("consistency_views", None)
     train, optim, sched = (data.get(k) if isinstance(data.get(k), dict) else {} for k in ("train", "optim", "schedule"))
     total = max(int(train.get("max_steps", TrainConfig.max_steps)), 1)
     if "warmup_steps" in optim:

@@ -1,7 +1,9 @@
 """Name -> constructor registries; backends are switched by config name."""
+
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -11,7 +13,7 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._items: Dict[str, T] = {}
+        self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:

@@ -2,10 +2,13 @@
 pixels become rays (each adaptive pixel sampler has its own section). Kept apart from ``lumisurf.config``
 only for size; a nested section of the one typed :class:`lumisurf.config.Config`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from lumisurf.errors import ConfigError
 
 PixelSamplerName = Literal["uniform", "soft_mining", "context", "quadtree"]  # lumisurf.data.pixel_sampling
 
@@ -25,9 +28,9 @@ class SoftMiningConfig:
 
 @dataclass
 class ContextConfig:
-    """Context prior (Zhang et al. 2023): 3x3 colour standard deviation mixed with uniform."""
+    """Context prior (Zhang et al. 2023): 3x3 color standard deviation mixed with uniform."""
 
-    fraction: float = 0.5  # rays drawn from the colour-std prior; the rest uniform (paper)
+    fraction: float = 0.5  # rays drawn from the color-std prior; the rest uniform (paper)
     floor: float = 0.01  # prior clamped below at floor * mean std (paper)
 
 
@@ -97,8 +100,8 @@ class SurfaceRenderConfig:
     trace_steps: int = 32  # sphere-tracing steps before a ray is handed to the full sampler
     relax: float = 0.9  # step = relax * sdf (the learned SDF is only roughly 1-Lipschitz)
     refine: int = 3  # regula-falsi steps on the bracketed crossing
-    # rays traced together: the hash grid runs ~3x faster per point on batches of 10^4-10^5 than on 10^2-10^3
-    # (one level's table stays in cache); bands are shaded 8192 rays at a time
+    # rays traced together: the hash grid runs faster per point on large batches (one level's table stays in
+    # cache); bands are shaded 8192 rays at a time
     chunk_rays: int = 65536
 
 
@@ -110,4 +113,14 @@ def migrate_sampler(sampler: dict) -> None:
         if old:
             sub = sampler.setdefault(section, {})
             for k in old:
-                sub[k[len(section) + 1:]] = sampler.pop(k)
+                sub[k[len(section) + 1 :]] = sampler.pop(k)
+
+
+def check_sampler(cfg: SamplerConfig) -> None:
+    """ConfigError for sampler settings the model cannot use."""
+    if cfg.coarse_sdf == "occupancy" and not cfg.occupancy:
+        raise ConfigError("sampler.coarse_sdf=occupancy reads the occupancy grid's SDF: set sampler.occupancy=true")
+    if not 0.0 < cfg.occupancy_explore <= 1.0:
+        raise ConfigError(f"sampler.occupancy_explore must be in (0, 1], got {cfg.occupancy_explore}")
+    if cfg.significant_threshold < 0.0 or cfg.eikonal_points < 0:
+        raise ConfigError("sampler.significant_threshold and sampler.eikonal_points must be >= 0")

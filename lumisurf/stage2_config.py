@@ -2,10 +2,11 @@
 ``lumisurf material`` and ``lumisurf relight``. Kept apart from ``lumisurf.config`` only for size; it is a
 nested section of the one typed :class:`lumisurf.config.Config`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 from lumisurf.encodings.hash_grid import HashGridConfig
 
@@ -40,7 +41,7 @@ class MaterialStageConfig:
     relight_indirect: Literal["none", "bounce"] = "bounce"  # occluded directions when relighting
     bounce_dirs: int = 128  # directions of the bounce's per-vertex visibility table
     steps: int = 3000
-    max_minutes: Optional[float] = None
+    max_minutes: float | None = None
     batch_rays: int = 1024
     light_samples: int = 32  # Monte-Carlo directions per pixel per step
     specular_fraction: float = 0.5  # share of directions drawn from the GGX lobe (rest: cosine) ...
@@ -48,8 +49,8 @@ class MaterialStageConfig:
     env_sampler_every: int = 50  # steps between rebuilds of the environment sampler (learned lighting)
     lr: float = 1e-2
     env_lr: float = 2e-2
-    # a map baked from Stage I's light (init stage1 / light) learns at this rate; 0 keeps it as baked. On
-    # glossy_spot a learned map drifts to a rough, partly metallic fit that relights at 21 dB (26.8 kept)
+    # a map baked from Stage I's light (init stage1 / light) learns at this rate; 0 keeps it as baked (a learned
+    # map drifts to a rough, partly metallic fit: benchmarks/results/materials.md)
     baked_env_lr: float = 0.0
     roughness_min: float = 0.02
     smooth_weight: float = 0.02  # |m(x) - m(x + eps)| on albedo / roughness / metallic
@@ -61,12 +62,11 @@ class MaterialStageConfig:
     # benchmarks/results/materials.md
     metallic_binary_weight: float = 0.0  # mean m (1 - m): metallic pushed to 0 or 1
     # mean m: dielectric wherever metal explains the pixels no better (a dark metal looks like a dark dielectric).
-    # Off: on glossy_spot 0.05 takes metallic MAE 0.29 -> 0.00 and roughness MAE 0.29 -> 0.16 at the same relight
-    # PSNR, but on the gold glossy_bunny it calls the metal that reflects dark light a black dielectric (metallic
-    # MAE 0.09 -> 0.38, relight 21.4 -> 20.8 dB)
+    # Off: it fixes the metallic map of a dielectric but calls a metal that reflects dark light a black dielectric
+    # (benchmarks/results/materials.md)
     dielectric_weight: float = 0.0
     segment_weight: float = 0.0  # metallic and roughness pulled to their segment's batch mean (segmented runs)
-    env_white_weight: float = 0.0  # the learned map's mean colour pulled to grey (white balance)
+    env_white_weight: float = 0.0  # the learned map's mean color pulled to grey (white balance)
     env_tv_weight: float = 0.0  # total variation of the learned map's log radiance (smooth lighting)
     texture_size: int = 1024
     render_spp: int = 4  # relight / eval renders: rays per pixel (jittered inside the pixel)

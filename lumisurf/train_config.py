@@ -5,10 +5,11 @@ nested sections of the one typed :class:`lumisurf.config.Config`.
 Every schedule length is a fraction of the one training progress in [0, 1] (``lumisurf.train.progress``):
 elapsed / budget under ``--max-minutes``, step / max_steps under ``--max-steps``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal
 
 
 @dataclass
@@ -54,7 +55,7 @@ class GuardConfig:
 @dataclass
 class TrainConfig:
     max_steps: int = 300_000
-    max_minutes: Optional[float] = None
+    max_minutes: float | None = None
     batch_rays: int = 512
     anneal_until: float = 1 / 6  # NeuS cos-anneal ratio reaches 1 at this progress
     val_every: int = 500
@@ -67,5 +68,5 @@ class TrainConfig:
     chunk_rays: int = 1024  # rays per forward when rendering full images
     # after training: extract the mesh, render the test views, evaluate. None (auto): only for the
     # built-in scene; dataset runs are finished with `lumisurf extract` / `lumisurf eval`.
-    finalize: Optional[bool] = None
+    finalize: bool | None = None
     guard: GuardConfig = field(default_factory=GuardConfig)

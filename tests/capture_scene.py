@@ -1,5 +1,6 @@
 """A textured box on a textured floor, ray-cast in numpy from an orbit of cameras: photos with known poses for
 structure-from-motion tests (SIFT needs texture; the analytic scenes of the unit tests have little)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,8 @@ HALF = 0.5  # box [-HALF, HALF]^3; the floor is z = -HALF
 
 
 def _texture(seed: int, res: int = 256, tint=None) -> np.ndarray:
-    """Blob noise [res, res, 3] uint8: smooth random colours at several scales (good SIFT corners); with a
-    ``tint``, its grey levels (the same corners) in that colour."""
+    """Blob noise [res, res, 3] uint8: smooth random colors at several scales (good SIFT corners); with a
+    ``tint``, its grey levels (the same corners) in that color."""
     rng = np.random.default_rng(seed)
     out = np.zeros((res, res, 3))
     for cells in (4, 8, 16, 32):
@@ -30,14 +31,15 @@ def orbit(n: int, radius: float = 3.0, height: float = 1.2) -> np.ndarray:
     """n cameras [n, 4, 4] on a circle around the box, looking at its centre."""
     a = np.linspace(0, 2 * np.pi, n, endpoint=False)
     up, target = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
-    return np.stack([look_at(torch.tensor([radius * np.cos(t), radius * np.sin(t), height]), target, up).numpy()
-                     for t in a])
+    return np.stack(
+        [look_at(torch.tensor([radius * np.cos(t), radius * np.sin(t), height]), target, up).numpy() for t in a]
+    )
 
 
 def render(c2w: np.ndarray, w: int, h: int, f: float, tex_seed: int = 0, with_mask: bool = False):
     """[h, w, 3] uint8 view of the box (6 textured faces) and the floor (its own texture); with ``with_mask``
     also the box's silhouette [h, w] bool."""
-    # a warm box on a cool floor: an object differs in colour from its table, as GrabCut (automatic masks) needs
+    # a warm box on a cool floor: an object differs in color from its table, as GrabCut (automatic masks) needs
     tex = [_texture(tex_seed + k, tint=(1.25, 0.9, 0.45)) for k in range(6)]
     tex.append(_texture(tex_seed + 6, tint=(0.5, 0.9, 1.3)))
     j, i = np.mgrid[0:h, 0:w] + 0.5

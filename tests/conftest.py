@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic scene (no files) and the path of ../shared/data."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """`lumisurf bench ablate`: spec validation before any training, the paused-clock evaluation loop,
 and a 2-variant end-to-end run on the built-in scene through the CLI (csv/md/png)."""
+
 import csv
 import math
 from pathlib import Path
@@ -15,17 +16,37 @@ from lumisurf.errors import ConfigError
 
 # the built-in scene is already inside the unit sphere: identity normalisation skips the visual hull
 DATA = ["data.synthetic_resolution=16", "data.synthetic_views=4", "data.normalization=identity"]
-TINY = DATA + ["train.batch_rays=32", "sampler.n_samples=8", "sampler.n_importance=8", "sampler.up_sample_steps=2",
-               "model.background.n_samples=4", "model.sdf.hidden=64", "model.sdf.feature_dim=32",
-               "model.color.hidden=32"]
+TINY = DATA + [
+    "train.batch_rays=32",
+    "sampler.n_samples=8",
+    "sampler.n_importance=8",
+    "sampler.up_sample_steps=2",
+    "model.background.n_samples=4",
+    "model.sdf.hidden=64",
+    "model.sdf.feature_dim=32",
+    "model.color.hidden=32",
+]
 
 
 def write_spec(tmp_path: Path, name: str = "tiny", **changes) -> Path:
-    spec = {"dataset": None, "minutes": 0.02, "eval_every": 0.6, "target_psnr": 8.0, "target_chamfer": 0.5,
-            "eval_views": 2, "eval_downscale": 1, "mesh_resolution": 16, "chamfer_samples": 1000, "seed": 0,
-            "device": "cpu", "overrides": TINY,
-            "variants": [{"name": "neus", "preset": "neus"},
-                         {"name": "neus-no-eikonal", "preset": "neus", "overrides": ["loss.eikonal_weight=0"]}]}
+    spec = {
+        "dataset": None,
+        "minutes": 0.02,
+        "eval_every": 0.6,
+        "target_psnr": 8.0,
+        "target_chamfer": 0.5,
+        "eval_views": 2,
+        "eval_downscale": 1,
+        "mesh_resolution": 16,
+        "chamfer_samples": 1000,
+        "seed": 0,
+        "device": "cpu",
+        "overrides": TINY,
+        "variants": [
+            {"name": "neus", "preset": "neus"},
+            {"name": "neus-no-eikonal", "preset": "neus", "overrides": ["loss.eikonal_weight=0"]},
+        ],
+    }
     spec.update(changes)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -33,6 +54,7 @@ def write_spec(tmp_path: Path, name: str = "tiny", **changes) -> Path:
 
 
 # ----------------------------------------------------------------------------- validation
+
 
 def test_valid_spec_builds_every_variant_config(tmp_path):
     spec = load_spec(write_spec(tmp_path))
@@ -48,17 +70,20 @@ def test_valid_spec_builds_every_variant_config(tmp_path):
     assert [v.name for v in sub.variants] == ["neus-no-eikonal"] and sub.minutes == 0.5
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"learning_rate": 1}, "unknown key(s) ['learning_rate']"),
-    ({"minutes": "five"}, "minutes: expected float"),
-    ({"minutes": 0}, "minutes must be > 0"),
-    ({"variants": []}, "at least one variant"),
-    ({"variants": [{"name": "a", "preset": "neus", "extra": 1}]}, "variants.extra"),
-    ({"variants": [{"name": "a/b", "preset": "neus"}]}, "names a folder"),
-    ({"variants": [{"name": "a", "preset": "neus"}, {"name": "a", "preset": "lumisurf"}]}, "used twice"),
-    ({"variants": [{"name": "a"}]}, "missing 'preset'"),
-    ({"dataset": "no_such_dataset"}, "dataset folder"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"learning_rate": 1}, "unknown key(s) ['learning_rate']"),
+        ({"minutes": "five"}, "minutes: expected float"),
+        ({"minutes": 0}, "minutes must be > 0"),
+        ({"variants": []}, "at least one variant"),
+        ({"variants": [{"name": "a", "preset": "neus", "extra": 1}]}, "variants.extra"),
+        ({"variants": [{"name": "a/b", "preset": "neus"}]}, "names a folder"),
+        ({"variants": [{"name": "a", "preset": "neus"}, {"name": "a", "preset": "lumisurf"}]}, "used twice"),
+        ({"variants": [{"name": "a"}]}, "missing 'preset'"),
+        ({"dataset": "no_such_dataset"}, "dataset folder"),
+    ],
+)
 def test_bad_spec_is_one_clear_line(tmp_path, changes, message):
     with pytest.raises(ConfigError) as err:
         load_spec(write_spec(tmp_path, **changes))
@@ -82,14 +107,18 @@ def test_dataset_paths_resolve_beside_the_spec_and_from_shared(tmp_path, monkeyp
     assert resolve_dataset("data/scene", tmp_path) == (tmp_path / "data" / "scene").resolve()
     monkeypatch.setenv("SHARED", str(tmp_path / "data"))
     assert resolve_dataset("${SHARED}/scene", Path("/elsewhere")) == (tmp_path / "data" / "scene").resolve()
-    assert load_spec(write_spec(tmp_path, dataset="${SHARED}/scene")).dataset == str((tmp_path / "data" / "scene").resolve())
+    assert load_spec(write_spec(tmp_path, dataset="${SHARED}/scene")).dataset == str(
+        (tmp_path / "data" / "scene").resolve()
+    )
     assert resolve_dataset(None, tmp_path) is None
 
 
 def test_bad_override_key_or_preset_fails_before_training(tmp_path, capsys):
-    variants = [{"name": "ok", "preset": "neus"},
-                {"name": "bad-key", "preset": "neus", "overrides": ["loss.no_such_weight=1"]},
-                {"name": "bad-preset", "preset": "no-such-preset"}]
+    variants = [
+        {"name": "ok", "preset": "neus"},
+        {"name": "bad-key", "preset": "neus", "overrides": ["loss.no_such_weight=1"]},
+        {"name": "bad-preset", "preset": "no-such-preset"},
+    ]
     spec_path = write_spec(tmp_path, variants=variants)
     with pytest.raises(ConfigError) as err:
         build_configs(load_spec(spec_path))
@@ -107,16 +136,17 @@ def test_bad_override_key_or_preset_fails_before_training(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- the loop and the summary
 
+
 def test_paused_clock_loop_and_evaluator(tiny_scene, tmp_path):
     import time
 
-    from lumisurf.config import apply_overrides
     from lumisurf.bench.time_to_target import CheckpointEvaluator, EvalSettings, train_with_evals
+    from lumisurf.config import apply_overrides
     from lumisurf.presets import preset_config
     from lumisurf.train.run_dir import RunDir
     from lumisurf.train.trainer import Trainer
 
-    cfg = apply_overrides(preset_config("neus"), TINY[len(DATA):] + ["train.device=cpu", "train.max_steps=2"])
+    cfg = apply_overrides(preset_config("neus"), TINY[len(DATA) :] + ["train.device=cpu", "train.max_steps=2"])
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     settings = EvalSettings(n_views=2, downscale=1, mesh_resolution=16, chamfer_samples=500)
@@ -146,14 +176,35 @@ def test_paused_clock_loop_and_evaluator(tiny_scene, tmp_path):
 
 
 def test_summary_marks_failed_and_unreached_variants():
-    rows = [{"train_seconds": 10.0, "steps": 5, "psnr": 20.0, "ssim": 0.5, "normal_mae_deg": 30.0,
-             "chamfer": math.nan, "peak_rss_mib": 500.0, "peak_cuda_mib": None},
-            {"train_seconds": 20.0, "steps": 9, "psnr": 26.0, "ssim": 0.8, "normal_mae_deg": 20.0,
-             "chamfer": 0.02, "peak_rss_mib": 510.0, "peak_cuda_mib": None}]
-    spec = AblationSpec(target_psnr=25.0, target_chamfer=0.01, name="x",
-                        variants=(VariantSpec("a", "neus"), VariantSpec("b", "nero")))
-    outcomes = [Outcome(spec.variants[0], rows, {"status": "ok", "steps": 9, "peak_rss_mib": 512.0}),
-                Outcome(spec.variants[1], [], {"status": "failed", "error": "unknown preset 'nero'"})]
+    rows = [
+        {
+            "train_seconds": 10.0,
+            "steps": 5,
+            "psnr": 20.0,
+            "ssim": 0.5,
+            "normal_mae_deg": 30.0,
+            "chamfer": math.nan,
+            "peak_rss_mib": 500.0,
+            "peak_cuda_mib": None,
+        },
+        {
+            "train_seconds": 20.0,
+            "steps": 9,
+            "psnr": 26.0,
+            "ssim": 0.8,
+            "normal_mae_deg": 20.0,
+            "chamfer": 0.02,
+            "peak_rss_mib": 510.0,
+            "peak_cuda_mib": None,
+        },
+    ]
+    spec = AblationSpec(
+        target_psnr=25.0, target_chamfer=0.01, name="x", variants=(VariantSpec("a", "neus"), VariantSpec("b", "nero"))
+    )
+    outcomes = [
+        Outcome(spec.variants[0], rows, {"status": "ok", "steps": 9, "peak_rss_mib": 512.0}),
+        Outcome(spec.variants[1], [], {"status": "failed", "error": "unknown preset 'nero'"}),
+    ]
     summary = summarize(spec, outcomes)
     assert summary[0]["t_psnr"] == 20.0 and summary[0]["t_chamfer"] is None and summary[0]["d_psnr"] == 0.0
     assert summary[0]["peak_rss_mib"] == 512.0 and summary[1]["status"].startswith("failed")
@@ -165,10 +216,10 @@ def test_summary_marks_failed_and_unreached_variants():
 
 # ----------------------------------------------------------------------------- end to end
 
+
 def test_two_variants_end_to_end_through_the_cli(tmp_path, capsys):
     # one evaluation per step, 2 steps (train.max_steps ends the run well before the 0.5 min budget)
-    spec_path = write_spec(tmp_path, minutes=0.5, eval_every=1e-4, eval_views=1,
-                           overrides=TINY + ["train.max_steps=2"])
+    spec_path = write_spec(tmp_path, minutes=0.5, eval_every=1e-4, eval_views=1, overrides=TINY + ["train.max_steps=2"])
     out = tmp_path / "out"
     assert main(["bench", "ablate", str(spec_path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -200,7 +251,10 @@ def test_two_variants_end_to_end_through_the_cli(tmp_path, capsys):
     before = (out / "variants" / "neus-no-eikonal" / "result.json").read_text()
     assert main(["bench", "ablate", str(spec_path), "--out", str(out), "--only", "neus", "--force"]) == 0
     md = (out / "ablation.md").read_text()
-    assert [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| neus")] == ["neus", "neus-no-eikonal"]
+    assert [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| neus")] == [
+        "neus",
+        "neus-no-eikonal",
+    ]
     assert (out / "variants" / "neus-no-eikonal" / "result.json").read_text() == before
     with open(out / "ablation.csv", newline="") as f:
         assert {r["variant"] for r in csv.DictReader(f)} == {"neus", "neus-no-eikonal"}
@@ -208,10 +262,18 @@ def test_two_variants_end_to_end_through_the_cli(tmp_path, capsys):
 
 def test_sparse_voxel_variants_through_bench_ablate(tmp_path, capsys):
     """Both voxel presets run as ablation variants (their own trainer, the same evaluator and table)."""
-    voxels = DATA + ["voxels.init_level=4", "train.max_steps=2"]
-    spec_path = write_spec(tmp_path, minutes=0.5, eval_every=1e-4, eval_views=1, overrides=voxels,
-                           variants=[{"name": "svr", "preset": "svraster", "overrides": ["voxels.geo_init=0.0"]},
-                                     {"name": "svr-sdf", "preset": "svraster-sdf"}])
+    voxels = DATA + ["voxels.model.init_level=4", "train.max_steps=2"]
+    spec_path = write_spec(
+        tmp_path,
+        minutes=0.5,
+        eval_every=1e-4,
+        eval_views=1,
+        overrides=voxels,
+        variants=[
+            {"name": "svr", "preset": "svraster", "overrides": ["voxels.model.geo_init=0.0"]},
+            {"name": "svr-sdf", "preset": "svraster-sdf"},
+        ],
+    )
     out = tmp_path / "out"
     assert main(["bench", "ablate", str(spec_path), "--out", str(out)]) == 0
     with open(out / "ablation.csv", newline="") as f:
@@ -231,7 +293,7 @@ def test_early_evaluations_are_denser():
     from lumisurf.bench.time_to_target import train_with_evals
 
     class FakeTrainer:
-        cfg = SimpleNamespace(train=SimpleNamespace(max_steps=10 ** 6))
+        cfg = SimpleNamespace(train=SimpleNamespace(max_steps=10**6))
         step, elapsed = 0, 0.0
 
         def set_budget(self, seconds):
@@ -241,6 +303,11 @@ def test_early_evaluations_are_denser():
             self.step += 1
             self.elapsed += 1.0 - 1e-9  # the loop adds the wall time of the (instant) step on top
 
-    rows = train_with_evals(FakeTrainer(), budget_s=40.0, every_s=10.0, early=(2.0, 10.0),
-                            evaluate=lambda t: {"train_seconds": round(t.elapsed), "steps": t.step})
+    rows = train_with_evals(
+        FakeTrainer(),
+        budget_s=40.0,
+        every_s=10.0,
+        early=(2.0, 10.0),
+        evaluate=lambda t: {"train_seconds": round(t.elapsed), "steps": t.step},
+    )
     assert [r["train_seconds"] for r in rows] == [2, 4, 6, 8, 10, 20, 30, 40]

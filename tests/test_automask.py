@@ -1,5 +1,6 @@
 """Automatic masks (GrabCut seeded by 3D points, refined by a voxel vote): geometry helpers by hand, and masks
 of the textured box scene against its true silhouettes. OpenCV comes with the 'capture' extra."""
+
 from __future__ import annotations
 
 import sys
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from lumisurf.data.cameras import Cameras
 from lumisurf.data.capture.automask import ground_plane, split_points
 from lumisurf.data.capture.triangulate import confirmed, dlt, epipolar_distance, fundamental, reprojection
-from lumisurf.data.cameras import Cameras
 
 sys.path.insert(0, str(Path(__file__).parent))
 from capture_scene import box_masks, orbit, write_photos  # noqa: E402
@@ -45,6 +46,7 @@ def test_two_view_geometry_by_hand():
     poses = torch.as_tensor(orbit(6), dtype=torch.float32)
     cams = Cameras(poses, *(torch.full((6,), v) for v in (300.0, 300.0, 160.0, 120.0)), width=320, height=240)
     from lumisurf.data.capture.triangulate import projection_matrices
+
     P = projection_matrices(cams)
     X = rng.uniform(-0.5, 0.5, (20, 3))
     x = [(np.c_[X, np.ones(20)] @ P[k].T) for k in (0, 1)]
@@ -79,8 +81,12 @@ def test_auto_masks_from_known_poses_match_the_box(tmp_path):
     poses = write_photos(tmp_path, n=12)
     gt = box_masks(poses)
     images = [load_image_uint8(tmp_path / f"view_{k:02d}.png")[0] for k in range(12)]
-    cams = Cameras(torch.as_tensor(poses, dtype=torch.float32), *(torch.full((12,), v) for v in
-                   (300.0, 300.0, 160.0, 120.0)), width=320, height=240)
+    cams = Cameras(
+        torch.as_tensor(poses, dtype=torch.float32),
+        *(torch.full((12,), v) for v in (300.0, 300.0, 160.0, 120.0)),
+        width=320,
+        height=240,
+    )
     masks = auto_masks(images, cams)  # no points: triangulated from the images
     ious = [_iou(full_size(m, 320, 240) > 0, g) for m, g in zip(masks, gt)]
     assert np.mean(ious) >= 0.9 and min(ious) >= 0.8, ious

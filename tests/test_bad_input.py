@@ -5,6 +5,7 @@ Every case is the built-in synthetic scene written as a tiny Blender folder (4 t
 16 px, straight-alpha RGBA PNGs) and then broken one way. The readers' own messages are unit-tested on
 hand-made fakes in ``test_readers.py``; here the whole path from the command line is exercised.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,21 @@ from lumisurf.data.synthetic import FOV_DEG, make_synthetic_scene
 from lumisurf.errors import DataError, DataWarning
 
 CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV c2w -> Blender's OpenGL c2w (and back)
-TRAIN_ARGS = ["--max-steps", "3", "--device", "cpu", "--no-progress", "train.batch_rays=64", "train.val_every=0",
-              "train.ckpt_every=0", "train.finalize=false", "sampler.n_samples=8", "sampler.n_importance=8",
-              "sampler.up_sample_steps=2", "model.background.n_samples=4"]
+TRAIN_ARGS = [
+    "--max-steps",
+    "3",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "train.batch_rays=64",
+    "train.val_every=0",
+    "train.ckpt_every=0",
+    "train.finalize=false",
+    "sampler.n_samples=8",
+    "sampler.n_importance=8",
+    "sampler.up_sample_steps=2",
+    "model.background.n_samples=4",
+]
 
 
 def write_blender(root: Path, n_train: int = 4, n_test: int = 1, resolution: int = 16) -> Path:
@@ -73,30 +86,47 @@ def _scale_pose(m: dict, k: int, s: float) -> None:
 # name -> (break the folder, what the one error line must contain)
 CASES = {
     "missing_image": (lambda r: (r / "train" / "r_1.png").unlink(), ["not found", "train/r_1"]),
-    "corrupt_image": (lambda r: (r / "train" / "r_1.png").write_bytes(b"not a png"),
-                      ["cannot read image", "r_1.png"]),
+    "corrupt_image": (lambda r: (r / "train" / "r_1.png").write_bytes(b"not a png"), ["cannot read image", "r_1.png"]),
     "truncated_image": (lambda r: _truncate(r / "train" / "r_2.png"), ["truncated", "r_2.png"]),
-    "nan_pose": (lambda r: _edit(r, lambda m: m["frames"][1]["transform_matrix"][0].__setitem__(3, math.nan)),
-                 ["transforms_train.json", "frame 1", "not finite"]),
-    "singular_pose": (lambda r: _edit(r, lambda m: _set_pose(m, 2, np.eye(4)[[3, 3, 3, 3]])),  # R = 0
-                      ["transforms_train.json", "frame 2", "rigid"]),
-    "nonrigid_pose": (lambda r: _edit(r, lambda m: _scale_pose(m, 0, 2.0)),
-                      ["transforms_train.json", "frame 0", "rigid"]),
+    "nan_pose": (
+        lambda r: _edit(r, lambda m: m["frames"][1]["transform_matrix"][0].__setitem__(3, math.nan)),
+        ["transforms_train.json", "frame 1", "not finite"],
+    ),
+    "singular_pose": (
+        lambda r: _edit(r, lambda m: _set_pose(m, 2, np.eye(4)[[3, 3, 3, 3]])),  # R = 0
+        ["transforms_train.json", "frame 2", "rigid"],
+    ),
+    "nonrigid_pose": (
+        lambda r: _edit(r, lambda m: _scale_pose(m, 0, 2.0)),
+        ["transforms_train.json", "frame 0", "rigid"],
+    ),
     "empty_frames": (lambda r: _edit(r, lambda m: m.update(frames=[])), ["transforms_train.json", "'frames'"]),
-    "invalid_json": (lambda r: (r / "transforms_train.json").write_text('{"frames": ['),
-                     ["cannot read", "transforms_train.json"]),
-    "missing_camera_angle_x": (lambda r: _edit(r, lambda m: m.pop("camera_angle_x")),
-                               ["transforms_train.json", "camera_angle_x"]),
-    "bad_camera_angle_x": (lambda r: _edit(r, lambda m: m.update(camera_angle_x=4.0), "test"),
-                           ["transforms_test.json", "camera_angle_x = 4.0"]),
-    "frame_without_matrix": (lambda r: _edit(r, lambda m: m["frames"][1].pop("transform_matrix")),
-                             ["transforms_train.json", "frame 1", "transform_matrix"]),
-    "image_of_another_size": (lambda r: Image.new("RGBA", (20, 12), (9, 9, 9, 255)).save(r / "train" / "r_3.png"),
-                              ["r_3.png", "20x12", "16x16"]),
+    "invalid_json": (
+        lambda r: (r / "transforms_train.json").write_text('{"frames": ['),
+        ["cannot read", "transforms_train.json"],
+    ),
+    "missing_camera_angle_x": (
+        lambda r: _edit(r, lambda m: m.pop("camera_angle_x")),
+        ["transforms_train.json", "camera_angle_x"],
+    ),
+    "bad_camera_angle_x": (
+        lambda r: _edit(r, lambda m: m.update(camera_angle_x=4.0), "test"),
+        ["transforms_test.json", "camera_angle_x = 4.0"],
+    ),
+    "frame_without_matrix": (
+        lambda r: _edit(r, lambda m: m["frames"][1].pop("transform_matrix")),
+        ["transforms_train.json", "frame 1", "transform_matrix"],
+    ),
+    "image_of_another_size": (
+        lambda r: Image.new("RGBA", (20, 12), (9, 9, 9, 255)).save(r / "train" / "r_3.png"),
+        ["r_3.png", "20x12", "16x16"],
+    ),
     "all_transparent": (lambda r: _set_alpha(r / "train", 0), ["r_0.png", "empty"]),
     # closed gaps: a single training view (was "visual hull is empty")
-    "single_view": (lambda r: _edit(r, lambda m: m.update(frames=m["frames"][:1])),
-                    ["need at least 2 training views (found 1)", "transforms_train.json"]),
+    "single_view": (
+        lambda r: _edit(r, lambda m: m.update(frames=m["frames"][:1])),
+        ["need at least 2 training views (found 1)", "transforms_train.json"],
+    ),
 }
 
 
@@ -171,6 +201,7 @@ def test_cameras_scaled_inside_identity_frame_refused(blender_base, tmp_path, ca
     def shrink(m: dict) -> None:
         for fr in m["frames"]:
             fr["transform_matrix"] = (np.array(fr["transform_matrix"]) * [1, 1, 1, 0.25]).tolist()
+
     _edit(root, shrink)
     args = ["train", "--data", str(root), "--out", str(tmp_path / "run")] + TRAIN_ARGS
     assert main(args + ["data.normalization=identity"]) == 2
@@ -197,5 +228,14 @@ def test_debug_keeps_the_traceback(blender_base, tmp_path):
     with pytest.raises(DataError, match="need at least 2 training views"):
         main(["--debug", "data", "check", str(root), "--out", str(tmp_path / "check.png")])
     with pytest.raises(DataError, match="cannot read image"):
-        main(["--debug", "train", "--data", str(_broken(blender_base, tmp_path, "corrupt_image")),
-              "--out", str(tmp_path / "run")] + TRAIN_ARGS)
+        main(
+            [
+                "--debug",
+                "train",
+                "--data",
+                str(_broken(blender_base, tmp_path, "corrupt_image")),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+            + TRAIN_ARGS
+        )

@@ -1,4 +1,5 @@
 """``lumisurf batch``: the spec, the in-process runner, and local Ray with a worker killed mid-training."""
+
 from __future__ import annotations
 
 import csv
@@ -19,16 +20,31 @@ from lumisurf.jobs.batch.runner import run_batch
 from lumisurf.jobs.batch.spec import load_batch
 
 # a NeuS small enough for a few seconds of training on one core
-TINY = ["data.synthetic_resolution=16", "data.synthetic_views=6", "train.batch_rays=64", "train.val_every=0",
-        "model.sdf.hidden=64", "model.sdf.layers=4", "model.sdf.skip_in=[2]", "model.sdf.feature_dim=32",
-        "model.color.hidden=32", "model.background.hidden=32", "sampler.n_samples=16", "sampler.n_importance=16",
-        "eval.chamfer_samples=2000"]
+TINY = [
+    "data.synthetic_resolution=16",
+    "data.synthetic_views=6",
+    "train.batch_rays=64",
+    "train.val_every=0",
+    "model.sdf.hidden=64",
+    "model.sdf.layers=4",
+    "model.sdf.skip_in=[2]",
+    "model.sdf.feature_dim=32",
+    "model.color.hidden=32",
+    "model.background.hidden=32",
+    "sampler.n_samples=16",
+    "sampler.n_importance=16",
+    "eval.chamfer_samples=2000",
+]
 
 
 def _spec(tmp_path: Path, scenes: list[dict], **top) -> Path:
-    spec = {"device": "cpu", "checkpoint_minutes": 0.01,
-            "pipeline": {"preset": "neus", "max_steps": 8, "mesh_resolution": 24, "overrides": TINY},
-            "scenes": scenes, **top}
+    spec = {
+        "device": "cpu",
+        "checkpoint_minutes": 0.01,
+        "pipeline": {"preset": "neus", "max_steps": 8, "mesh_resolution": 24, "overrides": TINY},
+        "scenes": scenes,
+        **top,
+    }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -49,8 +65,9 @@ def _table(root: Path) -> dict[str, dict]:
 def test_spec_expands_globs_merges_overrides_and_rejects_mistakes(tmp_path):
     for name in ("obj_b", "obj_a"):
         (tmp_path / "data" / name).mkdir(parents=True)
-    path = _spec(tmp_path, [{"name": "cat", "data": "data/obj_*", "max_steps": 3},
-                            {"overrides": ["data.synthetic_views=4"]}])
+    path = _spec(
+        tmp_path, [{"name": "cat", "data": "data/obj_*", "max_steps": 3}, {"overrides": ["data.synthetic_views=4"]}]
+    )
     spec, plans = load_batch(path)
     assert [p.name for p in plans] == ["cat-obj_a", "cat-obj_b", "builtin-2"]
     assert plans[0].data == str((tmp_path / "data" / "obj_a").resolve()) and plans[0].pipeline.max_steps == 3
@@ -58,12 +75,14 @@ def test_spec_expands_globs_merges_overrides_and_rejects_mistakes(tmp_path):
     assert plans[0].fingerprint() != plans[1].fingerprint()
     assert replace(plans[0], checkpoint_minutes=9.0).fingerprint() == plans[0].fingerprint()
     assert replace(plans[0], seed=1).fingerprint() != plans[0].fingerprint()
-    bad = [([{"name": "x", "colour": 1}], "unknown config key"),
-           ([{"name": "x"}, {"name": "x"}], "used twice"),
-           ([{"data": "data/none_*"}], "no folder matches"),
-           ([{"relight": ["env.hdr"]}], "relight needs the material stage"),
-           ([{"preset": "nope"}], "scene 'builtin-1'"),
-           ([{"overrides": ["train.bogus=1"]}], "unknown config key 'train.bogus'")]
+    bad = [
+        ([{"name": "x", "color": 1}], "unknown config key"),
+        ([{"name": "x"}, {"name": "x"}], "used twice"),
+        ([{"data": "data/none_*"}], "no folder matches"),
+        ([{"relight": ["env.hdr"]}], "relight needs the material stage"),
+        ([{"preset": "nope"}], "scene 'builtin-1'"),
+        ([{"overrides": ["train.bogus=1"]}], "unknown config key 'train.bogus'"),
+    ]
     for scenes, message in bad:
         with pytest.raises(ConfigError, match=message):
             load_batch(_spec(tmp_path, scenes))
@@ -78,8 +97,11 @@ def test_in_process_batch_reports_a_corrupt_dataset_and_skips_finished_scenes(tm
     rows = _table(tmp_path / "out")
     assert rows["tiny"]["status"] == "ok" and float(rows["tiny"]["psnr"]) > 10 and rows["tiny"]["steps"] == "8"
     assert float(rows["tiny"]["chamfer"]) > 0 and rows["tiny"]["this_run"] == "ran"
-    assert rows["broken"]["status"].startswith("failed: cannot read") and "transforms_train.json" in \
-        rows["broken"]["status"] and rows["broken"]["attempts"] == "1"
+    assert (
+        rows["broken"]["status"].startswith("failed: cannot read")
+        and "transforms_train.json" in rows["broken"]["status"]
+        and rows["broken"]["attempts"] == "1"
+    )
     assert (tmp_path / "out" / "scenes" / "tiny" / "run" / "mesh.ply").exists()
     assert "| tiny | ok | ran |" in (tmp_path / "out" / "summary.md").read_text()
     # the same spec again: the finished scene is skipped, the broken one tried (and reported) again
@@ -110,9 +132,12 @@ def _kill_mid_training(status_path: Path, ckpt: Path, timeout: float = 240.0) ->
 
 def test_local_ray_batch_resumes_a_killed_worker_from_its_checkpoint(tmp_path):
     pytest.importorskip("ray", reason="Ray is in the 'cluster' extra")
-    scenes = [{"name": "one"}, {"name": "two", "overrides": ["data.synthetic_views=8"]},
-              {"name": "killed", "max_steps": 60, "overrides": ["train.ckpt_every=2"]},
-              {"name": "broken", "data": str(_corrupt_dataset(tmp_path))}]
+    scenes = [
+        {"name": "one"},
+        {"name": "two", "overrides": ["data.synthetic_views=8"]},
+        {"name": "killed", "max_steps": 60, "overrides": ["train.ckpt_every=2"]},
+        {"name": "broken", "data": str(_corrupt_dataset(tmp_path))},
+    ]
     path, out = _spec(tmp_path, scenes, retries=1), tmp_path / "out"
     cmd = [sys.executable, "-m", "lumisurf", "batch", str(path), "--out", str(out), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -156,7 +181,7 @@ def test_eta_uses_each_running_scenes_own_rate_and_the_median_for_pending_ones()
 
     now = 1000.0
     assert eta_seconds([{"status": "pending"}], now) is None  # nothing to go on
-    fast = {"status": "running", "progress": 0.5, "started": now - 10}   # 10 s more
+    fast = {"status": "running", "progress": 0.5, "started": now - 10}  # 10 s more
     slow = {"status": "running", "progress": 0.25, "started": now - 30}  # 90 s more
     assert eta_seconds([fast, slow], now) == pytest.approx(90.0)  # the slowest running scene bounds it
     done = {"status": "ok", "wall_s": 40.0}

@@ -1,4 +1,5 @@
 """One-bounce light off the mesh (``renderers/bounce.py``): quadrature, visibility table, hand values, gradients."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,12 @@ def _quad(z: float, facing_up: bool, half: float = 1.0) -> tuple[np.ndarray, np.
 def _const_field(albedo: float, metallic: float):
     def field(p):
         n = p.shape[0]
-        return {"albedo": torch.full((n, 3), albedo, dtype=p.dtype), "metallic": torch.full((n, 1), metallic, dtype=p.dtype),
-                "roughness": torch.full((n, 1), 0.5, dtype=p.dtype)}
+        return {
+            "albedo": torch.full((n, 3), albedo, dtype=p.dtype),
+            "metallic": torch.full((n, 1), metallic, dtype=p.dtype),
+            "roughness": torch.full((n, 1), 0.5, dtype=p.dtype),
+        }
+
     return field
 
 
@@ -41,8 +46,9 @@ def test_visibility_table_open_plane_and_box(backend):
     assert table.shape == (4, 256) and table.dtype == torch.float16
     assert torch.allclose(table.float().sum(1), torch.ones(4), atol=0.02)  # nothing blocks an open plane
     v2, f2 = _quad(0.5, facing_up=False, half=3.0)  # a wide roof over the plane blocks most of the sky
-    table = visibility_table(MeshTracer(np.vstack([v, v2]), np.vstack([f, f2 + 4]), backend=backend),
-                             fibonacci_sphere(256))
+    table = visibility_table(
+        MeshTracer(np.vstack([v, v2]), np.vstack([f, f2 + 4]), backend=backend), fibonacci_sphere(256)
+    )
     assert float(table[:4].float().sum(1).max()) < 0.5
 
 

@@ -1,4 +1,5 @@
 """Radiance HDR I/O, lat-long environment maps (+ importance sampling), the GGX BRDF and its samplers."""
+
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from lumisurf.data.hdr import read_hdr, write_hdr
 from lumisurf.errors import DataError
@@ -20,8 +22,6 @@ from lumisurf.shading.envmap import (
     uv_to_dir,
 )
 from lumisurf.shading.split_sum import integrate_brdf
-
-from conftest import SHARED_DATA
 
 F64 = torch.float64
 
@@ -71,8 +71,12 @@ def test_hdr_bad_files(tmp_path):
     img = np.ones((4, 16, 3), np.float32)
     write_hdr(tmp_path / "ok.hdr", img)
     data = (tmp_path / "ok.hdr").read_bytes()
-    cases = {"trunc.hdr": data[:-5], "magic.hdr": b"P6\n" + data, "res.hdr": data.replace(b"-Y 4 +X 16", b"-Y 4 Q 16"),
-             "header.hdr": data[:20]}
+    cases = {
+        "trunc.hdr": data[:-5],
+        "magic.hdr": b"P6\n" + data,
+        "res.hdr": data.replace(b"-Y 4 +X 16", b"-Y 4 Q 16"),
+        "header.hdr": data[:20],
+    }
     for name, blob in cases.items():
         (tmp_path / name).write_bytes(blob)
         with pytest.raises(DataError, match=name):
@@ -175,8 +179,9 @@ def test_downsample_envmap_keeps_the_integral(size):
     _, om_big = latlong_directions(16, 32, dtype=F64)
     _, om_small = latlong_directions(*size, dtype=F64)
     tol = 1e-12 if size == (8, 16) else 2e-2  # exact for integer factors
-    torch.testing.assert_close((small * om_small[..., None]).sum((0, 1)), (img * om_big[..., None]).sum((0, 1)),
-                               rtol=tol, atol=0)
+    torch.testing.assert_close(
+        (small * om_small[..., None]).sum((0, 1)), (img * om_big[..., None]).sum((0, 1)), rtol=tol, atol=0
+    )
     np.testing.assert_allclose(downsample_envmap(np.full((16, 32, 3), 2.0), *size), 2.0)
 
 
@@ -198,8 +203,11 @@ def test_brdf_zero_below_horizon_reciprocity_and_gradcheck():
     n = torch.nn.functional.normalize(torch.randn(6, 3, dtype=F64, generator=g), dim=-1)
     v = torch.nn.functional.normalize(n + 0.7 * torch.randn(6, 3, dtype=F64, generator=g), dim=-1)
     l = torch.nn.functional.normalize(n + 0.7 * torch.randn(6, 3, dtype=F64, generator=g), dim=-1)
-    alb, met, rough = torch.rand(6, 3, dtype=F64, generator=g), torch.rand(6, 1, dtype=F64, generator=g), \
-        0.2 + 0.8 * torch.rand(6, 1, dtype=F64, generator=g)
+    alb, met, rough = (
+        torch.rand(6, 3, dtype=F64, generator=g),
+        torch.rand(6, 1, dtype=F64, generator=g),
+        0.2 + 0.8 * torch.rand(6, 1, dtype=F64, generator=g),
+    )
     f_vl = brdf.eval_brdf_cos(n, v, l, alb, met, rough)
     f_lv = brdf.eval_brdf_cos(n, l, v, alb, met, rough)
     nl, nv = (n * l).sum(-1, keepdim=True), (n * v).sum(-1, keepdim=True)
@@ -223,7 +231,7 @@ def test_white_furnace(rough):
         ref = integrate_brdf(_t(nv), _t(rough), 2048).sum()  # split-sum scale + bias with F0 = 1
         assert spec <= 1.0 and spec.item() == pytest.approx(ref.item(), abs=0.01)
         lc = brdf.sample_cosine(z, xi)
-        lam = (brdf.eval_brdf_cos(z, v, lc, one, _t(0.0), r) - brdf.eval_brdf_cos(z, v, lc, 0 * one, _t(0.0), r))
+        lam = brdf.eval_brdf_cos(z, v, lc, one, _t(0.0), r) - brdf.eval_brdf_cos(z, v, lc, 0 * one, _t(0.0), r)
         lam = (lam[:, 0] / brdf.pdf_cosine(z, lc)).mean()
         assert lam.item() == pytest.approx(1.0, abs=1e-9)  # Lambert, albedo 1, is exactly energy preserving
 
@@ -244,8 +252,10 @@ def test_pdfs_integrate_to_one_and_moments_match():
     xi = torch.rand(100000, 2, dtype=F64, generator=g)
     v, r = 0.5 * n + math.sqrt(0.75) * t, _t(0.5)
     p = brdf.pdf_ggx_reflection(n, v, dirs, r)
-    for samples, dens in ((brdf.sample_ggx_reflection(n, v, r, xi), p), (brdf.sample_cosine(n, xi),
-                                                                        brdf.pdf_cosine(n, dirs))):
+    for samples, dens in (
+        (brdf.sample_ggx_reflection(n, v, r, xi), p),
+        (brdf.sample_cosine(n, xi), brdf.pdf_cosine(n, dirs)),
+    ):
         expect = (dirs * (dens * dw)[:, None]).sum(0)
         torch.testing.assert_close(samples.mean(0), expect, atol=6e-3, rtol=0)
         torch.testing.assert_close(samples.norm(dim=-1), torch.ones(len(xi), dtype=F64))

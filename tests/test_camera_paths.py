@@ -1,4 +1,5 @@
 """Camera paths (orbit, spiral, interpolation, JSON files) and `lumisurf render --path ... --video`."""
+
 import json
 import math
 
@@ -12,8 +13,10 @@ from lumisurf.errors import DataError
 
 
 def _rig(n=6, radius=3.0, height=1.0):
-    eyes = [torch.tensor([radius * math.cos(a), radius * math.sin(a), height]) for a in
-            torch.linspace(0, 2 * math.pi, n + 1)[:-1].tolist()]
+    eyes = [
+        torch.tensor([radius * math.cos(a), radius * math.sin(a), height])
+        for a in torch.linspace(0, 2 * math.pi, n + 1)[:-1].tolist()
+    ]
     return torch.stack([look_at(e, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0])) for e in eyes])
 
 
@@ -38,6 +41,7 @@ def test_interpolation_passes_exactly_through_its_keys():
 
 def test_orbit_circles_the_origin_at_the_rig_distance():
     from lumisurf.data.readers.common import make_cameras
+
     cams = make_cameras(_rig(6).numpy(), 50.0, 50.0, 32.0, 24.0, 64, 48)
     for kind in ("orbit", "spiral"):
         path = make_path(kind, cams, 12)
@@ -63,13 +67,31 @@ def test_path_file_in_world_units(tmp_path):
 def test_orbit_video_reads_back(tmp_path):
     ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="videos need the 'capture' extra")
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), "--max-steps", "2", "--device", "cpu", "--no-progress",
-                 "data.synthetic_resolution=16", "data.synthetic_views=5", "train.batch_rays=32",
-                 "train.val_every=0", "train.finalize=false", "sampler.n_samples=8", "sampler.n_importance=8",
-                 "sampler.up_sample_steps=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "data.synthetic_resolution=16",
+                "data.synthetic_views=5",
+                "train.batch_rays=32",
+                "train.val_every=0",
+                "train.finalize=false",
+                "sampler.n_samples=8",
+                "sampler.n_importance=8",
+                "sampler.up_sample_steps=2",
+            ]
+        )
+        == 0
+    )
     video = tmp_path / "orbit.mp4"
-    assert main(["render", str(run), "--path", "orbit", "--frames", "8", "--video", str(video),
-                 "--side-by-side"]) == 0
+    assert main(["render", str(run), "--path", "orbit", "--frames", "8", "--video", str(video), "--side-by-side"]) == 0
     assert len(list((run / "renders" / "path_orbit").glob("frame_*.png"))) == 8
     reader = ffmpeg.read_frames(str(video))
     meta = next(reader)
@@ -77,20 +99,39 @@ def test_orbit_video_reads_back(tmp_path):
     assert sum(1 for _ in reader) == 8
 
 
-def test_meshes_carry_the_radiance_as_vertex_colours(tmp_path):
+def test_meshes_carry_the_radiance_as_vertex_colors(tmp_path):
     import numpy as np
     import trimesh
 
     run = tmp_path / "run"
-    assert main(["train", "--out", str(run), "--max-steps", "2", "--device", "cpu", "--no-progress",
-                 "data.synthetic_resolution=16", "data.synthetic_views=5", "train.batch_rays=32",
-                 "train.val_every=0", "train.finalize=false", "sampler.n_samples=8", "sampler.n_importance=8",
-                 "sampler.up_sample_steps=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "data.synthetic_resolution=16",
+                "data.synthetic_views=5",
+                "train.batch_rays=32",
+                "train.val_every=0",
+                "train.finalize=false",
+                "sampler.n_samples=8",
+                "sampler.n_importance=8",
+                "sampler.up_sample_steps=2",
+            ]
+        )
+        == 0
+    )
     assert main(["extract", str(run), "--resolution", "32", "--format", "ply", "glb", "obj"]) == 0
     ply = trimesh.load(run / "mesh.ply", process=False)
-    colours = np.asarray(ply.visual.vertex_colors)[:, :3]
-    assert len(ply.vertices) > 0 and colours.std(0).max() > 0  # per-vertex colours, not one default
+    colors = np.asarray(ply.visual.vertex_colors)[:, :3]
+    assert len(ply.vertices) > 0 and colors.std(0).max() > 0  # per-vertex colors, not one default
     glb = trimesh.load(run / "mesh.glb", force="mesh", process=False)
     assert len(glb.vertices) == len(ply.vertices)
-    assert np.array_equal(np.asarray(glb.visual.vertex_colors)[:, :3], colours)
+    assert np.array_equal(np.asarray(glb.visual.vertex_colors)[:, :3], colors)
     assert (run / "mesh.obj").read_text().count("\nv ") == len(ply.vertices)

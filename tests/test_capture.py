@@ -1,4 +1,5 @@
 """`lumisurf data process`: photos/video in, a COLMAP dataset out (pycolmap and imageio-ffmpeg: extra `capture`)."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ def test_sharpness_hand_value_and_blur_order():
     assert sharpness(np.full((8, 8, 3), 77, np.uint8)) == 0.0
     checker = ((np.indices((8, 8)).sum(0) % 2) * 255).astype(np.uint8)
     # interior Laplacian is -1020 on white and +1020 on black cells, half each: variance 1020^2
-    assert sharpness(np.repeat(checker[..., None], 3, -1)) == pytest.approx(1020.0 ** 2)
+    assert sharpness(np.repeat(checker[..., None], 3, -1)) == pytest.approx(1020.0**2)
     rng = np.random.default_rng(0)
     sharp = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
     blurred = ((sharp[:-1, :-1].astype(float) + sharp[1:, 1:] + sharp[:-1, 1:] + sharp[1:, :-1]) / 4).astype(np.uint8)
@@ -72,8 +73,11 @@ def test_umeyama_recovers_a_similarity():
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     rot = q * np.sign(np.linalg.det(q))
     sim = umeyama(x, 2.5 * x @ rot.T + np.array([1.0, -2.0, 0.5]))
-    assert sim.scale == pytest.approx(2.5) and np.allclose(sim.rotation, rot) and \
-        np.allclose(sim.translation, [1.0, -2.0, 0.5])
+    assert (
+        sim.scale == pytest.approx(2.5)
+        and np.allclose(sim.rotation, rot)
+        and np.allclose(sim.translation, [1.0, -2.0, 0.5])
+    )
 
 
 def test_video_frames_keep_the_sharpest_of_each_stretch(tmp_path):
@@ -108,6 +112,7 @@ def test_sfm_recovers_the_orbit(processed):
     for n in (2, 4):
         assert Image.open(root / f"images_{n}" / "view_00.png").size == (320 // n, 240 // n)
     from lumisurf.data.readers.colmap import read_colmap
+
     scene = read_colmap(root, holdout_every=0)
     err = pose_errors(scene.split("train").cameras.c2w.numpy(), poses)
     # 30 degrees between views and short tracks: a wrong model is off by tens of degrees
@@ -119,6 +124,7 @@ def test_pycolmap_model_reads_back_with_identical_cameras(processed):
     import pycolmap
 
     from lumisurf.data.readers.colmap import read_colmap
+
     root, _, _ = processed
     rec = pycolmap.Reconstruction(str(root / "sparse" / "0"))
     cams = read_colmap(root, holdout_every=0).split("train")
@@ -131,8 +137,17 @@ def test_pycolmap_model_reads_back_with_identical_cameras(processed):
         w2c[:3] = im.cam_from_world().matrix() if callable(im.cam_from_world) else im.cam_from_world.matrix()
         np.testing.assert_allclose(cams.cameras.c2w[k].numpy(), np.linalg.inv(w2c), atol=1e-5)
         f, cx, cy, k1 = im.camera.params
-        np.testing.assert_allclose([float(cams.cameras.fx[k]), float(cams.cameras.cx[k]), float(cams.cameras.cy[k]),
-                                    float(cams.cameras.distortion[k, 0])], [f, cx, cy, k1], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            [
+                float(cams.cameras.fx[k]),
+                float(cams.cameras.cx[k]),
+                float(cams.cameras.cy[k]),
+                float(cams.cameras.distortion[k, 0]),
+            ],
+            [f, cx, cy, k1],
+            rtol=1e-6,
+            atol=1e-6,
+        )
 
 
 def test_too_few_registered_names_the_cause(tmp_path):
@@ -154,10 +169,11 @@ def test_missing_capture_extra_is_one_clear_line(tmp_path, monkeypatch):
 
 def test_sparse_points_normalisation_ignores_the_room():
     import torch
-
     from capture_scene import orbit
+
     from lumisurf.data.normalization import sparse_points_normalization
     from lumisurf.data.readers.common import make_cameras
+
     cams = make_cameras(orbit(16), 300.0, 300.0, 160.0, 120.0, 320, 240)
     rng = np.random.default_rng(0)
     obj = rng.uniform(-0.5, 0.5, (400, 3))  # the object, in every view
@@ -174,6 +190,7 @@ def test_colmap_points_are_read_and_used_by_auto(processed):
 
     from lumisurf.data.normalization import normalize_scene
     from lumisurf.data.readers.colmap import read_colmap
+
     root, poses, _ = processed
     rec = pycolmap.Reconstruction(str(root / "sparse" / "0"))
     scene = read_colmap(root, holdout_every=0)
@@ -187,7 +204,7 @@ def test_colmap_points_are_read_and_used_by_auto(processed):
     corners = np.stack(np.meshgrid(*[[-0.5, 0.5]] * 3, indexing="ij"), -1).reshape(-1, 3)
     in_sfm = (corners - sim.translation) @ sim.rotation / sim.scale
     dist = np.linalg.norm(np.asarray(norm.to_normalized(in_sfm)), axis=1)
-    assert 0.4 < dist.min() and dist.max() < 1.0
+    assert dist.min() > 0.4 and dist.max() < 1.0
 
 
 def test_auto_masks_from_the_sfm_points(processed, tmp_path, capsys):
@@ -196,6 +213,7 @@ def test_auto_masks_from_the_sfm_points(processed, tmp_path, capsys):
     import shutil
 
     from lumisurf.data.capture.process import _auto_masks
+
     root, poses, _ = processed
     copy = tmp_path / "dataset"
     shutil.copytree(root / "images", copy / "images")
@@ -211,9 +229,11 @@ def test_auto_masks_from_the_sfm_points(processed, tmp_path, capsys):
     assert np.mean(ious) >= 0.9 and min(ious) >= 0.8, ious
     assert (copy / "masks_overview.png").exists() and not (copy / "masks" / "overview.png").exists()
     from lumisurf.data.readers.colmap import read_colmap
+
     assert read_colmap(copy, holdout_every=0).split("train").masks is not None  # training reads them
     # `lumisurf data masks` on the same dataset, which now has masks: it reports the IoU against them
     from lumisurf.cli import main
+
     assert main(["data", "masks", str(copy), "--out", str(tmp_path / "again")]) in (0, None)
     assert len(list((tmp_path / "again").glob("view_*.png"))) == N_VIEWS
     assert (tmp_path / "again" / "overview.png").exists()

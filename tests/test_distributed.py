@@ -1,5 +1,6 @@
 """Data-parallel training (``lumisurf train --nproc N``, gloo on CPU): N ranks equal one rank, only rank 0
 writes, and a checkpoint resumes with another number of ranks."""
+
 from __future__ import annotations
 
 import csv
@@ -15,13 +16,24 @@ from lumisurf.jobs.train import build_train_config, train_job
 from lumisurf.train.distributed import SINGLE, Distributed, from_environment
 
 # perturb off: the rays are the same whatever the ranks, and so is every sample along them
-TINY = ["data.synthetic_resolution=16", "data.synthetic_views=4", "train.batch_rays=64", "train.finalize=false",
-        "train.log_every=1", "train.val_every=0", "sampler.perturb=false"]
+TINY = [
+    "data.synthetic_resolution=16",
+    "data.synthetic_views=4",
+    "train.batch_rays=64",
+    "train.finalize=false",
+    "train.log_every=1",
+    "train.val_every=0",
+    "sampler.perturb=false",
+]
 
 
 def test_shares_split_the_batch_evenly_in_rank_order():
-    assert [Distributed(r, 4).share(64) for r in range(4)] == [slice(0, 16), slice(16, 32), slice(32, 48),
-                                                               slice(48, 64)]
+    assert [Distributed(r, 4).share(64) for r in range(4)] == [
+        slice(0, 16),
+        slice(16, 32),
+        slice(32, 48),
+        slice(48, 64),
+    ]
     assert SINGLE.share(7) == slice(0, 7)
     with pytest.raises(ConfigError, match="divisible by the 3 ranks"):
         Distributed(0, 3).share(64)
@@ -54,8 +66,26 @@ def _train(out, steps, resume=False):
 
 
 def _train_ranks(out, steps, nproc=2, resume=False):
-    cmd = [sys.executable, "-m", "lumisurf", "train", "--nproc", str(nproc), "--preset", "neus", "--device", "cpu",
-           "--max-steps", str(steps), "--out", str(out), "--no-progress", "--seed", "0", *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lumisurf",
+        "train",
+        "--nproc",
+        str(nproc),
+        "--preset",
+        "neus",
+        "--device",
+        "cpu",
+        "--max-steps",
+        str(steps),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--seed",
+        "0",
+        *TINY,
+    ]
     done = subprocess.run(cmd + (["--resume"] if resume else []), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     return done.stdout
@@ -83,8 +113,8 @@ def test_two_ranks_with_half_batches_equal_one_rank_and_resume_with_another_rank
 
 
 def test_sparse_voxels_refuse_ranks_with_a_clear_message():
+    from lumisurf.kinds import build_trainer
     from lumisurf.presets import preset_config
-    from lumisurf.train.trainer import build_trainer
 
     with pytest.raises(ConfigError, match="sparse voxels train on one process"):
         build_trainer(preset_config("svraster"), None, dist=Distributed(0, 2))

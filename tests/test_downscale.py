@@ -1,4 +1,5 @@
 """Images held as uint8, `data.downscale=N` for every format (intrinsics scaled), COLMAP images_N/ and masks/."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from reader_fakes import fake_blender
 
 from lumisurf.data.capture.process import write_downscaled
 from lumisurf.data.images import as_float
@@ -88,8 +90,7 @@ def test_colmap_reads_images_n_and_masks(tmp_path):
 
 
 def test_blender_gt_maps_follow_the_downscale(tmp_path):
-    from test_readers import _fake_blender
-    root = _fake_blender(tmp_path)
+    root = fake_blender(tmp_path)
     np.save(root / "train" / "r_0_depth.npy", np.full((12, 16), 2.0, np.float32))
     sc = load_scene(root, downscale=2).split("train")
     assert sc.images.shape == (3, 6, 8, 3) and sc.depths.shape == (3, 6, 8)
@@ -101,6 +102,7 @@ def test_blender_gt_maps_follow_the_downscale(tmp_path):
 
 def test_ngp_mask_path_and_masks_folder(tmp_path):
     from lumisurf.errors import DataError
+
     eye = np.eye(4)
     frames = []
     for k in range(2):

@@ -1,5 +1,6 @@
 """Gated resolution experts (hash SDF): the cheap coarse-level expert is distilled from the full field, answers
 proposal queries far from the surface, and hands the near ones to every level."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,9 +16,18 @@ GRID = HashGridConfig(n_levels=6, n_features=2, log2_table_size=12, base_resolut
 
 def _field(**experts):
     torch.manual_seed(0)
-    cfg = SDFConfig(backend="hash", hidden=32, layers=2, skip_in=(), multires=0, feature_dim=3, weight_norm=False,
-                    normals="analytic", grid=GRID, experts=ExpertsConfig(**{"enabled": True, "coarse_levels": 3,
-                                                                             **experts}))
+    cfg = SDFConfig(
+        backend="hash",
+        hidden=32,
+        layers=2,
+        skip_in=(),
+        multires=0,
+        feature_dim=3,
+        weight_norm=False,
+        normals="analytic",
+        grid=GRID,
+        experts=ExpertsConfig(**{"enabled": True, "coarse_levels": 3, **experts}),
+    )
     return build_sdf(cfg)
 
 

@@ -39,11 +39,13 @@ def test_geometric_init_is_a_sphere():
 def test_sdf_shapes_and_gradient_matches_finite_differences():
     torch.manual_seed(0)
     sdf = small_sdf().double()
-    x = (torch.rand(16, 3, dtype=torch.float64) - 0.5)
+    x = torch.rand(16, 3, dtype=torch.float64) - 0.5
     s, f, g = sdf.sdf_and_gradient(x, create_graph=False)
     assert s.shape == (16,) and f.shape == (16, 8) and g.shape == (16, 3)
     eps = 1e-5
-    fd = torch.stack([(sdf.sdf(x + eps * e) - sdf.sdf(x - eps * e)) / (2 * eps) for e in torch.eye(3, dtype=x.dtype)], -1)
+    fd = torch.stack(
+        [(sdf.sdf(x + eps * e) - sdf.sdf(x - eps * e)) / (2 * eps) for e in torch.eye(3, dtype=x.dtype)], -1
+    )
     assert torch.allclose(g, fd, atol=1e-6)
 
 
@@ -60,7 +62,7 @@ def test_variance_and_heads():
     v = Variance(0.3)
     assert torch.isclose(v.inv_s(), torch.tensor(math.exp(3.0)))
     color = NeuSColor(ColorConfig(hidden=16, layers=2, weight_norm=False), feature_dim=8)
-    with torch.no_grad():  # a zero output layer leaves sigmoid(bias): hand-computed colours
+    with torch.no_grad():  # a zero output layer leaves sigmoid(bias): hand-computed colors
         color.mlp[-1].weight.zero_()
         color.mlp[-1].bias.copy_(torch.tensor([0.0, math.log(3.0), -math.log(3.0)]))
     rgb = color(torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 3), torch.rand(5, 8))
@@ -70,7 +72,7 @@ def test_variance_and_heads():
     assert sigma.shape == (7,) and (sigma >= 0).all() and rgb.shape == (7, 3)
 
 
-def test_colour_net_reflected_view_input():
+def test_color_net_reflected_view_input():
     """view_input=reflected encodes the ray mirrored about the unit normal and appends n.d."""
     color = NeuSColor(ColorConfig(hidden=8, layers=2, view_input="reflected"), feature_dim=4)
     seen = []
@@ -80,4 +82,3 @@ def test_colour_net_reflected_view_input():
     rgb = color(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, 2.0]]), d, torch.zeros(1, 4))  # unnormalised n
     assert torch.allclose(seen[0], torch.tensor([[1.0, 0.0, 1.0]]) / math.sqrt(2.0), atol=1e-6)
     assert color.mlp[0].in_features == 3 + 3 + enc.output_dim + 1 + 4 and rgb.shape == (1, 3)
-

@@ -1,4 +1,5 @@
 """The divergence guard, checkpoints that always exist, and resume that continues exactly where it stopped."""
+
 import math
 
 import pytest
@@ -12,10 +13,21 @@ from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 from lumisurf.train_config import GuardConfig
 
-TINY = ["train.batch_rays=32", "train.val_every=0", "train.ckpt_every=0", "train.max_steps=6",
-        "train.finalize=false", "train.device=cpu", "sampler.n_samples=8", "sampler.n_importance=8",
-        "sampler.up_sample_steps=2", "model.background.n_samples=4", "model.sdf.grid.implementation=torch",
-        "train.guard.snapshot_every=2", "train.guard.check_every=1"]
+TINY = [
+    "train.batch_rays=32",
+    "train.val_every=0",
+    "train.ckpt_every=0",
+    "train.max_steps=6",
+    "train.finalize=false",
+    "train.device=cpu",
+    "sampler.n_samples=8",
+    "sampler.n_importance=8",
+    "sampler.up_sample_steps=2",
+    "model.background.n_samples=4",
+    "model.sdf.grid.implementation=torch",
+    "train.guard.snapshot_every=2",
+    "train.guard.check_every=1",
+]
 
 
 def _trainer(tmp_path, scene, extra=(), resume=False, preset="lumisurf"):
@@ -26,6 +38,7 @@ def _trainer(tmp_path, scene, extra=(), resume=False, preset="lumisurf"):
 
 
 # ----------------------------------------------------------------------------- the guard alone
+
 
 def test_batch_coverage_hand_values():
     opacity = torch.tensor([[0.9], [0.8], [0.1], [0.2]])
@@ -81,6 +94,7 @@ def test_guard_restores_the_older_snapshot_then_gives_up():
 
 # ----------------------------------------------------------------------------- inside training
 
+
 def test_training_recovers_from_a_failing_step(tiny_scene, tmp_path, monkeypatch, capsys):
     tr = _trainer(tmp_path / "run", tiny_scene)
     real = Trainer.train_step
@@ -110,9 +124,21 @@ def test_a_run_that_keeps_diverging_stops_with_a_usable_checkpoint(tiny_scene, t
 
     monkeypatch.setattr(Trainer, "train_step", nan_step)
     run = tmp_path / "diverged"
-    code = main(["train", "--out", str(run), "--no-progress", "--max-steps", "20", *TINY[:-1],
-                 "data.synthetic_views=4", "data.synthetic_resolution=16", "train.max_steps=20",
-                 "eval.mesh_resolution=32"])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(run),
+            "--no-progress",
+            "--max-steps",
+            "20",
+            *TINY[:-1],
+            "data.synthetic_views=4",
+            "data.synthetic_resolution=16",
+            "train.max_steps=20",
+            "eval.mesh_resolution=32",
+        ]
+    )
     assert code == 2
     state = read_checkpoint(run / "ckpt" / "last.pt")
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -170,6 +196,7 @@ def test_old_run_configs_are_migrated_to_progress_fractions(tmp_path):
         del old[section][new]
     old["optim"]["warmup_steps"], old["train"]["anneal_end"] = 500, 2000
     old["schedule"]["grid_steps_per_level"] = 250  # 8 -> 16 levels over 2000 of 20000 steps
+    old["loss"]["segmentation"]["consistency_views"] = 4  # a key that was never read, dropped
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(old))
     cfg = load_config(path)

@@ -1,5 +1,6 @@
 """Hash grid encoding: layout, indexing, torch reference maths, kernel/torch parity (every fast kernel: Warp,
 numba), masking, fallback."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,8 @@ import warnings
 import pytest
 import torch
 
-from lumisurf.encodings import HashGrid, HashGridConfig
+from lumisurf.encodings import HashGrid, HashGridConfig, hash_grid_numba
 from lumisurf.encodings import hash_grid as hg
-from lumisurf.encodings import hash_grid_numba
 from lumisurf.encodings import hash_grid_torch as ref
 from lumisurf.encodings import hash_grid_warp as fast
 from lumisurf.errors import ConfigError
@@ -22,9 +22,16 @@ HAVE_WARP = fast.missing() is None
 needs_warp = pytest.mark.skipif(not HAVE_WARP, reason="warp-lang is not installed (the torch fallback is tested)")
 # every fast kernel against the torch twin, on every device it runs on; a kernel that is not installed is skipped
 # with the reason (its fallback is tested below)
-KERNEL_DEVICES = [pytest.param(name, dev, marks=pytest.mark.skipif(hg.GRID_KERNELS.get(name).missing() is not None,
-                                                                   reason=f"{name} is not installed"))
-                  for name in hg.GRID_KERNELS for dev in DEVICES if dev in hg.GRID_KERNELS.get(name).devices]
+KERNEL_DEVICES = [
+    pytest.param(
+        name,
+        dev,
+        marks=pytest.mark.skipif(hg.GRID_KERNELS.get(name).missing() is not None, reason=f"{name} is not installed"),
+    )
+    for name in hg.GRID_KERNELS
+    for dev in DEVICES
+    if dev in hg.GRID_KERNELS.get(name).devices
+]
 
 
 def _grid(impl: str, device="cpu", seed: int = 0, **kw) -> HashGrid:
@@ -73,8 +80,17 @@ def test_default_config_matches_instant_ngp():
     assert grid.params.shape[1] == 2 and max(grid.layout.sizes) == 2**19
 
 
-@pytest.mark.parametrize("bad", [dict(n_levels=0), dict(log2_table_size=0), dict(bound=0.0),
-                                 dict(max_resolution=2), dict(growth_factor=0.5), dict(implementation="cuda")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(n_levels=0),
+        dict(log2_table_size=0),
+        dict(bound=0.0),
+        dict(max_resolution=2),
+        dict(growth_factor=0.5),
+        dict(implementation="cuda"),
+    ],
+)
 def test_config_errors(bad):
     with pytest.raises(ConfigError):
         HashGrid(HashGridConfig(**{**SMALL, **bad}))
@@ -119,8 +135,9 @@ def test_reference_gradcheck_float64():
     x = (torch.rand(4, 3, generator=gen, dtype=torch.float64) * 1.8 - 0.9).requires_grad_()
     enc = lambda xx, tt: ref.hash_encode_with_grad_torch(xx, tt, layout, 1.0)  # noqa: E731
     assert torch.autograd.gradcheck(enc, (x, table), eps=1e-7, atol=1e-5)
-    assert torch.autograd.gradgradcheck(lambda xx: ref.hash_encode_torch(xx, table.detach(), layout), (x,),
-                                        eps=1e-7, atol=1e-5)
+    assert torch.autograd.gradgradcheck(
+        lambda xx: ref.hash_encode_torch(xx, table.detach(), layout), (x,), eps=1e-7, atol=1e-5
+    )
 
 
 def test_analytic_jacobian_matches_central_differences():
@@ -250,7 +267,11 @@ def test_kernel_failure_falls_back_with_one_warning(broken, monkeypatch):
     assert len(caught) == 1 and "simulated compile error" in str(caught[0].message), [str(c.message) for c in caught]
     assert broken in str(caught[0].message)
     assert "simulated" in hg.kernel_status(broken, "cpu")
-    assert torch.allclose(out1, g_torch(x), atol=1e-5) and torch.allclose(out2, out1) and torch.allclose(out3, out1, atol=1e-5)
+    assert (
+        torch.allclose(out1, g_torch(x), atol=1e-5)
+        and torch.allclose(out2, out1)
+        and torch.allclose(out3, out1, atol=1e-5)
+    )
 
 
 def test_missing_kernel_falls_back_with_one_line(monkeypatch):
@@ -259,8 +280,11 @@ def test_missing_kernel_falls_back_with_one_line(monkeypatch):
     monkeypatch.setattr(hg, "_FAILURES", {})
     monkeypatch.setattr(hg, "_WARNED", set())
     numba_kernel = hg.GRID_KERNELS.get("numba")
-    monkeypatch.setitem(hg.GRID_KERNELS._items, "numba",
-                        hg.GridKernel(numba_kernel.apply, lambda: "numba import failed: simulated", ("cpu",)))
+    monkeypatch.setitem(
+        hg.GRID_KERNELS._items,
+        "numba",
+        hg.GridKernel(numba_kernel.apply, lambda: "numba import failed: simulated", ("cpu",)),
+    )
     x = _points(100)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,4 +1,5 @@
 """Image-space depth losses: hand values on a plane seen head-on and at an angle."""
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,7 @@ def test_depth_normals_of_a_plane_face_the_camera():
     assert torch.allclose(n[ok], torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64).expand(int(ok.sum()), 3))
     tilted = d * (t / (1.0 + 0.5 * d[..., 0] / d[..., 2]))[..., None]  # the plane z + 0.5 x = 2
     n2, _ = depth_normals(tilted, d, torch.ones(t.shape, dtype=torch.bool))
-    want = -torch.tensor([0.5, 0.0, 1.0], dtype=torch.float64) / 1.25 ** 0.5
+    want = -torch.tensor([0.5, 0.0, 1.0], dtype=torch.float64) / 1.25**0.5
     assert torch.allclose(n2[ok], want.expand(int(ok.sum()), 3))
     hole = torch.ones(t.shape, dtype=torch.bool)
     hole[3, 3] = False

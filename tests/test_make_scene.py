@@ -3,18 +3,18 @@
 Rendering tests need mitsuba (a benchmark dependency) and ../shared/data/envmaps and are skipped without
 them; a tiny two-material scene (32x32, 4 spp, 4 + 2 + 2 views) is rendered twice (same seed).
 """
+
 from __future__ import annotations
 
 import importlib.util
 import json
 import sys
-from conftest import SHARED_DATA
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
-
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scenes" / "make_scene.py"
 TINY = dict(res=32, spp=4, n_train=4, n_test=2, n_relight=2)
@@ -100,8 +100,11 @@ def test_json_keys(scenes):
     assert np.asarray(test["frames"][0]["transform_matrix"]).shape == (4, 4)
     meta = json.loads((root / "meta.json").read_text())
     shared = SHARED_DATA / "two_materials" / "meta.json"
-    want = set(json.loads(shared.read_text())) if shared.is_file() else {"scene", "render", "lighting", "materials",
-                                                                          "cameras", "ground_truth", "checks"}
+    want = (
+        set(json.loads(shared.read_text()))
+        if shared.is_file()
+        else {"scene", "render", "lighting", "materials", "cameras", "ground_truth", "checks"}
+    )
     assert want <= set(meta) and meta["generator"]["seed"] == 0
     assert [m["id"] for m in meta["materials"]] == [1, 2]
     assert meta["lighting"]["env_map"] == test["env_map"] != relight["env_map"] == meta["lighting"]["relight_env_map"]

@@ -1,4 +1,5 @@
 """Tests for lumisurf.mesh.material_export / uv_bake: PLY properties, baked textures, OBJ, GLB, Mitsuba XML."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -17,10 +18,13 @@ SIZE = 128
 
 def analytic_materials(p: np.ndarray) -> dict[str, np.ndarray]:
     n = len(p)
-    return {"albedo": np.stack([0.5 + 0.5 * p[:, 0], np.full(n, 0.3), np.full(n, 0.2)], axis=1),
-            "roughness": 0.2 + 0.3 * (p[:, 2] > 0), "metallic": (p[:, 1] > 0).astype(np.float32),
-            "material_prob": np.stack([p[:, 0] > 0, p[:, 0] <= 0], axis=1).astype(np.float32),
-            "material_id": (p[:, 0] > 0).astype(np.int64)}
+    return {
+        "albedo": np.stack([0.5 + 0.5 * p[:, 0], np.full(n, 0.3), np.full(n, 0.2)], axis=1),
+        "roughness": 0.2 + 0.3 * (p[:, 2] > 0),
+        "metallic": (p[:, 1] > 0).astype(np.float32),
+        "material_prob": np.stack([p[:, 0] > 0, p[:, 0] <= 0], axis=1).astype(np.float32),
+        "material_id": (p[:, 0] > 0).astype(np.int64),
+    }
 
 
 def bilinear(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -47,14 +51,16 @@ def exported(sphere, tmp_path_factory):
     out = tmp_path_factory.mktemp("materials")
     env = out.parent / "env.hdr"
     env.write_bytes(b"#?RADIANCE\n")  # only its existence matters here
-    paths = export_materials(out, sphere.vertices, sphere.faces, analytic_materials,
-                             texture_size=SIZE, env_map=env, progress=False)
+    paths = export_materials(
+        out, sphere.vertices, sphere.faces, analytic_materials, texture_size=SIZE, env_map=env, progress=False
+    )
     return paths, env
 
 
 def test_srgb_and_uint8_hand_values():
-    np.testing.assert_allclose(linear_to_srgb(np.array([0.0, 0.002, 0.5, 1.0])),
-                               [0.0, 0.02584, 0.735357, 1.0], atol=1e-5)
+    np.testing.assert_allclose(
+        linear_to_srgb(np.array([0.0, 0.002, 0.5, 1.0])), [0.0, 0.02584, 0.735357, 1.0], atol=1e-5
+    )
     assert to_uint8(np.array([-0.1, 0.5, 2.0])).tolist() == [0, 128, 255]
 
 
@@ -160,6 +166,7 @@ def test_refuses_to_overwrite_without_force(exported, sphere):
     paths, _ = exported
     before = paths["ply"].read_bytes()
     with pytest.raises(LumisurfError, match="refusing to overwrite"):
-        export_materials(paths["ply"].parent, sphere.vertices, sphere.faces, analytic_materials,
-                         texture_size=SIZE, progress=False)
+        export_materials(
+            paths["ply"].parent, sphere.vertices, sphere.faces, analytic_materials, texture_size=SIZE, progress=False
+        )
     assert paths["ply"].read_bytes() == before

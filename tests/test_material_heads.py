@@ -1,4 +1,5 @@
 """Material heads: parameter ranges, hand-computed radiance, energy bound, mixture of heads."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,18 @@ import pytest
 import torch
 
 from lumisurf.losses.segmentation import energy_conservation_loss
-from lumisurf.shading.heads import (HEADS, LambertHead, ShadingContext, SpecularHead, SubsurfaceHead,
-                                    TransmissionHead, build_heads, mix_heads, mixture_reflectance, refract)
+from lumisurf.shading.heads import (
+    HEADS,
+    LambertHead,
+    ShadingContext,
+    SpecularHead,
+    SubsurfaceHead,
+    TransmissionHead,
+    build_heads,
+    mix_heads,
+    mixture_reflectance,
+    refract,
+)
 
 F_DIM = 5
 
@@ -22,12 +33,15 @@ def _ctx(n=64, seed=0, dtype=torch.float32, feature_scale=1.0, normal_incidence=
         view = torch.nn.functional.normalize(torch.randn(n, 3, generator=g, dtype=dtype), dim=-1)
         view = torch.where(((normals * view).sum(-1, keepdim=True) > 0), -view, view)
     return ShadingContext(
-        points=torch.rand(n, 3, generator=g, dtype=dtype) * 2 - 1, normals=normals, view_dirs=view,
+        points=torch.rand(n, 3, generator=g, dtype=dtype) * 2 - 1,
+        normals=normals,
+        view_dirs=view,
         features=torch.randn(n, F_DIM, generator=g, dtype=dtype) * feature_scale,
         diffuse_light=torch.rand(n, 3, generator=g, dtype=dtype) * 2,
         specular_light=kw.pop("specular_light", torch.rand(n, 3, generator=g, dtype=dtype) * 3),
         lut=kw.pop("lut", torch.stack([torch.full((n,), 0.6, dtype=dtype), torch.full((n,), 0.3, dtype=dtype)], -1)),
-        **kw)
+        **kw,
+    )
 
 
 def _set_params(head, logits):
@@ -41,8 +55,16 @@ def _logit(p):
     return math.log(p / (1 - p))
 
 
-RANGES = {"albedo": (0, 1), "metallic": (0, 1), "roughness": (0, 1), "tint": (0, 1), "ior": (1, 2),
-          "scatter": (0, 1), "wrap": (0, 1), "fresnel": (0, 1)}
+RANGES = {
+    "albedo": (0, 1),
+    "metallic": (0, 1),
+    "roughness": (0, 1),
+    "tint": (0, 1),
+    "ior": (1, 2),
+    "scatter": (0, 1),
+    "wrap": (0, 1),
+    "fresnel": (0, 1),
+}
 
 
 @pytest.mark.parametrize("name", sorted(HEADS))

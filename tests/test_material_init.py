@@ -1,5 +1,6 @@
 """Stage II warm start (distillation, env bake, ``material.init``) and priors: hand values and a CLI smoke of a
 ``nero`` and a segmented run started from Stage I."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from lumisurf.jobs.material_eval import per_material_errors
 from lumisurf.jobs.material_init import resolve_init
 from lumisurf.presets import preset_config
 from lumisurf.shading.envmap import EnvironmentMap, latlong_directions
-from lumisurf.train.material_init import bake_env, distil_materials, env_priors, material_priors
+from lumisurf.train.material_priors import bake_env, distil_materials, env_priors, material_priors
 
 
 def _cfg(**kw) -> MaterialStageConfig:
@@ -31,8 +32,11 @@ def test_distil_materials_fits_targets():
     field = MaterialField(_cfg())
     x = torch.rand(2000, 3) * 2 - 1
     left = (x[:, :1] < 0).float()
-    targets = {"albedo": torch.tensor([0.2, 0.4, 0.6]).expand(2000, 3),
-               "metallic": 0.9 * left + 0.1 * (1 - left), "roughness": torch.full((2000, 1), 0.3)}
+    targets = {
+        "albedo": torch.tensor([0.2, 0.4, 0.6]).expand(2000, 3),
+        "metallic": 0.9 * left + 0.1 * (1 - left),
+        "roughness": torch.full((2000, 1), 0.3),
+    }
     l1 = distil_materials(field, x, targets, steps=150, lr=2e-2, batch=256, generator=torch.Generator().manual_seed(0))
     assert l1 < 0.05
     with torch.no_grad():
@@ -53,7 +57,10 @@ def test_bake_env_matches_light_at_texel_centres():
 
 def test_material_priors_hand_values():
     cfg = _cfg(metallic_binary_weight=2.0, segment_weight=1.0, dielectric_weight=0.5)
-    mat = {"metallic": torch.tensor([[0.5], [0.0], [1.0], [0.5]]), "roughness": torch.tensor([[0.2], [0.4], [0.6], [0.6]])}
+    mat = {
+        "metallic": torch.tensor([[0.5], [0.0], [1.0], [0.5]]),
+        "roughness": torch.tensor([[0.2], [0.4], [0.6], [0.6]]),
+    }
     out = material_priors(mat, cfg, segment=torch.tensor([0, 0, 1, 1]))
     assert math.isclose(float(out["metallic_binary"]), 2.0 * (0.25 + 0 + 0 + 0.25) / 4, rel_tol=1e-6)
     assert math.isclose(float(out["dielectric"]), 0.5 * 2.0 / 4, rel_tol=1e-6)
@@ -92,13 +99,25 @@ def test_resolve_init_by_preset():
 
 
 def test_per_material_errors_by_id():
-    preds = [{"albedo": torch.full((4, 3), 0.5), "roughness": torch.tensor([0.1, 0.1, 0.5, 0.7]),
-              "metallic": torch.tensor([1.0, 0.8, 0.0, 0.2])}]
-    gts = [{"albedo": torch.full((4, 3), 0.5), "roughness": torch.tensor([0.05, 0.05, 0.9, 0.9]),
-            "metallic": torch.tensor([1.0, 1.0, 0.0, 0.0]), "matid": torch.tensor([1, 1, 2, 2])}]
+    preds = [
+        {
+            "albedo": torch.full((4, 3), 0.5),
+            "roughness": torch.tensor([0.1, 0.1, 0.5, 0.7]),
+            "metallic": torch.tensor([1.0, 0.8, 0.0, 0.2]),
+        }
+    ]
+    gts = [
+        {
+            "albedo": torch.full((4, 3), 0.5),
+            "roughness": torch.tensor([0.05, 0.05, 0.9, 0.9]),
+            "metallic": torch.tensor([1.0, 1.0, 0.0, 0.0]),
+            "matid": torch.tensor([1, 1, 2, 2]),
+        }
+    ]
     out = per_material_errors(preds, gts)
-    assert math.isclose(out["metallic_mae_id1"], 0.1, rel_tol=1e-5) and math.isclose(out["metallic_mae_id2"], 0.1,
-                                                                                      rel_tol=1e-5)
+    assert math.isclose(out["metallic_mae_id1"], 0.1, rel_tol=1e-5) and math.isclose(
+        out["metallic_mae_id2"], 0.1, rel_tol=1e-5
+    )
     assert math.isclose(out["roughness_mae_id2"], 0.3, rel_tol=1e-5) and out["albedo_psnr_id1"] > 99.0
     assert per_material_errors(preds, [{k: v for k, v in gts[0].items() if k != "matid"}]) == {}
 
@@ -106,15 +125,56 @@ def test_per_material_errors_by_id():
 @pytest.mark.parametrize("preset", ["nero", "lumisurf-seg"])
 def test_material_from_stage1_cli(tmp_path, preset):
     run = tmp_path / "run"
-    common = ["model.sdf.grid.implementation=torch", "data.synthetic_views=4", "data.synthetic_resolution=24",
-              "train.batch_rays=64", "train.val_every=0", "eval.mesh_resolution=32"]
-    assert main(["train", "--preset", preset, "--max-steps", "2", "--out", str(run), "--no-progress",
-                 "train.finalize=false", *common]) == 0
+    common = [
+        "model.sdf.grid.implementation=torch",
+        "data.synthetic_views=4",
+        "data.synthetic_resolution=24",
+        "train.batch_rays=64",
+        "train.val_every=0",
+        "eval.mesh_resolution=32",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                preset,
+                "--max-steps",
+                "2",
+                "--out",
+                str(run),
+                "--no-progress",
+                "train.finalize=false",
+                *common,
+            ]
+        )
+        == 0
+    )
     assert main(["extract", str(run)]) == 0
-    assert main(["material", str(run), "--steps", "2", "--no-progress", "--no-export", "batch_rays=64",
-                 "light_samples=8", "grid.implementation=torch", "init_steps=5", "metallic_binary_weight=0.1",
-                 "segment_weight=0.1", "env_white_weight=0.1", "env_tv_weight=0.01", "loss=decorrelated",
-                 "dielectric_weight=0.01", "indirect=bounce"]) == 0
+    assert (
+        main(
+            [
+                "material",
+                str(run),
+                "--steps",
+                "2",
+                "--no-progress",
+                "--no-export",
+                "batch_rays=64",
+                "light_samples=8",
+                "grid.implementation=torch",
+                "init_steps=5",
+                "metallic_binary_weight=0.1",
+                "segment_weight=0.1",
+                "env_white_weight=0.1",
+                "env_tv_weight=0.01",
+                "loss=decorrelated",
+                "dielectric_weight=0.01",
+                "indirect=bounce",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((run / "material" / "summary.json").read_text())
     assert summary["init"] == "stage1" and math.isfinite(summary["init_l1"]) and math.isfinite(summary["loss"])
     assert summary["init_env_mean"] > 0 and summary["env_lr"] == 0.0  # the baked map is kept by default
@@ -146,7 +206,9 @@ def test_multilevel_env_map_adds_upsampled_coarse_levels():
         env.coarse[1].zero_()
         env.coarse[0][:, 0] = 1.0  # one bright coarse column spreads to its neighbours across the u seam
     img = env.image().detach()
-    assert float(img[:, 0].min()) > 1.0 and float(img[:, -1].min()) > 1.0 and torch.allclose(img[:, 8], torch.ones(8, 3))
+    assert (
+        float(img[:, 0].min()) > 1.0 and float(img[:, -1].min()) > 1.0 and torch.allclose(img[:, 8], torch.ones(8, 3))
+    )
     env.image().sum().backward()
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in env.parameters())
     env.set_image(torch.full((8, 16, 3), 3.0))  # a baked map lives in the full level; coarse levels reset

@@ -1,4 +1,5 @@
 """Lifting Stage I materials into the assignment (``train/material_lift.py``) and the head pre-fit."""
+
 from __future__ import annotations
 
 import math
@@ -83,11 +84,20 @@ def test_solo_head_keeps_other_heads_off_the_geometry():
     assert any(p.grad is not None for p in shading.heads[1].parameters())
 
 
-TINY_LIFT = ["model.sdf.grid.implementation=torch", "model.assignment.grid.implementation=torch",
-              "data.synthetic_views=4", "data.synthetic_resolution=24", "train.batch_rays=128", "train.val_every=0",
-              "train.max_steps=4", "model.assignment.init=materials", "model.assignment.pretrain_head=specular",
-              "schedule.phase_ends=[0.25,0.5,1.0,1.0]", "model.assignment.lift.points=2000",
-              "model.assignment.lift.fit_steps=20"]
+TINY_LIFT = [
+    "model.sdf.grid.implementation=torch",
+    "model.assignment.grid.implementation=torch",
+    "data.synthetic_views=4",
+    "data.synthetic_resolution=24",
+    "train.batch_rays=128",
+    "train.val_every=0",
+    "train.max_steps=4",
+    "model.assignment.init=materials",
+    "model.assignment.pretrain_head=specular",
+    "schedule.phase_ends=[0.25,0.5,1.0,1.0]",
+    "model.assignment.lift.points=2000",
+    "model.assignment.lift.fit_steps=20",
+]
 
 
 def _train_to_lift(tmp_path, overrides):
@@ -97,7 +107,7 @@ def _train_to_lift(tmp_path, overrides):
     tr = Trainer(cfg, run, scene=load_config_scene(cfg.data), progress=False)
     seen: dict[str, float] = {}
     for _ in range(4):
-        tr._update_schedules()
+        tr.update_schedules()
         if tr.step < 2:
             assert tr.lift is None and tr.model.color.solo == 0
         seen.update(tr.train_step())
@@ -143,8 +153,13 @@ def test_view_feature_clusters_rank_by_spread_and_smoothing_removes_outliers():
 
 def test_lift_on_view_features_with_the_mixture(tmp_path):
     """features=both (materials + what the photos show), feature smoothing and the Gaussian mixture in training."""
-    _, tr, seen = _train_to_lift(tmp_path, ["model.assignment.lift.features=both",
-                                            "model.assignment.lift.clustering=gmm",
-                                            "model.assignment.lift.feature_smoothing=1"])
+    _, tr, seen = _train_to_lift(
+        tmp_path,
+        [
+            "model.assignment.lift.features=both",
+            "model.assignment.lift.clustering=gmm",
+            "model.assignment.lift.feature_smoothing=1",
+        ],
+    )
     assert tr.lift is not None and tr.lift.targets.shape[1] == 2 and tr.lift.centres.shape == (2, 9)
     assert bool(torch.isfinite(tr.lift.targets).all()) and "loss_lift" in seen

@@ -1,4 +1,5 @@
 """Tests for lumisurf.mesh: SDF grid evaluation, marching cubes, component filtering, export."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_sphere_radius_and_watertight(sphere_mesh):
     assert np.abs(d - RADIUS).max() < 2.0 / 127  # within one voxel everywhere
     assert sphere_mesh.is_watertight
     assert sphere_mesh.volume > 0  # consistent outward winding gives a positive volume
-    assert abs(sphere_mesh.volume - 4 / 3 * np.pi * RADIUS ** 3) < 0.02 * 4 / 3 * np.pi * RADIUS ** 3
+    assert abs(sphere_mesh.volume - 4 / 3 * np.pi * RADIUS**3) < 0.02 * 4 / 3 * np.pi * RADIUS**3
 
 
 def test_sphere_normals_point_outward(sphere_mesh):
@@ -91,7 +92,7 @@ def test_mesh_to_world_round_trip(sphere_mesh):
     norm = Normalization(center=(1.0, -2.0, 3.0), scale=2.5)
     world = mesh_to_world(sphere_mesh, norm)
     np.testing.assert_allclose(world.vertices, sphere_mesh.vertices * 2.5 + np.array([1.0, -2.0, 3.0]))
-    assert np.isclose(world.volume, sphere_mesh.volume * 2.5 ** 3)
+    assert np.isclose(world.volume, sphere_mesh.volume * 2.5**3)
     back = mesh_to_normalized(world, norm)
     np.testing.assert_allclose(back.vertices, sphere_mesh.vertices, atol=1e-12)
     assert np.array_equal(world.faces, sphere_mesh.faces)
@@ -118,12 +119,19 @@ def test_fill_cavities_closes_a_void_inside_a_shell():
     shell = lambda p: torch.maximum(p.norm(dim=-1) - 0.8, 0.3 - p.norm(dim=-1))  # noqa: E731  hollow ball
     grid = evaluate_sdf_grid(shell, 64)
     filled, n = fill_cavities(grid)
-    ball = (torch.linspace(-1, 1, 64)[:, None, None] ** 2 + torch.linspace(-1, 1, 64)[None, :, None] ** 2
-            + torch.linspace(-1, 1, 64)[None, None] ** 2).sqrt().numpy()
+    ball = (
+        (
+            torch.linspace(-1, 1, 64)[:, None, None] ** 2
+            + torch.linspace(-1, 1, 64)[None, :, None] ** 2
+            + torch.linspace(-1, 1, 64)[None, None] ** 2
+        )
+        .sqrt()
+        .numpy()
+    )
     assert n == int((ball < 0.3).sum()) and (filled[ball < 0.3] < 0).all()  # the void became inside
     assert np.array_equal(filled[ball >= 0.3], grid[ball >= 0.3])  # nothing else changed
     both = extract_mesh(shell, 64, keep_largest=False)
     outer = extract_mesh(shell, 64, keep_largest=False, fill_voids=True)
-    assert both.area == pytest.approx(4 * np.pi * (0.8 ** 2 + 0.3 ** 2), rel=0.05)
-    assert outer.area == pytest.approx(4 * np.pi * 0.8 ** 2, rel=0.05) and outer.is_watertight
+    assert both.area == pytest.approx(4 * np.pi * (0.8**2 + 0.3**2), rel=0.05)
+    assert outer.area == pytest.approx(4 * np.pi * 0.8**2, rel=0.05) and outer.is_watertight
     assert fill_cavities(evaluate_sdf_grid(lambda p: p.norm(dim=-1) - 0.5, 32))[1] == 0  # no void, no change

@@ -1,4 +1,5 @@
 """MeshTracer: Embree vs brute-force torch, an analytic sphere, a hand-computed triangle, shadow rays."""
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,11 @@ def test_analytic_sphere(backend):
     d = _unit(torch.randn(n, 3, generator=g, dtype=torch.float64))
     # impact parameter b in [0, 0.95] hits, in [1.05, 1.5] misses; origin 4 units back along -d
     side = _unit(torch.cross(d, torch.randn(n, 3, generator=g, dtype=torch.float64), dim=-1))
-    b = torch.where(torch.arange(n) % 4 == 0, 1.05 + 0.45 * torch.rand(n, generator=g, dtype=torch.float64),
-                    0.95 * torch.rand(n, generator=g, dtype=torch.float64))
+    b = torch.where(
+        torch.arange(n) % 4 == 0,
+        1.05 + 0.45 * torch.rand(n, generator=g, dtype=torch.float64),
+        0.95 * torch.rand(n, generator=g, dtype=torch.float64),
+    )
     o = b[:, None] * side - 4.0 * d
     h = tracer.intersect(o, d)
     hits_exact = b < 1.0

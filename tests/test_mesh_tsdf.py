@@ -1,5 +1,6 @@
 """TSDF fusion of depth maps: hand values along one ray, an analytic sphere back with its radius, and the
 density voxels meshed through it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,7 @@ def _sphere_depth(cams, i):
     """Exact ray distance to the sphere of radius R at the origin, and where the rays hit it."""
     o, d, h, w = cams.pixel_rays(i)
     b = (o * d).sum(-1)
-    disc = b ** 2 - ((o ** 2).sum(-1) - R ** 2)
+    disc = b**2 - ((o**2).sum(-1) - R**2)
     t = -b - disc.clamp_min(0).sqrt()
     return t.reshape(h, w), (disc > 0).reshape(h, w)
 
@@ -48,20 +49,19 @@ def test_fused_sphere_comes_back_with_its_radius():
     assert isinstance(fused, FusedDepth) and fused.depth.shape == (12, 48, 48)
     assert fused(torch.zeros(1, 3)).item() == -1.0  # the centre: behind the surface in every view
     mesh = extract_mesh(fused, resolution=64, bound=1.0, keep_largest=False)
-    assert mesh.is_watertight and abs(mesh.volume - 4 / 3 * np.pi * R ** 3) < 0.06  # one shell, no inner one
+    assert mesh.is_watertight and abs(mesh.volume - 4 / 3 * np.pi * R**3) < 0.06  # one shell, no inner one
     radii = np.linalg.norm(mesh.vertices, axis=1)
     assert abs(np.median(radii) - R) < 0.02 and radii.max() < R + 0.06
 
 
 def test_density_voxels_are_meshed_from_their_depth():
-    from lumisurf.jobs.extract import surface_function
     from lumisurf.voxels.model import SparseVoxelModel
     from lumisurf.voxels.structure import VoxelOctree
 
     tree = VoxelOctree.dense(5, torch.full((3,), -1.0), 2.0)
     sdf = tree.corner_positions().norm(dim=-1) - R
     model = SparseVoxelModel(tree, mode="density", sh_bands=1, geo_init=-sdf * 400.0)
-    fused = surface_function(model, _ring_cameras(res=40), resolution=64)
+    fused = model.surface_function(_ring_cameras(res=40), resolution=64)
     assert isinstance(fused, FusedDepth)
     radii = np.linalg.norm(extract_mesh(fused, resolution=64, bound=1.0).vertices, axis=1)
     assert abs(np.median(radii) - R) < 0.04

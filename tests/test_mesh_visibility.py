@@ -1,4 +1,5 @@
 """Unseen-space filling before marching cubes (lumisurf.mesh.visibility) on analytic SDF grids."""
+
 from __future__ import annotations
 
 import math
@@ -17,15 +18,15 @@ X, Y, Z = np.meshgrid(AXIS, AXIS, AXIS, indexing="ij")
 
 
 def sphere(r: float = 0.6) -> np.ndarray:
-    return (np.sqrt(X ** 2 + Y ** 2 + Z ** 2) - r).astype(np.float32)
+    return (np.sqrt(X**2 + Y**2 + Z**2) - r).astype(np.float32)
 
 
 def pocket(r_out: float = 0.6, r_in: float = 0.25, tunnel: float = 0.0) -> np.ndarray:
     """A ball with a spherical pocket at its centre, opened downwards (-z) by a tunnel of radius ``tunnel``."""
     sdf = np.maximum(sphere(r_out), -sphere(r_in))
     if tunnel > 0:
-        cyl = np.sqrt(X ** 2 + Y ** 2) - tunnel
-        cyl = np.where(Z < 0, cyl, np.sqrt(X ** 2 + Y ** 2 + Z ** 2) - tunnel)  # capped at the centre
+        cyl = np.sqrt(X**2 + Y**2) - tunnel
+        cyl = np.where(Z < 0, cyl, np.sqrt(X**2 + Y**2 + Z**2) - tunnel)  # capped at the centre
         sdf = np.maximum(sdf, -cyl)
     return sdf.astype(np.float32)
 
@@ -69,11 +70,11 @@ def test_a_closed_pocket_is_unseen_and_filled():
     centre = R // 2
     assert hidden[centre, centre, centre]
     assert not hidden[2, centre, centre]  # far outside stays empty
-    assert hidden.sum() == pytest.approx((grid > 0)[np.sqrt(X ** 2 + Y ** 2 + Z ** 2) < 0.25].sum(), rel=0.1)
+    assert hidden.sum() == pytest.approx((grid > 0)[np.sqrt(X**2 + Y**2 + Z**2) < 0.25].sum(), rel=0.1)
     filled, n = fill_unseen(grid, cams)
     assert n == hidden.sum() and (filled[hidden] < 0).all() and (filled[~hidden] == grid[~hidden]).all()
     mesh = extract_mesh(None, grid=filled, keep_largest=False)
-    assert mesh.area == pytest.approx(4 * math.pi * 0.6 ** 2, rel=0.03)  # only the outer sphere is left
+    assert mesh.area == pytest.approx(4 * math.pi * 0.6**2, rel=0.03)  # only the outer sphere is left
 
 
 def test_a_pocket_open_towards_no_camera_is_filled_one_open_towards_a_camera_is_kept():
@@ -94,6 +95,7 @@ def test_no_inside_or_no_cameras_fills_nothing():
 
 def test_extract_mesh_with_cameras_drops_the_hidden_pocket():
     """The same filling through ``extract_mesh(cameras=...)``, from an SDF function rather than a grid."""
+
     def ball_with_pocket(x: torch.Tensor) -> torch.Tensor:
         r = x.norm(dim=-1)
         return torch.maximum(r - 0.6, 0.25 - r)
@@ -101,8 +103,8 @@ def test_extract_mesh_with_cameras_drops_the_hidden_pocket():
     cams = ring_cameras([-60, -20, 20, 60])
     plain = extract_mesh(ball_with_pocket, resolution=R, keep_largest=False)
     filled = extract_mesh(ball_with_pocket, resolution=R, keep_largest=False, cameras=cams)
-    assert plain.area == pytest.approx(4 * math.pi * (0.6 ** 2 + 0.25 ** 2), rel=0.03)
-    assert filled.area == pytest.approx(4 * math.pi * 0.6 ** 2, rel=0.03)
+    assert plain.area == pytest.approx(4 * math.pi * (0.6**2 + 0.25**2), rel=0.03)
+    assert filled.area == pytest.approx(4 * math.pi * 0.6**2, rel=0.03)
 
 
 def test_training_cameras_falls_back_when_the_data_is_gone(tmp_path, capsys):

@@ -1,4 +1,5 @@
 """Tests for lumisurf.eval: image metrics (PSNR/SSIM/LPIPS/IoU/normal MAE) and Chamfer distance."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,18 @@ import torch
 import trimesh
 
 from lumisurf.errors import LumisurfError
-from lumisurf.eval import (chamfer_distance, load_mesh, lpips_available, lpips_score, mask_iou,
-                           normal_mae_deg, psnr, sample_surface, ssim, ssim_map)
+from lumisurf.eval import (
+    chamfer_distance,
+    load_mesh,
+    lpips_available,
+    lpips_score,
+    mask_iou,
+    normal_mae_deg,
+    psnr,
+    sample_surface,
+    ssim,
+    ssim_map,
+)
 
 
 def _smooth_image(seed: int, h: int = 48, w: int = 40) -> torch.Tensor:
@@ -47,9 +58,15 @@ def test_ssim_matches_skimage():
     x = _smooth_image(2)
     g = torch.Generator().manual_seed(3)
     y = (x + 0.08 * torch.randn(x.shape, generator=g)).clamp(0, 1)
-    ref = structural_similarity(y.numpy().astype(np.float64), x.numpy().astype(np.float64),
-                                gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-                                data_range=1.0, channel_axis=-1)
+    ref = structural_similarity(
+        y.numpy().astype(np.float64),
+        x.numpy().astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=-1,
+    )
     assert ssim(y, x) == pytest.approx(ref, abs=1e-3)
     # batched input = mean over the batch of equal-sized images
     both = ssim(torch.stack([y, x]), torch.stack([x, x]))
@@ -110,8 +127,9 @@ def test_sample_surface_shapes():
     assert pts.shape == (1000, 3) and nrm.shape == (1000, 3)
     np.testing.assert_allclose(np.linalg.norm(pts, axis=1), 0.5, atol=2e-3)
     assert np.all((pts * nrm).sum(-1) > 0)  # outward face normals
-    np.testing.assert_array_equal(sample_surface(_sphere(0.5), 10, seed=3)[0],
-                                  sample_surface(_sphere(0.5), 10, seed=3)[0])
+    np.testing.assert_array_equal(
+        sample_surface(_sphere(0.5), 10, seed=3)[0], sample_surface(_sphere(0.5), 10, seed=3)[0]
+    )
 
 
 def test_chamfer_self_and_concentric():

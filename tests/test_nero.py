@@ -1,4 +1,5 @@
 """NeRO Stage I shading: IPE, occlusion march and loss, the shading network and its place in the model."""
+
 import math
 from dataclasses import replace
 
@@ -6,12 +7,12 @@ import pytest
 import torch
 
 from lumisurf.config import Config, NeroConfig
+from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.ipe import IPEncoding, integrated_positional_encoding
 from lumisurf.losses.occlusion import occlusion_loss
 from lumisurf.renderers.occlusion import entering_alpha, march_occlusion
 from lumisurf.shading.nero import NeroShading
-from lumisurf.data.color_space import linear_to_srgb
 from lumisurf.shading.split_sum import compute_lut
 
 SMALL_LUT = torch.from_numpy(compute_lut(16, 64))  # [16, 16, 2]; the real table is 256 x 256
@@ -37,8 +38,12 @@ def test_ipe_limits_and_shapes():
     assert integrated_positional_encoding(mean, torch.full((5, 7, 3), 1e4), 4).abs().max() < 1e-6
     # hand value: one coordinate, var 0.5, frequencies 1 and 2 -> exp(-var f^2 / 2) sin / cos(f mu)
     v = integrated_positional_encoding(torch.tensor([0.3]), torch.tensor([0.5]), 2)
-    want = [math.exp(-0.25) * math.sin(0.3), math.exp(-0.25) * math.cos(0.3),
-            math.exp(-1.0) * math.sin(0.6), math.exp(-1.0) * math.cos(0.6)]
+    want = [
+        math.exp(-0.25) * math.sin(0.3),
+        math.exp(-0.25) * math.cos(0.3),
+        math.exp(-1.0) * math.sin(0.6),
+        math.exp(-1.0) * math.cos(0.6),
+    ]
     assert torch.allclose(v, torch.tensor(want), atol=1e-6)
 
 
@@ -68,8 +73,9 @@ def test_march_occlusion_on_sphere():
     inward = march_occlusion(sdf, 0.8 * dirs, -dirs, **kw)  # outside it, heading to its centre
     assert outward.shape == (32, 1) and outward.max() < 1e-3
     assert inward.min() > 0.99
-    grazing = march_occlusion(sdf, torch.tensor([[0.6, -0.7, 0.0], [0.0, 0.5, 0.0]]),
-                              torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]), **kw)  # miss; tangent
+    grazing = march_occlusion(
+        sdf, torch.tensor([[0.6, -0.7, 0.0], [0.0, 0.5, 0.0]]), torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]), **kw
+    )  # miss; tangent
     assert grazing.max() < 1e-2
     outside = march_occlusion(sdf, torch.tensor([[1.5, 0.0, 0.0]]), torch.tensor([[-1.0, 0.0, 0.0]]), **kw)
     assert outside.item() == 0.0  # starts outside the unit sphere
@@ -130,8 +136,17 @@ def test_shading_shapes_and_ranges():
     net = NeroShading(TINY, 8, lut=SMALL_LUT)
     pts, normals, view, feat = _inputs()
     out = net(pts, normals, view, feat)
-    shapes = {"rgb": 3, "albedo": 3, "metallic": 1, "roughness": 1, "occ_prob": 1, "occ_raw": 1, "diffuse": 3,
-              "specular": 3, "reflected": 3}
+    shapes = {
+        "rgb": 3,
+        "albedo": 3,
+        "metallic": 1,
+        "roughness": 1,
+        "occ_prob": 1,
+        "occ_raw": 1,
+        "diffuse": 3,
+        "specular": 3,
+        "reflected": 3,
+    }
     for key, c in shapes.items():
         assert out[key].shape == (64, c), key
     for key in ("rgb", "albedo", "metallic", "roughness", "occ_prob"):
@@ -201,9 +216,17 @@ def test_surface_model_nero_outputs(monkeypatch):
     from lumisurf.models.surface import RenderState, SurfaceModel
 
     monkeypatch.setattr(nero_mod, "load_lut", lambda: SMALL_LUT.numpy())
-    cfg = merge(Config(), {"model": {"shading": "nero", "sdf": {"hidden": 32, "layers": 3, "feature_dim": 8},
-                                     "nero": {"hidden": 16, "layers": 2, "occ_points": 8, "occ_steps": 16}},
-                           "sampler": {"n_samples": 16, "n_importance": 16, "up_sample_steps": 2}})
+    cfg = merge(
+        Config(),
+        {
+            "model": {
+                "shading": "nero",
+                "sdf": {"hidden": 32, "layers": 3, "feature_dim": 8},
+                "nero": {"hidden": 16, "layers": 2, "occ_points": 8, "occ_steps": 16},
+            },
+            "sampler": {"n_samples": 16, "n_importance": 16, "up_sample_steps": 2},
+        },
+    )
     torch.manual_seed(0)
     model = SurfaceModel(cfg.model, cfg.sampler, "constant")
     assert isinstance(model.color, NeroShading)

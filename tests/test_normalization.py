@@ -1,4 +1,5 @@
 """Normalisation (scale_mat / visual hull / camera rig / identity) and ``lumisurf data check``."""
+
 from __future__ import annotations
 
 import math
@@ -7,16 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_dataset
 from PIL import Image
 
 from lumisurf.data import normalization as N
 from lumisurf.data.cameras import Cameras
-from conftest import shared_dataset
 from lumisurf.data.normalization import estimate_normalization, normalize_scene
 from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import Normalization, SceneData, Split
 from lumisurf.data.synthetic import look_at_cameras, make_synthetic_scene
 from lumisurf.errors import DataError
+
 
 def _load(name: str) -> SceneData:
     return load_scene(shared_dataset(name))
@@ -194,8 +196,9 @@ def test_check_warns_when_camera_inside_sphere(syn, tmp_path):
     from lumisurf.data.check import draw_check_figure, summarize
 
     scene = normalize_scene(syn, "identity")  # synthetic world frame: cameras at ~3
-    shrunk = scene.with_splits({k: Split(sp.cameras.transformed(4.0, torch.zeros(3)), sp.images, sp.masks)
-                                for k, sp in scene.splits.items()})
+    shrunk = scene.with_splits(
+        {k: Split(sp.cameras.transformed(4.0, torch.zeros(3)), sp.images, sp.masks) for k, sp in scene.splits.items()}
+    )
     lines, warns = summarize(shrunk)
     assert any("inside the unit sphere" in w for w in warns)
     assert "all cameras outside the unit sphere: no" in lines

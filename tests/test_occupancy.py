@@ -1,4 +1,5 @@
 """Occupancy grid: update from an SDF, lookup, ray bounds; SurfaceModel skipping empty space."""
+
 from __future__ import annotations
 
 import math
@@ -133,10 +134,18 @@ def test_ray_missing_the_sphere_is_not_hit():
 def _tiny_model(occupancy: bool) -> SurfaceModel:
     torch.manual_seed(0)
     sdf = SDFConfig(hidden=64, layers=3, skip_in=(), multires=0, feature_dim=4, init_radius=0.5)
-    model_cfg = ModelConfig(sdf=sdf, color=ColorConfig(hidden=16, layers=2, multires_view=1),
-                            background=BackgroundConfig(kind="constant"))
-    sampler = SamplerConfig(n_samples=8, n_importance=8, up_sample_steps=1, perturb=False,
-                            occupancy=occupancy, occupancy_resolution=16, occupancy_march_steps=32)
+    model_cfg = ModelConfig(
+        sdf=sdf, color=ColorConfig(hidden=16, layers=2, multires_view=1), background=BackgroundConfig(kind="constant")
+    )
+    sampler = SamplerConfig(
+        n_samples=8,
+        n_importance=8,
+        up_sample_steps=1,
+        perturb=False,
+        occupancy=occupancy,
+        occupancy_resolution=16,
+        occupancy_march_steps=32,
+    )
     return SurfaceModel(model_cfg, sampler, "constant")
 
 

@@ -1,18 +1,24 @@
 """Pixel samplers (uniform, soft mining, context prior, quadtree), their error maps, and S3IM."""
+
 import math
 
 import pytest
 import torch
 
 from lumisurf.config import apply_overrides
-from lumisurf.sampler_config import QuadtreeConfig, SamplerConfig, SoftMiningConfig
-from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
+from lumisurf.data.pixel_sampling.adaptive import (
+    PIXEL_SAMPLERS,
+    build_pixel_sampler,
+    color_std_map,
+    soft_mining_weights,
+    subdivide_levels,
+)
 from lumisurf.data.pixel_sampling.base import PixelBatch, UniformPixelSampler
-from lumisurf.data.pixel_sampling.adaptive import (PIXEL_SAMPLERS, build_pixel_sampler, color_std_map,
-                                          soft_mining_weights, subdivide_levels)
+from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
 from lumisurf.data.scene import Split
 from lumisurf.losses.s3im import s3im_loss
 from lumisurf.presets import preset_config
+from lumisurf.sampler_config import QuadtreeConfig, SamplerConfig, SoftMiningConfig
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
@@ -30,7 +36,7 @@ def one_thread():
 
 
 def coded_split(masks: bool = True) -> Split:
-    """Images whose colour encodes (view, row, col); masks encode row parity."""
+    """Images whose color encodes (view, row, col); masks encode row parity."""
     cam, row, col = torch.meshgrid(torch.arange(N), torch.arange(H), torch.arange(W), indexing="ij")
     images = torch.stack([cam / N, row / H, col / W], dim=-1).float()
     m = (row % 2).float() if masks else None
@@ -38,9 +44,13 @@ def coded_split(masks: bool = True) -> Split:
 
 
 def cfg_for(name: str, soft_mining=None, quadtree=None, **kw) -> SamplerConfig:
-    base = dict(pixels=name, error_map_downscale=4, pixel_weights=True,
-                soft_mining=SoftMiningConfig(**(soft_mining or {})),
-                quadtree=QuadtreeConfig(**{"every": 3, **(quadtree or {})}))
+    base = dict(
+        pixels=name,
+        error_map_downscale=4,
+        pixel_weights=True,
+        soft_mining=SoftMiningConfig(**(soft_mining or {})),
+        quadtree=QuadtreeConfig(**{"every": 3, **(quadtree or {})}),
+    )
     base.update(kw)
     return SamplerConfig(**base)
 
@@ -156,7 +166,7 @@ def test_color_std_map_hand_computed():
 
 def test_context_prefers_edges():
     images = torch.zeros(N, H, W, 3)
-    images[:, :, W // 2:] = 1.0  # edge band: columns W/2 - 1 and W/2
+    images[:, :, W // 2 :] = 1.0  # edge band: columns W/2 - 1 and W/2
     sampler = build_pixel_sampler(cfg_for("context", pixel_weights=False), Split(None, images, None), "cpu")
     batch = sampler.sample(2000, torch.Generator().manual_seed(0))
     band = ((batch.px - 0.5 - (W // 2 - 0.5)).abs() < 1).float().mean()
@@ -165,7 +175,9 @@ def test_context_prefers_edges():
 
 
 def test_quadtree_subdivides_where_error_is_high():
-    sampler = build_pixel_sampler(cfg_for("quadtree", quadtree=dict(every=0, max_depth=3, init_depth=1)), coded_split(), "cpu")
+    sampler = build_pixel_sampler(
+        cfg_for("quadtree", quadtree=dict(every=0, max_depth=3, init_depth=1)), coded_split(), "cpu"
+    )
     assert sampler.area.sum() == N * H * W  # leaves tile every view
     gen = torch.Generator().manual_seed(0)
 
@@ -176,7 +188,7 @@ def test_quadtree_subdivides_where_error_is_high():
     sampler.subdivide()
     g = sampler.g
     assert bool((sampler.level[:, : g // 2, : g // 2] == 3).all())
-    assert bool((sampler.level[:, g // 2:, :] == 1).all() and (sampler.level[:, :, g // 2:] == 1).all())
+    assert bool((sampler.level[:, g // 2 :, :] == 1).all() and (sampler.level[:, :, g // 2 :] == 1).all())
     assert sampler.area.sum() == N * H * W and sampler.area.numel() == N * (16 + 3)
     batch = sampler.sample(1000, gen)
     assert float(((batch.px < W / 2) & (batch.py < H / 2)).float().mean()) > 0.7
@@ -193,6 +205,7 @@ def test_subdivide_levels_respects_leaf_budget():
 
 # ----------------------------------------------------------------------------- S3IM
 
+
 def test_s3im_identical_is_zero():
     x = torch.rand(256, 3, generator=torch.Generator().manual_seed(0))
     loss = s3im_loss(x, x.clone(), generator=torch.Generator().manual_seed(1))
@@ -203,7 +216,7 @@ def test_s3im_hand_computed():
     pred = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9], [0.2, 0.2, 0.2]], dtype=torch.float64)
     target = torch.tensor([[0.0, 0.2, 0.5], [0.5, 0.4, 0.6], [0.9, 0.8, 0.7], [0.1, 0.3, 0.2]], dtype=torch.float64)
     # one 2x2 virtual patch; a 2-tap Gaussian is uniform, so SSIM uses the plain population moments
-    c1, c2, ssims = 0.01 ** 2, 0.03 ** 2, []
+    c1, c2, ssims = 0.01**2, 0.03**2, []
     for ch in range(3):
         a, b = pred[:, ch].tolist(), target[:, ch].tolist()
         ma, mb = sum(a) / 4, sum(b) / 4
@@ -221,8 +234,9 @@ def test_s3im_gradient_and_determinism():
     pred = torch.rand(8, 3, generator=gen, dtype=torch.float64, requires_grad=True)
 
     def f(p):
-        return s3im_loss(p, target, kernel=2, stride=2, repeats=3, patch_height=4,
-                         generator=torch.Generator().manual_seed(3))
+        return s3im_loss(
+            p, target, kernel=2, stride=2, repeats=3, patch_height=4, generator=torch.Generator().manual_seed(3)
+        )
 
     assert torch.autograd.gradcheck(f, (pred,))
     f(pred).backward()
@@ -235,17 +249,34 @@ def test_s3im_gradient_and_determinism():
 
 # ----------------------------------------------------------------------------- training smoke
 
-TINY = ["train.batch_rays=32", "train.val_every=0", "train.ckpt_every=0", "train.max_steps=2",
-        "train.finalize=false", "train.device=cpu", "sampler.n_samples=8", "sampler.n_importance=8",
-        "sampler.up_sample_steps=2", "model.background.n_samples=4", "model.sdf.hidden=32",
-        "model.sdf.layers=3", "model.sdf.skip_in=[]", "model.sdf.feature_dim=32", "model.color.hidden=32",
-        "model.color.layers=2", "model.background.hidden=16", "model.background.layers=2"]
+TINY = [
+    "train.batch_rays=32",
+    "train.val_every=0",
+    "train.ckpt_every=0",
+    "train.max_steps=2",
+    "train.finalize=false",
+    "train.device=cpu",
+    "sampler.n_samples=8",
+    "sampler.n_importance=8",
+    "sampler.up_sample_steps=2",
+    "model.background.n_samples=4",
+    "model.sdf.hidden=32",
+    "model.sdf.layers=3",
+    "model.sdf.skip_in=[]",
+    "model.sdf.feature_dim=32",
+    "model.color.hidden=32",
+    "model.color.layers=2",
+    "model.background.hidden=16",
+    "model.background.layers=2",
+]
 
 
 @pytest.mark.parametrize("name,s3im", [(n, 0.0) for n in NAMES] + [("soft_mining", 0.5)])
 def test_two_training_steps(name, s3im, tiny_scene, tmp_path):
-    cfg = apply_overrides(preset_config("neus"), TINY + [f"sampler.pixels={name}", f"loss.s3im_weight={s3im}",
-                                                         "sampler.error_map_downscale=4"])
+    cfg = apply_overrides(
+        preset_config("neus"),
+        TINY + [f"sampler.pixels={name}", f"loss.s3im_weight={s3im}", "sampler.error_map_downscale=4"],
+    )
     run = RunDir(tmp_path / name)
     run.prepare_new(cfg, force=False, resume=False)
     trainer = Trainer(cfg, run, scene=tiny_scene, progress=False)
@@ -256,8 +287,12 @@ def test_two_training_steps(name, s3im, tiny_scene, tmp_path):
     if s3im > 0:
         assert 0 <= scalars["loss_s3im"] <= 2
         lc = cfg.loss
-        parts = {"loss_rgb": lc.rgb_weight, "loss_eikonal": lc.eikonal_weight, "loss_mask": lc.mask_weight,
-                 "loss_s3im": lc.s3im_weight}
+        parts = {
+            "loss_rgb": lc.rgb_weight,
+            "loss_eikonal": lc.eikonal_weight,
+            "loss_mask": lc.mask_weight,
+            "loss_s3im": lc.s3im_weight,
+        }
         assert scalars["loss"] == pytest.approx(sum(w * scalars.get(k, 0.0) for k, w in parts.items()), rel=1e-5)
     else:
         assert "loss_s3im" not in scalars

@@ -1,4 +1,6 @@
-"""Dataset readers: real shared scenes (skipped when absent), fakes for every error, COLMAP txt/bin."""
+"""Dataset readers on the real shared scenes (skipped when absent) and their unit pieces; the fakes of every
+format are in test_readers_fakes.py, COLMAP in test_readers_colmap.py."""
+
 from __future__ import annotations
 
 import functools
@@ -11,22 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import SHARED_DATA, shared_dataset
+
 from lumisurf.data.cameras import Cameras, distort_points
 from lumisurf.data.images import load_normal_png16, read_png16
-from lumisurf.data.readers import READERS, detect_format, load_scene
+from lumisurf.data.readers import READERS, load_scene
 from lumisurf.data.readers.common import even_subset, holdout_split
 from lumisurf.data.readers.neus import decompose_projection
-from lumisurf.errors import DataError
 
 DATA = SHARED_DATA
-BLENDER = {"lego": (80, 20, 0), "glossy_bunny": (64, 16, 16), "glossy_spot": (64, 16, 16),
-           "two_materials": (64, 16, 16)}
+BLENDER = {
+    "lego": (80, 20, 0),
+    "glossy_bunny": (64, 16, 16),
+    "glossy_spot": (64, 16, 16),
+    "two_materials": (64, 16, 16),
+}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scene(name: str):
     return load_scene(shared_dataset(name))
 
@@ -78,7 +82,7 @@ def test_blender_scene(name):
     for split_name, sp in sc.splits.items():
         assert sp.images.shape[1:] == (200, 200, 3) and sp.images.dtype == torch.uint8  # 8-bit PNGs, as stored
         assert sp.masks is not None and sp.masks.shape[1:] == (200, 200)
-        assert 0 <= float(sp.masks.min()) and float(sp.masks.max()) <= 1
+        assert float(sp.masks.min()) >= 0 and float(sp.masks.max()) <= 1
         assert (sp.cameras.cx == 100).all() and (sp.cameras.cy == 100).all()
         _assert_rigid(sp.cameras.c2w)
         cams, masks = _all_views(sc, (split_name,))
@@ -186,8 +190,13 @@ def _encode_png16(arr: np.ndarray, path: Path):
 
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(out)) + chunk(b"IEND", b""))
+
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(out))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_png16_all_filters(tmp_path):
@@ -206,8 +215,16 @@ def test_distortion_round_trip():
     c2w = torch.eye(4)[None].clone()
     c2w[0, :3, :3] = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
     c2w[0, :3, 3] = torch.tensor([1.0, 2, 3])
-    cams = Cameras(c2w, torch.tensor([343.88]), torch.tensor([343.62]), torch.tensor([138.6]),
-                   torch.tensor([241.3]), 270, 480, distortion=k)
+    cams = Cameras(
+        c2w,
+        torch.tensor([343.88]),
+        torch.tensor([343.62]),
+        torch.tensor([138.6]),
+        torch.tensor([241.3]),
+        270,
+        480,
+        distortion=k,
+    )
     px, py = torch.tensor([0.5, 10.0, 135.0, 269.5]), torch.tensor([0.5, 470.0, 240.0, 3.0])
     o, d = cams.rays(torch.zeros(4, dtype=torch.long), px, py)
     dc = d @ c2w[0, :3, :3]  # world -> camera directions
@@ -228,243 +245,6 @@ def test_decompose_projection_hand_values():
     for scale in (1.0, -3.0):  # P and -3P are the same camera
         K2, c2w = decompose_projection(scale * P)
         assert np.allclose(K2, K) and np.allclose(c2w[:3, :3], R.T) and np.allclose(c2w[:3, 3], -R.T @ t)
-
-
-# ---------------------------------------------------------------- fakes
-def _look_at_cv(eye, target=(0.0, 0.0, 0.0)) -> np.ndarray:
-    """OpenCV c2w looking from ``eye`` at ``target`` (world +z up)."""
-    eye = np.asarray(eye, float)
-    z = np.asarray(target) - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    m = np.eye(4)
-    m[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    m[:3, 3] = eye
-    return m
-
-
-EYES = [(3.0, 0.5, 1.0), (-0.5, 3.0, 0.8), (-3.0, -0.4, 1.2), (0.3, -3.0, 0.5)]
-
-
-def _write_rgba(path: Path, w=16, h=12, alpha=True):
-    arr = np.zeros((h, w, 4), np.uint8)
-    arr[..., :3] = 128
-    arr[h // 4:3 * h // 4, w // 4:3 * w // 4, 3] = 255 if alpha else 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, "RGBA").save(path)
-
-
-def _fake_blender(root: Path, n=3, sizes=None) -> Path:
-    frames = []
-    for i in range(n):
-        _write_rgba(root / "train" / f"r_{i}.png", *(sizes[i] if sizes else (16, 12)))
-        frames.append({"file_path": f"./train/r_{i}", "transform_matrix": (_look_at_cv(EYES[i])
-                                                                          @ np.diag([1, -1, -1, 1])).tolist()})
-    (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": frames}))
-    return root
-
-
-def _edit_blender(root: Path, fn):
-    p = root / "transforms_train.json"
-    meta = json.loads(p.read_text())
-    fn(meta["frames"])
-    p.write_text(json.dumps(meta))
-
-
-def test_fake_blender_reads_and_converts(tmp_path):
-    sc = load_scene(_fake_blender(tmp_path))
-    cams = sc.splits["train"].cameras
-    assert np.allclose(cams.c2w[0].numpy(), _look_at_cv(EYES[0]), atol=1e-6)
-    assert float(cams.fx[0]) == pytest.approx(8 / math.tan(0.35)) and float(cams.cy[0]) == 6.0
-    assert sc.splits["train"].masks[0].sum() == 48 and "test" not in sc.splits
-
-
-@pytest.mark.parametrize("case,needle", [
-    ("missing", "r_9"), ("nonrigid", "rigid"), ("nan", "not finite"), ("size", "r_1.png"),
-    ("empty_alpha", "empty"), ("garbage", "cannot read image")])
-def test_fake_blender_errors(tmp_path, case, needle):
-    root = _fake_blender(tmp_path, sizes=[(16, 12), (20, 12), (16, 12)] if case == "size" else None)
-    if case == "missing":
-        _edit_blender(root, lambda fr: fr[1].update(file_path="./train/r_9"))
-    elif case == "nonrigid":
-        _edit_blender(root, lambda fr: fr[1].update(transform_matrix=(np.diag([1.1, 1, 1, 1]) @ np.array(
-            fr[1]["transform_matrix"])).tolist()))
-    elif case == "nan":
-        _edit_blender(root, lambda fr: fr[2]["transform_matrix"][0].__setitem__(3, float("nan")))
-    elif case == "empty_alpha":
-        _write_rgba(root / "train" / "r_2.png", alpha=False)
-    elif case == "garbage":
-        (root / "train" / "r_1.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match=needle):
-        load_scene(root)
-
-
-def _fake_neus(root: Path, n=3, n_images=None, empty_mask=None, scale_mat=None):
-    K = np.array([[20.0, 0, 7.5], [0, 20, 5.5], [0, 0, 1]])  # integer pixel centres (NeuS)
-    S = np.diag([2.0, 2.0, 2.0, 1.0]) if scale_mat is None else scale_mat
-    S[:3, 3] = [0.5, -1.0, 3.0]
-    data = {}
-    for i in range(n):
-        w2c = np.linalg.inv(_look_at_cv(EYES[i]))
-        P = np.eye(4)
-        P[:3] = K @ w2c[:3]
-        data[f"world_mat_{i}"] = P @ np.linalg.inv(S)
-        data[f"scale_mat_{i}"] = S
-    np.savez(root / "cameras_sphere.npz", **data)
-    for i in range(n if n_images is None else n_images):
-        (root / "image").mkdir(exist_ok=True)
-        (root / "mask").mkdir(exist_ok=True)
-        Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(root / "image" / f"{i:06d}.png")
-        m = np.zeros((12, 16, 3), np.uint8)
-        if i != empty_mask:
-            m[3:9, 4:12] = 255
-        Image.fromarray(m).save(root / "mask" / f"{i:03d}.png")
-    return root
-
-
-def test_fake_neus_world_frame(tmp_path):
-    sc = load_scene(_fake_neus(tmp_path), holdout_every=0)
-    cams = sc.splits["train"].cameras
-    assert sc.format == "neus" and sc.normalization.scale == 2.0
-    assert sc.normalization.center == (0.5, -1.0, 3.0)
-    # camera centre: normalised eye mapped to world with x = 2 x_n + c
-    assert np.allclose(cams.c2w[0, :3, 3].numpy(), 2 * np.array(EYES[0]) + [0.5, -1.0, 3.0], atol=1e-5)
-    assert float(cams.cx[0]) == pytest.approx(8.0) and float(cams.cy[0]) == pytest.approx(6.0)
-    uv, z = cams.project(torch.tensor([[0.5, -1.0, 3.0]]), 1)  # scale-mat centre -> image centre
-    assert np.allclose(uv[0].numpy(), [8.0, 6.0], atol=1e-4) and z[0] > 0
-
-
-@pytest.mark.parametrize("kw,needle", [
-    ({"n_images": 4}, "has 3 views but"), ({"empty_mask": 1}, "001.png"),
-    ({"scale_mat": np.diag([2.0, 1.0, 2.0, 1.0])}, "uniform scale")])
-def test_fake_neus_errors(tmp_path, kw, needle):
-    with pytest.raises(DataError, match=needle):
-        load_scene(_fake_neus(tmp_path, **kw))
-
-
-def test_fake_llff_row_mismatch_and_masks(tmp_path):
-    rows = []
-    for e in EYES[:3]:
-        gl = _look_at_cv(e) @ np.diag([1, -1, -1, 1])  # OpenGL columns right, up, back
-        llff = np.stack([-gl[:3, 1], gl[:3, 0], gl[:3, 2], gl[:3, 3], [96.0, 128.0, 160.0]], 1)
-        rows.append(np.concatenate([llff.reshape(-1), [1.0, 5.0]]))
-    np.save(tmp_path / "poses_bounds.npy", np.stack(rows))
-    (tmp_path / "images_8").mkdir()
-    (tmp_path / "masks_8").mkdir()
-    for i in range(3):
-        Image.fromarray(np.full((12, 16, 3), 200, np.uint8)).save(tmp_path / "images_8" / f"a{i}.JPG")
-        Image.fromarray(np.full((12, 16, 3), 250, np.uint8)).save(tmp_path / "masks_8" / f"a{i}.jpg")
-    sc = load_scene(tmp_path, holdout_every=0)
-    cams = sc.splits["train"].cameras
-    assert np.allclose(cams.c2w[1].numpy(), _look_at_cv(EYES[1]), atol=1e-6)
-    assert float(cams.fx[0]) == 20.0 and float(cams.cx[0]) == 8.0 and sc.meta["far"] == 5.0
-    assert sc.splits["train"].masks.min() == 1.0
-    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(tmp_path / "images_8" / "a3.JPG")
-    with pytest.raises(DataError, match="3 rows but"):
-        load_scene(tmp_path)
-
-
-def test_fake_ngp_errors(tmp_path):
-    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(tmp_path / "0.jpg")
-    frame = {"file_path": "0.jpg", "transform_matrix": np.eye(4).tolist()}
-    meta = {"fl_x": 20.0, "w": 16, "h": 12, "frames": [frame, dict(frame)]}
-    (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    sc = load_scene(tmp_path, holdout_every=0)
-    assert sc.splits["train"].cameras.distortion is None and float(sc.splits["train"].cameras.fy[0]) == 20.0
-    (tmp_path / "transforms.json").write_text(json.dumps({**meta, "w": 18}))
-    with pytest.raises(DataError, match="disagrees with w x h"):
-        load_scene(tmp_path)
-    meta["frames"][1] = {**frame, "file_path": "missing.jpg"}
-    (tmp_path / "transforms.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="missing.jpg"):
-        load_scene(tmp_path)
-
-
-def test_undetectable_and_unknown_format(tmp_path):
-    with pytest.raises(DataError, match="transforms_train.json.*cameras_sphere.npz.*poses_bounds.npy"):
-        detect_format(tmp_path)
-    with pytest.raises(DataError, match="unknown dataset format 'foo'"):
-        load_scene(tmp_path, format="foo")
-    with pytest.raises(DataError, match="not found"):
-        load_scene(tmp_path / "nope")
-
-
-# ---------------------------------------------------------------- COLMAP
-COLMAP_CAMS = {1: ("PINHOLE", [20.0, 22.0, 8.0, 6.0]), 2: ("SIMPLE_RADIAL", [21.0, 7.5, 6.5, 0.05]),
-               3: ("OPENCV", [20.0, 19.0, 8.2, 5.9, 0.03, -0.02, 0.001, -0.002])}
-MODEL_ID = {"PINHOLE": 1, "SIMPLE_RADIAL": 2, "OPENCV": 4, "FULL_OPENCV": 6}
-
-
-def _rot_to_q(R):
-    w = math.sqrt(max(0.0, 1 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
-    return np.array([w, (R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w)])
-
-
-def _colmap_images():
-    out = []
-    for i, e in enumerate(EYES[:3]):
-        w2c = np.linalg.inv(_look_at_cv(e))
-        out.append((i + 1, _rot_to_q(w2c[:3, :3]), w2c[:3, 3], i + 1, f"im{i}.png"))
-    return out
-
-
-def _write_colmap(root: Path, binary: bool, cams=COLMAP_CAMS):
-    d = root / "sparse" / "0"
-    d.mkdir(parents=True)
-    (root / "images").mkdir()
-    for _, _, _, _, name in _colmap_images():
-        Image.fromarray(np.full((12, 16, 3), 77, np.uint8)).save(root / "images" / name)
-    if binary:
-        cb = struct.pack("<Q", len(cams))
-        for cid, (model, p) in cams.items():
-            cb += struct.pack("<iiQQ", cid, MODEL_ID[model], 16, 12) + struct.pack(f"<{len(p)}d", *p)
-        ib = struct.pack("<Q", 3)
-        for iid, q, t, cid, name in _colmap_images():
-            pts = [(1.0, 2.0, 5)] if iid == 2 else []
-            ib += struct.pack("<i7di", iid, *q, *t, cid) + name.encode() + b"\x00" + struct.pack("<Q", len(pts))
-            ib += b"".join(struct.pack("<ddq", *p) for p in pts)
-        (d / "cameras.bin").write_bytes(cb)
-        (d / "images.bin").write_bytes(ib)
-    else:
-        lines = ["# Camera list"] + [f"{cid} {m} 16 12 " + " ".join(map(repr, p)) for cid, (m, p) in cams.items()]
-        (d / "cameras.txt").write_text("\n".join(lines) + "\n")
-        il = ["# Image list", "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME"]
-        for iid, q, t, cid, name in _colmap_images():
-            il += [f"{iid} " + " ".join(repr(float(v)) for v in [*q, *t]) + f" {cid} {name}",
-                   "1.0 2.0 5" if iid == 2 else ""]
-        (d / "images.txt").write_text("\n".join(il) + "\n")
-    return root
-
-
-def test_colmap_txt_bin_round_trip(tmp_path):
-    a = load_scene(_write_colmap(tmp_path / "txt", False), holdout_every=0).splits["train"]
-    b = load_scene(_write_colmap(tmp_path / "bin", True), holdout_every=0).splits["train"]
-    assert detect_format(tmp_path / "bin") == "colmap" and len(a) == 3
-    for k in ("c2w", "fx", "fy", "cx", "cy", "distortion"):
-        assert torch.allclose(getattr(a.cameras, k), getattr(b.cameras, k), atol=1e-6), k
-    assert torch.allclose(a.cameras.distortion[1], torch.tensor([0.05, 0, 0, 0]))
-    X = torch.tensor([0.1, -0.2, 0.05], dtype=torch.float64)
-    for i, (iid, q, t, cid, name) in enumerate(_colmap_images()):
-        model, p = COLMAP_CAMS[cid]
-        fx, fy, cx, cy = (p[0], p[1], p[2], p[3]) if model != "SIMPLE_RADIAL" else (p[0], p[0], p[1], p[2])
-        w2c = np.linalg.inv(_look_at_cv(EYES[i]))
-        xc = w2c[:3, :3] @ X.numpy() + w2c[:3, 3]
-        uv, z = a.cameras.project(X.float()[None], i)  # pinhole part, no pixel shift
-        assert np.allclose(uv[0].numpy(), [fx * xc[0] / xc[2] + cx, fy * xc[1] / xc[2] + cy], atol=1e-3)
-        # the ray through the distorted pixel of X passes through X
-        k = a.cameras.distortion[i].double()
-        xd, yd = distort_points(torch.tensor(xc[0] / xc[2]), torch.tensor(xc[1] / xc[2]), k)
-        o, d = a.cameras.rays(torch.tensor([i]), (fx * xd + cx).float()[None], (fy * yd + cy).float()[None])
-        v = X.float() - o[0]
-        assert torch.linalg.cross(v, d[0]).norm() < 1e-4 * v.norm()
-
-
-@pytest.mark.parametrize("binary", [False, True])
-def test_colmap_unsupported_model(tmp_path, binary):
-    cams = {**COLMAP_CAMS, 2: ("FULL_OPENCV", [20.0, 20.0, 8.0, 6.0] + [0.0] * 8)}
-    with pytest.raises(DataError, match="FULL_OPENCV"):
-        load_scene(_write_colmap(tmp_path, binary, cams))
 
 
 def test_blender_depth_maps_unproject_onto_the_gt_mesh():

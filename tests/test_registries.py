@@ -1,4 +1,5 @@
 """Every registry matches the config choices that name its entries, and refuses duplicates."""
+
 from __future__ import annotations
 
 import typing
@@ -9,12 +10,19 @@ from lumisurf import config
 from lumisurf.data.pixel_sampling.adaptive import PIXEL_SAMPLERS
 from lumisurf.data.readers import MARKERS, READERS
 from lumisurf.fields.base import SDF_BACKENDS
+from lumisurf.kinds import MODEL_KINDS
 from lumisurf.losses.photometric import PHOTOMETRIC
 from lumisurf.registry import Registry
 from lumisurf.shading.heads import HEADS
 
-CASES = [(config.DatasetFormat, READERS), (config.SDFBackend, SDF_BACKENDS), (config.HeadName, HEADS),
-         (config.PixelSamplerName, PIXEL_SAMPLERS), (config.RgbLoss, PHOTOMETRIC)]
+CASES = [
+    (config.DatasetFormat, READERS),
+    (config.SDFBackend, SDF_BACKENDS),
+    (config.HeadName, HEADS),
+    (config.PixelSamplerName, PIXEL_SAMPLERS),
+    (config.RgbLoss, PHOTOMETRIC),
+    (config.ModelKindName, MODEL_KINDS),
+]
 
 
 @pytest.mark.parametrize("choices, registry", CASES, ids=[r.kind for _, r in CASES])

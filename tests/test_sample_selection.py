@@ -1,6 +1,7 @@
 """Cheaper training samples: the last up-sampling step's unused evaluation, NeuS section weights, significant-sample
 selection (render with gradients only where the weight can matter), the occupancy grid's SDF cache and its
 partial refresh."""
+
 from __future__ import annotations
 
 import math
@@ -13,15 +14,25 @@ from lumisurf.config import BackgroundConfig, ColorConfig, ModelConfig, SamplerC
 from lumisurf.errors import ConfigError
 from lumisurf.models.surface import RenderState, SurfaceModel
 from lumisurf.samplers.occupancy import OccupancyGrid
-from lumisurf.samplers.ray_samplers import (merge_samples, near_far_sphere, neus_upsample, section_weights,
-                                            significant_samples, stratified_samples)
+from lumisurf.samplers.ray_samplers import (
+    merge_samples,
+    near_far_sphere,
+    neus_upsample,
+    section_weights,
+    significant_samples,
+    stratified_samples,
+)
 
 
 def _model(**sampler) -> SurfaceModel:
     torch.manual_seed(0)
     sdf = SDFConfig(hidden=32, layers=3, skip_in=(), multires=0, feature_dim=4, init_radius=0.5)
-    cfg = ModelConfig(sdf=sdf, color=ColorConfig(hidden=16, layers=2, multires_view=1),
-                      background=BackgroundConfig(kind="constant"), init_variance=0.6)  # inv_s = e^6 ~ 403
+    cfg = ModelConfig(
+        sdf=sdf,
+        color=ColorConfig(hidden=16, layers=2, multires_view=1),
+        background=BackgroundConfig(kind="constant"),
+        init_variance=0.6,
+    )  # inv_s = e^6 ~ 403
     base = dict(n_samples=16, n_importance=16, up_sample_steps=2, perturb=False)
     return SurfaceModel(cfg, SamplerConfig(**{**base, **sampler}), "constant")
 
@@ -53,7 +64,7 @@ def _old_sample_t(model: SurfaceModel, o, d, near, far) -> Tensor:
     sdf = model.sdf.sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape)
     per_step = cfg.n_importance // cfg.up_sample_steps
     for i in range(cfg.up_sample_steps):
-        new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2 ** i)
+        new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2**i)
         new_sdf = model.sdf.sdf((o[:, None] + d[:, None] * new_t[..., None]).reshape(-1, 3)).reshape(new_t.shape)
         t, order = merge_samples(t, new_t)
         sdf = torch.gather(torch.cat([sdf, new_sdf], -1), 1, order)
@@ -114,8 +125,11 @@ def test_selected_render_matches_the_full_render_and_gradients():
         model = _model(render_samples=mode, significant_threshold=1e-4, eikonal_points=0).train()
         out = model(o, d, bg, RenderState(perturb=False))
         loss = (out["rgb"] * torch.linspace(0.5, 1.5, 3)).sum() + out["opacity"].sum()
-        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [*model.sdf.parameters(),
-                                                                                  model.variance.variance])]))
+        grads.append(
+            torch.cat(
+                [g.reshape(-1) for g in torch.autograd.grad(loss, [*model.sdf.parameters(), model.variance.variance])]
+            )
+        )
         outs.append(out)
     full, sel = outs
     assert sel["opacity"].max() > 0.9  # rays do reach the surface
@@ -133,14 +147,19 @@ def test_eikonal_points_join_the_selected_samples():
     model = _model(render_samples="significant", eikonal_points=50).train()
     o, d = _rays(8)
     out = model(o, d, torch.zeros(8, 3), RenderState(perturb=False))
-    plain = _model(render_samples="significant", eikonal_points=0).train()(o, d, torch.zeros(8, 3),
-                                                                           RenderState(perturb=False))
+    plain = _model(render_samples="significant", eikonal_points=0).train()(
+        o, d, torch.zeros(8, 3), RenderState(perturb=False)
+    )
     assert out["gradients"].shape[0] == plain["gradients"].shape[0] + 50
     assert out["inside"].shape[0] == out["gradients"].shape[0] and out["gradients"].requires_grad
     assert torch.equal(out["rgb"], plain["rgb"])  # extra points change no pixel
     with torch.no_grad():  # evaluation renders never select
-        assert model.eval()(o, d, torch.zeros(8, 3), RenderState(perturb=False), need_grad_graph=False)[
-            "gradients"].shape[0] == 8 * 32
+        assert (
+            model.eval()(o, d, torch.zeros(8, 3), RenderState(perturb=False), need_grad_graph=False)["gradients"].shape[
+                0
+            ]
+            == 8 * 32
+        )
 
 
 # ---------------------------------------------------------------- occupancy: SDF cache, partial refresh
@@ -168,7 +187,7 @@ def test_partial_refresh_follows_a_moving_surface():
     frac = grid.update(counter, 50.0, explore=0.05, generator=torch.Generator().manual_seed(0))
     full.update(moved, 50.0)
     assert torch.equal(grid.occupied, full.occupied) and math.isclose(frac, float(full.occupied.float().mean()))
-    assert counter.points < 0.35 * 32 ** 3
+    assert counter.points < 0.35 * 32**3
     x = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1) * 0.53
     assert grid.coarse_sdf(x).abs().max() < 0.02  # the cache follows the evaluated cells
 
@@ -185,8 +204,15 @@ def test_partial_refresh_finds_a_new_surface_far_from_the_old():
     assert grid.lookup(torch.tensor([[0.7, 0.0, 0.0]])).all()
 
 
-@pytest.mark.parametrize("bad", [dict(coarse_sdf="occupancy"), dict(occupancy=True, occupancy_explore=0.0),
-                                 dict(significant_threshold=-1.0), dict(eikonal_points=-5)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(coarse_sdf="occupancy"),
+        dict(occupancy=True, occupancy_explore=0.0),
+        dict(significant_threshold=-1.0),
+        dict(eikonal_points=-5),
+    ],
+)
 def test_sampler_settings_the_model_cannot_use(bad):
     with pytest.raises(ConfigError):
         _model(**bad)

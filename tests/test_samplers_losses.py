@@ -1,4 +1,5 @@
 """Ray samplers (lumisurf.samplers) and losses (lumisurf.losses): hand values, properties, gradcheck."""
+
 from __future__ import annotations
 
 import math
@@ -24,10 +25,14 @@ from lumisurf.samplers import (
 
 
 def test_near_far_sphere_hand_cases():
-    o = torch.tensor([[0.0, 0.0, -3.0],   # through the centre
-                      [0.0, 2.0, -3.0],   # passes 2 from the centre: miss, closest at t = 3
-                      [0.0, 0.0, -3.0],   # looks away: sphere behind
-                      [0.0, 0.0, 0.0]])   # starts at the centre
+    o = torch.tensor(
+        [
+            [0.0, 0.0, -3.0],  # through the centre
+            [0.0, 2.0, -3.0],  # passes 2 from the centre: miss, closest at t = 3
+            [0.0, 0.0, -3.0],  # looks away: sphere behind
+            [0.0, 0.0, 0.0],
+        ]
+    )  # starts at the centre
     d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
     near, far, hit = near_far_sphere(o, d, radius=1.0, min_near=0.05)
     assert near.shape == far.shape == (4, 1) and hit.shape == (4,) and hit.dtype == torch.bool
@@ -82,7 +87,7 @@ def test_neus_upsample_finds_sphere_surface():
     o = torch.tensor([0.0, 0.0, -3.0]).expand(n, 3)
     d = torch.nn.functional.normalize(targets - o, dim=-1)
     b = (o * d).sum(-1)
-    t_hit = -b - torch.sqrt(b * b - ((o * o).sum(-1) - radius_obj ** 2))  # analytic first hit
+    t_hit = -b - torch.sqrt(b * b - ((o * o).sum(-1) - radius_obj**2))  # analytic first hit
 
     def sdf_fn(t):
         return (o[:, None] + d[:, None] * t[..., None]).norm(dim=-1) - radius_obj
@@ -92,7 +97,7 @@ def test_neus_upsample_finds_sphere_surface():
     t = stratified_samples(near, far, 64, perturb=False)
     sdf = sdf_fn(t)
     for i in range(4):  # NeuS: 4 steps of 16 with inv_s = 64 * 2**i
-        new = neus_upsample(o, d, t, sdf, 16, 64 * 2 ** i)
+        new = neus_upsample(o, d, t, sdf, 16, 64 * 2**i)
         assert new.shape == (n, 16) and not new.requires_grad
         close = ((new - t_hit[:, None]).abs() < 0.05).float().mean()
         assert close > (0.8 if i == 0 else 0.95)
@@ -154,7 +159,7 @@ def test_photometric_registry_and_hand_values():
     pred = torch.tensor([[0.05, 0.3, 0.0]])
     tgt = torch.zeros(1, 3)
     hub = PHOTOMETRIC.get("huber")(pred, tgt, delta=0.1, eps=1e-3)
-    torch.testing.assert_close(hub, torch.tensor([[0.5 * 0.05 ** 2, 0.1 * (0.3 - 0.05), 0.0]]))
+    torch.testing.assert_close(hub, torch.tensor([[0.5 * 0.05**2, 0.1 * (0.3 - 0.05), 0.0]]))
     torch.testing.assert_close(hub, F.huber_loss(pred, tgt, reduction="none", delta=0.1))
     ch = PHOTOMETRIC.get("charbonnier")(pred, tgt, delta=0.1, eps=1e-3)
     torch.testing.assert_close(ch, torch.tensor([[math.sqrt(0.0025 + 1e-6), math.sqrt(0.09 + 1e-6), 1e-3]]))

@@ -1,6 +1,7 @@
 """Hash-grid SDF backends (hash, hybrid): analytic / finite-difference / autograd gradients agree,
 the eikonal loss trains the same parameters either way, FD Laplacian, config errors, geometric init,
 coarse-to-fine level masking."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,9 @@ IMPLS = ["torch", "warp", "numba"]
 
 def _cfg(backend: str, impl: str = "torch", normals: str = "autograd", **kw) -> SDFConfig:
     base = dict(hidden=32, layers=3, skip_in=(), multires=2, feature_dim=4, weight_norm=False)
-    return SDFConfig(backend=backend, normals=normals, grid=HashGridConfig(**GRID, implementation=impl),
-                     **{**base, **kw})
+    return SDFConfig(
+        backend=backend, normals=normals, grid=HashGridConfig(**GRID, implementation=impl), **{**base, **kw}
+    )
 
 
 def _field(backend: str, impl: str, normals: str, seed: int = 0) -> SDFField:
@@ -216,11 +218,11 @@ def test_set_progress_masks_levels(backend):
     # same as the full field with the tables of levels 2, 3 zeroed
     twin = _torch_twin(field, backend)
     with torch.no_grad():
-        twin.grid.params[field.grid.layout.offsets[2]:] = 0.0
+        twin.grid.params[field.grid.layout.offsets[2] :] = 0.0
     assert torch.allclose(partial, twin.sdf(x), atol=1e-6) and (partial - full).abs().max() > 1e-4
     _, _, g = field.sdf_and_gradient(x, create_graph=True)
     g.norm(dim=-1).sum().backward()
-    assert field.grid.params.grad[field.grid.layout.offsets[2]:].abs().max() == 0
+    assert field.grid.params.grad[field.grid.layout.offsets[2] :].abs().max() == 0
     field.set_progress(11)  # no active_levels: unchanged
     assert field.grid.active_levels == 2
     field.set_progress(12, active_levels=99)
@@ -253,6 +255,7 @@ def test_mlp_backend_ignores_levels_and_analytic_falls_back_to_autograd():
     field.set_progress(0, active_levels=1)
     _, _, g = field.sdf_and_gradient(x, create_graph=False)
     eps = 1e-6
-    fd = torch.stack([(field.sdf(x + eps * e) - field.sdf(x - eps * e)) / (2 * eps)
-                      for e in torch.eye(3, dtype=x.dtype)], -1)
+    fd = torch.stack(
+        [(field.sdf(x + eps * e) - field.sdf(x - eps * e)) / (2 * eps) for e in torch.eye(3, dtype=x.dtype)], -1
+    )
     assert torch.allclose(g, fd, atol=1e-6) and not math.isnan(g.sum().item())

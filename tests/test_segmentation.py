@@ -1,4 +1,5 @@
 """Soft material segmentation: assignment field, losses, cross-view tensor, phases, EM, metrics, warm start."""
+
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import shared_dataset
 from PIL import Image
 
 from lumisurf.config import AssignmentConfig, Config, apply_overrides, from_dict, to_dict
@@ -14,19 +16,30 @@ from lumisurf.encodings.hash_grid import HashGridConfig
 from lumisurf.errors import DataError
 from lumisurf.eval.material_metrics import cross_view_consistency, matid_iou, read_matid_maps
 from lumisurf.fields.assignment import AssignmentField, kmeans_soft_maps, load_mask_folder
-from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, crease_weight,
-                                          em_assignment_loss, em_posterior, energy_conservation_loss,
-                                          entropy_loss, gather_probs_per_view, project_points, range_loss,
-                                          sample_view_maps, smoothness_loss, sparsity_loss)
+from lumisurf.losses.segmentation import (
+    boundary_smoothness_loss,
+    consistency_loss,
+    crease_weight,
+    em_assignment_loss,
+    em_posterior,
+    energy_conservation_loss,
+    entropy_loss,
+    gather_probs_per_view,
+    project_to_views,
+    range_loss,
+    sample_view_maps,
+    smoothness_loss,
+    sparsity_loss,
+)
 from lumisurf.train.phases import PhaseConfig, PhaseSchedule, default_phases, phases_from_config
 
-from conftest import shared_dataset
-
-SMALL_GRID = HashGridConfig(n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=32,
-                            implementation="torch")
+SMALL_GRID = HashGridConfig(
+    n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=32, implementation="torch"
+)
 
 
 # ----------------------------------------------------------------------------- assignment field
+
 
 @pytest.mark.parametrize("backend", ["hash", "mlp"])
 def test_assignment_field(backend):
@@ -44,8 +57,15 @@ def test_assignment_field(backend):
 
 
 def test_config_round_trip_with_segmentation():
-    cfg = apply_overrides(Config(), ["model.assignment.K=3", "model.assignment.heads=[lambert,specular,subsurface]",
-                                     "schedule.phases=abcde", "loss.segmentation.entropy_weight=0.5"])
+    cfg = apply_overrides(
+        Config(),
+        [
+            "model.assignment.K=3",
+            "model.assignment.heads=[lambert,specular,subsurface]",
+            "schedule.phases=abcde",
+            "loss.segmentation.entropy_weight=0.5",
+        ],
+    )
     assert cfg.model.assignment.heads == ("lambert", "specular", "subsurface") and cfg.model.assignment.K == 3
     assert from_dict(Config, to_dict(cfg)) == cfg
     assert cfg.model.assignment.grid.implementation == "auto"  # the fastest kernel that runs here
@@ -54,6 +74,7 @@ def test_config_round_trip_with_segmentation():
 
 
 # ----------------------------------------------------------------------------- losses
+
 
 def test_entropy_sparsity_hand_values():
     for K in (2, 3, 5):
@@ -109,6 +130,7 @@ def test_em_posterior_and_loss():
 
 # ----------------------------------------------------------------------------- projection and sampling
 
+
 def _cameras() -> Cameras:
     """Two 8x6 OpenCV cameras at distance 3 looking at the origin along +z and along -x."""
     c2w = torch.eye(4).repeat(2, 1, 1)
@@ -119,15 +141,15 @@ def _cameras() -> Cameras:
     return Cameras(c2w, f, f, torch.full((2,), 4.0), torch.full((2,), 3.0), width=8, height=6)
 
 
-def test_project_points_matches_cameras_project():
+def test_project_to_views_matches_cameras_project():
     cams = _cameras()
     pts = torch.rand(7, 3) - 0.5
-    uv, z, inside = project_points(pts, cams, [0, 1])
+    uv, z, inside = project_to_views(pts, cams, [0, 1])
     for v in range(2):
         uv_ref, z_ref = cams.project(pts, v)
         assert torch.allclose(uv[:, v], uv_ref, atol=1e-5) and torch.allclose(z[:, v], z_ref, atol=1e-6)
     assert inside.all()
-    uv0, _, _ = project_points(torch.zeros(1, 3), cams, [0, 1])
+    uv0, _, _ = project_to_views(torch.zeros(1, 3), cams, [0, 1])
     assert torch.allclose(uv0, torch.tensor([[[4.0, 3.0], [4.0, 3.0]]]))
 
 
@@ -163,6 +185,7 @@ def test_gather_probs_per_view_consistent_labels():
 
 # ----------------------------------------------------------------------------- phases
 
+
 def test_phase_schedule_switches_and_freezes():
     phases = default_phases((0.1, 0.3, 0.7, 1.0))
     sched = PhaseSchedule(phases)
@@ -193,6 +216,7 @@ def test_phase_schedule_em_alternation():
 
 
 # ----------------------------------------------------------------------------- metrics
+
 
 def test_matid_iou_permuted_labels():
     gt = np.array([[[0, 1, 1, 2], [2, 2, 1, 0]]])  # [1, 2, 4]
@@ -233,7 +257,8 @@ def test_cross_view_consistency():
 
 # ----------------------------------------------------------------------------- 2D warm starts
 
-def test_kmeans_splits_two_colour_image():
+
+def test_kmeans_splits_two_color_image():
     img = torch.zeros(2, 6, 8, 3)
     img[:, :, :4] = torch.tensor([0.9, 0.2, 0.1])
     img[:, :, 4:] = torch.tensor([0.1, 0.3, 0.8])

@@ -1,4 +1,5 @@
 """Segmentation wired into Stage I: the mixture shading, phase-gated losses, EM, named optimizer groups."""
+
 from __future__ import annotations
 
 import math
@@ -10,13 +11,20 @@ from lumisurf.config import apply_overrides
 from lumisurf.data.load import load_config_scene
 from lumisurf.presets import preset_config
 from lumisurf.shading.segmented import SegmentedShading
-from lumisurf.train.phases import named_param_groups
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.trainer import Trainer
 
-TINY = ["model.sdf.grid.implementation=torch", "data.synthetic_views=4", "data.synthetic_resolution=24",
-        "train.batch_rays=128", "train.val_every=0", "train.max_steps=8", "train.log_every=1",
-        "model.assignment.lift.points=2000", "model.assignment.lift.fit_steps=20"]
+TINY = [
+    "model.sdf.grid.implementation=torch",
+    "data.synthetic_views=4",
+    "data.synthetic_resolution=24",
+    "train.batch_rays=128",
+    "train.val_every=0",
+    "train.max_steps=8",
+    "train.log_every=1",
+    "model.assignment.lift.points=2000",
+    "model.assignment.lift.fit_steps=20",
+]
 
 
 def _trainer(tmp_path, extra=()):
@@ -47,7 +55,7 @@ def test_segmented_shading_mixture_and_ranges():
 
 def test_named_groups_cover_every_parameter(tmp_path):
     tr = _trainer(tmp_path)
-    groups = named_param_groups(tr.model, 1e-2)
+    groups = tr.model.param_groups(tr.cfg)
     names = {g["name"] for g in groups}
     assert {"sdf", "variance", "assignment", "heads", "shading"} <= names
     n_grouped = sum(p.numel() for g in groups for p in g["params"])
@@ -56,19 +64,36 @@ def test_named_groups_cover_every_parameter(tmp_path):
 
 def test_phase_c_turns_on_segmentation_losses_and_trains_the_assignment(tmp_path):
     # phases A, B end at step 0, C runs the whole training: every segmentation term is live
-    tr = _trainer(tmp_path, ["schedule.phase_ends=[0.0,0.0,1.0,1.0]", "loss.segmentation.em_weight=1.0",
-                             "model.assignment.init=kmeans", "loss.segmentation.smoothness_weight=0.1",
-                             "loss.segmentation.material_range_weight=0.1", "loss.segmentation.sparsity_weight=0.1",
-                             "loss.segmentation.metal_prior_weight=1.0"])
+    tr = _trainer(
+        tmp_path,
+        [
+            "schedule.phase_ends=[0.0,0.0,1.0,1.0]",
+            "loss.segmentation.em_weight=1.0",
+            "model.assignment.init=kmeans",
+            "loss.segmentation.smoothness_weight=0.1",
+            "loss.segmentation.material_range_weight=0.1",
+            "loss.segmentation.sparsity_weight=0.1",
+            "loss.segmentation.metal_prior_weight=1.0",
+        ],
+    )
     assert tr.warm_maps is not None and tr.warm_maps.shape[-1] == 2  # k-means soft maps of the train views
     before = [p.detach().clone() for p in tr.model.color.assignment.parameters()]
     seen: dict[str, float] = {}
     for _ in range(3):
-        tr._update_schedules()
+        tr.update_schedules()
         seen.update(tr.train_step())
         tr.step += 1
-    for key in ("loss_entropy", "loss_boundary", "loss_consistency", "loss_energy", "loss_warm_start",
-                "loss_smoothness", "loss_material_range", "loss_sparsity", "loss_metal_prior"):
+    for key in (
+        "loss_entropy",
+        "loss_boundary",
+        "loss_consistency",
+        "loss_energy",
+        "loss_warm_start",
+        "loss_smoothness",
+        "loss_material_range",
+        "loss_sparsity",
+        "loss_metal_prior",
+    ):
         assert key in seen and math.isfinite(seen[key]) and seen[key] >= 0, (key, seen.get(key))
     assert "loss_em" not in seen  # EM is a phase-D term
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
@@ -93,12 +118,12 @@ def test_metal_prior_hand_values():
 
 def test_pretrain_head_renders_alone_until_the_assignment_trains(tmp_path):
     tr = _trainer(tmp_path, ["schedule.phase_ends=[0.5,0.5,1.0,1.0]", "model.assignment.pretrain_head=specular"])
-    tr._update_schedules()  # phase A
+    tr.update_schedules()  # phase A
     assert tr.model.color.solo == 0
     scalars = tr.train_step()
     assert scalars["loss"] == scalars["loss"]
     tr.step = 4  # progress 4 / 8 = 0.5
-    tr._update_schedules()  # phase C: the mixture
+    tr.update_schedules()  # phase C: the mixture
     assert tr.model.color.solo is None
     shading = tr.model.color
     shading.solo = 1
@@ -115,14 +140,14 @@ def test_pretrain_head_renders_alone_until_the_assignment_trains(tmp_path):
 
 def test_phase_a_freezes_the_assignment_and_d_runs_em(tmp_path):
     tr = _trainer(tmp_path, ["schedule.phase_ends=[1.0,1.0,1.0,1.0]"])
-    tr._update_schedules()
+    tr.update_schedules()
     scalars = tr.train_step()
     assert {g["name"]: g["lr"] for g in tr.optimizer.param_groups}["assignment"] == 0.0
     assert not any(k in scalars for k in ("loss_entropy", "loss_consistency"))
     tr = _trainer(tmp_path / "d", ["schedule.phase_ends=[0.0,0.0,0.0,1.0]", "schedule.em_every=1"])
-    tr._update_schedules()  # D is entered at step 0
+    tr.update_schedules()  # D is entered at step 0
     tr.step = 1  # odd EM block: only the assignment trains, against the E-step posterior
-    tr._update_schedules()
+    tr.update_schedules()
     scalars = tr.train_step()
     assert "loss_em" in scalars
     lrs = {g["name"]: g["lr"] for g in tr.optimizer.param_groups}
@@ -139,11 +164,21 @@ def test_segmented_run_extract_eval_vis(tmp_path):
     from lumisurf.cli import main
 
     run = tmp_path / "seg"
-    common = ["model.sdf.grid.implementation=torch", "model.assignment.grid.implementation=torch",
-              "data.synthetic_views=4", "data.synthetic_resolution=24", "train.batch_rays=64", "train.val_every=0",
-              "eval.mesh_resolution=32", "eval.chamfer_samples=2000", "train.finalize=false"]
-    assert main(["train", "--preset", "lumisurf-seg", "--max-steps", "3", "--out", str(run), "--no-progress",
-                 *common]) == 0
+    common = [
+        "model.sdf.grid.implementation=torch",
+        "model.assignment.grid.implementation=torch",
+        "data.synthetic_views=4",
+        "data.synthetic_resolution=24",
+        "train.batch_rays=64",
+        "train.val_every=0",
+        "eval.mesh_resolution=32",
+        "eval.chamfer_samples=2000",
+        "train.finalize=false",
+    ]
+    assert (
+        main(["train", "--preset", "lumisurf-seg", "--max-steps", "3", "--out", str(run), "--no-progress", *common])
+        == 0
+    )
     assert main(["extract", str(run)]) == 0
     ply = trimesh.load(run / "mesh_materials.ply", process=False)
     names = ply.metadata["_ply_raw"]["vertex"]["data"].dtype.names

@@ -1,4 +1,5 @@
 """Spherical harmonics encoding, training schedules and the hash-grid total-variation regulariser."""
+
 from __future__ import annotations
 
 import math
@@ -142,8 +143,9 @@ def test_training_clock():
 # ---------------------------------------------------------------- grid total variation
 def _tv_grid() -> HashGrid:
     # levels res 4, 10 dense (125, 1331 rows), 25, 64 hashed (2^12 rows)
-    cfg = HashGridConfig(n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=64,
-                         implementation="torch")
+    cfg = HashGridConfig(
+        n_levels=4, n_features=2, log2_table_size=12, base_resolution=4, max_resolution=64, implementation="torch"
+    )
     return HashGrid(cfg)
 
 

@@ -1,15 +1,15 @@
 """Split-sum GGX table (against NeRO's reference) and the integrated directional encoding."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from lumisurf.encodings.ide import band_of_coefficients, integrated_directional_encoding
 from lumisurf.encodings.spherical_harmonics import sh_basis
 from lumisurf.shading.split_sum import compute_lut, hammersley, integrate_brdf, sample_lut
-
-from conftest import SHARED_DATA
 
 
 def test_hammersley_points():

@@ -1,5 +1,6 @@
 """Stage II: material field ranges, Monte-Carlo shading energy, lighting with visibility, and a CLI smoke
 (train 2 steps -> extract -> material 2 steps -> relight -> eval) on the built-in scene."""
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,19 @@ def test_white_furnace_energy(albedo, metallic, roughness):
     x, normals, wo = _flat_setup(n)
     const = lambda p, l, blocked: torch.ones(p.shape[0], 3, dtype=p.dtype)  # noqa: E731
     g = torch.Generator().manual_seed(0)
-    lo = shade(x, normals, wo, torch.full((n, 3), albedo), torch.full((n, 1), metallic),
-               torch.full((n, 1), roughness), const, None, 512, Strategy(0.5, 0.5), g)
+    lo = shade(
+        x,
+        normals,
+        wo,
+        torch.full((n, 3), albedo),
+        torch.full((n, 1), metallic),
+        torch.full((n, 1), roughness),
+        const,
+        None,
+        512,
+        Strategy(0.5, 0.5),
+        g,
+    )
     assert float(lo.mean()) <= 1.0 + 0.02 and float(lo.max()) <= 1.08  # Monte-Carlo noise of 512 samples
     if metallic == 1.0:  # F0 = 1: the directional albedo is scale + bias of the split-sum table
         from lumisurf.shading.split_sum import load_lut, sample_lut
@@ -77,8 +89,19 @@ def test_lambert_furnace_matches_hand_value():
     wo = normals.clone()
     const = lambda p, l, blocked: torch.ones(p.shape[0], 3, dtype=p.dtype)  # noqa: E731
     g = torch.Generator().manual_seed(1)
-    lo = shade(x, normals, wo, torch.full((n, 3), 0.5), torch.zeros(n, 1), torch.ones(n, 1), const, None,
-               2048, Strategy(0.0, 1.0), g)
+    lo = shade(
+        x,
+        normals,
+        wo,
+        torch.full((n, 3), 0.5),
+        torch.zeros(n, 1),
+        torch.ones(n, 1),
+        const,
+        None,
+        2048,
+        Strategy(0.0, 1.0),
+        g,
+    )
     # diffuse 0.5 plus a rough dielectric specular lobe with F0 = 0.04 (well under 0.1)
     assert 0.5 < float(lo.mean()) < 0.6
 
@@ -114,19 +137,41 @@ def test_stage2_cli_smoke(tmp_path):
     from lumisurf.data.hdr import write_hdr
 
     run = tmp_path / "run"
-    common = ["model.sdf.grid.implementation=torch", "data.synthetic_views=4", "data.synthetic_resolution=24",
-              "train.batch_rays=64", "train.val_every=0", "eval.mesh_resolution=32", "eval.chamfer_samples=2000"]
-    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false",
-                 *common]) == 0
+    common = [
+        "model.sdf.grid.implementation=torch",
+        "data.synthetic_views=4",
+        "data.synthetic_resolution=24",
+        "train.batch_rays=64",
+        "train.val_every=0",
+        "eval.mesh_resolution=32",
+        "eval.chamfer_samples=2000",
+    ]
+    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false", *common]) == 0
     assert main(["extract", str(run)]) == 0
-    assert main(["material", str(run), "--steps", "2", "--no-progress", "texture_size=64", "batch_rays=64",
-                 "light_samples=8", "grid.implementation=torch", "render_spp=1", "render_light_samples=8"]) == 0
+    assert (
+        main(
+            [
+                "material",
+                str(run),
+                "--steps",
+                "2",
+                "--no-progress",
+                "texture_size=64",
+                "batch_rays=64",
+                "light_samples=8",
+                "grid.implementation=torch",
+                "render_spp=1",
+                "render_light_samples=8",
+            ]
+        )
+        == 0
+    )
     out = run / "material"
     assert (out / "material.pt").exists() and (out / "env_map.hdr").exists() and (out / "preview.png").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["surface_pixels"] > 0 and math.isfinite(summary["loss"])
     assert summary["init"] == "constant" and summary["env_lr"] == 0.02  # no Stage I heads: a learned map from grey
-    for key in ("obj", "glb", "ply", "xml"):
+    for _key in ("obj", "glb", "ply", "xml"):
         assert (out / "export").exists() and any((out / "export").iterdir())
     env = tmp_path / "sky.hdr"
     sky = np.ones((8, 16, 3), np.float32)

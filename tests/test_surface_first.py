@@ -1,5 +1,6 @@
 """Surface-first rendering: the tracer's hand values on an exact sphere, the band, and agreement with full
 volume rendering on a small model (rgb, opacity, depth, normals; the background skip; the messy-field switch)."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,16 @@ from torch import Tensor
 from lumisurf.config import BackgroundConfig, ColorConfig, ModelConfig, SamplerConfig, SDFConfig
 from lumisurf.eval.image_metrics import psnr
 from lumisurf.models.surface import RenderState, SurfaceModel
-from lumisurf.renderers.surface_first import (TraceResult, band_half_width, band_samples, clear_of_surface,
-                                              descend, exit_trace, sphere_trace, trusted_hits)
+from lumisurf.renderers.surface_first import (
+    TraceResult,
+    band_half_width,
+    band_samples,
+    clear_of_surface,
+    descend,
+    exit_trace,
+    sphere_trace,
+    trusted_hits,
+)
 from lumisurf.sampler_config import SurfaceRenderConfig
 
 
@@ -66,25 +75,31 @@ def test_exit_trace_leaves_through_a_receding_stretch_only():
 def test_band_half_width_and_samples_hand_values():
     half = band_half_width(torch.tensor([0.5, 1.0, 0.01]), inv_s=100.0, width=10.0)
     assert torch.allclose(half, torch.tensor([0.2, 0.1, 1.0]))  # slope 0.01 is clamped to 0.1
-    t, end = band_samples(torch.tensor([0.8, -0.15]), torch.tensor([1.2, 0.25]), torch.tensor([0.0, 0.0]),
-                          torch.tensor([5.0, 0.1]), 4)
+    t, end = band_samples(
+        torch.tensor([0.8, -0.15]), torch.tensor([1.2, 0.25]), torch.tensor([0.0, 0.0]), torch.tensor([5.0, 0.1]), 4
+    )
     assert torch.allclose(t[0], torch.tensor([0.8, 0.9, 1.0, 1.1])) and end[0, 0].item() == pytest.approx(1.2)
     assert torch.allclose(t[1], torch.tensor([0.0, 0.025, 0.05, 0.075])) and end[1, 0].item() == pytest.approx(0.1)
 
 
 def test_descend_stops_at_the_floor_or_the_bottom_of_a_thin_part():
     o, d = _rays_along_x([0.0, 0.45])
-    t_hit = 2.0 - torch.tensor([0.5, math.sqrt(0.25 - 0.45 ** 2)])
+    t_hit = 2.0 - torch.tensor([0.5, math.sqrt(0.25 - 0.45**2)])
     stop = descend(_sphere, o, d, t_hit, torch.full((2,), 4.0), floor=-0.1, max_steps=64, min_step=1e-4)
     assert 1.5 + 0.1 <= stop[0].item() < 1.5 + 0.2  # SDF -0.1 is 0.1 inside along the axis (one step past)
     # the off-axis chord is shallower than the floor (its SDF bottoms out at 0.45 - 0.5): it stops past x = 0
-    assert 2.0 <= stop[1].item() < 2.0 + math.sqrt(0.25 - 0.45 ** 2)
+    assert 2.0 <= stop[1].item() < 2.0 + math.sqrt(0.25 - 0.45**2)
 
 
 def test_trusted_hits_and_clear_rays():
-    tr = TraceResult(t=torch.zeros(4), slope=torch.ones(4), hit=torch.tensor([True, True, False, False]),
-                     clearance=torch.tensor([float("inf"), 0.01, 0.2, 0.01]), t_close=torch.zeros(4),
-                     done=torch.tensor([True, True, True, True]))
+    tr = TraceResult(
+        t=torch.zeros(4),
+        slope=torch.ones(4),
+        hit=torch.tensor([True, True, False, False]),
+        clearance=torch.tensor([float("inf"), 0.01, 0.2, 0.01]),
+        t_close=torch.zeros(4),
+        done=torch.tensor([True, True, True, True]),
+    )
     assert trusted_hits(tr, 100.0, 8.0).tolist() == [True, False, False, False]
     assert clear_of_surface(tr, 100.0, 8.0).tolist() == [False, False, True, False]
 
@@ -93,10 +108,20 @@ def test_trusted_hits_and_clear_rays():
 def _model(background: str = "constant", inv_s: float = 300.0) -> SurfaceModel:
     torch.manual_seed(0)
     sdf = SDFConfig(hidden=64, layers=3, skip_in=(), multires=0, feature_dim=4, init_radius=0.5)
-    model_cfg = ModelConfig(sdf=sdf, color=ColorConfig(hidden=16, layers=2, multires_view=1),
-                            background=BackgroundConfig(kind=background, hidden=16, layers=2, n_samples=8))
-    sampler = SamplerConfig(n_samples=32, n_importance=32, up_sample_steps=2, perturb=False,
-                            occupancy=True, occupancy_resolution=32, occupancy_march_steps=64)
+    model_cfg = ModelConfig(
+        sdf=sdf,
+        color=ColorConfig(hidden=16, layers=2, multires_view=1),
+        background=BackgroundConfig(kind=background, hidden=16, layers=2, n_samples=8),
+    )
+    sampler = SamplerConfig(
+        n_samples=32,
+        n_importance=32,
+        up_sample_steps=2,
+        perturb=False,
+        occupancy=True,
+        occupancy_resolution=32,
+        occupancy_march_steps=64,
+    )
     model = SurfaceModel(model_cfg, sampler, background).eval()
     with torch.no_grad():
         model.variance.variance.fill_(math.log(inv_s) / 10.0)

@@ -1,4 +1,5 @@
 """Surface kNN graph, crease weights and the exact binary min-cut of the material lift."""
+
 from __future__ import annotations
 
 import itertools
@@ -36,8 +37,14 @@ def test_min_cut_is_the_exact_minimiser(seed):
     with pytest.raises(ValueError):
         binary_min_cut(-unary, edges, w)
     with pytest.raises(ValueError, match="creases"):
-        crease_edge_weights(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 1, dtype=torch.long),
-                            torch.ones(2, 1), 2.0, creases="convex")
+        crease_edge_weights(
+            torch.zeros(2, 3),
+            torch.zeros(2, 3),
+            torch.zeros(2, 1, dtype=torch.long),
+            torch.ones(2, 1),
+            2.0,
+            creases="convex",
+        )
 
 
 def test_knn_and_crease_weights():
@@ -59,7 +66,7 @@ def test_knn_and_crease_weights():
         assert torch.allclose(w[:, 0], torch.full((2,), 0.25 * gauss))
     flat = crease_edge_weights(pts, torch.tensor([[0.0, 0, 1]]).expand(3, 3), idx, dist, sharpness=2.0)
     sigma = 4.0 / 3.0
-    assert float(flat[2, 0]) == pytest.approx(math.exp(-(2 / sigma) ** 2), rel=1e-5)
+    assert float(flat[2, 0]) == pytest.approx(math.exp(-((2 / sigma) ** 2)), rel=1e-5)
 
 
 def test_smooth_labels_moves_a_mislabelled_patch_to_its_smooth_surface():

@@ -1,4 +1,5 @@
 """The built-in synthetic scene: analytic SDF, cameras, sphere-traced renders, GT normals and mesh."""
+
 from __future__ import annotations
 
 import math
@@ -19,11 +20,15 @@ def scene():
 def test_sdf_known_points():
     zc, r = S.SPHERE_CENTER[2], S.SPHERE_RADIUS
     tz, big, small = S.TORUS_CENTER[2], S.TORUS_MAJOR, S.TORUS_MINOR
-    pts = torch.tensor([[0.0, 0.0, zc + r],  # top of the sphere: on the surface
-                        [0.0, 0.0, zc + r + 0.1],  # 0.1 above it
-                        [big + small, 0.0, tz],  # outer equator of the torus (x is the tilt axis)
-                        [big + small + 0.1, 0.0, tz],  # 0.1 outside it
-                        [-(big + small + 0.05), 0.0, tz]])  # 0.05 outside, other side
+    pts = torch.tensor(
+        [
+            [0.0, 0.0, zc + r],  # top of the sphere: on the surface
+            [0.0, 0.0, zc + r + 0.1],  # 0.1 above it
+            [big + small, 0.0, tz],  # outer equator of the torus (x is the tilt axis)
+            [big + small + 0.1, 0.0, tz],  # 0.1 outside it
+            [-(big + small + 0.05), 0.0, tz],
+        ]
+    )  # 0.05 outside, other side
     expected = torch.tensor([0.0, 0.1, 0.0, 0.1, 0.05])
     assert torch.allclose(synthetic_sdf(pts), expected, atol=1e-6)
     assert synthetic_sdf(torch.tensor([[0.0, 0.0, zc]])).item() == pytest.approx(-r, abs=1e-6)  # sphere centre
@@ -46,8 +51,7 @@ def test_smooth_min_values_and_lipschitz():
 
 
 def test_sdf_gradcheck_and_unit_gradient():
-    p = torch.tensor([[0.3, -0.2, 0.4], [0.55, 0.1, -0.2], [0.1, 0.33, -0.05]], dtype=torch.float64,
-                     requires_grad=True)
+    p = torch.tensor([[0.3, -0.2, 0.4], [0.55, 0.1, -0.2], [0.1, 0.33, -0.05]], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(synthetic_sdf, (p,))
     far = torch.tensor([[0.0, 0.0, 0.9], [0.9, 0.0, -0.16]])  # away from the blend: exact SDF parts
     assert torch.allclose(S.sdf_normals(far).norm(dim=-1), torch.ones(2), atol=1e-5)
@@ -59,7 +63,7 @@ def test_shapes_and_metadata(scene):
     assert (len(tr), len(te)) == (8, 4)
     assert tr.images.shape == (8, 48, 48, 3) and tr.masks.shape == (8, 48, 48)
     assert te.normals.shape == (4, 48, 48, 3) and tr.normals is None
-    assert tr.images.dtype == torch.float32 and 0 <= float(tr.images.min()) and float(tr.images.max()) <= 1
+    assert tr.images.dtype == torch.float32 and float(tr.images.min()) >= 0 and float(tr.images.max()) <= 1
     assert scene.format == "synthetic" and scene.name == "synthetic" and str(scene.root) == "<builtin>"
     assert scene.normalization is None and not scene.normalized
     assert (tr.masks.flatten(1).sum(1) > 20).all()  # every view sees the object
@@ -112,12 +116,11 @@ def test_gt_normals(scene):
     # normals face the camera at the centre pixel and equal the SDF gradient at the hit point
     cams = te.cameras
     o, d = cams.rays(torch.arange(4), torch.full((4,), 24.25), torch.full((4,), 24.25))
-    hit, t = S.sphere_trace(o, d)
+    hit, t = S.trace_scene(o, d)
     assert hit.all()
     p = o + t[:, None] * d
     assert synthetic_sdf(p).abs().max() < 1e-3
-    n_fd = torch.stack([(synthetic_sdf(p + e * 1e-3) - synthetic_sdf(p - e * 1e-3)) / 2e-3
-                        for e in torch.eye(3)], -1)
+    n_fd = torch.stack([(synthetic_sdf(p + e * 1e-3) - synthetic_sdf(p - e * 1e-3)) / 2e-3 for e in torch.eye(3)], -1)
     n_fd = n_fd / n_fd.norm(dim=-1, keepdim=True)
     assert ((n_fd * -d).sum(-1) > 0).all()
     assert ((nrm[:, 24, 24] * n_fd).sum(-1) > 0.95).all()  # 2x2 mean near the pixel centre
@@ -140,7 +143,7 @@ def test_gt_mesh(scene):
     assert v.norm(dim=-1).max() < S.BOUND_RADIUS
     assert synthetic_sdf(v).abs().max() < 2 * S.BOUND_RADIUS / 127  # within a grid cell of the surface
     # volume close to the analytic parts' (sphere + torus - overlap, smooth fill): coarse bound
-    parts = 4 / 3 * math.pi * S.SPHERE_RADIUS ** 3 + 2 * math.pi ** 2 * S.TORUS_MAJOR * S.TORUS_MINOR ** 2
+    parts = 4 / 3 * math.pi * S.SPHERE_RADIUS**3 + 2 * math.pi**2 * S.TORUS_MAJOR * S.TORUS_MINOR**2
     assert 0.7 * parts < mesh.volume < 1.2 * parts
 
 

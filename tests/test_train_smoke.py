@@ -1,4 +1,5 @@
 """A 2-step training smoke of every preset on a tiny analytic scene, and the CLI end to end."""
+
 import json
 import math
 
@@ -7,21 +8,31 @@ import torch
 
 from lumisurf.cli import main
 from lumisurf.config import apply_overrides
+from lumisurf.kinds import build_trainer
 from lumisurf.models.surface import RenderState
 from lumisurf.presets import PRESETS, preset_config
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import Trainer, build_trainer
+from lumisurf.train.trainer import Trainer
 
-TINY = ["train.batch_rays=32", "train.val_every=0", "train.ckpt_every=0", "train.max_steps=2",
-        "train.finalize=false", "train.device=cpu", "sampler.n_samples=8", "sampler.n_importance=8",
-        "sampler.up_sample_steps=2", "model.background.n_samples=4"]
+TINY = [
+    "train.batch_rays=32",
+    "train.val_every=0",
+    "train.ckpt_every=0",
+    "train.max_steps=2",
+    "train.finalize=false",
+    "train.device=cpu",
+    "sampler.n_samples=8",
+    "sampler.n_importance=8",
+    "sampler.up_sample_steps=2",
+    "model.background.n_samples=4",
+]
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_two_steps_every_preset(preset, tiny_scene, tmp_path):
     cfg = apply_overrides(preset_config(preset), TINY)
     if cfg.model.kind == "voxels":
-        cfg = apply_overrides(cfg, ["voxels.init_level=4"])  # 16^3 cells before the visual hull
+        cfg = apply_overrides(cfg, ["voxels.model.init_level=4"])  # 16^3 cells before the visual hull
     run = RunDir(tmp_path / preset)
     run.prepare_new(cfg, force=False, resume=False)
     trainer = build_trainer(cfg, run, scene=tiny_scene, progress=False)
@@ -36,15 +47,22 @@ def test_two_steps_every_preset(preset, tiny_scene, tmp_path):
     _viewer_renders(run.root, tiny_scene)
 
 
-@pytest.mark.parametrize("variant", [
-    ["sampler.render_samples=all"], ["sampler.coarse_sdf=occupancy", "sampler.occupancy_explore=0.5"],
-    ["model.sdf.experts.enabled=true", "model.sdf.experts.coarse_levels=4"],
-    ["model.sdf.grid.implementation=warp"], ["model.sdf.grid.implementation=torch"]])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ["sampler.render_samples=all"],
+        ["sampler.coarse_sdf=occupancy", "sampler.occupancy_explore=0.5"],
+        ["model.sdf.experts.enabled=true", "model.sdf.experts.coarse_levels=4"],
+        ["model.sdf.grid.implementation=warp"],
+        ["model.sdf.grid.implementation=torch"],
+    ],
+)
 def test_two_steps_speed_levers(variant, tiny_scene, tmp_path):
     """Every sampling / kernel lever of the default preset, on or off, trains (a few steps past the first
     occupancy refresh, so the cache and the partial refresh run)."""
-    cfg = apply_overrides(preset_config("lumisurf"), TINY + ["train.max_steps=3", "sampler.occupancy_every=1",
-                                                             *variant])
+    cfg = apply_overrides(
+        preset_config("lumisurf"), TINY + ["train.max_steps=3", "sampler.occupancy_every=1", *variant]
+    )
     run = RunDir(tmp_path / "lever")
     run.prepare_new(cfg, force=False, resume=False)
     trainer = build_trainer(cfg, run, scene=tiny_scene, progress=False)
@@ -61,6 +79,7 @@ def _viewer_renders(root, scene):
 
     from lumisurf.jobs.restore import load_run
     from lumisurf.jobs.viewer.server import preview_mesh, render_image, view_modes
+
     loaded = load_run(root, "cpu")
     cams = scene.split("train").cameras.subset([0])
     s = 12 / cams.width
@@ -91,13 +110,16 @@ def test_background_nerf_path(tiny_scene, tmp_path):
 
 def test_normal_smoothness_term_trains_the_sdf(tiny_scene, tmp_path):
     """loss.normal_smooth_weight > 0: the term is logged and its gradient reaches the SDF."""
-    cfg = apply_overrides(preset_config("lumisurf"), TINY + ["loss.normal_smooth_weight=1.0",
-                                                             "model.sdf.grid.implementation=torch"])
+    cfg = apply_overrides(
+        preset_config("lumisurf"), TINY + ["loss.normal_smooth_weight=1.0", "model.sdf.grid.implementation=torch"]
+    )
     run = RunDir(tmp_path / "ns")
     run.prepare_new(cfg, False, False)
     trainer = Trainer(cfg, run, scene=tiny_scene, progress=False)
     # a column of pixels through the middle of view 0: most rays hit the object
-    o, d = trainer.cameras.rays(torch.zeros(64, dtype=torch.long), torch.full((64,), 16.0), torch.linspace(4.0, 28.0, 64))
+    o, d = trainer.cameras.rays(
+        torch.zeros(64, dtype=torch.long), torch.full((64,), 16.0), torch.linspace(4.0, 28.0, 64)
+    )
     out = trainer.model(o, d, torch.zeros(3), RenderState(1.0, False, None))
     term = trainer._normal_smoothness(out, o, d)
     assert term.requires_grad and math.isfinite(term.item()) and term.item() >= 0
@@ -108,9 +130,25 @@ def test_normal_smoothness_term_trains_the_sdf(tiny_scene, tmp_path):
 
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--out", str(out), "--max-steps", "3", "--device", "cpu", "--no-progress",
-            "data.synthetic_resolution=16", "data.synthetic_views=5", "eval.mesh_resolution=32",
-            "eval.chamfer_samples=2000", "train.finalize=false"] + TINY[:2] + TINY[6:]
+    args = (
+        [
+            "train",
+            "--out",
+            str(out),
+            "--max-steps",
+            "3",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "data.synthetic_resolution=16",
+            "data.synthetic_views=5",
+            "eval.mesh_resolution=32",
+            "eval.chamfer_samples=2000",
+            "train.finalize=false",
+        ]
+        + TINY[:2]
+        + TINY[6:]
+    )
     assert main(args) == 0
     assert (out / "config.yaml").exists() and (out / "ckpt" / "last.pt").exists()
     assert (out / "scalars.csv").read_text().startswith("step,")

@@ -1,5 +1,6 @@
 """`lumisurf view` in a real browser: Debian's chromium driven by Playwright (extras 'viewer' and 'browser-test';
 `.ci/run` installs chromium). Screenshots are kept in RUN/viewer_test/."""
+
 from __future__ import annotations
 
 import shutil
@@ -16,8 +17,14 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     pytest.skip("no chromium on PATH (Debian: apt-get install -y chromium; .ci/run does it)", allow_module_level=True)
 # the flags a sandboxed machine without network needs (no GPU, no background fetches)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _wait(cond, timeout: float, what: str):
@@ -33,7 +40,7 @@ def _object_fraction(png: Path) -> float:
     """Share of the centre third of a screenshot that is not the page's white background."""
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
     h, w = img.shape[:2]
-    centre = img[h // 3: 2 * h // 3, w // 3: 2 * w // 3]
+    centre = img[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3]
     return float((np.abs(centre - 255).sum(-1) > 40).mean())
 
 
@@ -45,9 +52,26 @@ def viewer(tmp_path_factory):
     from lumisurf.jobs.viewer.server import RunViewer, run_mesh
 
     run = tmp_path_factory.mktemp("view") / "run"
-    assert main(["train", "--out", str(run), "--max-steps", "2", "--device", "cpu", "--no-progress",
-                 "data.synthetic_resolution=32", "data.synthetic_views=6", "train.batch_rays=64",
-                 "train.val_every=0", "train.finalize=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "data.synthetic_resolution=32",
+                "data.synthetic_views=6",
+                "train.batch_rays=64",
+                "train.val_every=0",
+                "train.finalize=false",
+            ]
+        )
+        == 0
+    )
     loaded = load_run(run, "cpu")
     scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
     v = RunViewer(loaded, scene, run_mesh(loaded, resolution=48), port=0, levels=(48, 96), rest_s=0.2)
@@ -112,20 +136,31 @@ def test_training_page_in_chromium(tmp_path):
     from lumisurf.config import apply_overrides
     from lumisurf.data.load import load_config_scene
     from lumisurf.jobs.viewer.live import TrainingViewer
+    from lumisurf.kinds import train
     from lumisurf.presets import preset_config
     from lumisurf.train.run_dir import RunDir
-    from lumisurf.train.trainer import train
 
-    cfg = apply_overrides(preset_config("lumisurf"), [
-        "data.synthetic_resolution=32", "data.synthetic_views=6", "train.batch_rays=64", "train.val_every=0",
-        "train.finalize=false", "train.device=cpu", "train.max_steps=100000", "train.max_minutes=0.35"])
+    cfg = apply_overrides(
+        preset_config("lumisurf"),
+        [
+            "data.synthetic_resolution=32",
+            "data.synthetic_views=6",
+            "train.batch_rays=64",
+            "train.val_every=0",
+            "train.finalize=false",
+            "train.device=cpu",
+            "train.max_steps=100000",
+            "train.max_minutes=0.35",
+        ],
+    )
     scene = load_config_scene(cfg.data)
     live = TrainingViewer(scene, port=0, refresh_s=0.5, mesh_every_s=1.0, mesh_resolution=32)
     run = RunDir(tmp_path / "run")
     run.prepare_new(cfg, force=False, resume=False)
     result = {}
-    worker = threading.Thread(target=lambda: result.update(r=train(cfg, run, progress=False, scene=scene,
-                                                                     hooks=(live.on_step,))))
+    worker = threading.Thread(
+        target=lambda: result.update(r=train(cfg, run, progress=False, scene=scene, hooks=(live.on_step,)))
+    )
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

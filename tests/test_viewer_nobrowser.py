@@ -1,5 +1,6 @@
 """The viewer without a browser: progressive rendering (coarse while the camera moves, finer levels once it rests,
-a fine render cancelled, never published, when the camera moves again), the training hook, the mesh colourings."""
+a fine render cancelled, never published, when the camera moves again), the training hook, the mesh colorings."""
+
 from __future__ import annotations
 
 import threading
@@ -79,6 +80,7 @@ def test_missing_viewer_extra_is_one_clear_line(tmp_path, monkeypatch, capsys):
     import sys
 
     from lumisurf.cli import main
+
     monkeypatch.setitem(sys.modules, "viser", None)
     assert main(["view", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -93,6 +95,7 @@ def test_training_hook_without_a_browser_only_records(tiny_scene):
     from types import SimpleNamespace
 
     from lumisurf.jobs.viewer.live import TrainingViewer
+
     live = TrainingViewer(tiny_scene, port=0)
     try:
         loop = SimpleNamespace(step=1, elapsed=0.1, model=None, clock=None)  # would fail if used
@@ -108,19 +111,41 @@ def test_training_hook_without_a_browser_only_records(tiny_scene):
 def test_material_run_offers_albedo_roughness_metallic_on_the_mesh(tmp_path):
     from lumisurf.cli import main
     from lumisurf.jobs.restore import load_run
-    from lumisurf.jobs.viewer.scene import mesh_colourings
+    from lumisurf.jobs.viewer.scene_graph import mesh_colorings
     from lumisurf.jobs.viewer.server import run_mesh
+
     run = tmp_path / "nero"
-    assert main(["train", "--preset", "nero", "--out", str(run), "--max-steps", "2", "--device", "cpu",
-                 "--no-progress", "data.synthetic_resolution=16", "data.synthetic_views=5", "train.batch_rays=32",
-                 "train.val_every=0", "train.finalize=false", "sampler.n_samples=8", "sampler.n_importance=8",
-                 "sampler.up_sample_steps=2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--preset",
+                "nero",
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "data.synthetic_resolution=16",
+                "data.synthetic_views=5",
+                "train.batch_rays=32",
+                "train.val_every=0",
+                "train.finalize=false",
+                "sampler.n_samples=8",
+                "sampler.n_importance=8",
+                "sampler.up_sample_steps=2",
+            ]
+        )
+        == 0
+    )
     assert main(["extract", str(run), "--resolution", "24"]) == 0
     mesh = run_mesh(load_run(run, "cpu"))
-    col = mesh_colourings(mesh, run / "mesh_materials.ply")
+    col = mesh_colorings(mesh, run / "mesh_materials.ply")
     assert {"radiance", "albedo", "roughness", "metallic"} <= set(col)
     assert all(v.shape == (len(mesh.vertices), 3) and v.dtype.name == "uint8" for v in col.values())
-    assert set(mesh_colourings(mesh, None)) == {"radiance"}
+    assert set(mesh_colorings(mesh, None)) == {"radiance"}
 
 
 def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):
@@ -132,14 +157,35 @@ def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):
     from lumisurf.data.load import load_scene_normalized_as
     from lumisurf.jobs.restore import load_run
     from lumisurf.jobs.viewer.relit import Relighter
+
     run = tmp_path / "run"
-    common = ["model.sdf.grid.implementation=torch", "data.synthetic_views=4", "data.synthetic_resolution=24",
-              "train.batch_rays=64", "train.val_every=0", "eval.mesh_resolution=32"]
-    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false",
-                 *common]) == 0
+    common = [
+        "model.sdf.grid.implementation=torch",
+        "data.synthetic_views=4",
+        "data.synthetic_resolution=24",
+        "train.batch_rays=64",
+        "train.val_every=0",
+        "eval.mesh_resolution=32",
+    ]
+    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false", *common]) == 0
     assert main(["extract", str(run)]) == 0
-    assert main(["material", str(run), "--steps", "2", "--no-progress", "--no-export", "texture_size=64",
-                 "batch_rays=64", "light_samples=8", "grid.implementation=torch"]) == 0
+    assert (
+        main(
+            [
+                "material",
+                str(run),
+                "--steps",
+                "2",
+                "--no-progress",
+                "--no-export",
+                "texture_size=64",
+                "batch_rays=64",
+                "light_samples=8",
+                "grid.implementation=torch",
+            ]
+        )
+        == 0
+    )
     sky = np.ones((8, 16, 3), np.float32)
     sky[:4] *= 3.0
     write_hdr(tmp_path / "sky.hdr", sky)
@@ -153,13 +199,20 @@ def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):
     assert relighter.render(cams, "sky", lambda: True) is None
     pytest.importorskip("viser", reason="the page needs the 'viewer' extra")
     from lumisurf.jobs.viewer.server import RunViewer, run_mesh
-    v = RunViewer(loaded, load_scene_normalized_as(loaded.cfg.data, loaded.normalization), run_mesh(loaded),
-                  port=0, relighter=relighter)
+
+    v = RunViewer(
+        loaded,
+        load_scene_normalized_as(loaded.cfg.data, loaded.normalization),
+        run_mesh(loaded),
+        port=0,
+        relighter=relighter,
+    )
     try:
         assert v.modes[-2:] == ("relit: learned", "relit: sky")
         from types import SimpleNamespace
 
-        from lumisurf.jobs.viewer.scene import wxyz
+        from lumisurf.jobs.viewer.scene_graph import wxyz
+
         c2w = cams.c2w[0].numpy()
         camera = SimpleNamespace(wxyz=wxyz(c2w[:3, :3]), position=c2w[:3, 3], fov=0.8, aspect=1.5)
         v.set_mode("relit: sky")  # what the page's menu does

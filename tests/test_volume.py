@@ -1,4 +1,5 @@
 """Volume rendering maths (lumisurf.renderers.volume): shapes, hand values, NeuS formula, gradcheck."""
+
 from __future__ import annotations
 
 import math
@@ -45,12 +46,15 @@ def test_shapes():
     assert neus_alpha(sdf.double(), cos.double(), d.double(), torch.tensor(10.0).double()).dtype == torch.float64
 
 
-@pytest.mark.parametrize("alpha,weights,opacity,depth,rgb", [
-    # T = [1, .5, .25]; w = [.5, .25, .125]; depth = .5*1 + .25*2 + .125*3; white background adds .125
-    ([0.5, 0.5, 0.5], [0.5, 0.25, 0.125], 0.875, 1.375, [0.625, 0.375, 0.25]),
-    # T = [1, .8, .4]; w = [.2, .4, .4]; opaque, background invisible
-    ([0.2, 0.5, 1.0], [0.2, 0.4, 0.4], 1.0, 2.2, [0.2, 0.4, 0.4]),
-])
+@pytest.mark.parametrize(
+    "alpha,weights,opacity,depth,rgb",
+    [
+        # T = [1, .5, .25]; w = [.5, .25, .125]; depth = .5*1 + .25*2 + .125*3; white background adds .125
+        ([0.5, 0.5, 0.5], [0.5, 0.25, 0.125], 0.875, 1.375, [0.625, 0.375, 0.25]),
+        # T = [1, .8, .4]; w = [.2, .4, .4]; opaque, background invisible
+        ([0.2, 0.5, 1.0], [0.2, 0.4, 0.4], 1.0, 2.2, [0.2, 0.4, 0.4]),
+    ],
+)
 def test_three_sample_compositing_by_hand(alpha, weights, opacity, depth, rgb):
     a = torch.tensor([alpha], dtype=torch.float64)
     w = render_weights(a)
@@ -59,8 +63,8 @@ def test_three_sample_compositing_by_hand(alpha, weights, opacity, depth, rgb):
     torch.testing.assert_close(op, torch.tensor([[opacity]], dtype=torch.float64))
     t_mid = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64)
     torch.testing.assert_close(render_depth(w, t_mid), torch.tensor([[depth]], dtype=torch.float64))
-    colours = torch.eye(3, dtype=torch.float64)[None]  # samples red, green, blue: [1, 3, 3]
-    out = composite_background(accumulate(w, colours), op, torch.ones(3, dtype=torch.float64))
+    colors = torch.eye(3, dtype=torch.float64)[None]  # samples red, green, blue: [1, 3, 3]
+    out = composite_background(accumulate(w, colors), op, torch.ones(3, dtype=torch.float64))
     torch.testing.assert_close(out, torch.tensor([rgb], dtype=torch.float64))
 
 

@@ -1,4 +1,5 @@
 """Sparse-voxel layout: visual-hull init, pruning and subdivision under a cap, memory budget."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,12 +25,20 @@ def _disc_masks(cams, radius: float = 0.4):
 
 
 def test_visual_hull_keeps_the_ball_and_drops_the_corners():
-    eyes = 4.0 * np.array([[1.0, 0.05, 0.1], [-1.0, 0.1, -0.05], [0.1, 1.0, 0.05], [-0.05, -1.0, 0.1],
-                            [0.1, 0.05, 1.0], [0.05, -0.1, -1.0]])  # every view sees the whole cube
+    eyes = 4.0 * np.array(
+        [
+            [1.0, 0.05, 0.1],
+            [-1.0, 0.1, -0.05],
+            [0.1, 1.0, 0.05],
+            [-0.05, -1.0, 0.1],
+            [0.1, 0.05, 1.0],
+            [0.05, -0.1, -1.0],
+        ]
+    )  # every view sees the whole cube
     cams = look_at_cameras(eyes, 48, 48, fov_deg=60.0)
     tree = visual_hull_octree(4, SMIN, 2.0, cams, _disc_masks(cams))
     c = tree.centres()
-    assert 0 < len(tree) < 16 ** 3 // 4
+    assert 0 < len(tree) < 16**3 // 4
     assert (c.norm(dim=-1) < 0.4).sum() == (VoxelOctree.dense(4, SMIN, 2.0).centres().norm(dim=-1) < 0.4).sum()
     assert c.abs().amax().item() < 0.9  # the cube's corners are carved away
     assert len(visual_hull_octree(2, SMIN, 2.0)) == 64  # no masks: dense
@@ -48,7 +57,9 @@ def test_adapt_prunes_subdivides_and_respects_the_cap():
     assert res.pruned == 64 - kept and res.subdivided == -(-kept // 4) and res.voxels == kept + 7 * res.subdivided
     assert len(model.tree) == res.voxels and model.sh0.shape[0] == res.voxels == model.shs.shape[0]
     # the cap limits subdivision; nothing is subdivided at the cap, and the best voxel survives any threshold
-    res = adapt(model, opt, torch.ones(len(model.tree)), torch.ones(len(model.tree)), 0.0, 1.0, cap=len(model.tree) + 14)
+    res = adapt(
+        model, opt, torch.ones(len(model.tree)), torch.ones(len(model.tree)), 0.0, 1.0, cap=len(model.tree) + 14
+    )
     assert res.subdivided == 2
     res = adapt(model, opt, torch.zeros(len(model.tree)), torch.ones(len(model.tree)), 1.0, 1.0, cap=0)
     assert res.voxels == 1 and res.subdivided == 0
@@ -57,7 +68,7 @@ def test_adapt_prunes_subdivides_and_respects_the_cap():
 def test_memory_budget_caps_the_voxels():
     per = bytes_per_voxel(4)
     assert per == 4 * (1 + 48) * 3 + 80
-    assert voxel_cap(10 ** 9, 10.0, 4) == int(10 * 2 ** 20 / per)
+    assert voxel_cap(10**9, 10.0, 4) == int(10 * 2**20 / per)
     assert voxel_cap(1000, None, 4) == 1000
 
 

@@ -1,4 +1,5 @@
 """Voxel set export / import: the file round-trips to the same renders; the PLY has one vertex per voxel."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,7 +24,7 @@ def test_round_trip_renders_the_same(tmp_path):
     back = load_voxels(path)
     assert back.mode == "sdf" and torch.equal(back.tree.path, model.tree.path)
     with torch.no_grad():
-        a, b = model.render_view(cams, 0, torch.ones(3)), back.render_view(cams, 0, torch.ones(3))
+        a, b = model.rasterize_view(cams, 0, torch.ones(3)), back.rasterize_view(cams, 0, torch.ones(3))
     assert torch.allclose(a["rgb"], b["rgb"]) and torch.allclose(a["opacity"], b["opacity"])
 
 

@@ -1,10 +1,18 @@
 """Sparse-voxel regularisers: hand-computed values on linear and bilinear fields, float64 gradcheck."""
+
 from __future__ import annotations
 
 import torch
 
-from lumisurf.losses.voxels import (face_neighbours, laplacian_smooth_, voxel_eikonal, voxel_gradient,
-                                    voxel_smoothness, voxel_tv, voxel_twist)
+from lumisurf.losses.voxels import (
+    face_neighbours,
+    laplacian_smooth_,
+    voxel_eikonal,
+    voxel_gradient,
+    voxel_smoothness,
+    voxel_tv,
+    voxel_twist,
+)
 from lumisurf.voxels.octree import CORNER_OFFSETS
 from lumisurf.voxels.structure import VoxelOctree
 
@@ -46,8 +54,12 @@ def test_gradcheck():
     corners = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
     size = torch.tensor([0.5, 0.3, 0.1], dtype=torch.float64)
     pairs = torch.tensor([[0, 1], [1, 2]])
-    for f in (lambda c: voxel_eikonal(c, size), lambda c: voxel_twist(c, size), voxel_tv,
-              lambda c: voxel_smoothness(c, size, pairs)):
+    for f in (
+        lambda c: voxel_eikonal(c, size),
+        lambda c: voxel_twist(c, size),
+        voxel_tv,
+        lambda c: voxel_smoothness(c, size, pairs),
+    ):
         assert torch.autograd.gradcheck(f, (corners,))
 
 

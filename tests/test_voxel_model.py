@@ -1,4 +1,5 @@
 """SparseVoxelModel: rendering a camera, structure changes that keep the image, optimizer state carried."""
+
 from __future__ import annotations
 
 import copy
@@ -6,6 +7,7 @@ import copy
 import numpy as np
 import torch
 
+from lumisurf.config import Config
 from lumisurf.data.synthetic import look_at_cameras
 from lumisurf.voxels.model import SparseVoxelModel
 from lumisurf.voxels.structure import VoxelOctree
@@ -15,8 +17,7 @@ def _sphere_model(mode: str) -> SparseVoxelModel:
     tree = VoxelOctree.dense(3, torch.full((3,), -1.0), 2.0)
     pos = tree.corner_positions()
     sdf = pos.norm(dim=-1) - 0.55
-    model = SparseVoxelModel(tree, mode=mode, sh_bands=2, geo_init=sdf if mode == "sdf" else -sdf * 40.0,
-                             inv_s=30.0)
+    model = SparseVoxelModel(tree, mode=mode, sh_bands=2, geo_init=sdf if mode == "sdf" else -sdf * 40.0, inv_s=30.0)
     with torch.no_grad():
         model.sh0[:, 0] = torch.rand(len(tree), 3, generator=torch.Generator().manual_seed(0))
     return model
@@ -27,9 +28,9 @@ CAMS = look_at_cameras(np.array([[2.0, 1.4, 1.0], [-1.5, 2.2, -0.7]]), 24, 20, f
 
 def test_render_view_shapes_and_ranges():
     for mode in ("density", "sdf"):
-        out = _sphere_model(mode).render_view(CAMS, 0, torch.ones(3))
+        out = _sphere_model(mode).rasterize_view(CAMS, 0, torch.ones(3))
         assert out["rgb"].shape == (480, 3) and out["opacity"].shape == (480, 1)
-        assert 0 <= out["opacity"].min() and out["opacity"].max() <= 1
+        assert out["opacity"].min() >= 0 and out["opacity"].max() <= 1
         assert out["opacity"].max() > 0.9 and out["opacity"].min() < 0.1  # the sphere and the background
 
 
@@ -38,11 +39,11 @@ def test_subdividing_keeps_the_sdf_image():
     image is unchanged except where a ray grazes the surface inside one voxel: the split adds an SDF sample
     in the segment's middle that can see the dip below zero its end points missed (a few silhouette pixels)."""
     model = _sphere_model("sdf")
-    model.active_bands = 1  # view-independent colour: children see their parent's colour
-    before = model.render_view(CAMS, 1, torch.ones(3))
+    model.active_bands = 1  # view-independent color: children see their parent's color
+    before = model.rasterize_view(CAMS, 1, torch.ones(3))
     mask = torch.rand(len(model.tree), generator=torch.Generator().manual_seed(1)) < 0.5
     model.restructure(*model.tree.subdivide(mask))
-    after = model.render_view(CAMS, 1, torch.ones(3))
+    after = model.rasterize_view(CAMS, 1, torch.ones(3))
     assert len(model.tree) == 512 + 7 * int(mask.sum())
     for k in ("rgb", "opacity"):
         diff = (after[k] - before[k]).abs().amax(-1)
@@ -52,7 +53,7 @@ def test_subdividing_keeps_the_sdf_image():
 def test_optimizer_state_follows_a_subdivision_and_pruning():
     model = _sphere_model("density")
     opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=1e-2)
-    model.render_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     old_geo_avg = opt.state[model.geo]["exp_avg"].clone()
     tree, remap = model.tree.subdivide(torch.arange(len(model.tree)) % 5 == 0)
@@ -63,7 +64,7 @@ def test_optimizer_state_follows_a_subdivision_and_pruning():
     tree, remap = model.tree.select(model.tree.centres().norm(dim=-1) < 0.9)
     model.restructure(tree, remap, opt)
     opt.zero_grad()
-    model.render_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
     opt.step()  # the optimizer still works on the new parameters
     assert all(p.grad is not None for p in (model.geo, model.sh0))
 
@@ -75,12 +76,12 @@ def test_fitting_one_view_lowers_the_loss():
         reference.sh0.zero_()
         reference.sh0[:, 0] = torch.tensor([0.3, -1.2, -1.2])
         reference.geo += 8.0
-        target = reference.render_view(CAMS, 0, torch.ones(3))["rgb"]
+        target = reference.rasterize_view(CAMS, 0, torch.ones(3))["rgb"]
     opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=5e-2)
     losses = []
     for _ in range(15):
         opt.zero_grad()
-        loss = ((model.render_view(CAMS, 0, torch.ones(3))["rgb"] - target) ** 2).mean()
+        loss = ((model.rasterize_view(CAMS, 0, torch.ones(3))["rgb"] - target) ** 2).mean()
         loss.backward()
         opt.step()
         losses.append(loss.item())
@@ -113,7 +114,7 @@ def test_load_state_dict_adopts_a_saved_layout_in_place():
     optimizer that holds them loads its saved state too and keeps stepping."""
     model = _sphere_model("density")
     opt = torch.optim.Adam([model.geo, model.sh0, model.shs], lr=1e-2)
-    model.render_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 0, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     saved = {k: v.clone() for k, v in model.state_dict().items()}
     saved_opt = copy.deepcopy(opt.state_dict())
@@ -124,7 +125,7 @@ def test_load_state_dict_adopts_a_saved_layout_in_place():
     assert model.geo is geo_param and len(model.tree) == 512 and torch.equal(model.geo, saved["geo"])
     assert torch.equal(model.tree.path, saved["tree_path"]) and model.priority.shape == (512,)
     opt.zero_grad()
-    model.render_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
+    model.rasterize_view(CAMS, 1, torch.ones(3))["rgb"].sum().backward()
     opt.step()
     assert opt.state[model.geo]["exp_avg"].shape == model.geo.shape
 
@@ -143,7 +144,7 @@ def test_deferred_nero_shading_reaches_corners_and_networks():
 
     model = _sphere_model("sdf")
     model.shading = DeferredShading("nero", _small_model_cfg())
-    out = model.render_view(CAMS, 0, torch.ones(3))
+    out = model.rasterize_view(CAMS, 0, torch.ones(3))
     assert out["rgb"].shape == (480, 3) and out["albedo"].shape == (480, 3) and out["metallic"].shape == (480, 1)
     background = out["opacity"][:, 0] < 1e-3
     assert background.any() and torch.allclose(out["rgb"][background], torch.ones(3))
@@ -152,7 +153,7 @@ def test_deferred_nero_shading_reaches_corners_and_networks():
     assert model.geo.grad.abs().sum() > 0  # through the composited normal and depth
     assert all(p.grad is not None for p in model.shading.shader.materials.albedo.parameters())
     assert model.shading.grid.params.grad.abs().sum() > 0
-    groups = {g["name"] for g in model.optimizer_groups(1e-2, 1e-2, 1e-2, 1e-2)}
+    groups = {g["name"] for g in model.param_groups(Config())}
     assert groups == {"geo", "sh0", "shs", "inv_s", "shading"}
 
 
@@ -163,7 +164,7 @@ def test_deferred_segmented_shading_gives_material_probabilities():
 
     model = _sphere_model("sdf")
     model.shading = DeferredShading("segmented", _small_model_cfg())
-    out = model.render_view(CAMS, 0, torch.ones(3))
+    out = model.rasterize_view(CAMS, 0, torch.ones(3))
     probs, covered = out["material_probs"], out["opacity"][:, 0] > 1e-3
     assert probs.shape == (480, 2) and covered.any() and not covered.all()
     assert torch.allclose(probs[covered].sum(-1), torch.ones(int(covered.sum()))) and (probs[~covered] == 0).all()
@@ -172,7 +173,7 @@ def test_deferred_segmented_shading_gives_material_probabilities():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.shading.shader.assignment.parameters())
 
 
-def test_point_colours_are_the_holding_voxels_sh_colour():
+def test_point_colors_are_the_holding_voxels_sh_color():
     tree = VoxelOctree.dense(1, torch.full((3,), -1.0), 2.0)  # 8 voxels of edge 1
     model = SparseVoxelModel(tree, mode="sdf", sh_bands=1)
     with torch.no_grad():
@@ -180,9 +181,9 @@ def test_point_colours_are_the_holding_voxels_sh_colour():
     pts = tree.centres() * 0.9
     d = torch.tensor([[0.0, 0.0, 1.0]]).expand(8, 3)
     expected = (0.5 + 0.28209479 * torch.arange(8.0) * 0.1)[:, None].expand(8, 3).clamp(0, 1)
-    assert torch.allclose(model.point_colours(pts, d), expected, atol=1e-5)
+    assert torch.allclose(model.point_colors(pts, d), expected, atol=1e-5)
     # a point half a voxel outside the grid along the view falls back to the voxel behind it; none: grey
     edge = torch.tensor([[0.5, 0.5, -1.2], [5.0, 5.0, 5.0]])
-    out = model.point_colours(edge, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+    out = model.point_colors(edge, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
     v = int(tree.locate(torch.tensor([[0.5, 0.5, -0.7]]))[0])
     assert torch.allclose(out[0], expected[v]) and torch.allclose(out[1], torch.full((3,), 0.5))

@@ -1,10 +1,21 @@
 """Octree addressing of sparse voxels: Morton paths, boxes, shared corners, direction-dependent order."""
+
 from __future__ import annotations
 
 import torch
 
-from lumisurf.voxels.octree import (MAX_LEVEL, children, corner_keys, direction_octant, ijk_to_path,
-                                    lattice_to_world, order_rank, path_to_ijk, shared_corners, voxel_boxes)
+from lumisurf.voxels.octree import (
+    MAX_LEVEL,
+    children,
+    corner_keys,
+    direction_octant,
+    ijk_to_path,
+    lattice_to_world,
+    order_rank,
+    path_to_ijk,
+    shared_corners,
+    voxel_boxes,
+)
 
 
 def test_path_hand_values():
@@ -59,7 +70,7 @@ def _random_leaves(seed: int, n_split: int = 40):
         i = int(torch.randint(len(path), (1,), generator=g))
         if level[i] >= 5:
             continue
-        kp, kl = children(path[i:i + 1], level[i:i + 1])
+        kp, kl = children(path[i : i + 1], level[i : i + 1])
         keep = torch.arange(len(path)) != i
         path, level = torch.cat([path[keep], kp]), torch.cat([level[keep], kl])
     return path, level
@@ -86,5 +97,5 @@ def test_direction_order_equals_depth_order_for_every_ray():
             hit = (a < b) & (b > 0)
             idx = hit.nonzero().squeeze(1)
             by_depth = idx[torch.argsort(a[idx])]
-            by_rank = idx[torch.argsort(order_rank(path[idx], direction_octant(d[r:r + 1])[0]))]
+            by_rank = idx[torch.argsort(order_rank(path[idx], direction_octant(d[r : r + 1])[0]))]
             assert torch.equal(by_depth, by_rank)

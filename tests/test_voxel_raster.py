@@ -1,4 +1,5 @@
 """Tile-binned sparse-voxel rendering against the brute-force reference: values and gradients."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +26,8 @@ def _scene(seed: int, mode: str):
         corners = torch.randn(len(tree), 8, generator=g, dtype=torch.float64) * 3 - 5
     else:  # a sphere-ish SDF plus noise
         c = lo[:, None] + size[:, None, None] * torch.tensor(
-            [[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=torch.float64)
+            [[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=torch.float64
+        )
         corners = c.norm(dim=-1) - 0.6 + 0.05 * torch.randn(len(tree), 8, generator=g, dtype=torch.float64)
     rgb = torch.rand(len(tree), 3, generator=g, dtype=torch.float64)
     return tree, lo, size, corners, rgb
@@ -38,26 +40,31 @@ def _view(eye):
     return cams, o.double(), d.double(), c2w
 
 
-@pytest.mark.parametrize("mode,eye", [("density", [2.2, 1.3, 1.1]), ("sdf", [-1.9, 2.0, -0.8]),
-                                      ("density", [0.31, 0.22, 0.13])])  # the last camera sits inside a voxel
+@pytest.mark.parametrize(
+    "mode,eye", [("density", [2.2, 1.3, 1.1]), ("sdf", [-1.9, 2.0, -0.8]), ("density", [0.31, 0.22, 0.13])]
+)  # the last camera sits inside a voxel
 def test_tiles_match_brute_force_values_and_gradients(mode, eye):
     tree, lo, size, corners, rgb = _scene(0, mode)
     cams, o, d, c2w = _view(eye)
-    binned = bin_voxels(tree.path, lo, size, c2w, float(cams.fx[0]), float(cams.fy[0]), float(cams.cx[0]),
-                        float(cams.cy[0]), W, H)
+    binned = bin_voxels(
+        tree.path, lo, size, c2w, float(cams.fx[0]), float(cams.fy[0]), float(cams.cx[0]), float(cams.cy[0]), W, H
+    )
     bg = torch.tensor([0.3, 0.6, 0.9], dtype=torch.float64)
     c1, r1 = corners.clone().requires_grad_(), rgb.clone().requires_grad_()
     c2, r2 = corners.clone().requires_grad_(), rgb.clone().requires_grad_()
     p1, p2 = (torch.ones(len(lo), dtype=torch.float64, requires_grad=True) for _ in range(2))
-    fast = rasterize_tiles_torch(binned, o, d, lo, size, c1, r1, bg, W, H, mode=mode, inv_s=10.0, n_samples=2,
-                                 priority=p1)
+    fast = rasterize_tiles_torch(
+        binned, o, d, lo, size, c1, r1, bg, W, H, mode=mode, inv_s=10.0, n_samples=2, priority=p1
+    )
     ref = rasterize_reference(o, d, lo, size, c2, r2, bg, mode=mode, inv_s=10.0, n_samples=2, priority=p2)
     for k in ("rgb", "opacity", "depth", "normal", "distortion", "max_weight"):
         assert torch.allclose(fast[k], ref[k], atol=1e-10), k
     assert ref["opacity"].max() > 0.5 and ref["opacity"].min() < 0.5  # both covered and empty pixels
     g = torch.Generator().manual_seed(1)
-    weights = {k: torch.randn(ref[k].shape, generator=g, dtype=torch.float64)
-               for k in ("rgb", "opacity", "depth", "normal", "distortion")}
+    weights = {
+        k: torch.randn(ref[k].shape, generator=g, dtype=torch.float64)
+        for k in ("rgb", "opacity", "depth", "normal", "distortion")
+    }
     sum(((fast[k] * w).sum() for k, w in weights.items())).backward()
     sum(((ref[k] * w).sum() for k, w in weights.items())).backward()
     assert torch.allclose(c1.grad, c2.grad, atol=1e-9) and torch.allclose(r1.grad, r2.grad, atol=1e-9)
@@ -67,16 +74,26 @@ def test_tiles_match_brute_force_values_and_gradients(mode, eye):
 def test_screen_boxes_cover_the_projection():
     tree, lo, size, _, _ = _scene(1, "density")
     cams, _, _, c2w = _view([2.2, 1.3, 1.1])
-    box = screen_boxes(lo, size, c2w, float(cams.fx[0]), float(cams.fy[0]), float(cams.cx[0]),
-                       float(cams.cy[0]), W, H)
+    box = screen_boxes(lo, size, c2w, float(cams.fx[0]), float(cams.fy[0]), float(cams.cx[0]), float(cams.cy[0]), W, H)
     assert (box[:, 0] >= 0).all() and (box[:, 1] <= W).all() and (box[:, 2] >= 0).all() and (box[:, 3] <= H).all()
-    behind = screen_boxes(lo, size, c2w @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)),
-                          float(cams.fx[0]), float(cams.fy[0]), float(cams.cx[0]), float(cams.cy[0]), W, H)
+    behind = screen_boxes(
+        lo,
+        size,
+        c2w @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)),
+        float(cams.fx[0]),
+        float(cams.fy[0]),
+        float(cams.cx[0]),
+        float(cams.cy[0]),
+        W,
+        H,
+    )
     assert (behind[:, 1] <= behind[:, 0]).all()  # camera turned away: nothing covered
 
 
-@pytest.mark.parametrize("mode,eye,n_samples", [("density", [2.2, 1.3, 1.1], 1), ("density", [0.31, 0.22, 0.13], 3),
-                                                ("sdf", [-1.9, 2.0, -0.8], 1)])
+@pytest.mark.parametrize(
+    "mode,eye,n_samples",
+    [("density", [2.2, 1.3, 1.1], 1), ("density", [0.31, 0.22, 0.13], 3), ("sdf", [-1.9, 2.0, -0.8], 1)],
+)
 def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
     from lumisurf.voxels import raster_warp
     from lumisurf.voxels.raster import rasterize_tiles
@@ -86,8 +103,18 @@ def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
     tree, lo, size, corners, rgb = _scene(2, mode)
     cams, o, d, c2w = _view(eye)
     f = lambda t: t.float()  # noqa: E731
-    binned = bin_voxels(tree.path, f(lo), f(size), f(c2w), float(cams.fx[0]), float(cams.fy[0]),
-                        float(cams.cx[0]), float(cams.cy[0]), W, H)
+    binned = bin_voxels(
+        tree.path,
+        f(lo),
+        f(size),
+        f(c2w),
+        float(cams.fx[0]),
+        float(cams.fy[0]),
+        float(cams.cx[0]),
+        float(cams.cy[0]),
+        W,
+        H,
+    )
     bg = torch.tensor([0.3, 0.6, 0.9])
     results, grads = [], []
     for backend, dt in (("warp", torch.float32), ("torch", torch.float64)):
@@ -95,11 +122,29 @@ def test_warp_matches_the_torch_twin_forward_and_backward(mode, eye, n_samples):
         r = rgb.float().to(dt).requires_grad_()
         s = torch.tensor(10.0, dtype=dt, requires_grad=True)
         prio = torch.ones(len(lo), dtype=dt, requires_grad=True)
-        out = rasterize_tiles(binned, f(o).to(dt), f(d).to(dt), f(lo).to(dt), f(size).to(dt), c, r, bg.to(dt), W, H,
-                              mode=mode, inv_s=s, n_samples=n_samples, backend=backend, stop_t=0.0, priority=prio)
+        out = rasterize_tiles(
+            binned,
+            f(o).to(dt),
+            f(d).to(dt),
+            f(lo).to(dt),
+            f(size).to(dt),
+            c,
+            r,
+            bg.to(dt),
+            W,
+            H,
+            mode=mode,
+            inv_s=s,
+            n_samples=n_samples,
+            backend=backend,
+            stop_t=0.0,
+            priority=prio,
+        )
         g = torch.Generator().manual_seed(1)
-        loss = sum((out[k].double() * torch.randn(out[k].shape, generator=g, dtype=torch.float64)).sum()
-                   for k in ("rgb", "opacity", "depth", "normal", "distortion"))
+        loss = sum(
+            (out[k].double() * torch.randn(out[k].shape, generator=g, dtype=torch.float64)).sum()
+            for k in ("rgb", "opacity", "depth", "normal", "distortion")
+        )
         loss.backward()
         results.append(out)
         grads.append((c.grad, r.grad, prio.grad, s.grad if mode == "sdf" else torch.zeros((), dtype=dt)))
@@ -121,8 +166,18 @@ def test_warp_binning_equals_torch_binning(eye):
         pytest.skip(f"warp not usable: {binning_warp.unavailable(torch.zeros(1))}")
     tree, lo, size, _, _ = _scene(3, "density")
     cams, _, _, c2w = _view(eye)
-    args = (tree.path, lo.float(), size.float(), c2w.float(), float(cams.fx[0]), float(cams.fy[0]),
-            float(cams.cx[0]), float(cams.cy[0]), W, H)
+    args = (
+        tree.path,
+        lo.float(),
+        size.float(),
+        c2w.float(),
+        float(cams.fx[0]),
+        float(cams.fy[0]),
+        float(cams.cx[0]),
+        float(cams.cy[0]),
+        W,
+        H,
+    )
     ref, fast = bin_voxels(*args, backend="torch"), bin_voxels(*args, backend="warp")
     for k in ("voxel", "octant", "tile_start", "bbox"):
         assert torch.equal(getattr(fast, k), getattr(ref, k)), k
@@ -136,11 +191,22 @@ def test_warp_split_over_threads_matches_one_thread():
 
     if raster_warp.unavailable([torch.zeros(1)]):
         pytest.skip(f"warp not usable: {raster_warp.unavailable([torch.zeros(1)])}")
-    tree, lo, size, corners, rgb = (t.float() if torch.is_tensor(t) and t.is_floating_point() else t
-                                    for t in _scene(3, "density"))
+    tree, lo, size, corners, rgb = (
+        t.float() if torch.is_tensor(t) and t.is_floating_point() else t for t in _scene(3, "density")
+    )
     cams, o, d, c2w = _view([2.2, 1.3, 1.1])
-    binned = bin_voxels(tree.path, lo, size, c2w.float(), float(cams.fx[0]), float(cams.fy[0]),
-                        float(cams.cx[0]), float(cams.cy[0]), W, H)
+    binned = bin_voxels(
+        tree.path,
+        lo,
+        size,
+        c2w.float(),
+        float(cams.fx[0]),
+        float(cams.fy[0]),
+        float(cams.cx[0]),
+        float(cams.cy[0]),
+        W,
+        H,
+    )
     threads, results = torch.get_num_threads(), []
     try:
         for n in (1, 2, 2):  # the second 2-thread call runs concurrently (the first loads the module)

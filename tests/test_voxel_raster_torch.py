@@ -1,4 +1,5 @@
 """The plain-torch sparse-voxel renderer: hand-computed values, order invariance, float64 gradients."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,15 @@ import pytest
 import torch
 
 from lumisurf.voxels.octree import children, voxel_boxes
-from lumisurf.voxels.raster_torch import (MAX_ALPHA, STEP_SCALE, exp_linear, rasterize_reference, ray_box,
-                                          trilinear_weights, voxel_normals)
+from lumisurf.voxels.raster_torch import (
+    MAX_ALPHA,
+    STEP_SCALE,
+    corner_weights,
+    exp_linear,
+    rasterize_reference,
+    ray_box,
+    voxel_normals,
+)
 
 
 def test_exp_linear_values_and_continuity():
@@ -21,7 +29,7 @@ def test_exp_linear_values_and_continuity():
 
 def test_trilinear_weights_corners_and_sum():
     u = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 1.0], [0.3, 0.6, 0.2]])
-    w = trilinear_weights(u)
+    w = corner_weights(u)
     assert w[0, 0] == 1 and w[1, 5] == 1  # corner 4*1 + 2*0 + 1 = 5
     assert torch.allclose(w.sum(-1), torch.ones(3))
 
@@ -60,8 +68,17 @@ def test_one_voxel_sdf_plane_hand_value():
     o = torch.tensor([[2.0, 0.5, 0.5]], dtype=torch.float64)  # from outside (+x) looking at -x
     d = torch.tensor([[-1.0, 0.0, 0.0]], dtype=torch.float64)
     s = 10.0
-    out = rasterize_reference(o, d, lo, size, corners, torch.zeros(1, 3, dtype=torch.float64),
-                              torch.zeros(3, dtype=torch.float64), mode="sdf", inv_s=s)
+    out = rasterize_reference(
+        o,
+        d,
+        lo,
+        size,
+        corners,
+        torch.zeros(1, 3, dtype=torch.float64),
+        torch.zeros(3, dtype=torch.float64),
+        mode="sdf",
+        inv_s=s,
+    )
     phi = lambda x: 1 / (1 + math.exp(-s * x))  # noqa: E731
     expect = (phi(0.5) - phi(-0.5) + 1e-5) / (phi(0.5) + 1e-5)
     assert out["opacity"].item() == pytest.approx(expect)
@@ -119,5 +136,6 @@ def test_distortion_hand_value_and_gradient():
     mid = torch.tensor([[1.0, 3.0, 1e6]], dtype=torch.float64)
     seg = torch.tensor([[0.2, 0.4, 0.0]], dtype=torch.float64)
     assert torch.isclose(distortion(w, mid, seg), torch.tensor([[0.525]], dtype=torch.float64)).all()
-    assert torch.autograd.gradcheck(lambda x: distortion(x, mid[:, :2], seg[:, :2]), (w[:, :2].detach().clone()
-                                                                                     .requires_grad_(),))
+    assert torch.autograd.gradcheck(
+        lambda x: distortion(x, mid[:, :2], seg[:, :2]), (w[:, :2].detach().clone().requires_grad_(),)
+    )

@@ -1,4 +1,5 @@
 """Soft rasterization variants (voxels/soft.py): limits, hand values, gradients, a training smoke."""
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ def _model(mode: str = "density") -> SparseVoxelModel:
 def _render(model, soft, backend="torch"):
     cams = look_at_cameras(np.array([[2.5, 0.4, 0.3]]), 24, 20, fov_deg=50.0)
     model.soft = soft
-    return model.render_view(cams, 0, torch.ones(3), backend=backend)
+    return model.rasterize_view(cams, 0, torch.ones(3), backend=backend)
 
 
 def test_box_distance_by_hand():

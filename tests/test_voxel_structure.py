@@ -1,11 +1,12 @@
 """Sparse voxel set: dense init, subdivision that preserves the trilinear field, pruning, state remapping."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
 from lumisurf.voxels.octree import MAX_LEVEL
-from lumisurf.voxels.raster_torch import trilinear_weights
+from lumisurf.voxels.raster_torch import corner_weights
 from lumisurf.voxels.structure import VoxelOctree
 
 SMIN = torch.tensor([-1.0, -1.0, -1.0])
@@ -18,7 +19,7 @@ def field_at(tree: VoxelOctree, values: torch.Tensor, pts: torch.Tensor) -> torc
     assert (inside.sum(1) == 1).all()
     v = inside.float().argmax(1)
     u = (pts - lo[v]) / size[v, None]
-    return (trilinear_weights(u) * values[tree.vox_key[v]]).sum(-1)
+    return (corner_weights(u) * values[tree.vox_key[v]]).sum(-1)
 
 
 def test_dense_counts_and_shared_corners():
@@ -32,20 +33,20 @@ def test_subdivision_preserves_the_field_and_carries_state():
     tree = VoxelOctree.dense(2, SMIN, 2.0)
     g = torch.Generator().manual_seed(0)
     values = torch.randn(tree.n_corners, generator=g)
-    colour = torch.rand(len(tree), 3, generator=g)
+    color = torch.rand(len(tree), 3, generator=g)
     mask = torch.rand(len(tree), generator=g) < 0.3
     new, remap = tree.subdivide(mask)
     assert len(new) == len(tree) + 7 * int(mask.sum())
     new_values = remap.corners(values)
     pts = torch.rand(2000, 3, generator=g) * 1.98 - 0.99
     assert torch.allclose(field_at(new, new_values, pts), field_at(tree, values, pts), atol=1e-5)
-    # a child's colour row is its parent's
-    kids = remap.voxels(colour)[len(tree) - int(mask.sum()):]
-    assert torch.equal(kids, colour[mask].repeat_interleave(8, 0))
+    # a child's color row is its parent's
+    kids = remap.voxels(color)[len(tree) - int(mask.sum()) :]
+    assert torch.equal(kids, color[mask].repeat_interleave(8, 0))
     # a second round (mixed levels) still preserves it; a moment tensor maps the same way, staying >= 0
     new2, remap2 = new.subdivide(torch.rand(len(new), generator=g) < 0.2)
     assert torch.allclose(field_at(new2, remap2.corners(new_values), pts), field_at(tree, values, pts), atol=1e-5)
-    assert (remap2.corners(new_values ** 2) >= 0).all()
+    assert (remap2.corners(new_values**2) >= 0).all()
 
 
 def test_prune_keeps_values_and_drops_orphan_corners():

@@ -4,6 +4,7 @@ Every kernel, sampler, renderer, loss and shading module must return well-formed
 over an empty selection a finite 0 that keeps the graph, and backward must run (zero grads, no crash).
 The Warp hash-grid backward on 0 points used to raise ``cannot reshape tensor of 0 elements``.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,14 @@ from lumisurf.shading.split_sum import load_lut
 from lumisurf.train.segmentation_step import metal_prior_loss
 
 SMALL_GRID = HashGridConfig(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=32)
-TINY = ["sampler.n_samples=8", "sampler.n_importance=8", "sampler.up_sample_steps=2", "model.background.n_samples=4",
-        "model.sdf.grid.log2_table_size=12", "model.sdf.grid.max_resolution=64"]
+TINY = [
+    "sampler.n_samples=8",
+    "sampler.n_importance=8",
+    "sampler.up_sample_steps=2",
+    "model.background.n_samples=4",
+    "model.sdf.grid.log2_table_size=12",
+    "model.sdf.grid.max_resolution=64",
+]
 
 
 def leaf(*shape) -> torch.Tensor:
@@ -99,7 +106,7 @@ def test_hash_grid_no_active_level_keeps_graph(impl):
 
 
 def test_hash_grid_torch_twin_double_backward_zero_points():
-    table = torch.rand(SMALL_GRID.n_levels * 2 ** 10, 2, requires_grad=True)
+    table = torch.rand(SMALL_GRID.n_levels * 2**10, 2, requires_grad=True)
     layout = ref.make_layout(ref.level_resolutions(4, 4, 2.0), 10)
     x = torch.zeros(0, 3, requires_grad=True)
     feat, jac = ref.hash_encode_with_grad_torch(x, table, layout)
@@ -109,18 +116,34 @@ def test_hash_grid_torch_twin_double_backward_zero_points():
 
 
 # ----------------------------------------------------------------------------- SDF fields
-@pytest.mark.parametrize("backend,normals,impl", [
-    ("hash", "analytic", "warp"), ("hash", "analytic", "torch"), ("hash", "finite_difference", "warp"),
-    ("hash", "autograd", "torch"), ("hybrid", "analytic", "warp"), ("mlp", "autograd", "torch")])
+@pytest.mark.parametrize(
+    "backend,normals,impl",
+    [
+        ("hash", "analytic", "warp"),
+        ("hash", "analytic", "torch"),
+        ("hash", "finite_difference", "warp"),
+        ("hash", "autograd", "torch"),
+        ("hybrid", "analytic", "warp"),
+        ("mlp", "autograd", "torch"),
+    ],
+)
 def test_sdf_zero_points(backend, normals, impl):
-    cfg = apply_overrides(preset_config("lumisurf"), TINY + [
-        f"model.sdf.backend={backend}", f"model.sdf.normals={normals}", f"model.sdf.grid.implementation={impl}",
-        "model.sdf.hidden=64"])
+    cfg = apply_overrides(
+        preset_config("lumisurf"),
+        TINY
+        + [
+            f"model.sdf.backend={backend}",
+            f"model.sdf.normals={normals}",
+            f"model.sdf.grid.implementation={impl}",
+            "model.sdf.hidden=64",
+        ],
+    )
     field = build_sdf(cfg.model.sdf)
     sdf, feat, grad = field.sdf_and_gradient(torch.zeros(0, 3), create_graph=True)
     assert sdf.shape == (0,) and feat.shape == (0, field.feature_dim) and grad.shape == (0, 3)
     loss = geometry.eikonal_loss(grad) + geometry.curvature_loss(
-        field.last_laplacian if field.last_laplacian is not None else sdf)
+        field.last_laplacian if field.last_laplacian is not None else sdf
+    )
     assert loss.item() == 0.0
     if loss.requires_grad:  # eikonal through the analytic / double-backward path
         loss.backward()
@@ -156,8 +179,9 @@ def test_occupancy_all_empty():
     assert torch.equal(new_near, torch.full((3, 1), 2.0)) and torch.equal(new_far, new_near)  # empty interval
     assert not new_hit.any()
     assert grid.lookup(torch.zeros(0, 3)).shape == (0,)
-    shapes = [t.shape for t in grid.ray_bounds(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 1),
-                                               torch.zeros(0, 1), 16)]
+    shapes = [
+        t.shape for t in grid.ray_bounds(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 1), torch.zeros(0, 1), 16)
+    ]
     assert shapes == [(0, 1), (0, 1), (0,)]
 
 
@@ -256,8 +280,9 @@ def test_segmented_shading_zero_points(solo):
 
 def test_heads_assignment_background_zero_points():
     ctx = ShadingContext(leaf(0, 3), leaf(0, 3), leaf(0, 3), leaf(0, 15), leaf(0, 3), lambda r: r.expand(-1, 3))
-    heads = build_heads(["lambert", "specular", "transmission", "subsurface"], 15,
-                        lut_table=torch.from_numpy(load_lut()))
+    heads = build_heads(
+        ["lambert", "specular", "transmission", "subsurface"], 15, lut_table=torch.from_numpy(load_lut())
+    )
     for head in heads:
         out = head(ctx)
         assert out["rgb"].shape == (0, 3) and out["reflectance"].shape == (0,)
@@ -298,10 +323,12 @@ def test_model_all_empty_occupancy(preset, n_rays):
         if key in out or key in ("opacity", "depth", "normal"):
             assert out[key].shape == (n_rays, width) and not out[key].any()
     assert out["gradients"].shape[0] == 0 and out["inside"].shape[0] == 0 and float(out["samples_per_ray"]) == 0
-    loss = (photometric.rgb_loss(out["rgb"], torch.ones(n_rays, 3), "charbonnier")
-            + 0.1 * geometry.eikonal_loss(out["gradients"], out["inside"])
-            + 0.1 * geometry.eikonal_loss(out["gradients"])
-            + 0.1 * geometry.mask_loss(out["opacity"], torch.zeros(n_rays)))
+    loss = (
+        photometric.rgb_loss(out["rgb"], torch.ones(n_rays, 3), "charbonnier")
+        + 0.1 * geometry.eikonal_loss(out["gradients"], out["inside"])
+        + 0.1 * geometry.eikonal_loss(out["gradients"])
+        + 0.1 * geometry.mask_loss(out["opacity"], torch.zeros(n_rays))
+    )
     if "occ_pred" in out:
         loss = loss + occlusion_loss(out["occ_pred"], out["occ_target"])
     assert torch.isfinite(loss)
@@ -319,7 +346,7 @@ def test_model_rays_missing_the_sphere_nerfpp_background():
     assert not out["opacity"].any() and out["gradients"].shape[0] == 0
     loss = photometric.rgb_loss(out["rgb"], torch.ones(4, 3), "l1") + geometry.eikonal_loss(out["gradients"])
     loss.backward()
-    assert _grads_zero(model.sdf) and out["rgb"].requires_grad  # the colour comes from the background alone
+    assert _grads_zero(model.sdf) and out["rgb"].requires_grad  # the color comes from the background alone
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.background.parameters())
 
 
@@ -329,9 +356,20 @@ def test_trainer_step_with_empty_occupancy(preset, tiny_scene, tmp_path):
     from lumisurf.train.run_dir import RunDir
     from lumisurf.train.trainer import Trainer
 
-    cfg = apply_overrides(preset_config(preset), TINY + [
-        "train.batch_rays=32", "train.val_every=0", "train.ckpt_every=0", "train.max_steps=10",
-        "train.device=cpu", "loss.s3im_weight=0.1", "loss.s3im_patch_height=8", "loss.grid_tv_weight=0.0001"])
+    cfg = apply_overrides(
+        preset_config(preset),
+        TINY
+        + [
+            "train.batch_rays=32",
+            "train.val_every=0",
+            "train.ckpt_every=0",
+            "train.max_steps=10",
+            "train.device=cpu",
+            "loss.s3im_weight=0.1",
+            "loss.s3im_patch_height=8",
+            "loss.grid_tv_weight=0.0001",
+        ],
+    )
     run = RunDir(tmp_path / preset)
     run.prepare_new(cfg, force=False, resume=False)
     trainer = Trainer(cfg, run, scene=tiny_scene, progress=False)

@@ -14,6 +14,7 @@ The same (kind, seed) always gives the same scene: shape, materials, env maps, c
 scene made with the same parameters is skipped unless ``--force``. From Python:
 ``make_scene(kind, seed, out, res=200, spp=64) -> Path``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,13 @@ SPLIT_SEED = {"train": 0, "test": 100000, "relight": 200000}
 def scene_params(res=200, spp=64, n_train=64, n_test=16, n_relight=16) -> dict:
     if min(res, spp, n_train, n_test) < 1 or not 0 <= n_relight <= n_test:
         raise ValueError("need res, spp, n_train, n_test >= 1 and 0 <= n_relight <= n_test")
-    return {"res": int(res), "spp": int(spp), "n_train": int(n_train), "n_test": int(n_test),
-            "n_relight": int(n_relight)}
+    return {
+        "res": int(res),
+        "spp": int(spp),
+        "n_train": int(n_train),
+        "n_test": int(n_test),
+        "n_relight": int(n_relight),
+    }
 
 
 def expected_files(kind: str, seed: int, params: dict) -> list[str]:
@@ -51,8 +57,11 @@ def expected_files(kind: str, seed: int, params: dict) -> list[str]:
     recipe = make_recipe(kind, seed)
     files.append(f"envmaps/{recipe['env_map']}")
     files += [f"envmaps/{recipe['relight_env_map']}"] if params["n_relight"] else []
-    for split, n, gt in (("train", params["n_train"], True), ("test", params["n_test"], True),
-                         ("relight", params["n_relight"], False)):
+    for split, n, gt in (
+        ("train", params["n_train"], True),
+        ("test", params["n_test"], True),
+        ("relight", params["n_relight"], False),
+    ):
         for i in range(n):
             files += E.view_files(split, i, gt, two)
     return files
@@ -70,16 +79,17 @@ def scene_state(out: Path, kind: str, seed: int, params: dict) -> str:
     return "complete" if same and all((out / f).is_file() for f in expected_files(kind, seed, params)) else "other"
 
 
-def _render_split(scene, geo, recipe, out: Path, split: str, cams: np.ndarray, params: dict,
-                  gt: bool, progress: bool) -> float:
-    from tqdm import tqdm
-
+def _render_split(
+    scene, geo, recipe, out: Path, split: str, cams: np.ndarray, params: dict, gt: bool, progress: bool
+) -> float:
     from scenegen import render as R
+    from tqdm import tqdm
 
     t0, two = time.time(), recipe["kind"] == "two_material"
     name = out.name.removesuffix(".partial")
-    for i in tqdm(range(len(cams)), desc=f"{name} {split}", unit="view", disable=not progress, mininterval=0,
-                  file=sys.stdout):
+    for i in tqdm(
+        range(len(cams)), desc=f"{name} {split}", unit="view", disable=not progress, mininterval=0, file=sys.stdout
+    ):
         stem = out / split / f"r_{i}"
         img = R.render_rgba(scene, cams[i], params["res"], params["spp"], SPLIT_SEED[split] + i)
         E.write_rgba(stem.with_suffix(".png"), img)
@@ -106,16 +116,16 @@ def _write_static(tmp: Path, recipe: dict, geo, cams: dict, data_root: Path) -> 
                 shutil.copyfile(data_root / "envmaps" / env, tmp / "envmaps" / env)
 
 
-def _write_scene(tmp: Path, kind: str, seed: int, params: dict, data_root: Path, progress: bool,
-                 verify: bool) -> None:
-    from scenegen import geometry, render as R
+def _write_scene(tmp: Path, kind: str, seed: int, params: dict, data_root: Path, progress: bool, verify: bool) -> None:
+    from scenegen import geometry
+    from scenegen import render as R
     from scenegen.meta import build_meta
 
     mi = R.mitsuba()
     recipe = make_recipe(kind, seed)
     geo = geometry.build(recipe, data_root)
     cams = dict(zip(("train", "test"), sample_cameras(seed, params["n_train"], params["n_test"])))
-    cams["relight"] = cams["test"][:params["n_relight"]]
+    cams["relight"] = cams["test"][: params["n_relight"]]
     tmp.mkdir(parents=True)
     _write_static(tmp, recipe, geo, cams, data_root)
     timings, scene = {}, None
@@ -124,22 +134,43 @@ def _write_scene(tmp: Path, kind: str, seed: int, params: dict, data_root: Path,
             env = recipe["relight_env_map" if split == "relight" else "env_map"]
             scene = R.build_scene(geo, recipe["materials"], tmp / "envmaps" / env)
         if len(cams[split]):
-            timings[split] = _render_split(scene, geo, recipe, tmp, split, cams[split], params,
-                                           split != "relight", progress)
+            timings[split] = _render_split(
+                scene, geo, recipe, tmp, split, cams[split], params, split != "relight", progress
+            )
     checks = None
     if verify:
         from scenegen.verify import DESCRIPTION, verify_scene
 
         checks = {"independent_from_files": {"result": verify_scene(tmp), "description": DESCRIPTION}}
     renderer = f"Mitsuba {mi.__version__} (variant {R.VARIANT}), path tracer"
-    meta = build_meta(tmp.name.removesuffix(".partial"), recipe, params, geo.mesh_to_world, renderer, timings,
-                      checks, kind == "two_material")
+    meta = build_meta(
+        tmp.name.removesuffix(".partial"),
+        recipe,
+        params,
+        geo.mesh_to_world,
+        renderer,
+        timings,
+        checks,
+        kind == "two_material",
+    )
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def make_scene(kind: str, seed: int, out, res: int = 200, spp: int = 64, n_train: int = 64, n_test: int = 16,
-               n_relight: int = 16, *, force: bool = False, data_root=None, progress: bool = True,
-               verify: bool = True) -> Path:
+def make_scene(
+    kind: str,
+    seed: int,
+    out,
+    res: int = 200,
+    spp: int = 64,
+    n_train: int = 64,
+    n_test: int = 16,
+    n_relight: int = 16,
+    *,
+    force: bool = False,
+    data_root=None,
+    progress: bool = True,
+    verify: bool = True,
+) -> Path:
     """Render scene ``seed`` of ``kind`` ('glossy' | 'two_material') into folder ``out``; returns ``out``.
 
     A complete scene with the same kind/seed/parameters already in ``out`` is kept (unless ``force``);
@@ -176,8 +207,7 @@ def suite_seed(index: int, base_seed: int = 0) -> int:
 
 def make_suite(kind: str, count: int, root, base_seed: int = 0, **kwargs) -> list[Path]:
     """Scenes ``root/<kind>_000 ..`` with seeds ``suite_seed(k, base_seed)``."""
-    return [make_scene(kind, suite_seed(k, base_seed), Path(root) / f"{kind}_{k:03d}", **kwargs)
-            for k in range(count)]
+    return [make_scene(kind, suite_seed(k, base_seed), Path(root) / f"{kind}_{k:03d}", **kwargs) for k in range(count)]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,8 +253,16 @@ def main(argv=None) -> int:
         return 0
     if a.out is None:
         p.error("--out is required")
-    kw = dict(res=a.res, spp=a.spp, n_train=a.n_train, n_test=a.n_test, n_relight=a.n_relight,
-              force=a.force, data_root=a.data_root, verify=not a.no_verify)
+    kw = dict(
+        res=a.res,
+        spp=a.spp,
+        n_train=a.n_train,
+        n_test=a.n_test,
+        n_relight=a.n_relight,
+        force=a.force,
+        data_root=a.data_root,
+        verify=not a.no_verify,
+    )
     try:
         for kind, seed, out in _jobs(a):
             t0 = time.time()

@@ -20,15 +20,16 @@ Schema (unknown keys are errors)::
 ``${SHARED}`` is the environment variable SHARED, else ``<repo>/../shared/data``; ``dataset: null``
 is the built-in synthetic scene.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from lumisurf.config import Config, apply_overrides, from_dict
-from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.errors import ConfigError
+from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.presets import preset_config
 
 
@@ -41,11 +42,11 @@ class VariantSpec:
 
 @dataclass
 class AblationSpec:
-    dataset: Optional[str] = None
+    dataset: str | None = None
     minutes: float = 5.0
     eval_every: float = 30.0
     target_psnr: float = 25.0
-    target_chamfer: Optional[float] = None
+    target_chamfer: float | None = None
     eval_views: int = 4
     eval_downscale: int = 2
     mesh_resolution: int = 128
@@ -56,7 +57,7 @@ class AblationSpec:
     variants: tuple[VariantSpec, ...] = ()
     # filled by load_spec (not spec keys)
     name: str = field(default="", metadata={"internal": True})
-    source: Optional[Path] = field(default=None, metadata={"internal": True})
+    source: Path | None = field(default=None, metadata={"internal": True})
 
 
 SPEC_KEYS = [k for k in AblationSpec.__dataclass_fields__ if k not in ("name", "source")]
@@ -89,8 +90,13 @@ def parse_spec(raw, path: Path) -> AblationSpec:
 
 
 def _check_values(spec: AblationSpec, path: Path) -> None:
-    positive = {"minutes": spec.minutes, "eval_every": spec.eval_every, "eval_views": spec.eval_views,
-                "eval_downscale": spec.eval_downscale, "chamfer_samples": spec.chamfer_samples}
+    positive = {
+        "minutes": spec.minutes,
+        "eval_every": spec.eval_every,
+        "eval_views": spec.eval_views,
+        "eval_downscale": spec.eval_downscale,
+        "chamfer_samples": spec.chamfer_samples,
+    }
     for key, value in positive.items():
         if not value > 0:
             raise ConfigError(f"{path}: {key} must be > 0, got {value!r}")
@@ -103,8 +109,10 @@ def _check_values(spec: AblationSpec, path: Path) -> None:
     seen: set[str] = set()
     for k, v in enumerate(spec.variants):
         if not v.name or not NAME_RE.match(v.name):
-            raise ConfigError(f"{path}: variant {k + 1}: name {v.name!r} must be non-empty letters, digits "
-                              f"and _.+=- (it names a folder)")
+            raise ConfigError(
+                f"{path}: variant {k + 1}: name {v.name!r} must be non-empty letters, digits "
+                f"and _.+=- (it names a folder)"
+            )
         if not v.preset:
             raise ConfigError(f"{path}: variant '{v.name}': missing 'preset'")
         if v.name in seen:
@@ -112,7 +120,7 @@ def _check_values(spec: AblationSpec, path: Path) -> None:
         seen.add(v.name)
 
 
-def select(spec: AblationSpec, only: Optional[list[str]] = None, minutes: Optional[float] = None) -> AblationSpec:
+def select(spec: AblationSpec, only: list[str] | None = None, minutes: float | None = None) -> AblationSpec:
     """The spec restricted to the variants named in ``only`` (spec order kept), with ``minutes`` replaced."""
     if minutes is not None:
         if not minutes > 0:
@@ -145,6 +153,8 @@ def build_configs(spec: AblationSpec) -> dict[str, Config]:
         except ConfigError as exc:
             errors.append(f"  - {v.name} (preset {v.preset}): {exc}")
     if errors:
-        raise ConfigError(f"{spec.source}: {len(errors)} of {len(spec.variants)} variant(s) invalid, nothing "
-                          f"was trained:\n" + "\n".join(errors))
+        raise ConfigError(
+            f"{spec.source}: {len(errors)} of {len(spec.variants)} variant(s) invalid, nothing "
+            f"was trained:\n" + "\n".join(errors)
+        )
     return configs

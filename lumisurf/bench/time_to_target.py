@@ -7,13 +7,14 @@ when the dataset has a GT mesh, by the Chamfer distance of a marching-cubes mesh
 Time-to-target is the training time of the first evaluation that reaches the target, so it is
 resolved to ``every_s`` seconds.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ SSIM_WINDOW = 11  # images smaller than this get no SSIM (None)
 
 
 # ----------------------------------------------------------------------------- evaluation
+
 
 @dataclass
 class EvalSettings:
@@ -53,16 +55,17 @@ def _pool(t: torch.Tensor, f: int) -> torch.Tensor:
     return torch.nn.functional.avg_pool2d(t.permute(2, 0, 1)[None].float(), f)[0].permute(1, 2, 0)
 
 
-def _mean(values: list) -> Optional[float]:
+def _mean(values: list) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(vals)) if vals else None
 
 
-def image_scores(model, scene, cfg, device, n_views: int, downscale: int = 2,
-                 extra: bool = True) -> dict[str, Optional[float]]:
+def image_scores(
+    model, scene, cfg, device, n_views: int, downscale: int = 2, extra: bool = True
+) -> dict[str, float | None]:
     """Means over ``n_views`` test views: ``psnr`` (dB), ``ssim``, ``normal_mae_deg`` (degrees).
 
-    Ground truth is composited on the training background colour (``data.background``). SSIM is
+    Ground truth is composited on the training background color (``data.background``). SSIM is
     None for images smaller than its 11-pixel window; normal MAE (weighted by the GT mask, else by
     GT-normal presence) is None when the split has no GT normals. ``extra=False``: PSNR only.
     """
@@ -81,15 +84,13 @@ def image_scores(model, scene, cfg, device, n_views: int, downscale: int = 2,
             acc["ssim"].append(ssim(pred[:h, :w], gt[:h, :w]))
         if split.normals is not None:
             gt_n = _pool(split.normals[i], downscale)[:h, :w]  # [h, w, 3] (normalised inside the metric)
-            weight = (_pool(split.masks[i][..., None], downscale)[:h, :w, 0] if split.masks is not None
-                      else (gt_n.norm(dim=-1) > 0).float())
+            weight = (
+                _pool(split.masks[i][..., None], downscale)[:h, :w, 0]
+                if split.masks is not None
+                else (gt_n.norm(dim=-1) > 0).float()
+            )
             acc["normal_mae_deg"].append(normal_mae_deg(out["normal"].cpu()[:h, :w], gt_n, weight))
     return {k: _mean(v) for k, v in acc.items()}
-
-
-def mean_psnr(model, scene, cfg, device, n_views: int, downscale: int = 2) -> float:
-    """Mean PSNR (dB) of ``n_views`` test views (train views when there is no test split)."""
-    return image_scores(model, scene, cfg, device, n_views, downscale, extra=False)["psnr"]
 
 
 def load_gt_mesh(scene):
@@ -101,14 +102,13 @@ def load_gt_mesh(scene):
 def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
     """Chamfer (world units) of the marching-cubes mesh vs the GT mesh, and the world-frame mesh.
 
-    The surface is the one ``lumisurf extract`` meshes (:func:`lumisurf.jobs.extract.surface_function`:
+    The surface is the one ``lumisurf extract`` meshes (:meth:`lumisurf.models.protocol.SceneModel.surface_function`:
     density voxels go through TSDF fusion of the training views' depth). Returns (nan, None) when there is
     no surface to extract yet.
     """
-    from lumisurf.jobs.extract import surface_function
 
     try:
-        surface = surface_function(model, scene.split("train").cameras, resolution)
+        surface = model.surface_function(scene.split("train").cameras, resolution)
         mesh = extract_mesh(surface, resolution=resolution, bound=1.0, device=device)
     except LumisurfError:
         return math.nan, None
@@ -116,7 +116,7 @@ def chamfer_to_gt(model, scene, gt_mesh, device, resolution: int, samples: int):
     return chamfer_distance(mesh, gt_mesh, n_samples=samples)["chamfer"], mesh
 
 
-def _round(v: Optional[float], digits: int):
+def _round(v: float | None, digits: int):
     if v is None:
         return None
     return round(v, digits) if math.isfinite(v) else math.nan
@@ -140,11 +140,9 @@ class CheckpointEvaluator:
         img = image_scores(model, scene, cfg, device, s.n_views, s.downscale, s.extra_image_metrics)
         chamfer = None
         if self.gt_mesh is not None:
-            chamfer, mesh = chamfer_to_gt(model, scene, self.gt_mesh, device, s.mesh_resolution,
-                                          s.chamfer_samples)
+            chamfer, mesh = chamfer_to_gt(model, scene, self.gt_mesh, device, s.mesh_resolution, s.chamfer_samples)
             self.last_mesh = mesh if mesh is not None else self.last_mesh
-        row = {"train_seconds": round(trainer.elapsed, 2), "steps": trainer.step,
-               "psnr": _round(img["psnr"], 4)}
+        row = {"train_seconds": round(trainer.elapsed, 2), "steps": trainer.step, "psnr": _round(img["psnr"], 4)}
         if s.extra_image_metrics:
             row.update(ssim=_round(img["ssim"], 4), normal_mae_deg=_round(img["normal_mae_deg"], 3))
         row.update(chamfer=_round(chamfer, 6), eval_seconds=round(time.perf_counter() - t0, 1))
@@ -153,9 +151,16 @@ class CheckpointEvaluator:
 
 # ----------------------------------------------------------------------------- training loop
 
-def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callable[[object], dict],
-                     on_row: Optional[Callable[[dict], None]] = None,
-                     progress: Optional[str] = None, early: Optional[tuple[float, float]] = None) -> list[dict]:
+
+def train_with_evals(
+    trainer,
+    budget_s: float,
+    every_s: float,
+    evaluate: Callable[[object], dict],
+    on_row: Callable[[dict], None] | None = None,
+    progress: str | None = None,
+    early: tuple[float, float] | None = None,
+) -> list[dict]:
     """Train ``trainer`` for ``budget_s`` seconds of training time, evaluating every ``every_s`` s.
 
     The clock is paused while ``evaluate(trainer)`` runs; a last evaluation follows the end of the
@@ -167,8 +172,10 @@ def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callabl
     """
     from tqdm import tqdm
 
-    bar = tqdm(total=round(budget_s, 1), desc=progress, unit="s", disable=progress is None,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=round(budget_s, 1), desc=progress, unit="s", disable=progress is None, dynamic_ncols=True, leave=True
+    )
+
     def next_after(t: float) -> float:
         step = early[0] if early is not None and t < early[1] else every_s
         return (math.floor(t / step) + 1) * step
@@ -200,7 +207,8 @@ def train_with_evals(trainer, budget_s: float, every_s: float, evaluate: Callabl
 
 # ----------------------------------------------------------------------------- summaries and plots
 
-def first_time(rows: list[dict], key: str, ok: Callable[[float], bool]) -> Optional[float]:
+
+def first_time(rows: list[dict], key: str, ok: Callable[[float], bool]) -> float | None:
     """Training seconds of the first row whose ``key`` satisfies ``ok`` (None if never)."""
     for r in rows:
         v = r.get(key)
@@ -222,14 +230,15 @@ def fmt_value(v, spec: str, none: str = "-") -> str:
 class MetricPanel:
     key: str  # row key, e.g. "psnr"
     label: str  # y-axis label
-    target: Optional[float] = None  # dashed horizontal line
+    target: float | None = None  # dashed horizontal line
     log: bool = False
     empty_text: str = "no data"
 
 
-def plot_metric_grid(groups: dict[str, dict[str, list[dict]]], panels: list[MetricPanel], path: Path,
-                     title: str, xmax: float) -> None:
-    """Metric vs training seconds: one row of panels per group, one line per series (same colour
+def plot_metric_grid(
+    groups: dict[str, dict[str, list[dict]]], panels: list[MetricPanel], path: Path, title: str, xmax: float
+) -> None:
+    """Metric vs training seconds: one row of panels per group, one line per series (same color
     for a series name in every group). ``groups``: {group title: {series name: rows}}."""
     import matplotlib
 
@@ -238,8 +247,7 @@ def plot_metric_grid(groups: dict[str, dict[str, list[dict]]], panels: list[Metr
 
     names = dict.fromkeys(n for series in groups.values() for n in series)
     colors = {n: f"C{k % 10}" for k, n in enumerate(names)}
-    fig, axes = plt.subplots(len(groups), len(panels), figsize=(5.5 * len(panels), 3.6 * len(groups)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), len(panels), figsize=(5.5 * len(panels), 3.6 * len(groups)), squeeze=False)
     for i, (group, series) in enumerate(groups.items()):
         for j, panel in enumerate(panels):
             _draw_panel(axes[i, j], group, series, panel, colors, xmax)
@@ -249,12 +257,14 @@ def plot_metric_grid(groups: dict[str, dict[str, list[dict]]], panels: list[Metr
     plt.close(fig)
 
 
-def _draw_panel(ax, group: str, series: dict[str, list[dict]], panel: MetricPanel, colors: dict,
-                xmax: float) -> None:
+def _draw_panel(ax, group: str, series: dict[str, list[dict]], panel: MetricPanel, colors: dict, xmax: float) -> None:
     drawn = False
     for name, rows in series.items():
-        pts = [(r["train_seconds"], r[panel.key]) for r in rows
-               if r.get(panel.key) is not None and np.isfinite(r[panel.key])]
+        pts = [
+            (r["train_seconds"], r[panel.key])
+            for r in rows
+            if r.get(panel.key) is not None and np.isfinite(r[panel.key])
+        ]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=name, color=colors[name])
             drawn = True

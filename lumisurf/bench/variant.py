@@ -7,6 +7,7 @@ appends one row per evaluation to ``rows.csv`` beside the job file, exports the 
 a fresh process makes the peak memory (``ru_maxrss`` of this process; CUDA peak allocation when
 training on a GPU) that of this variant alone.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,15 +16,28 @@ import resource
 import sys
 import traceback
 from pathlib import Path
+
 from lumisurf.bench.time_to_target import CheckpointEvaluator, EvalSettings, fmt_value, train_with_evals
-from lumisurf.config import from_dict, Config, save_config
+from lumisurf.config import Config, from_dict, save_config
 from lumisurf.data.load import load_config_scene
 from lumisurf.errors import LumisurfError
+from lumisurf.kinds import build_trainer
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import build_trainer
 
-ROW_FIELDS = ("variant", "preset", "dataset", "train_seconds", "steps", "psnr", "ssim", "normal_mae_deg",
-              "chamfer", "eval_seconds", "peak_rss_mib", "peak_cuda_mib")
+ROW_FIELDS = (
+    "variant",
+    "preset",
+    "dataset",
+    "train_seconds",
+    "steps",
+    "psnr",
+    "ssim",
+    "normal_mae_deg",
+    "chamfer",
+    "eval_seconds",
+    "peak_rss_mib",
+    "peak_cuda_mib",
+)
 
 
 def peak_rss_mib() -> float:
@@ -74,18 +88,32 @@ def run_job(job_path: Path) -> dict:
         def on_row(row: dict) -> None:
             writer.writerow({k: _cell(row.get(k)) for k in ROW_FIELDS})
             f.flush()
-            tqdm.write(f"  {row['variant']:>22}  t={row['train_seconds']:7.1f}s steps={row['steps']:6d}  "
-                       f"psnr={fmt_value(row['psnr'], '.2f')}  ssim={fmt_value(row['ssim'], '.3f', 'n/a')}  "
-                       f"chamfer={fmt_value(row['chamfer'], '.5f', 'n/a')}  (eval {row['eval_seconds']:.0f}s)")
+            tqdm.write(
+                f"  {row['variant']:>22}  t={row['train_seconds']:7.1f}s steps={row['steps']:6d}  "
+                f"psnr={fmt_value(row['psnr'], '.2f')}  ssim={fmt_value(row['ssim'], '.3f', 'n/a')}  "
+                f"chamfer={fmt_value(row['chamfer'], '.5f', 'n/a')}  (eval {row['eval_seconds']:.0f}s)"
+            )
 
-        rows = train_with_evals(trainer, job["budget_seconds"], job["eval_every"], evaluate, on_row,
-                                progress=None if not job.get("progress", True) else job["variant"])
+        rows = train_with_evals(
+            trainer,
+            job["budget_seconds"],
+            job["eval_every"],
+            evaluate,
+            on_row,
+            progress=None if not job.get("progress", True) else job["variant"],
+        )
     if evaluator.last_mesh is not None:
         evaluator.last_mesh.export(root / "mesh.ply")
     last = rows[-1] if rows else {}
-    return {"status": "ok", "steps": trainer.step, "train_seconds": round(trainer.elapsed, 2),
-            "evaluations": len(rows), "device": str(trainer.device),
-            "peak_rss_mib": round(peak_rss_mib(), 1), "peak_cuda_mib": last.get("peak_cuda_mib")}
+    return {
+        "status": "ok",
+        "steps": trainer.step,
+        "train_seconds": round(trainer.elapsed, 2),
+        "evaluations": len(rows),
+        "device": str(trainer.device),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "peak_cuda_mib": last.get("peak_cuda_mib"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ A path file is JSON ``{"frame": "world" | "normalized", "cameras": [[4x4 c2w], .
 world key frames; ``lumisurf render --path FILE.json`` interpolates through them (``world``: the dataset's
 frame, moved into the run's normalised frame).
 """
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,9 @@ def _rotation_to_quat(r: Tensor) -> Tensor:
     m = r.double()
     w = torch.sqrt((1 + m.trace()).clamp_min(1e-12)) / 2
     if w > 1e-3:
-        return torch.stack([w, (m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w),
-                            (m[1, 0] - m[0, 1]) / (4 * w)])
+        return torch.stack(
+            [w, (m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w)]
+        )
     i = int(torch.argmax(torch.diagonal(m)))
     j, k = (i + 1) % 3, (i + 2) % 3
     s = torch.sqrt((1 + m[i, i] - m[j, j] - m[k, k]).clamp_min(1e-12)) * 2
@@ -80,9 +82,13 @@ def _rotation_to_quat(r: Tensor) -> Tensor:
 
 def _quat_to_rotation(q: Tensor) -> Tensor:
     w, x, y, z = q / q.norm()
-    return torch.stack([torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)]),
-                        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)]),
-                        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)])])
+    return torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)]),
+            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)]),
+            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]),
+        ]
+    )
 
 
 def _slerp(q0: Tensor, q1: Tensor, u: float) -> Tensor:
@@ -122,13 +128,15 @@ def read_path_file(path: Path, normalization=None) -> Tensor:
         spec = json.loads(Path(path).read_text())
         keys = torch.tensor(spec["cameras"], dtype=torch.float64)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"cannot read camera path {path}: {e} (expected {{'frame': 'world', 'cameras': "
-                        f"[[4x4], ...]}})") from None
+        raise DataError(
+            f"cannot read camera path {path}: {e} (expected {{'frame': 'world', 'cameras': [[4x4], ...]}})"
+        ) from None
     if keys.ndim != 3 or keys.shape[1:] != (4, 4):
         raise DataError(f"{path}: 'cameras' must be a list of 4x4 matrices, got shape {list(keys.shape)}")
     if spec.get("frame", "world") == "world" and normalization is not None:
-        keys[:, :3, 3] = (keys[:, :3, 3] - torch.tensor(normalization.center, dtype=torch.float64)) \
-            / normalization.scale
+        keys[:, :3, 3] = (
+            keys[:, :3, 3] - torch.tensor(normalization.center, dtype=torch.float64)
+        ) / normalization.scale
     return keys.float()
 
 
@@ -147,5 +155,12 @@ def make_path(kind: str, cams: Cameras, n: int, normalization=None) -> Cameras:
     else:
         raise DataError(f"unknown camera path '{kind}': choose {', '.join(PATHS)} or a .json file")
     one = lambda v: v[:1].expand(n).clone()  # noqa: E731  (the first camera's intrinsics for every frame)
-    return Cameras(c2w=c2w.to(cams.c2w), fx=one(cams.fx), fy=one(cams.fy), cx=one(cams.cx), cy=one(cams.cy),
-                   width=cams.width, height=cams.height)
+    return Cameras(
+        c2w=c2w.to(cams.c2w),
+        fx=one(cams.fx),
+        fy=one(cams.fy),
+        cx=one(cams.cx),
+        cy=one(cams.cy),
+        width=cams.width,
+        height=cams.height,
+    )

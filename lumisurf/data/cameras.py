@@ -14,10 +14,10 @@ Convention (said once, here; every reader converts to it at the boundary):
 * World units are those of the frame the cameras live in; after normalisation the object sits
   inside the unit sphere (see ``normalization.py``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -34,7 +34,7 @@ class Cameras:
     cy: Tensor  # [n]
     width: int
     height: int
-    distortion: Optional[Tensor] = None  # [n, 4] k1, k2, p1, p2 or None
+    distortion: Tensor | None = None  # [n, 4] k1, k2, p1, p2 or None
 
     def __len__(self) -> int:
         return int(self.c2w.shape[0])
@@ -43,27 +43,39 @@ class Cameras:
     def device(self) -> torch.device:
         return self.c2w.device
 
-    def to(self, device) -> "Cameras":
+    def to(self, device) -> Cameras:
         dist = None if self.distortion is None else self.distortion.to(device)
-        return replace(self, c2w=self.c2w.to(device), fx=self.fx.to(device), fy=self.fy.to(device),
-                       cx=self.cx.to(device), cy=self.cy.to(device), distortion=dist)
+        return replace(
+            self,
+            c2w=self.c2w.to(device),
+            fx=self.fx.to(device),
+            fy=self.fy.to(device),
+            cx=self.cx.to(device),
+            cy=self.cy.to(device),
+            distortion=dist,
+        )
 
-    def subset(self, idx) -> "Cameras":
+    def subset(self, idx) -> Cameras:
         """Cameras ``idx`` (list, slice or tensor of indices)."""
         idx = torch.as_tensor(idx, dtype=torch.long) if not isinstance(idx, slice) else idx
         dist = None if self.distortion is None else self.distortion[idx]
-        return replace(self, c2w=self.c2w[idx], fx=self.fx[idx], fy=self.fy[idx], cx=self.cx[idx],
-                       cy=self.cy[idx], distortion=dist)
+        return replace(
+            self, c2w=self.c2w[idx], fx=self.fx[idx], fy=self.fy[idx], cx=self.cx[idx], cy=self.cy[idx], distortion=dist
+        )
 
     @staticmethod
-    def concatenate(batches: list["Cameras"]) -> "Cameras":
+    def concatenate(batches: list[Cameras]) -> Cameras:
         """One batch of the cameras of ``batches`` (same image size), in order."""
         c = batches[0]
         dist = None if c.distortion is None else torch.cat([b.distortion for b in batches])
-        return Cameras(*(torch.cat([getattr(b, a) for b in batches]) for a in ("c2w", "fx", "fy", "cx", "cy")),
-                       width=c.width, height=c.height, distortion=dist)
+        return Cameras(
+            *(torch.cat([getattr(b, a) for b in batches]) for a in ("c2w", "fx", "fy", "cx", "cy")),
+            width=c.width,
+            height=c.height,
+            distortion=dist,
+        )
 
-    def transformed(self, scale: float, center: Tensor) -> "Cameras":
+    def transformed(self, scale: float, center: Tensor) -> Cameras:
         """Cameras in the frame ``x' = (x - center) / scale`` (rotation unchanged)."""
         c2w = self.c2w.clone()
         c2w[:, :3, 3] = (c2w[:, :3, 3] - center.to(c2w)) / scale
@@ -142,11 +154,3 @@ def undistort_points(xd: Tensor, yd: Tensor, k: Tensor, iters: int = 10) -> tupl
         x = (xd - dx) / radial
         y = (yd - dy) / radial
     return x, y
-
-
-def opengl_to_opencv(c2w: Tensor) -> Tensor:
-    """Convert camera-to-world matrices [..., 4, 4] from OpenGL/Blender (-z look, y up) to OpenCV."""
-    out = c2w.clone()
-    out[..., :3, 1] = -out[..., :3, 1]
-    out[..., :3, 2] = -out[..., :3, 2]
-    return out

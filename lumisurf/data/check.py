@@ -5,26 +5,26 @@ sphere) are reported as ``WARN`` lines, never raised: the point is to let a pers
 cannot be read, too few training views etc. are DataErrors, as in training; training also refuses
 when most training cameras lie inside the unit sphere, see ``normalization.check_cameras_outside``.)
 """
+
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lumisurf.data.images import as_float
 from lumisurf.data.cameras import Cameras
+from lumisurf.data.images import as_float
 from lumisurf.data.normalization import cameras_inside, cameras_inside_message, normalize_scene, project_points
 from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import SceneData
 from lumisurf.data.synthetic import make_synthetic_scene
 from lumisurf.errors import DataWarning
 
-_SPLIT_COLOURS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:green"}
+_SPLIT_COLORS = {"train": "tab:blue", "test": "tab:orange", "relight": "tab:green"}
 
 
 def check_dataset(path: Path | None, out_png: Path) -> str:
@@ -64,11 +64,14 @@ def summarize(scene: SceneData) -> tuple[list[str], list[str]]:
     all_c = torch.cat([sp.cameras.c2w for sp in cams])
     cat = lambda attr: torch.cat([getattr(sp.cameras, attr) for sp in cams])  # noqa: E731
     sizes = sorted({f"{sp.cameras.width} x {sp.cameras.height}" for sp in cams})
-    lines = [f"dataset: {scene.name} ({scene.root})", f"format: {scene.format}",
-             "splits: " + ", ".join(f"{k} {len(sp)} views" for k, sp in splits.items()),
-             f"image size: {', '.join(sizes)}",
-             f"intrinsics: fx {_range(cat('fx'))}, fy {_range(cat('fy'))}, cx {_range(cat('cx'))}, "
-             f"cy {_range(cat('cy'))} px"]
+    lines = [
+        f"dataset: {scene.name} ({scene.root})",
+        f"format: {scene.format}",
+        "splits: " + ", ".join(f"{k} {len(sp)} views" for k, sp in splits.items()),
+        f"image size: {', '.join(sizes)}",
+        f"intrinsics: fx {_range(cat('fx'))}, fy {_range(cat('fy'))}, cx {_range(cat('cx'))}, "
+        f"cy {_range(cat('cy'))} px",
+    ]
     warns: list[str] = []
     mask_info = [f"{k} {float(sp.masks.mean()):.3f}" for k, sp in splits.items() if sp.masks is not None]
     lines.append("masks: " + (f"yes (mean coverage {', '.join(mask_info)})" if mask_info else "no"))
@@ -76,15 +79,18 @@ def summarize(scene: SceneData) -> tuple[list[str], list[str]]:
         if sp.masks is not None and (sp.masks > 0.5).flatten(1).sum(1).eq(0).any():
             warns.append(f"{k}: {int((sp.masks > 0.5).flatten(1).sum(1).eq(0).sum())} views have an empty mask")
     dist = [sp.cameras.distortion for sp in cams if sp.cameras.distortion is not None]
-    lines.append("distortion: " + (f"yes (max |k1,k2,p1,p2| = {float(torch.cat(dist).abs().max()):.4f})"
-                                   if dist else "no"))
+    lines.append(
+        "distortion: " + (f"yes (max |k1,k2,p1,p2| = {float(torch.cat(dist).abs().max()):.4f})" if dist else "no")
+    )
     norm = scene.normalization
     if norm is not None:
         c = ", ".join(f"{v:.4g}" for v in norm.center)
         lines.append(f"normalisation: {norm.source}, centre ({c}), scale {norm.scale:.4g}")
     d = all_c[:, :3, 3].norm(dim=-1)
-    lines.append(f"camera distance to the origin (normalised): min {float(d.min()):.3f}, "
-                 f"median {float(d.median()):.3f}, max {float(d.max()):.3f}")
+    lines.append(
+        f"camera distance to the origin (normalised): min {float(d.min()):.3f}, "
+        f"median {float(d.median()):.3f}, max {float(d.max()):.3f}"
+    )
     n_in = int(torch.cat([cameras_inside(sp.cameras) for sp in cams]).sum())
     lines.append(f"all cameras outside the unit sphere: {'yes' if n_in == 0 else 'no'}")
     if n_in:
@@ -99,11 +105,15 @@ def summarize(scene: SceneData) -> tuple[list[str], list[str]]:
             msg += f", inside the mask in {int(in_mask.sum())}/{len(in_mask)}"
         lines.append(msg)
         if int(in_img.sum()) < len(in_img):
-            warns.append(f"{k}: the unit-sphere centre projects outside the image in "
-                         f"{len(in_img) - int(in_img.sum())}/{len(in_img)} views")
+            warns.append(
+                f"{k}: the unit-sphere centre projects outside the image in "
+                f"{len(in_img) - int(in_img.sum())}/{len(in_img)} views"
+            )
         if in_mask is not None and int(in_mask.sum()) < 0.9 * len(in_mask):
-            warns.append(f"{k}: the unit-sphere centre misses the mask in "
-                         f"{len(in_mask) - int(in_mask.sum())}/{len(in_mask)} views")
+            warns.append(
+                f"{k}: the unit-sphere centre misses the mask in "
+                f"{len(in_mask) - int(in_mask.sum())}/{len(in_mask)} views"
+            )
     lines += _gt_mesh_lines(scene, warns)
     return lines, warns
 
@@ -146,14 +156,14 @@ def _draw_cameras(ax, scene: SceneData, extent: float, depth: float) -> None:
     ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.5", lw=0.4, alpha=0.6)
     drawn: list[Tensor] = []
     for k, sp in scene.splits.items():
-        colour = _SPLIT_COLOURS.get(k, "tab:purple")
+        color = _SPLIT_COLORS.get(k, "tab:purple")
         if any(c.shape == sp.cameras.c2w.shape and torch.allclose(c, sp.cameras.c2w) for c in drawn):
-            ax.scatter([], [], [], color=colour, s=4, label=f"{k} ({len(sp)}, same cameras as above)")
+            ax.scatter([], [], [], color=color, s=4, label=f"{k} ({len(sp)}, same cameras as above)")
             continue
         drawn.append(sp.cameras.c2w)
-        ax.add_collection3d(Line3DCollection(frustum_segments(sp.cameras, depth), colors=colour, lw=0.6))
+        ax.add_collection3d(Line3DCollection(frustum_segments(sp.cameras, depth), colors=color, lw=0.6))
         c = sp.cameras.centers.cpu().numpy()
-        ax.scatter(c[:, 0], c[:, 1], c[:, 2], color=colour, s=4, label=f"{k} ({len(sp)})")
+        ax.scatter(c[:, 0], c[:, 1], c[:, 2], color=color, s=4, label=f"{k} ({len(sp)})")
     ax.scatter([0], [0], [0], color="k", marker="+", s=40)
     pts = scene.meta.get("points3D")
     if pts is not None and scene.normalization is not None:  # SfM points in the normalised frame

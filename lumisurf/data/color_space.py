@@ -1,4 +1,5 @@
 """sRGB <-> linear transfer functions (IEC 61966-2-1), on values clamped to [0, 1]."""
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ ignored, including EXPOSURE, as most readers do), the resolution line in any of 
 interpreted. Decoding follows Radiance: value = (mantissa + 0.5) * 2^(exponent - 136), 0 if exponent 0.
 Writes ``-Y H +X W`` with new-style RLE (flat when the width is outside [8, 32767]).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,17 +61,21 @@ def _parse_header(data: bytes, path: Path) -> tuple[int, int, int, list[tuple[st
     res_end = data.find(b"\n", end + 2)
     if res_end < 0:
         raise DataError(f"{path}: truncated HDR header (no resolution line)")
-    parts = data[end + 2:res_end].decode("ascii", errors="replace").split()
+    parts = data[end + 2 : res_end].decode("ascii", errors="replace").split()
     try:
-        if len(parts) != 4 or {parts[0][1], parts[2][1]} != {"X", "Y"} or parts[0][0] not in "+-" \
-                or parts[2][0] not in "+-":
+        if (
+            len(parts) != 4
+            or {parts[0][1], parts[2][1]} != {"X", "Y"}
+            or parts[0][0] not in "+-"
+            or parts[2][0] not in "+-"
+        ):
             raise ValueError
         axes = [(parts[0], int(parts[1])), (parts[2], int(parts[3]))]
     except (ValueError, IndexError):
         raise DataError(f"{path}: bad HDR resolution line {' '.join(parts)!r}") from None
     if axes[0][1] <= 0 or axes[1][1] <= 0:
         raise DataError(f"{path}: bad HDR image size {' '.join(parts)!r}")
-    sizes = dict((name[1], n) for name, n in axes)
+    sizes = {name[1]: n for name, n in axes}
     return res_end + 1, sizes["Y"], sizes["X"], axes
 
 
@@ -91,7 +96,7 @@ def _decode_scanlines(data: bytes, pos: int, n_lines: int, length: int, path: Pa
     """[n_lines, length, 4] uint8 RGBE from flat or new-style RLE scanlines."""
     out = np.empty((n_lines, length, 4), dtype=np.uint8)
     for i in range(n_lines):
-        head = data[pos:pos + 4]
+        head = data[pos : pos + 4]
         if len(head) < 4:
             raise DataError(f"{path}: truncated HDR pixel data (scanline {i} of {n_lines})")
         is_rle = 8 <= length <= 0x7FFF and head[0] == 2 and head[1] == 2 and not head[2] & 0x80
@@ -122,12 +127,12 @@ def _decode_rle_line(data: bytes, pos: int, length: int, out: np.ndarray, path: 
                 count -= 128
                 if x + count > length or pos + 1 >= size:
                     raise DataError(f"{path}: corrupt HDR RLE run (overflows the scanline)")
-                row[x:x + count] = data[pos + 1:pos + 2] * count
+                row[x : x + count] = data[pos + 1 : pos + 2] * count
                 pos += 2
             else:  # count literal bytes
                 if count == 0 or x + count > length or pos + 1 + count > size:
                     raise DataError(f"{path}: corrupt or truncated HDR RLE data")
-                row[x:x + count] = data[pos + 1:pos + 1 + count]
+                row[x : x + count] = data[pos + 1 : pos + 1 + count]
                 pos += 1 + count
             x += count
         out[:, c] = np.frombuffer(bytes(row), np.uint8)
@@ -155,7 +160,7 @@ def _encode_scanline(row: np.ndarray) -> bytes:
 
 def _literals(chan: np.ndarray, start: int, stop: int, chunks: list[bytes]) -> None:
     for k in range(start, stop, 128):
-        piece = chan[k:min(k + 128, stop)]
+        piece = chan[k : min(k + 128, stop)]
         chunks.append(bytes([len(piece)]) + piece.tobytes())
 
 

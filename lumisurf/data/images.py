@@ -1,15 +1,15 @@
 """Image, mask and 16-bit normal-map loading with one clear :class:`DataError` per bad file.
 
-All loaders return numpy arrays: colour as float32 in [0, 1] (values as stored, i.e. sRGB for
+All loaders return numpy arrays: color as float32 in [0, 1] (values as stored, i.e. sRGB for
 ordinary photos/renders), alpha/masks as float32 [H, W]. Pillow decodes PNG/JPEG; 16-bit RGB PNGs
 (which Pillow silently reduces to 8 bits) are decoded here with zlib.
 """
+
 from __future__ import annotations
 
 import struct
 import zlib
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -33,13 +33,13 @@ def _open(path: Path) -> Image.Image:
 
 
 def as_float(t: torch.Tensor) -> torch.Tensor:
-    """Colour stored as uint8 (0..255, how readers keep photos: a quarter of float32's memory) -> float32 in
+    """Color stored as uint8 (0..255, how readers keep photos: a quarter of float32's memory) -> float32 in
     [0, 1]; float tensors are returned unchanged. Convert per view or per batch, never a whole split."""
     return t.float().div_(255.0) if t.dtype == torch.uint8 else t
 
 
 def to_uint8_array(rgb: np.ndarray) -> np.ndarray:
-    """float [0, 1] colour -> uint8 (exact for 8-bit sources, which are k / 255)."""
+    """float [0, 1] color -> uint8 (exact for 8-bit sources, which are k / 255)."""
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -63,10 +63,10 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
-def load_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Colour [H, W, 3] float32 in [0, 1] and alpha [H, W] (or None when the file has none).
+def load_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Color [H, W, 3] float32 in [0, 1] and alpha [H, W] (or None when the file has none).
 
-    Colour is returned as stored (straight, not premultiplied); grey images are expanded to RGB.
+    Color is returned as stored (straight, not premultiplied); grey images are expanded to RGB.
     """
     im = _open(path)
     has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
@@ -80,8 +80,8 @@ def load_image(path: Path) -> tuple[np.ndarray, Optional[np.ndarray]]:
     return arr, None
 
 
-def load_image_uint8(path: Path, downscale: int = 1) -> tuple[np.ndarray, Optional[np.ndarray], tuple[int, int]]:
-    """Colour [h, w, 3] uint8 and alpha [h, w] float32 in [0, 1] (or None), decoded straight to 8 bits (no
+def load_image_uint8(path: Path, downscale: int = 1) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int]]:
+    """Color [h, w, 3] uint8 and alpha [h, w] float32 in [0, 1] (or None), decoded straight to 8 bits (no
     float copy of a 12 MP photo), at 1/``downscale``: the bottom/right remainder cropped, blocks averaged
     (Pillow's ``reduce``). Also returns the file's full size (width, height). 16-bit files go through floats."""
     im = _open(path)
@@ -111,7 +111,7 @@ def reduce_image(im: Image.Image, n: int) -> Image.Image:
 def load_mask(path: Path, threshold: int = 127) -> np.ndarray:
     """Binary mask [H, W] float32 (1 = object) from an 8-bit grey/RGB(A) image: value > threshold.
 
-    Colour masks are averaged over their RGB channels first. An all-zero mask is a DataError.
+    Color masks are averaged over their RGB channels first. An all-zero mask is a DataError.
     """
     im = _open(path)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -132,8 +132,8 @@ def _png_chunks(data: bytes, path: Path):
         raise DataError(f"{path} is not a PNG file")
     i = 8
     while i + 8 <= len(data):
-        (n,) = struct.unpack(">I", data[i:i + 4])
-        yield data[i + 4:i + 8], data[i + 8:i + 8 + n]
+        (n,) = struct.unpack(">I", data[i : i + 4])
+        yield data[i + 4 : i + 8], data[i + 8 : i + 8 + n]
         i += 12 + n
 
 
@@ -153,16 +153,16 @@ def _unfilter(raw: np.ndarray, h: int, stride: int, bpp: int, path: Path) -> np.
         elif ftype in (3, 4):  # Average / Paeth: sequential along the row
             cur = np.zeros(stride, np.int64)
             for x in range(0, stride, bpp):
-                a = cur[x - bpp:x] if x else np.zeros(bpp, np.int64)
-                b = prev[x:x + bpp]
+                a = cur[x - bpp : x] if x else np.zeros(bpp, np.int64)
+                b = prev[x : x + bpp]
                 if ftype == 3:
                     pred = (a + b) // 2
                 else:
-                    c = prev[x - bpp:x] if x else np.zeros(bpp, np.int64)
+                    c = prev[x - bpp : x] if x else np.zeros(bpp, np.int64)
                     p = a + b - c
                     pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
                     pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-                cur[x:x + bpp] = (line[x:x + bpp] + pred) % 256
+                cur[x : x + bpp] = (line[x : x + bpp] + pred) % 256
         else:
             raise DataError(f"{path}: corrupt PNG (filter type {ftype})")
         out[r] = cur
@@ -187,8 +187,10 @@ def read_png16(path: Path) -> np.ndarray:
     w, h, depth, ctype, _, _, interlace = header
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
     if depth != 16 or channels is None or interlace:
-        raise DataError(f"{path}: expected a non-interlaced 16-bit grey/RGB(A) PNG "
-                        f"(got bit depth {depth}, colour type {ctype}, interlace {interlace})")
+        raise DataError(
+            f"{path}: expected a non-interlaced 16-bit grey/RGB(A) PNG "
+            f"(got bit depth {depth}, color type {ctype}, interlace {interlace})"
+        )
     try:
         raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
     except zlib.error as e:

@@ -25,6 +25,7 @@ Sanity rules shared by ``lumisurf data check`` and training: a scene needs at le
 sphere from outside: ``data check`` warns when any camera lies inside it, training refuses when most
 training cameras do (:func:`check_cameras_outside`).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,12 @@ from lumisurf.errors import DataError
 Method = Literal["auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity"]
 METHODS = ("auto", "scale_mat", "visual_hull", "sparse_points", "camera_rig", "identity")
 MIN_TRAIN_VIEWS = 2  # one view leaves depth unobserved (and the axes' closest point undefined)
-_INDEX_FILES = {"blender": "transforms_train.json", "ngp": "transforms.json", "neus": "cameras_sphere.npz",
-                "llff": "poses_bounds.npy"}  # the file that lists a format's views, for messages
+_INDEX_FILES = {
+    "blender": "transforms_train.json",
+    "ngp": "transforms.json",
+    "neus": "cameras_sphere.npz",
+    "llff": "poses_bounds.npy",
+}  # the file that lists a format's views, for messages
 
 
 def normalize_scene(scene: SceneData, method: Method = "auto") -> SceneData:
@@ -57,14 +62,18 @@ def normalize_scene(scene: SceneData, method: Method = "auto") -> SceneData:
         return scene
     norm = estimate_normalization(scene, method)
     center = torch.tensor(norm.center, dtype=torch.float32)
-    splits = {name: replace(sp, cameras=sp.cameras.transformed(norm.scale, center),
-                            depths=None if sp.depths is None else sp.depths / norm.scale)
-              for name, sp in scene.splits.items()}
+    splits = {
+        name: replace(
+            sp,
+            cameras=sp.cameras.transformed(norm.scale, center),
+            depths=None if sp.depths is None else sp.depths / norm.scale,
+        )
+        for name, sp in scene.splits.items()
+    }
     return replace(scene, splits=splits, normalization=norm, normalized=True)
 
 
-def estimate_normalization(scene: SceneData, method: Method = "auto",
-                           margin: float = 1.1) -> Normalization:
+def estimate_normalization(scene: SceneData, method: Method = "auto", margin: float = 1.1) -> Normalization:
     """Similarity world -> unit-sphere frame of ``scene`` (in its world frame) by ``method``."""
     if method not in METHODS:
         raise DataError(f"unknown normalisation method '{method}'; choose one of {', '.join(METHODS)}")
@@ -73,14 +82,21 @@ def estimate_normalization(scene: SceneData, method: Method = "auto",
     if method == "auto":
         if scene.normalization is not None:
             return scene.normalization
-        method = "visual_hull" if train.masks is not None else \
-            "sparse_points" if scene.meta.get("points3D") is not None else "camera_rig"
+        method = (
+            "visual_hull"
+            if train.masks is not None
+            else "sparse_points"
+            if scene.meta.get("points3D") is not None
+            else "camera_rig"
+        )
     if method == "identity":
         return Normalization(source="identity")
     if method == "scale_mat":
         if scene.normalization is None:
-            raise DataError(f"{scene.root}: normalisation 'scale_mat' asked for, but the "
-                            f"'{scene.format}' reader found no scale matrix")
+            raise DataError(
+                f"{scene.root}: normalisation 'scale_mat' asked for, but the "
+                f"'{scene.format}' reader found no scale matrix"
+            )
         return scene.normalization
     if method == "camera_rig":
         return camera_rig_normalization(train.cameras)
@@ -109,8 +125,11 @@ def check_view_count(scene: SceneData, n_train: int) -> None:
     """DataError unless the training split holds at least ``MIN_TRAIN_VIEWS`` views."""
     if n_train >= MIN_TRAIN_VIEWS:
         return
-    hint = ("" if scene.format in ("blender", "synthetic")
-            else "; views held out for testing (data.holdout_every) do not count")
+    hint = (
+        ""
+        if scene.format in ("blender", "synthetic")
+        else "; views held out for testing (data.holdout_every) do not count"
+    )
     raise DataError(f"need at least {MIN_TRAIN_VIEWS} training views (found {n_train}) in {scene_source(scene)}{hint}")
 
 
@@ -121,9 +140,11 @@ def cameras_inside(cams: Cameras, radius: float = 1.0) -> Tensor:
 
 def cameras_inside_message(n_inside: int, n: int, what: str = "cameras") -> str:
     """One sentence on cameras inside the unit sphere, with the usual causes."""
-    return (f"{n_inside}/{n} {what} lie inside the unit sphere (the object region) after normalisation; "
-            f"the object must be seen from outside it (poses at a wrong scale, or masks/alpha covering "
-            f"the whole image?)")
+    return (
+        f"{n_inside}/{n} {what} lie inside the unit sphere (the object region) after normalisation; "
+        f"the object must be seen from outside it (poses at a wrong scale, or masks/alpha covering "
+        f"the whole image?)"
+    )
 
 
 def check_cameras_outside(scene: SceneData) -> None:
@@ -133,8 +154,10 @@ def check_cameras_outside(scene: SceneData) -> None:
     inside = cameras_inside(train.cameras)
     n_in, n = int(inside.sum()), len(inside)
     if 2 * n_in > n:
-        raise DataError(f"{scene_source(scene)}: {cameras_inside_message(n_in, n, 'training cameras')}; "
-                        f"run `lumisurf data check` on it")
+        raise DataError(
+            f"{scene_source(scene)}: {cameras_inside_message(n_in, n, 'training cameras')}; "
+            f"run `lumisurf data check` on it"
+        )
 
 
 # ----------------------------------------------------------------------------- camera rig
@@ -180,8 +203,9 @@ def seen_fraction(cams: Cameras, pts: Tensor) -> Tensor:
     return count / len(cams)
 
 
-def sparse_points_normalization(cams: Cameras, points, margin: float = 1.1, min_view_frac: float = 0.5,
-                                quantile: float = 0.95) -> Normalization:
+def sparse_points_normalization(
+    cams: Cameras, points, margin: float = 1.1, min_view_frac: float = 0.5, quantile: float = 0.95
+) -> Normalization:
     """centre = closest point to the optical axes; scale = margin * the ``quantile`` distance from it to the
     points seen by at least ``min_view_frac`` of the views (the better-seen half when fewer than 10 are)."""
     pts = torch.as_tensor(points, dtype=torch.float32, device=cams.c2w.device)
@@ -239,7 +263,7 @@ def carve(points: Tensor, cams: Cameras, masks: Tensor, factor: int, min_views: 
     return alive[seen >= min_views]
 
 
-def _grid(lo: Tensor, hi: Tensor, res: int) -> tuple[Tensor, Tensor]:
+def cell_centres(lo: Tensor, hi: Tensor, res: int) -> tuple[Tensor, Tensor]:
     """Cell-centre grid points [res^3, 3] of the box [lo, hi] and the cell size [3]."""
     cell = (hi - lo) / res
     axes = [lo[k] + (torch.arange(res, dtype=lo.dtype, device=lo.device) + 0.5) * cell[k] for k in range(3)]
@@ -268,8 +292,9 @@ def view_cone_tan(cams: Cameras) -> float:
     return float((corners_x.abs().amax(-1) ** 2 + corners_y.abs().amax(-1) ** 2).sqrt().max())
 
 
-def visual_hull_normalization(split: Split, margin: float = 1.1, res: int = 64,
-                              min_view_frac: float = 0.5) -> Normalization:
+def visual_hull_normalization(
+    split: Split, margin: float = 1.1, res: int = 64, min_view_frac: float = 0.5
+) -> Normalization:
     """Carve the masks of ``split`` in two passes (a coarse box, then the hull's box refined).
 
     Pass 1 covers a cube around the point ``p`` closest to all optical axes, of half size
@@ -286,15 +311,15 @@ def visual_hull_normalization(split: Split, margin: float = 1.1, res: int = 64,
     half = dist * min(1.0, 1.5 * view_cone_tan(cams))
     lo, hi = p - half, p + half
     for _ in range(2):
-        pts, cell = _grid(lo, hi, res)
+        pts, cell = cell_centres(lo, hi, res)
         kept = pts[carve(pts, cams, masks, factor, min_views)]
         if kept.shape[0] == 0:
             raise DataError(
                 "visual hull is empty: no point lies inside the masks of every training view that "
                 "sees it (masks inverted, or poses not matching the images?); use normalisation "
-                "'camera_rig' to skip masks")
+                "'camera_rig' to skip masks"
+            )
         lo, hi = kept.min(0).values - 2 * cell, kept.max(0).values + 2 * cell
     center = 0.5 * (kept.min(0).values + kept.max(0).values)
     radius = float((kept - center).norm(dim=-1).max()) + 0.5 * float(cell.norm())
-    return Normalization(center=tuple(float(v) for v in center), scale=margin * radius,
-                         source="visual_hull")
+    return Normalization(center=tuple(float(v) for v in center), scale=margin * radius, source="visual_hull")

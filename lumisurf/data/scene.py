@@ -1,10 +1,11 @@
 """Dataset containers shared by every reader: a scene is named splits of cameras + images."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -44,15 +45,16 @@ class Normalization:
         return {"center": list(map(float, self.center)), "scale": float(self.scale), "source": self.source}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Normalization":
-        return cls(center=tuple(float(v) for v in d["center"]), scale=float(d["scale"]),
-                   source=d.get("source", "identity"))
+    def from_dict(cls, d: dict) -> Normalization:
+        return cls(
+            center=tuple(float(v) for v in d["center"]), scale=float(d["scale"]), source=d.get("source", "identity")
+        )
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
-    def load(cls, path: Path) -> "Normalization":
+    def load(cls, path: Path) -> Normalization:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
@@ -60,7 +62,7 @@ class Normalization:
 class Split:
     """One split (train/test/relight) of a scene.
 
-    images: [n, H, W, 3] uint8 (readers) or float32 in [0, 1] (the built-in scene), **sRGB**, straight colour
+    images: [n, H, W, 3] uint8 (readers) or float32 in [0, 1] (the built-in scene), **sRGB**, straight color
     (``data.images.as_float`` converts one view or batch) (not composited when a mask
     exists: compose with a background at batch time). masks: [n, H, W] float32 coverage in [0, 1]
     or None. ``files``: the image path of each view (GT maps beside them are found from it).
@@ -68,21 +70,24 @@ class Split:
 
     cameras: Cameras
     images: Tensor
-    masks: Optional[Tensor] = None
+    masks: Tensor | None = None
     files: list[Path] = field(default_factory=list)
-    normals: Optional[Tensor] = None  # [n, H, W, 3] GT world-space unit normals (0 = no GT), or None
-    depths: Optional[Tensor] = None  # [n, H, W] GT z-depth along the optical axis, scene units (0 = none), or None
+    normals: Tensor | None = None  # [n, H, W, 3] GT world-space unit normals (0 = no GT), or None
+    depths: Tensor | None = None  # [n, H, W] GT z-depth along the optical axis, scene units (0 = none), or None
 
     def __len__(self) -> int:
         return len(self.cameras)
 
-    def subset(self, idx) -> "Split":
+    def subset(self, idx) -> Split:
         idx = list(idx)
-        return Split(self.cameras.subset(idx), self.images[idx],
-                     None if self.masks is None else self.masks[idx],
-                     [self.files[i] for i in idx] if self.files else [],
-                     None if self.normals is None else self.normals[idx],
-                     None if self.depths is None else self.depths[idx])
+        return Split(
+            self.cameras.subset(idx),
+            self.images[idx],
+            None if self.masks is None else self.masks[idx],
+            [self.files[i] for i in idx] if self.files else [],
+            None if self.normals is None else self.normals[idx],
+            None if self.depths is None else self.depths[idx],
+        )
 
 
 @dataclass
@@ -98,9 +103,9 @@ class SceneData:
     root: Path
     format: str
     splits: dict[str, Split]
-    normalization: Optional[Normalization] = None
+    normalization: Normalization | None = None
     normalized: bool = False
-    gt_mesh: Optional[Path | "trimesh.Trimesh"] = None  # GT surface in the dataset's world frame
+    gt_mesh: Path | trimesh.Trimesh | None = None  # GT surface in the dataset's world frame
     meta: dict = field(default_factory=dict)  # format-specific extras (env map names, ...)
 
     def split(self, name: str) -> Split:
@@ -108,5 +113,5 @@ class SceneData:
             raise DataError(f"{self.root}: no '{name}' split (has: {', '.join(self.splits)})")
         return self.splits[name]
 
-    def with_splits(self, splits: dict[str, Split]) -> "SceneData":
+    def with_splits(self, splits: dict[str, Split]) -> SceneData:
         return replace(self, splits=splits)

@@ -8,6 +8,7 @@ Schlick Fresnel ``F`` (metal-like F0 on the sphere, dielectric 0.04 on the torus
 Cameras: OpenCV convention, on a sphere band (z/|eye| in [-0.3, 0.9]) at distance 2.8-3.2,
 looking at the origin, 40 degree horizontal field of view; numpy ``default_rng(seed)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,8 @@ import torch
 from torch import Tensor
 
 from lumisurf.data.cameras import Cameras
-from lumisurf.data.scene import SceneData, Split
 from lumisurf.data.color_space import linear_to_srgb  # noqa: F401  (re-exported)
+from lumisurf.data.scene import SceneData, Split
 
 SPHERE_CENTER = (0.0, 0.0, 0.12)
 SPHERE_RADIUS = 0.38
@@ -32,8 +33,11 @@ FOV_DEG = 40.0
 
 _SPHERE_ALBEDO = (0.85, 0.55, 0.20)  # linear RGB, gold-ish
 _TORUS_ALBEDO = (0.10, 0.28, 0.70)  # linear RGB, blue
-_LIGHTS = (((1.0, -1.0, 2.0), (2.0, 1.9, 1.7)), ((-1.5, 0.6, 0.8), (0.5, 0.6, 0.8)),
-           ((0.3, 1.5, -0.4), (0.35, 0.3, 0.25)))  # (direction towards light, colour)
+_LIGHTS = (
+    ((1.0, -1.0, 2.0), (2.0, 1.9, 1.7)),
+    ((-1.5, 0.6, 0.8), (0.5, 0.6, 0.8)),
+    ((0.3, 1.5, -0.4), (0.35, 0.3, 0.25)),
+)  # (direction towards light, color)
 _AMBIENT = 0.08
 
 
@@ -77,10 +81,10 @@ def sdf_normals(points: Tensor) -> Tensor:
     return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def sphere_trace(o: Tensor, d: Tensor, max_steps: int = 128, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
+def trace_scene(o: Tensor, d: Tensor, max_steps: int = 128, eps: float = 1e-4) -> tuple[Tensor, Tensor]:
     """First hit of rays o, d [N, 3] (unit d) with the object. Returns hit [N] bool and t [N]."""
     b = (o * d).sum(-1)
-    disc = b * b - ((o * o).sum(-1) - BOUND_RADIUS ** 2)
+    disc = b * b - ((o * o).sum(-1) - BOUND_RADIUS**2)
     root = disc.clamp_min(0).sqrt()
     t, t_far = (-b - root).clamp_min(0), -b + root
     hit = torch.zeros_like(b, dtype=torch.bool)
@@ -98,7 +102,7 @@ def sphere_trace(o: Tensor, d: Tensor, max_steps: int = 128, eps: float = 1e-4) 
 
 # ----------------------------------------------------------------------------- shading
 def albedo(p: Tensor) -> tuple[Tensor, Tensor]:
-    """Linear base colour [N, 3] (gold sphere part, blue torus, smooth blend) and sphere weight [N, 1]."""
+    """Linear base color [N, 3] (gold sphere part, blue torus, smooth blend) and sphere weight [N, 1]."""
     w = torch.sigmoid((torus_sdf(p) - sphere_sdf(p)) / 0.02)[:, None]  # 1 on the sphere
     return w * p.new_tensor(_SPHERE_ALBEDO) + (1 - w) * p.new_tensor(_TORUS_ALBEDO), w
 
@@ -120,10 +124,10 @@ def shade(p: Tensor, n: Tensor, v: Tensor) -> Tensor:
     fres = f0 + (1 - f0) * (1 - ndv) ** 5
     diffuse = torch.full_like(p, _AMBIENT)
     spec = torch.zeros_like(p)
-    for direction, colour in _LIGHTS:
+    for direction, color in _LIGHTS:
         l = p.new_tensor(direction)
         l = l / l.norm()
-        c = p.new_tensor(colour)
+        c = p.new_tensor(color)
         ndl = (n @ l).clamp_min(0)[:, None]
         h = v + l
         h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-8)
@@ -147,14 +151,21 @@ def look_at_cameras(eyes: np.ndarray, width: int, height: int, fov_deg: float = 
     c2w[:, :3, 0], c2w[:, :3, 1], c2w[:, :3, 2], c2w[:, :3, 3] = right, down, fwd, eye
     f = 0.5 * width / math.tan(0.5 * math.radians(fov_deg))
     n = len(eye)
-    return Cameras(c2w, torch.full((n,), f), torch.full((n,), f), torch.full((n,), width / 2.0),
-                   torch.full((n,), height / 2.0), width, height)
+    return Cameras(
+        c2w,
+        torch.full((n,), f),
+        torch.full((n,), f),
+        torch.full((n,), width / 2.0),
+        torch.full((n,), height / 2.0),
+        width,
+        height,
+    )
 
 
 def render_views(cams: Cameras, ss: int = 2) -> tuple[Tensor, Tensor, Tensor]:
     """Render every view with ``ss x ss`` supersampling.
 
-    Returns sRGB images [n, H, W, 3] (straight colour, 0 on background), coverage masks [n, H, W]
+    Returns sRGB images [n, H, W, 3] (straight color, 0 on background), coverage masks [n, H, W]
     and world unit normals [n, H, W, 3] (mean of the hit sub-samples, 0 on background).
     """
     n, h, w = len(cams), cams.height, cams.width
@@ -165,7 +176,7 @@ def render_views(cams: Cameras, ss: int = 2) -> tuple[Tensor, Tensor, Tensor]:
     k = py.numel()
     cam_idx = torch.arange(n).repeat_interleave(k)
     o, d = cams.rays(cam_idx, px.reshape(-1).repeat(n), py.reshape(-1).repeat(n))
-    hit, t = sphere_trace(o, d)
+    hit, t = trace_scene(o, d)
     rgb = torch.zeros(n * k, 3)
     nrm = torch.zeros(n * k, 3)
     if hit.any():
@@ -225,6 +236,13 @@ def make_synthetic_scene(n_train: int = 40, n_test: int = 8, resolution: int = 6
         images, masks, normals = render_views(cams)
         files = [Path("<builtin>") / name / f"r_{i}.png" for i in range(len(cams))]
         splits[name] = Split(cams, images, masks, files, normals if name == "test" else None)
-    return SceneData(name="synthetic", root=Path("<builtin>"), format="synthetic", splits=splits,
-                     normalization=None, normalized=False, gt_mesh=synthetic_mesh(),
-                     meta={"seed": seed, "fov_deg": FOV_DEG, "sdf": "lumisurf.data.synthetic.synthetic_sdf"})
+    return SceneData(
+        name="synthetic",
+        root=Path("<builtin>"),
+        format="synthetic",
+        splits=splits,
+        normalization=None,
+        normalized=False,
+        gt_mesh=synthetic_mesh(),
+        meta={"seed": seed, "fov_deg": FOV_DEG, "sdf": "lumisurf.data.synthetic.synthetic_sdf"},
+    )

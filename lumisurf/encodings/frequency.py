@@ -1,4 +1,5 @@
 """NeRF frequency (positional) encoding."""
+
 from __future__ import annotations
 
 import torch

@@ -8,11 +8,13 @@ in the end, to the plain-torch twin, with one warning naming the reason; other d
 silently. ``"torch"`` always uses the twin (full second-order autograd). Inputs are points in normalised world
 units inside [-bound, bound]^3; points outside are clamped. See `hash_grid_torch` for the conventions.
 """
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -32,7 +34,7 @@ class GridKernel:
     [N, L*F, 3] when want_jac) from the first k levels."""
 
     apply: Callable
-    missing: Callable[[], "str | None"]
+    missing: Callable[[], str | None]
     devices: tuple[str, ...]
 
 
@@ -61,12 +63,22 @@ def _candidates(implementation: str, device_type: str) -> tuple[str, ...]:
 def _warn_once(name: str, device_type: str, reason: str, then: str) -> None:
     if (name, device_type) not in _WARNED:
         _WARNED.add((name, device_type))
-        warnings.warn(f"lumisurf hash grid: {name} kernels unavailable on {device_type}, using {then} ({reason})",
-                      RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"lumisurf hash grid: {name} kernels unavailable on {device_type}, using {then} ({reason})",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
-def encode(implementation: str, x: torch.Tensor, table: torch.Tensor, layout: ref.GridLayout, bound: float,
-           active_levels: int | None, want_jac: bool):
+def encode(
+    implementation: str,
+    x: torch.Tensor,
+    table: torch.Tensor,
+    layout: ref.GridLayout,
+    bound: float,
+    active_levels: int | None,
+    want_jac: bool,
+):
     """x [N,3] -> feat [N, L*F] (and dfeat_dx [N, L*F, 3] when want_jac) with the first fast kernel of
     ``implementation`` that runs, else the torch twin."""
     k = layout.n_levels if active_levels is None else max(0, min(int(active_levels), layout.n_levels))
@@ -117,8 +129,10 @@ class HashGridConfig:
         if self.bound <= 0:
             raise ConfigError(f"hash grid: bound must be > 0, got {self.bound}")
         if self.implementation != "auto" and self.implementation != "torch" and self.implementation not in GRID_KERNELS:
-            raise ConfigError(f"hash grid: implementation must be one of auto, torch, "
-                              f"{', '.join(GRID_KERNELS.names())}; got {self.implementation!r}")
+            raise ConfigError(
+                f"hash grid: implementation must be one of auto, torch, "
+                f"{', '.join(GRID_KERNELS.names())}; got {self.implementation!r}"
+            )
 
     def growth(self) -> float:
         if self.growth_factor is not None:
@@ -167,8 +181,9 @@ class HashGrid(nn.Module):
     def forward(self, x: torch.Tensor, levels: int | None = None) -> torch.Tensor:
         """x [..., 3] -> [..., L*F]; ``levels``: only that many first levels are evaluated (the rest are 0)."""
         active = self.active_levels if levels is None else min(self.active_levels, int(levels))
-        feat = encode(self.cfg.implementation, self._flat(x), self.params, self.layout, self.cfg.bound,
-                      active, want_jac=False)
+        feat = encode(
+            self.cfg.implementation, self._flat(x), self.params, self.layout, self.cfg.bound, active, want_jac=False
+        )
         return feat.reshape(*x.shape[:-1], self.output_dim)
 
     def forward_with_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,12 +192,21 @@ class HashGrid(nn.Module):
         Both outputs are differentiable w.r.t. the table (and x), so an eikonal loss built from
         dfeat_dx trains the grid without double backward.
         """
-        feat, jac = encode(self.cfg.implementation, self._flat(x), self.params, self.layout, self.cfg.bound,
-                           self.active_levels, want_jac=True)
+        feat, jac = encode(
+            self.cfg.implementation,
+            self._flat(x),
+            self.params,
+            self.layout,
+            self.cfg.bound,
+            self.active_levels,
+            want_jac=True,
+        )
         lead = x.shape[:-1]
         return feat.reshape(*lead, self.output_dim), jac.reshape(*lead, self.output_dim, 3)
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return (f"levels={c.n_levels}, features={c.n_features}, log2_T={c.log2_table_size}, "
-                f"res={self.resolutions[0]}..{self.resolutions[-1]}, impl={c.implementation}")
+        return (
+            f"levels={c.n_levels}, features={c.n_features}, log2_T={c.log2_table_size}, "
+            f"res={self.resolutions[0]}..{self.resolutions[-1]}, impl={c.implementation}"
+        )

@@ -6,9 +6,10 @@ owns it), turns them point-major (``[N, L*F]``, ``[N, L*F, 3]``, zero for the in
 backward, hands the runner level-major upstream gradients and a zeroed table gradient to add into.
 Conventions: `hash_grid_torch`.
 """
+
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Protocol
 
 import torch
 
@@ -16,13 +17,30 @@ from lumisurf.encodings.hash_grid_torch import GridLayout, to_level_major, to_po
 
 
 class KernelRunner(Protocol):
-    def forward(self, x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float, want_jac: bool,
-                feat: torch.Tensor, jac: torch.Tensor) -> None:
+    def forward(
+        self,
+        x: torch.Tensor,
+        table: torch.Tensor,
+        layout: GridLayout,
+        bound: float,
+        want_jac: bool,
+        feat: torch.Tensor,
+        jac: torch.Tensor,
+    ) -> None:
         """Fill feat [k, N, F] and (want_jac) jac [k, N, F, 3] for the first k = feat.shape[0] levels."""
 
-    def backward(self, x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float,
-                 g_feat: torch.Tensor, g_jac: torch.Tensor, has_gjac: bool, g_table: Optional[torch.Tensor],
-                 need_x: bool) -> Optional[torch.Tensor]:
+    def backward(
+        self,
+        x: torch.Tensor,
+        table: torch.Tensor,
+        layout: GridLayout,
+        bound: float,
+        g_feat: torch.Tensor,
+        g_jac: torch.Tensor,
+        has_gjac: bool,
+        g_table: torch.Tensor | None,
+        need_x: bool,
+    ) -> torch.Tensor | None:
         """Add d loss / d table into g_table (when given) from g_feat [k, N, F] and (has_gjac) g_jac [k, N, F, 3];
         return d loss / d x [N, 3] when need_x (else None)."""
 

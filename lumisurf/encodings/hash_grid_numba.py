@@ -15,6 +15,7 @@ float32 only. `lumisurf.encodings.hash_grid` chooses between the kernels and the
 devices silently, a missing numba or a failing compile with one warning). Compiled code is cached next to this
 file (numba ``cache=True``), so only the first run on a machine pays the compile (a few seconds).
 """
+
 from __future__ import annotations
 
 import math
@@ -122,8 +123,9 @@ if numba is not None:
             for f0 in range(0, n_feat, 2):
                 has1 = f0 + 1 < n_feat
                 for i in range(n):
-                    a0, a1, jx0, jx1, jy0, jy1, jz0, jz1 = _encode_pair(x, i, table, f0, has1, res, offset,
-                                                                        hashed, mask, bound)
+                    a0, a1, jx0, jx1, jy0, jy1, jz0, jz1 = _encode_pair(
+                        x, i, table, f0, has1, res, offset, hashed, mask, bound
+                    )
                     feat[lvl, i, f0] = a0
                     if want_jac:
                         jac[lvl, i, f0, 0], jac[lvl, i, f0, 1], jac[lvl, i, f0, 2] = jx0, jy0, jz0
@@ -201,8 +203,12 @@ _LAYOUTS: dict = {}
 def _layout_args(layout: GridLayout) -> tuple:
     """(resolutions, offsets, hashed) as numpy arrays and the hash mask, cached per layout."""
     if layout not in _LAYOUTS:
-        _LAYOUTS[layout] = (np.asarray(layout.resolutions, np.int64), np.asarray(layout.offsets, np.int64),
-                            np.asarray(layout.hashed, np.bool_), 2**layout.log2_table_size - 1)
+        _LAYOUTS[layout] = (
+            np.asarray(layout.resolutions, np.int64),
+            np.asarray(layout.offsets, np.int64),
+            np.asarray(layout.hashed, np.bool_),
+            2**layout.log2_table_size - 1,
+        )
     return _LAYOUTS[layout]
 
 

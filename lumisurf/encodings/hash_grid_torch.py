@@ -11,6 +11,7 @@ Conventions (shared with the kernels in `hash_grid_warp.py` and `hash_grid_numba
   1 / world units; it is zero along axes where the point lies outside the cube (clamp).
 Everything here is plain autograd, so first and second derivatives (w.r.t. table and x) work.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,8 +93,9 @@ def _outer3(ax: torch.Tensor, ay: torch.Tensor, az: torch.Tensor, op) -> torch.T
     return op(op(az[..., :, None, None], ay[..., None, :, None]), ax[..., None, None, :]).flatten(-3)
 
 
-def corner_rows(i0: torch.Tensor, res: torch.Tensor, off: torch.Tensor, hashed: torch.Tensor,
-                log2_table_size: int) -> torch.Tensor:
+def corner_rows(
+    i0: torch.Tensor, res: torch.Tensor, off: torch.Tensor, hashed: torch.Tensor, log2_table_size: int
+) -> torch.Tensor:
     """i0 [N,L,3] -> global table rows of the 8 cell corners [N,L,8] (int64)."""
     v = i0[..., None] + torch.arange(2, device=i0.device)  # [N, L, 3, 2] vertex coords per axis
     n_dense = int((~hashed).sum())  # levels are sorted by resolution, so dense ones come first
@@ -109,14 +111,15 @@ def corner_rows(i0: torch.Tensor, res: torch.Tensor, off: torch.Tensor, hashed: 
     return local + off[None, :, None]
 
 
-def trilinear_weights(frac: torch.Tensor):
+def trilinear_weights_and_grad(frac: torch.Tensor):
     """frac [N,L,3] -> weights [N,L,8] and their derivative w.r.t. frac [N,L,8,3]."""
     w1 = torch.stack([1 - frac, frac], dim=-1)  # [N, L, 3, 2] per-axis weights of the two vertices
     sign = torch.tensor([-1.0, 1.0], dtype=frac.dtype, device=frac.device).expand_as(w1[:, :, 0])
     wx, wy, wz = w1.unbind(2)
     weights = _outer3(wx, wy, wz, torch.mul)
-    dw = torch.stack([_outer3(sign, wy, wz, torch.mul), _outer3(wx, sign, wz, torch.mul),
-                      _outer3(wx, wy, sign, torch.mul)], dim=-1)
+    dw = torch.stack(
+        [_outer3(sign, wy, wz, torch.mul), _outer3(wx, sign, wz, torch.mul), _outer3(wx, wy, sign, torch.mul)], dim=-1
+    )
     return weights, dw
 
 
@@ -155,15 +158,17 @@ def _pad_levels(t: torch.Tensor, n_levels: int) -> torch.Tensor:
     return torch.cat([t, pad], dim=1)
 
 
-def hash_encode_torch(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0,
-                      active_levels: int | None = None) -> torch.Tensor:
+def hash_encode_torch(
+    x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0, active_levels: int | None = None
+) -> torch.Tensor:
     """Encode x [N,3] with table [total_entries, F] -> [N, L*F]; levels >= active_levels give 0."""
     feat, _ = _encode(x, table, layout, bound, active_levels, with_grad=False)
     return feat
 
 
-def hash_encode_with_grad_torch(x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0,
-                                active_levels: int | None = None):
+def hash_encode_with_grad_torch(
+    x: torch.Tensor, table: torch.Tensor, layout: GridLayout, bound: float = 1.0, active_levels: int | None = None
+):
     """Features [N, L*F] and the analytic spatial Jacobian dfeat_dx [N, L*F, 3] (differentiable)."""
     return _encode(x, table, layout, bound, active_levels, with_grad=True)
 
@@ -178,7 +183,7 @@ def _encode(x, table, layout, bound, active_levels, with_grad: bool):
     res, off, hashed = _level_tensors(layout, k, x.device)
     i0, frac, dp_dx = grid_coords(x.to(table.dtype), res, bound)
     rows = corner_rows(i0, res, off, hashed, layout.log2_table_size)
-    weights, dw = trilinear_weights(frac)
+    weights, dw = trilinear_weights_and_grad(frac)
     corners = _gather(table, rows)  # [N, k, 8, F]
     feat = (weights[..., None] * corners).sum(dim=2)  # [N, k, F]
     feat = _pad_levels(feat, n_levels).reshape(n_pts, n_levels * n_feat)

@@ -9,6 +9,7 @@ device follows the tensor's device; tensors are shared zero-copy through `wp.fro
 Only float32 is handled. `lumisurf.encodings.hash_grid` chooses between the kernels and the torch twin
 (other dtypes silently, a missing Warp or a failing compile/launch with one warning naming the reason).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -65,8 +66,19 @@ if wp is not None:
         return 1.0 - f
 
     @wp.func
-    def _corner(c: int, ix: int, iy: int, iz: int, fx: float, fy: float, fz: float,
-                res: int, hashed: int, mask: int, offset: int):
+    def _corner(
+        c: int,
+        ix: int,
+        iy: int,
+        iz: int,
+        fx: float,
+        fy: float,
+        fz: float,
+        res: int,
+        hashed: int,
+        mask: int,
+        offset: int,
+    ):
         """Row, weight and d weight / d p (grid units) of corner c of the cell."""
         bx = c & 1
         by = (c >> 1) & 1
@@ -84,10 +96,17 @@ if wp is not None:
 
     @wp.kernel
     def _forward_kernel(
-        level_ids: wp.array(dtype=int), x: wp.array2d(dtype=float), table: wp.array2d(dtype=float),
-        res_a: wp.array(dtype=int), off_a: wp.array(dtype=int), hashed_a: wp.array(dtype=int),
-        mask: int, bound: float, want_jac: int,
-        feat: wp.array3d(dtype=float), jac: wp.array4d(dtype=float),
+        level_ids: wp.array(dtype=int),
+        x: wp.array2d(dtype=float),
+        table: wp.array2d(dtype=float),
+        res_a: wp.array(dtype=int),
+        off_a: wp.array(dtype=int),
+        hashed_a: wp.array(dtype=int),
+        mask: int,
+        bound: float,
+        want_jac: int,
+        feat: wp.array3d(dtype=float),
+        jac: wp.array4d(dtype=float),
     ):
         # level-major threads and [L, N, F] outputs: one level's table stays cache-resident
         i, n = wp.tid()
@@ -136,12 +155,21 @@ if wp is not None:
 
     @wp.kernel
     def _backward_kernel(
-        level_ids: wp.array(dtype=int), x: wp.array2d(dtype=float), table: wp.array2d(dtype=float),
-        res_a: wp.array(dtype=int), off_a: wp.array(dtype=int), hashed_a: wp.array(dtype=int),
-        mask: int, bound: float,
-        g_feat: wp.array3d(dtype=float), g_jac: wp.array4d(dtype=float), has_gjac: int,
-        need_table: int, need_x: int,
-        g_table: wp.array2d(dtype=float), g_x: wp.array2d(dtype=float),
+        level_ids: wp.array(dtype=int),
+        x: wp.array2d(dtype=float),
+        table: wp.array2d(dtype=float),
+        res_a: wp.array(dtype=int),
+        off_a: wp.array(dtype=int),
+        hashed_a: wp.array(dtype=int),
+        mask: int,
+        bound: float,
+        g_feat: wp.array3d(dtype=float),
+        g_jac: wp.array4d(dtype=float),
+        has_gjac: int,
+        need_table: int,
+        need_x: int,
+        g_table: wp.array2d(dtype=float),
+        g_x: wp.array2d(dtype=float),
     ):
         i, n = wp.tid()  # upstream grads are level-major [L, N, F(, 3)] like the forward outputs
         l = level_ids[i]
@@ -218,9 +246,13 @@ def _cached(key, make):
 
 def _layout_arrays(layout: GridLayout, device: torch.device):
     """Per-level int32 tensors (res, offset, hashed) on `device`."""
-    return _cached(("layout", layout, str(device)), lambda: tuple(
-        torch.tensor(v, dtype=torch.int32, device=device)
-        for v in (layout.resolutions, layout.offsets, [int(h) for h in layout.hashed])))
+    return _cached(
+        ("layout", layout, str(device)),
+        lambda: tuple(
+            torch.tensor(v, dtype=torch.int32, device=device)
+            for v in (layout.resolutions, layout.offsets, [int(h) for h in layout.hashed])
+        ),
+    )
 
 
 def set_cpu_threads(n: int) -> None:
@@ -236,8 +268,10 @@ def set_cpu_threads(n: int) -> None:
 def _level_groups(k: int, device: torch.device) -> list[torch.Tensor]:
     """Active levels 0..k-1 split round-robin over CPU launches (one group on CUDA)."""
     workers = 1 if device.type != "cpu" else max(1, min(_CPU_THREADS, k))
-    return _cached(("groups", k, workers, str(device)), lambda: [
-        torch.arange(j, k, workers, dtype=torch.int32, device=device) for j in range(workers)])
+    return _cached(
+        ("groups", k, workers, str(device)),
+        lambda: [torch.arange(j, k, workers, dtype=torch.int32, device=device) for j in range(workers)],
+    )
 
 
 def _wp(t: torch.Tensor):
@@ -256,8 +290,9 @@ def _launch(kernel, groups: list[torch.Tensor], n_pts: int, device: torch.device
 
     def one(j: int) -> None:
         extra = per_group[j] if per_group is not None else []
-        wp.launch(kernel, dim=(len(groups[j]), n_pts), device=wdev, stream=stream,
-                  inputs=[_wp(groups[j]), *args, *extra])
+        wp.launch(
+            kernel, dim=(len(groups[j]), n_pts), device=wdev, stream=stream, inputs=[_wp(groups[j]), *args, *extra]
+        )
 
     if len(groups) == 1:
         one(0)
@@ -275,8 +310,16 @@ class _WarpRunner:
 
     @staticmethod
     def forward(x, table, layout, bound, want_jac, feat, jac) -> None:
-        args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
-                2**layout.log2_table_size - 1, bound, int(want_jac), _wp(feat), _wp(jac)]
+        args = [
+            _wp(x),
+            _wp(table),
+            *(_wp(a) for a in _layout_arrays(layout, x.device)),
+            2**layout.log2_table_size - 1,
+            bound,
+            int(want_jac),
+            _wp(feat),
+            _wp(jac),
+        ]
         _launch(_forward_kernel, _level_groups(feat.shape[0], x.device), x.shape[0], x.device, args)
 
     @staticmethod
@@ -285,9 +328,19 @@ class _WarpRunner:
         # one input-gradient buffer per group: groups share points, so they would race on one
         g_xs = [torch.zeros_like(x) if need_x else x.new_zeros(1, 3) for _ in groups]
         need_table = g_table is not None
-        args = [_wp(x), _wp(table), *(_wp(a) for a in _layout_arrays(layout, x.device)),
-                2**layout.log2_table_size - 1, bound, _wp(g_feat), _wp(g_jac), int(has_gjac),
-                int(need_table), int(need_x), _wp(g_table if need_table else table.new_zeros(1, table.shape[1]))]
+        args = [
+            _wp(x),
+            _wp(table),
+            *(_wp(a) for a in _layout_arrays(layout, x.device)),
+            2**layout.log2_table_size - 1,
+            bound,
+            _wp(g_feat),
+            _wp(g_jac),
+            int(has_gjac),
+            int(need_table),
+            int(need_x),
+            _wp(g_table if need_table else table.new_zeros(1, table.shape[1])),
+        ]
         _launch(_backward_kernel, groups, x.shape[0], x.device, args, [[_wp(g)] for g in g_xs])
         return (torch.stack(g_xs).sum(0) if len(g_xs) > 1 else g_xs[0]) if need_x else None
 

@@ -5,6 +5,7 @@ value of Y_lm is A_l(kappa) Y_lm(d) with A_l ~= exp(-l (l + 1) / (2 kappa)). So 
 the SH basis of d with band l scaled by exp(-l (l + 1) rho / 2): rho -> 0 gives plain SH, large rho
 keeps only the constant band. Bands l = 0 .. degree - 1 (degree <= 5 here).
 """
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ the plain frequency encoding, a large variance fades a frequency out to 0. Frequ
 factor, as :class:`lumisurf.encodings.frequency.FrequencyEncoding`) and the output order is the same as
 that encoding without its input: per frequency [sin (d values), cos (d values)].
 """
+
 from __future__ import annotations
 
 import torch

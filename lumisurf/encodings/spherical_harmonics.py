@@ -3,6 +3,7 @@
 Convention: the orthonormal real SH basis Y_lm (Condon-Shortley phase folded in as in
 instant-ngp / Ref-NeRF), ordered by degree l then m = -l..l. Directions are unit vectors [..., 3].
 """
+
 from __future__ import annotations
 
 import math
@@ -11,13 +12,29 @@ import torch
 from torch import Tensor, nn
 
 _C0 = 0.28209479177387814  # 1 / (2 sqrt(pi))
-SH_C0 = _C0  # the band-0 basis value (a DC coefficient c gives colour c * SH_C0)
+SH_C0 = _C0  # the band-0 basis value (a DC coefficient c gives color c * SH_C0)
 _C1 = 0.4886025119029199  # sqrt(3 / (4 pi))
 _C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
-       1.445305721320277, -0.5900435899266435)
-_C4 = (2.5033429417967046, -1.7701307697799304, 0.9461746957575601, -0.6690465435572892, 0.10578554691520431,
-       -0.6690465435572892, 0.47308734787878004, -1.7701307697799304, 0.6258357354491761)
+_C3 = (
+    -0.5900435899266435,
+    2.890611442640554,
+    -0.4570457994644658,
+    0.3731763325901154,
+    -0.4570457994644658,
+    1.445305721320277,
+    -0.5900435899266435,
+)
+_C4 = (
+    2.5033429417967046,
+    -1.7701307697799304,
+    0.9461746957575601,
+    -0.6690465435572892,
+    0.10578554691520431,
+    -0.6690465435572892,
+    0.47308734787878004,
+    -1.7701307697799304,
+    0.6258357354491761,
+)
 
 
 def sh_basis(d: Tensor, degree: int) -> Tensor:
@@ -32,14 +49,27 @@ def sh_basis(d: Tensor, degree: int) -> Tensor:
         xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
         out += [_C2[0] * xy, _C2[1] * yz, _C2[2] * (2 * zz - xx - yy), _C2[3] * xz, _C2[4] * (xx - yy)]
     if degree > 3:
-        out += [_C3[0] * y * (3 * xx - yy), _C3[1] * xy * z, _C3[2] * y * (4 * zz - xx - yy),
-                _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy),
-                _C3[5] * z * (xx - yy), _C3[6] * x * (xx - 3 * yy)]
+        out += [
+            _C3[0] * y * (3 * xx - yy),
+            _C3[1] * xy * z,
+            _C3[2] * y * (4 * zz - xx - yy),
+            _C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+            _C3[4] * x * (4 * zz - xx - yy),
+            _C3[5] * z * (xx - yy),
+            _C3[6] * x * (xx - 3 * yy),
+        ]
     if degree > 4:
-        out += [_C4[0] * xy * (xx - yy), _C4[1] * yz * (3 * xx - yy), _C4[2] * xy * (7 * zz - 1),
-                _C4[3] * yz * (7 * zz - 3), _C4[4] * (zz * (35 * zz - 30) + 3),
-                _C4[5] * xz * (7 * zz - 3), _C4[6] * (xx - yy) * (7 * zz - 1),
-                _C4[7] * xz * (xx - 3 * yy), _C4[8] * (xx * (xx - 3 * yy) - yy * (3 * xx - yy))]
+        out += [
+            _C4[0] * xy * (xx - yy),
+            _C4[1] * yz * (3 * xx - yy),
+            _C4[2] * xy * (7 * zz - 1),
+            _C4[3] * yz * (7 * zz - 3),
+            _C4[4] * (zz * (35 * zz - 30) + 3),
+            _C4[5] * xz * (7 * zz - 3),
+            _C4[6] * (xx - yy) * (7 * zz - 1),
+            _C4[7] * xz * (xx - 3 * yy),
+            _C4[8] * (xx * (xx - 3 * yy) - yy * (3 * xx - yy)),
+        ]
     return torch.stack(out, -1)
 
 

@@ -3,6 +3,7 @@
 
 Both meshes must be in the same frame (the dataset's world frame); distances are in its units.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,8 +43,9 @@ def _nearest(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dist, idx
 
 
-def chamfer_distance(mesh_pred: trimesh.Trimesh, mesh_gt: trimesh.Trimesh,
-                     n_samples: int = 100_000, seed: int = 0) -> dict:
+def chamfer_distance(
+    mesh_pred: trimesh.Trimesh, mesh_gt: trimesh.Trimesh, n_samples: int = 100_000, seed: int = 0
+) -> dict:
     """Chamfer-L1 style metrics from ``n_samples`` surface points on each mesh.
 
     Returns ``accuracy`` (mean pred->gt distance), ``completeness`` (mean gt->pred),
@@ -59,5 +61,9 @@ def chamfer_distance(mesh_pred: trimesh.Trimesh, mesh_gt: trimesh.Trimesh,
     acc, comp = float(d_pg.mean()), float(d_gp.mean())
     nc_pg = np.abs((p_nrm * g_nrm[i_pg]).sum(-1)).mean()
     nc_gp = np.abs((g_nrm * p_nrm[i_gp]).sum(-1)).mean()
-    return {"chamfer": 0.5 * (acc + comp), "accuracy": acc, "completeness": comp,
-            "normal_consistency": float(0.5 * (nc_pg + nc_gp))}
+    return {
+        "chamfer": 0.5 * (acc + comp),
+        "accuracy": acc,
+        "completeness": comp,
+        "normal_consistency": float(0.5 * (nc_pg + nc_gp)),
+    }

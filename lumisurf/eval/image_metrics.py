@@ -1,21 +1,22 @@
-"""Image metrics: PSNR, SSIM (its differentiable map lives in :mod:`lumisurf.losses.ssim`), LPIPS (if available offline), mask IoU,
-alpha-weighted normal angular error.
+"""Image metrics: PSNR, SSIM (its differentiable map lives in :mod:`lumisurf.losses.ssim`), LPIPS (if available
+offline), mask IoU, alpha-weighted normal angular error.
 
 Images are torch tensors ``[H, W, 3]`` or ``[B, H, W, 3]``, float in ``[0, 1]`` (sRGB unless the
 caller decides otherwise). Scalar metrics return Python floats.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import math
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.losses.ssim import ssim_map  # noqa: F401  (part of the metrics API)
+
 
 def _batched(x: Tensor) -> Tensor:
     """``[H, W, C]`` -> ``[1, H, W, C]``; ``[B, H, W, C]`` unchanged."""
@@ -26,7 +27,7 @@ def _batched(x: Tensor) -> Tensor:
     return x
 
 
-def psnr(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> float:
+def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> float:
     """Peak signal-to-noise ratio in dB for data range 1: ``-10 log10(mse)``.
 
     ``mask`` ([H, W], [B, H, W] or broadcastable to the image, values in [0, 1]) weights the
@@ -63,7 +64,7 @@ _HUB_WEIGHTS = {"alex": "alexnet-owt-", "vgg": "vgg16-"}
 _LPIPS_CACHE: dict = {}
 
 
-def _hub_checkpoint(net: str) -> Optional[Path]:
+def _hub_checkpoint(net: str) -> Path | None:
     """The torchvision backbone weights in the torch hub cache, if present (never downloads)."""
     ckpt_dir = Path(torch.hub.get_dir()) / "checkpoints"
     if not ckpt_dir.is_dir():
@@ -81,15 +82,17 @@ def lpips_available(net: str = "alex") -> tuple[bool, str]:
             return False, f"the '{pkg}' package is not installed"
     ckpt = _hub_checkpoint(net)
     if ckpt is None:
-        return False, (f"no {_HUB_WEIGHTS[net]}*.pth backbone weights in "
-                       f"{Path(torch.hub.get_dir()) / 'checkpoints'} (LPIPS would download them)")
+        return False, (
+            f"no {_HUB_WEIGHTS[net]}*.pth backbone weights in "
+            f"{Path(torch.hub.get_dir()) / 'checkpoints'} (LPIPS would download them)"
+        )
     lin = Path(importlib.util.find_spec("lpips").origin).parent / "weights" / "v0.1" / f"{net}.pth"
     if not lin.is_file():
         return False, f"the lpips linear-layer weights {lin} are missing"
     return True, f"lpips with {net} backbone ({ckpt.name})"
 
 
-def lpips_score(pred: Tensor, target: Tensor, net: str = "alex") -> Optional[float]:
+def lpips_score(pred: Tensor, target: Tensor, net: str = "alex") -> float | None:
     """Mean LPIPS distance (lower is better), or None when :func:`lpips_available` says no."""
     ok, _ = lpips_available(net)
     if not ok:

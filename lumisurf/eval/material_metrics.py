@@ -1,5 +1,6 @@
 """Material-segmentation metrics: material-id IoU against GT id maps (clusters matched to GT ids by
 the best one-to-one assignment over all views) and cross-view consistency of predicted probabilities."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,7 +40,7 @@ def matid_iou(pred_ids, gt_ids) -> dict:
     gt_count = np.bincount(g - 1, minlength=G)
     rows, cols = linear_sum_assignment(-inter)
     mapping = {int(r): int(c) + 1 for r, c in zip(rows, cols)}
-    ious = {gid: 0.0 for gid in range(1, G + 1)}
+    ious = dict.fromkeys(range(1, G + 1), 0.0)
     for r, c in zip(rows, cols):
         union = pred_count[r] + gt_count[c] - inter[r, c]
         ious[int(c) + 1] = float(inter[r, c] / union) if union > 0 else 0.0

@@ -4,6 +4,7 @@ Used to judge structure from motion (``lumisurf data process``) against a datase
 camera-to-world [n, 4, 4] in the OpenCV convention (any common convention works: only relative rotations and
 centres are compared).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> Similarity:
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         fix[2, 2] = -1.0
     rot = u @ fix @ vt
-    var_s = (xs ** 2).sum() / len(src)
+    var_s = (xs**2).sum() / len(src)
     scale = float(np.trace(np.diag(sig) @ fix) / var_s)
     return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
 
@@ -47,9 +48,12 @@ class PoseErrors:
     align: Similarity
 
     def summary(self) -> dict:
-        return {"rotation_median_deg": float(np.median(self.rotation_deg)),
-                "rotation_max_deg": float(self.rotation_deg.max()),
-                "centre_median_rel": float(np.median(self.centre)), "centre_max_rel": float(self.centre.max())}
+        return {
+            "rotation_median_deg": float(np.median(self.rotation_deg)),
+            "rotation_max_deg": float(self.rotation_deg.max()),
+            "centre_median_rel": float(np.median(self.centre)),
+            "centre_max_rel": float(self.centre.max()),
+        }
 
 
 def pose_errors(c2w: np.ndarray, c2w_ref: np.ndarray) -> PoseErrors:

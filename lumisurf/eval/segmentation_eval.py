@@ -1,9 +1,8 @@
 """Segmentation metrics of a run with a material assignment: material-id IoU against GT ``*_matid.png``
 (clusters matched to GT ids by the best assignment) and cross-view consistency of the rendered
 assignment (surface points of every view reprojected into the others, visibility by depth)."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -12,8 +11,10 @@ from PIL import Image
 from lumisurf.eval.material_metrics import cross_view_consistency, matid_iou, matid_path, read_matid_maps
 from lumisurf.losses.segmentation import gather_probs_per_view
 
-PALETTE = np.array([[230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66], [204, 121, 167],
-                    [213, 94, 0], [0, 114, 178]], dtype=np.uint8)  # colour-blind safe (Okabe-Ito)
+PALETTE = np.array(
+    [[230, 159, 0], [86, 180, 233], [0, 158, 115], [240, 228, 66], [204, 121, 167], [213, 94, 0], [0, 114, 178]],
+    dtype=np.uint8,
+)  # color-blind safe (Okabe-Ito)
 POINTS_PER_VIEW = 500
 
 
@@ -24,7 +25,7 @@ def id_map(probs: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
 
 
 def id_map_image(ids: np.ndarray) -> np.ndarray:
-    """[h, w, 3] uint8: one colour per cluster, white background."""
+    """[h, w, 3] uint8: one color per cluster, white background."""
     out = np.full((*ids.shape, 3), 255, np.uint8)
     fg = ids >= 0
     out[fg] = PALETTE[ids[fg] % len(PALETTE)]
@@ -38,8 +39,14 @@ def z_depth(cameras, cam: int, depth: torch.Tensor, downscale: int) -> torch.Ten
     return depth[..., 0] * (d @ forward).reshape(h, w).to(depth)
 
 
-def segmentation_metrics(split, renders: list[dict], downscale: int, generator: Optional[torch.Generator] = None,
-                         out_dir=None, stems: Optional[list[str]] = None) -> dict:
+def segmentation_metrics(
+    split,
+    renders: list[dict],
+    downscale: int,
+    generator: torch.Generator | None = None,
+    out_dir=None,
+    stems: list[str] | None = None,
+) -> dict:
     """``renders``: per view of ``split`` (in order) the dict of ``render_view`` with material_probs."""
     ids = [id_map(r["material_probs"], r["opacity"]) for r in renders]
     if out_dir is not None and stems:
@@ -50,7 +57,7 @@ def segmentation_metrics(split, renders: list[dict], downscale: int, generator: 
     if files and all(matid_path(f).exists() for f in files):
         gt = read_matid_maps(files)
         if downscale > 1:
-            gt = gt[:, downscale // 2::downscale, downscale // 2::downscale]
+            gt = gt[:, downscale // 2 :: downscale, downscale // 2 :: downscale]
         pred = torch.stack(ids).cpu().numpy()[:, : gt.shape[1], : gt.shape[2]]
         res = matid_iou(pred, gt)
         metrics.update(matid_iou=res["mean_iou"], matid_iou_per_class=res["iou_per_class"])
@@ -85,5 +92,12 @@ def _downscaled(cameras, f: int):
         return cameras
     from dataclasses import replace
 
-    return replace(cameras, fx=cameras.fx / f, fy=cameras.fy / f, cx=cameras.cx / f, cy=cameras.cy / f,
-                   width=cameras.width // f, height=cameras.height // f)
+    return replace(
+        cameras,
+        fx=cameras.fx / f,
+        fy=cameras.fy / f,
+        cx=cameras.cx / f,
+        cy=cameras.cy / f,
+        width=cameras.width // f,
+        height=cameras.height // f,
+    )

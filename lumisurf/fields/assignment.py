@@ -1,14 +1,14 @@
 """Material assignment field A(p): position -> K logits -> softmax(logits / T) soft material ids.
 
-Plus optional 2D warm starts: k-means soft maps on colour (and a specular residual channel) and
+Plus optional 2D warm starts: k-means soft maps on color (and a specular residual channel) and
 user-given per-view integer-id masks, both returned as per-pixel probability maps [n, H, W, K]
 (all zeros on background pixels).
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ class AssignmentField(nn.Module):
     temperature is exp(log_temperature), learnable when ``learn_temperature``.
     """
 
-    def __init__(self, cfg: Optional[AssignmentConfig] = None):
+    def __init__(self, cfg: AssignmentConfig | None = None):
         super().__init__()
         cfg = cfg or AssignmentConfig()
         if cfg.K < 1:
@@ -61,6 +61,7 @@ class AssignmentField(nn.Module):
 
 
 # ----------------------------------------------------------------------------- 2D warm starts
+
 
 def _kmeans_pp_init(x: Tensor, k: int, gen: torch.Generator) -> Tensor:
     """k-means++ seeds: x [P, D] -> centres [k, D]."""
@@ -115,9 +116,16 @@ def gaussian_mixture(x: Tensor, k: int, iters: int = 50, seed: int = 0, reg: flo
     return resp.to(x.dtype), (resp.T @ xd / (resp.sum(0)[:, None] + 1e-9)).to(x.dtype)
 
 
-def kmeans_soft_maps(images: Tensor, masks: Optional[Tensor], K: int, residual: Optional[Tensor] = None,
-                     temperature: float = 0.01, iters: int = 20, seed: int = 0) -> Tensor:
-    """Soft material maps by k-means on pixel colour (+ an optional residual channel).
+def kmeans_soft_maps(
+    images: Tensor,
+    masks: Tensor | None,
+    K: int,
+    residual: Tensor | None = None,
+    temperature: float = 0.01,
+    iters: int = 20,
+    seed: int = 0,
+) -> Tensor:
+    """Soft material maps by k-means on pixel color (+ an optional residual channel).
 
     images [n, H, W, 3] in [0, 1]; masks [n, H, W] (foreground > 0.5) or None (all foreground);
     residual [n, H, W] (e.g. the specular residual |I - diffuse fit|) appended as a 4th feature.
@@ -125,7 +133,9 @@ def kmeans_soft_maps(images: Tensor, masks: Optional[Tensor], K: int, residual: 
     float32 on the CPU, zero on background pixels.
     """
     images = torch.as_tensor(images).detach().cpu().float()  # preprocessing: runs on the CPU
-    feats = images if residual is None else torch.cat([images, torch.as_tensor(residual).cpu().to(images)[..., None]], -1)
+    feats = (
+        images if residual is None else torch.cat([images, torch.as_tensor(residual).cpu().to(images)[..., None]], -1)
+    )
     fg = torch.ones(images.shape[:3], dtype=torch.bool) if masks is None else torch.as_tensor(masks).cpu() > 0.5
     x = feats[fg]  # [P, D]
     out = torch.zeros(*images.shape[:3], K, dtype=torch.float32)
@@ -144,7 +154,7 @@ def _read_ids(path: Path) -> np.ndarray:
     return a[..., 0] if a.ndim == 3 else a
 
 
-def load_mask_folder(path, files: Optional[list] = None, K: Optional[int] = None) -> Tensor:
+def load_mask_folder(path, files: list | None = None, K: int | None = None) -> Tensor:
     """User-given material masks: one PNG per view with integer ids (0 = background, 1..K = material).
 
     ``files``: the image file of each view; its mask is ``<stem>.png`` or ``<stem>_matid.png`` in the

@@ -1,4 +1,5 @@
 """NeRF++ background: a NeRF over the inverted sphere for rays leaving the unit sphere."""
+
 from __future__ import annotations
 
 import torch
@@ -9,7 +10,7 @@ from lumisurf.fields.mlp import mlp
 
 
 class BackgroundNeRF(nn.Module):
-    """Density + colour of points outside the unit sphere, parametrised as (x/|x|, 1/|x|) [.., 4]."""
+    """Density + color of points outside the unit sphere, parametrised as (x/|x|, 1/|x|) [.., 4]."""
 
     def __init__(self, cfg):
         super().__init__()

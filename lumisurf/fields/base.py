@@ -1,4 +1,5 @@
 """The SDF field interface shared by every backend, and its spatial gradient (three modes)."""
+
 from __future__ import annotations
 
 import torch
@@ -50,13 +51,13 @@ class SDFField(nn.Module):
                 return self._fd_gradient(points)
             with torch.no_grad():
                 return self._fd_gradient(points)
-        fn = self._analytic_gradient if self.normals_mode == "analytic" else self._autograd_gradient
+        fn = self._analytic_gradient if self.normals_mode == "analytic" else self.autograd_gradient
         sdf, feat, grad = fn(points, create_graph)
         if not create_graph:
             sdf, feat, grad = sdf.detach(), feat.detach(), grad.detach()
         return sdf, feat, grad
 
-    def _autograd_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
+    def autograd_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
         with torch.enable_grad():
             x = points.detach().requires_grad_(True)
             sdf, feat = self.forward(x)
@@ -64,7 +65,7 @@ class SDFField(nn.Module):
         return sdf, feat, grad
 
     def _analytic_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
-        return self._autograd_gradient(points, create_graph)
+        return self.autograd_gradient(points, create_graph)
 
     def _fd_gradient(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Central differences with step ``fd_eps``: 6 extra SDF evaluations in one batch."""
@@ -75,7 +76,7 @@ class SDFField(nn.Module):
         s = self.sdf(shifted.reshape(-1, 3)).reshape(n, 6)
         grad = (s[:, :3] - s[:, 3:]) / (2 * self.fd_eps)
         # the same six values give the Laplacian (Neuralangelo's curvature loss) for free
-        self.last_laplacian = (s.sum(-1) - 6.0 * sdf) / (self.fd_eps ** 2)
+        self.last_laplacian = (s.sum(-1) - 6.0 * sdf) / (self.fd_eps**2)
         return sdf, feat, grad
 
     def set_progress(self, step: int, active_levels: int | None = None, fd_eps: float | None = None) -> None:

@@ -1,9 +1,10 @@
 """Stage II material field and indirect light (normalised frame; the object lies inside the unit sphere).
 
-``MaterialField``: position -> albedo (linear base colour in [0, 1]), metallic in [0, 1], roughness in
+``MaterialField``: position -> albedo (linear base color in [0, 1]), metallic in [0, 1], roughness in
 [roughness_min, 1] (GGX alpha = roughness^2). ``IndirectLight``: position + direction -> radiance seen
 along an occluded direction (light bounced off the object itself), positive, HDR.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,11 @@ class MaterialField(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         h = self.mlp(torch.cat([self.grid(x), x], -1))
         s = torch.sigmoid(h)
-        return {"albedo": s[:, :3], "metallic": s[:, 3:4],
-                "roughness": self.roughness_min + (1.0 - self.roughness_min) * s[:, 4:5]}
+        return {
+            "albedo": s[:, :3],
+            "metallic": s[:, 3:4],
+            "roughness": self.roughness_min + (1.0 - self.roughness_min) * s[:, 4:5],
+        }
 
 
 class IndirectLight(nn.Module):

@@ -1,7 +1,8 @@
 """The one plain-MLP builder of the package (the SDF MLP, with its geometric init and skip, is its own)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 

@@ -4,6 +4,7 @@ Both support ``normals: analytic``: the grid kernel returns d features / d x and
 is differentiated twice, so an eikonal loss needs neither a double backward through the grid nor six
 extra evaluations.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from lumisurf.encodings.frequency import FrequencyEncoding
 from lumisurf.encodings.hash_grid import HashGrid
 from lumisurf.errors import ConfigError
 from lumisurf.fields.base import SDF_BACKENDS, SDFField
-from lumisurf.fields.sdf_mlp import MLPSDF, _geometric_init
+from lumisurf.fields.sdf_mlp import MLPSDF, geometric_init_
 
 
 def _decoder(d_in: int, hidden: int, n_linear: int, d_out: int, cfg, geometric: bool) -> nn.ModuleList:
@@ -26,15 +27,17 @@ def _decoder(d_in: int, hidden: int, n_linear: int, d_out: int, cfg, geometric: 
     for i in range(len(dims) - 1):
         lin = nn.Linear(dims[i], dims[i + 1])
         if geometric:
-            _geometric_init(lin, i, len(dims) - 2, d_in, init_cfg)
+            geometric_init_(lin, i, len(dims) - 2, d_in, init_cfg)
         layers.append(lin)
     return layers
 
 
 def _check_normals(cfg) -> None:
     if cfg.normals == "autograd" and cfg.grid.implementation != "torch":
-        raise ConfigError("model.sdf.normals=autograd needs a twice-differentiable grid: set "
-                          "model.sdf.grid.implementation=torch, or use normals=analytic|finite_difference")
+        raise ConfigError(
+            "model.sdf.normals=autograd needs a twice-differentiable grid: set "
+            "model.sdf.grid.implementation=torch, or use normals=analytic|finite_difference"
+        )
 
 
 def _differentiable(enc: Tensor) -> Tensor:
@@ -52,8 +55,9 @@ class CoarseExpert(nn.Module):
         super().__init__()
         ex = cfg.experts
         if ex.coarse_levels < 1 or ex.coarse_levels >= cfg.grid.n_levels:
-            raise ConfigError(f"model.sdf.experts.coarse_levels must be in [1, {cfg.grid.n_levels - 1}], "
-                              f"got {ex.coarse_levels}")
+            raise ConfigError(
+                f"model.sdf.experts.coarse_levels must be in [1, {cfg.grid.n_levels - 1}], got {ex.coarse_levels}"
+            )
         self.levels, self.cols, self.margin = ex.coarse_levels, ex.coarse_levels * n_features, ex.margin
         self.layers = _decoder(pe_dim + self.cols, ex.hidden, 2, 1, cfg, cfg.geometric_init)
         self.act = nn.Softplus(beta=cfg.softplus_beta)
@@ -109,8 +113,10 @@ class HashSDF(SDFField):
         the fine levels' gathers); expert_error: its running mean |error| on the training samples."""
         if self.expert is None:
             return {}
-        return {"expert_coarse": self.expert.coarse_only / max(self.expert.queries, 1),
-                "expert_error": float(self.expert.error)}
+        return {
+            "expert_coarse": self.expert.coarse_only / max(self.expert.queries, 1),
+            "expert_error": float(self.expert.error),
+        }
 
     def _decode(self, h: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
@@ -132,7 +138,7 @@ class HashSDF(SDFField):
             enc, jac = self.grid.forward_with_grad(points.detach())  # [N, LF], [N, LF, 3]
             pe = self.pe(x)  # [N, P]
             out, g_in = self._decode_with_input_grad(torch.cat([pe, enc], -1))
-            g_pe, g_enc = g_in[:, : pe.shape[1]], g_in[:, pe.shape[1]:]
+            g_pe, g_enc = g_in[:, : pe.shape[1]], g_in[:, pe.shape[1] :]
             if self.pe.n_freqs > 0:  # d PE / d x by autograd (elementwise, cheap)
                 (g_x,) = torch.autograd.grad(pe, x, g_pe, create_graph=create_graph)
             else:  # PE is the identity
@@ -175,8 +181,9 @@ class HybridSDF(SDFField):
         _check_normals(cfg)
         self.base = MLPSDF(cfg)
         self.grid = HashGrid(cfg.grid)
-        self.residual = nn.Sequential(nn.Linear(self.grid.output_dim, 32), nn.Softplus(beta=cfg.softplus_beta),
-                                      nn.Linear(32, 1))
+        self.residual = nn.Sequential(
+            nn.Linear(self.grid.output_dim, 32), nn.Softplus(beta=cfg.softplus_beta), nn.Linear(32, 1)
+        )
         nn.init.zeros_(self.residual[-1].weight)
         nn.init.zeros_(self.residual[-1].bias)
         self.scale = cfg.hybrid_residual_scale
@@ -189,7 +196,7 @@ class HybridSDF(SDFField):
         return sdf, torch.cat([feat_b, enc], -1)
 
     def _analytic_gradient(self, points: Tensor, create_graph: bool) -> tuple[Tensor, Tensor, Tensor]:
-        sdf_b, feat_b, g_b = self.base._autograd_gradient(points, create_graph)
+        sdf_b, feat_b, g_b = self.base.autograd_gradient(points, create_graph)
         with torch.enable_grad():
             enc, jac = self.grid.forward_with_grad(points.detach())
             enc = _differentiable(enc)

@@ -1,4 +1,5 @@
 """NeuS/IDR SDF MLP with geometric initialisation, skip connection and weight normalisation."""
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,7 @@ class MLPSDF(SDFField):
             out_dim = dims[i + 1] - d_in if (i + 1) in self.skip_in else dims[i + 1]
             lin = nn.Linear(dims[i], out_dim)
             if cfg.geometric_init:
-                _geometric_init(lin, i, len(dims) - 2, d_in, cfg)
+                geometric_init_(lin, i, len(dims) - 2, d_in, cfg)
             self.layers.append(_weight_norm(lin, cfg.weight_norm))
         self.act = nn.Softplus(beta=cfg.softplus_beta)
         self.d_in = d_in
@@ -51,7 +52,7 @@ class MLPSDF(SDFField):
         return x[:, 0], x[:, 1:]
 
 
-def _geometric_init(lin: nn.Linear, i: int, last: int, d_in: int, cfg) -> None:
+def geometric_init_(lin: nn.Linear, i: int, last: int, d_in: int, cfg) -> None:
     """IDR geometric initialisation (Atzmon & Lipman SAL) so the SDF starts as a sphere."""
     out_dim, in_dim = lin.weight.shape
     sign = -1.0 if cfg.inside_out else 1.0
@@ -66,7 +67,7 @@ def _geometric_init(lin: nn.Linear, i: int, last: int, d_in: int, cfg) -> None:
         elif cfg.multires > 0 and i in cfg.skip_in:
             nn.init.constant_(lin.bias, 0.0)
             nn.init.normal_(lin.weight, 0.0, math.sqrt(2) / math.sqrt(out_dim))
-            nn.init.constant_(lin.weight[:, -(d_in - 3):], 0.0)
+            nn.init.constant_(lin.weight[:, -(d_in - 3) :], 0.0)
         else:
             nn.init.constant_(lin.bias, 0.0)
             nn.init.normal_(lin.weight, 0.0, math.sqrt(2) / math.sqrt(out_dim))

@@ -1,4 +1,5 @@
 """NeuS variance: one learnable scalar, inv_s = exp(10 * variance) (the sharpness of the SDF->density map)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,10 +1,10 @@
 """``lumisurf eval RUN``: image, mask, normal and mesh metrics of a run on a dataset's test split."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -21,13 +21,30 @@ from lumisurf.jobs.render import render_split, renders_exist
 from lumisurf.shading.lighting import find_env_file
 from lumisurf.train.visualize import gt_image
 
-METRIC_KEYS = ("psnr", "ssim", "lpips", "chamfer", "normal_mae_deg", "mask_iou", "train_seconds", "steps",
-               "albedo_psnr", "albedo_psnr_aligned", "albedo_mae", "roughness_mae", "metallic_mae",
-               "relight_psnr", "relight_psnr_scaled", "relight_ssim", "matid_iou", "seg_reprojection_iou",
-               "seg_reprojection_variance")
+METRIC_KEYS = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "chamfer",
+    "normal_mae_deg",
+    "mask_iou",
+    "train_seconds",
+    "steps",
+    "albedo_psnr",
+    "albedo_psnr_aligned",
+    "albedo_mae",
+    "roughness_mae",
+    "metallic_mae",
+    "relight_psnr",
+    "relight_psnr_scaled",
+    "relight_ssim",
+    "matid_iou",
+    "seg_reprojection_iou",
+    "seg_reprojection_variance",
+)
 
 
-def _mean(values: list[float]) -> Optional[float]:
+def _mean(values: list[float]) -> float | None:
     vals = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.mean(vals)) if vals else None
 
@@ -62,17 +79,21 @@ def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = 
             gt_n = split.normals[i]
             pred_n = out["normal"].cpu()
             if ds > 1:
-                gt_n = gt_n[ds // 2::ds, ds // 2::ds]
-            weight = (split.masks[i][ds // 2::ds, ds // 2::ds] if split.masks is not None
-                      else (gt_n.norm(dim=-1) > 0).float())
+                gt_n = gt_n[ds // 2 :: ds, ds // 2 :: ds]
+            weight = (
+                split.masks[i][ds // 2 :: ds, ds // 2 :: ds]
+                if split.masks is not None
+                else (gt_n.norm(dim=-1) > 0).float()
+            )
             acc["normal_mae_deg"].append(normal_mae_deg(pred_n, gt_n, weight))
         if "material_probs" in out:
             seg_renders.append({k: out[k].cpu() for k in ("material_probs", "opacity", "depth")})
     metrics = {k: _mean(v) for k, v in acc.items()}
     if seg_renders:
         stems = [Path(f).stem for f in split.files[: len(seg_renders)]] if split.files else None
-        metrics.update(segmentation_metrics(split, seg_renders, ds, out_dir=loaded.run.renders(split_name),
-                                            stems=stems))
+        metrics.update(
+            segmentation_metrics(split, seg_renders, ds, out_dir=loaded.run.renders(split_name), stems=stems)
+        )
     return metrics
 
 
@@ -85,12 +106,17 @@ def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:
     pred = load_mesh(loaded.run.mesh_path)
     gt = scene.gt_mesh if not isinstance(scene.gt_mesh, (str, Path)) else load_mesh(scene.gt_mesh)
     res = chamfer_distance(pred, gt, n_samples=n_samples)
-    return {"chamfer": res["chamfer"], "chamfer_accuracy": res["accuracy"],
-            "chamfer_completeness": res["completeness"]}
+    return {"chamfer": res["chamfer"], "chamfer_accuracy": res["accuracy"], "chamfer_completeness": res["completeness"]}
 
 
-def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", progress: bool = True,
-                 force: bool = False, mesh_only: bool = False) -> dict:
+def evaluate_run(
+    loaded,
+    data_path: str | None = None,
+    split: str = "test",
+    progress: bool = True,
+    force: bool = False,
+    mesh_only: bool = False,
+) -> dict:
     """All metrics of a run; ``None`` where not computable (never a fake 0). Writes RUN/metrics.json.
 
     An existing metrics.json is only replaced with ``force``. ``mesh_only`` recomputes the mesh metrics and
@@ -117,7 +143,7 @@ def evaluate_run(loaded, data_path: Optional[str] = None, split: str = "test", p
     return metrics
 
 
-def _update_mesh_metrics(loaded, data_path: Optional[str], progress: bool) -> dict:
+def _update_mesh_metrics(loaded, data_path: str | None, progress: bool) -> dict:
     if not loaded.run.metrics_path.exists():
         raise LumisurfError(f"--mesh-only needs an existing {loaded.run.metrics_path}; run eval without it first")
     metrics = json.loads(loaded.run.metrics_path.read_text())
@@ -152,7 +178,6 @@ def stage2_metrics(run_root: Path, scene, progress: bool = True) -> dict:
         env = find_env_file(mrun.cfg.data.path, name)
         bg = mrun.cfg.data.eval_background
         out = material_dir(mrun.run) / "relight" / Path(name).stem
-        metrics.update(relight_metrics(mrun, scene.split("relight"), env, bg, out, mrun.cfg.eval.max_views,
-                                       progress))
+        metrics.update(relight_metrics(mrun, scene.split("relight"), env, bg, out, mrun.cfg.eval.max_views, progress))
         metrics["relight_env_map"] = name
     return metrics

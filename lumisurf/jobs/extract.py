@@ -7,23 +7,32 @@ Runs with NeRO or segmented shading also get ``RUN/mesh_materials.ply``: the sam
 materials per vertex (albedo, metallic, roughness) and, with a material assignment, ``material_prob_k``
 and ``material_id`` per vertex.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from lumisurf.data.load import load_scene_normalized_as
 from lumisurf.errors import LumisurfError
 from lumisurf.mesh.export import mesh_to_world, save_mesh
 from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.mesh.material_export import write_material_ply
+from lumisurf.voxels.io import save_voxels, write_voxel_ply
+from lumisurf.voxels.model import SparseVoxelModel
+from lumisurf.voxels.structure import VoxelOctree
 
 
-def extract_run(loaded, resolution: int | None = None, force: bool = False, progress: bool = True,
-                formats: tuple[str, ...] = ("ply",)) -> Path:
-    """Extract ``RUN/mesh.ply`` (vertex colours: the radiance seen along the normal) from a
+def extract_run(
+    loaded,
+    resolution: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    formats: tuple[str, ...] = ("ply",),
+) -> Path:
+    """Extract ``RUN/mesh.ply`` (vertex colors: the radiance seen along the normal) from a
     :class:`lumisurf.jobs.restore.LoadedRun`, plus ``RUN/mesh.<fmt>`` for the other ``formats`` (glb, obj);
     returns the PLY's path.
 
@@ -35,23 +44,20 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
         raise LumisurfError(f"{loaded.run.mesh_path} exists; pass --force to replace it")
     res = resolution or loaded.cfg.eval.mesh_resolution
     model = loaded.model
-    if hasattr(model, "tree"):
+    if model.stores_voxels:
         export_voxels(loaded)
-    cams = training_cameras(loaded) if loaded.cfg.eval.fill_unseen or uses_depth_fusion(model) else None
-    surface = surface_function(model, cams, res, progress)
+    cams = training_cameras(loaded) if loaded.cfg.eval.fill_unseen or model.surface_needs_cameras else None
+    surface = model.surface_function(cams, res, progress)
     cams = cams if loaded.cfg.eval.fill_unseen else None
-    mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress,
-                        cameras=cams)
-    vertices = np.asarray(mesh.vertices, np.float32)
-    # one pass of the field's shading at the vertices serves the vertex colours and the Stage I materials
-    shading = field_vertex_shading(model, vertices, loaded.device) if hasattr(model, "shade") and len(vertices) \
-        else None
-    if getattr(loaded.model, "nero", None) is not None and len(vertices):
-        mats = stage1_vertex_materials(loaded.model, vertices, loaded.device, shading)
-        world = mesh_to_world(mesh.copy(), loaded.normalization)
-        write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
-    if len(vertices):  # the radiance at the surface, seen along the normal
-        set_vertex_colours(mesh, vertex_radiance(model, mesh, loaded.device, shading))
+    mesh = extract_mesh(surface, resolution=res, bound=1.0, device=loaded.device, progress=progress, cameras=cams)
+    if len(mesh.vertices):
+        # one pass of the model's shading at the vertices serves the vertex colors and the Stage I materials
+        shading = mesh_shading(model, mesh)
+        if model.has_stage1_materials:
+            world = mesh_to_world(mesh.copy(), loaded.normalization)
+            mats = stage1_vertex_materials(shading)
+            write_material_ply(loaded.run.root / "mesh_materials.ply", np.asarray(world.vertices), world.faces, mats)
+        set_vertex_colors(mesh, vertex_radiance(model, mesh, shading))  # the radiance seen along the normal
     mesh = mesh_to_world(mesh, loaded.normalization)
     path = save_mesh(mesh, loaded.run.mesh_path, force=force)
     for fmt in formats:  # extra copies: mesh.glb, mesh.obj
@@ -60,56 +66,37 @@ def extract_run(loaded, resolution: int | None = None, force: bool = False, prog
     return path
 
 
-def set_vertex_colours(mesh, rgb: np.ndarray) -> None:
-    """``mesh``'s vertex colours from sRGB [V, 3] uint8 (opaque)."""
+def set_vertex_colors(mesh, rgb: np.ndarray) -> None:
+    """``mesh``'s vertex colors from sRGB [V, 3] uint8 (opaque)."""
     mesh.visual.vertex_colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
 
 
-SHADING_KEYS = ("rgb", "albedo", "metallic", "roughness", "probs")  # per-point outputs kept at vertices
-
-
-def field_vertex_shading(model, vertices: np.ndarray, device, chunk: int = 8192) -> dict[str, np.ndarray]:
-    """A neural field's shading at ``vertices`` [V, 3] (normalised frame), as a camera 2 units out along the
-    SDF normal sees it: ``rgb`` [V, 3] (sRGB) and, with material heads, albedo / metallic / roughness /
-    probs (those do not depend on the view)."""
-    acc: dict[str, list] = {}
-    for i in range(0, len(vertices), chunk):
-        x = torch.as_tensor(vertices[i:i + chunk], device=device)
-        _, feat, grad = model.sdf.sdf_and_gradient(x, create_graph=False)
-        n = F.normalize(grad.detach(), dim=-1)
-        with torch.no_grad():
-            out = model.shade(x, grad.detach(), -n, feat.detach(), x + 2.0 * n)
-        for k in SHADING_KEYS:
-            if k in out:
-                acc.setdefault(k, []).append(out[k].float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in acc.items()}
-
-
-def vertex_radiance(model, mesh, device, shading: dict | None = None, chunk: int = 8192) -> np.ndarray:
-    """sRGB colour [V, 3] uint8 at the vertices of ``mesh`` (normalised frame), as a camera 2 units out along
-    the normal sees it (the view-dependent part of shiny surfaces is the one of that view): the field's shading
-    (neural fields, normals from the SDF; ``shading`` when already computed) or the voxels' SH colour (sparse
-    voxels, the mesh's normals)."""
+def mesh_shading(model, mesh) -> dict[str, np.ndarray]:
+    """The model's shading at ``mesh``'s vertices (normalised frame), seen along the normal
+    (:meth:`lumisurf.models.protocol.SceneModel.vertex_shading`)."""
     vertices = np.asarray(mesh.vertices, np.float32)
-    if hasattr(model, "point_colours"):
-        x = torch.as_tensor(vertices, device=device)
-        n = torch.as_tensor(np.asarray(mesh.vertex_normals, np.float32), device=device)
-        rgb = torch.cat([model.point_colours(p, -d) for p, d in zip(x.split(chunk), n.split(chunk))])
-        return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
-    rgb = (shading or field_vertex_shading(model, vertices, device, chunk))["rgb"]
+    return model.vertex_shading(vertices, np.asarray(mesh.vertex_normals, np.float32))
+
+
+def vertex_radiance(model, mesh, shading: dict | None = None) -> np.ndarray:
+    """sRGB color [V, 3] uint8 at the vertices of ``mesh`` (normalised frame), as a camera 2 units out along
+    the normal sees it (the view-dependent part of shiny surfaces is the one of that view); ``shading``: the
+    :func:`mesh_shading` of the same mesh, when already computed."""
+    rgb = (shading or mesh_shading(model, mesh))["rgb"]
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def export_voxels(loaded) -> None:
     """``RUN/voxels.pt`` and ``RUN/voxels.ply`` of a sparse-voxel run (:mod:`lumisurf.voxels.io`)."""
-    from lumisurf.voxels.io import save_voxels, write_voxel_ply
 
     norm = loaded.normalization
     to_world = torch.eye(4)
     to_world[:3, :3] *= float(norm.scale)
     to_world[:3, 3] = torch.tensor(norm.center, dtype=torch.float32)
-    for path in (save_voxels(loaded.model, loaded.run.root / "voxels.pt", to_world),
-                 write_voxel_ply(loaded.model, loaded.run.root / "voxels.ply", to_world)):
+    for path in (
+        save_voxels(loaded.model, loaded.run.root / "voxels.pt", to_world),
+        write_voxel_ply(loaded.model, loaded.run.root / "voxels.ply", to_world),
+    ):
         print(f"wrote {path}")
 
 
@@ -117,19 +104,14 @@ def export_voxels(loaded) -> None:
 def field_to_voxels(loaded, level: int, band: float = 2.0, sh_bands: int = 4) -> Path:
     """``RUN/voxels.pt`` from a neural-field run: the voxels of octree ``level`` (root cube [-1, 1]^3, the
     normalised frame the voxel presets use) whose centre lies within ``band`` voxel edges of the zero level
-    set, with the field's SDF on their corners and grey SH colour: a warm start for ``svraster-sdf``."""
-    from lumisurf.errors import LumisurfError
-    from lumisurf.voxels.io import save_voxels
-    from lumisurf.voxels.model import SparseVoxelModel
-    from lumisurf.voxels.structure import VoxelOctree
+    set, with the field's SDF on their corners and grey SH color: a warm start for ``svraster-sdf``."""
 
-    if hasattr(loaded.model, "tree"):
+    if loaded.model.stores_voxels:
         raise LumisurfError("extract --voxels converts a neural-field run; this run already holds voxels")
     sdf = loaded.model.sdf.sdf
     dense = VoxelOctree.dense(level, torch.full((3,), -1.0), 2.0)
     centres, size = dense.centres(), float(dense.boxes()[1][0])
-    near = torch.cat([sdf(c.to(loaded.device)).reshape(-1).abs().cpu() < band * size
-                      for c in centres.split(65536)])
+    near = torch.cat([sdf(c.to(loaded.device)).reshape(-1).abs().cpu() < band * size for c in centres.split(65536)])
     if not near.any():
         raise LumisurfError(f"the field has no surface inside [-1, 1]^3 at level {level}")
     tree = dense.select(near)[0]
@@ -138,35 +120,8 @@ def field_to_voxels(loaded, level: int, band: float = 2.0, sh_bands: int = 4) ->
     return save_voxels(model, loaded.run.root / "voxels.pt")
 
 
-def uses_depth_fusion(model) -> bool:
-    """Density voxels are meshed by TSDF fusion of their rendered median depth (SVRaster)."""
-    return getattr(model, "mode", None) == "density"
-
-
-def surface_function(model, cameras, resolution: int, progress: bool = False):
-    """``[P, 3] -> [P]``, negative inside, for marching cubes: the neural SDF, the voxel SDF, or for density
-    voxels the TSDF fused from the median depth of every view of ``cameras`` (the level set at half opacity
-    when there are no cameras). Truncation: 4 finest voxels or 3 grid cells, whichever is larger."""
-    if not hasattr(model, "surface_sdf"):
-        return model.sdf.sdf
-    if not uses_depth_fusion(model) or cameras is None:
-        return model.surface_sdf
-    from lumisurf.mesh.tsdf import fuse_rendered_depth
-
-    device = model.geo.device
-    bg = torch.zeros(3, device=device)
-
-    def render(cams, i):
-        out = model.render_camera(cams, i, bg)
-        return out["median_depth"][..., 0], out["opacity"][..., 0] > 0.5
-
-    trunc = max(4.0 * model.finest_size, 3.0 * 2.0 / resolution)
-    return fuse_rendered_depth(render, cameras.to(device), trunc, progress)  # moved once, not per view
-
-
 def training_cameras(loaded):
     """The run's training cameras in its normalised frame, or None (with one line) when its data is gone."""
-    from lumisurf.data.load import load_scene_normalized_as
 
     try:
         return load_scene_normalized_as(loaded.cfg.data, loaded.normalization).split("train").cameras.to("cpu")
@@ -175,10 +130,10 @@ def training_cameras(loaded):
         return None
 
 
-def stage1_vertex_materials(model, vertices: np.ndarray, device, shading: dict | None = None) -> dict[str, np.ndarray]:
-    """Stage I shading parameters at mesh vertices [V, 3] (normalised frame), seen along the normal
-    (``shading``: :func:`field_vertex_shading` of the same vertices, when already computed)."""
-    s = shading if shading is not None else field_vertex_shading(model, vertices, device)
+def stage1_vertex_materials(shading: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stage I shading parameters per vertex from :func:`mesh_shading`: albedo [V, 3], metallic [V],
+    roughness [V] and, with a material assignment, material_prob [V, K] and material_id [V]."""
+    s = shading
     res = {"albedo": s["albedo"], "metallic": s["metallic"][:, 0], "roughness": s["roughness"][:, 0]}
     if "probs" in s:
         probs = s["probs"]

@@ -4,12 +4,12 @@ Stage II reads ``RUN/mesh.ply`` (extracted first when missing), the run's datase
 it writes ``RUN/material/`` (see ``train/material_stage.py``) and, through ``mesh/material_export.py``,
 ``RUN/material/export/`` (per-vertex PLY, OBJ + MTL + textures, GLB, Mitsuba 3 scene).
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -29,10 +29,10 @@ from lumisurf.renderers.bounce import MeshBounce, fibonacci_sphere, visibility_t
 from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.shading.envmap import EnvironmentMap
 from lumisurf.shading.lighting import Lighting, find_env_file, load_env
-from lumisurf.train.logging import ScalarLogger
+from lumisurf.train.device import resolve_device
+from lumisurf.train.loop import LoopFiles
 from lumisurf.train.material_stage import MaterialTrainer, initial_env_level, save_material_state, trace_split
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import resolve_device
 
 
 @dataclass
@@ -47,7 +47,7 @@ class MaterialRun:
     lighting: Lighting
     device: torch.device
     summary: dict
-    bounce_table: Optional[torch.Tensor] = None  # [V, D] visibility of the mesh (computed on first use)
+    bounce_table: torch.Tensor | None = None  # [V, D] visibility of the mesh (computed on first use)
 
     @property
     def root(self) -> Path:
@@ -68,7 +68,9 @@ def material_dir(run: RunDir) -> Path:
     return run.root / "material"
 
 
-def load_normalized_mesh(run: RunDir, normalization: Normalization, device) -> tuple[MeshTracer, np.ndarray, np.ndarray]:
+def load_normalized_mesh(
+    run: RunDir, normalization: Normalization, device
+) -> tuple[MeshTracer, np.ndarray, np.ndarray]:
     import trimesh
 
     if not run.mesh_path.exists():
@@ -91,7 +93,40 @@ def build_lighting(cfg: Config, scene: SceneData, init_level: float) -> Lighting
     return Lighting(env, IndirectLight() if m.indirect == "learned" else None)
 
 
-def material_config(run: RunDir, overrides: list[str], steps: Optional[int], max_minutes: Optional[float]) -> Config:
+def material_files(run: RunDir) -> LoopFiles:
+    """Stage II's checkpoint and scalars, inside ``RUN/material/``."""
+    out = material_dir(run)
+    return LoopFiles(out / "ckpt" / "last.pt", out / "scalars.csv")
+
+
+def _checked_material_config(
+    run: RunDir, overrides: list[str], steps: int | None, max_minutes: float | None, force: bool, resume: bool
+) -> Config:
+    """The Stage II config of a new fit (the run's, with ``overrides``) or of a resumed one (the one it
+    started with); refuses to replace a finished fit without ``force`` and to resume without a checkpoint."""
+    out, files = material_dir(run), material_files(run)
+    if resume:
+        if force:
+            raise LumisurfError("--resume continues the fit in RUN/material; --force starts a new one: pick one")
+        if not files.checkpoint.exists():
+            raise LumisurfError(f"--resume: no Stage II checkpoint at {files.checkpoint}")
+        if overrides:
+            raise LumisurfError("--resume keeps the config the fit started with: drop the material.* overrides")
+        extra = [f"material.steps={steps}"] if steps is not None else []
+        extra += [f"material.max_minutes={max_minutes}"] if max_minutes is not None else []
+        return apply_overrides(load_config(out / "config.yaml"), extra)
+    if ((out / "material.pt").exists() or files.checkpoint.exists()) and not force:
+        raise LumisurfError(
+            f"{out} holds a Stage II fit; pass --force to refit the materials or --resume to continue it"
+        )
+    if force and files.checkpoint.exists():
+        files.checkpoint.unlink()
+    if force and files.scalars.exists():
+        files.scalars.unlink()
+    return material_config(run, overrides, steps, max_minutes)
+
+
+def material_config(run: RunDir, overrides: list[str], steps: int | None, max_minutes: float | None) -> Config:
     cfg = run.load_config()
     extra = [o if o.startswith("material.") else f"material.{o}" for o in overrides]
     if steps is not None:
@@ -101,16 +136,25 @@ def material_config(run: RunDir, overrides: list[str], steps: Optional[int], max
     return apply_overrides(cfg, extra)
 
 
-def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, max_minutes: Optional[float] = None,
-                 device: Optional[str] = None, force: bool = False, progress: bool = True,
-                 export: bool = True) -> dict:
-    """Fit Stage II for run ``root``; returns a summary dict (also in RUN/material/summary.json)."""
+def material_job(
+    root: Path,
+    overrides: list[str],
+    steps: int | None = None,
+    max_minutes: float | None = None,
+    device: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+    export: bool = True,
+    resume: bool = False,
+) -> dict:
+    """Fit Stage II for run ``root``; returns a summary dict (also in RUN/material/summary.json). ``resume``
+    continues an interrupted fit from ``RUN/material/ckpt/last.pt`` with the config it started with
+    (``steps`` / ``max_minutes`` may extend its budget)."""
 
     run = RunDir(root)
     out = material_dir(run)
-    if (out / "material.pt").exists() and not force:
-        raise LumisurfError(f"{out / 'material.pt'} exists; pass --force to refit the materials")
-    cfg = material_config(run, overrides, steps, max_minutes)
+    files = material_files(run)
+    cfg = _checked_material_config(run, overrides, steps, max_minutes, force, resume)
     dev = resolve_device(device or cfg.train.device)
     if not run.mesh_path.exists():
         extract_run(load_run(root, str(dev)), progress=progress)
@@ -132,13 +176,18 @@ def material_job(root: Path, overrides: list[str], steps: Optional[int] = None, 
         lighting.indirect = MeshBounce(tracer, field, lighting.env, table)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    logger = ScalarLogger(out / "scalars.csv", None)
     env_lr = cfg.material.baked_env_lr if "init_env_mean" in init_info else cfg.material.env_lr
     init_info["env_lr"] = env_lr if cfg.material.lighting == "learned" else 0.0
-    trainer = MaterialTrainer(field, lighting, tracer, hits, cfg.material, cfg.train.seed, env_lr)
-    result = trainer.fit(logger, progress)
-    logger.close()
-    summary = {**result, **init_info, "surface_pixels": len(hits), "tracer": tracer.backend}
+    trainer = MaterialTrainer(field, lighting, tracer, hits, cfg, files, env_lr, progress)
+    result = trainer.fit(resume=resume)
+    summary = {
+        **trainer.last_scalars,
+        "steps": result.steps,
+        "seconds": result.train_seconds,
+        **init_info,
+        "surface_pixels": len(hits),
+        "tracer": tracer.backend,
+    }
     save_material_state(out / "material.pt", field, lighting, summary)
     _write_env(lighting, out / "env_map.hdr")
     loaded = MaterialRun(run, cfg, normalization, tracer, v_world, faces, field, lighting, dev, summary, table)
@@ -156,23 +205,35 @@ def _write_env(lighting: Lighting, path: Path) -> None:
 
 def world_material_fn(mrun: MaterialRun):
     """Material callable over WORLD points (numpy), for the exporters."""
+
     def fn(points: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.as_tensor(np.asarray(mrun.normalization.to_normalized(points), np.float32), device=mrun.device)
         with torch.no_grad():
             m = mrun.field(x)
-        return {"albedo": m["albedo"].cpu().numpy(), "roughness": m["roughness"][:, 0].cpu().numpy(),
-                "metallic": m["metallic"][:, 0].cpu().numpy()}
+        return {
+            "albedo": m["albedo"].cpu().numpy(),
+            "roughness": m["roughness"][:, 0].cpu().numpy(),
+            "metallic": m["metallic"][:, 0].cpu().numpy(),
+        }
+
     return fn
 
 
 def export_run(mrun: MaterialRun, progress: bool = True, force: bool = False) -> dict:
     env = mrun.root / "env_map.hdr"
-    return export_materials(mrun.root / "export", mrun.vertices_world.astype(np.float32), mrun.faces,
-                            world_material_fn(mrun), texture_size=mrun.cfg.material.texture_size,
-                            env_map=env if env.exists() else None, progress=progress, force=force)
+    return export_materials(
+        mrun.root / "export",
+        mrun.vertices_world.astype(np.float32),
+        mrun.faces,
+        world_material_fn(mrun),
+        texture_size=mrun.cfg.material.texture_size,
+        env_map=env if env.exists() else None,
+        progress=progress,
+        force=force,
+    )
 
 
-def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
+def load_material_run(root: Path, device: str | None = None) -> MaterialRun:
     run = RunDir(root)
     out = material_dir(run)
     if not (out / "material.pt").exists():
@@ -186,8 +247,11 @@ def load_material_run(root: Path, device: Optional[str] = None) -> MaterialRun:
     field.load_state_dict(state["field"])
     m = cfg.material
     levels = 1 + sum(k.startswith("env.coarse.") for k in state["lighting"])
-    env = EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2], levels=levels) \
-        if "env.log_radiance" in state["lighting"] else EnvironmentMap(m.env_height, 2 * m.env_height)
+    env = (
+        EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2], levels=levels)
+        if "env.log_radiance" in state["lighting"]
+        else EnvironmentMap(m.env_height, 2 * m.env_height)
+    )
     lighting = Lighting(env, IndirectLight() if m.indirect == "learned" else None).to(dev)
     lighting.load_state_dict(state["lighting"])
     field.eval()

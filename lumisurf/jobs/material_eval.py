@@ -1,23 +1,23 @@
 """Stage II evaluation and relighting: material-map errors against GT maps, relit renders and their PSNR/SSIM.
 
-GT maps (synthetic glossy scenes) sit beside each image: ``r_i_albedo.png`` (sRGB-encoded base colour),
+GT maps (synthetic glossy scenes) sit beside each image: ``r_i_albedo.png`` (sRGB-encoded base color),
 ``r_i_roughness.png``, ``r_i_metallic.png`` (value / 255) and ``r_i_depth.npy`` (0 = background). Errors
 are over pixels where both the GT and our mesh are hit. Albedo is compared in linear units, raw and after
 the per-channel least-squares scale that the lighting/albedo ambiguity leaves free (reported separately).
-Relit images are compared in sRGB after compositing both on the training background colour.
+Relit images are compared in sRGB after compositing both on the training background color.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from lumisurf.data.images import as_float
 from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
+from lumisurf.data.images import as_float
 from lumisurf.data.scene import Split
 from lumisurf.eval.image_metrics import psnr, ssim
 from lumisurf.renderers.mesh_render import material_maps, render_mesh_view
@@ -26,7 +26,7 @@ from lumisurf.shading.lighting import Lighting, load_env
 from lumisurf.train.visualize import to_uint8
 
 
-def gt_material_maps(image_file: Path) -> Optional[dict[str, torch.Tensor]]:
+def gt_material_maps(image_file: Path) -> dict[str, torch.Tensor] | None:
     """GT albedo (linear) [H, W, 3], roughness, metallic [H, W] and hit mask [H, W] beside an image, or None."""
     stem, parent = Path(image_file).stem, Path(image_file).parent
     files = {k: parent / f"{stem}_{k}.png" for k in ("albedo", "roughness", "metallic")}
@@ -36,9 +36,12 @@ def gt_material_maps(image_file: Path) -> Optional[dict[str, torch.Tensor]]:
     load = lambda f: torch.from_numpy(np.asarray(Image.open(f), dtype=np.float32) / 255.0)  # noqa: E731
     albedo = load(files["albedo"])[..., :3]
     grey = lambda t: t if t.ndim == 2 else t[..., 0]  # noqa: E731
-    maps = {"albedo": srgb_to_linear(albedo), "roughness": grey(load(files["roughness"])),
-            "metallic": grey(load(files["metallic"])),
-            "mask": torch.from_numpy(np.load(depth).astype(np.float32) > 0)}
+    maps = {
+        "albedo": srgb_to_linear(albedo),
+        "roughness": grey(load(files["roughness"])),
+        "metallic": grey(load(files["metallic"])),
+        "mask": torch.from_numpy(np.load(depth).astype(np.float32) > 0),
+    }
     matid = parent / f"{stem}_matid.png"
     if matid.exists():  # two-material scenes: GT material id per pixel (0 = background)
         maps["matid"] = torch.from_numpy(np.asarray(Image.open(matid), dtype=np.int64))
@@ -51,7 +54,7 @@ def _albedo_scale(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return (pred * gt).sum(0) / (pred * pred).sum(0).clamp_min(1e-8)
 
 
-def material_errors(mrun, split: Split, max_views: Optional[int] = None, progress: bool = True) -> dict:
+def material_errors(mrun, split: Split, max_views: int | None = None, progress: bool = True) -> dict:
     """Albedo PSNR (raw and scale-aligned, linear), albedo / roughness / metallic MAE over the split."""
     n = len(split) if max_views is None else min(max_views, len(split))
     preds, gts = [], []
@@ -68,14 +71,16 @@ def material_errors(mrun, split: Split, max_views: Optional[int] = None, progres
     pa, ga = cat(preds, "albedo"), cat(gts, "albedo")
     scale = _albedo_scale(pa, ga)
     mse = lambda a, b: float(((a - b) ** 2).mean().clamp_min(1e-10))  # noqa: E731
-    return {"albedo_psnr": -10 * np.log10(mse(pa.clamp(0, 1), ga)),
-            "albedo_psnr_aligned": -10 * np.log10(mse((pa * scale).clamp(0, 1), ga)),
-            "albedo_mae": float((pa - ga).abs().mean()),
-            "roughness_mae": float((cat(preds, "roughness") - cat(gts, "roughness")).abs().mean()),
-            "metallic_mae": float((cat(preds, "metallic") - cat(gts, "metallic")).abs().mean()),
-            "roughness_mean": float(cat(preds, "roughness").mean()),
-            "metallic_mean": float(cat(preds, "metallic").mean()),
-            **per_material_errors(preds, gts)}
+    return {
+        "albedo_psnr": -10 * np.log10(mse(pa.clamp(0, 1), ga)),
+        "albedo_psnr_aligned": -10 * np.log10(mse((pa * scale).clamp(0, 1), ga)),
+        "albedo_mae": float((pa - ga).abs().mean()),
+        "roughness_mae": float((cat(preds, "roughness") - cat(gts, "roughness")).abs().mean()),
+        "metallic_mae": float((cat(preds, "metallic") - cat(gts, "metallic")).abs().mean()),
+        "roughness_mean": float(cat(preds, "roughness").mean()),
+        "metallic_mean": float(cat(preds, "metallic").mean()),
+        **per_material_errors(preds, gts),
+    }
 
 
 def per_material_errors(preds: list[dict], gts: list[dict]) -> dict:
@@ -109,8 +114,16 @@ def relight_lighting(mrun, env_file: Path) -> tuple[Lighting, EnvImportanceSampl
     return Lighting(env, bounce), sampler
 
 
-def relight_views(mrun, split: Split, env_file: Path, out_dir: Optional[Path], spp: int, light_samples: int,
-                  max_views: Optional[int] = None, progress: bool = True):
+def relight_views(
+    mrun,
+    split: Split,
+    env_file: Path,
+    out_dir: Path | None,
+    spp: int,
+    light_samples: int,
+    max_views: int | None = None,
+    progress: bool = True,
+):
     """Render ``split``'s cameras under ``env_file``; yields (index, linear rgb [H,W,3], alpha [H,W]) and
     writes ``out_dir/<stem>.png`` (RGBA, sRGB) when out_dir is given."""
     lighting, sampler = relight_lighting(mrun, env_file)
@@ -119,8 +132,17 @@ def relight_views(mrun, split: Split, env_file: Path, out_dir: Optional[Path], s
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     for i in tqdm(range(n), desc=f"relight {Path(env_file).stem}", disable=not progress):
-        rgb, alpha = render_mesh_view(mrun.tracer, mrun.field, lighting, cams, i, spp, light_samples,
-                                      env_sampler=sampler, generator=torch.Generator().manual_seed(1000 + i))
+        rgb, alpha = render_mesh_view(
+            mrun.tracer,
+            mrun.field,
+            lighting,
+            cams,
+            i,
+            spp,
+            light_samples,
+            env_sampler=sampler,
+            generator=torch.Generator().manual_seed(1000 + i),
+        )
         if out_dir is not None:
             stem = Path(split.files[i]).stem if split.files else f"{i:03d}"
             srgb = linear_to_srgb(rgb)
@@ -128,8 +150,15 @@ def relight_views(mrun, split: Split, env_file: Path, out_dir: Optional[Path], s
         yield i, rgb, alpha
 
 
-def relight_metrics(mrun, split: Split, env_file: Path, bg: float, out_dir: Optional[Path],
-                    max_views: Optional[int] = None, progress: bool = True) -> dict:
+def relight_metrics(
+    mrun,
+    split: Split,
+    env_file: Path,
+    bg: float,
+    out_dir: Path | None,
+    max_views: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Relit-image PSNR / SSIM against the split's images (both composited over grey level ``bg``).
 
     ``relight_psnr_scaled``: after a per-channel least-squares scale of our linear render to the GT (the
@@ -137,8 +166,9 @@ def relight_metrics(mrun, split: Split, env_file: Path, bg: float, out_dir: Opti
     """
     m = mrun.cfg.material
     acc: dict[str, list[float]] = {"relight_psnr": [], "relight_ssim": [], "relight_psnr_scaled": []}
-    for i, rgb, alpha in relight_views(mrun, split, env_file, out_dir, m.render_spp, m.render_light_samples,
-                                       max_views, progress):
+    for i, rgb, alpha in relight_views(
+        mrun, split, env_file, out_dir, m.render_spp, m.render_light_samples, max_views, progress
+    ):
         gt = as_float(split.images[i])
         gt_a = split.masks[i].float()[..., None] if split.masks is not None else torch.ones_like(gt[..., :1])
         gt_c = gt * gt_a + bg * (1 - gt_a)
@@ -158,15 +188,21 @@ def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
     cams = split.cameras.to(mrun.device)
     with torch.no_grad():
         sampler = EnvImportanceSampler(mrun.lighting.env.image().float().cpu())
-    rgb, alpha = render_mesh_view(mrun.tracer, mrun.field, mrun.lighting, cams, cam, spp=1, light_samples=128,
-                                  env_sampler=sampler)
+    rgb, alpha = render_mesh_view(
+        mrun.tracer, mrun.field, mrun.lighting, cams, cam, spp=1, light_samples=128, env_sampler=sampler
+    )
     maps = material_maps(mrun.tracer, mrun.field, cams, cam)
     a = alpha[..., None]
     gt = as_float(split.images[cam])
     if split.masks is not None:
         gt = gt * split.masks[cam][..., None] + (1 - split.masks[cam][..., None])
-    tiles = [gt, linear_to_srgb(rgb) * a + (1 - a), linear_to_srgb(maps["albedo"]),
-             maps["roughness"][..., None].expand(-1, -1, 3), maps["metallic"][..., None].expand(-1, -1, 3)]
+    tiles = [
+        gt,
+        linear_to_srgb(rgb) * a + (1 - a),
+        linear_to_srgb(maps["albedo"]),
+        maps["roughness"][..., None].expand(-1, -1, 3),
+        maps["metallic"][..., None].expand(-1, -1, 3),
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(torch.cat(tiles, 1))).save(path)
 
@@ -176,8 +212,20 @@ def mc_noise_psnr(mrun, split: Split, env_file: Path, spp: int, light_samples: i
     independent samples; the noise of one render is the difference / sqrt(2), i.e. PSNR(a, b) + 3.01 dB."""
     lighting, sampler = relight_lighting(mrun, env_file)
     cams = split.cameras.to(mrun.device)
-    renders = [render_mesh_view(mrun.tracer, mrun.field, lighting, cams, cam, spp, light_samples, env_sampler=sampler,
-                                generator=torch.Generator().manual_seed(seed)) for seed in (11, 12)]
+    renders = [
+        render_mesh_view(
+            mrun.tracer,
+            mrun.field,
+            lighting,
+            cams,
+            cam,
+            spp,
+            light_samples,
+            env_sampler=sampler,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for seed in (11, 12)
+    ]
     sel = (renders[0][1] > 0.99) & (renders[1][1] > 0.99)
     a, b = (linear_to_srgb(rgb)[sel] for rgb, _ in renders)
     mse = float(((a - b) ** 2).mean().clamp_min(1e-12))

@@ -1,6 +1,7 @@
 """Stage II warm start from a Stage I run (``material.init``): its material heads distilled into the material
 field at the traced surface pixels, its direct-light network baked into the learned environment map, and its
 material segments (segmented runs) attached to the pixels for ``material.segment_weight``."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -14,15 +15,16 @@ from lumisurf.config import Config
 from lumisurf.errors import ConfigError
 from lumisurf.jobs.extract import stage1_vertex_materials
 from lumisurf.jobs.restore import load_run
+from lumisurf.kinds import model_kind
 from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.nero_light import exp_light
-from lumisurf.train.material_init import bake_env, distil_materials
+from lumisurf.train.material_priors import bake_env, distil_materials
 from lumisurf.train.material_stage import SurfaceHits
 
 
 def has_stage1_materials(cfg: Config) -> bool:
     """Whether the Stage I model has NeRO material heads and lights (``nero`` shading or a segmented model)."""
-    return cfg.model.kind != "voxels" and (cfg.model.shading == "nero" or cfg.model.assignment.enabled)
+    return model_kind(cfg.model.kind).cls.config_has_stage1_materials(cfg)
 
 
 def resolve_init(cfg: Config) -> str:
@@ -31,8 +33,10 @@ def resolve_init(cfg: Config) -> str:
     if mode == "auto":
         return "stage1" if has_stage1_materials(cfg) else "constant"
     if mode != "constant" and not has_stage1_materials(cfg):
-        raise ConfigError(f"material.init={mode} needs a Stage I run with material heads (presets nero, "
-                          f"lumisurf-seg); this run's preset is {cfg.preset!r}: use material.init=constant")
+        raise ConfigError(
+            f"material.init={mode} needs a Stage I run with material heads (presets nero, "
+            f"lumisurf-seg); this run's preset is {cfg.preset!r}: use material.init=constant"
+        )
     return mode
 
 
@@ -42,11 +46,13 @@ def stage1_direct_light(model):
 
     def light(d: Tensor) -> Tensor:
         return exp_light(lights.outer(lights.ide(d, torch.zeros_like(d[:, :1]))), lights.exp_max)
+
     return light
 
 
-def warm_start(root: Path, cfg: Config, field, lighting: Lighting, hits: SurfaceHits, device,
-               generator: torch.Generator) -> tuple[SurfaceHits, dict]:
+def warm_start(
+    root: Path, cfg: Config, field, lighting: Lighting, hits: SurfaceHits, device, generator: torch.Generator
+) -> tuple[SurfaceHits, dict]:
     """Initialise ``field`` and ``lighting`` as ``material.init`` says; returns the hits (with segment ids when
     the run is segmented) and a summary of what was done."""
     mode = resolve_init(cfg)
@@ -55,17 +61,18 @@ def warm_start(root: Path, cfg: Config, field, lighting: Lighting, hits: Surface
     if mode == "constant" and not cfg.model.assignment.enabled:
         return hits, info
     model = load_run(root, str(device)).model
-    mats = stage1_vertex_materials(model, hits.points, device)
+    mats = stage1_vertex_materials(model.vertex_shading(hits.points.detach().cpu().numpy(), None))
     if "material_id" in mats:
         hits = replace(hits, segment=torch.as_tensor(mats["material_id"], dtype=torch.int64, device=device))
         info["segments"] = int(hits.segment.max()) + 1
     if mode in ("stage1", "materials"):
-        targets = {"albedo": torch.as_tensor(mats["albedo"]),
-                   "metallic": torch.as_tensor(mats["metallic"])[:, None],
-                   "roughness": torch.as_tensor(mats["roughness"])[:, None]}
+        targets = {
+            "albedo": torch.as_tensor(mats["albedo"]),
+            "metallic": torch.as_tensor(mats["metallic"])[:, None],
+            "roughness": torch.as_tensor(mats["roughness"])[:, None],
+        }
         targets = {k: v.to(device=device, dtype=torch.float32) for k, v in targets.items()}
-        info["init_l1"] = distil_materials(field, hits.points, targets, cfg.material.init_steps,
-                                           generator=generator)
+        info["init_l1"] = distil_materials(field, hits.points, targets, cfg.material.init_steps, generator=generator)
         info.update({f"stage1_{k}_mean": float(np.mean(v)) for k, v in mats.items() if k in ("metallic", "roughness")})
     if mode in ("stage1", "light") and lighting.env.log_radiance.requires_grad:
         with torch.no_grad():

@@ -1,8 +1,8 @@
 """``lumisurf relight RUN --env FILE.hdr``: a split's cameras rendered under a new environment map."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 from lumisurf.data.hdr import read_hdr
 from lumisurf.data.load import load_scene_normalized_as
@@ -11,9 +11,17 @@ from lumisurf.jobs.material import load_material_run, material_dir
 from lumisurf.jobs.material_eval import relight_views
 
 
-def relight_job(root: Path, env: Path, split_name: str = "test", spp: Optional[int] = None,
-                samples: Optional[int] = None, out: Optional[str] = None, device: Optional[str] = None,
-                force: bool = False, progress: bool = True) -> Path:
+def relight_job(
+    root: Path,
+    env: Path,
+    split_name: str = "test",
+    spp: int | None = None,
+    samples: int | None = None,
+    out: str | None = None,
+    device: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
     """Writes ``<out>/<view>.png`` (RGBA, sRGB, alpha = pixel coverage); returns the folder."""
 
     if not env.exists():
@@ -27,7 +35,14 @@ def relight_job(root: Path, env: Path, split_name: str = "test", spp: Optional[i
     if out_dir.exists() and any(out_dir.glob("*.png")) and not force:
         raise LumisurfError(f"{out_dir} already holds renders; pass --force to replace them")
     m = mrun.cfg.material
-    for _ in relight_views(mrun, scene.split(split_name), env, out_dir, spp or m.render_spp,
-                           samples or m.render_light_samples, progress=progress):
+    for _ in relight_views(
+        mrun,
+        scene.split(split_name),
+        env,
+        out_dir,
+        spp or m.render_spp,
+        samples or m.render_light_samples,
+        progress=progress,
+    ):
         pass
     return out_dir

@@ -1,5 +1,6 @@
 """``lumisurf render RUN``: rgb, normal and depth PNGs of a split's cameras, or of a camera path (orbit, spiral,
 interpolation, a JSON file) as PNG frames and an MP4."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,16 @@ def renders_exist(loaded, split_name: str) -> bool:
     return d.exists() and any(d.glob("*.png"))
 
 
-def render_split(loaded, scene, split_name: str, downscale: int = 1, max_views: int | None = None,
-                 progress: bool = True, save: bool = True, force: bool = False):
+def render_split(
+    loaded,
+    scene,
+    split_name: str,
+    downscale: int = 1,
+    max_views: int | None = None,
+    progress: bool = True,
+    save: bool = True,
+    force: bool = False,
+):
     """Render every view of ``split_name``; yields (index, outputs dict) and writes PNGs to RUN/renders/<split>.
 
     Existing renders are only replaced with ``force``.
@@ -56,8 +65,17 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int = 24) -> Path:
     return path
 
 
-def render_path(loaded, scene, kind: str, frames: int, video: Path | None = None, side_by_side: bool = False,
-                downscale: int = 1, fps: int = 24, progress: bool = True) -> Path:
+def render_path(
+    loaded,
+    scene,
+    kind: str,
+    frames: int,
+    video: Path | None = None,
+    side_by_side: bool = False,
+    downscale: int = 1,
+    fps: int = 24,
+    progress: bool = True,
+) -> Path:
     """Render ``frames`` cameras of path ``kind`` (orbit | spiral | interp | FILE.json, :mod:`camera_paths`)
     to ``RUN/renders/path_<name>/frame_XXXX.png`` (rgb, or rgb | normal | depth with ``side_by_side``) and,
     with ``video``, an MP4; returns the frame folder."""
@@ -71,8 +89,14 @@ def render_path(loaded, scene, kind: str, frames: int, video: Path | None = None
         out = render_camera_for(loaded.model, cams, i, loaded.cfg, loaded.device, downscale)
         img = to_uint8(out["rgb"])
         if side_by_side:
-            img = np.concatenate([img, to_uint8(normal_image(out["normal"], out["opacity"])),
-                                  to_uint8(depth_image(out["depth"], out["opacity"]))], axis=1)
+            img = np.concatenate(
+                [
+                    img,
+                    to_uint8(normal_image(out["normal"], out["opacity"])),
+                    to_uint8(depth_image(out["depth"], out["opacity"])),
+                ],
+                axis=1,
+            )
         Image.fromarray(img).save(out_dir / f"frame_{i:04d}.png")
         images.append(img)
     if video is not None:

@@ -1,4 +1,5 @@
 """Rebuild a trained model from a run folder alone (config + normalisation + checkpoint)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,17 +9,18 @@ import torch
 
 from lumisurf.config import Config
 from lumisurf.data.scene import Normalization
-from lumisurf.models.surface import build_model
-from lumisurf.train.checkpoint import load_checkpoint
+from lumisurf.kinds import model_kind
+from lumisurf.models.protocol import SceneModel
+from lumisurf.train.checkpoint import load_checkpoint, read_checkpoint
+from lumisurf.train.device import resolve_device
 from lumisurf.train.run_dir import RunDir
-from lumisurf.train.trainer import resolve_device
 
 
 @dataclass
 class LoadedRun:
     run: RunDir
     cfg: Config
-    model: torch.nn.Module
+    model: SceneModel
     normalization: Normalization
     device: torch.device
     step: int
@@ -26,22 +28,12 @@ class LoadedRun:
 
 
 def load_run(root: Path, device: str | None = None) -> LoadedRun:
+    """The run at ``root`` with its model rebuilt from the checkpoint (any registered ``model.kind``), in eval mode."""
     run = RunDir(root)
     cfg = run.load_config()
     dev = resolve_device(device or cfg.train.device)
     ckpt = run.require_checkpoint()
-    if cfg.model.kind == "voxels":
-        from lumisurf.train.voxel_trainer import voxel_model_from_checkpoint
-
-        model = voxel_model_from_checkpoint(cfg, ckpt, dev).to(dev)
-        step, elapsed = load_checkpoint(ckpt, model, None, dev)
-        model.eval()
-        return LoadedRun(run, cfg, model, run.load_normalization(), dev, step, elapsed)
-    has_masks = True  # only read when the config says "auto"
-    if cfg.model.background.kind == "auto":  # runs saved before the config named the resolved background
-        state = torch.load(ckpt, map_location=dev, weights_only=True)
-        has_masks = not any(k.startswith("background.") for k in state["model"])
-    model = build_model(cfg.model, cfg.sampler, has_masks).to(dev)
+    model = model_kind(cfg.model.kind).from_checkpoint(cfg, read_checkpoint(ckpt, dev)["model"]).to(dev)
     step, elapsed = load_checkpoint(ckpt, model, None, dev)
     model.eval()
     return LoadedRun(run, cfg, model, run.load_normalization(), dev, step, elapsed)

@@ -1,11 +1,11 @@
 """The YAML spec files of ``lumisurf bench ablate`` and ``lumisurf batch``: reading them, ``${SHARED}``, paths
 relative to the spec, names that become folder names."""
+
 from __future__ import annotations
 
 import os
 import re
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -21,7 +21,7 @@ def default_shared() -> Path:
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
-def resolve_dataset(value: Optional[str], spec_dir: Path) -> Optional[Path]:
+def resolve_dataset(value: str | None, spec_dir: Path) -> Path | None:
     """Absolute dataset folder for the spec's ``dataset`` value (None: the built-in scene)."""
     if value is None:
         return None

@@ -6,10 +6,10 @@
 * ``hash-features``: per-level feature magnitude of the SDF hash grid on the three axis-aligned slices
   through the origin (normalised frame), one row per level.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import matplotlib
 
@@ -23,7 +23,7 @@ from lumisurf.eval.segmentation_eval import id_map, id_map_image, z_depth  # noq
 from lumisurf.train.visualize import render_views_for  # noqa: E402
 
 
-def _pick_pixel(out: dict, pixel: Optional[tuple[int, int]]) -> tuple[int, int]:
+def _pick_pixel(out: dict, pixel: tuple[int, int] | None) -> tuple[int, int]:
     opacity = out["opacity"][..., 0]
     if pixel is not None:
         return pixel
@@ -35,11 +35,21 @@ def _pick_pixel(out: dict, pixel: Optional[tuple[int, int]]) -> tuple[int, int]:
     return col, row
 
 
-def seg_reprojection(loaded, scene, out_path: Path, split_name: str = "test", view: int = 0,
-                     pixel: Optional[tuple[int, int]] = None, downscale: int = 2, max_views: int = 12) -> Path:
-    if not getattr(loaded.model, "segmented", False):
-        raise LumisurfError("seg-reprojection: this run has no material assignment (train with "
-                            "--preset lumisurf-seg or model.assignment.enabled=true)")
+def seg_reprojection(
+    loaded,
+    scene,
+    out_path: Path,
+    split_name: str = "test",
+    view: int = 0,
+    pixel: tuple[int, int] | None = None,
+    downscale: int = 2,
+    max_views: int = 12,
+) -> Path:
+    if not loaded.model.segmented:
+        raise LumisurfError(
+            "seg-reprojection: this run has no material assignment (train with "
+            "--preset lumisurf-seg or model.assignment.enabled=true)"
+        )
     split = scene.split(split_name)
     cams = split.cameras.to(loaded.device)
     n = min(len(split), max_views)

@@ -1,4 +1,5 @@
 """Losses: photometric and geometric terms (pure functions returning scalar tensors)."""
+
 from __future__ import annotations
 
 from lumisurf.losses.geometry import curvature_loss, eikonal_loss, mask_loss

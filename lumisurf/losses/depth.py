@@ -10,6 +10,7 @@ OpenCV +z). Normals are world-space, outward.
 * :func:`normal_consistency`: ``mean(1 - <n_rendered, n_depth>)`` over valid pixels (SVRaster's
   median-depth normal loss; the rendered normal is opacity-weighted, so the loss also asks for opacity).
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,7 @@ def depth_normals(points: Tensor, dirs: Tensor, valid: Tensor) -> tuple[Tensor, 
     facing = torch.where(((cross * dirs[1:-1, 1:-1]).sum(-1, keepdim=True) > 0), -cross, cross)
     n[1:-1, 1:-1] = facing
     ok = torch.zeros_like(valid)
-    ok[1:-1, 1:-1] = (valid[1:-1, 1:-1] & valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1])
+    ok[1:-1, 1:-1] = valid[1:-1, 1:-1] & valid[1:-1, 2:] & valid[1:-1, :-2] & valid[2:, 1:-1] & valid[:-2, 1:-1]
     return n, ok
 
 

@@ -1,7 +1,6 @@
 """Geometry regularisers on the SDF: eikonal, mask (silhouette), curvature and normal smoothness."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +9,7 @@ from torch import Tensor
 from lumisurf.losses.reduce import safe_mean
 
 
-def eikonal_loss(gradients: Tensor, weight: Optional[Tensor] = None) -> Tensor:
+def eikonal_loss(gradients: Tensor, weight: Tensor | None = None) -> Tensor:
     """Mean of ``(|grad sdf| - 1)^2`` over points (0 for no points).
 
     ``gradients`` ``[..., 3]``; ``weight`` (mask or soft weight) broadcastable to ``[...]`` or with a
@@ -35,13 +34,27 @@ def mask_loss(opacity: Tensor, mask: Tensor) -> Tensor:
     return F.binary_cross_entropy(op, mask.reshape(-1).to(op.dtype))
 
 
+def mask_l2_loss(opacity: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared difference between ray opacity ``[n_rays, 1]`` and the object mask ``[n_rays]`` or
+    ``[n_rays, 1]`` in [0, 1] (the sparse voxels' mask term: no clamp, a bounded gradient at 0 and 1). 0 for
+    no rays."""
+    return safe_mean((opacity.reshape(-1) - mask.reshape(-1).to(opacity.dtype)) ** 2)
+
+
 def curvature_loss(laplacian_or_hessian_trace: Tensor) -> Tensor:
     """Mean absolute mean curvature proxy: ``mean |trace(Hessian sdf)|`` (Neuralangelo); 0 for no points."""
     return safe_mean(laplacian_or_hessian_trace.abs())
 
 
-def surface_point_pairs(origins: Tensor, dirs: Tensor, depth: Tensor, opacity: Tensor, eps: float, n: int,
-                        generator: Optional[torch.Generator] = None) -> Tensor:
+def surface_point_pairs(
+    origins: Tensor,
+    dirs: Tensor,
+    depth: Tensor,
+    opacity: Tensor,
+    eps: float,
+    n: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Points where rays hit the surface (opacity > 0.5; at most ``n``, detached) and each one moved by a random
     offset of length ``eps`` (normalised-frame units): ``[2, P, 3]`` (first the points, then the moved ones).
 

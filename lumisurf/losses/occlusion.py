@@ -1,4 +1,5 @@
 """NeRO occlusion loss: the occlusion MLP's prediction against the probability marched through the SDF."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F

@@ -1,8 +1,10 @@
-"""Photometric losses between rendered and observed colours (sRGB in [0, 1] unless stated)."""
+"""Photometric losses between rendered and observed colors (sRGB in [0, 1] unless stated)."""
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Optional
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -39,8 +41,14 @@ def huber(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -
     return torch.where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta))
 
 
-def rgb_loss(pred: Tensor, target: Tensor, kind: Literal["l1", "l2", "charbonnier", "huber"],
-             weight: Optional[Tensor] = None, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
+def rgb_loss(
+    pred: Tensor,
+    target: Tensor,
+    kind: Literal["l1", "l2", "charbonnier", "huber"],
+    weight: Tensor | None = None,
+    delta: float = 0.1,
+    eps: float = 1e-3,
+) -> Tensor:
     """Mean photometric loss over rays and channels.
 
     ``pred``, ``target`` ``[n_rays, C]``. ``weight`` ``[n_rays]`` or ``[n_rays, 1]`` (e.g. a mask)

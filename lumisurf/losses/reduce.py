@@ -1,4 +1,5 @@
 """Reductions for losses over selections that may be empty (no ray hit, no surface point, no foreground)."""
+
 from __future__ import annotations
 
 from torch import Tensor

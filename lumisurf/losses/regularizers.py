@@ -1,4 +1,5 @@
 """Regularisers on field parameters: total variation of the dense hash-grid levels."""
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,11 @@ def grid_tv_loss(grid) -> Tensor:
             continue
         n = layout.resolutions[level] + 1
         v = grid.params[grid.level_slice(level)].reshape(n, n, n, -1)
-        terms += [(v[1:] - v[:-1]).pow(2).mean(), (v[:, 1:] - v[:, :-1]).pow(2).mean(),
-                  (v[:, :, 1:] - v[:, :, :-1]).pow(2).mean()]
+        terms += [
+            (v[1:] - v[:-1]).pow(2).mean(),
+            (v[:, 1:] - v[:, :-1]).pow(2).mean(),
+            (v[:, :, 1:] - v[:, :, :-1]).pow(2).mean(),
+        ]
     if not terms:
         return grid.params.sum() * 0.0
     return torch.stack(terms).mean()

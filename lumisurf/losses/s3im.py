@@ -3,11 +3,10 @@
 Rays of a random batch carry no image structure, so SSIM is taken over *virtual patches*: the batch
 is repeated ``repeats`` times (the first copy in order, the others randomly permuted), laid out as a
 ``[3, patch_height, W]`` image and compared with SSIM over ``kernel x kernel`` windows at stride
-``kernel`` (Gaussian window, sigma 1.5, as the paper's SSIM). Colours in [0, 1].
+``kernel`` (Gaussian window, sigma 1.5, as the paper's SSIM). Colors in [0, 1].
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -17,18 +16,25 @@ from lumisurf.losses.ssim import ssim_map
 S3IM_SIGMA = 1.5
 
 
-def virtual_patch_index(n_rays: int, repeats: int, generator: Optional[torch.Generator] = None) -> Tensor:
+def virtual_patch_index(n_rays: int, repeats: int, generator: torch.Generator | None = None) -> Tensor:
     """Ray indices [repeats * n_rays] (CPU): identity, then ``repeats - 1`` random permutations."""
     parts = [torch.arange(n_rays)]
     parts += [torch.randperm(n_rays, generator=generator) for _ in range(repeats - 1)]
     return torch.cat(parts)
 
 
-def s3im_loss(pred: Tensor, target: Tensor, kernel: int = 4, stride: int = 4, repeats: int = 10,
-              patch_height: int = 64, generator: Optional[torch.Generator] = None) -> Tensor:
+def s3im_loss(
+    pred: Tensor,
+    target: Tensor,
+    kernel: int = 4,
+    stride: int = 4,
+    repeats: int = 10,
+    patch_height: int = 64,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``1 - mean SSIM`` of the virtual patches of pred, target ``[n_rays, 3]`` (scalar).
 
-    The ``repeats * n_rays`` re-ordered colours fill a ``[3, h, W]`` image row by row with
+    The ``repeats * n_rays`` re-ordered colors fill a ``[3, h, W]`` image row by row with
     ``h = min(patch_height, n_rays)`` and ``W = repeats * n_rays // h`` (a remainder is dropped).
     SSIM windows do not cross the image border (valid convolution). No rays give 0 (with a graph).
     """
@@ -40,8 +46,10 @@ def s3im_loss(pred: Tensor, target: Tensor, kernel: int = 4, stride: int = 4, re
     h = min(patch_height, n)
     width = repeats * n // h
     if h < kernel or width < kernel:
-        raise ValueError(f"s3im_loss: {n} rays x {repeats} repeats make a {h}x{width} patch, "
-                         f"smaller than the {kernel}x{kernel} window")
+        raise ValueError(
+            f"s3im_loss: {n} rays x {repeats} repeats make a {h}x{width} patch, "
+            f"smaller than the {kernel}x{kernel} window"
+        )
     idx = virtual_patch_index(n, repeats, generator)[: h * width].to(pred.device)
 
     def patch(x: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ Shapes: probs [N, K] sum to 1 over K; probs_per_view [M, V, K] = the probabiliti
 assigns to M surface points (rendered 2D probability maps sampled at the projections); valid [M, V].
 Every term is a finite 0 (keeping the graph) over an empty selection (M = 0 or N = 0).
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,8 @@ _EPS = 1e-8
 
 # ----------------------------------------------------------------------------- cross-view tensor
 
-def project_points(points: Tensor, cameras, view_ids) -> tuple[Tensor, Tensor, Tensor]:
+
+def project_to_views(points: Tensor, cameras, view_ids) -> tuple[Tensor, Tensor, Tensor]:
     """Project world points [M, 3] into cameras ``view_ids`` [V] (pinhole, distortion ignored).
 
     Returns pixel coordinates uv [M, V, 2] (col, row; pixel centres at +0.5), camera depth z [M, V]
@@ -43,19 +45,21 @@ def sample_view_maps(maps: Tensor, uv: Tensor) -> Tensor:
     V, H, W, C = maps.shape
     grid = torch.stack([2.0 * uv[..., 0] / W - 1.0, 2.0 * uv[..., 1] / H - 1.0], -1)  # [M, V, 2]
     grid = grid.permute(1, 0, 2)[:, :, None, :].to(maps)  # [V, M, 1, 2]
-    out = F.grid_sample(maps.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border",
-                        align_corners=False)  # [V, C, M, 1]
+    out = F.grid_sample(
+        maps.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )  # [V, C, M, 1]
     return out[..., 0].permute(2, 0, 1)
 
 
-def gather_probs_per_view(prob_maps: Tensor, cameras, view_ids, points: Tensor,
-                          depth_maps: Tensor | None = None, depth_tol: float = 0.02) -> tuple[Tensor, Tensor]:
+def gather_probs_per_view(
+    prob_maps: Tensor, cameras, view_ids, points: Tensor, depth_maps: Tensor | None = None, depth_tol: float = 0.02
+) -> tuple[Tensor, Tensor]:
     """Build probs_per_view [M, V, K] and valid [M, V] for surface points [M, 3].
 
     prob_maps [V, H, W, K]: rendered assignment probabilities of views ``view_ids``; depth_maps
     [V, H, W] (camera z, optional): a projection counts only where |z - depth| < depth_tol (visible).
     """
-    uv, z, valid = project_points(points, cameras, view_ids)
+    uv, z, valid = project_to_views(points, cameras, view_ids)
     probs = sample_view_maps(prob_maps, uv)
     if depth_maps is not None:
         d = sample_view_maps(depth_maps[..., None], uv)[..., 0]
@@ -64,6 +68,7 @@ def gather_probs_per_view(prob_maps: Tensor, cameras, view_ids, points: Tensor,
 
 
 # ----------------------------------------------------------------------------- segmentation terms
+
 
 def consistency_loss(probs_per_view: Tensor, valid: Tensor) -> Tensor:
     """Mean over points seen in >= 2 views of the per-point variance across views, summed over K.
@@ -125,6 +130,7 @@ def smoothness_loss(params_a: Tensor, params_b: Tensor, weight: Tensor | None = 
 
 # ----------------------------------------------------------------------------- EM (phase D)
 
+
 def em_posterior(residuals: Tensor, temperature: float) -> Tensor:
     """E-step: posterior over heads softmax(-residual / T); residuals [N, K] (per-head photometric
     error, e.g. |R_k - I|^2 summed over rgb) -> [N, K], detached (a target)."""
@@ -142,6 +148,7 @@ def em_assignment_loss(probs: Tensor, posterior: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- head pre-fit
+
 
 def head_fit_loss(head_rgb: Tensor, opacity: Tensor, target: Tensor, skip: int) -> Tensor:
     """Mean L1 of each head's own image head_rgb [n, K, 3] to the target [n, 3], over rays with opacity

@@ -11,6 +11,7 @@ lengths ``size`` ``[N]`` in scene units). Pure functions; the trainer picks the 
 * :func:`face_neighbours` / :func:`voxel_smoothness`: the change of the centre gradient between voxels that
   share a face, per scene unit (a curvature that reaches across voxels, which the twist term does not; sdf mode).
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,7 +50,7 @@ def voxel_twist(corners: Tensor, size: Tensor) -> Tensor:
     axes = ((0, 1), (0, 2), (1, 2), (0, 1, 2))
     sign = torch.stack([_signs(a, corners.device, corners.dtype) for a in axes], -1)  # [8, 4]
     coef = (corners @ sign) / (4.0 * size[:, None])  # [N, 4]
-    return (coef ** 2).sum(-1).mean()
+    return (coef**2).sum(-1).mean()
 
 
 def voxel_tv(corners: Tensor) -> Tensor:
@@ -93,7 +94,10 @@ def laplacian_smooth_(values: Tensor, vox_key: Tensor, lam: float) -> Tensor:
     e = _EDGES.to(vox_key.device)
     a, b = vox_key[:, e[:, 0]].reshape(-1), vox_key[:, e[:, 1]].reshape(-1)
     total = torch.zeros_like(values).index_add_(0, a, values[b]).index_add_(0, b, values[a])
-    count = torch.zeros_like(values).index_add_(0, a, torch.ones_like(values[b])).index_add_(
-        0, b, torch.ones_like(values[a]))
+    count = (
+        torch.zeros_like(values)
+        .index_add_(0, a, torch.ones_like(values[b]))
+        .index_add_(0, b, torch.ones_like(values[a]))
+    )
     target = torch.where(count > 0, total / count.clamp_min(1.0), values)
     return values.add_(lam * (target - values))

@@ -1,4 +1,5 @@
 """Write meshes back in the dataset's units and save them as PLY (binary) or OBJ."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,7 +31,7 @@ def mesh_to_normalized(mesh: trimesh.Trimesh, normalization: Normalization) -> t
 
 
 def save_mesh(mesh: trimesh.Trimesh, path: Path, force: bool = False) -> Path:
-    """Save ``mesh`` as binary PLY, OBJ or GLB (chosen by the suffix; vertex colours kept in all three);
+    """Save ``mesh`` as binary PLY, OBJ or GLB (chosen by the suffix; vertex colors kept in all three);
     returns the path written.
 
     Refuses to overwrite an existing file unless ``force``; creates missing parent folders.
@@ -38,8 +39,7 @@ def save_mesh(mesh: trimesh.Trimesh, path: Path, force: bool = False) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
-        raise LumisurfError(f"{path}: unsupported mesh format '{path.suffix}' "
-                            f"(use one of {', '.join(MESH_SUFFIXES)})")
+        raise LumisurfError(f"{path}: unsupported mesh format '{path.suffix}' (use one of {', '.join(MESH_SUFFIXES)})")
     if path.exists() and not force:
         raise LumisurfError(f"{path} already exists; refusing to overwrite it (use --force)")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@ Conventions: the SDF is negative inside and positive outside; the grid spans
 normalised frame; use :func:`lumisurf.mesh.export.mesh_to_world` to go back to dataset units)
 and have outward-facing normals.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
 from lumisurf.errors import LumisurfError
+from lumisurf.mesh.visibility import fill_unseen
 
 SdfFn = Callable[[Tensor], Tensor]  # [N, 3] float32 -> [N] (or [N, 1])
 
@@ -33,8 +35,9 @@ def _infer_device(sdf_fn, device) -> torch.device:
     return torch.device("cpu")
 
 
-def evaluate_sdf_grid(sdf_fn: SdfFn, resolution: int, bound: float = 1.0, chunk: int = 65536,
-                      device=None, progress: bool = False) -> np.ndarray:
+def evaluate_sdf_grid(
+    sdf_fn: SdfFn, resolution: int, bound: float = 1.0, chunk: int = 65536, device=None, progress: bool = False
+) -> np.ndarray:
     """SDF values on a ``resolution^3`` grid over ``[-bound, bound]^3`` (both ends included).
 
     ``sdf_fn`` is called under ``torch.no_grad`` on chunks of ``[chunk, 3]`` float32 points.
@@ -46,7 +49,7 @@ def evaluate_sdf_grid(sdf_fn: SdfFn, resolution: int, bound: float = 1.0, chunk:
     r = int(resolution)
     coords = torch.linspace(-bound, bound, r, dtype=torch.float32, device=dev)  # [R]
     yz = torch.stack(torch.meshgrid(coords, coords, indexing="ij"), dim=-1).reshape(-1, 2)  # [R*R, 2]
-    total = r ** 3
+    total = r**3
     out = np.empty(total, dtype=np.float32)
     starts = range(0, total, chunk)
     if progress:
@@ -100,8 +103,9 @@ def fill_cavities(grid: np.ndarray, level: float = 0.0) -> tuple[np.ndarray, int
     from scipy.ndimage import label
 
     labels, _ = label(grid > level)  # 6-connectivity
-    border = np.unique(np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(),
-                                       labels[:, :, [0, -1]].ravel()]))
+    border = np.unique(
+        np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(), labels[:, :, [0, -1]].ravel()])
+    )
     void = (labels > 0) & ~np.isin(labels, border)
     n = int(void.sum())
     if n:
@@ -110,10 +114,19 @@ def fill_cavities(grid: np.ndarray, level: float = 0.0) -> tuple[np.ndarray, int
     return grid, n
 
 
-def extract_mesh(sdf_fn: SdfFn, resolution: int = 256, bound: float = 1.0, level: float = 0.0,
-                 keep_largest: bool = True, chunk: int = 65536, device=None,
-                 progress: bool = False, grid: Optional[np.ndarray] = None,
-                 fill_voids: bool = False, cameras=None) -> trimesh.Trimesh:
+def extract_mesh(
+    sdf_fn: SdfFn,
+    resolution: int = 256,
+    bound: float = 1.0,
+    level: float = 0.0,
+    keep_largest: bool = True,
+    chunk: int = 65536,
+    device=None,
+    progress: bool = False,
+    grid: np.ndarray | None = None,
+    fill_voids: bool = False,
+    cameras=None,
+) -> trimesh.Trimesh:
     """Marching-cubes mesh of the ``level`` set of ``sdf_fn`` in the ``sdf_fn`` frame.
 
     Faces are wound so normals point outward (towards increasing SDF). ``keep_largest`` drops
@@ -130,24 +143,26 @@ def extract_mesh(sdf_fn: SdfFn, resolution: int = 256, bound: float = 1.0, level
     resolution = grid.shape[0]
     finite = np.isfinite(grid)
     if not finite.all():
-        raise LumisurfError(f"the SDF returned {int((~finite).sum())} NaN/inf values on the "
-                            f"{resolution}^3 grid; the model is probably diverged or corrupt")
+        raise LumisurfError(
+            f"the SDF returned {int((~finite).sum())} NaN/inf values on the "
+            f"{resolution}^3 grid; the model is probably diverged or corrupt"
+        )
     lo, hi = float(grid.min()), float(grid.max())
     if not lo < level < hi:
         raise LumisurfError(
             f"the SDF never crosses level {level} inside [-{bound}, {bound}]^3 (values in "
-            f"[{lo:.4g}, {hi:.4g}]): no surface to extract (untrained or collapsed model?)")
+            f"[{lo:.4g}, {hi:.4g}]): no surface to extract (untrained or collapsed model?)"
+        )
     if fill_voids:
         grid, _ = fill_cavities(grid, level)
     if cameras is not None:
-        from lumisurf.mesh.visibility import fill_unseen
-
         grid, _ = fill_unseen(grid, cameras, bound, level)
     step = 2.0 * bound / (resolution - 1)
     # skimage's "descent" winding is the one whose face normals point towards increasing values
     # (checked by the sphere/plane tests), i.e. outward for an SDF that is negative inside
-    verts, faces, _, _ = marching_cubes(grid, level=level, spacing=(step, step, step),
-                                        gradient_direction="descent", allow_degenerate=False)
+    verts, faces, _, _ = marching_cubes(
+        grid, level=level, spacing=(step, step, step), gradient_direction="descent", allow_degenerate=False
+    )
     verts = verts.astype(np.float64) - bound
     mesh = trimesh.Trimesh(vertices=verts, faces=faces, process=True)
     if keep_largest:

@@ -5,6 +5,7 @@
 roughness^2), the convention of glTF and of Mitsuba's ``principled`` BSDF. Extras (e.g.
 ``material_prob`` [N, K], ``material_id`` [N]) go to the PLY only.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,24 +19,41 @@ from tqdm.auto import tqdm
 
 from lumisurf.errors import LumisurfError
 from lumisurf.mesh.ply import write_ply
-from lumisurf.mesh.uv_bake import (BAKED_KEYS, MaterialFn, UVAtlas, bake_textures, evaluate_chunked,
-                                   linear_to_srgb, to_uint8, unwrap)
+from lumisurf.mesh.uv_bake import (
+    BAKED_KEYS,
+    MaterialFn,
+    UVAtlas,
+    bake_textures,
+    evaluate_chunked,
+    linear_to_srgb,
+    to_uint8,
+    unwrap,
+)
 
 __all__ = ["MaterialFn", "export_materials", "vertex_materials", "write_material_ply"]
 
-FILES = {"ply": "mesh_vertex_materials.ply", "obj": "mesh.obj", "mtl": "mesh.mtl", "glb": "mesh.glb",
-         "xml": "scene.xml", "albedo": "albedo.png", "roughness": "roughness.png",
-         "metallic": "metallic.png", "metallic_roughness": "metallic_roughness.png"}
+FILES = {
+    "ply": "mesh_vertex_materials.ply",
+    "obj": "mesh.obj",
+    "mtl": "mesh.mtl",
+    "glb": "mesh.glb",
+    "xml": "scene.xml",
+    "albedo": "albedo.png",
+    "roughness": "roughness.png",
+    "metallic": "metallic.png",
+    "metallic_roughness": "metallic_roughness.png",
+}
 
 
-def vertex_materials(vertices: np.ndarray, material_fn: MaterialFn, chunk: int = 65536,
-                     progress: bool = False) -> dict[str, np.ndarray]:
+def vertex_materials(
+    vertices: np.ndarray, material_fn: MaterialFn, chunk: int = 65536, progress: bool = False
+) -> dict[str, np.ndarray]:
     """``material_fn`` evaluated at every vertex [N, 3] (as float32), in chunks; all keys returned."""
     return evaluate_chunked(vertices, material_fn, BAKED_KEYS, chunk, progress, desc="vertex materials")
 
 
 def _ply_columns(materials: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """Named 1-D columns for the PLY: colours, roughness, metallic, linear albedo, then extras."""
+    """Named 1-D columns for the PLY: colors, roughness, metallic, linear albedo, then extras."""
     albedo = np.asarray(materials["albedo"], dtype=np.float64)
     rgb = to_uint8(linear_to_srgb(albedo))
     cols = [(c, rgb[:, i]) for i, c in enumerate(("red", "green", "blue"))]
@@ -55,8 +73,7 @@ def _ply_columns(materials: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray
     return cols
 
 
-def write_material_ply(path: Path, vertices: np.ndarray, faces: np.ndarray,
-                       materials: dict[str, np.ndarray]) -> Path:
+def write_material_ply(path: Path, vertices: np.ndarray, faces: np.ndarray, materials: dict[str, np.ndarray]) -> Path:
     """Binary little-endian PLY: float x y z, uchar red green blue (sRGB of the albedo), float
     roughness, metallic, albedo_r/g/b (linear) and one property per extra channel."""
     cols = [(c, np.asarray(vertices, np.float32)[:, i]) for i, c in enumerate("xyz")] + _ply_columns(materials)
@@ -66,9 +83,12 @@ def write_material_ply(path: Path, vertices: np.ndarray, faces: np.ndarray,
 def _save_textures(out_dir: Path, maps: dict[str, np.ndarray]) -> dict[str, Path]:
     """albedo.png (sRGB), roughness.png / metallic.png (raw grey) and the glTF metallic_roughness.png."""
     rough, metal = to_uint8(maps["roughness"]), to_uint8(maps["metallic"])
-    images = {"albedo": Image.fromarray(to_uint8(linear_to_srgb(maps["albedo"])), "RGB"),
-              "roughness": Image.fromarray(rough, "L"), "metallic": Image.fromarray(metal, "L"),
-              "metallic_roughness": Image.fromarray(np.stack([np.zeros_like(rough), rough, metal], -1), "RGB")}
+    images = {
+        "albedo": Image.fromarray(to_uint8(linear_to_srgb(maps["albedo"])), "RGB"),
+        "roughness": Image.fromarray(rough, "L"),
+        "metallic": Image.fromarray(metal, "L"),
+        "metallic_roughness": Image.fromarray(np.stack([np.zeros_like(rough), rough, metal], -1), "RGB"),
+    }
     paths = {}
     for key, image in images.items():
         paths[key] = out_dir / FILES[key]
@@ -79,9 +99,11 @@ def _save_textures(out_dir: Path, maps: dict[str, np.ndarray]) -> dict[str, Path
 def _write_obj(out_dir: Path, vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas) -> tuple[Path, Path]:
     """mesh.obj (original vertices, vertex normals, vt with v up) and mesh.mtl with PBR extension lines."""
     mtl = out_dir / FILES["mtl"]
-    mtl.write_text("# lumisurf material (PBR extension: Pr = roughness, Pm = metallic)\n"
-                   "newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 2\nPr 1\nPm 1\n"
-                   f"map_Kd {FILES['albedo']}\nmap_Pr {FILES['roughness']}\nmap_Pm {FILES['metallic']}\n")
+    mtl.write_text(
+        "# lumisurf material (PBR extension: Pr = roughness, Pm = metallic)\n"
+        "newmtl material_0\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 2\nPr 1\nPm 1\n"
+        f"map_Kd {FILES['albedo']}\nmap_Pr {FILES['roughness']}\nmap_Pm {FILES['metallic']}\n"
+    )
     normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals
     uv = np.stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]], axis=1)  # OBJ: v up
     fv, ft = atlas.vmapping[atlas.faces] + 1, atlas.faces + 1  # [F, 3] 1-based
@@ -97,18 +119,27 @@ def _write_obj(out_dir: Path, vertices: np.ndarray, faces: np.ndarray, atlas: UV
     return obj, mtl
 
 
-def _write_glb(out_dir: Path, vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas,
-               textures: dict[str, Path]) -> Path:
+def _write_glb(
+    out_dir: Path, vertices: np.ndarray, faces: np.ndarray, atlas: UVAtlas, textures: dict[str, Path]
+) -> Path:
     """mesh.glb: UV-split mesh with a PBR material (factors 1, maps carry the values)."""
     material = trimesh.visual.material.PBRMaterial(
-        name="material_0", baseColorTexture=Image.open(textures["albedo"]).convert("RGB"),
+        name="material_0",
+        baseColorTexture=Image.open(textures["albedo"]).convert("RGB"),
         metallicRoughnessTexture=Image.open(textures["metallic_roughness"]).convert("RGB"),
-        baseColorFactor=[255, 255, 255, 255], metallicFactor=1.0, roughnessFactor=1.0)
+        baseColorFactor=[255, 255, 255, 255],
+        metallicFactor=1.0,
+        roughnessFactor=1.0,
+    )
     uv = np.stack([atlas.uv[:, 0], 1.0 - atlas.uv[:, 1]], axis=1)  # trimesh convention: v up
     normals = trimesh.Trimesh(vertices, faces, process=False).vertex_normals[atlas.vmapping]
-    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64)[atlas.vmapping], atlas.faces,
-                           vertex_normals=normals, process=False,
-                           visual=trimesh.visual.TextureVisuals(uv=uv, material=material))
+    mesh = trimesh.Trimesh(
+        np.asarray(vertices, np.float64)[atlas.vmapping],
+        atlas.faces,
+        vertex_normals=normals,
+        process=False,
+        visual=trimesh.visual.TextureVisuals(uv=uv, material=material),
+    )
     glb = out_dir / FILES["glb"]
     glb.write_bytes(mesh.export(file_type="glb"))
     return glb
@@ -130,8 +161,12 @@ def _env_path(env_map: Path, out_dir: Path) -> str:
 def _write_scene_xml(out_dir: Path, vertices: np.ndarray, env_map: Path | None) -> Path:
     """Mitsuba 3 scene: OBJ shape with a textured principled BSDF, envmap emitter, placeholder camera."""
     scene = ET.Element("scene", version="3.0.0")
-    scene.append(ET.Comment(" lumisurf export. principled roughness: GGX alpha = roughness^2 (as in "
-                            "lumisurf). Relative paths resolve against this file's folder. "))
+    scene.append(
+        ET.Comment(
+            " lumisurf export. principled roughness: GGX alpha = roughness^2 (as in "
+            "lumisurf). Relative paths resolve against this file's folder. "
+        )
+    )
     ET.SubElement(scene, "integrator", type="path")
     bsdf = ET.SubElement(scene, "bsdf", type="principled", id="material_0")
     _bitmap(bsdf, "base_color", FILES["albedo"], raw=False)  # 8-bit sRGB -> linear on load
@@ -141,7 +176,7 @@ def _write_scene_xml(out_dir: Path, vertices: np.ndarray, env_map: Path | None) 
     ET.SubElement(shape, "string", name="filename", value=FILES["obj"])
     ET.SubElement(shape, "ref", id="material_0")
     if env_map is None:
-        scene.append(ET.Comment(" no environment map given: add <emitter type=\"envmap\"> here "))
+        scene.append(ET.Comment(' no environment map given: add <emitter type="envmap"> here '))
     else:
         emitter = ET.SubElement(scene, "emitter", type="envmap")
         ET.SubElement(emitter, "string", name="filename", value=_env_path(env_map, out_dir))
@@ -171,9 +206,16 @@ def scene_files(xml_path: Path) -> list[Path]:
     return [xml_path.parent / s.get("value") for s in root.iter("string") if s.get("name") == "filename"]
 
 
-def export_materials(out_dir: Path, vertices: np.ndarray, faces: np.ndarray, material_fn: MaterialFn,
-                     texture_size: int = 1024, env_map: Path | None = None, progress: bool = True,
-                     force: bool = False) -> dict[str, Path]:
+def export_materials(
+    out_dir: Path,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    material_fn: MaterialFn,
+    texture_size: int = 1024,
+    env_map: Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> dict[str, Path]:
     """Write the per-vertex PLY, baked textures, OBJ/MTL, GLB and Mitsuba scene.xml into ``out_dir``.
 
     ``vertices`` [N, 3] world frame, ``faces`` [F, 3]. Refuses to overwrite unless ``force``.
@@ -182,16 +224,20 @@ def export_materials(out_dir: Path, vertices: np.ndarray, faces: np.ndarray, mat
     out_dir = Path(out_dir)
     vertices, faces = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3 or not len(faces):
-        raise LumisurfError(f"export_materials needs vertices [N, 3] and faces [F>0, 3], "
-                            f"got {vertices.shape} and {faces.shape}")
+        raise LumisurfError(
+            f"export_materials needs vertices [N, 3] and faces [F>0, 3], got {vertices.shape} and {faces.shape}"
+        )
     existing = [FILES[k] for k in FILES if (out_dir / FILES[k]).exists()]
     if existing and not force:
         raise LumisurfError(f"{out_dir} already holds {', '.join(existing)}; refusing to overwrite (use --force)")
     if env_map is not None and not Path(env_map).is_file():
         raise LumisurfError(f"environment map {env_map} does not exist")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"ply": write_material_ply(out_dir / FILES["ply"], vertices, faces,
-                                       vertex_materials(vertices, material_fn, progress=False))}
+    paths = {
+        "ply": write_material_ply(
+            out_dir / FILES["ply"], vertices, faces, vertex_materials(vertices, material_fn, progress=False)
+        )
+    }
     if progress:
         tqdm.write(f"UV unwrapping {len(faces)} faces with xatlas (no progress bar; ~20 s per 70k faces)")
     atlas = unwrap(vertices, faces, texture_size)

@@ -1,16 +1,18 @@
 """Binary little-endian PLY writer for named per-vertex columns (points, or a mesh with triangle faces)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
 _PLY_TYPE = {np.dtype(np.uint8): "uchar", np.dtype(np.int32): "int", np.dtype(np.float32): "float"}
 
 
-def write_ply(path: Path, columns: Sequence[tuple[str, np.ndarray]], faces: Optional[np.ndarray] = None,
-              comments: Sequence[str] = ()) -> Path:
+def write_ply(
+    path: Path, columns: Sequence[tuple[str, np.ndarray]], faces: np.ndarray | None = None, comments: Sequence[str] = ()
+) -> Path:
     """Write ``columns`` (name, 1-D uint8 / int32 / float32 array of one length) as the vertex element and,
     if given, ``faces`` ``[F, 3]`` as ``vertex_indices`` lists."""
     n = len(columns[0][1])

@@ -9,6 +9,7 @@ where none did, -1 if some view has the point deep behind its surface (the objec
 otherwise (never seen: empty here; the extraction's unseen-space filling can still close it). The surface is
 the zero level set, negative inside.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ class FusedDepth:
         count = torch.zeros_like(total)
         hidden = torch.zeros_like(total, dtype=torch.bool)
         for i in range(self.depth.shape[0]):
-            sdf, speaks, behind = view_tsdf(points, self.cams, i, self.depth[i].to(points.device),
-                                            self.hit[i].to(points.device), self.trunc)
+            sdf, speaks, behind = view_tsdf(
+                points, self.cams, i, self.depth[i].to(points.device), self.hit[i].to(points.device), self.trunc
+            )
             total += torch.where(speaks, sdf, torch.zeros_like(sdf))
             count += speaks.float()
             hidden |= behind

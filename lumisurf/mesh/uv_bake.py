@@ -4,6 +4,7 @@ Conventions: an atlas is ``(vmapping, indices, uv)`` as xatlas returns it; ``uv`
 ``v`` pointing DOWN the image (row = v * height), i.e. image convention. Writers that need the OBJ /
 trimesh convention (v up) use ``1 - v``. Texel (row, col) has its centre at pixel (col + 0.5, row + 0.5).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -48,8 +49,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def unwrap(vertices: np.ndarray, faces: np.ndarray, texture_size: int = 1024,
-           padding: int = 2) -> UVAtlas:
+def unwrap(vertices: np.ndarray, faces: np.ndarray, texture_size: int = 1024, padding: int = 2) -> UVAtlas:
     """Chart and pack the mesh with xatlas for a ``texture_size``^2 texture (``padding`` texels
     between charts). Falls back to xatlas's own atlas size if packing needs several atlases."""
     pos = np.ascontiguousarray(vertices, dtype=np.float32)
@@ -69,8 +69,9 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, texture_size: int = 1024,
 def _triangle_geometry(p: np.ndarray):
     """Doubled signed area [F] and opposite-edge lengths [F, 3] of pixel-space triangles [F, 3, 2]."""
     e = p[:, [2, 0, 1]] - p[:, [1, 2, 0]]  # edge opposite vertex i: p[i+2] - p[i+1]
-    area2 = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) \
-        - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0])
+    area2 = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (
+        p[:, 2, 0] - p[:, 0, 0]
+    )
     return area2, np.linalg.norm(e, axis=-1)
 
 
@@ -91,12 +92,13 @@ def _candidates(p, area2, edge_len, x0, y0, s, width, height, margin):
     score = (lam * (np.abs(area2)[:, None, None] / edge_len[:, None, :])).min(axis=-1)
     keep = (score >= -margin) & (qx < width) & (qy < height)
     b_idx, k_idx = np.nonzero(keep)
-    texel = (cy.reshape(len(p), -1)[b_idx, k_idx] * width + cx.reshape(len(p), -1)[b_idx, k_idx])
+    texel = cy.reshape(len(p), -1)[b_idx, k_idx] * width + cx.reshape(len(p), -1)[b_idx, k_idx]
     return texel.astype(np.int64), b_idx, score[b_idx, k_idx], lam[b_idx, k_idx]
 
 
-def rasterize_uv(atlas: UVAtlas, width: int, height: int, margin: float = 0.75,
-                 max_batch: int = 1 << 21) -> TexelSamples:
+def rasterize_uv(
+    atlas: UVAtlas, width: int, height: int, margin: float = 0.75, max_batch: int = 1 << 21
+) -> TexelSamples:
     """Texels whose centre lies within ``margin`` pixels of a UV triangle (conservative coverage,
     so bilinear lookups at chart borders stay on the surface). A texel claimed by several triangles
     goes to the one it lies deepest inside. Triangles are batched by power-of-two bounding boxes."""
@@ -113,9 +115,10 @@ def rasterize_uv(atlas: UVAtlas, width: int, height: int, margin: float = 0.75,
         ids = np.nonzero(valid & (bucket == b))[0]
         step = max(1, max_batch // (s * s))
         for start in range(0, len(ids), step):
-            f = ids[start:start + step]
-            texel, local, score, lam = _candidates(p[f], area2[f], edge_len[f], lo[f, 0], lo[f, 1],
-                                                   s, width, height, margin)
+            f = ids[start : start + step]
+            texel, local, score, lam = _candidates(
+                p[f], area2[f], edge_len[f], lo[f, 0], lo[f, 1], s, width, height, margin
+            )
             parts.append((texel, f[local], score, lam))
     if not parts:
         raise LumisurfError("the UV atlas covers no texel; is the mesh empty or degenerate?")
@@ -128,15 +131,20 @@ def rasterize_uv(atlas: UVAtlas, width: int, height: int, margin: float = 0.75,
     return TexelSamples(texel[last], face[last], lam)
 
 
-def evaluate_chunked(points: np.ndarray, material_fn: MaterialFn, keys: tuple[str, ...] = BAKED_KEYS,
-                     chunk: int = 65536, progress: bool = False, desc: str = "materials"
-                     ) -> dict[str, np.ndarray]:
+def evaluate_chunked(
+    points: np.ndarray,
+    material_fn: MaterialFn,
+    keys: tuple[str, ...] = BAKED_KEYS,
+    chunk: int = 65536,
+    progress: bool = False,
+    desc: str = "materials",
+) -> dict[str, np.ndarray]:
     """Evaluate ``material_fn`` on float32 ``points`` [N, 3] in chunks; keeps all returned keys
     (``keys`` must be among them). Scalars of shape [n, 1] are squeezed to [n]."""
     pts = np.ascontiguousarray(points, dtype=np.float32)
     out: dict[str, list[np.ndarray]] = {}
     for start in tqdm(range(0, len(pts), chunk), desc=desc, disable=not progress, unit="chunk"):
-        part = pts[start:start + chunk]
+        part = pts[start : start + chunk]
         res = material_fn(part)
         missing = [k for k in keys if k not in res]
         if missing:
@@ -169,8 +177,8 @@ def dilate(image: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
             for dx in (0, 1, 2):
                 if dy == 1 and dx == 1:
                     continue
-                acc += pad_img[dy:dy + h, dx:dx + w]
-                cnt += pad_m[dy:dy + h, dx:dx + w]
+                acc += pad_img[dy : dy + h, dx : dx + w]
+                cnt += pad_m[dy : dy + h, dx : dx + w]
         grow = (~filled) & (cnt > 0)
         if not grow.any():
             break
@@ -181,9 +189,15 @@ def dilate(image: np.ndarray, mask: np.ndarray, iterations: int) -> np.ndarray:
     return img
 
 
-def bake_textures(vertices: np.ndarray, atlas: UVAtlas, material_fn: MaterialFn, texture_size: int,
-                  chunk: int = 65536, dilate_px: int = 8, progress: bool = True
-                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def bake_textures(
+    vertices: np.ndarray,
+    atlas: UVAtlas,
+    material_fn: MaterialFn,
+    texture_size: int,
+    chunk: int = 65536,
+    dilate_px: int = 8,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Bake albedo [S, S, 3] (linear), roughness and metallic [S, S] (float64, dilated) by evaluating
     ``material_fn`` at the surface point of every covered texel. Returns (maps, coverage mask [S, S])."""
     s = texture_size

@@ -9,6 +9,7 @@ and its walls add internal surfaces to the mesh. :func:`fill_unseen` makes these
 Conventions as in :mod:`lumisurf.mesh.marching_cubes`: the grid ``[R, R, R]`` spans ``[-bound, bound]^3``
 (both ends included), indexed ``[x, y, z]``; cameras live in the same (normalised) frame.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,9 @@ def in_frame(cameras, i: int, points: Tensor) -> Tensor:
     return valid & (u >= 0) & (u < cameras.width) & (v >= 0) & (v < cameras.height)
 
 
-def blocked_towards(grid: Tensor, points: Tensor, target: Tensor, bound: float, level: float,
-                    max_steps: int = 512) -> Tensor:
+def blocked_towards(
+    grid: Tensor, points: Tensor, target: Tensor, bound: float, level: float, max_steps: int = 512
+) -> Tensor:
     """Whether the segment from each point ``[N, 3]`` to ``target`` ``[3]`` crosses below ``level``.  # [N] bool
 
     Sphere tracing on the grid: steps of the SDF value clamped to [0.5, 4] voxels, from one voxel off the
@@ -60,13 +62,13 @@ def blocked_towards(grid: Tensor, points: Tensor, target: Tensor, bound: float, 
     return blocked
 
 
-def unseen_outside(grid: np.ndarray, cameras, bound: float = 1.0, level: float = 0.0,
-                   stride: int = 2) -> np.ndarray:
+def unseen_outside(grid: np.ndarray, cameras, bound: float = 1.0, level: float = 0.0, stride: int = 2) -> np.ndarray:
     """Voxels ``[R, R, R]`` above ``level`` that no camera sees (out of its image or behind the surface).
 
     Tested on every ``stride``-th voxel within the bounding box (grown by 2 voxels) of the inside voxels;
-    a fine voxel is unseen when a coarse voxel at a corner of its cell is and none is seen. ``cameras``: a :class:`lumisurf.data.cameras.Cameras`
-    in the grid's frame. A voxel stops being tested at the first camera that sees it.
+    a fine voxel is unseen when a coarse voxel at a corner of its cell is and none is seen. ``cameras``: a
+    :class:`lumisurf.data.cameras.Cameras` in the grid's frame. A voxel stops being tested at the first camera that
+    sees it.
     """
     r = grid.shape[0]
     vox = 2.0 * bound / (r - 1)
@@ -108,12 +110,17 @@ def _spread_to_fine(outside: np.ndarray, coarse: np.ndarray, verdict: np.ndarray
             lo, hi = [slice(None)] * 3, [slice(None)] * 3
             lo[axis], hi[axis] = slice(0, -1), slice(1, None)
             m[tuple(lo)] |= m[tuple(hi)]
-    up = lambda m: m.repeat(stride, 0).repeat(stride, 1).repeat(stride, 2)[:outside.shape[0], :outside.shape[1],
-                                                                            :outside.shape[2]]
+    up = lambda m: (
+        m.repeat(stride, 0)
+        .repeat(stride, 1)
+        .repeat(stride, 2)[: outside.shape[0], : outside.shape[1], : outside.shape[2]]
+    )
     return outside & up(unseen) & ~up(seen)
 
-def fill_unseen(grid: np.ndarray, cameras, bound: float = 1.0, level: float = 0.0,
-                stride: int = 2) -> tuple[np.ndarray, int]:
+
+def fill_unseen(
+    grid: np.ndarray, cameras, bound: float = 1.0, level: float = 0.0, stride: int = 2
+) -> tuple[np.ndarray, int]:
     """The grid with :func:`unseen_outside` voxels mirrored below ``level`` (inside); and their count."""
     hidden = unseen_outside(grid, cameras, bound, level, stride)
     n = int(hidden.sum())

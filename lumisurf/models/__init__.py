@@ -1,1 +1,1 @@
-"""Models: fields + shading + samplers assembled into a ray -> colour function."""
+"""Models: fields + shading + samplers assembled into a ray -> color function."""

@@ -1,30 +1,41 @@
 """SDF surface model (NeuS): rays -> rgb, opacity, depth, normal and the terms the losses need.
 
-Holds only networks (SDF, variance, colour, background) and the occupancy grid; data, poses and
+Holds only networks (SDF, variance, color, background) and the occupancy grid; data, poses and
 schedules live in the trainer. Everything runs in the normalised frame (object inside the unit sphere).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from lumisurf.data.color_space import linear_to_srgb
-from lumisurf.errors import ConfigError
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
-from lumisurf.models.surface_first import surface_first_foreground
-from lumisurf.renderers.occlusion import march_occlusion
+from lumisurf.models.nero_terms import nero_ray_terms
+from lumisurf.models.protocol import SceneModel
+from lumisurf.models.traced_render import surface_first_foreground
+from lumisurf.models.vertex_shading import field_vertex_shading
+from lumisurf.renderers.image import render_rays
 from lumisurf.renderers.volume import accumulate, neus_alpha, render_weights
-from lumisurf.sampler_config import SurfaceRenderConfig
+from lumisurf.sampler_config import SurfaceRenderConfig, check_sampler
 from lumisurf.samplers.occupancy import OccupancyGrid
-from lumisurf.samplers.ray_samplers import (background_samples, contract_inverted_sphere, interval_dists,
-                                            merge_samples, near_far_sphere, neus_upsample, section_weights,
-                                            significant_samples, stratified_samples)
+from lumisurf.samplers.ray_samplers import (
+    background_samples,
+    contract_inverted_sphere,
+    interval_dists,
+    merge_samples,
+    near_far_sphere,
+    neus_upsample,
+    section_weights,
+    significant_samples,
+    stratified_samples,
+)
 from lumisurf.shading.nero import NeroShading
 from lumisurf.shading.neus_color import NeuSColor
 from lumisurf.shading.segmented import SegmentedShading
@@ -36,8 +47,8 @@ class RenderState:
 
     cos_anneal_ratio: float = 1.0
     perturb: bool = False
-    generator: Optional[torch.Generator] = None
-    surface: Optional[SurfaceRenderConfig] = None  # eval renders: surface-first settings (None: full sampler)
+    generator: torch.Generator | None = None
+    surface: SurfaceRenderConfig | None = None  # eval renders: surface-first settings (None: full sampler)
 
     @property
     def surface_first(self) -> bool:
@@ -51,7 +62,7 @@ class Samples(NamedTuple):
     them (``evals``)."""
 
     t: Tensor
-    keep: Optional[Tensor]
+    keep: Tensor | None
     evals: int
 
 
@@ -61,27 +72,81 @@ def _scatter(n: int, idx: Tensor, values: Tensor, fill: float = 0.0) -> Tensor:
     return out.index_put((idx,), values)
 
 
-class SurfaceModel(nn.Module):
+class SurfaceModel(SceneModel):
+    """The neural SDF field (``model.kind=field``); see :class:`lumisurf.models.protocol.SceneModel`."""
+
+    kind = "field"
+    data_parallel = True
+    config_sections = ("model", "sampler", "loss", "optim", "schedule")
+
     def __init__(self, model_cfg, sampler_cfg, background_kind: str):
         super().__init__()
         self.sampler_cfg = sampler_cfg
         self.sdf = build_sdf(model_cfg.sdf)
         self.variance = Variance(model_cfg.init_variance)
-        # shading: NeuS colour MLP, or NeRO's reflective shading (then self.nero holds its config)
+        # shading: NeuS color MLP, or NeRO's reflective shading (then self.nero holds its config)
         # (soft material segmentation: K heads mixed by an assignment field, on NeRO's light model)
         segmented = model_cfg.assignment.enabled
         self.nero = model_cfg.nero if (model_cfg.shading == "nero" or segmented) else None
         if segmented:
             self.color = SegmentedShading(model_cfg, self.sdf.feature_dim)
         else:
-            self.color = (NeroShading(model_cfg.nero, self.sdf.feature_dim) if self.nero is not None
-                          else NeuSColor(model_cfg.color, self.sdf.feature_dim))
+            self.color = (
+                NeroShading(model_cfg.nero, self.sdf.feature_dim)
+                if self.nero is not None
+                else NeuSColor(model_cfg.color, self.sdf.feature_dim)
+            )
         self.segmented = segmented
         self.background_kind = background_kind
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
         self.occupancy = OccupancyGrid(sampler_cfg.occupancy_resolution) if sampler_cfg.occupancy else None
-        _check_sampler(sampler_cfg)
+        check_sampler(sampler_cfg)
+
+    # ------------------------------------------------------------------ the model protocol
+    @property
+    def has_stage1_materials(self) -> bool:
+        return self.nero is not None
+
+    @classmethod
+    def config_has_stage1_materials(cls, cfg) -> bool:
+        return cfg.model.shading == "nero" or cfg.model.assignment.enabled
+
+    @torch.no_grad()
+    def render_camera(self, cameras, cam, bg_color, state=None, chunk=1024, downscale=1) -> dict[str, Tensor]:
+        o, d, h, w = cameras.pixel_rays(cam, downscale)
+        out = render_rays(self, o, d, bg_color, state if state is not None else RenderState(), chunk)
+        return {k: v.reshape(h, w, -1) for k, v in out.items()}
+
+    def surface_function(self, cameras=None, resolution=256, progress=False):
+        return self.sdf.sdf
+
+    def vertex_shading(self, vertices, normals, chunk=8192) -> dict:
+        return field_vertex_shading(self, vertices, chunk)  # normals from the SDF, not the mesh
+
+    def param_groups(self, cfg) -> list[dict]:
+        """Groups named as the phases' ``GROUPS`` (each with ``base_lr`` = ``cfg.optim.lr``): sdf, variance,
+        background, color (NeuS color MLP or NeRO shading), and with segmentation assignment / heads / shading
+        (the shared light model)."""
+        named: dict[str, list] = {
+            "sdf": list(self.sdf.parameters()),
+            "variance": list(self.variance.parameters()),
+            "background": [] if self.background is None else list(self.background.parameters()),
+        }
+        if self.segmented:
+            named["assignment"] = list(self.color.assignment.parameters())
+            named["heads"] = list(self.color.heads.parameters())
+            named["shading"] = list(self.color.lights.parameters())
+        else:
+            named["color"] = list(self.color.parameters())
+        lr = cfg.optim.lr
+        return [{"name": k, "params": v, "lr": lr, "base_lr": lr} for k, v in named.items() if v]
+
+    def occupied_cells(self) -> Tensor | None:
+        occ = self.occupancy
+        if occ is None or not bool(occ.initialized):
+            return None
+        return occ.cell_centers()[occ.occupied.reshape(-1)]
 
     # ------------------------------------------------------------------ what the trainer may ask
     @property
@@ -90,11 +155,11 @@ class SurfaceModel(nn.Module):
         return self.color.assignment if self.segmented else None
 
     @property
-    def solo_head(self) -> Optional[int]:
+    def solo_head(self) -> int | None:
         """Index of the head a segmented model renders alone (pre-training one head), else None."""
         return self.color.solo if self.segmented else None
 
-    def set_solo_head(self, name: Optional[str]) -> None:
+    def set_solo_head(self, name: str | None) -> None:
         """Segmented models: render with head ``name`` alone (None: the mixture); no-op for other shading."""
         if self.segmented:
             self.color.solo = None if name is None else self.color.head_names.index(name)
@@ -104,7 +169,7 @@ class SurfaceModel(nn.Module):
         """The field's SDF at the points ``o + t d`` of ``t`` [k, S] (no graph), [k, S]."""
         return self.sdf.sdf((o[:, None] + d[:, None] * t[..., None]).reshape(-1, 3)).reshape(t.shape)
 
-    def _coarse_sdf(self, o: Tensor, d: Tensor, t: Tensor) -> tuple[Tensor, Optional[float]]:
+    def _coarse_sdf(self, o: Tensor, d: Tensor, t: Tensor) -> tuple[Tensor, float | None]:
         """The SDF the first up-sampling step reads at the stratified ``t`` [k, S] and, when it is the occupancy
         grid's cache (training with ``coarse_sdf=occupancy``, after the grid's first refresh), the cache's error
         margin (its cell size; None for the field's own values)."""
@@ -119,8 +184,9 @@ class SurfaceModel(nn.Module):
         return need_grad_graph and self.training and self.sampler_cfg.render_samples == "significant"
 
     @torch.no_grad()
-    def _sample_t(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
-                  select: bool = False) -> Samples:
+    def _sample_t(
+        self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState, select: bool = False
+    ) -> Samples:
         """Stratified samples then NeuS hierarchical up-sampling (see :class:`Samples`).
 
         The last step's new samples are not evaluated (NeuS' ``last=True``): nothing reads their SDF. With
@@ -135,7 +201,7 @@ class SurfaceModel(nn.Module):
         estimated = torch.full_like(t, margin is not None, dtype=torch.bool)  # [k, S] values from the cache
         per_step = cfg.n_importance // cfg.up_sample_steps
         for i in range(cfg.up_sample_steps - 1):
-            new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2 ** i)
+            new_t = neus_upsample(o, d, t, sdf, per_step, 64.0 * 2**i)
             new_sdf = self._field_sdf(o, d, new_t)
             evals += per_step
             t, order = merge_samples(t, new_t)
@@ -153,8 +219,9 @@ class SurfaceModel(nn.Module):
         return Samples(t_all, keep, evals)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, origins: Tensor, dirs: Tensor, bg_color: Tensor, state: RenderState,
-                need_grad_graph: bool = True) -> dict[str, Tensor]:
+    def forward(
+        self, origins: Tensor, dirs: Tensor, bg_color: Tensor, state: RenderState, need_grad_graph: bool = True
+    ) -> dict[str, Tensor]:
         """origins, dirs [n_rays, 3] (unit dirs), bg_color [n_rays, 3] used by a constant background.
 
         Returns rgb [n_rays,3], opacity [n_rays,1], depth [n_rays,1], normal [n_rays,3] (world, unit-ish);
@@ -166,16 +233,22 @@ class SurfaceModel(nn.Module):
         near, far, hit = near_far_sphere(origins, dirs, 1.0)
         sphere_far = far  # the NeRF++ background starts where the ray leaves the unit sphere
         if self.occupancy is not None:
-            near, far, hit = self.occupancy.ray_bounds(origins, dirs, near, far,
-                                                       self.sampler_cfg.occupancy_march_steps)
+            near, far, hit = self.occupancy.ray_bounds(origins, dirs, near, far, self.sampler_cfg.occupancy_march_steps)
         idx = hit.nonzero()[:, 0]
-        fg = self._foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
+        fg = self.render_foreground(origins[idx], dirs[idx], near[idx], far[idx], state, need_grad_graph)
         opacity = _scatter(n, idx, fg["opacity"])
         rgb = _scatter(n, idx, fg["rgb"])
         rgb = rgb + (1.0 - opacity) * self._background_behind(origins, dirs, sphere_far, bg_color, state, opacity)
-        out = {"rgb": rgb, "opacity": opacity, "depth": _scatter(n, idx, fg["depth"]),
-               "normal": _scatter(n, idx, fg["normal"]), "gradients": fg["gradients"], "inside": fg["inside"],
-               "inv_s": fg["inv_s"], "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1))}
+        out = {
+            "rgb": rgb,
+            "opacity": opacity,
+            "depth": _scatter(n, idx, fg["depth"]),
+            "normal": _scatter(n, idx, fg["normal"]),
+            "gradients": fg["gradients"],
+            "inside": fg["inside"],
+            "inv_s": fg["inv_s"],
+            "samples_per_ray": torch.tensor(idx.numel() * fg["n_samples"] / max(n, 1)),
+        }
         # NeRO shading: per-ray materials; in training, occlusion prediction/target at surface points [M, 1]
         out.update({key: _scatter(n, idx, fg[key]) for key in ("albedo", "metallic", "roughness") if key in fg})
         out.update({key: fg[key] for key in ("occ_pred", "occ_target", "reflectance") if key in fg})
@@ -189,30 +262,39 @@ class SurfaceModel(nn.Module):
             out["expert_loss"], self.sdf.last_expert_loss = self.sdf.last_expert_loss, None
         return out
 
-    def _foreground(self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState,
-                    need_grad_graph: bool) -> dict[str, Tensor]:
+    def render_foreground(
+        self, o: Tensor, d: Tensor, near: Tensor, far: Tensor, state: RenderState, need_grad_graph: bool
+    ) -> dict[str, Tensor]:
         """Volume-render the SDF along the k rays given (all tensors [k, ...]); in eval mode with
-        ``state.surface`` set, surface-first (``models/surface_first.py``)."""
+        ``state.surface`` set, surface-first (``models/traced_render.py``)."""
         if state.surface_first and not self.training and not need_grad_graph:
             return surface_first_foreground(self, o, d, near, far, state)
         samples = self._sample_t(o, d, near, far, state, select=self._selects_samples(need_grad_graph))
         extra = None  # with selected samples (all near the surface), free space keeps its eikonal term
         if samples.keep is not None and self.sampler_cfg.eikonal_points > 0 and o.shape[0] > 0:
             extra = self._eikonal_points(self.sampler_cfg.eikonal_points, o, state.generator)
-        fg = self._render_samples(o, d, samples.t, far, state, need_grad_graph, samples.keep, extra)
+        fg = self.render_at_samples(o, d, samples.t, far, state, need_grad_graph, samples.keep, extra)
         fg["n_samples"] += samples.evals
         return fg
 
     @staticmethod
-    def _eikonal_points(n: int, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    def _eikonal_points(n: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
         """n points [n, 3] uniform in the unit sphere."""
         u = torch.rand(n, 4, generator=generator, dtype=like.dtype, device=generator.device if generator else None)
         u = u.to(like.device)
         return F.normalize(u[:, :3] * 2.0 - 1.0, dim=-1) * u[:, 3:].pow(1.0 / 3.0)
 
-    def _render_samples(self, o: Tensor, d: Tensor, t: Tensor, far: Tensor, state: RenderState,
-                        need_grad_graph: bool, keep: Optional[Tensor] = None,
-                        extra: Optional[Tensor] = None) -> dict[str, Tensor]:
+    def render_at_samples(
+        self,
+        o: Tensor,
+        d: Tensor,
+        t: Tensor,
+        far: Tensor,
+        state: RenderState,
+        need_grad_graph: bool,
+        keep: Tensor | None = None,
+        extra: Tensor | None = None,
+    ) -> dict[str, Tensor]:
         """Shade and composite the samples ``t`` [k, S] (interval starts; the last interval ends at ``far``
         [k, 1]) of the k rays ``o``, ``d`` [k, 3]. Only the samples ``keep`` [k, S] (all when None) get the field;
         the others composite with zero opacity. ``extra`` points [P, 3] share the field's call (one kernel pass)
@@ -232,8 +314,9 @@ class SurfaceModel(nn.Module):
 
         p, view = pick(pts), pick(d[:, None].expand(k, n_s, 3))
         m = p.shape[0]
-        sdf, feat, grad_all = self.sdf.sdf_and_gradient(p if extra is None else torch.cat([p, extra]),
-                                                        create_graph=need_grad_graph)
+        sdf, feat, grad_all = self.sdf.sdf_and_gradient(
+            p if extra is None else torch.cat([p, extra]), create_graph=need_grad_graph
+        )
         sdf, feat, grad = sdf[:m], feat[:m], grad_all[:m]
         shade = self.shade(p, grad, view, feat, pick(o[:, None].expand(k, n_s, 3)))
         inv_s = self.variance.inv_s()
@@ -246,11 +329,32 @@ class SurfaceModel(nn.Module):
         if sel is not None:  # per-sample shading densified; 'reflectance' stays per evaluated sample (a loss term)
             shade = {key: (v if key == "reflectance" else dense(v)) for key, v in shade.items()}
         grad = dense(grad).reshape(k, n_s, 3)
-        fg.update({"rgb": accumulate(weights, shade["rgb"].reshape(k, n_s, 3)), "opacity": accumulate(weights),
-                   "depth": accumulate(weights, t_mid[..., None]),
-                   "normal": accumulate(weights, F.normalize(grad, dim=-1))})
+        fg.update(
+            {
+                "rgb": accumulate(weights, shade["rgb"].reshape(k, n_s, 3)),
+                "opacity": accumulate(weights),
+                "depth": accumulate(weights, t_mid[..., None]),
+                "normal": accumulate(weights, F.normalize(grad, dim=-1)),
+            }
+        )
         if self.nero is not None:
-            fg.update(self._nero_terms(shade, weights, pts, grad, d, inv_s, need_grad_graph, state))
+            occ = self.occupancy  # a refreshed grid: the occlusion march evaluates the SDF only in its cells
+            occupied = occ.lookup if occ is not None and bool(occ.initialized) else None
+            fg.update(
+                nero_ray_terms(
+                    shade,
+                    weights,
+                    pts,
+                    grad,
+                    d,
+                    inv_s,
+                    self.nero,
+                    self.sdf.sdf,
+                    occupied,
+                    need_grad_graph,
+                    state.generator,
+                )
+            )
         if self.segmented:
             K = shade["probs"].shape[-1]
             fg["material_probs"] = accumulate(weights, shade["probs"].reshape(k, n_s, K))
@@ -267,44 +371,9 @@ class SurfaceModel(nn.Module):
             return {"rgb": self.color(pts, grad, view, feat)}
         return self.color(pts, grad, view, feat, cam_origins=cam)
 
-    def _nero_terms(self, shade: dict, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor, inv_s: Tensor,
-                    training: bool, state: RenderState) -> dict[str, Tensor]:
-        """Per-ray albedo/metallic/roughness and, when training, NeRO's occlusion pairs at surface points:
-        occ_pred (the occlusion MLP, unclamped) and occ_target (SDF-marched hit probability), both [M, 1]."""
-        k, n_s = weights.shape
-        res = {key: accumulate(weights, shade[key].reshape(k, n_s, shade[key].shape[-1])) for key in ("albedo", "metallic", "roughness")}
-        if not training or self.nero.occ_points <= 0 or k == 0:
-            return res
-        sel = self._occlusion_samples(weights, pts, grad, d, state.generator)
-        if sel.numel() == 0:
-            return res
-        res["occ_pred"] = shade["occ_raw"][sel]
-        occ = self.occupancy  # a refreshed grid: the march evaluates the SDF only in its occupied cells
-        res["occ_target"] = march_occlusion(self.sdf.sdf, pts.reshape(-1, 3)[sel].detach(),
-                                            shade["reflected"][sel].detach(), float(inv_s.detach()),
-                                            self.nero.occ_steps, self.nero.occ_t_start,
-                                            occupied_fn=occ.lookup if occ is not None and bool(occ.initialized)
-                                            else None)
-        return res
-
-    @torch.no_grad()
-    def _occlusion_samples(self, weights: Tensor, pts: Tensor, grad: Tensor, d: Tensor,
-                           generator: Optional[torch.Generator]) -> Tensor:
-        """Flat sample indices [M <= occ_points]: the highest-weight sample of random rays that reach the
-        surface (opacity > 0.5), inside the unit sphere and facing the camera."""
-        k, n_s = weights.shape
-        rows = torch.arange(k, device=weights.device)
-        best = weights.argmax(-1)  # [k]
-        p, g = pts[rows, best], grad[rows, best]
-        ok = (weights.sum(-1) > 0.5) & (p.norm(dim=-1) < 0.999) & ((g * d).sum(-1) < 0)
-        cand = (rows * n_s + best)[ok]
-        if cand.numel() > self.nero.occ_points:
-            perm = torch.randperm(cand.numel(), generator=generator)[: self.nero.occ_points]
-            cand = cand[perm.to(cand.device)]
-        return cand
-
-    def _background_behind(self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState,
-                           opacity: Tensor) -> Tensor:
+    def _background_behind(
+        self, o: Tensor, d: Tensor, far: Tensor, bg_color: Tensor, state: RenderState, opacity: Tensor
+    ) -> Tensor:
         """The background [n, 3]; surface-first renders (``state.surface``, no grad) skip the rays the foreground
         covers (1 - opacity < 1e-4: the skipped term is below 1e-4 of the pixel), others evaluate every ray."""
         if self.background is None or torch.is_grad_enabled() or not state.surface_first:
@@ -321,29 +390,6 @@ class SurfaceModel(nn.Module):
         t = background_samples(far, self.n_bg_samples, state.perturb, state.generator)  # [n_rays, B]
         dists, t_mid = interval_dists(t, t[:, -1:], last=1e10)
         x = o[:, None] + d[:, None] * t_mid[..., None]
-        sigma, rgb = self.background(contract_inverted_sphere(x).reshape(-1, 4),
-                                     d[:, None].expand_as(x).reshape(-1, 3))
+        sigma, rgb = self.background(contract_inverted_sphere(x).reshape(-1, 4), d[:, None].expand_as(x).reshape(-1, 3))
         alpha = 1.0 - torch.exp(-sigma.reshape(t.shape) * dists)
         return accumulate(render_weights(alpha), rgb.reshape(*t.shape, 3))
-
-
-def _check_sampler(cfg) -> None:
-    """ConfigError for sampler settings the model cannot use."""
-    if cfg.coarse_sdf == "occupancy" and not cfg.occupancy:
-        raise ConfigError("sampler.coarse_sdf=occupancy reads the occupancy grid's SDF: set sampler.occupancy=true")
-    if not 0.0 < cfg.occupancy_explore <= 1.0:
-        raise ConfigError(f"sampler.occupancy_explore must be in (0, 1], got {cfg.occupancy_explore}")
-    if cfg.significant_threshold < 0.0 or cfg.eikonal_points < 0:
-        raise ConfigError("sampler.significant_threshold and sampler.eikonal_points must be >= 0")
-
-
-def background_kind(kind: str, has_masks: bool) -> str:
-    """``model.background.kind`` resolved: ``auto`` is a constant colour behind masked data, else NeRF++."""
-    if kind == "auto":
-        return "constant" if has_masks else "nerf++"
-    return kind
-
-
-def build_model(model_cfg, sampler_cfg, has_masks: bool) -> SurfaceModel:
-    """The surface model of a config for a dataset with (or without) foreground masks."""
-    return SurfaceModel(model_cfg, sampler_cfg, background_kind(model_cfg.background.kind, has_masks))

@@ -1,4 +1,5 @@
 """Renderers: volume rendering functions (NeuS); rasterizer and mesh tracer live beside."""
+
 from __future__ import annotations
 
 from lumisurf.renderers.volume import (

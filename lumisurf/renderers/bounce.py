@@ -12,10 +12,11 @@ table over a fixed Fibonacci set of D directions: ``Ebar(v) = sum_d W[v, d] env(
 interpolated over p's face with barycentrics. The table depends on the mesh only (computed once); the
 environment and materials enter at query time, so the bounce is differentiable w.r.t. both.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -35,22 +36,23 @@ def fibonacci_sphere(n: int, dtype=torch.float32) -> Tensor:
     return torch.stack([r * torch.cos(phi), r * torch.sin(phi), z], -1).to(dtype)
 
 
-def visibility_table(tracer: MeshTracer, dirs: Tensor, offset: float = 1e-3, chunk: int = 4096,
-                     progress: bool = False) -> Tensor:
+def visibility_table(
+    tracer: MeshTracer, dirs: Tensor, offset: float = 1e-3, chunk: int = 4096, progress: bool = False
+) -> Tensor:
     """W [V, D] (float16): visible(v, d) max(n_v . d, 0) 4 / D for every vertex v and direction d [D, 3]."""
     v = torch.as_tensor(tracer.vertices, dtype=torch.float32)
     n = torch.as_tensor(tracer.vertex_normals, dtype=torch.float32)
     D = dirs.shape[0]
     table = torch.zeros(v.shape[0], D, dtype=torch.float16)
     for s in tqdm(range(0, v.shape[0], chunk), desc="bounce visibility", disable=not progress):
-        vs, ns = v[s:s + chunk], n[s:s + chunk]
+        vs, ns = v[s : s + chunk], n[s : s + chunk]
         cos = (ns @ dirs.T).clamp_min(0.0)  # [c, D]
         idx = (cos > 0).nonzero()
         origins = vs[idx[:, 0]] + offset * ns[idx[:, 0]]
         free = ~tracer.occluded(origins, dirs[idx[:, 1]])
         w = torch.zeros_like(cos)
         w[idx[:, 0], idx[:, 1]] = cos[idx[:, 0], idx[:, 1]] * free.to(cos.dtype) * (4.0 / D)
-        table[s:s + chunk] = w.to(torch.float16)
+        table[s : s + chunk] = w.to(torch.float16)
     return table
 
 

@@ -1,4 +1,5 @@
 """The one chunked, no-grad render loop: rays by chunks through a model in eval mode, whole views on top."""
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,9 @@ OPTIONAL_KEYS = ("material_probs",)
 
 
 @torch.no_grad()
-def render_rays(model, origins: Tensor, dirs: Tensor, bg_color: Tensor, state, chunk: int = 1024,
-                keys: tuple[str, ...] = VIEW_KEYS) -> dict[str, Tensor]:
+def render_rays(
+    model, origins: Tensor, dirs: Tensor, bg_color: Tensor, state, chunk: int = 1024, keys: tuple[str, ...] = VIEW_KEYS
+) -> dict[str, Tensor]:
     """Render rays ``origins``, unit ``dirs`` ``[N, 3]`` over ``bg_color`` ``[3]`` in chunks of ``chunk`` rays.
 
     The model runs in eval mode (no training-only terms such as NeRO's occlusion march) and is put back in
@@ -23,7 +25,7 @@ def render_rays(model, origins: Tensor, dirs: Tensor, bg_color: Tensor, state, c
     model.eval()
     try:
         for i in range(0, origins.shape[0], chunk):
-            oc, dc = origins[i:i + chunk], dirs[i:i + chunk]
+            oc, dc = origins[i : i + chunk], dirs[i : i + chunk]
             res = model(oc, dc, bg_color.expand(oc.shape[0], 3), state, need_grad_graph=False)
             for k in OPTIONAL_KEYS:  # e.g. the material assignment of a segmented model [chunk, K]
                 if k in res and k not in keys:
@@ -35,13 +37,10 @@ def render_rays(model, origins: Tensor, dirs: Tensor, bg_color: Tensor, state, c
     return {k: torch.cat(v, 0) for k, v in out.items()}
 
 
-def render_view(model, cameras: Cameras, cam: int, bg_color: Tensor, state, chunk: int = 1024,
-                downscale: int = 1) -> dict[str, Tensor]:
-    """Render camera ``cam``; returns rgb [h,w,3], opacity [h,w,1], depth [h,w,1] (ray distance), normal [h,w,3]
-    and, for a segmented model, material_probs [h,w,K] (opacity-weighted). A model that renders whole views
-    (``render_camera``, e.g. sparse voxels) renders it itself."""
-    if hasattr(model, "render_camera"):
-        return model.render_camera(cameras, cam, bg_color, downscale)
-    o, d, h, w = cameras.pixel_rays(cam, downscale)
-    out = render_rays(model, o, d, bg_color, state, chunk)
-    return {k: v.reshape(h, w, -1) for k, v in out.items()}
+def render_view(
+    model, cameras: Cameras, cam: int, bg_color: Tensor, state, chunk: int = 1024, downscale: int = 1
+) -> dict[str, Tensor]:
+    """Render camera ``cam`` (:meth:`lumisurf.models.protocol.SceneModel.render_camera`): rgb [h,w,3], opacity
+    [h,w,1], depth [h,w,1] (ray distance), normal [h,w,3] and, for a segmented model, material_probs [h,w,K]
+    (opacity-weighted)."""
+    return model.render_camera(cameras, cam, bg_color, state, chunk=chunk, downscale=downscale)

@@ -4,9 +4,8 @@ shading under an environment map with visibility (``shading/monte_carlo.py``), a
 Images are linear radiance [H, W, 3] with coverage alpha [H, W] (fraction of a pixel's jittered rays
 that hit the mesh); the caller encodes to sRGB and composites over a background.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -19,7 +18,7 @@ from lumisurf.shading.monte_carlo import Strategy, shade
 
 def jittered_pixels(h: int, w: int, spp: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """Pixel positions [spp, h*w] (col, row continuous): stratified on a k x k grid when spp = k^2."""
-    k = int(round(spp ** 0.5))
+    k = int(round(spp**0.5))
     rows = torch.arange(h, dtype=torch.float32)[:, None].expand(h, w).reshape(-1)
     cols = torch.arange(w, dtype=torch.float32)[None, :].expand(h, w).reshape(-1)
     px, py = [], []
@@ -33,10 +32,19 @@ def jittered_pixels(h: int, w: int, spp: int, generator: torch.Generator) -> tup
 
 
 @torch.no_grad()
-def render_mesh_view(tracer: MeshTracer, field, lighting: Lighting, cameras: Cameras, cam: int,
-                     spp: int = 4, light_samples: int = 128, strategy: Optional[Strategy] = None,
-                     env_sampler=None, generator: Optional[torch.Generator] = None,
-                     chunk: int = 2048) -> tuple[Tensor, Tensor]:
+def render_mesh_view(
+    tracer: MeshTracer,
+    field,
+    lighting: Lighting,
+    cameras: Cameras,
+    cam: int,
+    spp: int = 4,
+    light_samples: int = 128,
+    strategy: Strategy | None = None,
+    env_sampler=None,
+    generator: torch.Generator | None = None,
+    chunk: int = 2048,
+) -> tuple[Tensor, Tensor]:
     """Linear rgb [H, W, 3] and coverage [H, W] of camera ``cam`` (pixel box filter, ``spp`` rays a pixel)."""
     gen = generator or torch.Generator().manual_seed(cam)
     strategy = strategy or Strategy(ggx=0.4, cosine=0.2, env=0.4 if env_sampler is not None else 0.0)
@@ -52,11 +60,23 @@ def render_mesh_view(tracer: MeshTracer, field, lighting: Lighting, cameras: Cam
         hit_idx = hits.hit.nonzero()[:, 0]
         hit_count[hit_idx.cpu()] += 1
         for start in range(0, hit_idx.numel(), chunk):
-            sel = hit_idx[start:start + chunk]
+            sel = hit_idx[start : start + chunk]
             x, n = hits.points[sel], hits.normals[sel]
             mat = field(x)
-            lin = shade(x, n, -d[sel], mat["albedo"], mat["metallic"], mat["roughness"], lighting.radiance,
-                        tracer.occluded, light_samples, strategy, gen, env_sampler)
+            lin = shade(
+                x,
+                n,
+                -d[sel],
+                mat["albedo"],
+                mat["metallic"],
+                mat["roughness"],
+                lighting.radiance,
+                tracer.occluded,
+                light_samples,
+                strategy,
+                gen,
+                env_sampler,
+            )
             rgb[sel.cpu()] += lin.float().cpu()
     return (rgb / spp).reshape(h, w, 3), (hit_count / spp).reshape(h, w)
 

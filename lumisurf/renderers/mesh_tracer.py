@@ -7,6 +7,7 @@ the hit distance, barycentrics, point and normals of the chosen face in the rays
 agree to round-off. Triangles are double-sided (no back-face culling). ``t`` is the ray parameter
 (the distance for unit ``dirs``).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -20,6 +21,7 @@ from torch import Tensor
 try:  # Embree is optional: without it the brute-force torch backend runs.
     from embreex import rtcore_scene
     from embreex.mesh_construction import TriangleMesh as _EmbreeTriangleMesh
+
     HAS_EMBREE = True
 except ImportError:  # pragma: no cover - depends on the environment
     HAS_EMBREE = False
@@ -71,17 +73,23 @@ class MeshTracer:
         global _warned_fallback
         self.vertices = _as_numpy(vertices, np.float64)  # [V, 3]
         self.faces = _as_numpy(faces, np.int64)  # [F, 3]
-        if self.vertices.ndim != 2 or self.vertices.shape[1:] != (3,) or self.faces.ndim != 2 \
-                or self.faces.shape[1:] != (3,):
-            raise ValueError(f"expected vertices [V, 3] and faces [F, 3], got {self.vertices.shape}, "
-                             f"{self.faces.shape}")
+        if (
+            self.vertices.ndim != 2
+            or self.vertices.shape[1:] != (3,)
+            or self.faces.ndim != 2
+            or self.faces.shape[1:] != (3,)
+        ):
+            raise ValueError(
+                f"expected vertices [V, 3] and faces [F, 3], got {self.vertices.shape}, {self.faces.shape}"
+            )
         if vertex_normals is None:
             vertex_normals = _angle_weighted_normals(self.vertices, self.faces)
         self.vertex_normals = _as_numpy(vertex_normals, np.float64)  # [V, 3]
         if backend == "auto":
             backend = "embree" if HAS_EMBREE else "torch"
             if not HAS_EMBREE and not _warned_fallback:
-                warnings.warn("embreex is not installed: MeshTracer uses the brute-force torch backend (slow)")
+                msg = "embreex is not installed: MeshTracer uses the brute-force torch backend (slow)"
+                warnings.warn(msg, stacklevel=2)
                 _warned_fallback = True
         if backend == "embree" and not HAS_EMBREE:
             raise ImportError("MeshTracer backend 'embree' needs the embreex package (pip install embreex)")
@@ -93,8 +101,7 @@ class MeshTracer:
 
     def _build_embree(self):
         scene = rtcore_scene.EmbreeScene()
-        _EmbreeTriangleMesh(scene=scene, vertices=self.vertices.astype(np.float32),
-                            indices=self.faces.astype(np.int32))
+        _EmbreeTriangleMesh(scene=scene, vertices=self.vertices.astype(np.float32), indices=self.faces.astype(np.int32))
         return scene
 
     def _tensors(self, like: Tensor) -> dict[str, Tensor]:
@@ -105,7 +112,10 @@ class MeshTracer:
             f = torch.as_tensor(self.faces, device=like.device)
             tri = v[f]  # [F, 3 corners, 3]
             self._cache[key] = {
-                "faces": f, "v0": tri[:, 0], "e1": tri[:, 1] - tri[:, 0], "e2": tri[:, 2] - tri[:, 0],
+                "faces": f,
+                "v0": tri[:, 0],
+                "e1": tri[:, 1] - tri[:, 0],
+                "e2": tri[:, 2] - tri[:, 0],
                 "vn": torch.as_tensor(self.vertex_normals, dtype=like.dtype, device=like.device),
                 "centre": 0.5 * (v.min(0).values + v.max(0).values) if len(v) else v.new_zeros(3),
             }
@@ -145,7 +155,7 @@ class MeshTracer:
     def _embree_occluded(self, origins: Tensor, dirs: Tensor, t_max: Tensor, eps: float) -> Tensor:
         o = origins.detach().cpu().double().numpy()
         d = dirs.detach().cpu().double().numpy()
-        span = (t_max.detach().cpu().double().numpy() - eps)
+        span = t_max.detach().cpu().double().numpy() - eps
         live = span > 0
         out = np.zeros(o.shape[0], dtype=bool)
         if live.any():
@@ -167,12 +177,16 @@ class MeshTracer:
             v0, e1, e2 = m["v0"] - m["centre"], m["e1"], m["e2"]
             nrm = torch.cross(e1, e2, dim=-1)
             z, z1 = torch.zeros_like(nrm), torch.zeros_like(nrm[:, :1])
-            rows = [torch.cat([-nrm, z, z, z1], 1),
-                    torch.cat([-torch.cross(e2, v0, dim=-1), e2, z, z1], 1),
-                    torch.cat([-torch.cross(v0, e1, dim=-1), -e1, z, z1], 1),
-                    torch.cat([z, z, nrm, -(v0 * nrm).sum(-1, keepdim=True)], 1)]
-            m["chunks"] = [torch.cat([r[f0:f0 + _FACE_CHUNK] for r in rows], 0).T.contiguous()
-                           for f0 in range(0, nrm.shape[0], _FACE_CHUNK)]
+            rows = [
+                torch.cat([-nrm, z, z, z1], 1),
+                torch.cat([-torch.cross(e2, v0, dim=-1), e2, z, z1], 1),
+                torch.cat([-torch.cross(v0, e1, dim=-1), -e1, z, z1], 1),
+                torch.cat([z, z, nrm, -(v0 * nrm).sum(-1, keepdim=True)], 1),
+            ]
+            m["chunks"] = [
+                torch.cat([r[f0 : f0 + _FACE_CHUNK] for r in rows], 0).T.contiguous()
+                for f0 in range(0, nrm.shape[0], _FACE_CHUNK)
+            ]
         return m["chunks"]
 
     def _torch_scan(self, origins: Tensor, dirs: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,9 +6,10 @@ SDF slope taken from the two end values (finite differences, as NeuS up-sampling
 intervals where the SDF decreases counted (the ray enters a surface there), give the probability that the
 ray is blocked: ``1 - prod(1 - alpha)``. No gradients: the result is a training target.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -29,9 +30,16 @@ def entering_alpha(t: Tensor, sdf: Tensor, inv_s: float) -> Tensor:
 
 
 @torch.no_grad()
-def march_occlusion(sdf_fn: Callable[[Tensor], Tensor], points: Tensor, dirs: Tensor, inv_s: float,
-                    n_steps: int, t_start: float = 0.0, radius: float = 1.0,
-                    occupied_fn: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+def march_occlusion(
+    sdf_fn: Callable[[Tensor], Tensor],
+    points: Tensor,
+    dirs: Tensor,
+    inv_s: float,
+    n_steps: int,
+    t_start: float = 0.0,
+    radius: float = 1.0,
+    occupied_fn: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """Probability ``[M, 1]`` that rays from ``points`` ``[M, 3]`` along unit ``dirs`` ``[M, 3]`` hit the SDF.
 
     ``sdf_fn``: points ``[P, 3]`` -> sdf ``[P]`` (normalised frame). The SDF is evaluated at ``n_steps``

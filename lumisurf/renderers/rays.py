@@ -1,12 +1,14 @@
 """Ray geometry shared by the samplers and the secondary-ray renderers (rays in the normalised frame)."""
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 
-def near_far_sphere(origins: Tensor, dirs: Tensor, radius: float = 1.0,
-                    min_near: float = 0.05) -> tuple[Tensor, Tensor, Tensor]:
+def near_far_sphere(
+    origins: Tensor, dirs: Tensor, radius: float = 1.0, min_near: float = 0.05
+) -> tuple[Tensor, Tensor, Tensor]:
     """Entry/exit distances of rays with the sphere ``|x| = radius``.
 
     ``origins``, ``dirs`` (unit): ``[n_rays, 3]``. Returns ``near`` ``[n_rays, 1]`` (at least

@@ -10,10 +10,11 @@ records how close each ray came, and such rays are flagged for the full sampler 
 Pure functions of ``[n_rays]`` / ``[n_rays, n_samples]`` tensors, no autograd (rendering only). Rays are
 ``o + t d`` with unit ``d``; ``t`` in scene units; ``sdf_fn`` maps points ``[N, 3]`` to ``[N]``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -34,8 +35,9 @@ class TraceResult:
     evals: int = 0  # SDF evaluations spent (all rays together)
 
 
-def _secant(sdf_fn: SdfFn, o: Tensor, d: Tensor, t0: Tensor, s0: Tensor, t1: Tensor, s1: Tensor,
-            iters: int) -> tuple[Tensor, Tensor]:
+def _secant(
+    sdf_fn: SdfFn, o: Tensor, d: Tensor, t0: Tensor, s0: Tensor, t1: Tensor, s1: Tensor, iters: int
+) -> tuple[Tensor, Tensor]:
     """Regula falsi on brackets ``s0 > 0 >= s1``; returns the root estimate and |slope| of the last bracket."""
     for _ in range(iters):
         t = t0 + s0 * (t1 - t0) / (s0 - s1).clamp_min(1e-12)
@@ -55,9 +57,18 @@ def _closer(clearance: Tensor, t_close: Tensor, rows: Tensor, s: Tensor, t: Tens
 
 
 @torch.no_grad()
-def sphere_trace(sdf_fn: SdfFn, o: Tensor, d: Tensor, near: Tensor, far: Tensor, max_steps: int = 64,
-                 relax: float = 0.9, min_step: float = 1e-3, refine: int = 3, approaching: bool = True
-                 ) -> TraceResult:
+def sphere_trace(
+    sdf_fn: SdfFn,
+    o: Tensor,
+    d: Tensor,
+    near: Tensor,
+    far: Tensor,
+    max_steps: int = 64,
+    relax: float = 0.9,
+    min_step: float = 1e-3,
+    refine: int = 3,
+    approaching: bool = True,
+) -> TraceResult:
     """Relaxed sphere tracing from ``near`` to ``far`` (``[n_rays]``) to the first + -> - crossing.
 
     Steps are ``max(relax * sdf, min_step)`` (the learned SDF is only roughly 1-Lipschitz, hence ``relax``
@@ -105,13 +116,21 @@ def sphere_trace(sdf_fn: SdfFn, o: Tensor, d: Tensor, near: Tensor, far: Tensor,
         idx = hit.nonzero()[:, 0]
         t[idx], slope[idx] = _secant(sdf_fn, o[idx], d[idx], t_prev[idx], s_prev[idx], t_in[idx], s_in[idx], refine)
         evals += refine * idx.numel()
-    return TraceResult(t=t, slope=slope, hit=hit, clearance=clearance, t_close=t_close,
-                       done=done, evals=evals)
+    return TraceResult(t=t, slope=slope, hit=hit, clearance=clearance, t_close=t_close, done=done, evals=evals)
 
 
 @torch.no_grad()
-def exit_trace(sdf_fn: SdfFn, o: Tensor, d: Tensor, t0: Tensor, far: Tensor, max_steps: int = 32,
-               relax: float = 0.9, min_step: float = 1e-3, tol: float = 0.0) -> tuple[Tensor, Tensor]:
+def exit_trace(
+    sdf_fn: SdfFn,
+    o: Tensor,
+    d: Tensor,
+    t0: Tensor,
+    far: Tensor,
+    max_steps: int = 32,
+    relax: float = 0.9,
+    min_step: float = 1e-3,
+    tol: float = 0.0,
+) -> tuple[Tensor, Tensor]:
     """March on from ``t0`` (``[n_rays]``, just behind a crossing, possibly still inside) to where the ray
     leaves the surface (SDF > 0) with steps ``max(relax |sdf|, min_step)``.
 
@@ -141,8 +160,17 @@ def exit_trace(sdf_fn: SdfFn, o: Tensor, d: Tensor, t0: Tensor, far: Tensor, max
 
 
 @torch.no_grad()
-def descend(sdf_fn: SdfFn, o: Tensor, d: Tensor, t0: Tensor, far: Tensor, floor: float, max_steps: int = 16,
-            relax: float = 0.9, min_step: float = 1e-3) -> Tensor:
+def descend(
+    sdf_fn: SdfFn,
+    o: Tensor,
+    d: Tensor,
+    t0: Tensor,
+    far: Tensor,
+    floor: float,
+    max_steps: int = 16,
+    relax: float = 0.9,
+    min_step: float = 1e-3,
+) -> Tensor:
     """From a crossing ``t0`` (``[n_rays]``) march inward with steps ``max(relax |sdf|, min_step)`` until the
     SDF is down to ``floor`` (< 0: the ray is absorbed there), starts rising again (a thin part: its bottom
     was passed) or ``far``; returns that distance (``[n_rays]``), where a band behind the crossing ends."""

@@ -4,9 +4,8 @@ Pure functions over ``[n_rays, n_samples]`` tensors; device and dtype come from 
 Distances ``t`` along a ray are in scene units (unit rays, so depth = t). Samples are ordered
 front to back along each ray.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +19,7 @@ def _interval_alpha(prev_cdf: Tensor, next_cdf: Tensor) -> Tensor:
     return ((prev_cdf - next_cdf + _ALPHA_EPS) / (prev_cdf + _ALPHA_EPS)).clip(0.0, 1.0)
 
 
-def neus_alpha(sdf: Tensor, true_cos: Tensor, dists: Tensor, inv_s: Tensor,
-               cos_anneal_ratio: float = 1.0) -> Tensor:
+def neus_alpha(sdf: Tensor, true_cos: Tensor, dists: Tensor, inv_s: Tensor, cos_anneal_ratio: float = 1.0) -> Tensor:
     """NeuS discrete opacity of each sample interval (Wang et al. 2021, eq. 13) with cos annealing.
 
     ``sdf`` is evaluated at the interval mid point, ``true_cos`` = dot(ray dir, sdf gradient)
@@ -61,7 +59,7 @@ def render_weights(alpha: Tensor) -> Tensor:
     return alpha * transmittance(alpha)
 
 
-def accumulate(weights: Tensor, values: Optional[Tensor] = None) -> Tensor:
+def accumulate(weights: Tensor, values: Tensor | None = None) -> Tensor:
     """Weighted sum over samples.
 
     ``weights`` ``[n_rays, n_samples]``; ``values`` ``[n_rays, n_samples, C]`` -> ``[n_rays, C]``.
@@ -73,7 +71,7 @@ def accumulate(weights: Tensor, values: Optional[Tensor] = None) -> Tensor:
 
 
 def composite_background(rgb: Tensor, opacity: Tensor, background: Tensor) -> Tensor:
-    """Over-composite a (premultiplied) ray colour on a background.
+    """Over-composite a (premultiplied) ray color on a background.
 
     ``rgb`` ``[n_rays, 3]``, ``opacity`` ``[n_rays, 1]``, ``background`` ``[n_rays, 3]`` or ``[3]``.
     Returns ``rgb + (1 - opacity) * background`` ``[n_rays, 3]``.

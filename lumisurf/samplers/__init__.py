@@ -1,4 +1,5 @@
 """Samplers: where along each ray the fields are evaluated."""
+
 from __future__ import annotations
 
 from lumisurf.samplers.ray_samplers import (

@@ -11,9 +11,8 @@ The refresh's SDF values at the cell centres are kept too (:meth:`coarse_sdf`): 
 the coarse SDF a proposal network would give, at no field evaluation (``sampler.coarse_sdf=occupancy``). They
 live only in memory (not in checkpoints): until the first refresh of a process there is no cache.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +40,9 @@ class OccupancyGrid(nn.Module):
         return torch.stack(torch.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3)
 
     @torch.no_grad()
-    def update(self, sdf_fn, inv_s: float, chunk: int = 65536, explore: float = 1.0,
-               generator: Optional[torch.Generator] = None) -> float:
+    def update(
+        self, sdf_fn, inv_s: float, chunk: int = 65536, explore: float = 1.0, generator: torch.Generator | None = None
+    ) -> float:
         """Re-mark cells from ``sdf_fn`` ([N,3] -> [N]); returns the occupied fraction.
 
         ``explore`` < 1 (nerfacc's partial update): once this process has refreshed the whole grid, only the cells
@@ -56,10 +56,10 @@ class OccupancyGrid(nn.Module):
             draw = torch.rand(near.shape, generator=generator, device=generator.device if generator else None)
             cand = (near | (draw.to(near.device) < explore)).reshape(-1).nonzero()[:, 0]
             centers = centers[cand]
-        sdf = torch.cat([sdf_fn(centers[i:i + chunk]) for i in range(0, centers.shape[0], chunk)])
-        threshold = 0.5 * 3 ** 0.5 * self.cell_size + self.band / max(inv_s, 1e-6)
+        sdf = torch.cat([sdf_fn(centers[i : i + chunk]) for i in range(0, centers.shape[0], chunk)])
+        threshold = 0.5 * 3**0.5 * self.cell_size + self.band / max(inv_s, 1e-6)
         # rays are only sampled inside the unit sphere: cells wholly outside it never matter
-        occ = (sdf.abs() <= threshold) & (centers.norm(dim=-1) <= self.bound + 0.5 * 3 ** 0.5 * self.cell_size)
+        occ = (sdf.abs() <= threshold) & (centers.norm(dim=-1) <= self.bound + 0.5 * 3**0.5 * self.cell_size)
         if cand is None:
             self.occupied.copy_(occ.reshape(self.occupied.shape))
             self.sdf_cache = sdf.reshape(1, 1, *self.occupied.shape).to(torch.float32)
@@ -70,7 +70,7 @@ class OccupancyGrid(nn.Module):
         return float(self.occupied.float().mean())
 
     @torch.no_grad()
-    def coarse_sdf(self, points: Tensor) -> Optional[Tensor]:
+    def coarse_sdf(self, points: Tensor) -> Tensor | None:
         """The SDF at points [N, 3] interpolated trilinearly between the last refresh's cell-centre values (clamped
         to the outer centres), [N]; None before the first refresh of this process."""
         if self.sdf_cache.numel() == 0:
@@ -88,15 +88,19 @@ class OccupancyGrid(nn.Module):
         return self.occupied[idx[..., 0], idx[..., 1], idx[..., 2]] & inside
 
     @torch.no_grad()
-    def ray_bounds(self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int,
-                   kernel: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    def ray_bounds(
+        self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int, kernel: bool = True
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Tighten [near, far] [n_rays, 1] to the occupied stretch; returns near, far, hit [n_rays].
 
         The march runs in a Warp kernel when it can (``kernel``), else in torch (:meth:`occupied_steps`)."""
         if not bool(self.initialized):
             return near, far, (far > near)[:, 0]
-        steps = ray_bounds_warp(self.occupied, self.bound, self.cell_size, origins, dirs, near, far, n_steps) \
-            if kernel else None
+        steps = (
+            ray_bounds_warp(self.occupied, self.bound, self.cell_size, origins, dirs, near, far, n_steps)
+            if kernel
+            else None
+        )
         first, last = steps if steps is not None else self.occupied_steps(origins, dirs, near, far, n_steps)
         hit = (first >= 0) & (far > near)[:, 0]
         step = (far - near) / n_steps
@@ -106,8 +110,9 @@ class OccupancyGrid(nn.Module):
         new_far = torch.where(hit[:, None], torch.minimum(far, t[:, 1:] + step), near)
         return new_near, new_far, hit
 
-    def occupied_steps(self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int
-                       ) -> tuple[Tensor, Tensor]:
+    def occupied_steps(
+        self, origins: Tensor, dirs: Tensor, near: Tensor, far: Tensor, n_steps: int
+    ) -> tuple[Tensor, Tensor]:
         """First and last occupied stratum centre [n_rays] (-1: none) of ``n_steps`` over [near, far]
         (plain torch: the Warp kernel's twin)."""
         u = (torch.arange(n_steps, device=near.device, dtype=near.dtype) + 0.5) / n_steps  # [S]

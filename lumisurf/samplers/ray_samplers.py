@@ -5,9 +5,8 @@ scene units (the object sits inside the unit sphere after normalisation). ``t`` 
 ``[n_rays, n_samples]`` sorted increasingly. Random draws take an optional ``torch.Generator``
 (its device is used for the draw, the result moves to the inputs' device).
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 from torch import Tensor
@@ -16,7 +15,7 @@ from lumisurf.renderers.rays import near_far_sphere  # noqa: F401  (part of the 
 from lumisurf.renderers.volume import alpha_from_sdf_interval, render_weights
 
 
-def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+def _uniform(shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """U[0, 1) samples of ``shape`` with ``like``'s dtype and device."""
     if generator is None:
         return torch.rand(shape, dtype=like.dtype, device=like.device)
@@ -24,8 +23,9 @@ def _uniform(shape, like: Tensor, generator: Optional[torch.Generator]) -> Tenso
     return u.to(like.device)
 
 
-def stratified_samples(near: Tensor, far: Tensor, n_samples: int, perturb: bool,
-                       generator: Optional[torch.Generator] = None) -> Tensor:
+def stratified_samples(
+    near: Tensor, far: Tensor, n_samples: int, perturb: bool, generator: torch.Generator | None = None
+) -> Tensor:
     """``n_samples`` distances in ``[near, far]`` (both ``[n_rays, 1]``), one per equal stratum.
 
     Deterministic: stratum mid points. ``perturb``: uniform within each stratum.
@@ -40,8 +40,9 @@ def stratified_samples(near: Tensor, far: Tensor, n_samples: int, perturb: bool,
     return near + (far - near) * u
 
 
-def sample_pdf(bins: Tensor, weights: Tensor, n_samples: int, deterministic: bool,
-               generator: Optional[torch.Generator] = None) -> Tensor:
+def sample_pdf(
+    bins: Tensor, weights: Tensor, n_samples: int, deterministic: bool, generator: torch.Generator | None = None
+) -> Tensor:
     """Inverse-CDF sampling of the piecewise-constant pdf given by ``weights`` on ``bins``.
 
     ``bins`` ``[n_rays, S + 1]`` sorted edges, ``weights`` ``[n_rays, S]`` (non-negative, a small
@@ -54,8 +55,9 @@ def sample_pdf(bins: Tensor, weights: Tensor, n_samples: int, deterministic: boo
     pdf = w / w.sum(-1, keepdim=True)
     cdf = torch.cat([torch.zeros_like(pdf[:, :1]), torch.cumsum(pdf, -1)], dim=-1)  # [n_rays, S+1]
     if deterministic:
-        u = torch.linspace(0.5 / n_samples, 1.0 - 0.5 / n_samples, n_samples,
-                           dtype=bins.dtype, device=bins.device).expand(n_rays, n_samples)
+        u = torch.linspace(
+            0.5 / n_samples, 1.0 - 0.5 / n_samples, n_samples, dtype=bins.dtype, device=bins.device
+        ).expand(n_rays, n_samples)
     else:
         u = torch.sort(_uniform((n_rays, n_samples), bins, generator), dim=-1).values
     u = u.contiguous()
@@ -92,8 +94,9 @@ def section_weights(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, inv_s
     return render_weights(alpha)
 
 
-def neus_upsample(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_importance: int,
-                  inv_s: float, radius: float = 1.0) -> Tensor:
+def neus_upsample(
+    origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_importance: int, inv_s: float, radius: float = 1.0
+) -> Tensor:
     """One NeuS hierarchical up-sampling step (Wang et al. 2021, sec. 3.4).
 
     The :func:`section_weights` of ``t``, ``sdf`` ``[n_rays, S]`` at the fixed ``inv_s`` (NeuS: ``64 * 2**i`` at
@@ -104,8 +107,9 @@ def neus_upsample(origins: Tensor, dirs: Tensor, t: Tensor, sdf: Tensor, n_impor
     return sample_pdf(t.detach(), weights, n_importance, deterministic=True).detach()
 
 
-def significant_samples(t_ref: Tensor, weights_ref: Tensor, t: Tensor, threshold: float,
-                        also: Optional[Tensor] = None) -> Tensor:
+def significant_samples(
+    t_ref: Tensor, weights_ref: Tensor, t: Tensor, threshold: float, also: Tensor | None = None
+) -> Tensor:
     """Which samples of ``t`` ``[n_rays, S']`` (sorted, a refinement of ``t_ref`` ``[n_rays, S]``: every sample of
     ``t_ref`` is in ``t``) lie in an interval of ``t_ref`` whose weight ``weights_ref`` ``[n_rays, S - 1]`` (e.g.
     :func:`section_weights`) exceeds ``threshold``, or next to one (one interval of margin on each side, for
@@ -133,7 +137,7 @@ def merge_samples(t_a: Tensor, t_b: Tensor) -> tuple[Tensor, Tensor]:
     return t_sorted, idx
 
 
-def interval_dists(t: Tensor, far: Tensor, last: Optional[float] = None) -> tuple[Tensor, Tensor]:
+def interval_dists(t: Tensor, far: Tensor, last: float | None = None) -> tuple[Tensor, Tensor]:
     """Interval lengths and mid points of samples ``t`` ``[n_rays, S]``.
 
     ``dists[:, i] = t[:, i+1] - t[:, i]``; the last one is ``far - t[:, -1]`` (``far`` ``[n_rays, 1]``,
@@ -147,8 +151,7 @@ def interval_dists(t: Tensor, far: Tensor, last: Optional[float] = None) -> tupl
     return dists, t + 0.5 * dists
 
 
-def background_samples(far: Tensor, n_samples: int, perturb: bool,
-                       generator: Optional[torch.Generator] = None) -> Tensor:
+def background_samples(far: Tensor, n_samples: int, perturb: bool, generator: torch.Generator | None = None) -> Tensor:
     """NeRF++ outside samples beyond ``far`` ``[n_rays, 1]``, uniform in inverse depth.
 
     Sample ``k`` sits at ``t = far / u_k`` with ``u`` from ``1 - 1/(n+1)`` down to ``1e-3``
@@ -156,8 +159,9 @@ def background_samples(far: Tensor, n_samples: int, perturb: bool,
     Returns sorted ``t`` ``[n_rays, n_samples]``, all ``> far``.
     """
     n_rays = far.shape[0]
-    u = torch.linspace(1e-3, 1.0 - 1.0 / (n_samples + 1), n_samples, dtype=far.dtype,
-                       device=far.device).expand(n_rays, n_samples)
+    u = torch.linspace(1e-3, 1.0 - 1.0 / (n_samples + 1), n_samples, dtype=far.dtype, device=far.device).expand(
+        n_rays, n_samples
+    )
     if perturb and n_samples > 1:
         mids = 0.5 * (u[:, 1:] + u[:, :-1])
         upper = torch.cat([mids, u[:, -1:]], dim=-1)

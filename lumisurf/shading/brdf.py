@@ -6,6 +6,7 @@ alpha = roughness^2 (Mitsuba / Disney), height-correlated Smith masking-shadowin
 Materials: albedo [..., 3] linear, metallic [..., 1], roughness [..., 1]; F0 as Mitsuba's principled
 BSDF (specular = 0.5 -> 0.04 for dielectrics). pdfs are per steradian of l.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,9 @@ def fresnel_schlick(f0: Tensor, v_dot_h: Tensor) -> Tensor:
     return f0 + (1 - f0) * (1 - v_dot_h.clamp(0.0, 1.0)) ** 5
 
 
-def eval_brdf_cos(n: Tensor, v: Tensor, l: Tensor, albedo: Tensor, metallic: Tensor,
-                  roughness: Tensor, specular: float = 0.5) -> Tensor:
+def eval_brdf_cos(
+    n: Tensor, v: Tensor, l: Tensor, albedo: Tensor, metallic: Tensor, roughness: Tensor, specular: float = 0.5
+) -> Tensor:
     """f(v, l) max(n.l, 0) [..., 3]: albedo (1 - metallic) / pi + D G F / (4 n.v n.l); 0 when n.v <= 0
     or n.l <= 0."""
     nl, nv = _dot(n, l), _dot(n, v)
@@ -104,8 +106,11 @@ def sample_ggx_reflection(n: Tensor, v: Tensor, roughness: Tensor, xi: Tensor) -
     vl = torch.cat([vl[..., :2], vl[..., 2:].clamp_min(_EPS)], -1)
     vh = _normalize(torch.cat([alpha * vl[..., :2], vl[..., 2:]], -1))  # stretched view direction
     lensq = (vh[..., :2] ** 2).sum(-1, keepdim=True)
-    t1 = torch.where(lensq > 1e-14, torch.cat([-vh[..., 1:2], vh[..., :1], torch.zeros_like(lensq)], -1)
-                     / lensq.clamp_min(1e-14).sqrt(), torch.tensor([1.0, 0.0, 0.0], dtype=v.dtype, device=v.device))
+    t1 = torch.where(
+        lensq > 1e-14,
+        torch.cat([-vh[..., 1:2], vh[..., :1], torch.zeros_like(lensq)], -1) / lensq.clamp_min(1e-14).sqrt(),
+        torch.tensor([1.0, 0.0, 0.0], dtype=v.dtype, device=v.device),
+    )
     t2 = torch.cross(vh, t1, dim=-1)
     r = torch.sqrt(xi[..., :1])
     phi = 2 * math.pi * xi[..., 1:2]
@@ -145,5 +150,6 @@ def pdf_cosine(n: Tensor, l: Tensor) -> Tensor:
 def mis_weight_balance(pdf_a: Tensor, pdf_b: Tensor) -> Tensor:
     """Balance heuristic pdf_a / (pdf_a + pdf_b); 0 where both are 0."""
     total = pdf_a + pdf_b
-    return torch.where(total > 0, pdf_a / torch.where(total > 0, total, torch.ones_like(total)),
-                       torch.zeros_like(total))
+    return torch.where(
+        total > 0, pdf_a / torch.where(total > 0, total, torch.ones_like(total)), torch.zeros_like(total)
+    )

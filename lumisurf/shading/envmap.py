@@ -6,6 +6,7 @@ pointing towards the environment, u = (atan2(x, y) / 2 pi) mod 1 (column = u * W
 v = acos(z) / pi (row = v * H, row 0 = top = +z). Texel (i, j) covers u in [j, j+1) / W and
 v in [i, i+1) / H; its centre is at ((j + 0.5) / W, (i + 0.5) / H). Radiance is linear RGB.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,7 +34,7 @@ def uv_to_dir(uv: Tensor) -> Tensor:
     return torch.stack([s * torch.sin(phi), s * torch.cos(phi), torch.cos(theta)], -1)
 
 
-def _row_solid_angles(h: int, w: int, dtype=torch.float64, device=None) -> Tensor:
+def row_solid_angles(h: int, w: int, dtype=torch.float64, device=None) -> Tensor:
     """[h] exact solid angle of one texel in each row: (2 pi / w) (cos theta_top - cos theta_bottom)."""
     edges = torch.cos(torch.linspace(0.0, math.pi, h + 1, dtype=torch.float64))
     return ((edges[:-1] - edges[1:]) * (2 * math.pi / w)).to(dtype=dtype, device=device)
@@ -45,7 +46,7 @@ def latlong_directions(h: int, w: int, dtype=torch.float32, device=None) -> tupl
     u = (torch.arange(w, dtype=torch.float64) + 0.5) / w
     uv = torch.stack(torch.meshgrid(u, v, indexing="xy"), -1)  # [h, w, 2]
     dirs = uv_to_dir(uv).to(dtype=dtype, device=device)
-    omega = _row_solid_angles(h, w, dtype, device)[:, None].expand(h, w).contiguous()
+    omega = row_solid_angles(h, w, dtype, device)[:, None].expand(h, w).contiguous()
     return dirs, omega
 
 
@@ -80,12 +81,13 @@ def downsample_envmap(img: Tensor | np.ndarray, h: int, w: int) -> Tensor | np.n
     x = torch.as_tensor(img)
     dtype = x.dtype if x.is_floating_point() else torch.float32
     big_h, big_w = x.shape[0], x.shape[1]
-    rows = _overlap(big_h, h) * _row_solid_angles(big_h, 1)[None]  # [h, H]
+    rows = _overlap(big_h, h) * row_solid_angles(big_h, 1)[None]  # [h, H]
     rows = rows / rows.sum(1, keepdim=True)
     cols = _overlap(big_w, w)
     cols = cols / cols.sum(1, keepdim=True)  # [w, W]
-    out = torch.einsum("ik,kl...,jl->ij...", rows.to(dtype=dtype, device=x.device), x.to(dtype),
-                       cols.to(dtype=dtype, device=x.device))
+    out = torch.einsum(
+        "ik,kl...,jl->ij...", rows.to(dtype=dtype, device=x.device), x.to(dtype), cols.to(dtype=dtype, device=x.device)
+    )
     return out.numpy() if as_numpy else out
 
 
@@ -103,10 +105,9 @@ def _upsample_wrapped(x: Tensor, h: int, w: int) -> Tensor:
     w0 = x.shape[1]
     padded = torch.cat([x[:, -1:], x, x[:, :1]], 1).permute(2, 0, 1)[None]  # one wrapped column each side
     scale = w / w0
-    up = nn.functional.interpolate(padded, size=(h, int(round((w0 + 2) * scale))), mode="bilinear",
-                                   align_corners=False)
+    up = nn.functional.interpolate(padded, size=(h, int(round((w0 + 2) * scale))), mode="bilinear", align_corners=False)
     off = int(round(scale))
-    return up[0, :, :, off:off + w].permute(1, 2, 0)
+    return up[0, :, :, off : off + w].permute(1, 2, 0)
 
 
 class EnvironmentMap(nn.Module):
@@ -165,13 +166,13 @@ class EnvImportanceSampler:
         self.h, self.w = x.shape[0], x.shape[1]
         self.dtype = x.dtype if x.is_floating_point() else torch.float32
         self.device = x.device
-        omega = _row_solid_angles(self.h, self.w, torch.float64, x.device)[:, None]  # [H, 1]
+        omega = row_solid_angles(self.h, self.w, torch.float64, x.device)[:, None]  # [H, 1]
         weight = luminance(x.to(torch.float64)).clamp_min(0.0) * omega  # [H, W]
         if not bool(weight.sum() > 0):
             weight = omega.expand(self.h, self.w)
         self.prob = (weight / weight.sum()).reshape(-1)  # [H*W] texel probabilities
         self.cdf = torch.cumsum(self.prob, 0)
-        self.density = (self.prob.reshape(self.h, self.w) / omega)  # [H, W] pdf per steradian
+        self.density = self.prob.reshape(self.h, self.w) / omega  # [H, W] pdf per steradian
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """n directions [n, 3] and their pdf [n] (per steradian); the generator may live on any device."""

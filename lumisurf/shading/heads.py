@@ -16,10 +16,11 @@ Each head returns a dict with "rgb" [N, 3] (linear), its parameters, and "reflec
 per-channel directional albedo of the head (<= 1 means energy conserving), used by the energy term.
 Parameters are squashed to their valid ranges by sigmoid; the heads hold no light model of their own.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,7 @@ from lumisurf.fields.mlp import mlp
 from lumisurf.registry import Registry
 from lumisurf.shading.split_sum import fresnel_f0, sample_lut, specular_albedo
 
-LightTerm = Union[Tensor, Callable[[Tensor], Tensor]]
+LightTerm = Tensor | Callable[[Tensor], Tensor]
 
 
 @dataclass
@@ -41,16 +42,16 @@ class ShadingContext:
     features: Tensor  # [N, F] SDF features
     diffuse_light: Tensor  # [N, 3] irradiance / pi
     specular_light: LightTerm  # [N, 3] or roughness [N, 1] -> [N, 3]
-    lut: Optional[Tensor] = None  # [N, 2] split-sum (scale, bias) or None
-    env_fn: Optional[Callable[[Tensor], Tensor]] = None  # direction [N, 3] -> radiance [N, 3] (transmission)
-    back_light: Optional[Tensor] = None  # [N, 3] irradiance / pi for the normal -n (subsurface)
+    lut: Tensor | None = None  # [N, 2] split-sum (scale, bias) or None
+    env_fn: Callable[[Tensor], Tensor] | None = None  # direction [N, 3] -> radiance [N, 3] (transmission)
+    back_light: Tensor | None = None  # [N, 3] irradiance / pi for the normal -n (subsurface)
 
     @property
     def n_dot_v(self) -> Tensor:  # [N]
         return (-(self.normals * self.view_dirs).sum(-1)).clamp(0.0, 1.0)
 
 
-HEADS: Registry[type["_Head"]] = Registry("material head")
+HEADS: Registry[type[_Head]] = Registry("material head")
 
 
 class _Head(nn.Module):
@@ -69,7 +70,7 @@ class _Head(nn.Module):
     gives_materials = False
     uses_lut = False
 
-    def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, init_bias: Optional[list] = None):
+    def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, init_bias: list | None = None):
         super().__init__()
         self.mlp = mlp([feature_dim + 3] + [hidden] * layers + [self.n_params])
         if init_bias is not None:
@@ -116,8 +117,14 @@ class SpecularHead(_Head):
     gives_materials = True
     uses_lut = True
 
-    def __init__(self, feature_dim: int, hidden: int = 64, layers: int = 2, lut_table: Optional[Tensor] = None,
-                 energy_compensated: bool = False):
+    def __init__(
+        self,
+        feature_dim: int,
+        hidden: int = 64,
+        layers: int = 2,
+        lut_table: Tensor | None = None,
+        energy_compensated: bool = False,
+    ):
         super().__init__(feature_dim, hidden, layers, init_bias=[0.0, 0.0, 0.0, -2.0, 0.0])
         self.energy_compensated = energy_compensated
         self.register_buffer("lut_table", lut_table, persistent=False)
@@ -136,8 +143,15 @@ class SpecularHead(_Head):
             kd = kd * (1.0 - spec_albedo)
         diffuse = kd * ctx.diffuse_light
         specular = _light(ctx.specular_light, roughness) * spec_albedo
-        return {"rgb": diffuse + specular, "albedo": albedo, "metallic": metallic, "roughness": roughness,
-                "diffuse": diffuse, "specular": specular, "reflectance": (kd + spec_albedo).amax(-1)}
+        return {
+            "rgb": diffuse + specular,
+            "albedo": albedo,
+            "metallic": metallic,
+            "roughness": roughness,
+            "diffuse": diffuse,
+            "specular": specular,
+            "reflectance": (kd + spec_albedo).amax(-1),
+        }
 
 
 def schlick_fresnel(f0: Tensor, cos_theta: Tensor) -> Tensor:
@@ -161,7 +175,7 @@ def refract(d: Tensor, n: Tensor, eta_ratio: Tensor) -> Tensor:
 class TransmissionHead(_Head):
     """Dielectric seen through (glass, clear plastic); an approximation, not a path tracer.
 
-    Learned: index of refraction ior in [1, 2], tint in [0, 1]^3 (absorption colour of the medium).
+    Learned: index of refraction ior in [1, 2], tint in [0, 1]^3 (absorption color of the medium).
     Reflection: Schlick Fresnel F with F0 = ((ior - 1)/(ior + 1))^2 at cos = n.v, reflected light =
     ``specular_light`` (a mirror-like lobe). Transmission: the light that arrives along the refracted
     direction t: ``thin`` = a thin shell (both interfaces cancel, t = view direction), else a solid body
@@ -189,15 +203,21 @@ class TransmissionHead(_Head):
         reflected = fresnel * _light(ctx.specular_light, torch.zeros_like(ior))
         transmitted = (1.0 - fresnel) * tint * behind
         refl = (fresnel + (1.0 - fresnel) * tint).amax(-1)
-        return {"rgb": reflected + transmitted, "tint": tint, "ior": ior, "fresnel": fresnel,
-                "refracted_dir": t_dir, "reflectance": refl}
+        return {
+            "rgb": reflected + transmitted,
+            "tint": tint,
+            "ior": ior,
+            "fresnel": fresnel,
+            "refracted_dir": t_dir,
+            "reflectance": refl,
+        }
 
 
 @HEADS.register("subsurface")
 class SubsurfaceHead(_Head):
     """Subsurface scattering by a wrap-lighting / diffusion-kernel approximation (skin, wax, marble).
 
-    Learned: albedo in [0, 1]^3, scatter colour s in [0, 1]^3 (tint of light that travelled inside),
+    Learned: albedo in [0, 1]^3, scatter color s in [0, 1]^3 (tint of light that travelled inside),
     wrap w in [0, 1]. Wrap lighting widens the Lambert cosine kernel max(0, n.l) to
     max(0, (n.l + w)/(1 + w)); with only pre-integrated light available we approximate the wrapped
     irradiance by mixing the front irradiance E(n) with the two-sided mean 0.5 (E(n) + E(-n)) (the
@@ -222,8 +242,9 @@ class SubsurfaceHead(_Head):
         return {"rgb": rgb, "albedo": albedo, "scatter": scatter, "wrap": wrap, "reflectance": refl}
 
 
-def build_heads(names, feature_dim: int, hidden: int = 64, layers: int = 2,
-                lut_table: Optional[Tensor] = None) -> nn.ModuleList:
+def build_heads(
+    names, feature_dim: int, hidden: int = 64, layers: int = 2, lut_table: Tensor | None = None
+) -> nn.ModuleList:
     """One head per name (``HEADS`` names), in order; heads that ``uses_lut`` get ``lut_table``."""
     heads = []
     for name in names:

@@ -4,10 +4,11 @@ Directions are world directions pointing towards the environment (normalisation 
 scales, so they are the same in the normalised frame); maps follow ``shading/envmap.py``'s lat-long
 convention (top row = world +z).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ class Lighting(nn.Module):
     ones (or 0 without an indirect model). ``indirect``: a learned :class:`IndirectLight` or any callable
     (x [M, 3], l [M, 3]) -> [M, 3] such as ``renderers.bounce.MeshBounce``."""
 
-    def __init__(self, env: EnvironmentMap, indirect: Optional[IndirectLight | Callable] = None):
+    def __init__(self, env: EnvironmentMap, indirect: IndirectLight | Callable | None = None):
         super().__init__()
         self.env = env
         self.indirect = indirect
@@ -38,7 +39,7 @@ class Lighting(nn.Module):
         return out
 
 
-def fixed_env(img: np.ndarray | Tensor, height: Optional[int] = None) -> EnvironmentMap:
+def fixed_env(img: np.ndarray | Tensor, height: int | None = None) -> EnvironmentMap:
     """A non-trainable EnvironmentMap from an HDR image [H, W, 3] (optionally area-downsampled)."""
     t = torch.as_tensor(np.asarray(img, dtype=np.float32))
     if height is not None and t.shape[0] > height:
@@ -49,18 +50,19 @@ def fixed_env(img: np.ndarray | Tensor, height: Optional[int] = None) -> Environ
     return env
 
 
-def find_env_file(data_path: Optional[str | Path], name: str) -> Path:
+def find_env_file(data_path: str | Path | None, name: str) -> Path:
     """Resolve an env-map file name a dataset records: beside the dataset, in ``envmaps/`` beside or under it."""
     p = Path(name)
     if p.is_absolute() and p.exists():
         return p
-    roots = [] if data_path is None else [Path(data_path), Path(data_path) / "envmaps",
-                                           Path(data_path).parent / "envmaps"]
+    roots = (
+        [] if data_path is None else [Path(data_path), Path(data_path) / "envmaps", Path(data_path).parent / "envmaps"]
+    )
     for root in roots:
         if (root / name).exists():
             return root / name
     raise DataError(f"environment map '{name}' not found (looked in {[str(r) for r in roots]})")
 
 
-def load_env(path: Path, height: Optional[int] = 256) -> EnvironmentMap:
+def load_env(path: Path, height: int | None = 256) -> EnvironmentMap:
     return fixed_env(read_hdr(path), height)

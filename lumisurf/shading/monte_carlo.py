@@ -7,16 +7,16 @@ weights. Directions and pdfs are computed from detached material values (no grad
 sampling); gradients reach the materials through ``f`` and the lighting through ``L``.
 All directions are unit vectors in the normalised world frame; ``wo`` points from the surface to the camera.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
-from lumisurf.shading.brdf import (eval_brdf_cos, pdf_cosine, pdf_ggx_reflection, sample_cosine,
-                                   sample_ggx_reflection)
+from lumisurf.shading.brdf import eval_brdf_cos, pdf_cosine, pdf_ggx_reflection, sample_cosine, sample_ggx_reflection
 
 # radiance(points [M, 3], dirs [M, 3], occluded [M] bool) -> [M, 3]
 RadianceFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -39,16 +39,24 @@ class Strategy:
         return n_g, n - n_g - n_e, n_e
 
 
-def sample_directions(n: Tensor, wo: Tensor, roughness: Tensor, n_samples: int, strategy: Strategy,
-                      generator: Optional[torch.Generator], env_sampler=None) -> tuple[Tensor, Tensor]:
+def sample_directions(
+    n: Tensor,
+    wo: Tensor,
+    roughness: Tensor,
+    n_samples: int,
+    strategy: Strategy,
+    generator: torch.Generator | None,
+    env_sampler=None,
+) -> tuple[Tensor, Tensor]:
     """Directions [N, S, 3] and their mixture pdf [N, S] (per steradian). n, wo [N, 3]; roughness [N, 1]."""
     n_g, n_c, n_e = strategy.counts(n_samples)
     N, dev, dt = n.shape[0], n.device, n.dtype
     xi = torch.rand(N, n_g + n_c, 2, generator=generator, device="cpu").to(device=dev, dtype=dt)
     nn_, wo_, r_ = n[:, None], wo[:, None], roughness[:, None].detach()
-    parts = [sample_ggx_reflection(nn_.expand(N, n_g, 3), wo_.expand(N, n_g, 3), r_.expand(N, n_g, 1),
-                                   xi[:, :n_g]),
-             sample_cosine(nn_.expand(N, n_c, 3), xi[:, n_g:])]
+    parts = [
+        sample_ggx_reflection(nn_.expand(N, n_g, 3), wo_.expand(N, n_g, 3), r_.expand(N, n_g, 1), xi[:, :n_g]),
+        sample_cosine(nn_.expand(N, n_c, 3), xi[:, n_g:]),
+    ]
     if n_e > 0:
         d_env, _ = env_sampler.sample(N * n_e, generator)
         parts.append(d_env.to(device=dev, dtype=dt).reshape(N, n_e, 3))
@@ -70,9 +78,21 @@ def face_forward(n: Tensor, wo: Tensor, min_cos: float = 0.01) -> Tensor:
     return torch.where(c < min_cos, bent, n)
 
 
-def shade(points: Tensor, normals: Tensor, wo: Tensor, albedo: Tensor, metallic: Tensor, roughness: Tensor,
-          radiance: RadianceFn, occluded: Optional[VisibilityFn], n_samples: int, strategy: Strategy,
-          generator: Optional[torch.Generator] = None, env_sampler=None, offset: float = 1e-3) -> Tensor:
+def shade(
+    points: Tensor,
+    normals: Tensor,
+    wo: Tensor,
+    albedo: Tensor,
+    metallic: Tensor,
+    roughness: Tensor,
+    radiance: RadianceFn,
+    occluded: VisibilityFn | None,
+    n_samples: int,
+    strategy: Strategy,
+    generator: torch.Generator | None = None,
+    env_sampler=None,
+    offset: float = 1e-3,
+) -> Tensor:
     """Linear outgoing radiance [N, 3] of surface points [N, 3] with unit normals facing the camera."""
     N = points.shape[0]
     normals = face_forward(normals, wo)
@@ -84,11 +104,14 @@ def shade(points: Tensor, normals: Tensor, wo: Tensor, albedo: Tensor, metallic:
     valid = finite & (cos > 1e-4) & (pdf > 1e-8)
     origins = (points + offset * normals)[:, None].expand(N, S, 3)
     flat_dirs = dirs.reshape(-1, 3)
-    blocked = (occluded(origins.reshape(-1, 3), flat_dirs) if occluded is not None
-               else torch.zeros(N * S, dtype=torch.bool, device=points.device))
+    blocked = (
+        occluded(origins.reshape(-1, 3), flat_dirs)
+        if occluded is not None
+        else torch.zeros(N * S, dtype=torch.bool, device=points.device)
+    )
     light = radiance(points[:, None].expand(N, S, 3).reshape(-1, 3), flat_dirs, blocked).reshape(N, S, 3)
-    f_cos = eval_brdf_cos(normals[:, None], wo[:, None], dirs, albedo[:, None], metallic[:, None],
-                          roughness[:, None])  # [N, S, 3]
+    f_cos = eval_brdf_cos(
+        normals[:, None], wo[:, None], dirs, albedo[:, None], metallic[:, None], roughness[:, None]
+    )  # [N, S, 3]
     w = torch.where(valid, 1.0 / pdf.clamp_min(1e-8), torch.zeros_like(pdf))
     return (f_cos * light * w[..., None]).mean(1)
-

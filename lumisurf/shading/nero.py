@@ -11,9 +11,8 @@ At a point x with unit normal n seen along the ray direction d (camera -> point)
 with (scale, bias) from the split-sum GGX table (``lumisurf.shading.split_sum``). Lights live in
 ``lumisurf.shading.nero_light``.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
@@ -38,14 +37,13 @@ class MaterialHeads(nn.Module):
 
     def forward(self, points: Tensor, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         h = torch.cat([features, points], dim=-1)
-        return (torch.sigmoid(self.metallic(h)), torch.sigmoid(self.roughness(h)),
-                torch.sigmoid(self.albedo(h)))
+        return (torch.sigmoid(self.metallic(h)), torch.sigmoid(self.roughness(h)), torch.sigmoid(self.albedo(h)))
 
 
 class NeroShading(nn.Module):
     """NeRO Stage I shading network; ``cfg`` is a :class:`lumisurf.config.NeroConfig`."""
 
-    def __init__(self, cfg, feature_dim: int, lut: Optional[Tensor] = None):
+    def __init__(self, cfg, feature_dim: int, lut: Tensor | None = None):
         super().__init__()
         if not 1 <= cfg.ide_degree <= 5:
             raise ConfigError(f"model.nero.ide_degree must be in 1..5, got {cfg.ide_degree}")
@@ -57,8 +55,9 @@ class NeroShading(nn.Module):
         lut = torch.from_numpy(load_lut()) if lut is None else lut
         self.register_buffer("lut", lut.to(torch.float32), persistent=False)  # [256, 256, 2], rebuilt on load
 
-    def forward(self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor,
-                cam_origins: Optional[Tensor] = None) -> dict[str, Tensor]:
+    def forward(
+        self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor, cam_origins: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """points [N,3], normals [N,3] (SDF gradient, any length), view_dirs [N,3] (ray directions, camera ->
         point), features [N,F], cam_origins [N,3] (camera centres; only the human light uses them).
 
@@ -75,6 +74,15 @@ class NeroShading(nn.Module):
         spec = self.lights.specular(points, refl, roughness, cam_origins)
         specular = split_sum_specular(spec["light"], fresnel_f0(albedo, metallic), self.lut, n_dot_v, roughness)
         rgb = linear_to_srgb(diffuse + specular).clamp(0.0, 1.0)
-        return {"rgb": rgb, "albedo": albedo, "metallic": metallic, "roughness": roughness,
-                "diffuse": diffuse, "specular": specular, "occ_prob": spec["occ"], "occ_raw": spec["occ_raw"],
-                "reflected": refl, "specular_light": spec["light"]}
+        return {
+            "rgb": rgb,
+            "albedo": albedo,
+            "metallic": metallic,
+            "roughness": roughness,
+            "diffuse": diffuse,
+            "specular": specular,
+            "occ_prob": spec["occ"],
+            "occ_raw": spec["occ_raw"],
+            "reflected": refl,
+            "specular_light": spec["light"],
+        }

@@ -4,10 +4,10 @@ probability that blends them, and the optional light reflected from the person h
 All lights are linear HDR radiance, ``exp(min(x, exp_max))`` of an MLP output. Directions are unit
 vectors in the normalised frame; ``roughness`` in [0, 1] widens the integrated directional encoding.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +65,9 @@ class HumanLight(nn.Module):
         super().__init__()
         self.mlp = make_mlp(2 * 2 * HUMAN_FREQS, 4, cfg)
         set_output_bias(self.mlp, math.log(0.01))
-        self.register_buffer("up", F.normalize(torch.tensor(cfg.human_up, dtype=torch.float32), dim=0),
-                             persistent=False)
+        self.register_buffer(
+            "up", F.normalize(torch.tensor(cfg.human_up, dtype=torch.float32), dim=0), persistent=False
+        )
         self.fixed_camera = cfg.human_fixed_camera
 
     def forward(self, points: Tensor, refl: Tensor, roughness: Tensor, cam_origins: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,8 +109,9 @@ class NeroLights(nn.Module):
         """Irradiance-like light [N, 3]: the outer light seen through the widest lobe (roughness 1)."""
         return exp_light(self.outer(self.ide(normals, torch.ones_like(normals[:, :1]))), self.exp_max)
 
-    def specular(self, points: Tensor, refl: Tensor, roughness: Tensor,
-                 cam_origins: Optional[Tensor] = None) -> dict[str, Tensor]:
+    def specular(
+        self, points: Tensor, refl: Tensor, roughness: Tensor, cam_origins: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Pre-filtered light along the reflected direction ``refl`` [N, 3] at ``points`` [N, 3].
 
         Returns light [N, 3] = inner * occ + outer' * (1 - occ) (outer' mixes in the human light), occ_raw
@@ -120,7 +122,7 @@ class NeroLights(nn.Module):
         pos = self.pos_enc(points)
         direct = exp_light(self.outer(ide), self.exp_max)
         indirect = exp_light(self.inner(torch.cat([pos, ide], -1)), self.exp_max)
-        # NeRO: the occlusion MLP sees detached inputs, so only the occlusion loss and colour shape it
+        # NeRO: the occlusion MLP sees detached inputs, so only the occlusion loss and color shape it
         occ_raw = 0.5 * self.occlusion(torch.cat([pos.detach(), self.dir_enc(refl.detach())], -1)) + 0.5
         occ = occ_raw.clamp(0.0, 1.0)
         outer = direct

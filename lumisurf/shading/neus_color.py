@@ -1,4 +1,5 @@
-"""NeuS/IDR colour network: rgb from position, SDF normal, view direction and SDF feature."""
+"""NeuS/IDR color network: rgb from position, SDF normal, view direction and SDF feature."""
+
 from __future__ import annotations
 
 import torch
@@ -20,8 +21,9 @@ class NeuSColor(nn.Module):
 
     def __init__(self, cfg, feature_dim: int):
         super().__init__()
-        self.dir_enc = (SHEncoding(cfg.sh_degree) if cfg.view_encoding == "sh"
-                        else FrequencyEncoding(3, cfg.multires_view))
+        self.dir_enc = (
+            SHEncoding(cfg.sh_degree) if cfg.view_encoding == "sh" else FrequencyEncoding(3, cfg.multires_view)
+        )
         self.reflected = cfg.view_input == "reflected"
         d = 3 + 3 + self.dir_enc.output_dim + feature_dim + int(self.reflected)
         self.mlp = mlp([d] + [cfg.hidden] * (cfg.layers - 1) + [3], cfg.weight_norm)

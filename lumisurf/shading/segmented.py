@@ -6,10 +6,10 @@ transmission, subsurface). All heads share NeRO's light model (``shading/nero_li
 light along the normal and the pre-filtered specular light along the reflected direction (direct / indirect
 blended by the occlusion MLP), so the occlusion loss of the ``nero`` preset applies unchanged.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,14 +30,19 @@ class SegmentedShading(nn.Module):
         super().__init__()
         a = model_cfg.assignment
         if len(a.heads) != a.K:
-            raise ConfigError(f"model.assignment: {len(a.heads)} heads {list(a.heads)} for K={a.K} materials; "
-                              f"give one head per material")
+            raise ConfigError(
+                f"model.assignment: {len(a.heads)} heads {list(a.heads)} for K={a.K} materials; "
+                f"give one head per material"
+            )
         if a.pretrain_head is not None and a.pretrain_head not in a.heads:
-            raise ConfigError(f"model.assignment.pretrain_head '{a.pretrain_head}' is not one of the heads "
-                              f"{list(a.heads)}")
+            raise ConfigError(
+                f"model.assignment.pretrain_head '{a.pretrain_head}' is not one of the heads {list(a.heads)}"
+            )
         if a.init == "materials" and (a.pretrain_head is None or not HEADS[a.pretrain_head].gives_materials):
-            raise ConfigError("model.assignment.init=materials clusters the Stage I materials of a head that gives "
-                              "them (albedo, roughness, metallic): set model.assignment.pretrain_head=specular")
+            raise ConfigError(
+                "model.assignment.init=materials clusters the Stage I materials of a head that gives "
+                "them (albedo, roughness, metallic): set model.assignment.pretrain_head=specular"
+            )
         self.assignment = AssignmentField(a)
         self.lights = NeroLights(model_cfg.nero)
         self.register_buffer("lut", torch.from_numpy(load_lut()).to(torch.float32), persistent=False)
@@ -46,10 +51,11 @@ class SegmentedShading(nn.Module):
         # set by the trainer: render with this head alone (one-hot mixture); the other heads still run, on
         # a detached context, so their own fit to the images (``head_rgb``, the head_fit loss) cannot move
         # the geometry or the lights
-        self.solo: Optional[int] = None
+        self.solo: int | None = None
 
-    def forward(self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor,
-                cam_origins: Optional[Tensor] = None) -> dict[str, Tensor]:
+    def forward(
+        self, points: Tensor, normals: Tensor, view_dirs: Tensor, features: Tensor, cam_origins: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Inputs as :class:`lumisurf.shading.nero.NeroShading`. Returns its keys (rgb sRGB [N, 3]; albedo,
         metallic, roughness as probability-weighted means; occ_raw, occ_prob, reflected) plus probs [N, K],
         head_rgb [N, K, 3] (linear radiance of each head) and reflectance [N] (mixture, for the energy term)."""
@@ -72,9 +78,15 @@ class SegmentedShading(nn.Module):
             probs = F.one_hot(torch.full_like(points[:, 0], self.solo, dtype=torch.long), len(self.heads))
             probs = probs.to(points)
         rgbs = torch.stack([o["rgb"] for o in outs])  # [K, N, 3]
-        res = {"rgb": linear_to_srgb(mix_heads(rgbs, probs)).clamp(0.0, 1.0), "probs": probs,
-               "head_rgb": rgbs.transpose(0, 1), "reflectance": mixture_reflectance(outs, probs),
-               "occ_raw": spec_out["occ_raw"], "occ_prob": spec_out["occ"], "reflected": refl}
+        res = {
+            "rgb": linear_to_srgb(mix_heads(rgbs, probs)).clamp(0.0, 1.0),
+            "probs": probs,
+            "head_rgb": rgbs.transpose(0, 1),
+            "reflectance": mixture_reflectance(outs, probs),
+            "occ_raw": spec_out["occ_raw"],
+            "occ_prob": spec_out["occ"],
+            "reflected": refl,
+        }
         res.update(_mixed_params(outs, probs))
         return res
 
@@ -83,14 +95,19 @@ def _detached(ctx: ShadingContext) -> ShadingContext:
     """The same inputs cut from the geometry and light graphs (normals, features and light terms)."""
     light = ctx.specular_light
     spec = (lambda r: light(r).detach()) if callable(light) else light.detach()
-    return replace(ctx, normals=ctx.normals.detach(), features=ctx.features.detach(),
-                   diffuse_light=ctx.diffuse_light.detach(), specular_light=spec)
+    return replace(
+        ctx,
+        normals=ctx.normals.detach(),
+        features=ctx.features.detach(),
+        diffuse_light=ctx.diffuse_light.detach(),
+        specular_light=spec,
+    )
 
 
 def _mixed_params(outs: list[dict[str, Tensor]], probs: Tensor) -> dict[str, Tensor]:
     """Probability-weighted albedo [N, 3], metallic and roughness [N, 1] (heads without them count 0 / 1)."""
     ones = torch.ones_like(probs[:, :1])
-    albedo = sum(probs[:, k:k + 1] * o["albedo"] for k, o in enumerate(outs))
-    metallic = sum(probs[:, k:k + 1] * o.get("metallic", 0 * ones) for k, o in enumerate(outs))
-    roughness = sum(probs[:, k:k + 1] * o.get("roughness", ones) for k, o in enumerate(outs))
+    albedo = sum(probs[:, k : k + 1] * o["albedo"] for k, o in enumerate(outs))
+    metallic = sum(probs[:, k : k + 1] * o.get("metallic", 0 * ones) for k, o in enumerate(outs))
+    roughness = sum(probs[:, k : k + 1] * o.get("roughness", ones) for k, o in enumerate(outs))
     return {"albedo": albedo, "metallic": metallic, "roughness": roughness}

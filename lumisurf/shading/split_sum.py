@@ -5,6 +5,7 @@ sampling the GGX normal distribution (Hammersley points), cached on disk, and sa
 NeRO: u = clamp(n.v) along the columns, v = clamp(roughness) along the rows, texel centres at
 (i + 0.5) / size. Convention: GGX alpha = roughness^2, height-correlated Smith G.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,9 @@ def compute_lut(size: int = 256, n_samples: int = 1024, chunk: int = 4096) -> np
     c = (torch.arange(size, dtype=torch.float64) + 0.5) / size
     rough, nv = torch.meshgrid(c, c, indexing="ij")
     rough, nv = rough.reshape(-1), nv.reshape(-1)
-    out = torch.cat([integrate_brdf(nv[i:i + chunk], rough[i:i + chunk], n_samples)
-                     for i in range(0, nv.numel(), chunk)])
+    out = torch.cat(
+        [integrate_brdf(nv[i : i + chunk], rough[i : i + chunk], n_samples) for i in range(0, nv.numel(), chunk)]
+    )
     return out.reshape(size, size, 2).to(torch.float32).numpy()
 
 

@@ -1,23 +1,28 @@
 """Checkpoints: model, optimiser, step, elapsed training seconds and the loop's own state (RNG, pixel
 sampler, guard, lifted targets), written atomically (temp file, fsync, rename): a kill never leaves a
 half-written ``last.pt``."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from lumisurf.errors import LumisurfError
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, extra: Optional[dict] = None) -> None:
+def save_checkpoint(path: Path, model, optimizer, step: int, elapsed: float, extra: dict | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    state = {"model": model.state_dict(), "optimizer": None if optimizer is None else optimizer.state_dict(),
-             "step": step, "elapsed": elapsed, "extra": extra or {}}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "step": step,
+        "elapsed": elapsed,
+        "extra": extra or {},
+    }
     with open(tmp, "wb") as f:
         torch.save(state, f)
         f.flush()

@@ -10,6 +10,7 @@ rays therefore depend on its seed and step only, not on N: a checkpoint resumes 
 
 :data:`SINGLE` is the one-process stand-in; trainers call the same methods whatever N is.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -78,8 +79,11 @@ class Distributed:
     def max_value(self, value: float, device: torch.device) -> float:
         if not self.enabled:
             return value
-        return float(self._reduce(torch.tensor([value], dtype=torch.float64, device=device),
-                                  torch.distributed.ReduceOp.MAX).item())
+        return float(
+            self._reduce(
+                torch.tensor([value], dtype=torch.float64, device=device), torch.distributed.ReduceOp.MAX
+            ).item()
+        )
 
     def average_gradients(self, parameters) -> None:
         """Average ``.grad`` over the ranks in one flat all-reduce (the gradients, then one has-a-gradient flag per
@@ -91,13 +95,14 @@ class Distributed:
         if not params:
             return
         flags = torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype, device=params[0].device)
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
-                         + [flags])
+        flat = torch.cat(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params] + [flags]
+        )
         self._reduce(flat).div_(self.world_size)
         offset = 0
-        for p, has in zip(params, flat[-len(params):].tolist()):
+        for p, has in zip(params, flat[-len(params) :].tolist()):
             n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p) if has > 0 else None
+            p.grad = flat[offset : offset + n].view_as(p) if has > 0 else None
             offset += n
 
     def gather_rows(self, t: torch.Tensor) -> torch.Tensor:
@@ -150,4 +155,3 @@ def init_distributed(device_name: str, timeout_minutes: float = 10.0) -> Distrib
 def shutdown(dist: Distributed) -> None:
     if dist.enabled and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-

@@ -14,12 +14,12 @@ healthy: model, optimiser and the caller's extra state) and multiplies the learn
 After ``max_recoveries`` recoveries one more divergence raises :class:`TrainingDiverged` with the healthy
 state restored, so the caller can save it as the run's checkpoint.
 """
+
 from __future__ import annotations
 
 import copy
 import math
 from collections import deque
-from typing import Optional
 
 import torch
 
@@ -31,7 +31,7 @@ class TrainingDiverged(LumisurfError):
     """Raised after too many divergences; the model holds the last healthy state."""
 
 
-def batch_coverage(opacity: torch.Tensor, mask: Optional[torch.Tensor]) -> float:
+def batch_coverage(opacity: torch.Tensor, mask: torch.Tensor | None) -> float:
     """IoU of (opacity > 0.5) with (mask > 0.5) [n_rays, 1]; without masks the fraction of rays with
     opacity > 0.5. NaN when the union is empty (nothing to judge on this batch)."""
     pred = opacity.detach().reshape(-1) > 0.5
@@ -59,7 +59,7 @@ class DivergenceGuard:
         self.coverage_ema, self.coverage_peak = None, 0.0
 
     # ------------------------------------------------------------------ detection
-    def observe(self, step: int, scalars: dict) -> Optional[str]:
+    def observe(self, step: int, scalars: dict) -> str | None:
         """Feed one step's scalars (loss, inv_s, coverage); returns a reason when the run is diverging."""
         if not self.cfg.enabled:
             return None
@@ -71,17 +71,16 @@ class DivergenceGuard:
             reason = self._inv_s(scalars["inv_s"])
         return reason
 
-    def _coverage(self, value: float) -> Optional[str]:
+    def _coverage(self, value: float) -> str | None:
         if not math.isfinite(value):
             return None
         self.coverage_ema = value if self.coverage_ema is None else 0.9 * self.coverage_ema + 0.1 * value
         self.coverage_peak = max(self.coverage_peak, self.coverage_ema)
         if self.coverage_peak > 0.3 and self.coverage_ema < self.cfg.coverage_drop * self.coverage_peak:
-            return (f"the surface is vanishing: batch coverage {self.coverage_ema:.3f} "
-                    f"(peak {self.coverage_peak:.3f})")
+            return f"the surface is vanishing: batch coverage {self.coverage_ema:.3f} (peak {self.coverage_peak:.3f})"
         return None
 
-    def _inv_s(self, inv_s: float) -> Optional[str]:
+    def _inv_s(self, inv_s: float) -> str | None:
         if not math.isfinite(inv_s):
             return f"inv_s is {inv_s}"
         self.inv_s_max = max(self.inv_s_max, inv_s)
@@ -90,13 +89,13 @@ class DivergenceGuard:
             return f"inv_s fell to {inv_s:.1f} from {self.inv_s_max:.1f} (the surface is blurring away)"
         return None
 
-    def check_occupancy(self, occupied: float) -> Optional[str]:
+    def check_occupancy(self, occupied: float) -> str | None:
         """The occupancy grid's last refresh left (almost) no cell: the surface has vanished."""
         if self.cfg.enabled and occupied < self.cfg.min_occupied:
             return f"the occupancy grid emptied (occupied fraction {occupied:.2e})"
         return None
 
-    def check_parameters(self, model: torch.nn.Module) -> Optional[str]:
+    def check_parameters(self, model: torch.nn.Module) -> str | None:
         if self.cfg.enabled and not parameters_finite(model):
             return "parameters are not finite"
         return None
@@ -106,11 +105,11 @@ class DivergenceGuard:
         return self.low_inv_s == 0
 
     # ------------------------------------------------------------------ snapshots and recovery
-    def snapshot(self, step: int, model: torch.nn.Module, optimizer, extra: Optional[dict] = None) -> None:
+    def snapshot(self, step: int, model: torch.nn.Module, optimizer, extra: dict | None = None) -> None:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.snapshots.append((step, state, copy.deepcopy(optimizer.state_dict()), copy.deepcopy(extra)))
 
-    def restore(self, model: torch.nn.Module, optimizer) -> tuple[int, Optional[dict]]:
+    def restore(self, model: torch.nn.Module, optimizer) -> tuple[int, dict | None]:
         """Load the oldest kept snapshot (keeping only it); returns its step and extra state."""
         step, state, opt_state, extra = self.snapshots[0]
         model.load_state_dict(state)
@@ -119,7 +118,7 @@ class DivergenceGuard:
         self._reset_detectors()
         return step, copy.deepcopy(extra)
 
-    def recover(self, step: int, reason: str, model: torch.nn.Module, optimizer) -> tuple[int, Optional[dict]]:
+    def recover(self, step: int, reason: str, model: torch.nn.Module, optimizer) -> tuple[int, dict | None]:
         """Roll back after a divergence at ``step``; raises TrainingDiverged (healthy state restored) when
         the recoveries are used up. Returns the snapshot's step and extra state."""
         if not self.snapshots:
@@ -129,6 +128,7 @@ class DivergenceGuard:
         if self.recoveries >= self.cfg.max_recoveries:
             raise TrainingDiverged(
                 f"training diverged {self.recoveries + 1} times (last at step {step}: {reason}); stopped with "
-                f"the state of step {good_step} saved. Try a lower optim.lr or a longer budget.")
+                f"the state of step {good_step} saved. Try a lower optim.lr or a longer budget."
+            )
         self.recoveries += 1
         return good_step, extra

@@ -1,4 +1,5 @@
 """Scalar logging to CSV (always) and TensorBoard (when installed)."""
+
 from __future__ import annotations
 
 import csv

@@ -6,7 +6,7 @@ fitted to the whole object, as in NeRO's Stage I. When the assignment starts tra
    are rendered; the points at the rendered depth where opacity > 0.5 are kept;
 2. features (``lift.features``): ``materials``, the pretrain head's parameters there (albedo rgb, metallic,
    roughness, all in [0, 1]); ``views``, what the training photos show there (``train/view_stats.py``: the
-   chromaticity of the median colour over the views that see the point, and the log of the spread of its
+   chromaticity of the median color over the views that see the point, and the log of the spread of its
    luminance over them relative to the median: shading changes neither much, the material changes one or
    both); ``both``;
 3. the features averaged over each point's nearest neighbours (``lift.feature_smoothing`` times), then
@@ -28,8 +28,9 @@ the head of the largest cluster.
 Metal against dielectric and smooth against rough are the first splits of PBR materials, and Stage I
 recovers them where reflections are visible, though its albedo also follows the light (a sphere's lit top
 clusters with a bright metal). The view features need no material model: hue and view dependence.
-Materials that differ in neither (two dielectrics of the same colour and roughness) are not told apart.
+Materials that differ in neither (two dielectrics of the same color and roughness) are not told apart.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,7 +46,6 @@ from lumisurf.renderers.image import render_rays
 from lumisurf.shading.heads import HEADS
 from lumisurf.train.surface_graph import knn_graph, smooth_labels
 from lumisurf.train.view_stats import view_statistics
-
 
 
 class LiftNotReady(RuntimeError):
@@ -65,8 +65,9 @@ class LiftTargets:
         return soft_cross_entropy(field.probs(self.points[pick]), self.targets[pick])
 
 
-def surface_points(model, cameras, masks: Tensor | None, n_rays: int, generator: torch.Generator,
-                   chunk: int = 4096) -> Tensor:
+def surface_points(
+    model, cameras, masks: Tensor | None, n_rays: int, generator: torch.Generator, chunk: int = 4096
+) -> Tensor:
     """Points [P, 3] where ``n_rays`` random (foreground) training pixels hit the surface (opacity > 0.5)."""
     n, h, w = len(cameras), cameras.height, cameras.width
     if masks is not None:
@@ -85,8 +86,9 @@ def pixel_surface_hits(model, cameras, flat: Tensor, chunk: int = 4096) -> tuple
     cam, rem = flat // (h * w), flat % (h * w)
     px, py = (rem % w).float() + 0.5, (rem // w).float() + 0.5
     o, d = cameras.rays(cam.to(cameras.device), px.to(cameras.device), py.to(cameras.device))
-    res = render_rays(model, o, d, torch.zeros(3, device=o.device), RenderState(1.0, False, None), chunk,
-                      keys=("opacity", "depth"))
+    res = render_rays(
+        model, o, d, torch.zeros(3, device=o.device), RenderState(1.0, False, None), chunk, keys=("opacity", "depth")
+    )
     return o + d * res["depth"], res["opacity"][:, 0] > 0.5
 
 
@@ -98,8 +100,10 @@ def head_features(model, head_name: str, points: Tensor, chunk: int = 16384) -> 
         return torch.cat([head.params_at(p, model.sdf(p)[1]) for p in points.split(chunk)])
 
 
-FEATURE_NAMES = {"materials": ["albedo_r", "albedo_g", "albedo_b", "metallic", "roughness"],
-                 "views": ["chroma_r", "chroma_g", "chroma_b", "log_spread"]}
+FEATURE_NAMES = {
+    "materials": ["albedo_r", "albedo_g", "albedo_b", "metallic", "roughness"],
+    "views": ["chroma_r", "chroma_g", "chroma_b", "log_spread"],
+}
 FEATURE_NAMES["both"] = FEATURE_NAMES["materials"] + FEATURE_NAMES["views"]
 
 
@@ -115,8 +119,9 @@ def specularity(centres: Tensor, kind: str = "materials") -> Tensor:
     return spec
 
 
-def cluster_to_heads(features: Tensor, head_names, kind: str = "materials", method: str = "kmeans",
-                     seed: int = 0) -> tuple[Tensor, Tensor, float]:
+def cluster_to_heads(
+    features: Tensor, head_names, kind: str = "materials", method: str = "kmeans", seed: int = 0
+) -> tuple[Tensor, Tensor, float]:
     """Cluster lift features [P, D] (set ``kind``) into len(head_names) clusters, ordered like the heads.
 
     ``method``: ``kmeans`` (soft targets softmax(-|f - c_k|^2 / T), T a tenth of the squared distance between
@@ -137,13 +142,14 @@ def cluster_to_heads(features: Tensor, head_names, kind: str = "materials", meth
     sep = float(pair.min()) if K > 1 else 0.0
     if method == "gmm":
         return resp[:, order], ordered, sep
-    temperature = max(0.1 * sep ** 2, 1e-6)
-    targets = torch.softmax(-torch.cdist(features, ordered) ** 2 / temperature, dim=-1)
+    temperature = max(0.1 * sep**2, 1e-6)
+    targets = torch.softmax(-(torch.cdist(features, ordered) ** 2) / temperature, dim=-1)
     return targets, ordered, sep
 
 
-def fit_assignment(field, points: Tensor, targets: Tensor, steps: int, lr: float, generator: torch.Generator,
-                   batch: int = 4096) -> float:
+def fit_assignment(
+    field, points: Tensor, targets: Tensor, steps: int, lr: float, generator: torch.Generator, batch: int = 4096
+) -> float:
     """Fit the assignment field alone to soft targets [P, K] at points [P, 3]; returns the last loss."""
     opt = torch.optim.Adam([p for p in field.parameters() if p.requires_grad], lr=lr)
     loss = torch.zeros(())
@@ -166,15 +172,15 @@ def surface_normals(model, points: Tensor, chunk: int = 16384) -> Tensor:
 SPREAD_SCALE = 0.25
 
 
-def lift_features(model, cameras, images: Tensor, masks: Tensor | None, pretrain_head: str, points: Tensor,
-                  normals: Tensor, kind: str) -> Tensor:
+def lift_features(
+    model, cameras, images: Tensor, masks: Tensor | None, pretrain_head: str, points: Tensor, normals: Tensor, kind: str
+) -> Tensor:
     """The lift features [P, D] (``FEATURE_NAMES[kind]``) at surface points [P, 3] with normals [P, 3]."""
     parts = []
     if kind in ("materials", "both"):
         parts.append(head_features(model, pretrain_head, points))
     if kind in ("views", "both"):
-        stats = view_statistics(model.sdf.sdf, model.variance.inv_s().item(), cameras, images, points, normals,
-                                masks)
+        stats = view_statistics(model.sdf.sdf, model.variance.inv_s().item(), cameras, images, points, normals, masks)
         parts += [stats.chroma(), SPREAD_SCALE * stats.log_spread()[:, None]]
     return torch.cat(parts, -1).cpu()
 
@@ -191,8 +197,15 @@ def smooth_features(points: Tensor, features: Tensor, k: int, iterations: int) -
     return features
 
 
-def lift_materials(model, cameras, images: Tensor, masks: Tensor | None, pretrain_head: str, cfg: LiftConfig,
-                   generator: torch.Generator) -> LiftTargets:
+def lift_materials(
+    model,
+    cameras,
+    images: Tensor,
+    masks: Tensor | None,
+    pretrain_head: str,
+    cfg: LiftConfig,
+    generator: torch.Generator,
+) -> LiftTargets:
     """Steps 1-5 of the module docstring on a segmented model; ``cameras`` / ``images`` [N, H, W, 3] are the
     training views.
 
@@ -201,8 +214,10 @@ def lift_materials(model, cameras, images: Tensor, masks: Tensor | None, pretrai
     clustering (a mirror reflecting its neighbour, a shadow cast on a plane) joins the material of the
     smooth surface around it; the targets are then those labels (2 % label smoothing)."""
     if not HEADS[pretrain_head].gives_materials:
-        raise ValueError(f"lifting materials needs a pretrain head that gives materials (albedo, roughness, "
-                         f"metallic), got '{pretrain_head}'")
+        raise ValueError(
+            f"lifting materials needs a pretrain head that gives materials (albedo, roughness, "
+            f"metallic), got '{pretrain_head}'"
+        )
     heads = model.color.head_names
     pts = surface_points(model, cameras, masks, cfg.points, generator)
     if pts.shape[0] < 10 * len(heads):
@@ -217,8 +232,9 @@ def lift_materials(model, cameras, images: Tensor, masks: Tensor | None, pretrai
         targets = torch.full_like(targets, 0.02 / max(len(heads) - 1, 1))
         targets[:, major] = 0.98
     elif len(heads) == 2 and cfg.smoothness > 0:
-        labels = smooth_labels(pts, normals, targets, cfg.neighbours, cfg.crease_sharpness,
-                               cfg.smoothness, cfg.unary_floor, cfg.creases)
+        labels = smooth_labels(
+            pts, normals, targets, cfg.neighbours, cfg.crease_sharpness, cfg.smoothness, cfg.unary_floor, cfg.creases
+        )
         targets = torch.nn.functional.one_hot(labels, 2).to(pts) * 0.96 + 0.02
     fit_assignment(model.assignment, pts, targets, cfg.fit_steps, cfg.fit_lr, generator)
     return LiftTargets(pts, targets, centres, sep)

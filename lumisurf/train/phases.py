@@ -7,14 +7,25 @@ alternation between heads+geometry and the assignment; E Stage II (outside Stage
 Optimizer param groups are matched by their ``"name"`` key (one of ``GROUPS``); unnamed groups are left
 alone. Frozen groups get lr 0 (Adam then leaves them unchanged).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 GROUPS = ("sdf", "variance", "color", "shading", "assignment", "heads", "background")
 GEOMETRY_LOSSES = ("rgb", "eikonal", "mask")
-SEGMENTATION_LOSSES = ("entropy", "sparsity", "consistency", "boundary", "energy", "material_range",
-                       "smoothness", "warm_start", "metal_prior", "lift")
+SEGMENTATION_LOSSES = (
+    "entropy",
+    "sparsity",
+    "consistency",
+    "boundary",
+    "energy",
+    "material_range",
+    "smoothness",
+    "warm_start",
+    "metal_prior",
+    "lift",
+)
 
 
 @dataclass
@@ -32,12 +43,13 @@ class PhaseConfig:
         return loss in self.active_losses
 
 
-def default_phases(ends: tuple[float, ...] = (0.1, 0.3, 0.7, 1.0), em_every: int = 0,
-                   assignment_lr_scale: float = 0.1) -> list[PhaseConfig]:
+def default_phases(
+    ends: tuple[float, ...] = (0.1, 0.3, 0.7, 1.0), em_every: int = 0, assignment_lr_scale: float = 0.1
+) -> list[PhaseConfig]:
     """The A-E phases; ``ends`` = fractions where A, B, C, D end (E is the zero-length end marker)."""
     if len(ends) != 4 or any(b < a for a, b in zip(ends, ends[1:])):
         raise ValueError(f"phase ends must be 4 non-decreasing fractions, got {ends}")
-    # the shading model (NeuS colour, or the heads and their shared lights) trains from the start: the rgb
+    # the shading model (NeuS color, or the heads and their shared lights) trains from the start: the rgb
     # loss that shapes the geometry goes through it; phase C switches the assignment on
     geo = ("sdf", "variance", "color", "shading", "heads", "background")
     everything = geo + ("assignment",)
@@ -115,19 +127,3 @@ class PhaseSchedule:
             base = g.setdefault("base_lr", g["lr"])
             g["lr"] = base * lr_factor * self.lr_scale(name, step)
         return phase
-
-
-def named_param_groups(model, lr: float) -> list[dict]:
-    """Optimizer groups of a SurfaceModel, named as ``GROUPS`` (each with ``base_lr``): sdf, variance,
-    background, color (NeuS colour MLP or NeRO shading), and with segmentation assignment / heads /
-    shading (the shared light model)."""
-    color = model.color
-    named: dict[str, list] = {"sdf": list(model.sdf.parameters()), "variance": list(model.variance.parameters()),
-                              "background": [] if model.background is None else list(model.background.parameters())}
-    if getattr(model, "segmented", False):
-        named["assignment"] = list(color.assignment.parameters())
-        named["heads"] = list(color.heads.parameters())
-        named["shading"] = list(color.lights.parameters())
-    else:
-        named["color"] = list(color.parameters())
-    return [{"name": k, "params": v, "lr": lr, "base_lr": lr} for k, v in named.items() if v]

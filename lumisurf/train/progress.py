@@ -5,16 +5,16 @@ end when the budget ends whatever the machine's speed; under a step budget it is
 both bind, the one further along wins (the run stops at whichever comes first). ``elapsed`` and ``step`` are
 saved in checkpoints, so a resumed run continues at the same progress.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 
 @dataclass(frozen=True)
 class TrainingClock:
     max_steps: int
-    budget_seconds: Optional[float] = None  # None: step budget only
+    budget_seconds: float | None = None  # None: step budget only
 
     def progress(self, step: int, elapsed: float) -> float:
         p = step / max(self.max_steps, 1)
@@ -32,6 +32,6 @@ class TrainingClock:
         return min(self.max_steps, max(step, int(step * self.budget_seconds / max(elapsed, 1e-9))))
 
     @classmethod
-    def from_config(cls, train_cfg) -> "TrainingClock":
+    def from_config(cls, train_cfg) -> TrainingClock:
         budget = None if train_cfg.max_minutes is None else 60.0 * train_cfg.max_minutes
         return cls(train_cfg.max_steps, budget)

@@ -11,6 +11,7 @@ Layout::
     RUN/renders/<split>/     rendered views
     RUN/metrics.json         evaluation
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,9 @@ class RunDir:
     def check_new(self, force: bool, resume: bool) -> None:
         """Refuse to clobber an existing run unless force or resume (and to resume without a checkpoint)."""
         if self.config_path.exists() and not (force or resume):
-            raise LumisurfError(f"{self.root} already holds a run; pass --resume to continue it or --force to "
-                                f"overwrite it")
+            raise LumisurfError(
+                f"{self.root} already holds a run; pass --resume to continue it or --force to overwrite it"
+            )
         if resume and not self.ckpt_path.exists():
             raise LumisurfError(f"--resume: no checkpoint at {self.ckpt_path}")
 

@@ -1,5 +1,6 @@
 """Small schedule objects updated from the one training progress ``p`` in [0, 1] (``train/progress.py``):
 annealing ratios, learning-rate factors, coarse-to-fine levels and finite-difference steps."""
+
 from __future__ import annotations
 
 import math

@@ -16,21 +16,31 @@ fed from the model's outputs. Orchestration only; the maths lives in the loss fu
   (``metal_prior_loss``). Metal against dielectric is the first split of PBR materials, and Stage I
   recovers metallic well where reflections are visible; glossy dielectrics are not told apart by it.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.data.images import as_float
-from lumisurf.losses.reduce import safe_mean
-from lumisurf.losses.segmentation import (boundary_smoothness_loss, consistency_loss, crease_weight,
-                                          em_assignment_loss, em_posterior, energy_conservation_loss,
-                                          entropy_loss, range_loss, smoothness_loss, sparsity_loss)
 from lumisurf.errors import ConfigError
 from lumisurf.fields.assignment import kmeans_soft_maps, load_mask_folder
+from lumisurf.losses.reduce import safe_mean
+from lumisurf.losses.segmentation import (
+    boundary_smoothness_loss,
+    consistency_loss,
+    crease_weight,
+    em_assignment_loss,
+    em_posterior,
+    energy_conservation_loss,
+    entropy_loss,
+    range_loss,
+    smoothness_loss,
+    sparsity_loss,
+)
 from lumisurf.shading.heads import HEADS
 
 CONSISTENCY_RAYS = 128
@@ -42,8 +52,18 @@ def _ray_probs(out: dict, sel: Tensor) -> Tensor:
     return p / p.sum(-1, keepdim=True).clamp_min(1e-6)
 
 
-def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, cameras, seg_cfg,
-                        active: Callable[[str], bool], render_fn, generator: torch.Generator) -> dict[str, Tensor]:
+def segmentation_losses(
+    model,
+    out: dict,
+    o: Tensor,
+    d: Tensor,
+    target: Tensor,
+    cameras,
+    seg_cfg,
+    active: Callable[[str], bool],
+    render_fn,
+    generator: torch.Generator,
+) -> dict[str, Tensor]:
     """Weighted-by-nothing loss values keyed by name (the caller applies the weights)."""
     surf = (out["opacity"][:, 0] > 0.5).nonzero()[:, 0]
     losses: dict[str, Tensor] = {}
@@ -68,11 +88,16 @@ def segmentation_losses(model, out: dict, o: Tensor, d: Tensor, target: Tensor, 
     if active("smoothness") and seg_cfg.smoothness_weight > 0:
         losses["smoothness"] = _head_smoothness(model, x, jitter)
     if active("material_range") and seg_cfg.material_range_weight > 0:
-        losses["material_range"] = (range_loss(out["albedo"][surf], 0.02, 0.95)
-                                    + range_loss(out["roughness"][surf], 0.02, 1.0))
+        losses["material_range"] = range_loss(out["albedo"][surf], 0.02, 0.95) + range_loss(
+            out["roughness"][surf], 0.02, 1.0
+        )
     if active("consistency") and seg_cfg.consistency_weight > 0:
         losses["consistency"] = _consistency(x, probs, cameras, render_fn, generator)
-    if active("metal_prior") and seg_cfg.metal_prior_weight > 0 and any(HEADS[n].gives_materials for n in model.color.head_names):
+    if (
+        active("metal_prior")
+        and seg_cfg.metal_prior_weight > 0
+        and any(HEADS[n].gives_materials for n in model.color.head_names)
+    ):
         losses["metal_prior"] = _metal_prior(model, x, probs, seg_cfg)
     if active("em") and seg_cfg.em_weight > 0:
         residual = (out["head_rgb"][surf] - target[surf, None]).abs().mean(-1)  # [M, K]

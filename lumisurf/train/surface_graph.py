@@ -11,6 +11,7 @@ ball resting on a box, a handle joining a body) and expensive on smooth surface.
 the fall only for concave pairs, (n_j - n_i).(x_j - x_i) < 0 (the minima rule of part perception; LCCP, Stein
 et al. 2014), so the convex edges of one part (a box's faces) stay together.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,15 +23,16 @@ def knn_graph(points: Tensor, k: int, chunk: int = 2048) -> tuple[Tensor, Tensor
     """The k nearest neighbours of each point (itself excluded): indices [P, k] and distances [P, k]."""
     idx, dist = [], []
     for i in range(0, points.shape[0], chunk):
-        d = torch.cdist(points[i:i + chunk], points)
+        d = torch.cdist(points[i : i + chunk], points)
         top = d.topk(min(k + 1, points.shape[0]), largest=False)
         idx.append(top.indices[:, 1:])
         dist.append(top.values[:, 1:])
     return torch.cat(idx), torch.cat(dist)
 
 
-def crease_edge_weights(points: Tensor, normals: Tensor, idx: Tensor, dist: Tensor, sharpness: float,
-                        creases: str = "all") -> Tensor:
+def crease_edge_weights(
+    points: Tensor, normals: Tensor, idx: Tensor, dist: Tensor, sharpness: float, creases: str = "all"
+) -> Tensor:
     """w [P, k] of the module docstring; points [P, 3], normals [P, 3] unit, idx / dist from :func:`knn_graph`;
     sigma = the mean neighbour distance; ``creases``: "all" or "concave"."""
     cos = (normals[:, None] * normals[idx]).sum(-1).clamp(-1.0, 1.0)
@@ -41,7 +43,7 @@ def crease_edge_weights(points: Tensor, normals: Tensor, idx: Tensor, dist: Tens
     elif creases != "all":
         raise ValueError(f"crease_edge_weights: creases must be 'all' or 'concave', got '{creases}'")
     sigma = dist.mean().clamp_min(1e-12)
-    return crease * torch.exp(-(dist / sigma) ** 2)
+    return crease * torch.exp(-((dist / sigma) ** 2))
 
 
 def binary_min_cut(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, scale: float = 1000.0) -> np.ndarray:
@@ -76,14 +78,23 @@ def binary_min_cut(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, sc
     return labels
 
 
-def smooth_labels(points: Tensor, normals: Tensor, probs: Tensor, k: int, sharpness: float, smoothness: float,
-                  floor: float, creases: str = "all") -> Tensor:
+def smooth_labels(
+    points: Tensor,
+    normals: Tensor,
+    probs: Tensor,
+    k: int,
+    sharpness: float,
+    smoothness: float,
+    floor: float,
+    creases: str = "all",
+) -> Tensor:
     """Two-material labels [P] (0/1) of surface points from soft cluster probabilities probs [P, 2]:
     unary -log(max(p, floor)), crease-weighted kNN Potts term times ``smoothness``, solved by min-cut."""
     idx, dist = knn_graph(points, k)
     w = crease_edge_weights(points, normals, idx, dist, sharpness, creases) * smoothness
-    edges = torch.stack([torch.arange(points.shape[0])[:, None].expand_as(idx).reshape(-1).to(idx),
-                         idx.reshape(-1)], -1)
+    edges = torch.stack(
+        [torch.arange(points.shape[0])[:, None].expand_as(idx).reshape(-1).to(idx), idx.reshape(-1)], -1
+    )
     unary = -np.log(np.clip(probs.detach().cpu().double().numpy(), floor, 1.0))
     labels = binary_min_cut(unary, edges.cpu().numpy(), w.reshape(-1).cpu().double().numpy())
     return torch.from_numpy(labels).to(points.device)

@@ -1,4 +1,5 @@
 """Pictures people look at: validation strips and per-view render PNGs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def normal_image(normal: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
-    """World normals [H,W,3] -> colours (n + 1) / 2 over white background by opacity."""
+    """World normals [H,W,3] -> colors (n + 1) / 2 over white background by opacity."""
     n = torch.nn.functional.normalize(normal, dim=-1)
     return (n + 1) * 0.5 * opacity + (1 - opacity)
 
@@ -71,7 +72,14 @@ def save_validation_image(model, split, cam: int, cfg, device, path: Path) -> No
     out = render_views_for(model, split, cam, cfg, device, ds)
     gt = gt_image(split, cam, cfg, ds).to(out["rgb"])
     h, w = out["rgb"].shape[:2]
-    strip = torch.cat([gt[:h, :w], out["rgb"], normal_image(out["normal"], out["opacity"]),
-                       depth_image(out["depth"], out["opacity"])], dim=1)
+    strip = torch.cat(
+        [
+            gt[:h, :w],
+            out["rgb"],
+            normal_image(out["normal"], out["opacity"]),
+            depth_image(out["depth"], out["opacity"]),
+        ],
+        dim=1,
+    )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(strip)).save(path)

@@ -1,6 +1,6 @@
 """Training a sparse-voxel model (``model.kind = "voxels"``, ``Config.voxels``): one training view per step.
 
-Per step: a random training view (all its pixels, at ``train_downscale``) is rendered and compared with the
+Per step: a random training view (all its pixels, at ``voxels.train.downscale``) is rendered and compared with the
 image composited over a random background (L2), plus an L2 between the rendered opacity and the mask where
 there are masks, and, where their weights ask for them, 1 - SSIM, the distortion, the consistency of the
 rendered normal with the normal of the rendered median depth, an L1 to GT depth (``losses/depth.py``), and
@@ -17,6 +17,7 @@ The divergence guard (``train/guard.py``) watches the loss, the mask coverage, i
 and rolls back to a healthy snapshot (its voxel layout included) with a lower learning rate. Checkpoints hold
 the voxel layout, the optimizer state, the RNG and the step; a run never ends without one (``train/loop.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,70 +29,29 @@ from lumisurf.data.images import as_float
 from lumisurf.data.load import composite, load_config_scene
 from lumisurf.data.scene import SceneData
 from lumisurf.losses.depth import depth_l1, depth_normals, normal_consistency, ray_depth
+from lumisurf.losses.geometry import mask_l2_loss
+from lumisurf.losses.photometric import psnr_from_mse, rgb_loss
 from lumisurf.losses.segmentation import entropy_loss
 from lumisurf.losses.ssim import ssim_map
-from lumisurf.losses.voxels import (face_neighbours, laplacian_smooth_, voxel_eikonal, voxel_smoothness, voxel_tv,
-                                    voxel_twist)
-from lumisurf.train.checkpoint import load_training_state, read_checkpoint
+from lumisurf.losses.voxels import (
+    face_neighbours,
+    laplacian_smooth_,
+    voxel_eikonal,
+    voxel_smoothness,
+    voxel_tv,
+    voxel_twist,
+)
+from lumisurf.train.checkpoint import read_checkpoint
+from lumisurf.train.device import resolve_device
+from lumisurf.train.distributed import SINGLE, Distributed
 from lumisurf.train.guard import DivergenceGuard, batch_coverage
-from lumisurf.train.loop import TrainingLoop
+from lumisurf.train.loop import LoopFiles, TrainingLoop, require_finite
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.visualize import save_validation_strip
-from lumisurf.voxels.adaptive import adapt, pixel_footprint, visual_hull_octree, voxel_cap
-from lumisurf.voxels.model import SparseVoxelModel, downscaled
-
-SCENE_MIN, EXTENT = -1.0, 2.0  # the root cube is the normalised frame's [-1, 1]^3
-
-
-def build_shading(cfg):
-    """The deferred shading module ``voxels.shading`` asks for (None for SH colour)."""
-    if cfg.voxels.shading == "sh":
-        return None
-    from lumisurf.errors import ConfigError
-    from lumisurf.voxels.deferred import DeferredShading
-
-    if cfg.voxels.mode != "sdf":
-        raise ConfigError(f"voxels.shading={cfg.voxels.shading} needs voxels.mode=sdf (the normals come from the "
-                          f"SDF)")
-    return DeferredShading(cfg.voxels.shading, cfg.model, amp=cfg.voxels.amp)
-
-
-def build_voxel_model(cfg, cameras=None, masks=None) -> SparseVoxelModel:
-    """A fresh model: the voxel set of ``init_from`` (its mode must match), else the visual hull (or the dense
-    cube) at ``init_level``; density -> ``geo_init``, or the SDF of a sphere of ``sdf_init_radius``."""
-    vc = cfg.voxels
-    if vc.init_from:
-        from lumisurf.errors import ConfigError
-        from lumisurf.voxels.io import load_voxels
-
-        model = load_voxels(vc.init_from)
-        if model.mode != vc.mode or model.sh_bands != vc.sh_bands:
-            raise ConfigError(f"voxels.init_from={vc.init_from} holds {model.mode} voxels with {model.sh_bands} SH "
-                              f"bands; this run wants {vc.mode} with {vc.sh_bands}")
-        model.n_samples, model.shading = vc.n_samples, build_shading(cfg)
-        return with_soft(model, vc)
-    tree = visual_hull_octree(vc.init_level, torch.full((3,), SCENE_MIN), EXTENT, cameras, masks)
-    geo = vc.geo_init if vc.mode == "density" else tree.corner_positions().norm(dim=-1) - vc.sdf_init_radius
-    model = SparseVoxelModel(tree, mode=vc.mode, sh_bands=vc.sh_bands, geo_init=geo, inv_s=vc.inv_s_init,
-                             n_samples=vc.n_samples, shading=build_shading(cfg))
-    return with_soft(model, vc)
-
-
-def with_soft(model: SparseVoxelModel, vc) -> SparseVoxelModel:
-    """``model`` set to the soft rasterization variants ``vc`` asks for (none by default)."""
-    from lumisurf.voxels.soft import SoftRaster
-
-    soft = SoftRaster(sigma=vc.soft_sigma, temperature=vc.soft_temperature)
-    model.soft = soft if soft.active else None
-    return model
-
-
-def voxel_model_from_checkpoint(cfg, path, device) -> SparseVoxelModel:
-    """A model shaped like the checkpoint at ``path`` (not yet loaded)."""
-    state = read_checkpoint(path, device)["model"]
-    return with_soft(SparseVoxelModel.from_state(state, cfg.voxels.mode, cfg.voxels.sh_bands,
-                                                 torch.full((3,), SCENE_MIN), EXTENT, build_shading(cfg)), cfg.voxels)
+from lumisurf.voxels.adaptive import adapt, pixel_footprint, voxel_cap
+from lumisurf.voxels.build import EXTENT, build_voxel_model, voxel_model_from_state
+from lumisurf.voxels.model import downscaled
 
 
 def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
@@ -104,13 +64,19 @@ def extra_views(n_views: int, seen: set[int], total: int) -> list[int]:
 
 
 class VoxelTrainer(TrainingLoop):
-    loop_desc, tensorboard = "train voxels", False
+    loop_desc, rollback_noun = "train voxels", "voxels"
 
-    def __init__(self, cfg, run: RunDir, scene: SceneData | None = None, progress: bool = True,
-                 resume: bool = False):
+    def __init__(
+        self,
+        cfg,
+        run: RunDir,
+        scene: SceneData | None = None,
+        progress: bool = True,
+        dist: Distributed = SINGLE,  # one rank only: check_data_parallel refuses more before this is built
+        resume: bool = False,
+    ):
         self.cfg, self.run, self.progress, self.vc = cfg, run, progress, cfg.voxels
-        from lumisurf.train.trainer import resolve_device
-
+        self.loop_cfg, self.files = cfg.train, LoopFiles(run.ckpt_path, run.scalars_path)
         self.device = resolve_device(cfg.train.device)
         torch.manual_seed(cfg.train.seed)
         self.scene = scene if scene is not None else load_config_scene(cfg.data)
@@ -118,16 +84,19 @@ class VoxelTrainer(TrainingLoop):
         self.train_split = self.scene.split("train")
         self.cameras = self.train_split.cameras.to(self.device)
         masks = self.train_split.masks
-        self.model = (voxel_model_from_checkpoint(cfg, run.ckpt_path, self.device) if resume
-                      else build_voxel_model(cfg, self.train_split.cameras, None if masks is None else masks > 0.5))
+        self.model = (
+            voxel_model_from_state(cfg, read_checkpoint(run.ckpt_path, self.device)["model"])
+            if resume
+            else build_voxel_model(cfg, self.train_split.cameras, None if masks is None else masks > 0.5)
+        )
         self.model.to(self.device)
         self.optimizer = self._make_optimizer()
         self.clock = TrainingClock.from_config(cfg.train)
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
-        self.step, self.elapsed, self.adapt_round, self.lr_scale, self.last_adapt_step = 0, 0.0, 0, 1.0, 0
+        self.step, self.elapsed, self.adapt_round, self.last_adapt_step = 0, 0.0, 0, 0
         self.guard = DivergenceGuard(cfg.train.guard)
         self.coverage_ema = 0.0
-        self.cap = voxel_cap(self.vc.max_voxels, self.vc.max_memory_mb, self.vc.sh_bands)
+        self.cap = voxel_cap(self.vc.structure.max_voxels, self.vc.structure.max_memory_mb, self.vc.model.sh_bands)
         self._reset_weight_stats()
 
     def _reset_weight_stats(self) -> None:
@@ -139,15 +108,15 @@ class VoxelTrainer(TrainingLoop):
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         vc = self.vc
-        groups = self.model.optimizer_groups(vc.lr_geo, vc.lr_sh0, vc.lr_shs, vc.lr_inv_s, vc.lr_shading)
-        self.base_lr = {g["name"]: g["lr"] for g in groups}  # what _set_lr_scale scales
-        return torch.optim.Adam(groups, betas=(vc.beta1, 0.99), eps=1e-15)
+        groups = self.model.param_groups(self.cfg)
+        self.base_lr = {g["name"]: g["lr"] for g in groups}  # what set_lr_scale scales
+        return torch.optim.Adam(groups, betas=(vc.train.beta1, 0.99), eps=1e-15)
 
     # ------------------------------------------------------------------ one step
     def _target(self, view: int, bg):
         img = as_float(self.train_split.images[view].to(self.device))
         mask = None if self.train_split.masks is None else self.train_split.masks[view].to(self.device)
-        ds = self.vc.train_downscale
+        ds = self.vc.train.downscale
         if ds > 1:
             pool = lambda x: torch.nn.functional.avg_pool2d(x.permute(2, 0, 1)[None], ds)[0].permute(1, 2, 0)  # noqa: E731
             img = pool(img)
@@ -157,30 +126,40 @@ class VoxelTrainer(TrainingLoop):
 
     def train_step(self) -> dict[str, float]:
         view = int(torch.randint(len(self.cameras), (1,), generator=self.generator))
-        bg = torch.rand(3, generator=self.generator).to(self.device) if self.train_split.masks is not None \
+        bg = (
+            torch.rand(3, generator=self.generator).to(self.device)
+            if self.train_split.masks is not None
             else torch.ones(3, device=self.device)
+        )
         target, mask = self._target(view, bg)
-        out = self.model.render_view(downscaled(self.cameras, self.vc.train_downscale), view, bg,
-                                     backend=self.vc.backend)
+        out = self.model.rasterize_view(
+            downscaled(self.cameras, self.vc.train.downscale), view, bg, backend=self.vc.model.backend
+        )
         self.max_weight = torch.maximum(self.max_weight, out["max_weight"].detach())
         self.views_seen.add(view)
-        loss_rgb = ((out["rgb"] - target) ** 2).mean()
-        terms = {"rgb": (1.0, loss_rgb)}
-        if mask is not None and self.vc.mask_weight > 0:
-            terms["mask"] = (self.vc.mask_weight, ((out["opacity"] - mask) ** 2).mean())
+        terms = {"rgb": (1.0, rgb_loss(out["rgb"], target, "l2"))}
+        if mask is not None and self.vc.loss.mask_l2_weight > 0:
+            terms["mask"] = (self.vc.loss.mask_l2_weight, mask_l2_loss(out["opacity"], mask))
         terms.update(self._image_terms(out, view, target))
         terms.update(self._regularizers())
         loss = sum(w * v for w, v in terms.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(loss):
-            loss.backward()
-            if self.vc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                               self.vc.grad_clip)
-            self._optimizer_step()
         scalars = {f"loss_{k}": v.item() for k, (_, v) in terms.items()}
-        scalars.update(loss=loss.item(), psnr=-10.0 * math.log10(max(loss_rgb.item(), 1e-10)),
-                       voxels=float(len(self.model.tree)), coverage=batch_coverage(out["opacity"], mask))
+        require_finite(loss, scalars)  # never step on a NaN
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.vc.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.vc.train.grad_clip
+            )
+        self._optimizer_step()
+        with torch.no_grad():
+            mse = torch.mean((out["rgb"].detach().clamp(0, 1) - target) ** 2)
+        scalars.update(
+            loss=loss.item(),
+            psnr=psnr_from_mse(mse).item(),
+            voxels=float(len(self.model.tree)),
+            coverage=batch_coverage(out["opacity"], mask),
+        )
         if self.model.mode == "sdf":
             scalars["inv_s"] = float(self.model.inv_s.detach())
         return scalars
@@ -189,15 +168,15 @@ class VoxelTrainer(TrainingLoop):
         """Adam's step; with ``lr_geo_by_size`` each corner's step is scaled by its smallest voxel's edge over
         the starting edge (a per-corner learning rate: Adam moves every element by about the rate); then, in
         sdf mode, ``smooth_step`` of explicit Laplacian smoothing of the corners."""
-        if not self.vc.lr_geo_by_size:
+        if not self.vc.train.lr_geo_by_size:
             self.optimizer.step()
         else:
             old = self.model.geo.detach().clone()
             self.optimizer.step()
             with torch.no_grad():
                 self.model.geo.copy_(old + (self.model.geo - old) * self._corner_scale())
-        if self.model.mode == "sdf" and self.vc.smooth_step > 0:
-            laplacian_smooth_(self.model.geo.data, self.model.tree.vox_key, self.vc.smooth_step)
+        if self.model.mode == "sdf" and self.vc.train.smooth_step > 0:
+            laplacian_smooth_(self.model.geo.data, self.model.tree.vox_key, self.vc.train.smooth_step)
 
     def _corner_scale(self) -> torch.Tensor:
         if self.corner_scale is None:
@@ -205,53 +184,58 @@ class VoxelTrainer(TrainingLoop):
             size = tree.boxes()[1][:, None].expand(-1, 8).reshape(-1)
             smallest = torch.full((tree.n_corners,), EXTENT, device=size.device)
             smallest = smallest.scatter_reduce(0, tree.vox_key.reshape(-1), size, "amin")
-            self.corner_scale = (smallest / (EXTENT * 2.0 ** -self.vc.init_level)).clamp_max(1.0)
+            self.corner_scale = (smallest / (EXTENT * 2.0**-self.vc.model.init_level)).clamp_max(1.0)
         return self.corner_scale
 
     def _image_terms(self, out: dict, view: int, target: torch.Tensor) -> dict:
         """SSIM, distortion, median-depth normal consistency and GT depth terms, where their weights (and
         schedules, and the data) ask for them."""
         vc, p = self.vc, self.clock.progress(self.step, self.elapsed)
-        cams = downscaled(self.cameras, vc.train_downscale)
+        cams = downscaled(self.cameras, vc.train.downscale)
         h, w = cams.height, cams.width
         terms = {}
-        if vc.ssim_weight > 0:
+        if vc.loss.ssim_weight > 0:
             img = lambda x: x.reshape(1, h, w, 3).permute(0, 3, 1, 2)  # noqa: E731
-            terms["ssim"] = (vc.ssim_weight, 1.0 - ssim_map(img(out["rgb"]), img(target)).mean())
+            terms["ssim"] = (vc.loss.ssim_weight, 1.0 - ssim_map(img(out["rgb"]), img(target)).mean())
         seg_w = self.cfg.loss.segmentation.entropy_weight
         if "material_probs" in out and seg_w > 0:  # the deferred mixture: one material per point
             covered = out["opacity"][:, 0] > 1e-3
             terms["entropy"] = (seg_w, entropy_loss(out["material_probs"][covered]))  # 0 when none covered
-        if vc.distortion_weight > 0 and p >= vc.distortion_from:
-            terms["distortion"] = (vc.distortion_weight, out["distortion"].mean())
-        want_normal = vc.normal_weight > 0 and p >= vc.normal_from
-        want_depth = vc.depth_weight > 0 and self.train_split.depths is not None
+        if vc.loss.distortion_weight > 0 and p >= vc.loss.distortion_from:
+            terms["distortion"] = (vc.loss.distortion_weight, out["distortion"].mean())
+        want_normal = vc.loss.depth_normal_weight > 0 and p >= vc.loss.depth_normal_from
+        want_depth = vc.loss.depth_weight > 0 and self.train_split.depths is not None
         if want_normal or want_depth:
             o, d, _, _ = cams.pixel_rays(view)
         if want_normal:
             med = out["median_depth"].detach()
             n_d, ok = depth_normals((o + d * med).reshape(h, w, 3), d.reshape(h, w, 3), (med > 0).reshape(h, w))
-            terms["normal"] = (vc.normal_weight, normal_consistency(out["normal"].reshape(h, w, 3), n_d, ok))
+            terms["normal"] = (vc.loss.depth_normal_weight, normal_consistency(out["normal"].reshape(h, w, 3), n_d, ok))
         if want_depth:
-            ds = vc.train_downscale
-            z = self.train_split.depths[view, ds // 2::ds, ds // 2::ds][:h, :w].to(self.device).reshape(-1)
+            ds = vc.train.downscale
+            z = self.train_split.depths[view, ds // 2 :: ds, ds // 2 :: ds][:h, :w].to(self.device).reshape(-1)
             gt = ray_depth(z, d, cams.c2w[view, :3, 2])
-            terms["depth"] = (vc.depth_weight, depth_l1(out["depth"].reshape(-1), gt))
+            terms["depth"] = (vc.loss.depth_weight, depth_l1(out["depth"].reshape(-1), gt))
         return terms
 
     def _regularizers(self) -> dict:
         """Weighted regularisers on the corner values of all voxels, while ``regularize_until`` lasts."""
         vc = self.vc
-        if self.clock.progress(self.step, self.elapsed) >= vc.regularize_until:
+        if self.clock.progress(self.step, self.elapsed) >= vc.loss.regularize_until:
             return {}
         corners, size = self.model.corners(), self.model.tree.boxes()[1]
-        wanted = {"tv": (vc.tv_weight, lambda: voxel_tv(corners)),
-                  "eikonal": (vc.eikonal_weight if self.model.mode == "sdf" else 0.0,
-                              lambda: voxel_eikonal(corners, size)),
-                  "twist": (vc.twist_weight if self.model.mode == "sdf" else 0.0,
-                            lambda: voxel_twist(corners, size)),
-                  "smooth": (vc.smooth_weight if self.model.mode == "sdf" else 0.0,
-                             lambda: voxel_smoothness(corners, size, self._pairs()))}
+        wanted = {
+            "tv": (vc.loss.tv_weight, lambda: voxel_tv(corners)),
+            "eikonal": (
+                vc.loss.eikonal_weight if self.model.mode == "sdf" else 0.0,
+                lambda: voxel_eikonal(corners, size),
+            ),
+            "twist": (vc.loss.twist_weight if self.model.mode == "sdf" else 0.0, lambda: voxel_twist(corners, size)),
+            "smooth": (
+                vc.loss.smooth_weight if self.model.mode == "sdf" else 0.0,
+                lambda: voxel_smoothness(corners, size, self._pairs()),
+            ),
+        }
         return {k: (w, f()) for k, (w, f) in wanted.items() if w > 0}
 
     def _pairs(self) -> torch.Tensor:
@@ -259,58 +243,66 @@ class VoxelTrainer(TrainingLoop):
             self.pairs = face_neighbours(self.model.tree)
         return self.pairs
 
-    def _observe(self, scalars: dict) -> None:
+    def observe(self, scalars: dict) -> None:
         cov = scalars.get("coverage", float("nan"))
         if math.isfinite(cov):
             self.coverage_ema = 0.9 * self.coverage_ema + 0.1 * cov
 
-    def _snapshot_extra(self) -> dict:
+    def snapshot_extra(self) -> dict:
         return {"adapt_round": self.adapt_round, "last_adapt_step": self.last_adapt_step}
 
-    def _recover(self, reason: str) -> None:
-        step = self.step
-        _, extra = self.guard.recover(step, reason, self.model, self.optimizer)  # may raise TrainingDiverged
+    def restore_snapshot_extra(self, extra: dict) -> None:
         self.adapt_round, self.last_adapt_step = int(extra["adapt_round"]), int(extra["last_adapt_step"])
-        self.lr_scale *= self.cfg.train.guard.lr_factor
-        self._set_lr_scale()
         self._reset_weight_stats()
-        tqdm.write(f"recovered from divergence at step {step}: {reason}; back to the voxels of step "
-                   f"{self.guard.snapshots[0][0]}, learning rate x{self.lr_scale:.3g} "
-                   f"({self.guard.recoveries} of {self.cfg.train.guard.max_recoveries} recoveries)")
 
-    def _set_lr_scale(self) -> None:
-        """Every group's learning rate: its base x the guard's ``lr_scale``, the geometry's also x its decay."""
+    def set_lr_scale(self, scale: float) -> None:
+        """Every group's learning rate: its base x the guard's ``scale``, the geometry's also x its decay."""
         vc = self.vc
         decay = 1.0
-        if vc.lr_geo_final is not None:
+        if vc.train.lr_geo_final is not None:
             p = min(1.0, self.clock.progress(self.step, self.elapsed))
-            decay = (vc.lr_geo_final / vc.lr_geo) ** p
+            decay = (vc.train.lr_geo_final / vc.train.lr_geo) ** p
         for group in self.optimizer.param_groups:
-            group["lr"] = self.base_lr[group["name"]] * self.lr_scale * (decay if group["name"] == "geo" else 1.0)
+            group["lr"] = self.base_lr[group["name"]] * scale * (decay if group["name"] == "geo" else 1.0)
 
     # ------------------------------------------------------------------ schedules
-    def _update_schedules(self) -> None:
+    def update_schedules(self) -> None:
         p = self.clock.progress(self.step, self.elapsed)
         vc = self.vc
-        if vc.lr_geo_final is not None:
-            self._set_lr_scale()
-        self.model.active_bands = min(vc.sh_bands, 1 + int(p / max(vc.sh_band_every, 1e-9)))
-        if vc.inv_s_final is not None:
-            ramp = min(1.0, p / max(vc.inv_s_until, 1e-9))
-            self.model.inv_s_floor.fill_(vc.inv_s_init * (vc.inv_s_final / vc.inv_s_init) ** ramp)
-        due = int(p / max(vc.adapt_every, 1e-9))
-        if p < vc.adapt_until and due > self.adapt_round and self.step - self.last_adapt_step >= vc.adapt_min_steps:
+        if vc.train.lr_geo_final is not None:
+            self.set_lr_scale(self.lr_scale)
+        self.model.active_bands = min(vc.model.sh_bands, 1 + int(p / max(vc.model.sh_band_every, 1e-9)))
+        if vc.model.inv_s_final is not None:
+            ramp = min(1.0, p / max(vc.model.inv_s_until, 1e-9))
+            self.model.inv_s_floor.fill_(vc.model.inv_s_init * (vc.model.inv_s_final / vc.model.inv_s_init) ** ramp)
+        due = int(p / max(vc.structure.adapt_every, 1e-9))
+        if (
+            p < vc.structure.adapt_until
+            and due > self.adapt_round
+            and self.step - self.last_adapt_step >= vc.structure.adapt_min_steps
+        ):
             self.adapt_round, self.last_adapt_step = due, self.step
-            ramp = min(1.0, p / max(vc.adapt_until, 1e-9))
-            formed = self.coverage_ema >= vc.prune_min_coverage
-            threshold = vc.prune_from + (vc.prune_to - vc.prune_from) * ramp if formed else 0.0
-            cams = downscaled(self.cameras, vc.train_downscale)
-            can_split = 0.5 * self.model.tree.boxes()[1] > vc.subdivide_min_footprint * pixel_footprint(
-                self.model.tree.centres(), cams)
-            if vc.max_level is not None:
-                can_split &= self.model.tree.level < vc.max_level
-            res = adapt(self.model, self.optimizer, self._max_weights(), self._priority(), threshold,
-                        vc.subdivide_fraction, self.cap, can_split)
+            ramp = min(1.0, p / max(vc.structure.adapt_until, 1e-9))
+            formed = self.coverage_ema >= vc.structure.prune_min_coverage
+            threshold = (
+                vc.structure.prune_from + (vc.structure.prune_to - vc.structure.prune_from) * ramp if formed else 0.0
+            )
+            cams = downscaled(self.cameras, vc.train.downscale)
+            can_split = 0.5 * self.model.tree.boxes()[1] > vc.structure.subdivide_min_footprint * pixel_footprint(
+                self.model.tree.centres(), cams
+            )
+            if vc.structure.max_level is not None:
+                can_split &= self.model.tree.level < vc.structure.max_level
+            res = adapt(
+                self.model,
+                self.optimizer,
+                self._max_weights(),
+                self._priority(),
+                threshold,
+                vc.structure.subdivide_fraction,
+                self.cap,
+                can_split,
+            )
             self._reset_weight_stats()
             tqdm.write(f"step {self.step}: {res.line()}")
 
@@ -319,11 +311,15 @@ class VoxelTrainer(TrainingLoop):
         """Largest blending weight of every voxel over the training renders since the last layout change, plus
         renders of evenly spaced views they missed until ``prune_views`` views are counted (every view on
         SVRaster's GPU; here each extra view costs a full render)."""
-        cams = downscaled(self.cameras, self.vc.train_downscale)
+        cams = downscaled(self.cameras, self.vc.train.downscale)
         best = self.max_weight
-        for view in extra_views(len(cams), self.views_seen, self.vc.prune_views):
-            best = torch.maximum(best, self.model.render_view(cams, view, torch.ones(3, device=self.device),
-                                                              backend=self.vc.backend)["max_weight"])
+        for view in extra_views(len(cams), self.views_seen, self.vc.structure.prune_views):
+            best = torch.maximum(
+                best,
+                self.model.rasterize_view(cams, view, torch.ones(3, device=self.device), backend=self.vc.model.backend)[
+                    "max_weight"
+                ],
+            )
         return best
 
     def _priority(self) -> torch.Tensor:
@@ -331,23 +327,21 @@ class VoxelTrainer(TrainingLoop):
         return torch.zeros(len(self.model.tree), device=self.device) if g is None else g.detach().clone()
 
     # ------------------------------------------------------------------ checkpoints
-    def _extra_state(self) -> dict:
-        return {"generator": self.generator.get_state(), "adapt_round": self.adapt_round,
-                "last_adapt_step": self.last_adapt_step, "coverage_ema": self.coverage_ema,
-                "guard": {"recoveries": self.guard.recoveries, "lr_scale": self.lr_scale}}
+    def extra_state(self) -> dict:
+        return {
+            "generator": self.generator.get_state(),
+            "adapt_round": self.adapt_round,
+            "last_adapt_step": self.last_adapt_step,
+            "coverage_ema": self.coverage_ema,
+        }
 
-    def _resume(self) -> None:
-        self.step, self.elapsed, extra = load_training_state(self.run.ckpt_path, self.model, self.optimizer,
-                                                             self.device)
+    def load_extra_state(self, extra: dict) -> None:
         self.generator.set_state(extra["generator"])
         self.adapt_round, self.last_adapt_step = int(extra["adapt_round"]), int(extra.get("last_adapt_step", 0))
         self.coverage_ema = float(extra.get("coverage_ema", 0.0))
-        guard = extra.get("guard", {"recoveries": 0, "lr_scale": 1.0})
-        self.guard.recoveries, self.lr_scale = int(guard["recoveries"]), float(guard["lr_scale"])
-        self._set_lr_scale()
         self._reset_weight_stats()
 
-    def _postfix(self, scalars: dict) -> dict:
+    def postfix(self, scalars: dict) -> dict:
         return {"psnr": f"{scalars.get('psnr', float('nan')):.2f}", "voxels": len(self.model.tree)}
 
     def validate(self) -> None:

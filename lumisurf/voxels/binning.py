@@ -6,33 +6,19 @@ A voxel is listed once per (tile it may cover, octant of the rays that may hit i
 entries are sorted by :func:`lumisurf.voxels.octree.order_rank` of their octant, so a pixel walking its tile's
 list and keeping the entries of its own ray's octant meets its voxels front to back.
 """
-from __future__ import annotations
 
-from dataclasses import dataclass
+from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from lumisurf.voxels.binned import NEAR, TILE, Binned
 from lumisurf.voxels.octree import CORNER_OFFSETS, order_rank
 
-TILE = 16
-NEAR = 1e-3  # corners closer than this (camera z) make the voxel cover the whole image
 
-
-@dataclass
-class Binned:
-    """The sorted entry list of one view."""
-
-    voxel: Tensor  # [E] voxel index of each entry
-    octant: Tensor  # [E] octant (0..7) of the rays the entry serves
-    tile_start: Tensor  # [n_tiles + 1] entries of tile t are [tile_start[t], tile_start[t + 1])
-    bbox: Tensor  # [N, 4] int: pixel columns [x0, x1) and rows [y0, y1) the voxel may cover
-    tiles_x: int
-    tiles_y: int
-
-
-def screen_boxes(lo: Tensor, size: Tensor, c2w: Tensor, fx: float, fy: float, cx: float, cy: float,
-                 width: int, height: int) -> Tensor:
+def screen_boxes(
+    lo: Tensor, size: Tensor, c2w: Tensor, fx: float, fy: float, cx: float, cy: float, width: int, height: int
+) -> Tensor:
     """Pixel boxes ``[N, 4]`` (x0, x1, y0, y1; half-open, clipped; empty when x0 >= x1) of voxel boxes.
 
     The box of the 8 projected corners, grown to every pixel whose centre it may contain. A voxel with a
@@ -67,15 +53,26 @@ def corner_octants(lo: Tensor, size: Tensor, eye: Tensor) -> Tensor:
     return bits
 
 
-def bin_voxels(path: Tensor, lo: Tensor, size: Tensor, c2w: Tensor, fx: float, fy: float, cx: float, cy: float,
-               width: int, height: int, backend: str = "auto") -> Binned:
+def bin_voxels(
+    path: Tensor,
+    lo: Tensor,
+    size: Tensor,
+    c2w: Tensor,
+    fx: float,
+    fy: float,
+    cx: float,
+    cy: float,
+    width: int,
+    height: int,
+    backend: str = "auto",
+) -> Binned:
     """Screen boxes, octants and the tile-sorted entry list of one view (see the module docstring).
 
     ``backend``: ``warp`` (float32; the per-voxel work in kernels), ``torch`` (this function's body, the
     reference) or ``auto`` (Warp when it can run).
     """
     if backend != "torch":
-        from lumisurf.voxels import binning_warp
+        from lumisurf.voxels import binning_warp  # lazy: Warp (seconds to import) loads only for its path
 
         reason = binning_warp.unavailable(lo)
         if reason is None:

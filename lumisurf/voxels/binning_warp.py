@@ -3,11 +3,12 @@ one kernel, the entries written by a second one at offsets from a prefix sum, th
 
 Same conventions and results as the torch version (which is its test reference and fallback); float32 only.
 """
+
 from __future__ import annotations
 
 import torch
 
-from lumisurf.voxels.binning import NEAR, TILE, Binned
+from lumisurf.voxels.binned import NEAR, TILE, Binned
 from lumisurf.voxels.octree import TRIPLES
 
 try:
@@ -23,7 +24,7 @@ if wp is not None:
 
     @wp.func
     def _pow2(q: int):
-        return wp.lshift(int(1), q)
+        return wp.lshift(1, q)
 
     @wp.func
     def _has(bits: int, q: int):
@@ -31,17 +32,28 @@ if wp is not None:
         return wp.rshift(bits, q) & 1
 
     @wp.kernel
-    def _preprocess(lo: wp.array(dtype=wp.vec3), size: wp.array(dtype=wp.float32), rot: wp.mat33, eye: wp.vec3,
-                    fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                    bbox: wp.array2d(dtype=wp.int32), octbits: wp.array(dtype=wp.int32),
-                    count: wp.array(dtype=wp.int32)):
+    def _preprocess(
+        lo: wp.array(dtype=wp.vec3),
+        size: wp.array(dtype=wp.float32),
+        rot: wp.mat33,
+        eye: wp.vec3,
+        fx: float,
+        fy: float,
+        cx: float,
+        cy: float,
+        width: int,
+        height: int,
+        bbox: wp.array2d(dtype=wp.int32),
+        octbits: wp.array(dtype=wp.int32),
+        count: wp.array(dtype=wp.int32),
+    ):
         v = wp.tid()
-        umin = float(1.0e30)
-        umax = float(-1.0e30)
-        vmin = float(1.0e30)
-        vmax = float(-1.0e30)
-        n_behind = int(0)
-        bits = int(0)
+        umin = 1.0e30
+        umax = -1.0e30
+        vmin = 1.0e30
+        vmax = -1.0e30
+        n_behind = 0
+        bits = 0
         for c in range(8):
             off = wp.vec3(float(c // 4), float((c // 2) % 2), float(c % 2))
             corner = lo[v] + off * size[v]
@@ -84,20 +96,28 @@ if wp is not None:
         bbox[v, 2] = y0
         bbox[v, 3] = y1
         octbits[v] = bits
-        n_oct = int(0)
+        n_oct = 0
         for q in range(8):
             n_oct = n_oct + _has(bits, q)
-        ntx = int(0)
-        nty = int(0)
+        ntx = 0
+        nty = 0
         if x1 > x0 and y1 > y0:
             ntx = (x1 - 1) // TILE - x0 // TILE + 1
             nty = (y1 - 1) // TILE - y0 // TILE + 1
         count[v] = ntx * nty * n_oct
 
     @wp.kernel
-    def _emit(path: wp.array(dtype=wp.int64), bbox: wp.array2d(dtype=wp.int32), octbits: wp.array(dtype=wp.int32),
-              offset: wp.array(dtype=wp.int64), tiles_x: int, triples: wp.int64, key: wp.array(dtype=wp.int64),
-              ent_vox: wp.array(dtype=wp.int32), ent_oct: wp.array(dtype=wp.int32)):
+    def _emit(
+        path: wp.array(dtype=wp.int64),
+        bbox: wp.array2d(dtype=wp.int32),
+        octbits: wp.array(dtype=wp.int32),
+        offset: wp.array(dtype=wp.int64),
+        tiles_x: int,
+        triples: wp.int64,
+        key: wp.array(dtype=wp.int64),
+        ent_vox: wp.array(dtype=wp.int32),
+        ent_oct: wp.array(dtype=wp.int32),
+    ):
         v = wp.tid()
         i = offset[v]
         if bbox[v, 1] <= bbox[v, 0] or bbox[v, 3] <= bbox[v, 2]:
@@ -120,8 +140,7 @@ def unavailable(lo: torch.Tensor) -> str | None:
     return None if lo.dtype == torch.float32 else "dtype"
 
 
-def bin_voxels_warp(path, lo, size, c2w, fx: float, fy: float, cx: float, cy: float, width: int,
-                    height: int) -> Binned:
+def bin_voxels_warp(path, lo, size, c2w, fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> Binned:
     """:func:`lumisurf.voxels.binning.bin_voxels` with the per-voxel work in Warp kernels."""
     wp.init()
     n, dev = path.shape[0], lo.device
@@ -132,19 +151,48 @@ def bin_voxels_warp(path, lo, size, c2w, fx: float, fy: float, cx: float, cy: fl
     rot = wp.mat33(*c2w[:3, :3].reshape(-1).tolist())
     eye = wp.vec3(*c2w[:3, 3].tolist())
     lo_w = wp.from_torch(lo.contiguous(), dtype=wp.vec3)
-    wp.launch(_preprocess, dim=n, device=wdev,
-              inputs=[lo_w, wp.from_torch(size.contiguous()), rot, eye, float(fx), float(fy), float(cx), float(cy),
-                      width, height, wp.from_torch(bbox), wp.from_torch(octbits), wp.from_torch(count)])
+    wp.launch(
+        _preprocess,
+        dim=n,
+        device=wdev,
+        inputs=[
+            lo_w,
+            wp.from_torch(size.contiguous()),
+            rot,
+            eye,
+            float(fx),
+            float(fy),
+            float(cx),
+            float(cy),
+            width,
+            height,
+            wp.from_torch(bbox),
+            wp.from_torch(octbits),
+            wp.from_torch(count),
+        ],
+    )
     ends = count.long().cumsum(0)
     total = int(ends[-1]) if n else 0
     key = torch.empty(total, dtype=torch.long, device=dev)
     vox = torch.empty(total, dtype=torch.int32, device=dev)
     octant = torch.empty(total, dtype=torch.int32, device=dev)
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
-    wp.launch(_emit, dim=n, device=wdev,
-              inputs=[wp.from_torch(path.contiguous()), wp.from_torch(bbox), wp.from_torch(octbits),
-                      wp.from_torch((ends - count.long()).contiguous()), tiles_x, wp.int64(TRIPLES),
-                      wp.from_torch(key), wp.from_torch(vox), wp.from_torch(octant)])
+    wp.launch(
+        _emit,
+        dim=n,
+        device=wdev,
+        inputs=[
+            wp.from_torch(path.contiguous()),
+            wp.from_torch(bbox),
+            wp.from_torch(octbits),
+            wp.from_torch((ends - count.long()).contiguous()),
+            tiles_x,
+            wp.int64(TRIPLES),
+            wp.from_torch(key),
+            wp.from_torch(vox),
+            wp.from_torch(octant),
+        ],
+    )
     key, perm = torch.sort(key)
     tile_start = torch.searchsorted(key >> 48, torch.arange(tiles_x * tiles_y + 1, device=dev))
     return Binned(vox[perm].long(), octant[perm].long(), tile_start, bbox.long(), tiles_x, tiles_y)

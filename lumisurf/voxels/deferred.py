@@ -1,4 +1,4 @@
-"""Deferred shading of a sparse-voxel render (``voxels.shading = nero | segmented``, sdf mode).
+"""Deferred shading of a sparse-voxel render (``voxels.model.shading = nero | segmented``, sdf mode).
 
 The rasterizer composites per pixel the opacity ``A``, the expected ray distance ``D`` and the weighted voxel
 normal ``N`` (:func:`lumisurf.voxels.raster.rasterize_tiles`). Each pixel with ``A`` above ``min_opacity`` is
@@ -6,11 +6,12 @@ then shaded once at ``x = o + d D / A`` with the normal ``N / |N|``, seen along 
 with material features from a hash grid at ``x``: NeRO's split-sum shading
 (:class:`lumisurf.shading.nero.NeroShading`) or the K-head material mixture of ``lumisurf-seg``
 (:class:`lumisurf.shading.segmented.SegmentedShading`, ``model.assignment``). The pixel is
-``A shade + (1 - A) background``. Colour then depends on the normal and the reflected direction, so the
-geometry cannot buy reflections with bumps as per-voxel SH colour can. The gradients reach the corners through
+``A shade + (1 - A) background``. Color then depends on the normal and the reflected direction, so the
+geometry cannot buy reflections with bumps as per-voxel SH color can. The gradients reach the corners through
 the normal and depth outputs of the rasterizer. ``amp``: the networks run under bfloat16 autocast on CUDA
 (ignored on CPU, where it does not pay).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from lumisurf.encodings.hash_grid import HashGrid, HashGridConfig
+from lumisurf.shading.nero import NeroShading
+from lumisurf.shading.segmented import SegmentedShading
 
 MAPS = (("albedo", 3), ("metallic", 1), ("roughness", 1))
 
@@ -28,17 +31,19 @@ class DeferredShading(nn.Module):
     """``model_cfg``: :class:`lumisurf.config.ModelConfig` (its ``nero``, and ``assignment`` for segmented); the
     hash grid gives ``n_levels * n_features`` features per point (normalised frame, bound 1)."""
 
-    def __init__(self, kind: Literal["nero", "segmented"], model_cfg, grid_cfg: HashGridConfig | None = None,
-                 min_opacity: float = 1e-3, amp: bool = False):
+    def __init__(
+        self,
+        kind: Literal["nero", "segmented"],
+        model_cfg,
+        grid_cfg: HashGridConfig | None = None,
+        min_opacity: float = 1e-3,
+        amp: bool = False,
+    ):
         super().__init__()
         self.grid = HashGrid(grid_cfg or HashGridConfig(n_levels=12, log2_table_size=17, max_resolution=512))
         if kind == "nero":
-            from lumisurf.shading.nero import NeroShading
-
             self.shader = NeroShading(model_cfg.nero, self.grid.output_dim)
         else:
-            from lumisurf.shading.segmented import SegmentedShading
-
             self.shader = SegmentedShading(model_cfg, self.grid.output_dim)
         self.kind, self.min_opacity, self.amp = kind, min_opacity, amp
 

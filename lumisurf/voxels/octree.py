@@ -12,6 +12,7 @@ Conventions (the same as SVRaster's, so its published behaviour is our reference
 * The octant of a direction ``d`` is ``(d_x < 0) << 2 | (d_y < 0) << 1 | (d_z < 0)``. Sorting the leaves by
   ``path XOR (octant repeated in every triple)`` is a front-to-back order for every ray of that octant.
 """
+
 from __future__ import annotations
 
 import torch

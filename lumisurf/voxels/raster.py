@@ -6,54 +6,112 @@ serving another ray octant) given zero opacity. It is exact (no early terminatio
 test reference of the fast kernels; :func:`lumisurf.voxels.raster_torch.rasterize_reference` (every ray
 against every voxel) checks it in turn.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from lumisurf.renderers.volume import accumulate, composite_background, render_weights
-from lumisurf.voxels.binning import TILE, Binned
+from lumisurf.voxels.binned import TILE, Binned
 from lumisurf.voxels.octree import direction_octant
-from lumisurf.voxels.raster_torch import (GeometryMode, density_alpha, distortion, ray_box, sdf_alpha, tap_priority,
-                                         voxel_normals)
+from lumisurf.voxels.raster_torch import (
+    GeometryMode,
+    density_alpha,
+    distortion,
+    ray_box,
+    sdf_alpha,
+    tap_priority,
+    voxel_normals,
+)
 from lumisurf.voxels.soft import SoftRaster, footprint_gain, margin, softmax_weights
 
 OUTPUTS = ("rgb", "opacity", "depth", "normal", "distortion")
 STOP_T = 1e-4  # the fast kernels stop a pixel once its transmittance is below this
 
 
-def rasterize_tiles(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor, corners: Tensor,
-                    rgb: Tensor, background: Tensor, width: int, height: int, mode: GeometryMode = "density",
-                    inv_s: Tensor | float = 64.0, n_samples: int = 1, backend: str = "auto",
-                    stop_t: float = STOP_T, priority: Tensor | None = None,
-                    soft: SoftRaster | None = None) -> dict[str, Tensor]:
+def rasterize_tiles(
+    binned: Binned,
+    origins: Tensor,
+    dirs: Tensor,
+    lo: Tensor,
+    size: Tensor,
+    corners: Tensor,
+    rgb: Tensor,
+    background: Tensor,
+    width: int,
+    height: int,
+    mode: GeometryMode = "density",
+    inv_s: Tensor | float = 64.0,
+    n_samples: int = 1,
+    backend: str = "auto",
+    stop_t: float = STOP_T,
+    priority: Tensor | None = None,
+    soft: SoftRaster | None = None,
+) -> dict[str, Tensor]:
     """Render one view: the Warp kernels (``backend`` auto/warp; float32, early stop at ``stop_t``) or the
     torch twin (``torch``, whenever Warp cannot run, and for the ``soft`` variants). Arguments and outputs as
     :func:`rasterize_tiles_torch`; the Warp path adds ``segments`` ``[P]``, the ray-voxel segments each pixel
     evaluated."""
-    from lumisurf.voxels import raster_warp
+    from lumisurf.voxels import raster_warp  # lazy: Warp (seconds to import) loads only for its path
 
     reason = raster_warp.unavailable([origins, dirs, lo, size, corners, rgb])
     if soft is not None and soft.active:
         reason = reason or "the soft variants (voxels/soft.py) have no Warp kernels"
         backend = "torch" if backend == "auto" else backend
     if backend == "torch" or (reason is not None and backend == "auto"):
-        return rasterize_tiles_torch(binned, origins, dirs, lo, size, corners, rgb, background, width, height,
-                                     mode, inv_s, n_samples, priority, soft)
+        return rasterize_tiles_torch(
+            binned,
+            origins,
+            dirs,
+            lo,
+            size,
+            corners,
+            rgb,
+            background,
+            width,
+            height,
+            mode,
+            inv_s,
+            n_samples,
+            priority,
+            soft,
+        )
     if reason is not None:
         raise RuntimeError(f"the Warp voxel rasterizer cannot run here: {reason}")
     i32 = lambda t: t.to(torch.int32).contiguous()  # noqa: E731
-    geo = {"tile_start": i32(binned.tile_start), "voxel": i32(binned.voxel), "octant": i32(binned.octant),
-           "bbox": i32(binned.bbox), "lo": lo, "size": size.contiguous(), "ray_o": origins, "ray_d": dirs,
-           "ray_oct": i32(direction_octant(dirs)), "width": width, "height": height, "tiles_x": binned.tiles_x,
-           "n_tiles": binned.tiles_x * binned.tiles_y, "mode": 0 if mode == "density" else 1,
-           "n_samples": int(n_samples), "stop_t": float(stop_t)}
+    geo = {
+        "tile_start": i32(binned.tile_start),
+        "voxel": i32(binned.voxel),
+        "octant": i32(binned.octant),
+        "bbox": i32(binned.bbox),
+        "lo": lo,
+        "size": size.contiguous(),
+        "ray_o": origins,
+        "ray_d": dirs,
+        "ray_oct": i32(direction_octant(dirs)),
+        "width": width,
+        "height": height,
+        "tiles_x": binned.tiles_x,
+        "n_tiles": binned.tiles_x * binned.tiles_y,
+        "mode": 0 if mode == "density" else 1,
+        "n_samples": int(n_samples),
+        "stop_t": float(stop_t),
+    }
     bg = background.to(lo.dtype)
     rgb_out, opacity, depth, normal, max_w, n_seg, median, dist = raster_warp.rasterize_tiles_warp(
-        geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg, priority)
-    return {"rgb": rgb_out, "opacity": opacity, "depth": depth, "normal": normal, "max_weight": max_w,
-            "segments": n_seg, "median_depth": median, "distortion": dist}
-
+        geo, corners, rgb, voxel_normals(corners, mode), inv_s, bg, priority
+    )
+    return {
+        "rgb": rgb_out,
+        "opacity": opacity,
+        "depth": depth,
+        "normal": normal,
+        "max_weight": max_w,
+        "segments": n_seg,
+        "median_depth": median,
+        "distortion": dist,
+    }
 
 
 def _fringe(o, d, lo, size, grow, a, b, hit, cover, soft: SoftRaster):
@@ -84,11 +142,23 @@ def tile_pixels(t: int, binned: Binned, width: int, height: int, device) -> tupl
     return x.reshape(-1), y.reshape(-1)
 
 
-def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
-                          corners: Tensor, rgb: Tensor, background: Tensor, width: int, height: int,
-                          mode: GeometryMode = "density", inv_s: Tensor | float = 64.0,
-                          n_samples: int = 1, priority: Tensor | None = None,
-                          soft: SoftRaster | None = None) -> dict[str, Tensor]:
+def rasterize_tiles_torch(
+    binned: Binned,
+    origins: Tensor,
+    dirs: Tensor,
+    lo: Tensor,
+    size: Tensor,
+    corners: Tensor,
+    rgb: Tensor,
+    background: Tensor,
+    width: int,
+    height: int,
+    mode: GeometryMode = "density",
+    inv_s: Tensor | float = 64.0,
+    n_samples: int = 1,
+    priority: Tensor | None = None,
+    soft: SoftRaster | None = None,
+) -> dict[str, Tensor]:
     """Render all ``width x height`` pixels (row-major rays ``origins``, unit ``dirs`` ``[P, 3]``).
 
     Voxel data as in :func:`lumisurf.voxels.raster_torch.rasterize_reference` (corners ``[N, 8]``, rgb
@@ -115,8 +185,13 @@ def rasterize_tiles_torch(binned: Binned, origins: Tensor, dirs: Tensor, lo: Ten
         x, y = tile_pixels(t, binned, width, height, origins.device)
         pix = y * width + x  # [n]
         vox, box = binned.voxel[s:e], binned.bbox[binned.voxel[s:e]]  # [E], [E, 4]
-        cover = ((x[:, None] >= box[:, 0]) & (x[:, None] < box[:, 1]) & (y[:, None] >= box[:, 2])
-                 & (y[:, None] < box[:, 3]) & (ray_oct[pix][:, None] == binned.octant[s:e]))  # [n, E]
+        cover = (
+            (x[:, None] >= box[:, 0])
+            & (x[:, None] < box[:, 1])
+            & (y[:, None] >= box[:, 2])
+            & (y[:, None] < box[:, 3])
+            & (ray_oct[pix][:, None] == binned.octant[s:e])
+        )  # [n, E]
         o, d = origins[pix], dirs[pix]
         a, b = ray_box(o, d, lo[vox], lo[vox] + size[vox, None])
         hit = cover & (b > a)

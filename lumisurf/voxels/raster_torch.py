@@ -11,6 +11,7 @@ trilinear inside the voxel:
 * ``sdf``: signed distances (negative inside); a segment gets NeuS' interval opacity from the SDF at its
   entry and exit points with sharpness ``inv_s``.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ def exp_linear(x: Tensor) -> Tensor:
     return torch.where(x > k, x, torch.exp(x.clamp_max(k) / k - 1.0 + math.log(k)))
 
 
-def trilinear_weights(u: Tensor) -> Tensor:
+def corner_weights(u: Tensor) -> Tensor:
     """Weights ``[..., 8]`` of the 8 corners at local coordinates ``u`` ``[..., 3]`` in [0, 1]^3."""
     off = CORNER_OFFSETS.to(u.device, u.dtype)  # [8, 3]
     w = torch.where(off.bool(), u[..., None, :], 1.0 - u[..., None, :])  # [..., 8, 3]
@@ -62,11 +63,12 @@ def segment_field(corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, di
     """
     p = origins[:, None, None] + dirs[:, None, None] * t[..., None]  # [R, N, K, 3]
     u = ((p - lo[:, :, None]) / size[..., None, None]).clamp(0.0, 1.0)
-    return (trilinear_weights(u) * corners[:, :, None]).sum(-1)
+    return (corner_weights(u) * corners[:, :, None]).sum(-1)
 
 
-def density_alpha(corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, dirs: Tensor, a: Tensor, b: Tensor,
-                  n_samples: int = 1) -> Tensor:
+def density_alpha(
+    corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, dirs: Tensor, a: Tensor, b: Tensor, n_samples: int = 1
+) -> Tensor:
     """Segment opacity ``[R, N]`` in density mode from ``n_samples`` midpoint samples of ``[a, b]`` ``[R, N]``
     (voxel data per ray as in :func:`segment_field`)."""
     seg = (b - a).clamp_min(0.0)
@@ -76,8 +78,16 @@ def density_alpha(corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, di
     return (1.0 - torch.exp(-STEP_SCALE * (seg / n_samples) * sigma.sum(-1))).clamp_max(MAX_ALPHA)
 
 
-def sdf_alpha(corners: Tensor, lo: Tensor, size: Tensor, origins: Tensor, dirs: Tensor, a: Tensor, b: Tensor,
-              inv_s: Tensor | float) -> Tensor:
+def sdf_alpha(
+    corners: Tensor,
+    lo: Tensor,
+    size: Tensor,
+    origins: Tensor,
+    dirs: Tensor,
+    a: Tensor,
+    b: Tensor,
+    inv_s: Tensor | float,
+) -> Tensor:
     """Segment opacity ``[R, N]`` in sdf mode: NeuS' interval opacity from the SDF at entry and exit."""
     sdf = segment_field(corners, lo, size, origins, dirs, torch.stack([a, b], -1))  # [R, N, 2]
     return alpha_from_sdf_interval(sdf[..., 0], sdf[..., 1], inv_s).clamp_max(MAX_ALPHA)
@@ -130,13 +140,23 @@ def voxel_normals(corners: Tensor, mode: GeometryMode) -> Tensor:
     return g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def rasterize_reference(origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor, corners: Tensor, rgb: Tensor,
-                        background: Tensor, mode: GeometryMode = "density", inv_s: Tensor | float = 64.0,
-                        n_samples: int = 1, priority: Tensor | None = None) -> dict[str, Tensor]:
+def rasterize_reference(
+    origins: Tensor,
+    dirs: Tensor,
+    lo: Tensor,
+    size: Tensor,
+    corners: Tensor,
+    rgb: Tensor,
+    background: Tensor,
+    mode: GeometryMode = "density",
+    inv_s: Tensor | float = 64.0,
+    n_samples: int = 1,
+    priority: Tensor | None = None,
+) -> dict[str, Tensor]:
     """Render ``n_rays`` rays through ``N`` voxels by brute force.
 
     origins, dirs ``[R, 3]`` (unit dirs); lo ``[N, 3]`` voxel min corners; size ``[N]`` edge lengths; corners
-    ``[N, 8]`` geometry values; rgb ``[N, 3]`` colours seen from this view; background ``[3]`` or ``[R, 3]``.
+    ``[N, 8]`` geometry values; rgb ``[N, 3]`` colors seen from this view; background ``[3]`` or ``[R, 3]``.
     Returns ``rgb`` ``[R, 3]``, ``opacity`` ``[R, 1]``, ``depth`` ``[R, 1]`` (expected entry-exit midpoint,
     not divided by opacity), ``normal`` ``[R, 3]`` (weighted, outward), ``distortion`` ``[R, 1]``
     (:func:`distortion`), ``max_weight`` ``[N]``. A ``priority``
@@ -153,11 +173,13 @@ def rasterize_reference(origins: Tensor, dirs: Tensor, lo: Tensor, size: Tensor,
     alpha = tap_priority(torch.where(hit, alpha, torch.zeros_like(alpha)), order, priority)
     w = render_weights(alpha)  # [R, N]
     opacity = accumulate(w)
-    out = {"opacity": opacity,
-           "rgb": composite_background(accumulate(w, vox(rgb)), opacity, background),
-           "depth": accumulate(w, (0.5 * (a + b))[..., None]),
-           "normal": accumulate(w, vox(voxel_normals(corners, mode))),
-           "distortion": distortion(w, torch.where(hit, 0.5 * (a + b), 0.0), torch.where(hit, b - a, 0.0))}
+    out = {
+        "opacity": opacity,
+        "rgb": composite_background(accumulate(w, vox(rgb)), opacity, background),
+        "depth": accumulate(w, (0.5 * (a + b))[..., None]),
+        "normal": accumulate(w, vox(voxel_normals(corners, mode))),
+        "distortion": distortion(w, torch.where(hit, 0.5 * (a + b), 0.0), torch.where(hit, b - a, 0.0)),
+    }
     max_w = torch.zeros(n_vox, dtype=w.dtype, device=w.device)
     out["max_weight"] = max_w.scatter_reduce(0, order.reshape(-1), w.detach().reshape(-1), "amax")
     return out

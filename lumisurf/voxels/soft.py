@@ -15,6 +15,7 @@ Both run in the plain-torch tile path only (:func:`lumisurf.voxels.raster.raster
   the nearest segment. As ``tau -> 0`` the nearest segment takes all the weight (a hard z-buffer), not alpha
   compositing: order errors cost nothing, occlusion is soft.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,9 @@ def box_distance(p: Tensor, lo: Tensor, size: Tensor) -> Tensor:
     return (below + above).norm(dim=-1)
 
 
-def footprint_gain(origins: Tensor, dirs: Tensor, a: Tensor, b: Tensor, lo: Tensor, size: Tensor,
-                   soft: SoftRaster) -> Tensor:
+def footprint_gain(
+    origins: Tensor, dirs: Tensor, a: Tensor, b: Tensor, lo: Tensor, size: Tensor, soft: SoftRaster
+) -> Tensor:
     """Opacity scale ``[R, E]`` of fringe segments ``[a, b]`` ``[R, E]`` of rays ``[R, 3]`` past boxes ``lo``
     ``[R, E, 3]`` / ``size`` ``[R, E]``: the Gaussian of the midpoint's distance to the box, in pixels."""
     mid = 0.5 * (a + b)

@@ -1,15 +1,16 @@
-"""The sparse voxel set: octree leaves, geometry on shared corners, colour per voxel; subdivide and prune.
+"""The sparse voxel set: octree leaves, geometry on shared corners, color per voxel; subdivide and prune.
 
 Every structural change is expressed as two linear maps from the old parameters to the new ones, so the
 optimizer state (Adam's moments) follows the parameters through it:
 
-* per-voxel rows (colour): ``new[v'] = old[source[v']]`` (a child copies its parent);
+* per-voxel rows (color): ``new[v'] = old[source[v']]`` (a child copies its parent);
 * corner values (geometry): ``new = A @ old`` with ``A`` ``[M', M]`` sparse, kept as its (row, column, value)
   triplets and applied by a scatter-add (no coalescing sort); a child's corner is the parent's trilinear
   field at that point, and a corner shared by several voxels takes their mean.
 
 The root cube is ``[scene_min, scene_min + extent]^3`` in the normalised frame (object in the unit sphere).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,9 +19,16 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from lumisurf.voxels.octree import (CORNER_OFFSETS, MAX_LEVEL, children, ijk_to_path, lattice_to_world,
-                                    shared_corners, voxel_boxes)
-from lumisurf.voxels.raster_torch import trilinear_weights
+from lumisurf.voxels.octree import (
+    CORNER_OFFSETS,
+    MAX_LEVEL,
+    children,
+    ijk_to_path,
+    lattice_to_world,
+    shared_corners,
+    voxel_boxes,
+)
+from lumisurf.voxels.raster_torch import corner_weights
 
 
 @dataclass
@@ -54,7 +62,7 @@ class VoxelOctree:
         self.corner_keys, self.vox_key = shared_corners(self.path, self.level)  # [M, 3], [N, 8]
 
     @classmethod
-    def dense(cls, level: int, scene_min: Tensor, extent: float, device=None) -> "VoxelOctree":
+    def dense(cls, level: int, scene_min: Tensor, extent: float, device=None) -> VoxelOctree:
         """Every cell of level ``level`` (``2^level`` per axis)."""
         n = 1 << level
         r = torch.arange(n, device=device)
@@ -106,7 +114,7 @@ class VoxelOctree:
             found = torch.where(hit, members[order][pos], found)
         return found
 
-    def select(self, keep: Tensor) -> tuple["VoxelOctree", Remap]:
+    def select(self, keep: Tensor) -> tuple[VoxelOctree, Remap]:
         """The leaves where ``keep`` ``[N]`` (bool) holds; corners keep their values."""
         idx = keep.nonzero().squeeze(1)
         if idx.numel() == 0:
@@ -116,30 +124,38 @@ class VoxelOctree:
         cols = self.vox_key[idx].reshape(-1)
         return new, Remap(idx, *_mean_map(rows, cols, torch.ones(rows.shape, device=rows.device), new.n_corners))
 
-    def subdivide(self, mask: Tensor) -> tuple["VoxelOctree", Remap]:
+    def subdivide(self, mask: Tensor) -> tuple[VoxelOctree, Remap]:
         """Replace the leaves where ``mask`` ``[N]`` holds by their 8 children (appended after the others)."""
         split = mask.nonzero().squeeze(1)
         if split.numel() and (self.level[split] >= MAX_LEVEL).any():
             raise ValueError(f"cannot subdivide voxels at the maximum level {MAX_LEVEL}")
         kept = (~mask).nonzero().squeeze(1)
         kid_path, kid_level = children(self.path[split], self.level[split])
-        new = VoxelOctree(torch.cat([self.path[kept], kid_path]), torch.cat([self.level[kept], kid_level]),
-                          self.scene_min, self.extent)
+        new = VoxelOctree(
+            torch.cat([self.path[kept], kid_path]),
+            torch.cat([self.level[kept], kid_level]),
+            self.scene_min,
+            self.extent,
+        )
         source = torch.cat([kept, split.repeat_interleave(8)])
         # kept voxels: each corner is its old corner; children: the parent's trilinear field at the corner
         off = CORNER_OFFSETS.to(self.path.device).float()
         local = (off[:, None, :] + off[None, :, :]) / 2.0  # [8 children, 8 corners, 3] in the parent
-        w = trilinear_weights(local)  # [8, 8, 8 parent corners]
+        w = corner_weights(local)  # [8, 8, 8 parent corners]
         n_kid = split.numel() * 8
-        kid_rows = new.vox_key[len(kept):].reshape(n_kid, 8, 1).expand(-1, -1, 8)
+        kid_rows = new.vox_key[len(kept) :].reshape(n_kid, 8, 1).expand(-1, -1, 8)
         kid_cols = self.vox_key[split][:, None, None, :].expand(-1, 8, 8, -1).reshape(n_kid, 8, 8)
         kid_vals = w[None].expand(split.numel(), -1, -1, -1).reshape(n_kid, 8, 8)
-        rows = torch.cat([new.vox_key[:len(kept)].reshape(-1), kid_rows.reshape(-1)])
+        rows = torch.cat([new.vox_key[: len(kept)].reshape(-1), kid_rows.reshape(-1)])
         cols = torch.cat([self.vox_key[kept].reshape(-1), kid_cols.reshape(-1)])
         dev = self.path.device
         vals = torch.cat([torch.ones(len(kept) * 8, device=dev), kid_vals.reshape(-1)])
-        entries = torch.cat([torch.arange(len(kept) * 8, device=dev),
-                             len(kept) * 8 + torch.arange(n_kid * 8, device=dev).repeat_interleave(8)])
+        entries = torch.cat(
+            [
+                torch.arange(len(kept) * 8, device=dev),
+                len(kept) * 8 + torch.arange(n_kid * 8, device=dev).repeat_interleave(8),
+            ]
+        )
         return new, Remap(source, *_mean_map(rows, cols, vals, new.n_corners, entries))
 
 

@@ -2,6 +2,7 @@
 launch is split into interleaved tile sets run concurrently, each part writing its own output buffers.
 On CUDA a launch stays one launch.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -26,14 +27,18 @@ def split_launch(kernel, n_tiles: int, device: torch.device, parts: int, inputs)
 
     global _POOL, _POOL_SIZE
     wdev = wp.device_from_torch(device)
-    run = lambda k: wp.launch(kernel, dim=(n_tiles - k + parts - 1) // parts, device=wdev,  # noqa: E731
-                              inputs=inputs(k) + [parts, k])
+    run = lambda k: wp.launch(
+        kernel,
+        dim=(n_tiles - k + parts - 1) // parts,
+        device=wdev,  # noqa: E731
+        inputs=inputs(k) + [parts, k],
+    )
     if parts == 1 or kernel.key not in _WARM:  # the first launch loads the module: not from two threads
         for k in range(parts):
             run(k)
         _WARM.add(kernel.key)
         return
-    if _POOL is None or _POOL_SIZE < parts:
+    if _POOL is None or parts > _POOL_SIZE:
         _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="lumisurf-warp"), parts
     for f in [_POOL.submit(run, k) for k in range(parts)]:
         f.result()

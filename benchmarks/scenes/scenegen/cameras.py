@@ -5,6 +5,7 @@ azimuth uniform in [0, 2 pi), |eye| uniform in [3.2, 3.8]; looking at the origin
 training cameras first, then test. ``seed = 0`` with 64 + 16 cameras reproduces glossy_bunny's
 ``transforms_train/test.json`` to 1e-15.
 """
+
 from __future__ import annotations
 
 import json

@@ -2,12 +2,13 @@
 
 * ``r_i.png``            RGBA 8-bit, RGB sRGB-encoded (clipped at 1), straight alpha = pixel coverage,
                          RGB = 0 where alpha = 0
-* ``r_i_albedo.png``     RGB 8-bit, sRGB-encoded linear base colour, 0 = background
+* ``r_i_albedo.png``     RGB 8-bit, sRGB-encoded linear base color, 0 = background
 * ``r_i_roughness.png``  L 8-bit, round(255 * roughness); ``r_i_metallic.png`` likewise
 * ``r_i_matid.png``      L 8-bit material id, 0 = background (two-material scenes)
 * ``r_i_normal.png``     RGB 16-bit, round((n + 1) / 2 * 65535) of the world-space unit shading normal; 0 = background
 * ``r_i_depth.npy``      float16 [H, W] z-depth along the camera's -z axis, 0 = background
 """
+
 from __future__ import annotations
 
 import struct
@@ -49,8 +50,9 @@ def write_png16(path: Path, arr: np.ndarray) -> None:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+    )
 
 
 def normal_u16(n: np.ndarray, hit: np.ndarray) -> np.ndarray:

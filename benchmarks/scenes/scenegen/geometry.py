@@ -1,18 +1,17 @@
 """Recipe -> world-space meshes: the parts Mitsuba renders (one shape per part, one material each) and the
 GT mesh (parts concatenated; faces of a union part lying inside another part removed).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import trimesh
 
 from scenegen import shapes as S
 from scenegen.materials import pattern_colors
-
 
 # shared meshes whose duplicated (UV-seam) vertices are welded for smooth shading normals; the
 # two_materials mesh keeps its split box vertices (flat box faces, as in that scene)
@@ -21,13 +20,14 @@ WELD = {"glossy_spot"}
 
 @dataclass
 class Part:
-    """One rendered shape in world coordinates: vertices, faces, shading normals, material id, colours."""
+    """One rendered shape in world coordinates: vertices, faces, shading normals, material id, colors."""
+
     label: str
     V: np.ndarray
     F: np.ndarray
     N: np.ndarray
     matid: int
-    colors: Optional[np.ndarray] = None
+    colors: np.ndarray | None = None
 
 
 @dataclass
@@ -68,22 +68,36 @@ def _local_parts(shape: str, p: dict, data_root: Path) -> list[tuple[str, S.Mesh
 
 def _union_parts(shape: str, p: dict) -> list[tuple[str, S.Mesh]]:
     if shape == "sphere_on_box":
-        return [("sphere", _sphere(p["sphere"]["radius"], p["sphere"]["centre"])),
-                ("box", S.rounded_box(p["box"]["half"], p["box"]["radius"], spacing=0.02))]
+        return [
+            ("sphere", _sphere(p["sphere"]["radius"], p["sphere"]["centre"])),
+            ("box", S.rounded_box(p["box"]["half"], p["box"]["radius"], spacing=0.02)),
+        ]
     if shape == "box_fin":
         fin = S.rounded_box(p["fin"]["half"], p["fin"]["radius"], spacing=0.02)
-        return [("box", S.rounded_box(p["box"]["half"], p["box"]["radius"], spacing=0.02)),
-                ("fin", S.transform(fin, S.rot_z(p["fin_yaw"]), p["fin_centre"]))]
+        return [
+            ("box", S.rounded_box(p["box"]["half"], p["box"]["radius"], spacing=0.02)),
+            ("fin", S.transform(fin, S.rot_z(p["fin_yaw"]), p["fin_centre"])),
+        ]
     if shape == "cup_handle":
         c, h = p["cup"], p["handle"]
         handle = S.transform(S.torus(h["major"], h["minor"], 96, 24), S.rot_x(np.pi / 2), h["centre"])
-        return [("cup", S.lathe(S.cup_profile(c["radius"], c["height"], c["wall"], c["bottom"]), 160)),
-                ("handle", handle)]
+        return [
+            ("cup", S.lathe(S.cup_profile(c["radius"], c["height"], c["wall"], c["bottom"]), 160)),
+            ("handle", handle),
+        ]
     if shape == "ringed_sphere":
         ring = p["ring"]
-        return [("sphere", _sphere(p["sphere"]["radius"], (0, 0, 0))),
-                ("ring", S.transform(S.torus(ring["major"], ring["minor"], 160, 24), S.rot_x(ring["tilt"]),
-                                     S.rot_x(ring["tilt"]) @ np.array([ring["offset"], 0.0, 0.0])))]
+        return [
+            ("sphere", _sphere(p["sphere"]["radius"], (0, 0, 0))),
+            (
+                "ring",
+                S.transform(
+                    S.torus(ring["major"], ring["minor"], 160, 24),
+                    S.rot_x(ring["tilt"]),
+                    S.rot_x(ring["tilt"]) @ np.array([ring["offset"], 0.0, 0.0]),
+                ),
+            ),
+        ]
     raise ValueError(f"unknown shape {shape!r}")
 
 

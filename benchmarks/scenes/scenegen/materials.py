@@ -3,6 +3,7 @@
 A material is a dict in the ``meta.json`` form: ``id, name, base_color ([r, g, b] linear or "texture"),
 metallic, roughness, specular`` (+ ``pattern`` for textured ones, moved to meta's ``texture``).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -25,26 +26,49 @@ def _hsv(rng: np.random.Generator, sat, val) -> list[float]:
 
 
 def metal(rng, mid: int, roughness=(0.05, 0.4)) -> dict:
-    """metallic 1, coloured: tinted bright base colour (linear RGB)."""
-    return {"id": mid, "name": "metal", "base_color": _hsv(rng, (0.0, 0.6), (0.6, 1.0)),
-            "metallic": 1.0, "roughness": _r(rng.uniform(*roughness)), "specular": SPECULAR}
+    """metallic 1, colored: tinted bright base color (linear RGB)."""
+    return {
+        "id": mid,
+        "name": "metal",
+        "base_color": _hsv(rng, (0.0, 0.6), (0.6, 1.0)),
+        "metallic": 1.0,
+        "roughness": _r(rng.uniform(*roughness)),
+        "specular": SPECULAR,
+    }
 
 
 def dielectric(rng, mid: int, roughness=(0.1, 0.4), name="glossy_dielectric") -> dict:
     # value <= 0.6: studio_small_03 (mean radiance ~2.2) saturates brighter diffuse albedos
-    return {"id": mid, "name": name, "base_color": _hsv(rng, (0.3, 0.9), (0.15, 0.6)),
-            "metallic": 0.0, "roughness": _r(rng.uniform(*roughness)), "specular": SPECULAR}
+    return {
+        "id": mid,
+        "name": name,
+        "base_color": _hsv(rng, (0.3, 0.9), (0.15, 0.6)),
+        "metallic": 0.0,
+        "roughness": _r(rng.uniform(*roughness)),
+        "specular": SPECULAR,
+    }
 
 
 def textured(rng, mid: int) -> dict:
-    """Glossy dielectric whose base colour is a smooth procedural pattern of two colours by position."""
+    """Glossy dielectric whose base color is a smooth procedural pattern of two colors by position."""
     kind = ["stripes", "checker", "rings"][int(rng.integers(3))]
     axis = rng.normal(size=3)
-    pattern = {"kind": kind, "colors": [_hsv(rng, (0.4, 0.9), (0.35, 0.6)), _hsv(rng, (0.0, 0.5), (0.03, 0.2))],
-               "period": _r(rng.uniform(0.18, 0.4)), "axis": [_r(a) for a in axis / np.linalg.norm(axis)],
-               "sharpness": _r(rng.uniform(3.0, 6.0))}
-    return {"id": mid, "name": f"textured_{kind}", "base_color": "texture", "metallic": 0.0,
-            "roughness": _r(rng.uniform(0.1, 0.5)), "specular": SPECULAR, "pattern": pattern}
+    pattern = {
+        "kind": kind,
+        "colors": [_hsv(rng, (0.4, 0.9), (0.35, 0.6)), _hsv(rng, (0.0, 0.5), (0.03, 0.2))],
+        "period": _r(rng.uniform(0.18, 0.4)),
+        "axis": [_r(a) for a in axis / np.linalg.norm(axis)],
+        "sharpness": _r(rng.uniform(3.0, 6.0)),
+    }
+    return {
+        "id": mid,
+        "name": f"textured_{kind}",
+        "base_color": "texture",
+        "metallic": 0.0,
+        "roughness": _r(rng.uniform(0.1, 0.5)),
+        "specular": SPECULAR,
+        "pattern": pattern,
+    }
 
 
 def glossy_material(rng) -> dict:
@@ -58,8 +82,8 @@ def glossy_material(rng) -> dict:
     return textured(rng, 1)
 
 
-def _far_colour(rng, make, other: list[float], tries: int = 20) -> dict:
-    """A material from ``make`` whose base colour differs clearly from ``other``."""
+def _far_color(rng, make, other: list[float], tries: int = 20) -> dict:
+    """A material from ``make`` whose base color differs clearly from ``other``."""
     for _ in range(tries):
         m = make()
         if np.abs(np.subtract(m["base_color"], other)).sum() > 0.5:
@@ -75,11 +99,11 @@ def material_pair(rng) -> tuple[str, list[dict]]:
         b = dielectric(rng, 2, (0.1, 0.9), "dielectric")
     elif combo == "two_metals":
         a = metal(rng, 1, (0.05, 0.15))
-        b = _far_colour(rng, lambda: metal(rng, 2, (0.25, 0.4)), a["base_color"])
+        b = _far_color(rng, lambda: metal(rng, 2, (0.25, 0.4)), a["base_color"])
         a["name"], b["name"] = "smooth_metal", "rough_metal"
     else:
         a = dielectric(rng, 1, (0.1, 0.6))
-        b = _far_colour(rng, lambda: dielectric(rng, 2, (0.1, 0.6)), a["base_color"])
+        b = _far_color(rng, lambda: dielectric(rng, 2, (0.1, 0.6)), a["base_color"])
     if rng.uniform() < 0.5:  # which part/side gets which material
         a, b = b, a
         a["id"], b["id"] = 1, 2

@@ -2,6 +2,7 @@
 orientation, size, materials, split, environment maps) into a JSON-able dict; ``geometry.build`` turns
 a recipe into meshes without drawing anything, so the same seed always gives the same scene.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,12 @@ def _plate(rng) -> dict:
 
 
 def _cup(rng) -> dict:
-    return {"radius": _u(rng, 0.45, 0.6), "height": _u(rng, 0.8, 1.3), "wall": _u(rng, 0.05, 0.08),
-            "bottom": _u(rng, 0.06, 0.12)}
+    return {
+        "radius": _u(rng, 0.45, 0.6),
+        "height": _u(rng, 0.8, 1.3),
+        "wall": _u(rng, 0.05, 0.08),
+        "bottom": _u(rng, 0.06, 0.12),
+    }
 
 
 def _sphere_on_box(rng) -> dict:
@@ -79,16 +84,28 @@ def _cup_handle(rng) -> dict:
 
 def _ringed_sphere(rng) -> dict:
     """A thin ring off-centre around a sphere, partly sunk into it."""
-    return {"sphere": {"radius": 0.6}, "ring": {"major": _u(rng, 0.7, 0.85), "minor": _u(rng, 0.05, 0.09),
-                                                "offset": _u(rng, 0.15, 0.3), "tilt": _u(rng, 0.25, 0.6)}}
+    return {
+        "sphere": {"radius": 0.6},
+        "ring": {
+            "major": _u(rng, 0.7, 0.85),
+            "minor": _u(rng, 0.05, 0.09),
+            "offset": _u(rng, 0.15, 0.3),
+            "tilt": _u(rng, 0.25, 0.6),
+        },
+    }
 
 
 PARAMS = {
-    "blob": _blob, "rounded_box": _box, "plate": _plate, "cup": _cup,
+    "blob": _blob,
+    "rounded_box": _box,
+    "plate": _plate,
+    "cup": _cup,
     "torus": lambda rng: {"major": 1.0, "minor": _u(rng, 0.22, 0.45)},
     "trefoil": lambda rng: {"tube": _u(rng, 0.3, 0.5)},
     "bowl": lambda rng: {"outer": 1.0, "wall": _u(rng, 0.05, 0.1), "depth": _u(rng, 0.6, 1.0)},
-    "sphere_on_box": _sphere_on_box, "box_fin": _box_fin, "cup_handle": _cup_handle,
+    "sphere_on_box": _sphere_on_box,
+    "box_fin": _box_fin,
+    "cup_handle": _cup_handle,
     "ringed_sphere": _ringed_sphere,
 }
 
@@ -133,8 +150,14 @@ def make_recipe(kind: str, seed: int) -> dict:
     rng = np.random.default_rng([int(seed), KIND_CODE[kind]])
     shape = pick_shape(kind, int(seed))
     params = PARAMS[shape](rng) if shape in PARAMS else {"source": shape.split(":", 1)[1] + "/gt_mesh.ply"}
-    recipe = {"kind": kind, "seed": int(seed), "shape": shape, "shape_params": params,
-              "rotation": _orientation(rng, shape), "fit_radius": _u(rng, 0.8, 0.9)}
+    recipe = {
+        "kind": kind,
+        "seed": int(seed),
+        "shape": shape,
+        "shape_params": params,
+        "rotation": _orientation(rng, shape),
+        "fit_radius": _u(rng, 0.8, 0.9),
+    }
     if kind == "glossy":
         recipe["materials"], recipe["combo"], recipe["split"] = [M.glossy_material(rng)], None, None
     else:
@@ -150,5 +173,7 @@ def describe(recipe: dict) -> str:
     """One line: shape, materials, split, env maps."""
     mats = ", ".join(f"{m['id']}:{m['name']}(r={m['roughness']})" for m in recipe["materials"])
     split = recipe["split"]["mode"] if recipe["split"] else "-"
-    return (f"{recipe['kind']} seed {recipe['seed']}: {recipe['shape']}; {mats}; split {split}; "
-            f"env {recipe['env_map']} / relight {recipe['relight_env_map']}")
+    return (
+        f"{recipe['kind']} seed {recipe['seed']}: {recipe['shape']}; {mats}; split {split}; "
+        f"env {recipe['env_map']} / relight {recipe['relight_env_map']}"
+    )

@@ -2,8 +2,9 @@
 
 GT maps come from Mitsuba's ``aov`` integrator with ONE ray through each pixel centre (``stratified``
 sampler, 1 sample, no jitter, box filter): world hit position (-> z-depth), shading normal, shape index
-(-> material id, roughness, metallic) and the BSDF albedo (the principled base colour, textures included).
+(-> material id, roughness, metallic) and the BSDF albedo (the principled base color, textures included).
 """
+
 from __future__ import annotations
 
 import math
@@ -37,10 +38,20 @@ def mitsuba():
 
 
 def _bsdf(mi, mat: dict):
-    base = ({"type": "mesh_attribute", "name": "vertex_color"} if mat["base_color"] == "texture"
-            else {"type": "rgb", "value": [float(c) for c in mat["base_color"]]})
-    return mi.load_dict({"type": "principled", "base_color": base, "metallic": float(mat["metallic"]),
-                         "roughness": float(mat["roughness"]), "specular": float(mat["specular"])})
+    base = (
+        {"type": "mesh_attribute", "name": "vertex_color"}
+        if mat["base_color"] == "texture"
+        else {"type": "rgb", "value": [float(c) for c in mat["base_color"]]}
+    )
+    return mi.load_dict(
+        {
+            "type": "principled",
+            "base_color": base,
+            "metallic": float(mat["metallic"]),
+            "roughness": float(mat["roughness"]),
+            "specular": float(mat["specular"]),
+        }
+    )
 
 
 def _mesh(mi, part, bsdf):
@@ -63,10 +74,16 @@ def build_scene(geo: Geometry, materials: list[dict], env_path: Path):
     """Scene: the parts (``part_<k>`` in order), env map rotated +90 deg about x (image top = world +z)."""
     mi = mitsuba()
     mats = {m["id"]: m for m in materials}
-    desc = {"type": "scene",
-            "integrator": {"type": "path", "max_depth": MAX_DEPTH, "hide_emitters": True},
-            "env": {"type": "envmap", "filename": str(env_path), "scale": 1.0,
-                    "to_world": mi.ScalarTransform4f().rotate([1.0, 0.0, 0.0], 90.0)}}
+    desc = {
+        "type": "scene",
+        "integrator": {"type": "path", "max_depth": MAX_DEPTH, "hide_emitters": True},
+        "env": {
+            "type": "envmap",
+            "filename": str(env_path),
+            "scale": 1.0,
+            "to_world": mi.ScalarTransform4f().rotate([1.0, 0.0, 0.0], 90.0),
+        },
+    }
     for k, part in enumerate(geo.parts):
         desc[f"part_{k:02d}"] = _mesh(mi, part, _bsdf(mi, mats[part.matid]))
     scene = mi.load_dict(desc)
@@ -78,14 +95,28 @@ def build_scene(geo: Geometry, materials: list[dict], env_path: Path):
 
 
 def _sensor(mi, c2w: np.ndarray, res: int, spp: int, centre_ray: bool, seed: int = 0):
-    sampler = ({"type": "stratified", "sample_count": 1, "jitter": False} if centre_ray
-               else {"type": "independent", "sample_count": spp, "seed": seed})
-    return mi.load_dict({
-        "type": "perspective", "fov": math.degrees(CAMERA_ANGLE_X), "fov_axis": "x",
-        "to_world": mi.ScalarTransform4f((c2w @ GL_TO_MITSUBA).tolist()),
-        "sampler": sampler,
-        "film": {"type": "hdrfilm", "width": res, "height": res, "rfilter": {"type": "box"},
-                 "pixel_format": "rgba", "sample_border": False}})
+    sampler = (
+        {"type": "stratified", "sample_count": 1, "jitter": False}
+        if centre_ray
+        else {"type": "independent", "sample_count": spp, "seed": seed}
+    )
+    return mi.load_dict(
+        {
+            "type": "perspective",
+            "fov": math.degrees(CAMERA_ANGLE_X),
+            "fov_axis": "x",
+            "to_world": mi.ScalarTransform4f((c2w @ GL_TO_MITSUBA).tolist()),
+            "sampler": sampler,
+            "film": {
+                "type": "hdrfilm",
+                "width": res,
+                "height": res,
+                "rfilter": {"type": "box"},
+                "pixel_format": "rgba",
+                "sample_border": False,
+            },
+        }
+    )
 
 
 def render_rgba(scene, c2w: np.ndarray, res: int, spp: int, seed: int) -> np.ndarray:
@@ -108,8 +139,10 @@ def _aov_integrator(mi):
 def gt_maps(scene, geo: Geometry, materials: list[dict], c2w: np.ndarray, res: int) -> dict:
     """Pixel-centre GT: hit [H,W] bool, depth (z), normal (world), albedo (linear), roughness, metallic, matid."""
     mi = mitsuba()
-    img = np.array(mi.render(scene, integrator=_aov_integrator(mi),
-                             sensor=_sensor(mi, c2w, res, 1, True), spp=1, seed=0), dtype=np.float64)
+    img = np.array(
+        mi.render(scene, integrator=_aov_integrator(mi), sensor=_sensor(mi, c2w, res, 1, True), spp=1, seed=0),
+        dtype=np.float64,
+    )
     pos, nrm, sid, alb = img[..., 0:3], img[..., 3:6], img[..., 6], img[..., 7:10]
     shape = np.rint(sid).astype(np.int64)
     hit = shape > 0
@@ -120,6 +153,13 @@ def gt_maps(scene, geo: Geometry, materials: list[dict], c2w: np.ndarray, res: i
     metal = np.array([0.0] + [float(by_id[k]["metallic"]) for k in part_ids[1:]], np.float64)
     idx = np.clip(shape, 0, len(geo.parts))
     depth = (pos - c2w[:3, 3]) @ (-c2w[:3, 2])
-    return {"hit": hit, "depth": np.where(hit, depth, 0.0), "normal": np.where(hit[..., None], nrm, 0.0),
-            "albedo": np.where(hit[..., None], alb, 0.0), "roughness": rough[idx], "metallic": metal[idx],
-            "matid": np.where(hit, matid, 0), "position": pos}
+    return {
+        "hit": hit,
+        "depth": np.where(hit, depth, 0.0),
+        "normal": np.where(hit[..., None], nrm, 0.0),
+        "albedo": np.where(hit[..., None], alb, 0.0),
+        "roughness": rough[idx],
+        "metallic": metal[idx],
+        "matid": np.where(hit, matid, 0),
+        "position": pos,
+    }

@@ -5,6 +5,7 @@ Builders: :func:`blob` (sphere displaced by low-frequency noise), :func:`torus`,
 a trefoil knot), :func:`rounded_box` (box with bevelled edges; thin ones are plates/fins) and
 :func:`lathe` (surface of revolution of a closed profile: :func:`bowl_profile`, :func:`cup_profile`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,9 +66,10 @@ def rot_x(angle: float) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
-def transform(mesh: Mesh, R: np.ndarray = np.eye(3), t=(0.0, 0.0, 0.0), scale=1.0) -> Mesh:
-    """x -> R @ (scale * x) + t (scale may be a 3-vector)."""
+def transform(mesh: Mesh, R: np.ndarray | None = None, t=(0.0, 0.0, 0.0), scale=1.0) -> Mesh:
+    """x -> R @ (scale * x) + t (scale may be a 3-vector; R defaults to the identity)."""
     V, F = mesh
+    R = np.eye(3) if R is None else R
     return (V * np.asarray(scale, dtype=np.float64)) @ R.T + np.asarray(t, dtype=np.float64), F
 
 
@@ -89,12 +91,13 @@ def blob(waves: np.ndarray, axes=(1.0, 1.0, 1.0), level: int = 5) -> Mesh:
 
 def torus(major: float = 1.0, minor: float = 0.35, nu: int = 160, nv: int = 48) -> Mesh:
     """Torus around the z axis."""
-    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, nu, endpoint=False),
-                       np.linspace(0, 2 * np.pi, nv, endpoint=False), indexing="ij")
+    u, v = np.meshgrid(
+        np.linspace(0, 2 * np.pi, nu, endpoint=False), np.linspace(0, 2 * np.pi, nv, endpoint=False), indexing="ij"
+    )
     ring = major + minor * np.cos(v)
     V = np.stack([ring * np.cos(u), ring * np.sin(u), minor * np.sin(v)], -1).reshape(-1, 3)
     F = grid_faces(nu + 1, nv, wrap_cols=True)
-    F[F >= nu * nv] -= nu * nv  # wrap the rows too
+    F[nu * nv <= F] -= nu * nv  # wrap the rows too
     return orient_outward(V, F)
 
 
@@ -133,7 +136,7 @@ def trefoil(tube: float = 0.4, nu: int = 360, nv: int = 32) -> Mesh:
     v = np.linspace(0, 2 * np.pi, nv, endpoint=False)
     V = C[:, None] + tube * (np.cos(v)[None, :, None] * N[:, None] + np.sin(v)[None, :, None] * B[:, None])
     F = grid_faces(nu + 1, nv, wrap_cols=True)
-    F[F >= nu * nv] -= nu * nv
+    F[nu * nv <= F] -= nu * nv
     return orient_outward(V.reshape(-1, 3), F)
 
 
@@ -174,8 +177,9 @@ def lathe(profile: np.ndarray, n_theta: int = 128) -> Mesh:
     P = np.asarray(profile, np.float64)
     inner = P[1:-1]
     th = np.linspace(0, 2 * np.pi, n_theta, endpoint=False)
-    rings = np.stack([inner[:, :1] * np.cos(th), inner[:, :1] * np.sin(th),
-                      np.repeat(inner[:, 1:], n_theta, 1)], -1).reshape(-1, 3)
+    rings = np.stack(
+        [inner[:, :1] * np.cos(th), inner[:, :1] * np.sin(th), np.repeat(inner[:, 1:], n_theta, 1)], -1
+    ).reshape(-1, 3)
     m = len(inner)
     V = np.concatenate([[[0.0, 0.0, P[0, 1]]], rings, [[0.0, 0.0, P[-1, 1]]]])
     c = np.arange(n_theta)
@@ -215,15 +219,23 @@ def bowl_profile(outer: float = 1.0, wall: float = 0.08, depth: float = 0.8, ste
     return P
 
 
-def cup_profile(radius: float = 0.6, height: float = 1.2, wall: float = 0.07, bottom: float = 0.1,
-                corner: float = 0.1, step: float = 0.02) -> np.ndarray:
+def cup_profile(
+    radius: float = 0.6,
+    height: float = 1.2,
+    wall: float = 0.07,
+    bottom: float = 0.1,
+    corner: float = 0.1,
+    step: float = 0.02,
+) -> np.ndarray:
     """Cylindrical cup standing on z = 0 with rounded outer/inner bottom corners and a rounded rim."""
     ri, c, ci = radius - wall, corner, min(corner, 0.5 * (radius - wall))
-    pieces = [_line((0.0, 0.0), (radius - c, 0.0), step),
-              _arc((radius - c, c), c, -np.pi / 2, 0.0, step),
-              _line((radius, c), (radius, height), step),
-              _arc((radius - wall / 2, height), wall / 2, 0.0, np.pi, step / 3),
-              _line((ri, height), (ri, bottom + ci), step),
-              _arc((ri - ci, bottom + ci), ci, 0.0, -np.pi / 2, step),
-              _line((ri - ci, bottom), (0.0, bottom), step)]
+    pieces = [
+        _line((0.0, 0.0), (radius - c, 0.0), step),
+        _arc((radius - c, c), c, -np.pi / 2, 0.0, step),
+        _line((radius, c), (radius, height), step),
+        _arc((radius - wall / 2, height), wall / 2, 0.0, np.pi, step / 3),
+        _line((ri, height), (ri, bottom + ci), step),
+        _arc((ri - ci, bottom + ci), ci, 0.0, -np.pi / 2, step),
+        _line((ri - ci, bottom), (0.0, bottom), step),
+    ]
     return _chain(pieces)

@@ -7,6 +7,7 @@ with length > 0.98; ``depth_err`` = |z-depth from the file - z-depth of an indep
 gt_mesh.ply (trimesh/Embree) through the pixel centre| where both hit; ``hit_agree`` = share of pixels
 where the ray cast and depth > 0 agree.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,7 @@ def _vertex_hits(alpha: np.ndarray, V: np.ndarray, c2w: np.ndarray) -> tuple[flo
     near = np.zeros_like(mask)
     for dr in range(3):
         for dc in range(3):
-            near |= pad[dr:dr + h, dc:dc + w]
+            near |= pad[dr : dr + h, dc : dc + w]
     c, r = np.clip(col, 0, w - 1), np.clip(row, 0, h - 1)
     return float((ok & mask[r, c]).mean()), float((ok & near[r, c]).mean())
 
@@ -61,9 +62,11 @@ def _gt_view(stem: Path, alpha: np.ndarray, c2w: np.ndarray, mesh) -> dict:
     n = _read_png16(stem.with_name(stem.name + "_normal.png"))[..., :3].astype(np.float64) / 65535 * 2 - 1
     _, rays = pixel_rays(c2w, w, h)
     nh = n[hit]
-    out = {"mask_iou": float((mask & hit).sum() / max(1, (mask | hit).sum())),
-           "facing": float(((nh * rays.reshape(h, w, 3)[hit]).sum(-1) < 0).mean()) if hit.any() else 1.0,
-           "unit": float((np.linalg.norm(nh, axis=-1) > 0.98).mean()) if hit.any() else 1.0}
+    out = {
+        "mask_iou": float((mask & hit).sum() / max(1, (mask | hit).sum())),
+        "facing": float(((nh * rays.reshape(h, w, 3)[hit]).sum(-1) < 0).mean()) if hit.any() else 1.0,
+        "unit": float((np.linalg.norm(nh, axis=-1) > 0.98).mean()) if hit.any() else 1.0,
+    }
     if mesh is not None:
         cast = _raycast_depth(mesh, c2w, w, h)
         both = hit & (cast > 0)
@@ -105,8 +108,10 @@ def verify_scene(root) -> dict:
     mesh = trimesh.load(root / "gt_mesh.ply", process=False)
     V = np.asarray(mesh.vertices, np.float64)
     has_ray = trimesh.ray.has_embree
-    out = {"max_vertex_radius": float(np.linalg.norm(V, axis=1).max()),
-           "raycaster": "embree" if has_ray else "none (depth_err/hit_agree skipped)"}
+    out = {
+        "max_vertex_radius": float(np.linalg.norm(V, axis=1).max()),
+        "raycaster": "embree" if has_ray else "none (depth_err/hit_agree skipped)",
+    }
     for name in ("train", "test", "relight"):
         if (root / f"transforms_{name}.json").is_file():
             out[name] = _split(root, name, V, mesh if has_ray else None)

@@ -10,31 +10,38 @@ see (the ``sparse_points`` normalisation). Per view, at most ``max_size`` pixels
 2. **Seeds**: any 3D point of the object projects inside its silhouette in every view, seen or hidden, so the
    silhouette lies in the convex hull of the projected points above the ground (dilated by 5 % of the image for
    textureless rims); outside it is background, as are the ground points away from object points. GrabCut
-   (OpenCV: colour GMMs + graph cut) labels the rest.
+   (OpenCV: color GMMs + graph cut) labels the rest.
 3. **Across views**: the round-1 masks vote on a voxel grid (a voxel stays when at least ``vote`` of the views
    that see it put it inside, and it lies above the ground); the hull's silhouette re-seeds a second GrabCut
-   (inside the eroded hull: object, outside the dilated hull: background), which fixes views where colour alone
+   (inside the eroded hull: object, outside the dilated hull: background), which fixes views where color alone
    was ambiguous.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 import numpy as np
 import torch
 
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.capture.triangulate import opencv, triangulate_known_poses
-from lumisurf.data.normalization import _grid, project_points, sparse_points_normalization
+from lumisurf.data.normalization import cell_centres, project_points, sparse_points_normalization
 
 GC_BGD, GC_FGD, GC_PR_BGD, GC_PR_FGD = 0, 1, 2, 3  # OpenCV's GrabCut labels
 
 
 # ----------------------------------------------------------------------------- ground plane
-def ground_plane(points: np.ndarray, centers: np.ndarray, tol: float = 0.03, iters: int = 400,
-                 min_inliers: float = 0.15, seed: int = 0) -> tuple[np.ndarray, float] | None:
+def ground_plane(
+    points: np.ndarray,
+    centers: np.ndarray,
+    tol: float = 0.03,
+    iters: int = 400,
+    min_inliers: float = 0.15,
+    seed: int = 0,
+) -> tuple[np.ndarray, float] | None:
     """A plane ``n . x = d`` (unit ``n`` towards the cameras) that supports >= ``min_inliers`` of ``points``
     [N, 3] within ``tol``, with >= 90 % of the cameras ``centers`` [n, 3] above it and < 5 % of the other points
     below it (a table under the object, not a face of it); None when there is none."""
@@ -163,11 +170,12 @@ def hull_labels(region: np.ndarray, hull: np.ndarray, first: np.ndarray, margin:
 
 
 # ----------------------------------------------------------------------------- across views
-def vote_hull(cams: Cameras, masks: list[np.ndarray], plane, res: int = 96, vote: float = 0.8,
-              tol: float = 0.03) -> torch.Tensor:
+def vote_hull(
+    cams: Cameras, masks: list[np.ndarray], plane, res: int = 96, vote: float = 0.8, tol: float = 0.03
+) -> torch.Tensor:
     """Centres [M, 3] of the voxels of [-1, 1]^3 inside the unit sphere and above the plane that lie inside at
     least ``vote`` of the masks [h, w] of the views that see them."""
-    pts, _ = _grid(torch.full((3,), -1.0), torch.full((3,), 1.0), res)
+    pts, _ = cell_centres(torch.full((3,), -1.0), torch.full((3,), 1.0), res)
     keep = pts.norm(dim=-1) < 1.0
     if plane is not None:
         keep &= pts @ torch.as_tensor(plane[0], dtype=pts.dtype) - plane[1] > tol
@@ -208,8 +216,14 @@ def points_frame(cams: Cameras, points: np.ndarray) -> tuple[Cameras, np.ndarray
     return cams.transformed(norm.scale, torch.as_tensor(c, dtype=torch.float32)), (points - c) / norm.scale
 
 
-def auto_masks(images: Iterable[np.ndarray], cams: Cameras, points: np.ndarray | None = None, max_size: int = 400,
-               rounds: int = 2, progress=None) -> list[np.ndarray]:
+def auto_masks(
+    images: Iterable[np.ndarray],
+    cams: Cameras,
+    points: np.ndarray | None = None,
+    max_size: int = 400,
+    rounds: int = 2,
+    progress=None,
+) -> list[np.ndarray]:
     """Object masks [h, w] bool (the images resized to at most ``max_size`` pixels a side; :func:`full_size`
     brings one back), one per image [H, W, 3] uint8 of ``cams`` (any world frame; images are read one at a time).
 
@@ -232,7 +246,7 @@ def auto_masks(images: Iterable[np.ndarray], cams: Cameras, points: np.ndarray |
     for i, img in enumerate(small):
         seeds = splat(cams, i, obj)
         m = grabcut(img, first_labels(regions[i], seeds, splat(cams, i, ground), margin))
-        # a mask that lost most seeds (object and background of alike colours): the seeds' hull instead
+        # a mask that lost most seeds (object and background of alike colors): the seeds' hull instead
         masks.append(m if (m & seeds).sum() >= 0.5 * seeds.sum() else seed_hull(seeds, 1) & regions[i])
         bar and bar.update()
     for _ in range(rounds - 1):
@@ -248,5 +262,6 @@ def auto_masks(images: Iterable[np.ndarray], cams: Cameras, points: np.ndarray |
 def full_size(mask: np.ndarray, width: int, height: int) -> np.ndarray:
     """A mask of :func:`auto_masks` at the image size: [height, width] uint8, 255 = object."""
     cv2 = opencv()
-    return ((cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5) * 255
-            ).astype(np.uint8)
+    return ((cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5) * 255).astype(
+        np.uint8
+    )

@@ -1,5 +1,6 @@
 """Automatic masks for a whole dataset (any format lumisurf reads): ``lumisurf data masks`` and
 ``lumisurf data process --masks auto``. Masks are PNGs named by image stem, 255 = object."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from lumisurf.data.cameras import Cameras
 from lumisurf.data.capture.automask import auto_masks, full_size
+from lumisurf.data.images import load_image_uint8
 from lumisurf.data.readers import load_scene
 from lumisurf.data.scene import SceneData
 
@@ -26,11 +28,15 @@ class MaskReport:
     iou: list[float] = field(default_factory=list)  # against the dataset's own masks, when it has some
 
     def lines(self) -> list[str]:
-        out = [f"{self.n_views} masks of {self.size[0]}x{self.size[1]}, object covers {100 * self.coverage:.1f} % "
-               "of an image on average"]
+        out = [
+            f"{self.n_views} masks of {self.size[0]}x{self.size[1]}, object covers {100 * self.coverage:.1f} % "
+            "of an image on average"
+        ]
         if self.iou:
-            out.append(f"IoU against the dataset's masks: mean {np.mean(self.iou):.3f}, median "
-                       f"{np.median(self.iou):.3f}, worst {np.min(self.iou):.3f}")
+            out.append(
+                f"IoU against the dataset's masks: mean {np.mean(self.iou):.3f}, median "
+                f"{np.median(self.iou):.3f}, worst {np.min(self.iou):.3f}"
+            )
         return out
 
 
@@ -57,13 +63,24 @@ def dataset_auto_masks(path: Path, fmt: str = "auto", progress: bool = True):
     scene = load_scene(path, format=fmt, holdout_every=0, downscale=n)
     cams, images, given, files = all_views(scene)
     points = scene.meta.get("points3D")
-    masks = auto_masks((im.numpy() for im in images), cams, points, max_size=WORK_SIZE,
-                       progress=(lambda total: tqdm(total=total, desc="auto masks", unit="view")) if progress else None)
+    masks = auto_masks(
+        (im.numpy() for im in images),
+        cams,
+        points,
+        max_size=WORK_SIZE,
+        progress=(lambda total: tqdm(total=total, desc="auto masks", unit="view")) if progress else None,
+    )
     return masks, files, size, given
 
 
-def write_masks(masks: list[np.ndarray], files: list[Path], size: tuple[int, int], out: Path,
-                given: torch.Tensor | None = None, overview_png: Path | None = None) -> MaskReport:
+def write_masks(
+    masks: list[np.ndarray],
+    files: list[Path],
+    size: tuple[int, int],
+    out: Path,
+    given: torch.Tensor | None = None,
+    overview_png: Path | None = None,
+) -> MaskReport:
     """``out/<image stem>.png`` at the image ``size`` (W, H), a contact sheet (``overview_png``, default
     ``out/overview.png``), and the report."""
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +97,6 @@ def write_masks(masks: list[np.ndarray], files: list[Path], size: tuple[int, int
 
 def overview(masks: list[np.ndarray], files: list[Path], out_png: Path, n: int = 16) -> None:
     """Up to ``n`` evenly spaced views, object kept, background darkened, in a 4-wide grid."""
-    from lumisurf.data.images import load_image_uint8
 
     picks = np.linspace(0, len(masks) - 1, min(n, len(masks))).round().astype(int)
     tiles = []
@@ -90,5 +106,5 @@ def overview(masks: list[np.ndarray], files: list[Path], out_png: Path, n: int =
         tiles.append(np.where(masks[i][..., None], rgb, rgb // 4).astype(np.uint8))
     while len(tiles) % 4:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.concatenate(tiles[k:k + 4], 1) for k in range(0, len(tiles), 4)]
+    rows = [np.concatenate(tiles[k : k + 4], 1) for k in range(0, len(tiles), 4)]
     Image.fromarray(np.concatenate(rows, 0)).save(out_png)

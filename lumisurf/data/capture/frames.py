@@ -3,10 +3,11 @@
 Everything here returns or writes 8-bit RGB; nothing is resized (downscaled copies are written later by
 :mod:`lumisurf.data.capture.process`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -22,8 +23,9 @@ def _heif_opener() -> None:
     try:
         import pillow_heif  # noqa: F401  (optional)
     except ImportError:
-        raise DataError("HEIC/HEIF photos need pillow-heif: pip install pillow-heif "
-                        "(or convert them to JPEG first)") from None
+        raise DataError(
+            "HEIC/HEIF photos need pillow-heif: pip install pillow-heif (or convert them to JPEG first)"
+        ) from None
     pillow_heif.register_heif_opener()
 
 
@@ -72,7 +74,7 @@ def imageio_ffmpeg(purpose: str = "video input"):
     try:
         import imageio_ffmpeg as module
     except ImportError:
-        raise DataError(f"{purpose} needs imageio-ffmpeg: pip install -e \".[capture]\"") from None
+        raise DataError(f'{purpose} needs imageio-ffmpeg: pip install -e ".[capture]"') from None
     return module
 
 

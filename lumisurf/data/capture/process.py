@@ -10,6 +10,7 @@ Output layout (COLMAP's, read by :mod:`lumisurf.data.readers.colmap`)::
     DATASET/database.db    SIFT features and matches (delete it when done)
     DATASET/process_report.json   registered / total, reprojection error, track length, timings
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from lumisurf.data.capture.frames import (VIDEO_EXTS, count_frames, list_photos, load_photo, photo_size,
-                                          pick_frames)
+from lumisurf.data.capture.dataset_masks import dataset_auto_masks, write_masks
+from lumisurf.data.capture.frames import VIDEO_EXTS, count_frames, list_photos, load_photo, photo_size, pick_frames
 from lumisurf.data.capture.sfm import Matcher, pick_matcher, run_sfm
 from lumisurf.data.images import reduce_image
 from lumisurf.errors import DataError, DataWarning
@@ -61,8 +62,10 @@ def _common_size(sizes: list[tuple[int, int]], names: list[str]) -> tuple[int, i
     (w, h), _ = Counter(sizes).most_common(1)[0]
     for size, name in zip(sizes, names):
         if size not in ((w, h), (h, w)) and abs(size[0] / size[1] - w / h) > 0.01:
-            raise DataError(f"{name} is {size[0]}x{size[1]} but most photos are {w}x{h}: photos of "
-                            f"another aspect ratio (another camera, a crop) cannot share one camera; remove them")
+            raise DataError(
+                f"{name} is {size[0]}x{size[1]} but most photos are {w}x{h}: photos of "
+                f"another aspect ratio (another camera, a crop) cannot share one camera; remove them"
+            )
     return w, h
 
 
@@ -104,11 +107,17 @@ def match_masks(mask_dir: Path, names: list[str]) -> list[Path]:
     if not missing:
         return [found[Path(n).stem] for n in names]
     if len(masks) == len(names):
-        warnings.warn(f"{mask_dir}: mask names differ from the image names (e.g. {masks[0].name} for "
-                      f"{names[0]}); pairing them in sorted order", DataWarning, stacklevel=2)
+        warnings.warn(
+            f"{mask_dir}: mask names differ from the image names (e.g. {masks[0].name} for "
+            f"{names[0]}); pairing them in sorted order",
+            DataWarning,
+            stacklevel=2,
+        )
         return masks
-    raise DataError(f"{mask_dir}: no mask for {len(missing)} image(s) (first: {missing[0]}); masks are matched by "
-                    f"file stem, or in sorted order when there is exactly one per image")
+    raise DataError(
+        f"{mask_dir}: no mask for {len(missing)} image(s) (first: {missing[0]}); masks are matched by "
+        f"file stem, or in sorted order when there is exactly one per image"
+    )
 
 
 def copy_masks(mask_dir: Path, root: Path, names: list[str], size: tuple[int, int]) -> Path:
@@ -132,7 +141,6 @@ def copy_masks(mask_dir: Path, root: Path, names: list[str], size: tuple[int, in
 
 def _auto_masks(root: Path, progress: bool, log) -> dict:
     """``masks/`` from the model just written (GrabCut seeded by its points; see ``automask``)."""
-    from lumisurf.data.capture.dataset_masks import dataset_auto_masks, write_masks
 
     t0 = time.perf_counter()
     masks, files, size, _ = dataset_auto_masks(root, "colmap", progress)
@@ -143,9 +151,9 @@ def _auto_masks(root: Path, progress: bool, log) -> dict:
     return {"coverage": rep.coverage, "seconds": time.perf_counter() - t0}
 
 
-def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions(), log=print) -> dict:
+def process_capture(src: Path, root: Path, opts: ProcessOptions | None = None, log=print) -> dict:
     """Photos folder or video ``src`` -> the dataset folder ``root``; returns the report written beside it."""
-    src, root = Path(src), Path(root)
+    src, root, opts = Path(src), Path(root), opts or ProcessOptions()
     if not src.exists():
         raise DataError(f"input not found: {src}")
     from_video = src.is_file()
@@ -165,8 +173,18 @@ def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions
     user_masks = opts.masks and opts.masks != "auto"
     sfm_masks = copy_masks(Path(opts.masks), root, names, size) if user_masks else None
     matcher = pick_matcher(opts.matcher, len(names), from_video)
-    rec, sfm = run_sfm(images, root, names, matcher, opts.single_camera, max_image_size=opts.max_image_size,
-                       min_registered=opts.min_registered, log=log, progress=opts.progress, mask_dir=sfm_masks)
+    rec, sfm = run_sfm(
+        images,
+        root,
+        names,
+        matcher,
+        opts.single_camera,
+        max_image_size=opts.max_image_size,
+        min_registered=opts.min_registered,
+        log=log,
+        progress=opts.progress,
+        mask_dir=sfm_masks,
+    )
     model = root / "sparse" / "0"
     if model.exists():
         shutil.rmtree(model)
@@ -183,6 +201,8 @@ def process_capture(src: Path, root: Path, opts: ProcessOptions = ProcessOptions
     for line in sfm.lines():
         log(f"[process] {line}")
     if sfm.unregistered:
-        log(f"[process] not registered (left out of training): {', '.join(sfm.unregistered[:10])}"
-            + (" ..." if len(sfm.unregistered) > 10 else ""))
+        log(
+            f"[process] not registered (left out of training): {', '.join(sfm.unregistered[:10])}"
+            + (" ..." if len(sfm.unregistered) > 10 else "")
+        )
     return report

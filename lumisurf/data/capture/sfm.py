@@ -3,6 +3,7 @@ matching, incremental mapping; the largest model is kept and written in COLMAP's
 
 Poses follow COLMAP (world-to-camera, OpenCV camera axes); :mod:`lumisurf.data.readers.colmap` reads them.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -26,7 +27,7 @@ def _pycolmap():
     try:
         import pycolmap
     except ImportError:
-        raise DataError("structure from motion needs pycolmap: pip install -e \".[capture]\"") from None
+        raise DataError('structure from motion needs pycolmap: pip install -e ".[capture]"') from None
     return pycolmap
 
 
@@ -48,11 +49,13 @@ class SfmReport:
         return asdict(self)
 
     def lines(self) -> list[str]:
-        return [f"registered {self.n_registered}/{self.n_images} images ({self.n_models} model(s) found, the "
-                f"largest kept), {self.n_points} points",
-                f"mean reprojection error {self.mean_reprojection_error:.3f} px, mean track length "
-                f"{self.mean_track_length:.2f}, matcher {self.matcher}",
-                "time " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())]
+        return [
+            f"registered {self.n_registered}/{self.n_images} images ({self.n_models} model(s) found, the "
+            f"largest kept), {self.n_points} points",
+            f"mean reprojection error {self.mean_reprojection_error:.3f} px, mean track length "
+            f"{self.mean_track_length:.2f}, matcher {self.matcher}",
+            "time " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items()),
+        ]
 
 
 def pick_matcher(matcher: Matcher, n_images: int, from_video: bool) -> str:
@@ -72,13 +75,19 @@ def _diagnose(db_path: Path, names: list[str], registered: int) -> str:
         db.close()
     poor = sorted(n for n in names if feats.get(n, 0) < MIN_FEATURES)
     if len(poor) > len(names) // 2:
-        return (f"{len(poor)} of {len(names)} images have fewer than {MIN_FEATURES} SIFT features (first: {poor[0]}): "
-                f"the photos are blurry, dark, tiny or the object has no texture")
+        return (
+            f"{len(poor)} of {len(names)} images have fewer than {MIN_FEATURES} SIFT features (first: {poor[0]}): "
+            f"the photos are blurry, dark, tiny or the object has no texture"
+        )
     if pairs < len(names) - 1:
-        return (f"only {pairs} image pairs share enough verified matches for {len(names)} images: the views overlap "
-                f"too little (take photos closer together), or a video needs --matcher exhaustive")
-    return (f"{pairs} image pairs match but only {registered} images could be placed: too little parallax between "
-            f"views (rotating in place, a flat scene) or repeated patterns")
+        return (
+            f"only {pairs} image pairs share enough verified matches for {len(names)} images: the views overlap "
+            f"too little (take photos closer together), or a video needs --matcher exhaustive"
+        )
+    return (
+        f"{pairs} image pairs match but only {registered} images could be placed: too little parallax between "
+        f"views (rotating in place, a flat scene) or repeated patterns"
+    )
 
 
 def _options(pycolmap, max_image_size: int, threads: int):
@@ -95,8 +104,9 @@ def _options(pycolmap, max_image_size: int, threads: int):
     return ext, match
 
 
-def _map(pycolmap, db_path: Path, image_dir: Path, models_dir: Path, threads: int, seed: int, n: int,
-         progress: bool) -> dict:
+def _map(
+    pycolmap, db_path: Path, image_dir: Path, models_dir: Path, threads: int, seed: int, n: int, progress: bool
+) -> dict:
     """One incremental mapping run (seeded) -> {index: Reconstruction}."""
     pycolmap.set_random_seed(seed)
     opts = pycolmap.IncrementalPipelineOptions()
@@ -109,17 +119,33 @@ def _map(pycolmap, db_path: Path, image_dir: Path, models_dir: Path, threads: in
     shutil.rmtree(models_dir, ignore_errors=True)
     models_dir.mkdir(parents=True)
     with tqdm(total=n, desc="registering", unit="img", disable=not progress) as bar:
-        models = pycolmap.incremental_mapping(str(db_path), str(image_dir), str(models_dir), options=opts,
-                                              initial_image_pair_callback=lambda: bar.update(2),
-                                              next_image_callback=lambda: bar.update(1))
+        models = pycolmap.incremental_mapping(
+            str(db_path),
+            str(image_dir),
+            str(models_dir),
+            options=opts,
+            initial_image_pair_callback=lambda: bar.update(2),
+            next_image_callback=lambda: bar.update(1),
+        )
     shutil.rmtree(models_dir, ignore_errors=True)  # the kept model is written by the caller
     return models
 
 
-def run_sfm(image_dir: Path, work_dir: Path, names: list[str], matcher: str, single_camera: bool = True,
-            camera_model: str = "SIMPLE_RADIAL", max_image_size: int = 2000, threads: int = -1,
-            min_registered: float = 0.5, seed: int = 0, log=print, progress: bool = True,
-            mask_dir: Path | None = None):
+def run_sfm(
+    image_dir: Path,
+    work_dir: Path,
+    names: list[str],
+    matcher: str,
+    single_camera: bool = True,
+    camera_model: str = "SIMPLE_RADIAL",
+    max_image_size: int = 2000,
+    threads: int = -1,
+    min_registered: float = 0.5,
+    seed: int = 0,
+    log=print,
+    progress: bool = True,
+    mask_dir: Path | None = None,
+):
     """Reconstruct the images ``names`` of ``image_dir``; returns (the largest pycolmap Reconstruction, report).
 
     ``work_dir`` receives ``database.db``. ``mask_dir``: COLMAP masks (``<image name>.png``, black = no
@@ -142,8 +168,15 @@ def run_sfm(image_dir: Path, work_dir: Path, names: list[str], matcher: str, sin
 
     t0 = time.perf_counter()
     log(f"[sfm] SIFT features of {len(names)} images (CPU)")
-    pycolmap.extract_features(str(db_path), str(image_dir), image_names=names, camera_mode=mode,
-                              reader_options=reader, extraction_options=ext, device=pycolmap.Device.cpu)
+    pycolmap.extract_features(
+        str(db_path),
+        str(image_dir),
+        image_names=names,
+        camera_mode=mode,
+        reader_options=reader,
+        extraction_options=ext,
+        device=pycolmap.Device.cpu,
+    )
     report.seconds["features"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -153,19 +186,24 @@ def run_sfm(image_dir: Path, work_dir: Path, names: list[str], matcher: str, sin
     if matcher == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = 15
-        pycolmap.match_sequential(str(db_path), matching_options=match, pairing_options=pairing,
-                                  verification_options=verify, device=pycolmap.Device.cpu)
+        pycolmap.match_sequential(
+            str(db_path),
+            matching_options=match,
+            pairing_options=pairing,
+            verification_options=verify,
+            device=pycolmap.Device.cpu,
+        )
     else:
-        pycolmap.match_exhaustive(str(db_path), matching_options=match, verification_options=verify,
-                                  device=pycolmap.Device.cpu)
+        pycolmap.match_exhaustive(
+            str(db_path), matching_options=match, verification_options=verify, device=pycolmap.Device.cpu
+        )
     report.seconds["matching"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     best, report.n_models = None, 0
     for attempt in range(MAPPING_ATTEMPTS):  # mapping is cheap next to features: retry a poor start
         log(f"[sfm] incremental mapping{f' (attempt {attempt + 1}, another seed)' if attempt else ''}")
-        models = _map(pycolmap, db_path, image_dir, work_dir / "models", threads, seed + attempt, len(names),
-                      progress)
+        models = _map(pycolmap, db_path, image_dir, work_dir / "models", threads, seed + attempt, len(names), progress)
         report.n_models = max(report.n_models, len(models))
         cand = max(models.values(), key=lambda r: r.num_reg_images(), default=None)
         if cand is not None and (best is None or cand.num_reg_images() > best.num_reg_images()):
@@ -176,8 +214,10 @@ def run_sfm(image_dir: Path, work_dir: Path, names: list[str], matcher: str, sin
 
     registered = 0 if best is None else best.num_reg_images()
     if registered < 3 or registered < min_registered * len(names):
-        raise DataError(f"structure from motion registered only {registered} of {len(names)} images: "
-                        f"{_diagnose(db_path, names, registered)}")
+        raise DataError(
+            f"structure from motion registered only {registered} of {len(names)} images: "
+            f"{_diagnose(db_path, names, registered)}"
+        )
     report.n_registered = registered
     report.n_points = best.num_points3D()
     report.mean_reprojection_error = float(best.compute_mean_reprojection_error())

@@ -6,6 +6,7 @@ capture the room does not move with the object, so its matches fail this test), 
 (linear DLT) and kept when they reproject within a pixel or two in both views and lie in front of both cameras.
 Points are in the cameras' world frame.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,7 +20,7 @@ def opencv():
     try:
         import cv2
     except ImportError:
-        raise DataError("automatic masks need OpenCV: pip install -e \".[capture]\"") from None
+        raise DataError('automatic masks need OpenCV: pip install -e ".[capture]"') from None
     return cv2
 
 
@@ -63,8 +64,9 @@ def epipolar_distance(F: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarr
 
 def dlt(P1: np.ndarray, P2: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
     """Linear triangulation of matches x1, x2 [m, 2] -> world points [m, 3]."""
-    A = np.stack([x1[:, :1] * P1[2] - P1[0], x1[:, 1:] * P1[2] - P1[1],
-                  x2[:, :1] * P2[2] - P2[0], x2[:, 1:] * P2[2] - P2[1]], 1)  # [m, 4, 4]
+    A = np.stack(
+        [x1[:, :1] * P1[2] - P1[0], x1[:, 1:] * P1[2] - P1[1], x2[:, :1] * P2[2] - P2[0], x2[:, 1:] * P2[2] - P2[1]], 1
+    )  # [m, 4, 4]
     X = np.linalg.svd(A)[2][:, -1]
     return X[:, :3] / X[:, 3:]
 
@@ -93,13 +95,17 @@ def match_pair(d1, d2, ratio: float = 0.8) -> np.ndarray:
     bf = cv2.BFMatcher(cv2.NORM_L2)
     fwd = bf.knnMatch(d1, d2, k=2)
     best_back = {m.queryIdx: m.trainIdx for m in bf.match(d2, d1)}
-    keep = [(a.queryIdx, a.trainIdx) for a, b in fwd if a.distance < ratio * b.distance
-            and best_back.get(a.trainIdx) == a.queryIdx]
+    keep = [
+        (a.queryIdx, a.trainIdx)
+        for a, b in fwd
+        if a.distance < ratio * b.distance and best_back.get(a.trainIdx) == a.queryIdx
+    ]
     return np.array(keep, int).reshape(-1, 2)
 
 
-def triangulate_known_poses(gray: list[np.ndarray], cams: Cameras, neighbours: int = 4,
-                            max_error: float = 1.5, min_motion: float = 3.0) -> np.ndarray:
+def triangulate_known_poses(
+    gray: list[np.ndarray], cams: Cameras, neighbours: int = 4, max_error: float = 1.5, min_motion: float = 3.0
+) -> np.ndarray:
     """Object points [N, 3] (world frame) from grey images [height, width] uint8 of the cameras ``cams``;
     ``max_error``: epipolar and reprojection error, ``min_motion``: least image motion of a match (pixels)."""
     P = projection_matrices(cams)

@@ -4,7 +4,7 @@
 * ``soft_mining`` (Kheradmand et al., CVPR 2024): persistent samples moved by Langevin steps
   towards high error, importance distribution ``Q ~ error + floor * mean``, loss correction
   ``1 / sg(Q)^alpha`` with alpha ramped up from 0.
-* ``context`` (Zhang et al. 2023): a fixed prior ~ the 3x3 colour standard deviation (edges and
+* ``context`` (Zhang et al. 2023): a fixed prior ~ the 3x3 color standard deviation (edges and
   texture), mixed with uniform.
 * ``quadtree`` (Zhang et al. 2023): per-view quadtrees whose leaves split where the error is high;
   a leaf is drawn ~ error * area, then a pixel uniformly inside it.
@@ -13,21 +13,22 @@ Interface: ``sample(n_rays, generator) -> PixelBatch`` and ``update(batch, per_r
 (detached per-ray L1 error [n_rays] of that batch, called after each optimiser step). Errors are kept
 in low-resolution per-view maps (:class:`~lumisurf.data.pixel_sampling.error_maps.ErrorMaps`).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.data.images import as_float
-from lumisurf.sampler_config import SamplerConfig
-from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
 from lumisurf.data.pixel_sampling.base import PixelBatch, PixelSampler, UniformPixelSampler
+from lumisurf.data.pixel_sampling.error_maps import Categorical, ErrorMaps, bilinear_lookup
 from lumisurf.data.scene import Split
 from lumisurf.registry import Registry
+from lumisurf.sampler_config import SamplerConfig
 
 PIXEL_SAMPLERS: Registry[Callable[..., PixelSampler]] = Registry("pixel sampler")
 PIXEL_SAMPLERS.register("uniform")(UniformPixelSampler)
@@ -52,6 +53,7 @@ def unbiased_weights(p_pixel: Tensor, n_pixels: int) -> Tensor:
 
 # ----------------------------------------------------------------------------- soft mining
 
+
 def soft_mining_weights(q: Tensor, alpha: float, clamp_min: float = 0.2) -> Tensor:
     """Loss correction ``Q^-alpha`` [k] for density values q [k] > 0, normalised to mean 1 and
     clamped to ``[clamp_min, 1 + std]`` relative to the mean (as the official code clamps)."""
@@ -70,8 +72,9 @@ class SoftMiningPixelSampler(PixelSampler):
         super().__init__(split, device)
         cfg = cfg or SamplerConfig()
         ds = max(1, cfg.error_map_downscale)
-        self.errors = ErrorMaps(self.n, self.h, self.w, math.ceil(self.h / ds), math.ceil(self.w / ds),
-                                cfg.error_map_momentum, self.device)
+        self.errors = ErrorMaps(
+            self.n, self.h, self.w, math.ceil(self.h / ds), math.ceil(self.w / ds), cfg.error_map_momentum, self.device
+        )
         self.alpha, self.warmup = cfg.soft_mining.alpha, cfg.soft_mining.warmup
         self.step_size, self.noise = cfg.soft_mining.step, cfg.soft_mining.noise
         self.floor = cfg.soft_mining.floor
@@ -147,8 +150,9 @@ class SoftMiningPixelSampler(PixelSampler):
 
 # ----------------------------------------------------------------------------- context prior
 
+
 def color_std_map(images: Tensor) -> Tensor:
-    """Grey-level (Rec. 601) of the per-channel 3x3 colour standard deviation [n, H, W] of images
+    """Grey-level (Rec. 601) of the per-channel 3x3 color standard deviation [n, H, W] of images
     [n, H, W, 3] (uint8 or float in [0, 1]; borders reflected), as Zhang et al.'s ``sqrt(blur(I^2) - blur(I)^2)``."""
     out = []
     for img in images:  # one view at a time (converted to float one at a time): bounded memory
@@ -164,7 +168,7 @@ def color_std_map(images: Tensor) -> Tensor:
 
 @PIXEL_SAMPLERS.register("context")
 class ContextPixelSampler(PixelSampler):
-    """``fraction`` of the rays from the colour-std prior (per view: clamped below at
+    """``fraction`` of the rays from the color-std prior (per view: clamped below at
     ``floor * mean``, normalised; views equally likely), the rest uniform; optional unbiased
     weights ``1 / (N p_mix)`` when ``cfg.pixel_weights`` (off in the paper)."""
 
@@ -191,14 +195,14 @@ class ContextPixelSampler(PixelSampler):
 
 # ----------------------------------------------------------------------------- quadtree
 
-def subdivide_levels(err: Tensor, init_depth: int, max_depth: int, threshold: float,
-                     max_leaves: int) -> Tensor:
+
+def subdivide_levels(err: Tensor, init_depth: int, max_depth: int, threshold: float, max_leaves: int) -> Tensor:
     """Leaf depth per finest cell ``[n, g, g]`` (g = 2^max_depth) of quadtrees over error maps err
     [n, g, g]: start uniform at ``init_depth``; a leaf splits while its mean error > threshold and
     its depth < max_depth, at most ``max_leaves`` leaves per view (largest errors split first)."""
     n, g, _ = err.shape
     level = torch.full((n, g, g), init_depth, dtype=torch.long, device=err.device)
-    n_leaves = torch.full((n,), 4 ** init_depth, dtype=torch.long, device=err.device)
+    n_leaves = torch.full((n,), 4**init_depth, dtype=torch.long, device=err.device)
     for depth in range(init_depth, max_depth):
         s = 2 ** (max_depth - depth)  # finest cells per leaf side at this depth
         e = F.avg_pool2d(err[:, None], s)[:, 0].reshape(n, -1)  # [n, 4^depth]
@@ -208,7 +212,7 @@ def subdivide_levels(err: Tensor, init_depth: int, max_depth: int, threshold: fl
         allowed = ((max_leaves - n_leaves) // 3).clamp_min(0)
         split = cand & (rank < allowed[:, None])
         n_leaves = n_leaves + 3 * split.sum(dim=1)
-        side = 2 ** depth
+        side = 2**depth
         up = split.reshape(n, side, side).repeat_interleave(s, 1).repeat_interleave(s, 2)
         level = torch.where(up, torch.full_like(level, depth + 1), level)
     return level
@@ -224,7 +228,7 @@ class QuadtreePixelSampler(PixelSampler):
         cfg = cfg or SamplerConfig()
         self.depth = max(0, min(cfg.quadtree.max_depth, int(math.log2(min(self.h, self.w)))))
         self.init_depth = min(max(0, cfg.quadtree.init_depth), self.depth)
-        self.g = 2 ** self.depth
+        self.g = 2**self.depth
         self.errors = ErrorMaps(self.n, self.h, self.w, self.g, self.g, cfg.error_map_momentum, self.device)
         self.threshold, self.max_leaves = cfg.quadtree.threshold, cfg.quadtree.max_leaves
         self.every, self.floor, self.use_weights = cfg.quadtree.every, cfg.quadtree.floor, cfg.pixel_weights
@@ -233,8 +237,9 @@ class QuadtreePixelSampler(PixelSampler):
 
     def subdivide(self) -> None:
         """Rebuild every tree from the current error maps."""
-        self.level = subdivide_levels(self.errors.values(), self.init_depth, self.depth, self.threshold,
-                                      max(self.max_leaves, 4 ** self.init_depth))
+        self.level = subdivide_levels(
+            self.errors.values(), self.init_depth, self.depth, self.threshold, max(self.max_leaves, 4**self.init_depth)
+        )
         self._build_leaves()
 
     def _build_leaves(self) -> None:

@@ -4,10 +4,10 @@ The adaptive samplers (soft mining, context prior, quadtree) and the ``PIXEL_SAM
 live in :mod:`lumisurf.data.pixel_sampling.adaptive`. All random draws use the caller's (CPU) generator and
 are moved to the sampler's device afterwards, so runs are reproducible on any device.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -22,11 +22,11 @@ class PixelBatch:
     cam_idx: Tensor  # [n_rays] long
     px: Tensor  # [n_rays] continuous pixel x (col + 0.5)
     py: Tensor  # [n_rays] continuous pixel y (row + 0.5)
-    rgb: Tensor  # [n_rays, 3] straight sRGB colour
-    mask: Optional[Tensor]  # [n_rays, 1] coverage or None
-    weight: Optional[Tensor] = None  # [n_rays, 1] per-ray loss correction (mean 1) or None
+    rgb: Tensor  # [n_rays, 3] straight sRGB color
+    mask: Tensor | None  # [n_rays, 1] coverage or None
+    weight: Tensor | None = None  # [n_rays, 1] per-ray loss correction (mean 1) or None
 
-    def rows(self, sl: slice) -> "PixelBatch":
+    def rows(self, sl: slice) -> PixelBatch:
         """The rays ``sl`` of the batch (a data-parallel rank's share)."""
         pick = lambda t: None if t is None else t[sl]  # noqa: E731
         return PixelBatch(self.cam_idx[sl], self.px[sl], self.py[sl], self.rgb[sl], pick(self.mask), pick(self.weight))
@@ -46,14 +46,14 @@ class PixelSampler:
     def n_pixels(self) -> int:
         return self.n * self.h * self.w
 
-    def batch(self, cam: Tensor, row: Tensor, col: Tensor, weight: Optional[Tensor] = None) -> PixelBatch:
+    def batch(self, cam: Tensor, row: Tensor, col: Tensor, weight: Tensor | None = None) -> PixelBatch:
         """Batch at integer pixels (cam, row, col) [n_rays] long; rays through the pixel centres."""
         flat = (cam * self.h + row) * self.w + col
         mask = None if self.mask is None else self.mask[flat]
         w = None if weight is None else weight.reshape(-1, 1).float()
         return PixelBatch(cam, col.float() + 0.5, row.float() + 0.5, as_float(self.rgb[flat]), mask, w)
 
-    def batch_flat(self, flat: Tensor, weight: Optional[Tensor] = None) -> PixelBatch:
+    def batch_flat(self, flat: Tensor, weight: Tensor | None = None) -> PixelBatch:
         """Batch at flat pixel indices ``(cam * h + row) * w + col`` [n_rays] long."""
         cam = flat // (self.h * self.w)
         rem = flat % (self.h * self.w)

@@ -4,6 +4,7 @@ and sampling from large discrete distributions.
 Pixel coordinates are continuous, x right / y down, pixel (row, col) covering
 ``[col, col + 1) x [row, row + 1)`` (centre at +0.5), as in :mod:`lumisurf.data.cameras`.
 """
+
 from __future__ import annotations
 
 import torch

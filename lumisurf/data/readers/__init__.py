@@ -5,10 +5,10 @@ Every reader returns the scene in the dataset's own WORLD frame with OpenCV came
 the format defines one (NeuS ``scale_mat``). Formats without a test split hold out every
 ``holdout_every``-th view (indices 0, k, 2k, ...) as 'test'.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +48,9 @@ def _pool_maps(split, n: int):
     return split
 
 
-def load_scene(path, format: str = "auto", holdout_every: int = 8,
-               max_views: Optional[int] = None, downscale: int = 1) -> SceneData:
+def load_scene(
+    path, format: str = "auto", holdout_every: int = 8, max_views: int | None = None, downscale: int = 1
+) -> SceneData:
     """Load the scene in folder ``path`` (a file inside it is accepted too).
 
     format: 'auto' or a registered reader name. holdout_every: test = views 0, k, 2k, ... for

@@ -3,16 +3,16 @@
 Conventions of the format: ``transform_matrix`` is an OpenGL camera-to-world (x right, y up,
 looks along -z); ``f = 0.5 W / tan(0.5 camera_angle_x)``; principal point (W/2, H/2) with pixel
 centres at (col + 0.5, row + 0.5) already, so no shift. Images are straight-alpha RGBA in sRGB:
-colour -> ``images``, alpha -> ``masks``. 16-bit ``*_normal.png`` maps next to TEST images become
+color -> ``images``, alpha -> ``masks``. 16-bit ``*_normal.png`` maps next to TEST images become
 ``Split.normals`` (world frame); ``*_depth.npy`` z-depth maps (0 = background) next to the images of any split
 become ``Split.depths``.
 """
+
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ def _frames(meta: dict, src: Path, root: Path) -> tuple[list[Path], np.ndarray]:
     return files, c2w @ GL_TO_CV
 
 
-def _normals(files: list[Path]) -> Optional[torch.Tensor]:
+def _normals(files: list[Path]) -> torch.Tensor | None:
     """GT normals [n, H, W, 3] from ``<image>_normal.png`` files (zeros where one is missing)."""
     paths = [f.with_name(f.stem + "_normal.png") for f in files]
     if not any(p.is_file() for p in paths):
@@ -65,7 +65,7 @@ def _normals(files: list[Path]) -> Optional[torch.Tensor]:
     return torch.from_numpy(np.stack([m if m is not None else np.zeros(shape, np.float32) for m in maps]))
 
 
-def _depths(files: list[Path], size: tuple[int, int]) -> Optional[torch.Tensor]:
+def _depths(files: list[Path], size: tuple[int, int]) -> torch.Tensor | None:
     """GT z-depth [n, H, W] from ``<image>_depth.npy`` files (zeros where one is missing), or None if none."""
     paths = [f.with_name(f.stem + "_depth.npy") for f in files]
     if not any(p.is_file() for p in paths):
@@ -79,13 +79,14 @@ def _depths(files: list[Path], size: tuple[int, int]) -> Optional[torch.Tensor]:
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read {p}: {e}") from None
         if d.shape != out.shape[1:]:
-            raise DataError(f"{p}: depth map {d.shape[1] if d.ndim > 1 else '?'}x{d.shape[0]} but images are "
-                            f"{size[0]}x{size[1]}")
+            raise DataError(
+                f"{p}: depth map {d.shape[1] if d.ndim > 1 else '?'}x{d.shape[0]} but images are {size[0]}x{size[1]}"
+            )
         out[k] = np.nan_to_num(d.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     return torch.from_numpy(out)
 
 
-def _read_split(root: Path, name: str, max_views: Optional[int]) -> tuple[Split, dict]:
+def _read_split(root: Path, name: str, max_views: int | None) -> tuple[Split, dict]:
     src = root / f"transforms_{name}.json"
     meta = _read_json(src)
     if "camera_angle_x" not in meta:
@@ -109,7 +110,7 @@ def _read_split(root: Path, name: str, max_views: Optional[int]) -> tuple[Split,
 
 
 @register_reader("blender", markers=("transforms_train.json",), priority=0)
-def read_blender(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_blender(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read a Blender/NeRF-synthetic scene; splits are the transforms files present.
 
     ``holdout_every`` is unused (the format has its own test split); ``max_views`` subsamples train.
@@ -128,5 +129,13 @@ def read_blender(root: Path, holdout_every: int = 8, max_views: Optional[int] = 
     if (root / "meta.json").is_file():
         meta["meta_json"] = root / "meta.json"
     gt = root / "gt_mesh.ply"
-    return SceneData(name=root.name, root=root, format="blender", splits=splits, normalization=None,
-                     normalized=False, gt_mesh=gt if gt.is_file() else None, meta=meta)
+    return SceneData(
+        name=root.name,
+        root=root,
+        format="blender",
+        splits=splits,
+        normalization=None,
+        normalized=False,
+        gt_mesh=gt if gt.is_file() else None,
+        meta=meta,
+    )

@@ -6,25 +6,42 @@ so ``cx, cy`` are used without a shift. Supported camera models: SIMPLE_PINHOLE,
 SIMPLE_RADIAL, RADIAL, OPENCV (distortion mapped to k1, k2, p1, p2). Object masks, when present, are in
 ``masks/`` (matched by file stem, white = object; ``lumisurf data process --masks`` writes them).
 """
+
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
-from lumisurf.data.readers.common import (build_split, check_poses, current_downscale, load_downscale,
-                                          masks_by_stem, register_reader, select_views)
+from lumisurf.data.readers.common import (
+    build_split,
+    check_poses,
+    current_downscale,
+    load_downscale,
+    masks_by_stem,
+    register_reader,
+    select_views,
+)
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
 # model id -> (name, number of params), as in COLMAP's camera_models.h
-CAMERA_MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 3: ("RADIAL", 5),
-                 4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
-                 8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12),
-                 11: ("RAD_TAN_THIN_PRISM_FISHEYE", 16)}
+CAMERA_MODELS = {
+    0: ("SIMPLE_PINHOLE", 3),
+    1: ("PINHOLE", 4),
+    2: ("SIMPLE_RADIAL", 4),
+    3: ("RADIAL", 5),
+    4: ("OPENCV", 8),
+    5: ("OPENCV_FISHEYE", 8),
+    6: ("FULL_OPENCV", 12),
+    7: ("FOV", 5),
+    8: ("SIMPLE_RADIAL_FISHEYE", 4),
+    9: ("RADIAL_FISHEYE", 5),
+    10: ("THIN_PRISM_FISHEYE", 12),
+    11: ("RAD_TAN_THIN_PRISM_FISHEYE", 16),
+}
 MODEL_IDS = {name: (i, n) for i, (name, n) in CAMERA_MODELS.items()}
 SUPPORTED = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 
@@ -55,7 +72,7 @@ def _lines(path: Path) -> list[str]:
 def read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
     """``CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]`` per line."""
     cams = {}
-    for k, ln in enumerate(_lines(path)):
+    for _k, ln in enumerate(_lines(path)):
         tok = ln.split()
         if not tok:
             continue
@@ -65,8 +82,7 @@ def read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
         except (ValueError, IndexError):
             raise DataError(f"{path}: cannot parse camera line '{ln.strip()}'") from None
         if model in MODEL_IDS and len(params) != MODEL_IDS[model][1]:
-            raise DataError(f"{path}: camera {cid} ({model}) has {len(params)} params, "
-                            f"expected {MODEL_IDS[model][1]}")
+            raise DataError(f"{path}: camera {cid} ({model}) has {len(params)} params, expected {MODEL_IDS[model][1]}")
         cams[cid] = ColmapCamera(model, w, h, params)
     return cams
 
@@ -112,7 +128,7 @@ class _Reader:
         end = self.data.find(b"\x00", self.pos)
         if end < 0:
             raise DataError(f"{self.path}: file is truncated (unterminated image name)")
-        s = self.data[self.pos:end].decode("utf-8", errors="replace")
+        s = self.data[self.pos : end].decode("utf-8", errors="replace")
         self.pos = end + 1
         return s
 
@@ -178,9 +194,13 @@ def read_points3d(folder: Path) -> np.ndarray | None:
 def qvec_to_rotation(q: np.ndarray) -> np.ndarray:
     """Rotation matrix of the quaternion (qw, qx, qy, qz), normalised first."""
     w, x, y, z = np.asarray(q, np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def camera_intrinsics(cam: ColmapCamera, cid: int) -> tuple[list[float], list[float]]:
@@ -217,8 +237,12 @@ def read_model(folder: Path) -> tuple[dict[int, ColmapCamera], dict[int, ColmapI
     raise DataError(f"{folder}: no cameras.bin or cameras.txt")
 
 
-@register_reader("colmap", markers=("sparse/0/cameras.bin", "sparse/0/cameras.txt", "sparse/cameras.bin", "sparse/cameras.txt"), priority=4)
-def read_colmap(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+@register_reader(
+    "colmap",
+    markers=("sparse/0/cameras.bin", "sparse/0/cameras.txt", "sparse/cameras.bin", "sparse/cameras.txt"),
+    priority=4,
+)
+def read_colmap(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read a COLMAP reconstruction; views sorted by image name."""
     root = Path(root)
     folder = model_folder(root)
@@ -235,8 +259,10 @@ def read_colmap(root: Path, holdout_every: int = 8, max_views: Optional[int] = N
         cam = cams[im.camera_id]
         intr[i], dist[i] = camera_intrinsics(cam, im.camera_id)
         if size is not None and (cam.width, cam.height) != size:
-            raise DataError(f"{folder}: camera {im.camera_id} is {cam.width}x{cam.height} but others are "
-                            f"{size[0]}x{size[1]} (all views must share one size)")
+            raise DataError(
+                f"{folder}: camera {im.camera_id} is {cam.width}x{cam.height} but others are "
+                f"{size[0]}x{size[1]} (all views must share one size)"
+            )
         size = (cam.width, cam.height)
         if not (np.isfinite(im.qvec).all() and np.linalg.norm(im.qvec) > 0 and np.isfinite(im.tvec).all()):
             raise DataError(f"{folder}: pose of image {im.name} is not finite")
@@ -251,12 +277,23 @@ def read_colmap(root: Path, holdout_every: int = 8, max_views: Optional[int] = N
         intr, size = intr / ds, (size[0] // ds, size[1] // ds)
         ds = 1
     with load_downscale(ds):
-        splits = {name: build_split(idx, files, c2w, intr, distortion=dist, mask_files=masks, size=size,
-                                    size_what="the COLMAP camera size (divided by data.downscale)")
-                  for name, idx in select_views(n, holdout_every, max_views).items()}
+        splits = {
+            name: build_split(
+                idx,
+                files,
+                c2w,
+                intr,
+                distortion=dist,
+                mask_files=masks,
+                size=size,
+                size_what="the COLMAP camera size (divided by data.downscale)",
+            )
+            for name, idx in select_views(n, holdout_every, max_views).items()
+        }
     meta = {"model_folder": folder}
     points = read_points3d(folder)
     if points is not None and len(points):
         meta["points3D"] = points  # world units; normalisation 'sparse_points' puts them in the unit sphere
-    return SceneData(name=root.name, root=root, format="colmap", splits=splits, normalization=None,
-                     normalized=False, meta=meta)
+    return SceneData(
+        name=root.name, root=root, format="colmap", splits=splits, normalization=None, normalized=False, meta=meta
+    )

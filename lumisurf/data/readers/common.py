@@ -1,12 +1,13 @@
 """Helpers shared by the dataset readers: the READERS registry, pose checks, view selection
 (holdout split, evenly spaced subset) and building a :class:`Split` from files + poses."""
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,12 +30,14 @@ def register_reader(name: str, markers: tuple[str, ...], priority: int):
     When a folder holds the markers of several formats (an LLFF scene often keeps COLMAP's ``sparse/``), the
     lowest ``priority`` wins: the more specific layout first.
     """
+
     def deco(fn):
         READERS.register(name)(fn)
         MARKERS[name] = (priority, tuple(markers))
         return fn
 
     return deco
+
 
 RIGID_TOL = 1e-3
 _DOWNSCALE: ContextVar[int] = ContextVar("lumisurf_load_downscale", default=1)
@@ -80,8 +83,9 @@ def check_poses(c2w: np.ndarray, labels: Sequence[str], source: Path | str) -> N
         err = np.abs(rot.T @ rot - np.eye(3)).max()
         det = np.linalg.det(rot)
         if err > RIGID_TOL or det < 0:
-            raise DataError(f"{source}: pose of {label} is not a rigid rotation "
-                            f"(max |R^T R - I| = {err:.3g}, det = {det:.3g})")
+            raise DataError(
+                f"{source}: pose of {label} is not a rigid rotation (max |R^T R - I| = {err:.3g}, det = {det:.3g})"
+            )
 
 
 def holdout_split(n: int, holdout_every: int) -> tuple[list[int], list[int]]:
@@ -96,7 +100,7 @@ def holdout_split(n: int, holdout_every: int) -> tuple[list[int], list[int]]:
     return (train or list(range(n))), test
 
 
-def even_subset(idx: Sequence[int], max_views: Optional[int]) -> list[int]:
+def even_subset(idx: Sequence[int], max_views: int | None) -> list[int]:
     """At most ``max_views`` evenly spaced entries of ``idx`` (all of them when None)."""
     idx = list(idx)
     if max_views is None or max_views >= len(idx):
@@ -107,7 +111,7 @@ def even_subset(idx: Sequence[int], max_views: Optional[int]) -> list[int]:
     return [idx[p] for p in pos]
 
 
-def select_views(n: int, holdout_every: int, max_views: Optional[int]) -> dict[str, list[int]]:
+def select_views(n: int, holdout_every: int, max_views: int | None) -> dict[str, list[int]]:
     """Split indices for formats without their own test split: {'train': [...], 'test': [...]}."""
     train, test = holdout_split(n, holdout_every)
     out = {"train": even_subset(train, max_views)}
@@ -134,7 +138,7 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
-def masks_by_stem(mdir: Path, files: Sequence[Path]) -> Optional[list[Path]]:
+def masks_by_stem(mdir: Path, files: Sequence[Path]) -> list[Path] | None:
     """The mask of each image file in folder ``mdir``, matched by file stem (case-insensitive); None when
     there is no such folder, a DataError naming the first image without one."""
     if not mdir.is_dir():
@@ -153,9 +157,13 @@ def _check_size(path: Path, got: tuple[int, int], want: tuple[int, int], what: s
         raise DataError(f"{path}: size {got[0]}x{got[1]} disagrees with {what} {want[0]}x{want[1]}")
 
 
-def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = None,
-               size: Optional[tuple[int, int]] = None, size_what: str = "the first image",
-               mask_threshold: int = 127) -> tuple[torch.Tensor, Optional[torch.Tensor], tuple[int, int]]:
+def load_views(
+    files: Sequence[Path],
+    mask_files: Sequence[Path] | None = None,
+    size: tuple[int, int] | None = None,
+    size_what: str = "the first image",
+    mask_threshold: int = 127,
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]:
     """Load images [n, H, W, 3] uint8 and masks [n, H, W] float32 (mask files, else alpha when every image has it).
 
     ``size`` (width, height) is the expected size (from intrinsics fields); by default the
@@ -189,14 +197,18 @@ def load_views(files: Sequence[Path], mask_files: Optional[Sequence[Path]] = Non
         raise DataError("no views to load")
     keep_masks = mask_files is not None or not no_alpha
     if mask_files is None and 0 < len(no_alpha) < len(files):
-        warnings.warn(f"{len(no_alpha)} of {len(files)} images have no alpha channel (first: {no_alpha[0]}): "
-                      f"this split is used WITHOUT masks; give every image an alpha channel, or mask files",
-                      DataWarning, stacklevel=2)
+        warnings.warn(
+            f"{len(no_alpha)} of {len(files)} images have no alpha channel (first: {no_alpha[0]}): "
+            f"this split is used WITHOUT masks; give every image an alpha channel, or mask files",
+            DataWarning,
+            stacklevel=2,
+        )
     return (torch.from_numpy(images), torch.from_numpy(masks) if keep_masks else None, got)
 
 
-def make_cameras(c2w: np.ndarray, fx, fy, cx, cy, width: int, height: int,
-                 distortion: Optional[np.ndarray] = None) -> Cameras:
+def make_cameras(
+    c2w: np.ndarray, fx, fy, cx, cy, width: int, height: int, distortion: np.ndarray | None = None
+) -> Cameras:
     """Cameras (float32) from OpenCV c2w [n, 4, 4] and per-view (or scalar) intrinsics."""
     n = len(c2w)
 
@@ -208,13 +220,28 @@ def make_cameras(c2w: np.ndarray, fx, fy, cx, cy, width: int, height: int,
         distortion = np.broadcast_to(np.asarray(distortion, np.float64), (n, 4))
         if np.any(distortion != 0):
             dist = torch.as_tensor(distortion.copy(), dtype=torch.float32)
-    return Cameras(c2w=torch.as_tensor(np.asarray(c2w), dtype=torch.float32), fx=vec(fx), fy=vec(fy),
-                   cx=vec(cx), cy=vec(cy), width=int(width), height=int(height), distortion=dist)
+    return Cameras(
+        c2w=torch.as_tensor(np.asarray(c2w), dtype=torch.float32),
+        fx=vec(fx),
+        fy=vec(fy),
+        cx=vec(cx),
+        cy=vec(cy),
+        width=int(width),
+        height=int(height),
+        distortion=dist,
+    )
 
 
-def build_split(idx: Sequence[int], files: Sequence[Path], c2w: np.ndarray, intr: np.ndarray,
-                distortion: Optional[np.ndarray] = None, mask_files: Optional[Sequence[Path]] = None,
-                size: Optional[tuple[int, int]] = None, size_what: str = "the first image") -> Split:
+def build_split(
+    idx: Sequence[int],
+    files: Sequence[Path],
+    c2w: np.ndarray,
+    intr: np.ndarray,
+    distortion: np.ndarray | None = None,
+    mask_files: Sequence[Path] | None = None,
+    size: tuple[int, int] | None = None,
+    size_what: str = "the first image",
+) -> Split:
     """A Split of views ``idx``: c2w [N, 4, 4] OpenCV, intr [N, 4] = fx, fy, cx, cy in pixels."""
     idx = list(idx)
     sel_files = [files[i] for i in idx]

@@ -5,17 +5,23 @@ The rotation columns are (down, right, backwards); the OpenGL camera-to-world is
 ``[col1, -col0, col2, t]``, converted here to OpenCV. ``hwf`` is for the full-resolution images:
 factor = full h / actual h, f = hwf[2] / factor, principal point = image centre (W/2, H/2).
 """
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from lumisurf.data.images import image_size
-from lumisurf.data.readers.common import (build_split, check_poses, list_images, masks_by_stem, register_reader,
-                                          select_views)
+from lumisurf.data.readers.common import (
+    build_split,
+    check_poses,
+    list_images,
+    masks_by_stem,
+    register_reader,
+    select_views,
+)
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -26,8 +32,9 @@ def image_folder(root: Path) -> Path:
     """``images_8`` if present, else the ``images_N`` with the largest N, else ``images``."""
     if (root / "images_8").is_dir():
         return root / "images_8"
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if p.is_dir() and (m := re.fullmatch(r"images_(\d+)", p.name))]
+    found = [
+        (int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := re.fullmatch(r"images_(\d+)", p.name))
+    ]
     if found:
         return max(found)[1]
     if (root / "images").is_dir():
@@ -46,7 +53,7 @@ def llff_to_opencv(poses: np.ndarray) -> np.ndarray:
     return gl @ GL_TO_CV
 
 
-def _mask_files(root: Path, folder: Path, files: list[Path]) -> Optional[list[Path]]:
+def _mask_files(root: Path, folder: Path, files: list[Path]) -> list[Path] | None:
     """Masks in ``masks_N`` (same suffix as the image folder), matched by file stem."""
     return masks_by_stem(root / folder.name.replace("images", "masks", 1), files)
 
@@ -64,7 +71,7 @@ def _load_rows(src: Path) -> np.ndarray:
 
 
 @register_reader("llff", markers=("poses_bounds.npy",), priority=2)
-def read_llff(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_llff(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read an LLFF scene (``poses_bounds.npy``, downsampled ``images_N/``, optional ``masks_N/``)."""
     root = Path(root)
     src = root / "poses_bounds.npy"
@@ -87,10 +94,19 @@ def read_llff(root: Path, holdout_every: int = 8, max_views: Optional[int] = Non
         raise DataError(f"{files[0]}: size {w}x{h} is not a uniform downscale of hwf {w_full:g}x{h_full:g}")
     intr = np.tile([f_full / factor, f_full / factor, 0.5 * w, 0.5 * h], (n, 1))
     masks = _mask_files(root, folder, files)
-    splits = {name: build_split(idx, files, c2w, intr, mask_files=masks, size=(w, h),
-                                size_what=f"the first image {files[0].name}")
-              for name, idx in select_views(n, holdout_every, max_views).items()}
-    meta = {"near": float(bounds[:, 0].min()), "far": float(bounds[:, 1].max()),
-            "bounds": bounds.tolist(), "factor": float(factor), "image_folder": folder.name}
-    return SceneData(name=root.name, root=root, format="llff", splits=splits, normalization=None,
-                     normalized=False, meta=meta)
+    splits = {
+        name: build_split(
+            idx, files, c2w, intr, mask_files=masks, size=(w, h), size_what=f"the first image {files[0].name}"
+        )
+        for name, idx in select_views(n, holdout_every, max_views).items()
+    }
+    meta = {
+        "near": float(bounds[:, 0].min()),
+        "far": float(bounds[:, 1].max()),
+        "bounds": bounds.tolist(),
+        "factor": float(factor),
+        "image_folder": folder.name,
+    }
+    return SceneData(
+        name=root.name, root=root, format="llff", splits=splits, normalization=None, normalized=False, meta=meta
+    )

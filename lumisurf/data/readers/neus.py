@@ -6,11 +6,11 @@ frame with ``scale_mat = [[s,0,0,c],[0,s,0,c],[0,0,s,c],[0,0,0,1]]`` (x_world = 
 record ``Normalization(center=c, scale=s, source='scale_mat')``. NeuS places pixel centres at
 integer coordinates, so 0.5 is added to cx, cy (lumisurf centres are at col + 0.5).
 """
+
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import scipy.linalg
@@ -98,7 +98,7 @@ def _cameras(npz: dict, n: int, src: Path, s: float, c: np.ndarray) -> tuple[np.
 
 
 @register_reader("neus", markers=("cameras_sphere.npz",), priority=1)
-def read_neus(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_neus(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read a NeuS/IDR scene (``cameras_sphere.npz``, ``image/``, optional ``mask/``)."""
     root = Path(root)
     src = root / "cameras_sphere.npz"
@@ -117,8 +117,17 @@ def read_neus(root: Path, holdout_every: int = 8, max_views: Optional[int] = Non
             raise DataError(f"{root / 'mask'} holds {len(mask_files)} masks but there are {n} images")
     s, c, given = _scale(npz, n, src)
     c2w, intr = _cameras(npz, n, src, s, c)
-    splits = {name: build_split(idx, files, c2w, intr, mask_files=mask_files)
-              for name, idx in select_views(n, holdout_every, max_views).items()}
+    splits = {
+        name: build_split(idx, files, c2w, intr, mask_files=mask_files)
+        for name, idx in select_views(n, holdout_every, max_views).items()
+    }
     norm = Normalization(center=tuple(float(v) for v in c), scale=s, source="scale_mat") if given else None
-    return SceneData(name=root.name, root=root, format="neus", splits=splits, normalization=norm,
-                     normalized=False, meta={"camera_file": src})
+    return SceneData(
+        name=root.name,
+        root=root,
+        format="neus",
+        splits=splits,
+        normalization=norm,
+        normalized=False,
+        meta={"camera_file": src},
+    )

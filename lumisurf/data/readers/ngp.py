@@ -9,18 +9,24 @@ are used as given (no shift). Distortion is modelled by :class:`Cameras`; images
 Object masks: a per-frame ``mask_path`` (nerfstudio's key; white = object), else a ``masks/`` folder matched
 by file stem.
 """
+
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from lumisurf.data.images import image_size
-from lumisurf.data.readers.common import (build_split, check_poses, find_image, masks_by_stem, register_reader,
-                                          select_views)
+from lumisurf.data.readers.common import (
+    build_split,
+    check_poses,
+    find_image,
+    masks_by_stem,
+    register_reader,
+    select_views,
+)
 from lumisurf.data.scene import SceneData
 from lumisurf.errors import DataError
 
@@ -54,20 +60,22 @@ def _intrinsics(frame: dict, top: dict, img: Path, src: Path, label: str) -> tup
     return vals, (iw, ih)
 
 
-def _mask_files(frames: list[dict], root: Path, src: Path, files: list[Path]) -> Optional[list[Path]]:
+def _mask_files(frames: list[dict], root: Path, src: Path, files: list[Path]) -> list[Path] | None:
     """Every frame's ``mask_path`` (all or none of them), else ``masks/<image stem>.*``, else None."""
     given = [fr.get("mask_path") for fr in frames]
     if any(given):
         missing = [k for k, m in enumerate(given) if not m]
         if missing:
-            raise DataError(f"{src}: {len(missing)} frame(s) lack 'mask_path' (first: frame {missing[0]}) while "
-                            f"others have one; give every frame a mask or none")
+            raise DataError(
+                f"{src}: {len(missing)} frame(s) lack 'mask_path' (first: frame {missing[0]}) while "
+                f"others have one; give every frame a mask or none"
+            )
         return [find_image(root / m) for m in given]
     return masks_by_stem(root / "masks", files)
 
 
 @register_reader("ngp", markers=("transforms.json",), priority=3)
-def read_ngp(root: Path, holdout_every: int = 8, max_views: Optional[int] = None) -> SceneData:
+def read_ngp(root: Path, holdout_every: int = 8, max_views: int | None = None) -> SceneData:
     """Read an instant-ngp scene (``transforms.json``; a missing image file is a DataError)."""
     root = Path(root)
     src = root / "transforms.json"
@@ -90,8 +98,9 @@ def read_ngp(root: Path, holdout_every: int = 8, max_views: Optional[int] = None
         mats.append(np.vstack([m[:3], [0.0, 0.0, 0.0, 1.0]]))
         vals, fsize = _intrinsics(fr, top, files[-1], src, label)
         if size is not None and fsize != size:
-            raise DataError(f"{files[-1]}: size {fsize[0]}x{fsize[1]} disagrees with the first image "
-                            f"{size[0]}x{size[1]}")
+            raise DataError(
+                f"{files[-1]}: size {fsize[0]}x{fsize[1]} disagrees with the first image {size[0]}x{size[1]}"
+            )
         size = fsize
         intr.append(vals)
         dist.append([float(_get(fr, top, key) or 0.0) for key in DIST_KEYS])
@@ -105,8 +114,11 @@ def read_ngp(root: Path, holdout_every: int = 8, max_views: Optional[int] = None
     if not np.isfinite(dist_arr).all():
         raise DataError(f"{src}: distortion coefficients are not finite")
     masks = _mask_files(frames, root, src, files)
-    splits = {name: build_split(idx, files, c2w, np.asarray(intr), distortion=dist_arr, mask_files=masks, size=size)
-              for name, idx in select_views(len(files), holdout_every, max_views).items()}
+    splits = {
+        name: build_split(idx, files, c2w, np.asarray(intr), distortion=dist_arr, mask_files=masks, size=size)
+        for name, idx in select_views(len(files), holdout_every, max_views).items()
+    }
     meta = {k: v for k, v in top.items() if k not in ("frames",)}
-    return SceneData(name=root.name, root=root, format="ngp", splits=splits, normalization=None,
-                     normalized=False, meta=meta)
+    return SceneData(
+        name=root.name, root=root, format="ngp", splits=splits, normalization=None, normalized=False, meta=meta
+    )

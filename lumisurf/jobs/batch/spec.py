@@ -24,6 +24,7 @@ Schema (unknown keys are errors)::
 A scene's ``overrides`` come after the pipeline's. Paths are relative to the spec file; ``${SHARED}`` is the
 environment variable SHARED, else ``<repo>/../shared/data``.
 """
+
 from __future__ import annotations
 
 import glob
@@ -31,43 +32,43 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
-from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.config import from_dict
 from lumisurf.errors import ConfigError
+from lumisurf.jobs.spec_paths import NAME_RE, read_yaml_spec, resolve_dataset
 from lumisurf.jobs.train import build_train_config
 
 
 @dataclass
 class MaterialStep:
-    steps: Optional[int] = None  # None: the material config's
-    max_minutes: Optional[float] = None
+    steps: int | None = None  # None: the material config's
+    max_minutes: float | None = None
     overrides: tuple[str, ...] = ()
 
 
 @dataclass
 class Pipeline:
     preset: str = "lumisurf"
-    max_minutes: Optional[float] = None
-    max_steps: Optional[int] = None
+    max_minutes: float | None = None
+    max_steps: int | None = None
     overrides: tuple[str, ...] = ()
     extract: bool = True
-    mesh_resolution: Optional[int] = None
-    material: Optional[MaterialStep] = None
+    mesh_resolution: int | None = None
+    material: MaterialStep | None = None
     relight: tuple[str, ...] = ()
     eval: bool = True
 
 
 @dataclass
 class SceneEntry(Pipeline):
-    name: Optional[str] = None
-    data: Optional[str] = None
+    name: str | None = None
+    data: str | None = None
 
 
 @dataclass
 class BatchSpec:
-    out: Optional[str] = None
+    out: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     retries: int = 2
@@ -81,7 +82,7 @@ class ScenePlan:
     """Everything one scene's task needs (plain values: it travels to Ray workers)."""
 
     name: str
-    data: Optional[str]  # absolute dataset folder; None: the built-in scene
+    data: str | None  # absolute dataset folder; None: the built-in scene
     pipeline: Pipeline
     device: str
     seed: int
@@ -125,8 +126,11 @@ def _expand(spec: BatchSpec, raw, k: int, path: Path) -> list[ScenePlan]:
     """One plan per dataset of scene entry ``k`` (a glob gives several)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: scene {k + 1} must be a mapping (keys name, data, and pipeline keys)")
-    merged = {**asdict(spec.pipeline), **{key: v for key, v in raw.items() if key != "overrides"},
-              "overrides": list(spec.pipeline.overrides) + list(raw.get("overrides") or [])}
+    merged = {
+        **asdict(spec.pipeline),
+        **{key: v for key, v in raw.items() if key != "overrides"},
+        "overrides": list(spec.pipeline.overrides) + list(raw.get("overrides") or []),
+    }
     try:
         entry = from_dict(SceneEntry, merged, f"scenes[{k}].")
     except ConfigError as exc:

@@ -1,4 +1,5 @@
 """The batch's summary table: one row per scene of the spec (CSV with every value, Markdown for reading)."""
+
 from __future__ import annotations
 
 import csv
@@ -7,11 +8,37 @@ from pathlib import Path
 from lumisurf.jobs.evaluate import METRIC_KEYS
 
 FIXED = ("scene", "status", "this_run", "attempts", "resumed_from", "wall_s", "dataset", "preset")
-SHOWN = ("psnr", "ssim", "lpips", "chamfer", "normal_mae_deg", "mask_iou", "steps", "train_seconds",
-         "albedo_psnr", "roughness_mae", "metallic_mae", "relight_psnr", "matid_iou")
-FORMATS = {"psnr": ".2f", "ssim": ".3f", "lpips": ".3f", "chamfer": ".4f", "normal_mae_deg": ".1f",
-           "mask_iou": ".3f", "steps": "d", "train_seconds": ".0f", "wall_s": ".0f", "albedo_psnr": ".2f",
-           "roughness_mae": ".3f", "metallic_mae": ".3f", "relight_psnr": ".2f", "matid_iou": ".3f"}
+SHOWN = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "chamfer",
+    "normal_mae_deg",
+    "mask_iou",
+    "steps",
+    "train_seconds",
+    "albedo_psnr",
+    "roughness_mae",
+    "metallic_mae",
+    "relight_psnr",
+    "matid_iou",
+)
+FORMATS = {
+    "psnr": ".2f",
+    "ssim": ".3f",
+    "lpips": ".3f",
+    "chamfer": ".4f",
+    "normal_mae_deg": ".1f",
+    "mask_iou": ".3f",
+    "steps": "d",
+    "train_seconds": ".0f",
+    "wall_s": ".0f",
+    "albedo_psnr": ".2f",
+    "roughness_mae": ".3f",
+    "metallic_mae": ".3f",
+    "relight_psnr": ".2f",
+    "matid_iou": ".3f",
+}
 
 
 def summary_row(plan, state: dict, ran: bool) -> dict:
@@ -21,9 +48,16 @@ def summary_row(plan, state: dict, ran: bool) -> dict:
         shown = f"failed: {state.get('error') or '?'}"
     else:
         shown = state.get("status") if state.get("status") in ("ok", "running") else "not run"
-    row = {"scene": plan.name, "status": shown, "this_run": "ran" if ran else "skipped (finished before)",
-           "attempts": state.get("attempts"), "resumed_from": " ".join(str(s) for s in state.get("resumed_from") or []),
-           "wall_s": state.get("wall_s"), "dataset": plan.data or "<built-in>", "preset": plan.pipeline.preset}
+    row = {
+        "scene": plan.name,
+        "status": shown,
+        "this_run": "ran" if ran else "skipped (finished before)",
+        "attempts": state.get("attempts"),
+        "resumed_from": " ".join(str(s) for s in state.get("resumed_from") or []),
+        "wall_s": state.get("wall_s"),
+        "dataset": plan.data or "<built-in>",
+        "preset": plan.pipeline.preset,
+    }
     row.update({k: metrics.get(k) for k in METRIC_KEYS})
     return row
 

@@ -3,10 +3,11 @@
 The training loop calls :meth:`TrainingViewer.on_step` after every step (``TrainingLoop.step_hooks``). With no
 browser connected it only appends the step's scalars to a ring buffer. With one, every ``refresh_s`` it sends the
 step, the ETA and the loss / PSNR curves, and it re-meshes the field (marching cubes at ``mesh_resolution``,
-vertex colours) and redraws the occupied cells in the training thread, no more often than keeps that work under
+vertex colors) and redraws the occupied cells in the training thread, no more often than keeps that work under
 ``max_overhead`` of the training time (the interval grows with what the last mesh cost). Everything runs between
 steps, so the model is never read while the optimiser writes it.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,27 +15,31 @@ from collections import deque
 
 import numpy as np
 
-from lumisurf.jobs.viewer.scene import setup_scene, viser
+from lumisurf.jobs.viewer.scene_graph import setup_scene, viser
+from lumisurf.jobs.viewer.server import preview_mesh
 
 
 def occupied_cells(model) -> np.ndarray | None:
-    """Centres [M, 3] of the occupied cells: the occupancy grid of a neural field, the voxels of a sparse-voxel
-    model; None before the grid's first refresh or without either."""
-    occ = getattr(model, "occupancy", None)
-    if occ is not None and bool(occ.initialized):
-        return occ.cell_centers()[occ.occupied.reshape(-1)].cpu().numpy()
-    tree = getattr(model, "tree", None)
-    if tree is not None:
-        return tree.centres().detach().cpu().numpy()
-    return None
+    """Centres [M, 3] of the space the model fills (the occupancy grid of a neural field, the voxels of a
+    sparse-voxel model), or None before there is any."""
+    cells = model.occupied_cells()
+    return None if cells is None else cells.cpu().numpy()
 
 
 class TrainingViewer:
     """The live page of one training run (its scene in the normalised frame)."""
 
-    def __init__(self, scene, host: str = "127.0.0.1", port: int = 8080, refresh_s: float = 5.0,
-                 mesh_every_s: float = 15.0, mesh_resolution: int = 64, max_overhead: float = 0.05,
-                 max_points: int = 20000):
+    def __init__(
+        self,
+        scene,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        refresh_s: float = 5.0,
+        mesh_every_s: float = 15.0,
+        mesh_resolution: int = 64,
+        max_overhead: float = 0.05,
+        max_points: int = 20000,
+    ):
         self.refresh_s, self.mesh_every_s, self.mesh_resolution = refresh_s, mesh_every_s, mesh_resolution
         self.max_overhead, self.max_points = max_overhead, max_points
         self.history: deque = deque(maxlen=20000)  # (step, loss, psnr, elapsed)
@@ -52,10 +57,20 @@ class TrainingViewer:
         self.show_cells = gui.add_checkbox("occupied cells", initial_value=False)
         self.show_cells.on_update(lambda _: self._cells_visible())
         empty, steps = (np.zeros(1), np.zeros(1)), {"x": uplot.Scale(time=False)}
-        self.loss_plot = gui.add_uplot(empty, (uplot.Series(label="step"), uplot.Series(label="loss", stroke="red")),
-                                       title="loss", aspect=2.0, scales={**steps, "y": uplot.Scale(distr=3)})
-        self.psnr_plot = gui.add_uplot(empty, (uplot.Series(label="step"), uplot.Series(label="PSNR", stroke="blue")),
-                                       title="PSNR (dB, training batch)", aspect=2.0, scales=steps)
+        self.loss_plot = gui.add_uplot(
+            empty,
+            (uplot.Series(label="step"), uplot.Series(label="loss", stroke="red")),
+            title="loss",
+            aspect=2.0,
+            scales={**steps, "y": uplot.Scale(distr=3)},
+        )
+        self.psnr_plot = gui.add_uplot(
+            empty,
+            (uplot.Series(label="step"), uplot.Series(label="PSNR", stroke="blue")),
+            title="PSNR (dB, training batch)",
+            aspect=2.0,
+            scales=steps,
+        )
         self.cells = None
 
     def _cells_visible(self) -> None:
@@ -83,15 +98,15 @@ class TrainingViewer:
         total = loop.clock.estimated_total_steps(step, elapsed)
         eta = (total - step) * elapsed / max(step, 1)
         cells = f" · {self.occupied} occupied cells" if self.occupied else ""
-        self.status.content = (f"step **{step}** / ~{total} · {elapsed / 60:.1f} min · ETA {eta / 60:.1f} min · "
-                               f"loss {h[-1, 1]:.4f} · PSNR {h[-1, 2]:.2f} dB{cells}")
+        self.status.content = (
+            f"step **{step}** / ~{total} · {elapsed / 60:.1f} min · ETA {eta / 60:.1f} min · "
+            f"loss {h[-1, 1]:.4f} · PSNR {h[-1, 2]:.2f} dB{cells}"
+        )
         keep = np.unique(np.linspace(0, len(h) - 1, min(len(h), 300)).astype(int))  # at most 300 points a curve
         self.loss_plot.data = (h[keep, 0], np.clip(h[keep, 1], 1e-8, None))
         self.psnr_plot.data = (h[keep, 0], h[keep, 2])
 
     def _send_geometry(self, model) -> None:
-        from lumisurf.jobs.viewer.server import preview_mesh
-
         was_training = model.training
         model.eval()
         try:
@@ -104,11 +119,14 @@ class TrainingViewer:
             self.meshes_sent += 1
         if cells is not None and len(cells):
             pick = cells[np.random.default_rng(0).choice(len(cells), min(len(cells), self.max_points), replace=False)]
-            self.cells = self.server.scene.add_point_cloud("/occupied_cells", pick.astype(np.float32),
-                                                           colors=(230, 120, 30), point_size=0.006,
-                                                           visible=self.show_cells.value)
+            self.cells = self.server.scene.add_point_cloud(
+                "/occupied_cells",
+                pick.astype(np.float32),
+                colors=(230, 120, 30),
+                point_size=0.006,
+                visible=self.show_cells.value,
+            )
             self.occupied = len(cells)
 
     def stop(self) -> None:
         self.server.stop()
-

@@ -5,14 +5,16 @@ level at once (the view follows the mouse), then, once the camera has rested ``r
 level in turn. A render checks ``cancelled()`` between bands and gives up as soon as the version moves on, so a
 stale picture is never published and a move never waits for a fine render to finish.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 # render(request, long_side, cancelled) -> image, or None when it gave up because cancelled() turned true
-RenderFn = Callable[[Any, int, Callable[[], bool]], Optional[Any]]
+RenderFn = Callable[[Any, int, Callable[[], bool]], Any | None]
 PublishFn = Callable[[Any, int, int], None]  # publish(image, long_side, version)
 
 
@@ -20,8 +22,14 @@ class ProgressiveRenderer:
     """Renders ``request`` objects (a camera and a mode: opaque here) at ``levels`` (longest image side, pixels,
     coarse to fine) through ``render`` and hands finished images to ``publish``."""
 
-    def __init__(self, render: RenderFn, publish: PublishFn, levels: Sequence[int] = (64, 160, 320),
-                 rest_s: float = 0.25, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        render: RenderFn,
+        publish: PublishFn,
+        levels: Sequence[int] = (64, 160, 320),
+        rest_s: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.render, self.publish, self.levels, self.rest_s, self.clock = render, publish, tuple(levels), rest_s, clock
         self._cond = threading.Condition()
         self._request = None
@@ -74,7 +82,7 @@ class ProgressiveRenderer:
             return True  # a new camera: the coarse level, now
         return done_level + 1 < len(self.levels) and self.clock() - self._last_move >= self.rest_s
 
-    def _wait_time(self, done_version: int, done_level: int) -> Optional[float]:
+    def _wait_time(self, done_version: int, done_level: int) -> float | None:
         """How long to sleep before the camera counts as resting (None: until notified)."""
         if self._request is None or done_version != self._version or done_level + 1 >= len(self.levels):
             return None

@@ -5,6 +5,7 @@ rests, dropped when it moves again. Renders of one model take turns (one lock); 
 is shown: the mesh, or the field's rgb / normal / depth (and albedo / metallic / roughness for material runs)
 as the background behind the frustums.
 """
+
 from __future__ import annotations
 
 import threading
@@ -15,10 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lumisurf.jobs.extract import set_vertex_colours
-from lumisurf.jobs.viewer.scene import (add_mesh, bands_of, client_camera, mesh_colourings, setup_scene,
-                                        viser)
+from lumisurf.data.load import load_scene_normalized_as
+from lumisurf.errors import LumisurfError
+from lumisurf.jobs.extract import set_vertex_colors, vertex_radiance
+from lumisurf.jobs.restore import load_run
+from lumisurf.jobs.viewer.relit import Relighter
+from lumisurf.jobs.viewer.scene_graph import add_mesh, bands_of, client_camera, mesh_colorings, setup_scene, viser
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
+from lumisurf.mesh.marching_cubes import extract_mesh
 from lumisurf.train.visualize import depth_image, gt_image, normal_image, render_camera_for, to_uint8
 
 FIELD_MODES = ("rgb", "normal", "depth")
@@ -53,6 +58,7 @@ def picture(out: dict, mode: str) -> np.ndarray:
 @dataclass
 class ViewerState:
     """What the page shows; shared by the GUI callbacks and the render threads."""
+
     mode: str = "mesh"
     last_render: dict = field(default_factory=dict)  # side, seconds (last finished); published version and side
     clicked: int | None = None  # the last frustum clicked
@@ -61,8 +67,17 @@ class ViewerState:
 class RunViewer:
     """The page of one loaded run (:class:`lumisurf.jobs.restore.LoadedRun`) and its scene (normalised frame)."""
 
-    def __init__(self, loaded, scene, mesh, host: str = "127.0.0.1", port: int = 8080,
-                 levels=(64, 160, 320), rest_s: float = 0.25, relighter=None):
+    def __init__(
+        self,
+        loaded,
+        scene,
+        mesh,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        levels=(64, 160, 320),
+        rest_s: float = 0.25,
+        relighter=None,
+    ):
         self.loaded, self.scene, self.levels, self.rest_s, self.relighter = loaded, scene, levels, rest_s, relighter
         self.state = ViewerState()
         self.lock = threading.Lock()
@@ -76,7 +91,7 @@ class RunViewer:
         self.frustums = setup_scene(self.server, self.split, self.on_frustum)
         self.mesh_data = mesh
         self.mesh = add_mesh(self.server, mesh) if mesh is not None else None
-        self.colourings = mesh_colourings(mesh, loaded.run.root / "mesh_materials.ply") if mesh is not None else {}
+        self.colorings = mesh_colorings(mesh, loaded.run.root / "mesh_materials.ply") if mesh is not None else {}
         relit = tuple(f"{RELIT}{n}" for n in relighter.names) if relighter else ()
         self.modes = ("mesh",) + view_modes(loaded) + relit
         self._gui()
@@ -90,11 +105,14 @@ class RunViewer:
         gui.add_markdown(f"**{run.name}** · step {self.loaded.step} · {len(self.frustums)} cameras")
         self.mode_dropdown = gui.add_dropdown("view", self.modes, initial_value="mesh")
         self.mode_dropdown.on_update(lambda _: self.set_mode(self.mode_dropdown.value))
-        if len(self.colourings) > 1:  # material runs: the mesh in albedo / roughness / metallic / material id
-            self.colour_dropdown = gui.add_dropdown("mesh colour", tuple(self.colourings), initial_value="radiance")
-            self.colour_dropdown.on_update(lambda _: self.set_mesh_colour(self.colour_dropdown.value))
-        hint = "move the camera; pick a view mode; click a camera" if self.mesh is not None else \
-            "no mesh: the field has no surface yet (pick a render mode)"
+        if len(self.colorings) > 1:  # material runs: the mesh in albedo / roughness / metallic / material id
+            self.color_dropdown = gui.add_dropdown("mesh color", tuple(self.colorings), initial_value="radiance")
+            self.color_dropdown.on_update(lambda _: self.set_mesh_color(self.color_dropdown.value))
+        hint = (
+            "move the camera; pick a view mode; click a camera"
+            if self.mesh is not None
+            else "no mesh: the field has no surface yet (pick a render mode)"
+        )
         self.status = gui.add_markdown(hint)
         self.compare = gui.add_image(np.zeros((8, 16, 3), np.uint8), label="clicked camera: image | render")
 
@@ -108,17 +126,20 @@ class RunViewer:
             elif client.client_id in self.renderers:
                 self.renderers[client.client_id].update((client.camera, mode))
 
-    def set_mesh_colour(self, name: str) -> None:
+    def set_mesh_color(self, name: str) -> None:
         mesh = self.mesh_data.copy()
-        set_vertex_colours(mesh, self.colourings[name])
+        set_vertex_colors(mesh, self.colorings[name])
         self.mesh = add_mesh(self.server, mesh)  # same name: replaces the old one
         self.mesh.visible = self.state.mode == "mesh"
 
     # ------------------------------------------------------------------ clients
     def on_connect(self, client) -> None:
-        r = ProgressiveRenderer(lambda req, side, cancelled: self._render(req, side, cancelled),
-                                lambda img, side, v, c=client: self._publish(c, img, side, v),
-                                levels=self.levels, rest_s=self.rest_s)
+        r = ProgressiveRenderer(
+            lambda req, side, cancelled: self._render(req, side, cancelled),
+            lambda img, side, v, c=client: self._publish(c, img, side, v),
+            levels=self.levels,
+            rest_s=self.rest_s,
+        )
         self.renderers[client.client_id] = r
         client.camera.on_update(lambda cam: self.state.mode != "mesh" and r.update((cam, self.state.mode)))
 
@@ -135,7 +156,7 @@ class RunViewer:
         with self.lock:
             cams = client_camera(camera, side, self.loaded.device)
             if mode.startswith(RELIT):
-                img = self.relighter.render(cams, mode[len(RELIT):], cancelled)
+                img = self.relighter.render(cams, mode[len(RELIT) :], cancelled)
             else:
                 img = render_image(self.loaded.model, self.loaded.cfg, cams, mode, cancelled, self.loaded.device)
         self.state.last_render.update(side=side, seconds=time.perf_counter() - t0)
@@ -180,7 +201,7 @@ def initial_position(cams) -> np.ndarray:
 def view_modes(loaded) -> tuple[str, ...]:
     """The field renders a run offers: rgb / normal / depth, and albedo / metallic / roughness for Stage I
     material runs (a NeRO-style head)."""
-    return FIELD_MODES + (MATERIAL_MODES if getattr(loaded.model, "nero", None) is not None else ())
+    return FIELD_MODES + (MATERIAL_MODES if loaded.model.has_stage1_materials else ())
 
 
 def run_mesh(loaded, resolution: int = 96):
@@ -198,35 +219,32 @@ def run_mesh(loaded, resolution: int = 96):
 def preview_mesh(model, device, resolution: int = 96):
     """Marching cubes of the field at ``resolution`` with its vertex radiance (normalised frame); None without a
     surface."""
-    from lumisurf.errors import LumisurfError
-    from lumisurf.jobs.extract import surface_function, vertex_radiance
-    from lumisurf.mesh.marching_cubes import extract_mesh
 
     try:
         with torch.no_grad():
-            mesh = extract_mesh(surface_function(model, None, resolution), resolution=resolution, bound=1.0,
-                                device=device, progress=False)
+            mesh = extract_mesh(
+                model.surface_function(None, resolution),
+                resolution=resolution,
+                bound=1.0,
+                device=device,
+                progress=False,
+            )
     except LumisurfError:  # no zero crossing yet (an untrained or collapsed field): the page shows no mesh
         return None
     if len(mesh.vertices) == 0:
         return None
-    set_vertex_colours(mesh, vertex_radiance(model, mesh, device))
+    set_vertex_colors(mesh, vertex_radiance(model, mesh))
     return mesh
 
 
-def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None,
-             env_files=()) -> None:
+def view_run(root: Path, host: str = "127.0.0.1", port: int = 8080, device: str | None = None, env_files=()) -> None:
     """Serve RUN until Ctrl-C; a Stage II run adds relit modes (its learned lighting and ``env_files``)."""
-    from lumisurf.data.load import load_scene_normalized_as
-    from lumisurf.jobs.restore import load_run
 
     viser()  # a missing extra is one clear line, before the run is loaded
     loaded = load_run(Path(root), device)
     scene = load_scene_normalized_as(loaded.cfg.data, loaded.normalization)
     relighter = None
     if (Path(root) / "material" / "material.pt").exists():
-        from lumisurf.jobs.viewer.relit import Relighter
-
         relighter = Relighter(Path(root), env_files, device)
     elif env_files:
         print("lumisurf view: --env needs a Stage II run (lumisurf material RUN); ignored")

@@ -5,20 +5,28 @@ traced surface points (L1, a few hundred Adam steps). ``bake_env``: fill a lat-l
 of direction (Stage I's direct-light network). The prior terms work on one batch of shaded surface pixels
 (``material_priors``) or on the learned map (``env_priors``); every weight of 0 switches its term off.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from lumisurf.shading.envmap import EnvironmentMap, _row_solid_angles, latlong_directions
+from lumisurf.shading.envmap import EnvironmentMap, latlong_directions, row_solid_angles
 
 MATERIAL_KEYS = ("albedo", "metallic", "roughness")
 
 
-def distil_materials(field, points: Tensor, targets: dict[str, Tensor], steps: int, lr: float = 1e-2,
-                     batch: int = 4096, generator: Optional[torch.Generator] = None) -> float:
+def distil_materials(
+    field,
+    points: Tensor,
+    targets: dict[str, Tensor],
+    steps: int,
+    lr: float = 1e-2,
+    batch: int = 4096,
+    generator: torch.Generator | None = None,
+) -> float:
     """Fit ``field`` (x [N, 3] -> albedo [N, 3], metallic, roughness [N, 1]) to ``targets`` at ``points``
     [M, 3] (same keys, [M, C]) by L1; returns the last batch's mean L1 over the three maps."""
     opt = torch.optim.Adam(field.parameters(), lr=lr)
@@ -52,7 +60,7 @@ def _segment_spread(values: Tensor, segment: Tensor) -> Tensor:
     return (values - mean[segment]).abs().mean()
 
 
-def material_priors(mat: dict[str, Tensor], cfg, segment: Optional[Tensor] = None) -> dict[str, Tensor]:
+def material_priors(mat: dict[str, Tensor], cfg, segment: Tensor | None = None) -> dict[str, Tensor]:
     """Weighted prior losses on one batch of materials (keys of MaterialField's output).
 
     ``metallic_binary``: mean m (1 - m) (zero at m = 0 and m = 1); ``dielectric``: mean m (a dark metal and a
@@ -72,7 +80,7 @@ def material_priors(mat: dict[str, Tensor], cfg, segment: Optional[Tensor] = Non
 
 def env_priors(env: EnvironmentMap, cfg) -> dict[str, Tensor]:
     """Weighted prior losses on a learned map: ``env_white`` (variance of the log of its solid-angle-weighted
-    mean colour across channels: grey light) and ``env_tv`` (mean |step| of log radiance between neighbour
+    mean color across channels: grey light) and ``env_tv`` (mean |step| of log radiance between neighbour
     texels, wrapping in u)."""
     out: dict[str, Tensor] = {}
     if not env.log_radiance.requires_grad:
@@ -80,7 +88,7 @@ def env_priors(env: EnvironmentMap, cfg) -> dict[str, Tensor]:
     log_r = env.log_image()  # [H, W, 3]
     if cfg.env_white_weight > 0:
         h, w = log_r.shape[:2]
-        omega = _row_solid_angles(h, w, log_r.dtype, log_r.device)[:, None, None]
+        omega = row_solid_angles(h, w, log_r.dtype, log_r.device)[:, None, None]
         mean = (torch.exp(log_r) * omega).sum((0, 1)) / (omega.sum() * w)  # [3]
         lm = torch.log(mean.clamp_min(1e-8))
         out["env_white"] = cfg.env_white_weight * ((lm - lm.mean()) ** 2).mean()

@@ -3,6 +3,7 @@
 Everything lives in the run's normalised frame (the unit sphere holds the object); viser cameras and frustums
 follow OpenCV (+x right, +y down, +z forward), as lumisurf's cameras do.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,15 +13,14 @@ import torch
 from PIL import Image
 
 from lumisurf.data.cameras import Cameras
+from lumisurf.errors import LumisurfError
 
 
 def viser():
     try:
         import viser
     except ImportError:
-        from lumisurf.errors import LumisurfError
-
-        raise LumisurfError("the viewer needs viser: pip install -e \".[viewer]\"") from None
+        raise LumisurfError('the viewer needs viser: pip install -e ".[viewer]"') from None
     return viser
 
 
@@ -42,8 +42,11 @@ def thumbnail(image: np.ndarray, long_side: int = 96) -> np.ndarray:
         image = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
     h, w = image.shape[:2]
     s = long_side / max(h, w)
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image[..., :3])).resize(
-        (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(image[..., :3])).resize(
+            (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BILINEAR
+        )
+    )
 
 
 def add_cameras(server, cams: Cameras, images, on_click) -> list:
@@ -53,9 +56,16 @@ def add_cameras(server, cams: Cameras, images, on_click) -> list:
     for i in range(len(cams)):
         fov = 2 * math.atan(0.5 * cams.height / float(cams.fy[i]))
         h = server.scene.add_camera_frustum(
-            f"/cameras/{i:04d}", fov=fov, aspect=cams.width / cams.height, scale=0.08 * dist,
-            thickness=0.004 * dist, image=thumbnail(np.asarray(images[i])), wxyz=wxyz(cams.c2w[i, :3, :3].numpy()),
-            position=cams.c2w[i, :3, 3].numpy().astype(np.float64), color=(60, 90, 200))
+            f"/cameras/{i:04d}",
+            fov=fov,
+            aspect=cams.width / cams.height,
+            scale=0.08 * dist,
+            thickness=0.004 * dist,
+            image=thumbnail(np.asarray(images[i])),
+            wxyz=wxyz(cams.c2w[i, :3, :3].numpy()),
+            position=cams.c2w[i, :3, 3].numpy().astype(np.float64),
+            color=(60, 90, 200),
+        )
         h.on_click(lambda event, i=i: on_click(i))
         handles.append(h)
     return handles
@@ -85,7 +95,7 @@ def add_bounds(server) -> None:
 
 
 def add_mesh(server, mesh):
-    """The mesh (trimesh, normalised frame) with its vertex colours when it has them; returns the handle."""
+    """The mesh (trimesh, normalised frame) with its vertex colors when it has them; returns the handle."""
     return server.scene.add_mesh_trimesh("/mesh", mesh)
 
 
@@ -93,8 +103,16 @@ def bands_of(cams, n: int):
     """Camera 0 of ``cams`` cut into ``n`` horizontal bands (sub-cameras of the same image), top to bottom."""
     step = max(1, -(-cams.height // n))
     for y0 in range(0, cams.height, step):
-        yield type(cams)(cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy - y0, width=cams.width,
-                         height=min(step, cams.height - y0), distortion=cams.distortion)
+        yield type(cams)(
+            cams.c2w,
+            cams.fx,
+            cams.fy,
+            cams.cx,
+            cams.cy - y0,
+            width=cams.width,
+            height=min(step, cams.height - y0),
+            distortion=cams.distortion,
+        )
 
 
 def setup_scene(server, split, on_click) -> list:
@@ -109,8 +127,11 @@ def client_camera(camera, long_side: int, device) -> Cameras:
     """A lumisurf camera for a viser client camera (``wxyz``, ``position``, vertical ``fov`` in radians,
     ``aspect`` = width / height), its image ``long_side`` pixels on the longer side."""
     aspect = float(camera.aspect)
-    w, h = (long_side, max(1, round(long_side / aspect))) if aspect >= 1 else (max(1, round(long_side * aspect)),
-                                                                              long_side)
+    w, h = (
+        (long_side, max(1, round(long_side / aspect)))
+        if aspect >= 1
+        else (max(1, round(long_side * aspect)), long_side)
+    )
     f = 0.5 * h / math.tan(0.5 * float(camera.fov))
     c2w = torch.eye(4)
     c2w[:3, :3] = torch.as_tensor(viser().transforms.SO3(np.asarray(camera.wxyz)).as_matrix(), dtype=torch.float32)
@@ -124,18 +145,31 @@ def _grey(v: np.ndarray) -> np.ndarray:
     return np.repeat(g[:, None], 3, 1)
 
 
-PALETTE = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240],
-                    [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128]], np.uint8)
+PALETTE = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+        [0, 128, 128],
+    ],
+    np.uint8,
+)
 
 
-def mesh_colourings(mesh, materials_ply) -> dict[str, np.ndarray]:
-    """Vertex colours [V, 3] uint8 to switch between: the mesh's own (radiance), and from ``materials_ply``
+def mesh_colorings(mesh, materials_ply) -> dict[str, np.ndarray]:
+    """Vertex colors [V, 3] uint8 to switch between: the mesh's own (radiance), and from ``materials_ply``
     (``RUN/mesh_materials.ply``, same vertices, written by Stage I material runs) albedo, roughness, metallic and,
     for segmented runs, the material id."""
     out = {}
-    colours = getattr(mesh.visual, "vertex_colors", None)
-    if colours is not None and len(colours) == len(mesh.vertices):
-        out["radiance"] = np.asarray(colours)[:, :3]
+    colors = getattr(mesh.visual, "vertex_colors", None)
+    if colors is not None and len(colors) == len(mesh.vertices):
+        out["radiance"] = np.asarray(colors)[:, :3]
     if materials_ply is None or not materials_ply.exists():
         return out
     import trimesh

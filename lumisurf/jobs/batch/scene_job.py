@@ -11,6 +11,7 @@ was lost skips the stages already done and resumes training from ``run/ckpt/last
 (a bad dataset, a bad config: :class:`lumisurf.errors.LumisurfError`) and of the method end the scene as
 ``failed`` with the message; the task returns normally, so Ray does not retry them.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,17 @@ import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Optional
 
 from lumisurf.errors import LumisurfError
 from lumisurf.jobs.batch.spec import ScenePlan
+from lumisurf.jobs.evaluate import evaluate_run
+from lumisurf.jobs.extract import extract_run
+from lumisurf.jobs.material import material_job
+from lumisurf.jobs.relight import relight_job
+from lumisurf.jobs.restore import load_run
+from lumisurf.jobs.train import build_train_config, train_job
+from lumisurf.train.checkpoint import read_checkpoint
+from lumisurf.train.run_dir import RunDir
 
 
 class SceneStatus:
@@ -62,11 +70,12 @@ class ProgressHook:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            self.status.write(step=loop.step, progress=round(loop.clock.progress(loop.step, loop.elapsed), 4),
-                              updated=time.time())
+            self.status.write(
+                step=loop.step, progress=round(loop.clock.progress(loop.step, loop.elapsed), 4), updated=time.time()
+            )
 
 
-def run_scene(plan: ScenePlan, root: str, threads: Optional[int] = None) -> dict:
+def run_scene(plan: ScenePlan, root: str, threads: int | None = None) -> dict:
     """Run (or continue) one scene's pipeline; returns its final ``status.json``. Never raises for a failed
     scene; KeyboardInterrupt and the loss of the process leave it ``running`` with its checkpoint."""
     status = SceneStatus(scene_folder(Path(root), plan))
@@ -77,15 +86,25 @@ def run_scene(plan: ScenePlan, root: str, threads: Optional[int] = None) -> dict
     if prev.get("status") == "running":  # the last attempt's process was lost: count its time to its last sign
         last = float(prev.get("started") or started)
         wall += max(0.0, float(prev.get("updated") or last) - last)
-    status.write(name=plan.name, status="running", attempts=attempt, pid=os.getpid(), host=socket.gethostname(),
-                 started=started, error=None)
+    status.write(
+        name=plan.name,
+        status="running",
+        attempts=attempt,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        started=started,
+        error=None,
+    )
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
     with open(status.folder / "log.txt", "a") as log, redirect_stdout(log), redirect_stderr(log):
-        print(f"=== {plan.name}: attempt {attempt} on {socket.gethostname()} (pid {os.getpid()}) at "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S')} ===", flush=True)
+        print(
+            f"=== {plan.name}: attempt {attempt} on {socket.gethostname()} (pid {os.getpid()}) at "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} ===",
+            flush=True,
+        )
         try:
             metrics = _pipeline(plan, status)
             outcome = {"status": "ok", "metrics": metrics}
@@ -100,26 +119,31 @@ def run_scene(plan: ScenePlan, root: str, threads: Optional[int] = None) -> dict
 
 def _pipeline(plan: ScenePlan, status: SceneStatus) -> dict:
     """The stages not done yet, in order; returns the metrics (``{}`` without eval)."""
-    from lumisurf.jobs.evaluate import evaluate_run
-    from lumisurf.jobs.extract import extract_run
-    from lumisurf.jobs.material import material_job
-    from lumisurf.jobs.relight import relight_job
-    from lumisurf.jobs.restore import load_run
 
     p, run = plan.pipeline, status.folder / "run"
     done = list(status.read().get("stages") or [])
     stages = [("train", lambda: _train(plan, run, status))]
     if p.extract:
-        stages.append(("extract", lambda: extract_run(load_run(run, plan.device), p.mesh_resolution, force=True,
-                                                      progress=False)))
+        stages.append(
+            ("extract", lambda: extract_run(load_run(run, plan.device), p.mesh_resolution, force=True, progress=False))
+        )
     if p.material is not None:
         m = p.material
-        stages.append(("material", lambda: material_job(run, list(m.overrides), m.steps, m.max_minutes, plan.device,
-                                                        force=True, progress=False)))
+        stages.append(
+            (
+                "material",
+                lambda: material_job(
+                    run, list(m.overrides), m.steps, m.max_minutes, plan.device, force=True, progress=False
+                ),
+            )
+        )
     for env in p.relight:
-        stages.append((f"relight:{Path(env).stem}", lambda env=env: relight_job(run, Path(env), "test",
-                                                                                device=plan.device, force=True,
-                                                                                progress=False)))
+        stages.append(
+            (
+                f"relight:{Path(env).stem}",
+                lambda env=env: relight_job(run, Path(env), "test", device=plan.device, force=True, progress=False),
+            )
+        )
     if p.eval:
         stages.append(("eval", lambda: evaluate_run(load_run(run, plan.device), progress=False, force=True)))
     for name, stage in stages:
@@ -133,9 +157,6 @@ def _pipeline(plan: ScenePlan, status: SceneStatus) -> dict:
 
 def _train(plan: ScenePlan, run: Path, status: SceneStatus) -> None:
     """Train from scratch, or resume from the run's checkpoint (a previous attempt's)."""
-    from lumisurf.jobs.train import build_train_config, train_job
-    from lumisurf.train.checkpoint import read_checkpoint
-    from lumisurf.train.run_dir import RunDir
 
     p = plan.pipeline
     ckpt = RunDir(run).ckpt_path
@@ -144,7 +165,16 @@ def _train(plan: ScenePlan, run: Path, status: SceneStatus) -> None:
         step = int(read_checkpoint(ckpt)["step"])
         status.write(resumed_from=list(status.read().get("resumed_from") or []) + [step])
         print(f"resuming training from the checkpoint of step {step}", flush=True)
-    cfg = build_train_config(plan.data, p.preset, p.max_steps, p.max_minutes, plan.device, plan.seed,
-                             plan.train_overrides())
-    train_job(cfg, str(run), resume=resume, force=not resume, progress=False, max_steps=p.max_steps,
-              max_minutes=p.max_minutes, hooks=(ProgressHook(status),))
+    cfg = build_train_config(
+        plan.data, p.preset, p.max_steps, p.max_minutes, plan.device, plan.seed, plan.train_overrides()
+    )
+    train_job(
+        cfg,
+        str(run),
+        resume=resume,
+        force=not resume,
+        progress=False,
+        max_steps=p.max_steps,
+        max_minutes=p.max_minutes,
+        hooks=(ProgressHook(status),),
+    )
