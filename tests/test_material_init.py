@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from tiny_runs import tiny_stage1_run
 
 from lumisurf.cli import main
 from lumisurf.config import MaterialStageConfig
@@ -124,33 +125,7 @@ def test_per_material_errors_by_id():
 
 @pytest.mark.parametrize("preset", ["nero", "lumisurf-seg"])
 def test_material_from_stage1_cli(tmp_path, preset):
-    run = tmp_path / "run"
-    common = [
-        "model.sdf.grid.implementation=torch",
-        "data.synthetic_views=4",
-        "data.synthetic_resolution=24",
-        "train.batch_rays=64",
-        "train.val_every=0",
-        "eval.mesh_resolution=32",
-    ]
-    assert (
-        main(
-            [
-                "train",
-                "--preset",
-                preset,
-                "--max-steps",
-                "2",
-                "--out",
-                str(run),
-                "--no-progress",
-                "train.finalize=false",
-                *common,
-            ]
-        )
-        == 0
-    )
-    assert main(["extract", str(run)]) == 0
+    run = tiny_stage1_run(tmp_path / "run", preset)
     assert (
         main(
             [

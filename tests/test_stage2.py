@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from tiny_runs import tiny_stage1_run
 
 from lumisurf.cli import main
 from lumisurf.config import MaterialStageConfig
@@ -136,18 +137,7 @@ def test_jittered_pixels_stratified():
 def test_stage2_cli_smoke(tmp_path):
     from lumisurf.data.hdr import write_hdr
 
-    run = tmp_path / "run"
-    common = [
-        "model.sdf.grid.implementation=torch",
-        "data.synthetic_views=4",
-        "data.synthetic_resolution=24",
-        "train.batch_rays=64",
-        "train.val_every=0",
-        "eval.mesh_resolution=32",
-        "eval.chamfer_samples=2000",
-    ]
-    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false", *common]) == 0
-    assert main(["extract", str(run)]) == 0
+    run = tiny_stage1_run(tmp_path / "run", extra=("eval.chamfer_samples=2000",))
     assert (
         main(
             [

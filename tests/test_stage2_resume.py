@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 import torch
+from tiny_runs import tiny_stage1_run
 
-from lumisurf.cli import main
 from lumisurf.errors import LumisurfError
 from lumisurf.jobs.material import material_files, material_job
 from lumisurf.train.checkpoint import read_checkpoint
@@ -28,18 +28,7 @@ STAGE2 = [
 @pytest.fixture(scope="module")
 def stage1_run(tmp_path_factory):
     """A 2-step Stage I run of the built-in scene with its mesh extracted."""
-    run = tmp_path_factory.mktemp("stage1") / "run"
-    common = [
-        "model.sdf.grid.implementation=torch",
-        "data.synthetic_views=4",
-        "data.synthetic_resolution=24",
-        "train.batch_rays=64",
-        "train.val_every=0",
-        "eval.mesh_resolution=32",
-    ]
-    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false", *common]) == 0
-    assert main(["extract", str(run)]) == 0
-    return run
+    return tiny_stage1_run(tmp_path_factory.mktemp("stage1") / "run")
 
 
 def _copy(run, dest):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+from tiny_runs import tiny_stage1_run
+
 from lumisurf.jobs.viewer.scheduler import ProgressiveRenderer
 
 
@@ -158,17 +160,7 @@ def test_stage2_run_is_relit_under_the_learned_and_a_chosen_map(tmp_path):
     from lumisurf.jobs.restore import load_run
     from lumisurf.jobs.viewer.relit import Relighter
 
-    run = tmp_path / "run"
-    common = [
-        "model.sdf.grid.implementation=torch",
-        "data.synthetic_views=4",
-        "data.synthetic_resolution=24",
-        "train.batch_rays=64",
-        "train.val_every=0",
-        "eval.mesh_resolution=32",
-    ]
-    assert main(["train", "--max-steps", "2", "--out", str(run), "--no-progress", "train.finalize=false", *common]) == 0
-    assert main(["extract", str(run)]) == 0
+    run = tiny_stage1_run(tmp_path / "run")
     assert (
         main(
             [
