@@ -119,10 +119,8 @@ def _checked_material_config(
         raise LumisurfError(
             f"{out} holds a Stage II fit; pass --force to refit the materials or --resume to continue it"
         )
-    if force and files.checkpoint.exists():
+    if force and files.checkpoint.exists():  # a later --resume must not find the replaced fit's checkpoint
         files.checkpoint.unlink()
-    if force and files.scalars.exists():
-        files.scalars.unlink()
     return material_config(run, overrides, steps, max_minutes)
 
 
