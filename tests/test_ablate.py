@@ -233,7 +233,8 @@ def test_two_variants_end_to_end_through_the_cli(tmp_path, capsys):
     for variant in ("neus", "neus-no-eikonal"):
         mine = [r for r in rows if r["variant"] == variant]
         assert [int(r["steps"]) for r in mine] == [1, 2]
-        assert 0 < float(mine[0]["train_seconds"]) < float(mine[-1]["train_seconds"]) < 30
+        # the clock only moves forward; a fast machine may make both steps within the csv's 1 ms resolution
+        assert 0 < float(mine[0]["train_seconds"]) <= float(mine[-1]["train_seconds"]) < 30
         assert 0 < float(mine[-1]["psnr"]) < 60 and 0 < float(mine[-1]["peak_rss_mib"]) < 64 * 1024
         assert mine[-1]["ssim"] != "" and mine[-1]["normal_mae_deg"] != "" and mine[-1]["chamfer"] != ""
         assert (out / "variants" / variant / "config.yaml").exists()

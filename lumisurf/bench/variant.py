@@ -108,7 +108,7 @@ def run_job(job_path: Path) -> dict:
     return {
         "status": "ok",
         "steps": trainer.step,
-        "train_seconds": round(trainer.elapsed, 2),
+        "train_seconds": round(trainer.elapsed, 3),
         "evaluations": len(rows),
         "device": str(trainer.device),
         "peak_rss_mib": round(peak_rss_mib(), 1),
