@@ -42,6 +42,7 @@ FIELDS = [
     "train_seconds",
     "psnr",
     "chamfer",
+    "chamfer_visible",
     "normal_mae_deg",
     "matid_iou",
     "load_avg",
@@ -151,7 +152,7 @@ def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = N
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     if row["steps"] is None:
         row["steps"] = _steps_from_checkpoint(out)
-    for key in ("psnr", "chamfer", "normal_mae_deg", "matid_iou"):
+    for key in ("psnr", "chamfer", "chamfer_visible", "normal_mae_deg", "matid_iou"):
         row[key] = metrics.get(key)
     row["nan"] = any(
         isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])
@@ -187,6 +188,7 @@ def rows_table(rows: list[dict]) -> str:
         ("steps", "d"),
         ("psnr", ".2f"),
         ("chamfer", ".4f"),
+        ("chamfer_visible", ".4f"),
         ("normal_mae_deg", ".1f"),
         ("matid_iou", ".3f"),
         ("load_avg", ".2f"),
@@ -224,6 +226,8 @@ def summary_table(rows: list[dict]) -> str:
         "Chamfer median",
         "Chamfer worst",
         "Chamfer max/min per scene (worst)",
+        "visible Chamfer median (NeRO's metric)",
+        "visible Chamfer worst",
         "normal MAE median",
         "matid IoU median",
         "matid IoU worst",
@@ -233,7 +237,7 @@ def summary_table(rows: list[dict]) -> str:
         rs = [r for r in rows if r["preset"] == preset]
         col = {
             k: [r[k] for r in rs if _finite(r.get(k))]
-            for k in ("steps", "psnr", "chamfer", "normal_mae_deg", "matid_iou")
+            for k in ("steps", "psnr", "chamfer", "chamfer_visible", "normal_mae_deg", "matid_iou")
         }
         med = {k: statistics.median(v) if v else None for k, v in col.items()}
         lines.append(
@@ -251,6 +255,8 @@ def summary_table(rows: list[dict]) -> str:
                     fmt(med["chamfer"]),
                     fmt(max(col["chamfer"]) if col["chamfer"] else None),
                     fmt(_spread(rs, "chamfer"), ".2f"),
+                    fmt(med["chamfer_visible"]),
+                    fmt(max(col["chamfer_visible"]) if col["chamfer_visible"] else None),
                     fmt(med["normal_mae_deg"], ".1f"),
                     fmt(med["matid_iou"], ".3f"),
                     fmt(min(col["matid_iou"]) if col["matid_iou"] else None, ".3f"),
@@ -328,7 +334,7 @@ def main(argv=None) -> int:
                     print(f"$ {scene.name} {preset} seed {seed} ({' '.join(budget)})", flush=True)
                     row = run_one(scene, preset, seed, budget, out, args.set, code=args.code)
                     cached.write_text(json.dumps(row))
-                print("  " + ", ".join(f"{k}={fmt(row.get(k), '.4g')}" for k in FIELDS[3:12]), flush=True)
+                print("  " + ", ".join(f"{k}={fmt(row.get(k), '.4g')}" for k in FIELDS[3:13]), flush=True)
                 rows.append(row)
                 write_results(rows, name, args)
     path = write_results(rows, name, args)
