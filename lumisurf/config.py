@@ -140,6 +140,9 @@ class ModelConfig:
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     init_variance: float = 0.3  # inv_s = exp(10 * variance)
     shading: Literal["neus", "nero"] = "neus"  # neus: NeuSColor; nero: NeRO Stage I reflective shading
+    # samples: shade every significant sample and composite the colours; surface: shade each ray once at its
+    # composited surface point (deferred, models/deferred.py; not with model.assignment)
+    shade_at: Literal["samples", "surface"] = "samples"
     nero: NeroConfig = field(default_factory=NeroConfig)
     assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
 
