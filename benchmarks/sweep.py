@@ -137,13 +137,14 @@ def run_one(
     return row
 
 
-def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = None) -> dict:
+def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = None, extract: bool = True) -> dict:
     """Extract and evaluate the run in ``out`` and put its metrics in ``row`` (status, error, steps, psnr, ...);
-    ``mesh_only`` keeps the image metrics already in its metrics.json (a new extraction, same renders)."""
+    ``mesh_only`` keeps the image metrics already in its metrics.json (a new extraction, same renders);
+    ``extract=False`` measures the mesh.ply already there (a new mesh metric, the same meshes)."""
     if (out / "ckpt" / "last.pt").exists():  # a diverged run still leaves its healthy checkpoint: measure it
         run = str(Path(out).resolve())
         evaluate = _cli("eval", run, "--force", *(["--mesh-only"] if mesh_only else []))
-        for cmd in (_cli("extract", run, "--force"), evaluate):
+        for cmd in ((_cli("extract", run, "--force"),) if extract else ()) + (evaluate,):
             done = _run(cmd, code)
             if done.returncode != 0:
                 row["status"] = "crashed" if row["status"] == "ok" else row["status"]
@@ -309,6 +310,11 @@ def main(argv=None) -> int:
         "one: the 'before' side of a before/after table",
     )
     ap.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="runs already done: recompute the mesh metrics of the mesh.ply they have (after a new mesh metric)",
+    )
+    ap.add_argument(
         "--reeval",
         action="store_true",
         help="runs already done: extract their checkpoints again and recompute the mesh metrics "
@@ -326,7 +332,10 @@ def main(argv=None) -> int:
                 cached = out / "row.json"
                 if cached.exists():
                     row = json.loads(cached.read_text())
-                    if args.reeval and row.get("status") != "crashed":
+                    if args.remeasure and row.get("status") != "crashed":
+                        print(f"$ {scene.name} {preset} seed {seed}: mesh metrics again", flush=True)
+                        cached.write_text(json.dumps(measure(out, row, mesh_only=True, code=args.code, extract=False)))
+                    elif args.reeval and row.get("status") != "crashed":
                         print(f"$ {scene.name} {preset} seed {seed}: extract + eval again", flush=True)
                         cached.write_text(json.dumps(measure(out, row, mesh_only=True, code=args.code)))
                 else:
