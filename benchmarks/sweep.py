@@ -42,6 +42,7 @@ FIELDS = [
     "train_seconds",
     "psnr",
     "chamfer",
+    "chamfer_visible",
     "normal_mae_deg",
     "matid_iou",
     "load_avg",
@@ -136,13 +137,14 @@ def run_one(
     return row
 
 
-def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = None) -> dict:
+def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = None, extract: bool = True) -> dict:
     """Extract and evaluate the run in ``out`` and put its metrics in ``row`` (status, error, steps, psnr, ...);
-    ``mesh_only`` keeps the image metrics already in its metrics.json (a new extraction, same renders)."""
+    ``mesh_only`` keeps the image metrics already in its metrics.json (a new extraction, same renders);
+    ``extract=False`` measures the mesh.ply already there (a new mesh metric, the same meshes)."""
     if (out / "ckpt" / "last.pt").exists():  # a diverged run still leaves its healthy checkpoint: measure it
         run = str(Path(out).resolve())
         evaluate = _cli("eval", run, "--force", *(["--mesh-only"] if mesh_only else []))
-        for cmd in (_cli("extract", run, "--force"), evaluate):
+        for cmd in ((_cli("extract", run, "--force"),) if extract else ()) + (evaluate,):
             done = _run(cmd, code)
             if done.returncode != 0:
                 row["status"] = "crashed" if row["status"] == "ok" else row["status"]
@@ -151,7 +153,7 @@ def measure(out: Path, row: dict, mesh_only: bool = False, code: Path | None = N
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     if row["steps"] is None:
         row["steps"] = _steps_from_checkpoint(out)
-    for key in ("psnr", "chamfer", "normal_mae_deg", "matid_iou"):
+    for key in ("psnr", "chamfer", "chamfer_visible", "normal_mae_deg", "matid_iou"):
         row[key] = metrics.get(key)
     row["nan"] = any(
         isinstance(metrics.get(k), float) and not math.isfinite(metrics[k])
@@ -187,6 +189,7 @@ def rows_table(rows: list[dict]) -> str:
         ("steps", "d"),
         ("psnr", ".2f"),
         ("chamfer", ".4f"),
+        ("chamfer_visible", ".4f"),
         ("normal_mae_deg", ".1f"),
         ("matid_iou", ".3f"),
         ("load_avg", ".2f"),
@@ -224,6 +227,8 @@ def summary_table(rows: list[dict]) -> str:
         "Chamfer median",
         "Chamfer worst",
         "Chamfer max/min per scene (worst)",
+        "visible Chamfer median (NeRO's metric)",
+        "visible Chamfer worst",
         "normal MAE median",
         "matid IoU median",
         "matid IoU worst",
@@ -233,7 +238,7 @@ def summary_table(rows: list[dict]) -> str:
         rs = [r for r in rows if r["preset"] == preset]
         col = {
             k: [r[k] for r in rs if _finite(r.get(k))]
-            for k in ("steps", "psnr", "chamfer", "normal_mae_deg", "matid_iou")
+            for k in ("steps", "psnr", "chamfer", "chamfer_visible", "normal_mae_deg", "matid_iou")
         }
         med = {k: statistics.median(v) if v else None for k, v in col.items()}
         lines.append(
@@ -251,6 +256,8 @@ def summary_table(rows: list[dict]) -> str:
                     fmt(med["chamfer"]),
                     fmt(max(col["chamfer"]) if col["chamfer"] else None),
                     fmt(_spread(rs, "chamfer"), ".2f"),
+                    fmt(med["chamfer_visible"]),
+                    fmt(max(col["chamfer_visible"]) if col["chamfer_visible"] else None),
                     fmt(med["normal_mae_deg"], ".1f"),
                     fmt(med["matid_iou"], ".3f"),
                     fmt(min(col["matid_iou"]) if col["matid_iou"] else None, ".3f"),
@@ -303,6 +310,11 @@ def main(argv=None) -> int:
         "one: the 'before' side of a before/after table",
     )
     ap.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="runs already done: recompute the mesh metrics of the mesh.ply they have (after a new mesh metric)",
+    )
+    ap.add_argument(
         "--reeval",
         action="store_true",
         help="runs already done: extract their checkpoints again and recompute the mesh metrics "
@@ -320,7 +332,10 @@ def main(argv=None) -> int:
                 cached = out / "row.json"
                 if cached.exists():
                     row = json.loads(cached.read_text())
-                    if args.reeval and row.get("status") != "crashed":
+                    if args.remeasure and row.get("status") != "crashed":
+                        print(f"$ {scene.name} {preset} seed {seed}: mesh metrics again", flush=True)
+                        cached.write_text(json.dumps(measure(out, row, mesh_only=True, code=args.code, extract=False)))
+                    elif args.reeval and row.get("status") != "crashed":
                         print(f"$ {scene.name} {preset} seed {seed}: extract + eval again", flush=True)
                         cached.write_text(json.dumps(measure(out, row, mesh_only=True, code=args.code)))
                 else:
@@ -328,7 +343,7 @@ def main(argv=None) -> int:
                     print(f"$ {scene.name} {preset} seed {seed} ({' '.join(budget)})", flush=True)
                     row = run_one(scene, preset, seed, budget, out, args.set, code=args.code)
                     cached.write_text(json.dumps(row))
-                print("  " + ", ".join(f"{k}={fmt(row.get(k), '.4g')}" for k in FIELDS[3:12]), flush=True)
+                print("  " + ", ".join(f"{k}={fmt(row.get(k), '.4g')}" for k in FIELDS[3:13]), flush=True)
                 rows.append(row)
                 write_results(rows, name, args)
     path = write_results(rows, name, args)

@@ -140,8 +140,26 @@ class ModelConfig:
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     init_variance: float = 0.3  # inv_s = exp(10 * variance)
     shading: Literal["neus", "nero"] = "neus"  # neus: NeuSColor; nero: NeRO Stage I reflective shading
+    # samples: shade every significant sample and composite the colours; surface: shade each ray once at its
+    # composited surface point (deferred, models/deferred.py; not with model.assignment)
+    shade_at: Literal["samples", "surface"] = "samples"
     nero: NeroConfig = field(default_factory=NeroConfig)
     assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
+
+
+@dataclass
+class ReflectionLossConfig:
+    """Reflection-aware terms (Ref-NeuS; ``losses/reflection.py``), on from ``start`` (training progress):
+    each ray's surface point is projected into ``views`` random other training views."""
+
+    anomaly: bool = False  # photometric weight 1 / max(gamma * score, 1) by the multi-view reflection score
+    gamma: float = 2.0
+    views: int = 8
+    start: float = 0.1
+    # normal smoothness (1 - cos, as normal_smooth_*) gated by (1 - the anomaly weight) and the image-edge gate
+    # exp(-|grad I| / edge_scale): flat reflective regions are smoothed, textured or diffuse ones are not
+    smooth_weight: float = 0.0
+    edge_scale: float = 0.05
 
 
 @dataclass
@@ -165,6 +183,7 @@ class LossConfig:
     s3im_repeats: int = 10
     s3im_patch_height: int = 64
     occlusion_weight: float = 0.0  # NeRO: L1 of the occlusion MLP vs the SDF-marched hit probability
+    reflection: ReflectionLossConfig = field(default_factory=ReflectionLossConfig)
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
 
 
@@ -173,6 +192,8 @@ class EvalConfig:
     mesh_resolution: int = 256
     fill_unseen: bool = True  # extract: outside space no training camera sees becomes solid (mesh/visibility.py)
     chamfer_samples: int = 100_000
+    # NeRO's visible-surface Chamfer: test-view depth points thinned to one per cell of this size (world units)
+    chamfer_visible_voxel: float = 0.01
     render_downscale: int = 1
     max_views: int | None = None
     surface: SurfaceRenderConfig = field(default_factory=SurfaceRenderConfig)

@@ -137,13 +137,17 @@ NERO_PAPER = {
 
 # NeRO Stage I shading on lumisurf's CPU geometry backbone (the LUMISURF preset's hash SDF with analytic
 # normals, occupancy grid, sampler, coarse-to-fine schedule and optimiser); the NeRO networks are 3 layers
-# x 64 without weight norm, and 256 surface points a step get a 32-step occlusion march.
+# x 64 without weight norm, and 256 surface points a step get a 32-step occlusion march. Deferred: each ray is
+# shaded once at its surface point (models/deferred.py): 1.7-2.1x the steps of per-sample shading in 5 minutes
+# and a lower Chamfer on the generated glossy suite (benchmarks/results/sweep_refl34_*.md). Our default for
+# shiny objects.
 NERO = {
     **LUMISURF,
     "preset": "nero",
     "model": {
         **LUMISURF["model"],
         "shading": "nero",
+        "shade_at": "surface",
         "nero": {"hidden": 64, "layers": 3, "weight_norm": False, "occ_points": 256, "occ_steps": 32},
     },
     "loss": {"rgb": "charbonnier", "eikonal_weight": 0.1, "mask_weight": 0.1, "occlusion_weight": 1.0},
@@ -161,6 +165,7 @@ LUMISURF_SEG = {
     "preset": "lumisurf-seg",
     "model": {
         **NERO["model"],
+        "shade_at": "samples",  # K heads mixed per sample (deferred shading shades one point a ray)
         "assignment": {
             "enabled": True,
             "K": 2,

@@ -37,7 +37,7 @@ def sample_surface(mesh: trimesh.Trimesh, n: int, seed: int = 0) -> tuple[np.nda
     return np.asarray(pts, dtype=np.float64), np.asarray(mesh.face_normals[face_idx], dtype=np.float64)
 
 
-def _nearest(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest_points(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance from each ``src`` point to its nearest ``dst`` point, and that point's index."""
     dist, idx = cKDTree(dst).query(src, k=1, workers=-1)
     return dist, idx
@@ -56,8 +56,8 @@ def chamfer_distance(
     """
     p_pts, p_nrm = sample_surface(mesh_pred, n_samples, seed)
     g_pts, g_nrm = sample_surface(mesh_gt, n_samples, seed + 1)
-    d_pg, i_pg = _nearest(p_pts, g_pts)
-    d_gp, i_gp = _nearest(g_pts, p_pts)
+    d_pg, i_pg = nearest_points(p_pts, g_pts)
+    d_gp, i_gp = nearest_points(g_pts, p_pts)
     acc, comp = float(d_pg.mean()), float(d_gp.mean())
     nc_pg = np.abs((p_nrm * g_nrm[i_pg]).sum(-1)).mean()
     nc_gp = np.abs((g_nrm * p_nrm[i_gp]).sum(-1)).mean()

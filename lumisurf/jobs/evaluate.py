@@ -14,6 +14,7 @@ from lumisurf.errors import LumisurfError
 from lumisurf.eval.geometry_metrics import chamfer_distance, load_mesh
 from lumisurf.eval.image_metrics import lpips_available, lpips_score, mask_iou, normal_mae_deg, psnr, ssim
 from lumisurf.eval.segmentation_eval import segmentation_metrics
+from lumisurf.eval.visible_chamfer import visible_chamfer
 from lumisurf.jobs.extract import extract_run
 from lumisurf.jobs.material import load_material_run, material_dir
 from lumisurf.jobs.material_eval import material_errors, relight_metrics
@@ -26,6 +27,7 @@ METRIC_KEYS = (
     "ssim",
     "lpips",
     "chamfer",
+    "chamfer_visible",
     "normal_mae_deg",
     "mask_iou",
     "train_seconds",
@@ -97,16 +99,23 @@ def image_metrics(loaded, scene, split_name: str, progress: bool, force: bool = 
     return metrics
 
 
-def mesh_metrics(loaded, scene, n_samples: int, progress: bool) -> dict:
+def mesh_metrics(loaded, scene, split_name: str, progress: bool) -> dict:
+    """Our whole-surface Chamfer and NeRO's visible-surface one (``split_name``'s cameras), both in the
+    dataset's world frame."""
     if scene.gt_mesh is None:
-        return {"chamfer": None}
+        return {"chamfer": None, "chamfer_visible": None}
 
     if not loaded.run.mesh_path.exists():
         extract_run(loaded, progress=progress)
     pred = load_mesh(loaded.run.mesh_path)
     gt = scene.gt_mesh if not isinstance(scene.gt_mesh, (str, Path)) else load_mesh(scene.gt_mesh)
-    res = chamfer_distance(pred, gt, n_samples=n_samples)
-    return {"chamfer": res["chamfer"], "chamfer_accuracy": res["accuracy"], "chamfer_completeness": res["completeness"]}
+    res = chamfer_distance(pred, gt, n_samples=loaded.cfg.eval.chamfer_samples)
+    out = {"chamfer": res["chamfer"], "chamfer_accuracy": res["accuracy"], "chamfer_completeness": res["completeness"]}
+    norm = scene.normalization
+    center = torch.tensor(norm.center, dtype=torch.float32)
+    world = scene.split(split_name).cameras.transformed(1.0 / norm.scale, -center / norm.scale)  # x * s + c
+    out.update(visible_chamfer(pred, gt, world, voxel=loaded.cfg.eval.chamfer_visible_voxel))
+    return out
 
 
 def evaluate_run(
@@ -133,7 +142,7 @@ def evaluate_run(
         split = "train"
     metrics: dict = {"split": split, "dataset": data_cfg.path or "<builtin synthetic>"}
     metrics.update(image_metrics(loaded, scene, split, progress, force))
-    metrics.update(mesh_metrics(loaded, scene, loaded.cfg.eval.chamfer_samples, progress))
+    metrics.update(mesh_metrics(loaded, scene, split, progress))
     metrics.update(train_seconds=loaded.elapsed, steps=loaded.step)
 
     metrics.update(stage2_metrics(loaded.run.root, scene, progress))
@@ -149,14 +158,16 @@ def _update_mesh_metrics(loaded, data_path: str | None, progress: bool) -> dict:
     metrics = json.loads(loaded.run.metrics_path.read_text())
     data_cfg = loaded.cfg.data if data_path is None else replace(loaded.cfg.data, path=str(Path(data_path).resolve()))
     scene = load_scene_normalized_as(data_cfg, loaded.normalization)
-    metrics.update(mesh_metrics(loaded, scene, loaded.cfg.eval.chamfer_samples, progress))
+    split = metrics.get("split", "test") if metrics.get("split", "test") in scene.splits else "train"
+    metrics.update(mesh_metrics(loaded, scene, split, progress))
     loaded.run.metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
 def format_table(metrics: dict) -> str:
     lines = [f"{'metric':<24}{'value':>14}", "-" * 38]
-    for k in METRIC_KEYS + ("chamfer_accuracy", "chamfer_completeness"):
+    parts = ("chamfer_accuracy", "chamfer_completeness", "chamfer_visible_accuracy", "chamfer_visible_completeness")
+    for k in METRIC_KEYS + parts:
         if k not in metrics:
             continue
         v = metrics[k]

@@ -46,6 +46,11 @@ def curvature_loss(laplacian_or_hessian_trace: Tensor) -> Tensor:
     return safe_mean(laplacian_or_hessian_trace.abs())
 
 
+def surface_hits(opacity: Tensor, n: int) -> Tensor:
+    """Indices ``[P]`` of the first ``n`` rays whose opacity ``[n_rays, 1]`` exceeds 0.5 (they hit the surface)."""
+    return (opacity[:, 0] > 0.5).nonzero()[:, 0][:n]
+
+
 def surface_point_pairs(
     origins: Tensor,
     dirs: Tensor,
@@ -60,7 +65,7 @@ def surface_point_pairs(
 
     origins/dirs ``[n_rays, 3]`` (unit dirs), depth/opacity ``[n_rays, 1]`` as the renderer returns them
     (depth is the weight-sum of t, so it is divided by the opacity)."""
-    hit = (opacity[:, 0] > 0.5).nonzero()[:, 0][:n]
+    hit = surface_hits(opacity, n)
     op = opacity[hit].detach()
     pts = (origins[hit] + dirs[hit] * depth[hit].detach() / op).detach()  # [P, 3]
     step = torch.randn(pts.shape, generator=generator, device="cpu").to(pts)
@@ -68,8 +73,9 @@ def surface_point_pairs(
     return torch.stack([pts, pts + step])
 
 
-def normal_smoothness_loss(grad_a: Tensor, grad_b: Tensor) -> Tensor:
+def normal_smoothness_loss(grad_a: Tensor, grad_b: Tensor, weight: Tensor | None = None) -> Tensor:
     """Mean ``1 - cos`` between SDF gradients ``[P, 3]`` at points and at points a small step away
-    (PermutoSDF's curvature term: a flat or smoothly bent surface costs ~0); 0 for no points."""
+    (PermutoSDF's curvature term: a flat or smoothly bent surface costs ~0); 0 for no points.
+    ``weight`` ``[P]`` (e.g. a gate in [0, 1]) multiplies each pair's term; the mean is still over all P."""
     cos = F.cosine_similarity(grad_a, grad_b, dim=-1, eps=1e-8)  # [P]
-    return safe_mean(1.0 - cos)
+    return safe_mean(1.0 - cos if weight is None else weight.to(cos.dtype) * (1.0 - cos))

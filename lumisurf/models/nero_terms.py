@@ -40,17 +40,31 @@ def nero_ray_terms(
     sel = occlusion_samples(weights, pts, grad, d, nero.occ_points, generator)
     if sel.numel() == 0:
         return res
-    res["occ_pred"] = shade["occ_raw"][sel]
-    res["occ_target"] = march_occlusion(
+    res.update(occlusion_pairs(shade, sel, pts.reshape(-1, 3), inv_s, nero, sdf_fn, occupied_fn))
+    return res
+
+
+def occlusion_pairs(
+    shade: dict,
+    sel: Tensor,
+    points: Tensor,
+    inv_s: Tensor,
+    nero,
+    sdf_fn: Callable[[Tensor], Tensor],
+    occupied_fn: Callable[[Tensor], Tensor] | None,
+) -> dict[str, Tensor]:
+    """occ_pred (the occlusion MLP's raw output) and occ_target (the SDF-marched hit probability along the
+    reflected direction), both [M, 1], at the rows ``sel`` [M] of the flat ``shade`` entries and ``points``."""
+    target = march_occlusion(
         sdf_fn,
-        pts.reshape(-1, 3)[sel].detach(),
+        points[sel].detach(),
         shade["reflected"][sel].detach(),
         float(inv_s.detach()),
         nero.occ_steps,
         nero.occ_t_start,
         occupied_fn=occupied_fn,
     )
-    return res
+    return {"occ_pred": shade["occ_raw"][sel], "occ_target": target}
 
 
 @torch.no_grad()

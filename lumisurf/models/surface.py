@@ -14,9 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lumisurf.data.color_space import linear_to_srgb
+from lumisurf.errors import ConfigError
 from lumisurf.fields.background import BackgroundNeRF
 from lumisurf.fields.base import build_sdf
 from lumisurf.fields.variance import Variance
+from lumisurf.models.deferred import deferred_foreground, deferred_nero_terms
 from lumisurf.models.nero_terms import nero_ray_terms
 from lumisurf.models.protocol import SceneModel
 from lumisurf.models.traced_render import surface_first_foreground
@@ -97,6 +99,9 @@ class SurfaceModel(SceneModel):
                 else NeuSColor(model_cfg.color, self.sdf.feature_dim)
             )
         self.segmented = segmented
+        self.deferred = model_cfg.shade_at == "surface"
+        if self.deferred and segmented:
+            raise ConfigError("model.shade_at=surface shades one point a ray: it cannot mix model.assignment's heads")
         self.background_kind = background_kind
         self.background = BackgroundNeRF(model_cfg.background) if background_kind == "nerf++" else None
         self.n_bg_samples = model_cfg.background.n_samples
@@ -318,7 +323,7 @@ class SurfaceModel(SceneModel):
             p if extra is None else torch.cat([p, extra]), create_graph=need_grad_graph
         )
         sdf, feat, grad = sdf[:m], feat[:m], grad_all[:m]
-        shade = self.shade(p, grad, view, feat, pick(o[:, None].expand(k, n_s, 3)))
+        shade = None if self.deferred else self.shade(p, grad, view, feat, pick(o[:, None].expand(k, n_s, 3)))
         inv_s = self.variance.inv_s()
         radius = p.norm(dim=-1)  # [M]
         alpha = neus_alpha(sdf, (view * grad).sum(-1), pick(dists[..., None])[:, 0], inv_s, state.cos_anneal_ratio)
@@ -326,35 +331,23 @@ class SurfaceModel(SceneModel):
         weights = render_weights(alpha)  # [k, S]
         inside = radius < 1.2 if extra is None else torch.cat([radius < 1.2, extra.norm(dim=-1) < 1.2])
         fg = {"gradients": grad_all, "inside": inside, "inv_s": inv_s, "n_samples": grad_all.shape[0] / max(k, 1)}
+        grad = dense(grad).reshape(k, n_s, 3)
+        fg.update(opacity=accumulate(weights), depth=accumulate(weights, t_mid[..., None]))
+        fg["normal"] = accumulate(weights, F.normalize(grad, dim=-1))
+        occ = self.occupancy  # a refreshed grid: the occlusion march evaluates the SDF only in its cells
+        occupied = occ.lookup if occ is not None and bool(occ.initialized) else None
+        nero_args = (d, inv_s, self.nero, self.sdf.sdf, occupied, need_grad_graph, state.generator)
+        if self.deferred:
+            feat = dense(feat).reshape(k, n_s, -1)
+            shade, x, fg["rgb"] = deferred_foreground(self.shade, weights, pts, grad, feat, o, d)
+            if self.nero is not None:
+                fg.update(deferred_nero_terms(shade, fg["opacity"], x, fg["normal"], *nero_args))
+            return fg
         if sel is not None:  # per-sample shading densified; 'reflectance' stays per evaluated sample (a loss term)
             shade = {key: (v if key == "reflectance" else dense(v)) for key, v in shade.items()}
-        grad = dense(grad).reshape(k, n_s, 3)
-        fg.update(
-            {
-                "rgb": accumulate(weights, shade["rgb"].reshape(k, n_s, 3)),
-                "opacity": accumulate(weights),
-                "depth": accumulate(weights, t_mid[..., None]),
-                "normal": accumulate(weights, F.normalize(grad, dim=-1)),
-            }
-        )
+        fg["rgb"] = accumulate(weights, shade["rgb"].reshape(k, n_s, 3))
         if self.nero is not None:
-            occ = self.occupancy  # a refreshed grid: the occlusion march evaluates the SDF only in its cells
-            occupied = occ.lookup if occ is not None and bool(occ.initialized) else None
-            fg.update(
-                nero_ray_terms(
-                    shade,
-                    weights,
-                    pts,
-                    grad,
-                    d,
-                    inv_s,
-                    self.nero,
-                    self.sdf.sdf,
-                    occupied,
-                    need_grad_graph,
-                    state.generator,
-                )
-            )
+            fg.update(nero_ray_terms(shade, weights, pts, grad, *nero_args))
         if self.segmented:
             K = shade["probs"].shape[-1]
             fg["material_probs"] = accumulate(weights, shade["probs"].reshape(k, n_s, K))

@@ -18,6 +18,7 @@ from lumisurf.losses.geometry import (
     eikonal_loss,
     mask_loss,
     normal_smoothness_loss,
+    surface_hits,
     surface_point_pairs,
 )
 from lumisurf.losses.occlusion import occlusion_loss
@@ -34,6 +35,7 @@ from lumisurf.train.loop import LoopFiles, TrainingLoop, TrainResult, require_fi
 from lumisurf.train.material_lift import FEATURE_NAMES, LiftNotReady, LiftTargets, lift_materials
 from lumisurf.train.phases import PhaseSchedule, phases_from_config
 from lumisurf.train.progress import TrainingClock
+from lumisurf.train.reflection_weights import ReflectionWeights
 from lumisurf.train.run_dir import RunDir
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 from lumisurf.train.segmentation_step import segmentation_losses, warm_start_loss, warm_start_maps
@@ -94,6 +96,7 @@ class Trainer(TrainingLoop):
         self.step, self.elapsed = 0, 0.0
         self.occupied_fraction = 1.0
         self.has_masks = self.train_split.masks is not None
+        self.reflection = ReflectionWeights(cfg.loss.reflection, self.train_split, self.cameras, cfg.train.seed)
         self.warm_maps = warm_start_maps(cfg, self.train_split)  # 2D material maps [n, H, W, K] or None
         self.lift: LiftTargets | None = None  # init=materials: lifted Stage I clusters (from phase C)
         self._lift_retry = 0  # step from which a failed lift is tried again
@@ -228,8 +231,12 @@ class Trainer(TrainingLoop):
         """name -> (weight, value) of every loss term that is on at this step (``loss_<name>`` in scalars.csv)."""
         lc = self.cfg.loss
         inside = out["inside"].to(out["gradients"].dtype)
+        refl, weight = None, batch.weight
+        if self.reflection.active(self.progress_value):
+            refl = self.reflection.weights(out, batch, o, d, self.render_generator)
+            weight = refl.weight[:, None] * (1.0 if batch.weight is None else batch.weight)
         terms = {
-            "rgb": (lc.rgb_weight, rgb_loss(out["rgb"], target, lc.rgb, weight=batch.weight, delta=lc.huber_delta)),
+            "rgb": (lc.rgb_weight, rgb_loss(out["rgb"], target, lc.rgb, weight=weight, delta=lc.huber_delta)),
             "eikonal": (lc.eikonal_weight, eikonal_loss(out["gradients"], inside)),
         }
         if lc.s3im_weight > 0:
@@ -249,6 +256,10 @@ class Trainer(TrainingLoop):
             terms["curvature"] = (lc.curvature_weight, curvature_loss(out["laplacian"]))
         if lc.normal_smooth_weight > 0:
             terms["normal_smooth"] = (lc.normal_smooth_weight, self._normal_smoothness(out, o, d))
+        if refl is not None and lc.reflection.smooth_weight > 0:
+            terms["reflect_smooth"] = (lc.reflection.smooth_weight, self._normal_smoothness(out, o, d, refl.gate))
+        if refl is not None:
+            terms["reflect_weight"] = (0.0, refl.weight.mean())  # logged only: the mean photometric weight
         grid = self.model.sdf.hash_grid()
         if lc.grid_tv_weight > 0 and grid is not None and self._active("grid_tv"):
             terms["grid_tv"] = (lc.grid_tv_weight, grid_tv_loss(grid))
@@ -260,13 +271,16 @@ class Trainer(TrainingLoop):
             terms["occ"] = (lc.occlusion_weight, occlusion_loss(out["occ_pred"], out["occ_target"]))
         return terms
 
-    def _normal_smoothness(self, out, o, d) -> torch.Tensor:
+    def _normal_smoothness(self, out, o, d, gate: torch.Tensor | None = None) -> torch.Tensor:
+        """Normal smoothness at the batch's surface hits; ``gate`` [n_rays] weighs each hit's pair."""
         lc = self.cfg.loss
+        hit = surface_hits(out["opacity"], lc.normal_smooth_points)
+        depth, opacity = out["depth"][hit], out["opacity"][hit]
         pairs = surface_point_pairs(
-            o, d, out["depth"], out["opacity"], lc.normal_smooth_eps, lc.normal_smooth_points, self.render_generator
+            o[hit], d[hit], depth, opacity, lc.normal_smooth_eps, len(hit), self.render_generator
         )  # [2, P, 3]
         grad = self.model.sdf.sdf_and_gradient(pairs.reshape(-1, 3), create_graph=True)[2]  # [2P, 3]
-        return normal_smoothness_loss(*grad.reshape(2, -1, 3).unbind(0))
+        return normal_smoothness_loss(*grad.reshape(2, -1, 3).unbind(0), weight=None if gate is None else gate[hit])
 
     def _segmentation_terms(self, out, batch, o, d, target, bg, state) -> dict[str, tuple[float, torch.Tensor]]:
         seg = self.cfg.loss.segmentation
