@@ -338,7 +338,7 @@ class SurfaceModel(SceneModel):
         occupied = occ.lookup if occ is not None and bool(occ.initialized) else None
         nero_args = (d, inv_s, self.nero, self.sdf.sdf, occupied, need_grad_graph, state.generator)
         if self.deferred:
-            feat = dense(feat).reshape(k, n_s, -1)
+            feat = dense(feat).reshape(k, n_s, feat.shape[-1])
             shade, x, fg["rgb"] = deferred_foreground(self.shade, weights, pts, grad, feat, o, d)
             if self.nero is not None:
                 fg.update(deferred_nero_terms(shade, fg["opacity"], x, fg["normal"], *nero_args))
