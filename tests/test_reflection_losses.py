@@ -120,7 +120,7 @@ def test_a_diffuse_point_keeps_its_weight_and_a_reflection_loses_it(view_depende
     images = colors[:, None, None, None].expand(12, res, res, 3).contiguous()
     images = images + 0.02 * torch.arange(3)  # a tint, so the colour covariance is not singular
     split = Split(cams, images, None)
-    rw = ReflectionWeights(ReflectionLossConfig(anomaly=True, views=11), split, cams)
+    rw = ReflectionWeights(ReflectionLossConfig(anomaly=True, views=11, smooth_weight=1.0), split, cams)
     out, cam_idx, px, py, o, d = _sphere_batch(cams, res)
     batch = PixelBatch(cam_idx, px, py, images[0, 0, 0].expand(len(px), 3), None)
     got = rw.weights(out, batch, o, d, torch.Generator().manual_seed(0))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lumisurf.models.nero_terms import occlusion_pairs
+from lumisurf.models.nero_terms import occlusion_pairs, occlusion_rays
 
 ShadeFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], dict]
 
@@ -63,10 +63,7 @@ def deferred_nero_terms(
     res = {key: opacity * shade[key] for key in ("albedo", "metallic", "roughness")}
     if not training or nero.occ_points <= 0 or x.shape[0] == 0:
         return res
-    ok = (opacity[:, 0] > 0.5) & (x.norm(dim=-1) < 0.999) & ((normal * d).sum(-1) < 0)
-    rays = ok.nonzero()[:, 0]
-    if rays.numel() > nero.occ_points:
-        rays = rays[torch.randperm(rays.numel(), generator=generator)[: nero.occ_points].to(rays.device)]
+    rays = occlusion_rays(opacity[:, 0], x, normal, d, nero.occ_points, generator)
     if rays.numel() == 0:
         return res
     res.update(occlusion_pairs(shade, rays, x, inv_s, nero, sdf_fn, occupied_fn))

@@ -76,9 +76,18 @@ def occlusion_samples(
     k, n_s = weights.shape
     rows = torch.arange(k, device=weights.device)
     best = weights.argmax(-1)  # [k]
-    p, g = pts[rows, best], grad[rows, best]
-    ok = (weights.sum(-1) > 0.5) & (p.norm(dim=-1) < 0.999) & ((g * d).sum(-1) < 0)
-    cand = (rows * n_s + best)[ok]
+    pick = occlusion_rays(weights.sum(-1), pts[rows, best], grad[rows, best], d, max_points, generator)
+    return (rows * n_s + best)[pick]
+
+
+@torch.no_grad()
+def occlusion_rays(
+    opacity: Tensor, points: Tensor, normals: Tensor, d: Tensor, max_points: int, generator: torch.Generator | None
+) -> Tensor:
+    """Indices [M <= max_points] of random rays whose surface point ``points`` [k, 3] (opacity [k] > 0.5) lies
+    inside the unit sphere and whose normal ``normals`` [k, 3] faces the camera (``d`` [k, 3])."""
+    ok = (opacity > 0.5) & (points.norm(dim=-1) < 0.999) & ((normals * d).sum(-1) < 0)
+    cand = ok.nonzero()[:, 0]
     if cand.numel() > max_points:
         perm = torch.randperm(cand.numel(), generator=generator)[:max_points]
         cand = cand[perm.to(cand.device)]

@@ -334,20 +334,21 @@ class SurfaceModel(SceneModel):
         grad = dense(grad).reshape(k, n_s, 3)
         fg.update(opacity=accumulate(weights), depth=accumulate(weights, t_mid[..., None]))
         fg["normal"] = accumulate(weights, F.normalize(grad, dim=-1))
-        occ = self.occupancy  # a refreshed grid: the occlusion march evaluates the SDF only in its cells
-        occupied = occ.lookup if occ is not None and bool(occ.initialized) else None
-        nero_args = (d, inv_s, self.nero, self.sdf.sdf, occupied, need_grad_graph, state.generator)
         if self.deferred:
             feat = dense(feat).reshape(k, n_s, feat.shape[-1])
             shade, x, fg["rgb"] = deferred_foreground(self.shade, weights, pts, grad, feat, o, d)
             if self.nero is not None:
-                fg.update(deferred_nero_terms(shade, fg["opacity"], x, fg["normal"], *nero_args))
+                fg.update(
+                    deferred_nero_terms(
+                        shade, fg["opacity"], x, fg["normal"], *self._nero_args(d, inv_s, need_grad_graph, state)
+                    )
+                )
             return fg
         if sel is not None:  # per-sample shading densified; 'reflectance' stays per evaluated sample (a loss term)
             shade = {key: (v if key == "reflectance" else dense(v)) for key, v in shade.items()}
         fg["rgb"] = accumulate(weights, shade["rgb"].reshape(k, n_s, 3))
         if self.nero is not None:
-            fg.update(nero_ray_terms(shade, weights, pts, grad, *nero_args))
+            fg.update(nero_ray_terms(shade, weights, pts, grad, *self._nero_args(d, inv_s, need_grad_graph, state)))
         if self.segmented:
             K = shade["probs"].shape[-1]
             fg["material_probs"] = accumulate(weights, shade["probs"].reshape(k, n_s, K))
@@ -357,6 +358,13 @@ class SurfaceModel(SceneModel):
             fg["head_rgb"] = linear_to_srgb(head).clamp(0.0, 1.0)
             fg["reflectance"] = shade["reflectance"]  # [k * S] per sample
         return fg
+
+    def _nero_args(self, d: Tensor, inv_s: Tensor, need_grad_graph: bool, state: RenderState) -> tuple:
+        """The trailing arguments of NeRO's per-ray terms; a refreshed occupancy grid's lookup lets the occlusion
+        march evaluate the SDF only in its cells."""
+        occ = self.occupancy
+        occupied = occ.lookup if occ is not None and bool(occ.initialized) else None
+        return d, inv_s, self.nero, self.sdf.sdf, occupied, need_grad_graph, state.generator
 
     def shade(self, pts: Tensor, grad: Tensor, view: Tensor, feat: Tensor, cam: Tensor) -> dict[str, Tensor]:
         """Shading of flat samples [P, ...] -> dict with rgb [P, 3] (NeRO adds its material/light terms)."""

@@ -31,7 +31,7 @@ from lumisurf.losses.reflection import (
 @dataclass
 class ReflectionBatch:
     weight: Tensor  # [n_rays] photometric weight in (0, 1]
-    gate: Tensor  # [n_rays] normal-smoothness gate in [0, 1]
+    gate: Tensor | None  # [n_rays] normal-smoothness gate in [0, 1] (None when that term is off)
 
 
 class ReflectionWeights:
@@ -47,8 +47,13 @@ class ReflectionWeights:
         pick = torch.Generator().manual_seed(seed + 104729)
         self.inv_cov = color_inverse_covariance(split.images, split.masks, 20_000, pick).to(device)
 
+    @staticmethod
+    def wanted(cfg: ReflectionLossConfig) -> bool:
+        """Whether any reflection-aware term is on (else the trainer builds no ReflectionWeights)."""
+        return cfg.anomaly or cfg.smooth_weight > 0
+
     def active(self, progress: float) -> bool:
-        return (self.cfg.anomaly or self.cfg.smooth_weight > 0) and progress >= self.cfg.start
+        return progress >= self.cfg.start
 
     @torch.no_grad()
     def weights(self, out: dict, batch, origins: Tensor, dirs: Tensor, generator: torch.Generator) -> ReflectionBatch:
@@ -67,9 +72,11 @@ class ReflectionWeights:
         if self.masks is not None:
             valid &= bilinear_lookup(self.masks, views, px, py)[0][..., 0] > 0.5
         score = reflection_score(batch.rgb.float(), colors, valid, self.inv_cov) * hit  # [R]
-        weight = anomaly_weights(score, self.cfg.gamma) if self.cfg.anomaly else torch.ones(n_rays).to(score)
-        reflective = 1.0 - anomaly_weights(score, self.cfg.gamma)
-        gate = reflective * edge_gate(self.images, batch.cam_idx, batch.px, batch.py, self.cfg.edge_scale)
+        anomaly = anomaly_weights(score, self.cfg.gamma)
+        weight = anomaly if self.cfg.anomaly else torch.ones(n_rays).to(score)
+        gate = None
+        if self.cfg.smooth_weight > 0:
+            gate = (1.0 - anomaly) * edge_gate(self.images, batch.cam_idx, batch.px, batch.py, self.cfg.edge_scale)
         return ReflectionBatch(weight, gate)
 
     def _other_views(self, own: Tensor, n_views: int, generator: torch.Generator) -> Tensor:

@@ -96,7 +96,9 @@ class Trainer(TrainingLoop):
         self.step, self.elapsed = 0, 0.0
         self.occupied_fraction = 1.0
         self.has_masks = self.train_split.masks is not None
-        self.reflection = ReflectionWeights(cfg.loss.reflection, self.train_split, self.cameras, cfg.train.seed)
+        refl = cfg.loss.reflection
+        wanted = ReflectionWeights.wanted(refl)
+        self.reflection = ReflectionWeights(refl, self.train_split, self.cameras, cfg.train.seed) if wanted else None
         self.warm_maps = warm_start_maps(cfg, self.train_split)  # 2D material maps [n, H, W, K] or None
         self.lift: LiftTargets | None = None  # init=materials: lifted Stage I clusters (from phase C)
         self._lift_retry = 0  # step from which a failed lift is tried again
@@ -232,7 +234,7 @@ class Trainer(TrainingLoop):
         lc = self.cfg.loss
         inside = out["inside"].to(out["gradients"].dtype)
         refl, weight = None, batch.weight
-        if self.reflection.active(self.progress_value):
+        if self.reflection is not None and self.reflection.active(self.progress_value):
             refl = self.reflection.weights(out, batch, o, d, self.render_generator)
             weight = refl.weight[:, None] * (1.0 if batch.weight is None else batch.weight)
         terms = {
