@@ -59,6 +59,15 @@ VARIANTS: dict[str, list[str]] = {
     "white": ["init=stage1", "env_white_weight=0.1"],
     "tv": ["init=stage1", "env_tv_weight=0.01"],
     "priors": ["init=stage1", "metallic_binary_weight=0.05", "env_white_weight=0.1", "env_tv_weight=0.01"],
+    # issue 35: a smooth light that learns from Stage I's bake, free or tethered to it; then one prior each
+    "mlp_free": ["init=stage1", "env_model=mlp", "baked_env_lr=0.002"],
+    "mlp_tether": ["init=stage1", "env_model=mlp", "baked_env_lr=0.002", "env_tether_weight=0.1"],
+    "texel_tether": ["init=stage1", "baked_env_lr=0.02", "env_tether_weight=0.1"],
+    "rough08": ["init=stage1", "roughness_min=0.08"],
+    "log_l1": ["init=stage1", "loss=log_l1"],
+    "tangent": ["init=stage1", "smooth_tangent=true"],
+    "saturation": ["init=stage1", "saturation_weight=1.0"],
+    "diel_albedo": ["init=stage1", "dielectric_albedo_weight=0.05"],
 }
 KEYS = [
     "relight_psnr",

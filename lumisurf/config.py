@@ -25,7 +25,7 @@ from lumisurf.voxel_config import VoxelConfig, migrate_voxels, moved_voxel_key
 # choices that name a registry's entries; tests/test_registries.py checks each against its registry
 DatasetFormat = Literal["blender", "neus", "llff", "ngp", "colmap"]  # lumisurf.data.readers.READERS
 SDFBackend = Literal["mlp", "hash", "hybrid"]  # lumisurf.fields.base.SDF_BACKENDS
-RgbLoss = Literal["l1", "l2", "charbonnier", "huber"]  # lumisurf.losses.photometric.PHOTOMETRIC
+RgbLoss = Literal["l1", "l2", "charbonnier", "huber", "log_l1"]  # lumisurf.losses.photometric.PHOTOMETRIC
 ModelKindName = Literal["field", "voxels"]  # lumisurf.kinds (MODEL_KINDS)
 
 

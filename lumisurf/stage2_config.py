@@ -34,7 +34,13 @@ class MaterialStageConfig:
     init: Literal["auto", "constant", "stage1", "materials", "light"] = "auto"
     init_steps: int = 300  # regression steps of the distillation (batch 4096)
     env_height: int = 64  # learned lat-long map is env_height x 2*env_height texels
-    env_levels: int = 1  # the learned map plus env_levels - 1 coarser levels added to it (coarse to fine)
+    # ``texels``: one parameter per texel (+ env_levels - 1 coarser levels added to it, coarse to fine);
+    # ``mlp``: log radiance = MLP(PE(direction)) read at the texels (shading/envmap_neural.py), a smooth light
+    env_model: Literal["texels", "mlp"] = "texels"
+    env_levels: int = 1
+    env_hidden: int = 64  # ``mlp``: width, layers and NeRF frequencies of the direction encoding
+    env_layers: int = 3
+    env_freqs: int = 4
     # light from occluded directions: none, a learned MLP (NeRO; fits the capture light only) or one bounce off
     # the mesh under the environment (``renderers/bounce.py``; transfers to new lighting)
     indirect: Literal["none", "learned", "bounce"] = "learned"
@@ -55,9 +61,11 @@ class MaterialStageConfig:
     roughness_min: float = 0.02
     smooth_weight: float = 0.02  # |m(x) - m(x + eps)| on albedo / roughness / metallic
     smooth_eps: float = 0.02
+    smooth_tangent: bool = False  # jitter in the tangent plane (NeRO, TensoSDF) instead of in 3-D
     # ``decorrelated``: (a - t)(b - t) of two independent half-sample estimates a, b, an unbiased estimate of the
     # squared error of the expected render; l1 / charbonnier of one noisy estimate favour low-variance (rough) BRDFs
-    loss: Literal["l1", "charbonnier", "decorrelated"] = "l1"
+    # ``log_l1``: |log(pred + 1/64) - log(target + 1/64)| of the sRGB values (dark pixels count as much as bright)
+    loss: Literal["l1", "charbonnier", "log_l1", "decorrelated"] = "l1"
     # priors against the metal / roughness / light ambiguity (0 = off); each is measured in
     # benchmarks/results/materials.md
     metallic_binary_weight: float = 0.0  # mean m (1 - m): metallic pushed to 0 or 1
@@ -65,9 +73,19 @@ class MaterialStageConfig:
     # Off: it fixes the metallic map of a dielectric but calls a metal that reflects dark light a black dielectric
     # (benchmarks/results/materials.md)
     dielectric_weight: float = 0.0
+    # mean m (1 - max albedo): dielectric only where the albedo is dark, the case a metal cannot tell apart; a
+    # bright coloured metal (gold) keeps its metallic
+    dielectric_albedo_weight: float = 0.0
+    # NeRO's early guard: metallic and roughness (on [0, 1]) pushed back inside [margin, 1 - margin] by a hinge
+    # until progress ``saturation_until``, so the sigmoids do not saturate before the light is right
+    saturation_weight: float = 0.0
+    saturation_margin: float = 0.02
+    saturation_until: float = 0.3
     segment_weight: float = 0.0  # metallic and roughness pulled to their segment's batch mean (segmented runs)
     env_white_weight: float = 0.0  # the learned map's mean color pulled to grey (white balance)
     env_tv_weight: float = 0.0  # total variation of the learned map's log radiance (smooth lighting)
+    # solid-angle mean |log L - log L0| of a learned map against the map it started from (Stage I's bake)
+    env_tether_weight: float = 0.0
     texture_size: int = 1024
     render_spp: int = 4  # relight / eval renders: rays per pixel (jittered inside the pixel)
     render_light_samples: int = 128

@@ -155,7 +155,7 @@ def test_contract_inverted_sphere():
 
 
 def test_photometric_registry_and_hand_values():
-    assert PHOTOMETRIC.names() == ["charbonnier", "huber", "l1", "l2"]
+    assert PHOTOMETRIC.names() == ["charbonnier", "huber", "l1", "l2", "log_l1"]
     pred = torch.tensor([[0.05, 0.3, 0.0]])
     tgt = torch.zeros(1, 3)
     hub = PHOTOMETRIC.get("huber")(pred, tgt, delta=0.1, eps=1e-3)
@@ -166,6 +166,10 @@ def test_photometric_registry_and_hand_values():
     assert rgb_loss(pred, tgt, "l1").item() == pytest.approx(0.35 / 3)
     assert rgb_loss(pred, tgt, "l2").item() == pytest.approx((0.0025 + 0.09) / 3)
     assert rgb_loss(pred, tgt, "huber").item() == pytest.approx((0.00125 + 0.025) / 3)
+    # log_l1: |log(p + 1/64) - log(t + 1/64)|; a negative prediction counts as black
+    lg = PHOTOMETRIC.get("log_l1")(torch.tensor([[0.05, 0.3, -0.2]]), tgt)
+    o = 1 / 64
+    torch.testing.assert_close(lg, torch.tensor([[math.log((0.05 + o) / o), math.log((0.3 + o) / o), 0.0]]))
     with pytest.raises(KeyError):
         rgb_loss(pred, tgt, "l3")  # type: ignore[arg-type]
 

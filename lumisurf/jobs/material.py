@@ -28,6 +28,7 @@ from lumisurf.mesh.material_export import export_materials
 from lumisurf.renderers.bounce import MeshBounce, fibonacci_sphere, visibility_table
 from lumisurf.renderers.mesh_tracer import MeshTracer
 from lumisurf.shading.envmap import EnvironmentMap
+from lumisurf.shading.envmap_neural import NeuralEnvironment
 from lumisurf.shading.lighting import Lighting, find_env_file, load_env
 from lumisurf.train.device import resolve_device
 from lumisurf.train.loop import LoopFiles
@@ -89,8 +90,16 @@ def build_lighting(cfg: Config, scene: SceneData, init_level: float) -> Lighting
             raise LumisurfError("material.lighting=known: the dataset names no environment map (env_map)")
         env = load_env(find_env_file(cfg.data.path, name), height=4 * m.env_height)
     else:
-        env = EnvironmentMap(m.env_height, 2 * m.env_height, init=init_level, levels=m.env_levels)
+        env = learned_env(m, init_level)
     return Lighting(env, IndirectLight() if m.indirect == "learned" else None)
+
+
+def learned_env(m, init_level: float = 0.5, levels: int | None = None) -> EnvironmentMap | NeuralEnvironment:
+    """The learned environment ``material.env_model`` names (``levels`` overrides ``env_levels``)."""
+    h = m.env_height
+    if m.env_model == "mlp":
+        return NeuralEnvironment(h, 2 * h, init_level, m.env_hidden, m.env_layers, m.env_freqs)
+    return EnvironmentMap(h, 2 * h, init=init_level, levels=m.env_levels if levels is None else levels)
 
 
 def material_files(run: RunDir) -> LoopFiles:
@@ -248,7 +257,7 @@ def load_material_run(root: Path, device: str | None = None) -> MaterialRun:
     env = (
         EnvironmentMap(*state["lighting"]["env.log_radiance"].shape[:2], levels=levels)
         if "env.log_radiance" in state["lighting"]
-        else EnvironmentMap(m.env_height, 2 * m.env_height)
+        else learned_env(m, levels=levels)
     )
     lighting = Lighting(env, IndirectLight() if m.indirect == "learned" else None).to(dev)
     lighting.load_state_dict(state["lighting"])

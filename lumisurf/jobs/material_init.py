@@ -74,8 +74,10 @@ def warm_start(
         targets = {k: v.to(device=device, dtype=torch.float32) for k, v in targets.items()}
         info["init_l1"] = distil_materials(field, hits.points, targets, cfg.material.init_steps, generator=generator)
         info.update({f"stage1_{k}_mean": float(np.mean(v)) for k, v in mats.items() if k in ("metallic", "roughness")})
-    if mode in ("stage1", "light") and lighting.env.log_radiance.requires_grad:
+    if mode in ("stage1", "light") and lighting.env.trainable:
         with torch.no_grad():
-            bake_env(lighting.env, stage1_direct_light(model))
+            fit = bake_env(lighting.env, stage1_direct_light(model))
+            if fit is not None:
+                info["init_env_fit_log_l1"] = fit
             info["init_env_mean"] = float(lighting.env.image().mean())
     return hits, info

@@ -34,6 +34,15 @@ def charbonnier(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1
     return torch.sqrt((pred - target) ** 2 + eps * eps)
 
 
+LOG_L1_OFFSET = 1.0 / 64.0  # keeps log finite at black and limits the weight of the darkest pixels
+
+
+@PHOTOMETRIC.register("log_l1")
+def log_l1(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
+    """``|log(pred + o) - log(target + o)|``, o = 1/64: a relative error (pred clamped at 0 first)."""
+    return (torch.log(pred.clamp_min(0.0) + LOG_L1_OFFSET) - torch.log(target + LOG_L1_OFFSET)).abs()
+
+
 @PHOTOMETRIC.register("huber")
 def huber(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -> Tensor:
     """``0.5 d^2`` for ``|d| <= delta``, else ``delta * (|d| - 0.5 delta)`` (torch's huber)."""
@@ -44,7 +53,7 @@ def huber(pred: Tensor, target: Tensor, delta: float = 0.1, eps: float = 1e-3) -
 def rgb_loss(
     pred: Tensor,
     target: Tensor,
-    kind: Literal["l1", "l2", "charbonnier", "huber"],
+    kind: Literal["l1", "l2", "charbonnier", "huber", "log_l1"],
     weight: Tensor | None = None,
     delta: float = 0.1,
     eps: float = 1e-3,

@@ -123,6 +123,10 @@ class EnvironmentMap(nn.Module):
         sizes = [(height >> k, width >> k) for k in range(1, levels)]
         self.coarse = nn.ParameterList([nn.Parameter(torch.zeros(h, w, 3)) for h, w in sizes if h >= 1 and w >= 2])
 
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
     def log_image(self) -> Tensor:
         """[H, W, 3] log radiance."""
         h, w = self.log_radiance.shape[:2]

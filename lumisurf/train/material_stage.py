@@ -27,7 +27,7 @@ from lumisurf.shading.lighting import Lighting
 from lumisurf.shading.monte_carlo import Strategy, shade
 from lumisurf.train.guard import DivergenceGuard
 from lumisurf.train.loop import LoopFiles, TrainingLoop, require_finite
-from lumisurf.train.material_priors import env_priors, material_priors
+from lumisurf.train.material_priors import env_priors, material_priors, tangent_jitter
 from lumisurf.train.progress import TrainingClock
 from lumisurf.train_config import TrainConfig
 
@@ -63,9 +63,15 @@ def trace_split(tracer: MeshTracer, split: Split, mask_threshold: float = 0.5, m
     return SurfaceHits(**{k: torch.cat(v) for k, v in keep.items()})
 
 
-def material_smoothness(field, x: Tensor, eps: float, generator: torch.Generator) -> Tensor:
-    """Mean |m(x) - m(x + eps * noise)| over albedo, metallic and roughness."""
-    jitter = torch.randn(x.shape, generator=generator, device="cpu").to(x) * eps
+def material_smoothness(
+    field, x: Tensor, eps: float, generator: torch.Generator, normals: Tensor | None = None
+) -> Tensor:
+    """Mean |m(x) - m(x + eps * noise)| over albedo, metallic and roughness; with ``normals`` [N, 3] the noise
+    lies in the tangent plane."""
+    if normals is None:
+        jitter = torch.randn(x.shape, generator=generator, device="cpu").to(x) * eps
+    else:
+        jitter = tangent_jitter(normals, eps, generator)
     a, b = field(x), field(x + jitter)
     return sum((a[k] - b[k]).abs().mean() for k in ("albedo", "metallic", "roughness")) / 3.0
 
@@ -128,6 +134,8 @@ class MaterialTrainer(TrainingLoop):
         self.strategy = Strategy(ggx=m.specular_fraction, cosine=1.0 - m.specular_fraction, env=m.env_sample_fraction)
         self.env_sampler = None
         self.env_sampler_image: Tensor | None = None  # [H, W, 3] the map the sampler was built from (CPU)
+        # [H, W, 3] the log map the fit starts from, what ``env_tether_weight`` holds a learned light to
+        self.env_anchor = lighting.env.log_image().detach().clone() if m.env_tether_weight > 0 else None
         self.step, self.elapsed = 0, 0.0
 
     def update_schedules(self) -> None:
@@ -138,11 +146,16 @@ class MaterialTrainer(TrainingLoop):
             group["lr"] = lr * scale
 
     def extra_state(self) -> dict:
-        return {"generator": self.generator.get_state(), "env_sampler_image": self.env_sampler_image}
+        return {
+            "generator": self.generator.get_state(),
+            "env_sampler_image": self.env_sampler_image,
+            "env_anchor": self.env_anchor,
+        }
 
     def load_extra_state(self, extra: dict) -> None:
         self.generator.set_state(extra["generator"])
         self.env_sampler_image = extra.get("env_sampler_image")  # the sampler the fit was using
+        self.env_anchor = extra.get("env_anchor", self.env_anchor)  # the start of the fit, not of the resume
         self.env_sampler = None if self.env_sampler_image is None else EnvImportanceSampler(self.env_sampler_image)
 
     def restore_snapshot_extra(self, extra: dict) -> None:
@@ -176,11 +189,15 @@ class MaterialTrainer(TrainingLoop):
         loss = loss_rgb
         scalars = {"loss_rgb": loss_rgb.item()}
         if cfg.smooth_weight > 0:
-            loss_s = material_smoothness(self.field, x, cfg.smooth_eps, self.generator)
+            loss_s = material_smoothness(
+                self.field, x, cfg.smooth_eps, self.generator, n if cfg.smooth_tangent else None
+            )
             loss = loss + cfg.smooth_weight * loss_s
             scalars["loss_smooth"] = loss_s.item()
         segment = None if hits.segment is None else hits.segment[idx]
-        for name, term in {**material_priors(mat, cfg, segment), **env_priors(self.lighting.env, cfg)}.items():
+        progress = self.clock.progress(self.step, self.elapsed)
+        priors = {**material_priors(mat, cfg, segment, progress), **env_priors(self.lighting.env, cfg, self.env_anchor)}
+        for name, term in priors.items():
             loss = loss + term
             scalars[f"loss_{name}"] = term.item()
         require_finite(loss, scalars)  # never step on a NaN

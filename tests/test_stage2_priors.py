@@ -1,0 +1,111 @@
+"""Stage II light and priors of issue 35: the smooth (MLP) environment, its tether to the start, the early
+saturation hinge, the albedo-weighted dielectric prior and tangent-plane material smoothness. Hand values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+from tiny_runs import tiny_stage1_run
+
+from lumisurf.cli import main
+from lumisurf.config import MaterialStageConfig
+from lumisurf.jobs.material import load_material_run
+from lumisurf.shading.envmap import EnvironmentMap, latlong_directions, row_solid_angles
+from lumisurf.shading.envmap_neural import NeuralEnvironment
+from lumisurf.train.material_priors import bake_env, env_priors, material_priors, saturation_hinge, tangent_jitter
+
+
+def _smooth_light(d: torch.Tensor) -> torch.Tensor:
+    """A sky brighter towards +z with a warm side towards +x (linear radiance)."""
+    return torch.stack([torch.exp(0.8 * d[:, 2] + 0.3 * d[:, 0]), torch.exp(0.8 * d[:, 2]), 0.5 + 0 * d[:, 0]], -1)
+
+
+def test_neural_env_starts_uniform_and_fits_a_smooth_light():
+    torch.manual_seed(0)
+    env = NeuralEnvironment(8, 16, init=0.7, hidden=32, layers=3, n_freqs=2)
+    assert env.image().shape == (8, 16, 3) and env.trainable
+    torch.testing.assert_close(env.image(), torch.full((8, 16, 3), 0.7))
+    err = bake_env(env, _smooth_light)
+    assert err is not None and err < 0.03  # mean |log error| of the fit
+    dirs, _ = latlong_directions(8, 16)
+    with torch.no_grad():
+        rel = (env.image() / _smooth_light(dirs.reshape(-1, 3)).reshape(8, 16, 3) - 1).abs()
+    assert float(rel.mean()) < 0.05
+    # a look-up has a gradient on the MLP (every texel shares it)
+    env(torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)).sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in env.mlp.parameters())
+
+
+def test_neural_env_set_image_keeps_a_frozen_light_frozen():
+    env = NeuralEnvironment(4, 8, init=1.0, hidden=16, layers=2, n_freqs=1)
+    for p in env.parameters():
+        p.requires_grad_(False)
+    assert not env.trainable
+    env.set_image(torch.full((4, 8, 3), 2.0), steps=200, lr=5e-2)
+    torch.testing.assert_close(env.image(), torch.full((4, 8, 3), 2.0), rtol=2e-2, atol=0.0)
+    assert not env.trainable
+
+
+def test_env_tether_is_the_solid_angle_mean_log_step():
+    cfg = MaterialStageConfig(env_tether_weight=2.0)
+    for env in (EnvironmentMap(4, 8, init=1.0), NeuralEnvironment(4, 8, init=1.0, hidden=8, layers=2)):
+        anchor = env.log_image().detach().clone()
+        assert float(env_priors(env, cfg, anchor)["env_tether"].detach()) == 0.0
+        assert env_priors(env, cfg, None) == {}  # no start recorded: no tether
+    env = EnvironmentMap(4, 8, init=1.0)
+    anchor = env.log_image().detach().clone()
+    with torch.no_grad():
+        env.log_radiance[0, :, 1] += 3.0  # the top row, green only
+    omega = row_solid_angles(4, 8)
+    expected = 2.0 * (3.0 / 3.0) * float(omega[0] / omega.sum())  # 1/3 of the channels, the top row's share
+    got = float(env_priors(env, cfg, anchor)["env_tether"].detach())
+    assert math.isclose(got, expected, rel_tol=1e-5)
+
+
+def test_saturation_hinge_and_its_schedule():
+    vals = torch.tensor([[0.5, 0.01], [0.995, 0.3]])
+    # 0.02 - 0.01 below, 0.995 - 0.98 above
+    assert math.isclose(float(saturation_hinge(vals, 0.02)), (0.01 + 0.015) / 2, rel_tol=1e-5)
+    cfg = MaterialStageConfig(saturation_weight=10.0, saturation_margin=0.02, saturation_until=0.3, roughness_min=0.1)
+    mat = {"metallic": torch.tensor([[1.0], [0.5]]), "roughness": torch.tensor([[0.1], [0.55]])}
+    # metallic 1 is 0.02 past 0.98; roughness 0.1 is 0 on [0, 1], 0.02 below the margin
+    out = material_priors(mat, cfg, progress=0.1)
+    assert math.isclose(float(out["saturation"]), 10.0 * (0.02 + 0.02) / 2, rel_tol=1e-5)
+    assert "saturation" not in material_priors(mat, cfg, progress=0.3)
+
+
+def test_dielectric_prior_weighted_by_albedo_spares_bright_metal():
+    cfg = MaterialStageConfig(dielectric_albedo_weight=1.0)
+    albedo = torch.tensor([[1.0, 0.8, 0.3], [0.1, 0.1, 0.1]], requires_grad=True)  # gold, dark
+    metallic = torch.tensor([[1.0], [1.0]], requires_grad=True)
+    out = material_priors({"albedo": albedo, "metallic": metallic, "roughness": torch.full((2, 1), 0.5)}, cfg)
+    assert math.isclose(float(out["dielectric_albedo"].detach()), (0.0 + 0.9) / 2, rel_tol=1e-5)
+    out["dielectric_albedo"].backward()
+    assert albedo.grad is None  # the albedo is not brightened to escape the prior
+    torch.testing.assert_close(metallic.grad, torch.tensor([[0.0], [0.45]]))
+
+
+def test_tangent_jitter_stays_in_the_tangent_plane():
+    n = torch.nn.functional.normalize(torch.randn(4000, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    j = tangent_jitter(n, 0.02, torch.Generator().manual_seed(0))
+    assert float((j * n).sum(-1).abs().max()) < 1e-7
+    # two of three Gaussian axes survive: E|j|^2 = 2 eps^2
+    assert math.isclose(float((j * j).sum(-1).mean()), 2 * 0.02**2, rel_tol=0.05)
+
+
+def test_material_with_a_smooth_tethered_light_cli(tmp_path):
+    run = tiny_stage1_run(tmp_path / "run", "nero")
+    args = ["material", str(run), "--steps", "3", "--no-progress", "--no-export", "batch_rays=64"]
+    args += ["light_samples=8", "grid.implementation=torch", "init_steps=5", "env_height=8", "env_model=mlp"]
+    args += ["env_hidden=16", "baked_env_lr=1e-3", "env_tether_weight=1.0", "loss=log_l1", "smooth_tangent=true"]
+    args += ["saturation_weight=1.0", "saturation_until=1.0", "dielectric_albedo_weight=0.1", "indirect=none"]
+    assert main(args) == 0
+    summary = json.loads((run / "material" / "summary.json").read_text())
+    assert summary["env_lr"] == 1e-3 and summary["init_env_fit_log_l1"] < 1.0
+    assert math.isfinite(summary["loss_env_tether"]) and math.isfinite(summary["loss_saturation"])
+    mrun = load_material_run(run)  # the smooth light comes back from material.pt
+    assert isinstance(mrun.lighting.env, NeuralEnvironment)
+    saved = torch.load(run / "material" / "material.pt", weights_only=True)["lighting"]
+    torch.testing.assert_close(mrun.lighting.env.mlp[-1].bias, saved["env.mlp.4.bias"])
