@@ -68,6 +68,14 @@ VARIANTS: dict[str, list[str]] = {
     "tangent": ["init=stage1", "smooth_tangent=true"],
     "saturation": ["init=stage1", "saturation_weight=1.0"],
     "diel_albedo": ["init=stage1", "dielectric_albedo_weight=0.05"],
+    "stratified": ["init=stage1", "stratified=true"],
+    "strat_mlp_tether": [
+        "init=stage1",
+        "stratified=true",
+        "env_model=mlp",
+        "baked_env_lr=0.002",
+        "env_tether_weight=0.1",
+    ],
 }
 KEYS = [
     "relight_psnr",

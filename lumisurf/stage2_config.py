@@ -52,6 +52,7 @@ class MaterialStageConfig:
     light_samples: int = 32  # Monte-Carlo directions per pixel per step
     specular_fraction: float = 0.5  # share of directions drawn from the GGX lobe (rest: cosine) ...
     env_sample_fraction: float = 0.5  # ... plus this share drawn from the environment map's luminance
+    stratified: bool = False  # Latin-hypercube GGX / cosine directions per pixel (training and noise figures)
     env_sampler_every: int = 50  # steps between rebuilds of the environment sampler (learned lighting)
     lr: float = 1e-2
     env_lr: float = 2e-2

@@ -20,7 +20,7 @@ from lumisurf.data.color_space import linear_to_srgb, srgb_to_linear
 from lumisurf.data.images import as_float
 from lumisurf.data.scene import Split
 from lumisurf.eval.image_metrics import psnr, ssim
-from lumisurf.renderers.mesh_render import material_maps, render_mesh_view
+from lumisurf.renderers.mesh_render import material_maps, render_mesh_view, render_strategy
 from lumisurf.shading.envmap import EnvImportanceSampler
 from lumisurf.shading.lighting import Lighting, load_env
 from lumisurf.train.visualize import to_uint8
@@ -209,7 +209,8 @@ def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
 
 def mc_noise_psnr(mrun, split: Split, env_file: Path, spp: int, light_samples: int, cam: int = 0) -> float:
     """Monte-Carlo noise of one relit view as a PSNR (sRGB, covered pixels): the view rendered twice with
-    independent samples; the noise of one render is the difference / sqrt(2), i.e. PSNR(a, b) + 3.01 dB."""
+    independent samples; the noise of one render is the difference / sqrt(2), i.e. PSNR(a, b) + 3.01 dB.
+    Directions are stratified when the fit's ``material.stratified`` is."""
     lighting, sampler = relight_lighting(mrun, env_file)
     cams = split.cameras.to(mrun.device)
     renders = [
@@ -221,6 +222,7 @@ def mc_noise_psnr(mrun, split: Split, env_file: Path, spp: int, light_samples: i
             cam,
             spp,
             light_samples,
+            strategy=render_strategy(sampler, mrun.cfg.material.stratified),
             env_sampler=sampler,
             generator=torch.Generator().manual_seed(seed),
         )

@@ -31,6 +31,11 @@ def jittered_pixels(h: int, w: int, spp: int, generator: torch.Generator) -> tup
     return torch.stack(px), torch.stack(py)
 
 
+def render_strategy(env_sampler=None, stratified: bool = False) -> Strategy:
+    """The renders' light sampling: 40 % GGX, 20 % cosine, 40 % the map's luminance (when it has a sampler)."""
+    return Strategy(ggx=0.4, cosine=0.2, env=0.4 if env_sampler is not None else 0.0, stratified=stratified)
+
+
 @torch.no_grad()
 def render_mesh_view(
     tracer: MeshTracer,
@@ -47,7 +52,7 @@ def render_mesh_view(
 ) -> tuple[Tensor, Tensor]:
     """Linear rgb [H, W, 3] and coverage [H, W] of camera ``cam`` (pixel box filter, ``spp`` rays a pixel)."""
     gen = generator or torch.Generator().manual_seed(cam)
-    strategy = strategy or Strategy(ggx=0.4, cosine=0.2, env=0.4 if env_sampler is not None else 0.0)
+    strategy = strategy or render_strategy(env_sampler)
     h, w = int(cameras.height), int(cameras.width)
     px, py = jittered_pixels(h, w, spp, gen)
     rgb = torch.zeros(h * w, 3)

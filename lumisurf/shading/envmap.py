@@ -178,10 +178,15 @@ class EnvImportanceSampler:
         self.cdf = torch.cumsum(self.prob, 0)
         self.density = self.prob.reshape(self.h, self.w) / omega  # [H, W] pdf per steradian
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """n directions [n, 3] and their pdf [n] (per steradian); the generator may live on any device."""
-        gen_device = generator.device if generator is not None else self.device
-        r = torch.rand(n, 3, generator=generator, dtype=torch.float64, device=gen_device).to(self.device)
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, uniforms: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """n directions [n, 3] and their pdf [n] (per steradian); the generator may live on any device.
+        ``uniforms`` [n, 3] in [0, 1) replaces the random numbers (texel by the luminance CDF, u, cos theta)."""
+        if uniforms is None:
+            gen_device = generator.device if generator is not None else self.device
+            uniforms = torch.rand(n, 3, generator=generator, dtype=torch.float64, device=gen_device)
+        r = uniforms.to(device=self.device, dtype=torch.float64)
         idx = torch.searchsorted(self.cdf, (r[:, 0] * self.cdf[-1]).contiguous(), right=True)
         idx = idx.clamp(max=self.h * self.w - 1)
         row, col = idx // self.w, idx % self.w

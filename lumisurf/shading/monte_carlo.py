@@ -26,17 +26,37 @@ VisibilityFn = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass
 class Strategy:
-    """Sampling mixture: shares of GGX / cosine / environment directions (they need not sum to 1)."""
+    """Sampling mixture: shares of GGX / cosine / environment directions (they need not sum to 1);
+    ``stratified``: each strategy's directions at a point come from a Latin hypercube of their random numbers
+    (still unbiased, less noise) instead of independent ones."""
 
     ggx: float = 0.5
     cosine: float = 0.5
     env: float = 0.0
+    stratified: bool = False
 
     def counts(self, n: int) -> tuple[int, int, int]:
         total = self.ggx + self.cosine + self.env
         n_g = int(round(n * self.ggx / total))
         n_e = int(round(n * self.env / total))
         return n_g, n - n_g - n_e, n_e
+
+
+def latin_hypercube(rows: int, n: int, generator: torch.Generator | None) -> Tensor:
+    """[rows, n, 2] points in [0, 1)^2 (CPU, float32): in each row, one point in every one of n columns and n
+    rows of the n x n grid (a random pairing per row), uniform inside its cell. Each point is uniform on the
+    square, so an estimator stays unbiased; together they cover it evenly."""
+    u = torch.rand(rows, n, 3, generator=generator, device="cpu")
+    pairing = torch.argsort(u[..., 2], dim=1).to(u.dtype)  # [rows, n] a random permutation per row
+    k = torch.arange(n, dtype=u.dtype)
+    return torch.stack([(pairing + u[..., 0]) / n, (k + u[..., 1]) / n], -1)
+
+
+def _unit_square(rows: int, counts: tuple[int, ...], stratified: bool, generator) -> Tensor:
+    """[rows, sum(counts), 2] random numbers: one block per strategy, a Latin hypercube each when stratified."""
+    if not stratified:
+        return torch.rand(rows, sum(counts), 2, generator=generator, device="cpu")
+    return torch.cat([latin_hypercube(rows, c, generator) for c in counts], 1)
 
 
 def sample_directions(
@@ -51,14 +71,18 @@ def sample_directions(
     """Directions [N, S, 3] and their mixture pdf [N, S] (per steradian). n, wo [N, 3]; roughness [N, 1]."""
     n_g, n_c, n_e = strategy.counts(n_samples)
     N, dev, dt = n.shape[0], n.device, n.dtype
-    xi = torch.rand(N, n_g + n_c, 2, generator=generator, device="cpu").to(device=dev, dtype=dt)
+    xi = _unit_square(N, (n_g, n_c), strategy.stratified, generator).to(device=dev, dtype=dt)
     nn_, wo_, r_ = n[:, None], wo[:, None], roughness[:, None].detach()
     parts = [
         sample_ggx_reflection(nn_.expand(N, n_g, 3), wo_.expand(N, n_g, 3), r_.expand(N, n_g, 1), xi[:, :n_g]),
         sample_cosine(nn_.expand(N, n_c, 3), xi[:, n_g:]),
     ]
     if n_e > 0:
-        d_env, _ = env_sampler.sample(N * n_e, generator)
+        u_env = None  # stratified: a Latin hypercube over (which texel, where in u), cos theta at random
+        if strategy.stratified:
+            u_env = torch.cat([latin_hypercube(N, n_e, generator), torch.rand(N, n_e, 1, generator=generator)], -1)
+            u_env = u_env.reshape(N * n_e, 3)
+        d_env, _ = env_sampler.sample(N * n_e, generator, u_env)
         parts.append(d_env.to(device=dev, dtype=dt).reshape(N, n_e, 3))
     dirs = torch.cat(parts, 1)  # [N, S, 3]
     total = strategy.ggx + strategy.cosine + strategy.env

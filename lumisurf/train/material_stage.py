@@ -131,7 +131,7 @@ class MaterialTrainer(TrainingLoop):
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         # one-sample mixture: GGX lobe, cosine lobe and the environment's own luminance (its sampler is
         # rebuilt from the current map every env_sampler_every steps; a known map never changes)
-        self.strategy = Strategy(ggx=m.specular_fraction, cosine=1.0 - m.specular_fraction, env=m.env_sample_fraction)
+        self.strategy = Strategy(m.specular_fraction, 1.0 - m.specular_fraction, m.env_sample_fraction, m.stratified)
         self.env_sampler = None
         self.env_sampler_image: Tensor | None = None  # [H, W, 3] the map the sampler was built from (CPU)
         # [H, W, 3] the log map the fit starts from, what ``env_tether_weight`` holds a learned light to
