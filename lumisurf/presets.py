@@ -139,8 +139,11 @@ NERO_PAPER = {
 # normals, occupancy grid, sampler, coarse-to-fine schedule and optimiser); the NeRO networks are 3 layers
 # x 64 without weight norm, and 256 surface points a step get a 32-step occlusion march. Deferred: each ray is
 # shaded once at its surface point (models/deferred.py): 1.7-2.1x the steps of per-sample shading in 5 minutes
-# and a lower Chamfer on the generated glossy suite (benchmarks/results/sweep_refl34_*.md). Our default for
-# shiny objects.
+# and a lower Chamfer on the generated glossy suite (benchmarks/results/sweep_refl34_*.md). With Ref-NeuS'
+# reflection-aware terms (losses/reflection.py): the photometric loss down-weighted where a point's colour
+# varies across views, and normal smoothness where that happens on a flat (edge-free) patch of the image; they
+# keep a mirror's reflections out of its geometry (sweep_refl34_reflection_suite_s1.md). Our default for shiny
+# objects.
 NERO = {
     **LUMISURF,
     "preset": "nero",
@@ -150,7 +153,13 @@ NERO = {
         "shade_at": "surface",
         "nero": {"hidden": 64, "layers": 3, "weight_norm": False, "occ_points": 256, "occ_steps": 32},
     },
-    "loss": {"rgb": "charbonnier", "eikonal_weight": 0.1, "mask_weight": 0.1, "occlusion_weight": 1.0},
+    "loss": {
+        "rgb": "charbonnier",
+        "eikonal_weight": 0.1,
+        "mask_weight": 0.1,
+        "occlusion_weight": 1.0,
+        "reflection": {"anomaly": True, "smooth_weight": 1.0},
+    },
 }
 
 # Soft material segmentation (objects that mix materials): the nero preset's geometry and lights with K = 2
@@ -174,7 +183,12 @@ LUMISURF_SEG = {
             "pretrain_head": "specular",
         },
     },
-    "loss": {**NERO["loss"], "segmentation": {"entropy_weight": 1e-2}},
+    # the reflection terms of nero are not measured with segmentation yet: off here
+    "loss": {
+        **NERO["loss"],
+        "reflection": {"anomaly": False, "smooth_weight": 0.0},
+        "segmentation": {"entropy_weight": 1e-2},
+    },
     "schedule": {
         **NERO.get("schedule", {}),
         "phases": "abcde",

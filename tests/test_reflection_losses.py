@@ -144,3 +144,17 @@ def test_reflection_terms_train(tiny_scene, tmp_path):
     assert 0 < scalars["loss_reflect_weight"] <= 1 and math.isfinite(scalars["loss_reflect_smooth"])
     off = Trainer(replace(cfg, loss=replace(cfg.loss, reflection=ReflectionLossConfig())), run, tiny_scene, False)
     assert "loss_reflect_weight" not in off.train_step()
+
+
+def test_nero_preset_trains_with_the_reflection_terms(tiny_scene, tmp_path):
+    """The shiny-object preset has both terms on (deferred shading); lumisurf-seg and lumisurf have none."""
+    cfg = preset_config("nero")
+    assert cfg.loss.reflection.anomaly and cfg.loss.reflection.smooth_weight > 0
+    assert cfg.model.shade_at == "surface"
+    for other in ("lumisurf-seg", "lumisurf"):
+        assert not ReflectionWeights.wanted(preset_config(other).loss.reflection)
+    cfg = apply_overrides(cfg, TINY + ["loss.reflection.start=0", "model.nero.occ_points=16"])
+    run = RunDir(tmp_path / "nero")
+    run.prepare_new(cfg, False, False)
+    scalars = Trainer(cfg, run, scene=tiny_scene, progress=False).train_step()
+    assert 0 < scalars["loss_reflect_weight"] <= 1 and math.isfinite(scalars["loss_reflect_smooth"])
