@@ -30,6 +30,8 @@ SHARED = ROOT.parent / "shared" / "data"
 # name -> material.* overrides (what each variant changes from the Stage II defaults)
 VARIANTS: dict[str, list[str]] = {
     "default": [],
+    # issue 35: the light baked at width 0 with Stage I's roughness number as GGX roughness (the warm start before)
+    "sharp": ["init_split=sharp"],
     "nodiel": ["dielectric_weight=0"],
     "scratch": ["init=constant"],
     "stage1": ["init=stage1"],

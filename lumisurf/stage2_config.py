@@ -33,6 +33,12 @@ class MaterialStageConfig:
     # ``light`` do one half; ``constant`` is grey 0.5 everywhere; ``auto`` = stage1 when the run has heads
     init: Literal["auto", "constant", "stage1", "materials", "light"] = "auto"
     init_steps: int = 300  # regression steps of the distillation (batch 4096)
+    # how Stage I's light and lobe width are split between Stage II's light and GGX roughness: ``matched`` bakes
+    # the light at the median Stage I width rho_b (weighted by specular reflectance F0) and gives each point the
+    # GGX roughness that blurs like the rest, rho - rho_b (shading/ide_roughness.py), so Stage II's first render
+    # reproduces Stage I's; ``sharp`` bakes at width 0 (an input the light network never saw in training) and
+    # takes Stage I's number as GGX roughness (before issue 35)
+    init_split: Literal["matched", "sharp"] = "matched"
     env_height: int = 64  # learned lat-long map is env_height x 2*env_height texels
     # ``texels``: one parameter per texel (+ env_levels - 1 coarser levels added to it, coarse to fine);
     # ``mlp``: log radiance = MLP(PE(direction)) read at the texels (shading/envmap_neural.py), a smooth light
