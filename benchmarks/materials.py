@@ -166,8 +166,8 @@ scene = load_scene_normalized_as(mrun.cfg.data, mrun.normalization)
 m = stage2_metrics(root, scene, progress=False)
 env = find_env_file(mrun.cfg.data.path, scene.meta["relight_env_map"])
 split, c = scene.split("relight"), mrun.cfg.material
-m["noise_psnr_train"] = mc_noise_psnr(mrun, split, env, 1, c.light_samples)
-m["noise_psnr_render"] = mc_noise_psnr(mrun, split, env, c.render_spp, c.render_light_samples)
+m["noise_psnr_train"] = mc_noise_psnr(mrun, split, env, 1, c.light_samples, c.stratified)
+m["noise_psnr_render"] = mc_noise_psnr(mrun, split, env, c.render_spp, c.render_light_samples, c.render_stratified)
 (root / "material" / "metrics.json").write_text(json.dumps(m, indent=2))
 """
 

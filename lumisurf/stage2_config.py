@@ -96,3 +96,4 @@ class MaterialStageConfig:
     texture_size: int = 1024
     render_spp: int = 4  # relight / eval renders: rays per pixel (jittered inside the pixel)
     render_light_samples: int = 128
+    render_stratified: bool = True  # Latin-hypercube light directions in relight / eval renders

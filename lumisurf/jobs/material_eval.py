@@ -140,6 +140,7 @@ def relight_views(
             i,
             spp,
             light_samples,
+            strategy=render_strategy(sampler, mrun.cfg.material.render_stratified),
             env_sampler=sampler,
             generator=torch.Generator().manual_seed(1000 + i),
         )
@@ -207,10 +208,13 @@ def preview_strip(mrun, split: Split, cam: int, path: Path) -> None:
     Image.fromarray(to_uint8(torch.cat(tiles, 1))).save(path)
 
 
-def mc_noise_psnr(mrun, split: Split, env_file: Path, spp: int, light_samples: int, cam: int = 0) -> float:
+def mc_noise_psnr(
+    mrun, split: Split, env_file: Path, spp: int, light_samples: int, stratified: bool, cam: int = 0
+) -> float:
     """Monte-Carlo noise of one relit view as a PSNR (sRGB, covered pixels): the view rendered twice with
     independent samples; the noise of one render is the difference / sqrt(2), i.e. PSNR(a, b) + 3.01 dB.
-    Directions are stratified when the fit's ``material.stratified`` is."""
+    ``stratified``: Latin-hypercube directions (the fit's ``material.stratified`` for the training figure,
+    ``render_stratified`` for the renders')."""
     lighting, sampler = relight_lighting(mrun, env_file)
     cams = split.cameras.to(mrun.device)
     renders = [
@@ -222,7 +226,7 @@ def mc_noise_psnr(mrun, split: Split, env_file: Path, spp: int, light_samples: i
             cam,
             spp,
             light_samples,
-            strategy=render_strategy(sampler, mrun.cfg.material.stratified),
+            strategy=render_strategy(sampler, stratified),
             env_sampler=sampler,
             generator=torch.Generator().manual_seed(seed),
         )
