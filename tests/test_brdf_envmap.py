@@ -267,3 +267,16 @@ def test_mis_balance():
     w = brdf.mis_weight_balance(a, b)
     torch.testing.assert_close(w, _t(0.0, 0.5, 0.75, 0.0))
     torch.testing.assert_close((w + brdf.mis_weight_balance(b, a))[1:], torch.ones(3, dtype=F64))
+
+
+def test_ggx_d_is_finite_where_rounding_puts_n_dot_h_above_one():
+    # at roughness 0.02 alpha^2 is ~ float32 epsilon: n.h = 1 + 2^-23 made the denominator exactly 0 (inf * 0
+    # light was a NaN relit pixel); D peaks at 1 / (pi alpha^2) and never above
+    from lumisurf.shading.brdf import ggx_d
+
+    for r in (0.02, 0.025, 0.03):
+        alpha = torch.tensor(r * r)
+        c = torch.tensor([1.0, 1.0 + 2**-23, 1.0 + 2**-22, 1.0 + 3 * 2**-23])
+        d = ggx_d(c, alpha)
+        assert torch.isfinite(d).all()
+        torch.testing.assert_close(d, torch.full_like(d, 1.0 / (math.pi * float(alpha) ** 2)))

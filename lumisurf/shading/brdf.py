@@ -40,10 +40,12 @@ def f0_from(albedo: Tensor, metallic: Tensor, specular: float = 0.5) -> Tensor:
 
 def ggx_d(n_dot_h: Tensor, alpha: Tensor) -> Tensor:
     """GGX / Trowbridge-Reitz normal distribution D(h) (per steradian of h; int D(h) n.h dh = 1);
-    0 for n.h <= 0."""
+    0 for n.h <= 0. n.h is clamped to 1: a unit half vector rounded to n.h = 1 + 1e-7 made the denominator
+    exactly 0 at roughness 0.02 (alpha^2 ~ float32 epsilon), and inf * 0 light a NaN pixel."""
     a2 = alpha * alpha
-    c2 = n_dot_h.clamp_min(0.0) ** 2
-    return torch.where(n_dot_h > 0, a2 / (math.pi * (c2 * (a2 - 1) + 1) ** 2), torch.zeros_like(c2))
+    c2 = n_dot_h.clamp(0.0, 1.0) ** 2
+    denom = (1.0 - c2) + a2 * c2  # = c2 (a2 - 1) + 1, without losing a2 to the rounding of a2 - 1
+    return torch.where(n_dot_h > 0, a2 / (math.pi * denom**2), torch.zeros_like(c2))
 
 
 def smith_g1(n_dot_x: Tensor, alpha: Tensor) -> Tensor:
