@@ -94,6 +94,9 @@ class MaterialStageConfig:
     # solid-angle mean |log L - log L0| of a learned map against the map it started from (Stage I's bake)
     env_tether_weight: float = 0.0
     texture_size: int = 1024
-    render_spp: int = 4  # relight / eval renders: rays per pixel (jittered inside the pixel)
-    render_light_samples: int = 128
+    # relight / eval renders: rays per pixel (a k x k jittered grid when a square) and light directions per ray.
+    # A near-mirror fit's noise is the pixel footprint, not the light: 16 x 4 (stratified) measured 33 dB of
+    # noise where 4 x 128 gave 26 dB, at an eighth of the directions (benchmarks/results/relight_speed_probe.md)
+    render_spp: int = 16
+    render_light_samples: int = 4
     render_stratified: bool = True  # Latin-hypercube light directions in relight / eval renders
