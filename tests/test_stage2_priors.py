@@ -102,7 +102,7 @@ def test_tangent_jitter_stays_in_the_tangent_plane():
     assert math.isclose(float((j * j).sum(-1).mean()), 2 * 0.02**2, rel_tol=0.05)
 
 
-def test_material_with_a_smooth_tethered_light_cli(tmp_path):
+def test_material_with_a_smooth_tethered_light_cli(tmp_path, monkeypatch):
     run = tiny_stage1_run(tmp_path / "run", "nero")
     args = ["material", str(run), "--steps", "3", "--no-progress", "--no-export", "batch_rays=64"]
     args += ["light_samples=8", "grid.implementation=torch", "init_steps=5", "env_height=8", "env_model=mlp"]
@@ -116,6 +116,32 @@ def test_material_with_a_smooth_tethered_light_cli(tmp_path):
     assert isinstance(mrun.lighting.env, NeuralEnvironment)
     saved = torch.load(run / "material" / "material.pt", weights_only=True)["lighting"]
     torch.testing.assert_close(mrun.lighting.env.mlp[-1].bias, saved["env.mlp.4.bias"])
+    assert summary["init"] == "stage1" and summary["init_light_width"] >= 0.0  # the matched split's bake width
+    mrun.cfg.material.relight_indirect = "none"
+    assert _relight_strategies(mrun, tmp_path, monkeypatch) == [True, False]  # relights follow render_stratified
+
+
+def _relight_strategies(mrun, tmp_path, monkeypatch) -> list[bool]:
+    """Whether each relight render of ``relight_views`` got stratified directions, for render_stratified on / off."""
+    import numpy as np
+
+    from lumisurf.data.hdr import write_hdr
+    from lumisurf.data.load import load_scene_normalized_as
+    from lumisurf.jobs import material_eval
+
+    write_hdr(tmp_path / "sky.hdr", np.ones((8, 16, 3), np.float32))
+    seen = []
+
+    def fake_render(*a, strategy=None, **k):
+        seen.append(strategy.stratified)
+        return torch.zeros(2, 2, 3), torch.ones(2, 2)
+
+    monkeypatch.setattr(material_eval, "render_mesh_view", fake_render)
+    split = load_scene_normalized_as(mrun.cfg.data, mrun.normalization).split("train")
+    for flag in (True, False):
+        mrun.cfg.material.render_stratified = flag
+        list(material_eval.relight_views(mrun, split, tmp_path / "sky.hdr", None, 1, 4, max_views=1, progress=False))
+    return seen
 
 
 def test_latin_hypercube_puts_one_point_in_every_row_and_column():
@@ -165,34 +191,3 @@ def test_stratified_environment_draws_keep_the_mean():
     se = float((est[0].var() / n + est[1].var() / n).sqrt())
     assert abs(float(est[0].mean() - est[1].mean())) < 4 * se
     assert float(est[1].std()) < float(est[0].std())
-
-
-def test_matched_warm_start_and_stratified_relight(tmp_path, monkeypatch):
-    """The default warm start (``init_split=matched``) records the Stage I width the light was baked at; relight
-    renders take ``render_stratified`` from the config."""
-    import numpy as np
-
-    from lumisurf.data.hdr import write_hdr
-    from lumisurf.data.load import load_scene_normalized_as
-    from lumisurf.jobs import material_eval
-
-    run = tiny_stage1_run(tmp_path / "run", "nero")
-    args = ["material", str(run), "--steps", "2", "--no-progress", "--no-export", "batch_rays=64", "light_samples=8"]
-    args += ["grid.implementation=torch", "init_steps=5", "env_height=8", "indirect=none", "relight_indirect=none"]
-    assert main(args) == 0
-    summary = json.loads((run / "material" / "summary.json").read_text())
-    assert summary["init"] == "stage1" and summary["init_light_width"] >= 0.0
-    mrun = load_material_run(run)
-    write_hdr(tmp_path / "sky.hdr", np.ones((8, 16, 3), np.float32))
-    seen = []
-
-    def fake_render(*a, strategy=None, **k):
-        seen.append(strategy.stratified)
-        return torch.zeros(2, 2, 3), torch.ones(2, 2)
-
-    monkeypatch.setattr(material_eval, "render_mesh_view", fake_render)
-    split = load_scene_normalized_as(mrun.cfg.data, mrun.normalization).split("train")
-    for flag in (True, False):
-        mrun.cfg.material.render_stratified = flag
-        list(material_eval.relight_views(mrun, split, tmp_path / "sky.hdr", None, 1, 4, max_views=1, progress=False))
-    assert seen == [True, False]
