@@ -191,3 +191,21 @@ def test_stratified_environment_draws_keep_the_mean():
     se = float((est[0].var() / n + est[1].var() / n).sqrt())
     assert abs(float(est[0].mean() - est[1].mean())) < 4 * se
     assert float(est[1].std()) < float(est[0].std())
+
+
+def test_relight_scores_align_the_shown_render():
+    """A render at half the GT's linear level aligns to it exactly; one highlight at 20x white (the GT shows
+    1.0 there) no longer drags the scale down: the render is clipped to [0, 1] before the fit."""
+    from lumisurf.data.color_space import linear_to_srgb
+    from lumisurf.jobs.material_eval import relight_view_scores
+
+    lin = torch.linspace(0.05, 0.45, 16 * 16 * 3).reshape(16, 16, 3)
+    gt, ones = linear_to_srgb(lin), torch.ones(16, 16)
+    half = relight_view_scores(lin / 2, ones, gt, ones[..., None], 1.0)
+    assert half["relight_psnr"] < 20.0 and half["relight_psnr_scaled"] > 60.0
+    hot = lin.clone()
+    hot[0, 0] = 20.0
+    gt_hot = gt.clone()
+    gt_hot[0, 0] = 1.0
+    s = relight_view_scores(hot, ones, gt_hot, ones[..., None], 1.0)
+    assert s["relight_psnr"] > 60.0 and s["relight_psnr_scaled"] > 60.0  # unclipped, the fit scaled by ~0.1
