@@ -110,9 +110,12 @@ def _run(cmd: list[str], log: Path) -> None:
         raise RuntimeError(f"{cmd[3]} failed (rc {rc}); see {log}")
 
 
-def stage1(scene: Path, preset: str, seed: int, minutes: float, root: Path) -> tuple[Path, dict]:
-    """Train + extract + eval the Stage I run once; returns its folder and test metrics."""
-    run = root / f"{scene.name}-{preset}-s{seed}"
+def stage1(
+    scene: Path, preset: str, seed: int, minutes: float, root: Path, overrides: list[str], tag: str = ""
+) -> tuple[Path, dict]:
+    """Train + extract + eval the Stage I run once (``overrides``: KEY=VALUE on the preset; ``tag`` names the
+    run folder apart); returns its folder and test metrics."""
+    run = root / f"{scene.name}-{preset}{tag}-s{seed}"
     log = root / f"{run.name}.log"
     root.mkdir(parents=True, exist_ok=True)
     if not (run / "ckpt" / "last.pt").exists():
@@ -131,6 +134,7 @@ def stage1(scene: Path, preset: str, seed: int, minutes: float, root: Path) -> t
                 str(run),
                 "--force",
                 "--no-progress",
+                *overrides,
             ),
             log,
         )
@@ -219,8 +223,9 @@ def write_results(rows: list[dict], name: str, args) -> Path:
     lines = [
         f"# Materials benchmark `{name}`",
         "",
-        f"Stage I `{args.preset}` {args.stage1_minutes} min, Stage II {args.stage2_minutes} min, one process at "
-        f"a time on this machine; errors over the first {args.eval_views or 'all'} test and relight views. "
+        f"Stage I `{' '.join([args.preset, *args.stage1_set])}` {args.stage1_minutes} min, "
+        f"Stage II {args.stage2_minutes} min, one process at a time on this machine; "
+        f"errors over the first {args.eval_views or 'all'} test and relight views. "
         "Relight PSNR: sRGB over the background, raw and after a per-channel "
         "least-squares scale of the linear render (`_scaled`). Albedo PSNR linear, raw and scale-aligned. "
         "MAE over pixels where both GT and mesh are hit. Noise: PSNR of one relit view against an "
@@ -257,6 +262,10 @@ def main(argv=None) -> int:
     p.add_argument("--scenes", nargs="+", default=["glossy_bunny", "glossy_spot", "two_materials"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--preset", default="nero")
+    p.add_argument(
+        "--stage1-set", nargs="*", default=[], help="Stage I overrides KEY=VALUE (e.g. model.nero.ide_bands=octave)"
+    )
+    p.add_argument("--stage1-tag", default="", help="suffix of the Stage I run folder (runs with --stage1-set)")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--stage1-minutes", type=float, default=5.0)
     p.add_argument("--stage2-minutes", type=float, default=3.0)
@@ -270,7 +279,9 @@ def main(argv=None) -> int:
         if not scene.is_dir():
             raise SystemExit(f"materials: no dataset at {scene}")
         for seed in args.seeds:
-            run, m1 = stage1(scene, args.preset, seed, args.stage1_minutes, args.runs_root)
+            run, m1 = stage1(
+                scene, args.preset, seed, args.stage1_minutes, args.runs_root, args.stage1_set, args.stage1_tag
+            )
             for v in args.variants:
                 print(f"[materials] {scene.name} s{seed} {v}", flush=True)
                 row = stage2(run, v, VARIANTS[v], args.stage2_minutes, args.eval_views)

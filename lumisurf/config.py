@@ -118,6 +118,9 @@ class NeroConfig:
     layers: int = 4  # linear layers per MLP (material heads, lights, occlusion)
     weight_norm: bool = True
     ide_degree: int = 5  # SH bands of the integrated directional encoding (<= 5)
+    # which bands: ``dense`` l = 0..ide_degree-1; ``octave`` l = 1, 2, 4, .., 2^(ide_degree-1) (Ref-NeRF, NeRO:
+    # up to l = 16, so the lobe width resolves near-mirrors; encodings/ide.py)
+    ide_bands: Literal["dense", "octave"] = "dense"
     pos_freqs: int = 8  # frequency octaves of the position (indirect light, occlusion MLP)
     dir_freqs: int = 6  # frequency octaves of the reflected direction (occlusion MLP)
     light_exp_max: float = 0.0  # lights = exp(min(x, light_exp_max)); NeRO Stage I: 0 (lights <= 1)

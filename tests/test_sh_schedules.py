@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lumisurf.encodings import HashGrid, HashGridConfig
-from lumisurf.encodings.spherical_harmonics import SHEncoding, sh_basis, sh_orthonormality_error
+from lumisurf.encodings.spherical_harmonics import SHEncoding, sh_bands, sh_basis, sh_orthonormality_error
 from lumisurf.losses.regularizers import grid_tv_loss
 from lumisurf.train.schedules import CosAnnealSchedule, FDStepSchedule, LevelSchedule, WarmupCosineLR
 
@@ -36,6 +36,37 @@ def test_sh_orthonormal_by_quadrature():
     y = sh_basis(d, 5)  # [N, 25] float64
     gram = y.T @ (w[:, None] * y)
     assert torch.allclose(gram, torch.eye(25, dtype=torch.float64), atol=1e-12)
+
+
+def test_sh_bands_equal_the_hand_written_basis_and_are_orthonormal_to_band_16():
+    g = torch.Generator().manual_seed(0)
+    d = torch.nn.functional.normalize(torch.randn(50, 3, generator=g, dtype=torch.float64), dim=-1)
+    assert torch.allclose(sh_bands(d, (0, 1, 2, 3, 4)), sh_basis(d, 5), atol=1e-13)
+    assert torch.allclose(sh_bands(d, (2, 0)), torch.cat([sh_basis(d, 3)[:, 4:], sh_basis(d, 1)], -1), atol=1e-13)
+    # Gauss-Legendre in z (20 nodes: exact to degree 39) x 40 azimuths: exact for bands up to 16 (products <= 32)
+    z, wz = np.polynomial.legendre.leggauss(20)
+    phi = np.arange(40) * (2 * np.pi / 40)
+    zz, pp = np.meshgrid(z, phi, indexing="ij")
+    s = np.sqrt(1 - zz**2)
+    q = torch.tensor(np.stack([s * np.cos(pp), s * np.sin(pp), zz], -1).reshape(-1, 3))
+    w = torch.tensor(np.repeat(wz, 40) * (2 * np.pi / 40))
+    y = sh_bands(q, (1, 2, 4, 8, 16))  # [N, 67]
+    assert y.shape[1] == 3 + 5 + 9 + 17 + 33
+    assert torch.allclose(y.T @ (w[:, None] * y), torch.eye(67, dtype=torch.float64), atol=1e-10)
+    # float32 input: the Legendre part runs in float64, so band 16 keeps ~6 digits
+    assert (sh_bands(q.float(), (16,)).double() - y[:, -33:]).abs().max() < 1e-5
+    # Y_16,0 at the pole is sqrt(33 / (4 pi)) (P_l(1) = 1)
+    pole = sh_bands(torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64), (16,))
+    assert math.isclose(float(pole[0, 16]), math.sqrt(33 / (4 * math.pi)), rel_tol=1e-9)
+    with pytest.raises(ValueError):
+        sh_bands(q, ())
+
+
+def test_sh_bands_gradcheck():
+    g = torch.Generator().manual_seed(1)
+    d = torch.nn.functional.normalize(torch.randn(4, 3, generator=g, dtype=torch.float64), dim=-1)
+    d = torch.cat([d, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)]).requires_grad_(True)  # z = 1, x = y = 0
+    assert torch.autograd.gradcheck(lambda v: sh_bands(v, (1, 8)), (d,))
 
 
 def test_sh_shapes_and_hand_values():

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from lumisurf.encodings.ide import band_of_coefficients, integrated_directional_encoding
-from lumisurf.encodings.spherical_harmonics import sh_basis
+from lumisurf.encodings.ide import IDEncoding, band_of_coefficients, ide_band_list, integrated_directional_encoding
+from lumisurf.encodings.spherical_harmonics import sh_bands, sh_basis
 from lumisurf.shading.split_sum import compute_lut, hammersley, integrate_brdf, sample_lut
 
 
@@ -56,3 +56,19 @@ def test_ide_limits_and_shapes():
     assert l.tolist() == [0, 1, 1, 1, 2, 2, 2, 2, 2]
     mid = integrated_directional_encoding(d, torch.full((10, 1), 0.1), 3)
     assert torch.allclose(mid[:, 4:], sh_basis(d, 3)[:, 4:] * math.exp(-0.3))
+
+
+def test_ide_octave_bands_reach_band_16():
+    """NeRO / Ref-NeRF bands 1, 2, 4, 8, 16: band 16 scaled exp(-136 rho); no constant band."""
+    d = torch.nn.functional.normalize(torch.randn(6, 3, dtype=torch.float64), dim=-1)
+    assert band_of_coefficients(3, "octave").tolist() == [1.0] * 3 + [2.0] * 5 + [4.0] * 9
+    enc = IDEncoding(5, "octave")
+    assert enc.output_dim == 67
+    sharp = enc(d, torch.zeros(6, 1, dtype=torch.float64))
+    assert torch.allclose(sharp, sh_bands(d, (1, 2, 4, 8, 16)))
+    rho = 0.005
+    blurred = enc(d, torch.full((6, 1), rho, dtype=torch.float64))
+    assert torch.allclose(blurred[:, -33:], sharp[:, -33:] * math.exp(-136 * rho))
+    assert torch.allclose(blurred[:, :3], sharp[:, :3] * math.exp(-rho))
+    with pytest.raises(ValueError):
+        ide_band_list(3, "sparse")

@@ -1,4 +1,5 @@
-"""Real spherical harmonics of unit directions (degree 1..5 -> 1, 4, 9, 16, 25 coefficients).
+"""Real spherical harmonics of unit directions: ``sh_basis`` (degree 1..5 -> 1, 4, 9, 16, 25 coefficients,
+hand-written) and ``sh_bands`` (any list of bands l, e.g. Ref-NeRF's 1, 2, 4, 8, 16).
 
 Convention: the orthonormal real SH basis Y_lm (Condon-Shortley phase folded in as in
 instant-ngp / Ref-NeRF), ordered by degree l then m = -l..l. Directions are unit vectors [..., 3].
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -92,3 +94,57 @@ def sh_orthonormality_error(degree: int, n: int = 200_000, seed: int = 0) -> flo
     y = sh_basis(d, degree)
     gram = (y.T @ y) * (4 * math.pi / n)
     return float((gram - torch.eye(degree * degree, dtype=torch.float64)).abs().max())
+
+
+def _legendre_columns(bands: tuple[int, ...]) -> tuple[np.ndarray, list[int], list[bool]]:
+    """Polynomial coefficients in z of each output column's normalised associated Legendre part.
+
+    Column (l, m) of ``sh_bands`` is poly_lm(z) * Re / Im (x + i y)^|m| (Im for m < 0): with
+    (x + i y)^|m| = sin(theta)^|m| e^(i |m| phi) the sin^|m| factor of P_l^|m| is carried by the complex
+    power, so poly_lm is a plain polynomial (sqrt 2 K_l|m| P_l^|m| / sin^|m|, Condon-Shortley phase).
+    Returns coef [l_max + 1, n_columns] (float64, powers of z by row), |m| and Im flags per column.
+    """
+    l_max = max(bands)
+    P = np.polynomial.polynomial
+    norm: dict[tuple[int, int], np.ndarray] = {}
+    pmm = np.array([1.0 / math.sqrt(4.0 * math.pi)])
+    for m in range(l_max + 1):
+        if m > 0:
+            pmm = -math.sqrt((2 * m + 1) / (2 * m)) * pmm
+        norm[(m, m)] = pmm
+        if m < l_max:
+            norm[(m + 1, m)] = math.sqrt(2 * m + 3) * P.polymulx(pmm)
+        for l in range(m + 2, l_max + 1):
+            a = math.sqrt((4 * l * l - 1) / (l * l - m * m))
+            b = math.sqrt(((l - 1) ** 2 - m * m) / (4 * (l - 1) ** 2 - 1))
+            norm[(l, m)] = a * P.polysub(P.polymulx(norm[(l - 1, m)]), b * norm[(l - 2, m)])
+    cols, ms, ims = [], [], []
+    for l in bands:
+        for m in range(-l, l + 1):
+            c = np.zeros(l_max + 1)
+            poly = norm[(l, abs(m))] * (math.sqrt(2.0) if m else 1.0)
+            c[: len(poly)] = poly
+            cols.append(c)
+            ms.append(abs(m))
+            ims.append(m < 0)
+    return np.stack(cols, 1), ms, ims
+
+
+def sh_bands(d: Tensor, bands: tuple[int, ...]) -> Tensor:
+    """Real SH of unit directions d [..., 3] for the bands ``bands`` (each l >= 0, m = -l..l per band, in the
+    order given) -> [..., sum(2 l + 1)]; equal to ``sh_basis`` on bands 0..4. One matmul over powers of z."""
+    if not bands or min(bands) < 0:
+        raise ValueError(f"SH bands must be a non-empty list of l >= 0, got {bands}")
+    coef, ms, ims = _legendre_columns(tuple(bands))
+    l_max = coef.shape[0] - 1
+    x, y, z = d.unbind(-1)
+    z = z.double()  # the Legendre polynomials cancel: float32 powers of z lose 0.4 % at l = 16
+    zp, re, im = [torch.ones_like(z)], [torch.ones_like(x)], [torch.zeros_like(x)]
+    for _ in range(l_max):  # products, not pow: pow's backward is NaN at z = 0 for exponent 0
+        zp.append(zp[-1] * z)
+        re, im = re + [re[-1] * x - im[-1] * y], im + [re[-1] * y + im[-1] * x]
+    legendre = (torch.stack(zp, -1) @ torch.as_tensor(coef, device=d.device)).to(d.dtype)  # [..., n_cols]
+    idx = torch.as_tensor(ms, device=d.device)
+    use_im = torch.as_tensor(ims, device=d.device)
+    trig = torch.where(use_im, torch.stack(im, -1)[..., idx], torch.stack(re, -1)[..., idx])  # [..., n_cols]
+    return legendre * trig

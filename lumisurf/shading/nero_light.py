@@ -93,7 +93,7 @@ class NeroLights(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.exp_max = cfg.light_exp_max
-        self.ide = IDEncoding(cfg.ide_degree)
+        self.ide = IDEncoding(cfg.ide_degree, cfg.ide_bands)
         self.pos_enc = FrequencyEncoding(3, cfg.pos_freqs)
         self.dir_enc = FrequencyEncoding(3, cfg.dir_freqs)
         d_ide, d_pos = self.ide.output_dim, self.pos_enc.output_dim
