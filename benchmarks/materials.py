@@ -70,6 +70,7 @@ VARIANTS: dict[str, list[str]] = {
     "tangent": ["init=stage1", "smooth_tangent=true"],
     "saturation": ["init=stage1", "saturation_weight=1.0"],
     "diel_albedo": ["init=stage1", "dielectric_albedo_weight=0.05"],
+    "diel_albedo_gated": ["init=stage1", "dielectric_albedo_weight=0.05", "dielectric_albedo_gate=stage1"],
     "stratified": ["init=stage1", "stratified=true"],
     "strat_mlp_tether": [
         "init=stage1",

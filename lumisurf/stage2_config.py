@@ -83,6 +83,9 @@ class MaterialStageConfig:
     # mean m (1 - max albedo): dielectric only where the albedo is dark, the case a metal cannot tell apart; a
     # bright coloured metal (gold) keeps its metallic
     dielectric_albedo_weight: float = 0.0
+    # ``stage1``: that prior acts only where Stage I's metallic is below 0.5 (a mirror sphere whose fitted albedo
+    # is dark is a metal Stage I already found); ``off``: everywhere
+    dielectric_albedo_gate: Literal["off", "stage1"] = "off"
     # NeRO's early guard: metallic and roughness (on [0, 1]) pushed back inside [margin, 1 - margin] by a hinge
     # until progress ``saturation_until``, so the sigmoids do not saturate before the light is right
     saturation_weight: float = 0.0

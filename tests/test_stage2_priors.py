@@ -92,6 +92,13 @@ def test_dielectric_prior_weighted_by_albedo_spares_bright_metal():
     out["dielectric_albedo"].backward()
     assert albedo.grad is None  # the albedo is not brightened to escape the prior
     torch.testing.assert_close(metallic.grad, torch.tensor([[0.0], [0.45]]))
+    # gated by Stage I: the dark metal that Stage I called metal (0.9) is left alone, the other one is pushed
+    gated = MaterialStageConfig(dielectric_albedo_weight=1.0, dielectric_albedo_gate="stage1")
+    mat = {"albedo": albedo.detach(), "metallic": metallic.detach(), "roughness": torch.full((2, 1), 0.5)}
+    out = material_priors(mat, gated, stage1_metallic=torch.tensor([0.2, 0.9]))
+    assert math.isclose(float(out["dielectric_albedo"]), 0.0, abs_tol=1e-7)
+    out = material_priors(mat, gated, stage1_metallic=torch.tensor([0.9, 0.2]))
+    assert math.isclose(float(out["dielectric_albedo"]), 0.9 / 2, rel_tol=1e-5)
 
 
 def test_tangent_jitter_stays_in_the_tangent_plane():

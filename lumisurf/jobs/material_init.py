@@ -94,6 +94,7 @@ def warm_start(
         return hits, info
     model = load_run(root, str(device)).model
     mats = stage1_vertex_materials(model.vertex_shading(hits.points.detach().cpu().numpy(), None))
+    hits = replace(hits, stage1_metallic=torch.as_tensor(mats["metallic"], dtype=torch.float32, device=device))
     if "material_id" in mats:
         hits = replace(hits, segment=torch.as_tensor(mats["material_id"], dtype=torch.int64, device=device))
         info["segments"] = int(hits.segment.max()) + 1

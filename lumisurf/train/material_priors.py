@@ -69,18 +69,26 @@ def saturation_hinge(values: Tensor, margin: float) -> Tensor:
 
 
 def material_priors(
-    mat: dict[str, Tensor], cfg, segment: Tensor | None = None, progress: float = 0.0
+    mat: dict[str, Tensor],
+    cfg,
+    segment: Tensor | None = None,
+    progress: float = 0.0,
+    stage1_metallic: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Weighted prior losses on one batch of materials (keys of MaterialField's output).
 
     ``metallic_binary``: mean m (1 - m) (zero at m = 0 and m = 1); ``dielectric``: mean m (a dark metal and a
     dark dielectric look alike: F0 = albedo m + 0.04 (1 - m)); ``dielectric_albedo``: mean m (1 - max albedo)
-    with the albedo held fixed (dark metal only); ``saturation``: the hinge of metallic and roughness (rescaled
-    from [cfg.roughness_min, 1] to [0, 1]) while ``progress`` < ``saturation_until``; ``segment``: metallic and
-    roughness spread around their segment's batch mean (only with per-pixel segment ids)."""
+    with the albedo held fixed (dark metal only), with ``dielectric_albedo_gate=stage1`` only where Stage I's
+    metallic ``stage1_metallic`` [B] is below 0.5 (a metal Stage I found is left alone); ``saturation``: the
+    hinge of metallic and roughness (rescaled from [cfg.roughness_min, 1] to [0, 1]) while ``progress`` <
+    ``saturation_until``; ``segment``: metallic and roughness spread around their segment's batch mean (only
+    with per-pixel segment ids)."""
     out: dict[str, Tensor] = {}
     if cfg.dielectric_albedo_weight > 0:
         dark = 1.0 - mat["albedo"].detach().amax(-1, keepdim=True)  # [B, 1]
+        if cfg.dielectric_albedo_gate == "stage1" and stage1_metallic is not None:
+            dark = dark * (stage1_metallic < 0.5).to(dark)[:, None]
         out["dielectric_albedo"] = cfg.dielectric_albedo_weight * (mat["metallic"] * dark).mean()
     if cfg.saturation_weight > 0 and progress < cfg.saturation_until:
         r01 = (mat["roughness"] - cfg.roughness_min) / (1.0 - cfg.roughness_min)

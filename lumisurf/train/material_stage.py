@@ -41,6 +41,7 @@ class SurfaceHits:
     wo: Tensor  # [M, 3] unit, surface -> camera
     rgb: Tensor  # [M, 3] target sRGB (straight color)
     segment: Tensor | None = None  # [M] int64 material segment of each hit (segmented Stage I runs)
+    stage1_metallic: Tensor | None = None  # [M] Stage I's metallic at each hit (runs with material heads)
 
     def __len__(self) -> int:
         return self.points.shape[0]
@@ -195,8 +196,12 @@ class MaterialTrainer(TrainingLoop):
             loss = loss + cfg.smooth_weight * loss_s
             scalars["loss_smooth"] = loss_s.item()
         segment = None if hits.segment is None else hits.segment[idx]
+        metal1 = None if hits.stage1_metallic is None else hits.stage1_metallic[idx]
         progress = self.clock.progress(self.step, self.elapsed)
-        priors = {**material_priors(mat, cfg, segment, progress), **env_priors(self.lighting.env, cfg, self.env_anchor)}
+        priors = {
+            **material_priors(mat, cfg, segment, progress, metal1),
+            **env_priors(self.lighting.env, cfg, self.env_anchor),
+        }
         for name, term in priors.items():
             loss = loss + term
             scalars[f"loss_{name}"] = term.item()
