@@ -53,6 +53,15 @@ def dielectric_metallic_mae(row: dict, materials: list[dict]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def stage1_tag(run: Path) -> str:
+    """`` [-octave]`` for a Stage I run ``<scene>-<preset>-octave-s<seed>`` trained with ``--stage1-tag``: a
+    variant on another Stage I is a row group of its own ("" for the plain preset)."""
+    cfg = load_config(run / "config.yaml")
+    middle = run.name[len(Path(cfg.data.path).name) + 1 : run.name.rindex("-s")]  # <preset><tag>
+    tag = middle[len(cfg.preset) :].lstrip("-") if middle.startswith(str(cfg.preset)) else middle
+    return f" [{tag}]" if tag else ""
+
+
 def collect(root: Path, rescore: bool) -> list[dict]:
     rows = []
     for row_file in sorted(root.glob("*/stage2/*/row.json")):
@@ -65,7 +74,8 @@ def collect(root: Path, rescore: bool) -> list[dict]:
             row.update({k: v for k, v in rescore_run(variant_dir).items() if k.startswith("relight_")})
         mats = gt_materials(run)
         row["dielectric_metallic_mae"] = dielectric_metallic_mae(row, mats)
-        rows.append({"stage1": run.name, "variant": variant_dir.name, "gt": describe(mats), **row})
+        name = variant_dir.name + stage1_tag(run)
+        rows.append({"stage1": run.name, "variant": name, "gt": describe(mats), **row})
     return rows
 
 
