@@ -32,9 +32,9 @@ COLUMNS = [
 ]
 
 
-def gt_materials(run: Path) -> list[dict]:
-    """The ``materials`` list of the dataset's meta.json ([] when the dataset does not say)."""
-    meta = Path(load_config(run / "config.yaml").data.path) / "meta.json"
+def gt_materials(cfg) -> list[dict]:
+    """The ``materials`` list of the run's dataset's meta.json ([] when the dataset does not say)."""
+    meta = Path(cfg.data.path) / "meta.json"
     return json.loads(meta.read_text()).get("materials", []) if meta.exists() else []
 
 
@@ -53,10 +53,9 @@ def dielectric_metallic_mae(row: dict, materials: list[dict]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def stage1_tag(run: Path) -> str:
-    """`` [-octave]`` for a Stage I run ``<scene>-<preset>-octave-s<seed>`` trained with ``--stage1-tag``: a
+def stage1_tag(run: Path, cfg) -> str:
+    """`` [octave]`` for a Stage I run ``<scene>-<preset>-octave-s<seed>`` trained with ``--stage1-tag``: a
     variant on another Stage I is a row group of its own ("" for the plain preset)."""
-    cfg = load_config(run / "config.yaml")
     middle = run.name[len(Path(cfg.data.path).name) + 1 : run.name.rindex("-s")]  # <preset><tag>
     tag = middle[len(cfg.preset) :].lstrip("-") if middle.startswith(str(cfg.preset)) else middle
     return f" [{tag}]" if tag else ""
@@ -72,9 +71,10 @@ def collect(root: Path, rescore: bool) -> list[dict]:
             from relight_rescore import rescore as rescore_run  # benchmarks/ sibling; imports lumisurf
 
             row.update({k: v for k, v in rescore_run(variant_dir).items() if k.startswith("relight_")})
-        mats = gt_materials(run)
+        cfg = load_config(run / "config.yaml")
+        mats = gt_materials(cfg)
         row["dielectric_metallic_mae"] = dielectric_metallic_mae(row, mats)
-        name = variant_dir.name + stage1_tag(run)
+        name = variant_dir.name + stage1_tag(run, cfg)
         rows.append({"stage1": run.name, "variant": name, "gt": describe(mats), **row})
     return rows
 

@@ -8,6 +8,7 @@ instant-ngp / Ref-NeRF), ordered by degree l then m = -l..l. Directions are unit
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -96,6 +97,7 @@ def sh_orthonormality_error(degree: int, n: int = 200_000, seed: int = 0) -> flo
     return float((gram - torch.eye(degree * degree, dtype=torch.float64)).abs().max())
 
 
+@lru_cache(maxsize=16)  # sh_bands runs every training step (the IDE): build the polynomials once per band set
 def _legendre_columns(bands: tuple[int, ...]) -> tuple[np.ndarray, list[int], list[bool]]:
     """Polynomial coefficients in z of each output column's normalised associated Legendre part.
 
